@@ -1,0 +1,705 @@
+"""The core: sans-I/O processors, stages, operators and the one fused driver.
+
+Every text operator is a small synchronous state machine (a *processor*):
+``feed(item) -> list[out]``, ``close() -> list[out]`` at the end of input, and
+a ``done`` flag meaning "I will accept nothing more, stop pulling upstream".
+No asyncio, no clocks, no I/O: the same processor runs over sync and async
+streams and is testable on its own.
+
+A pipeline is a tuple of *stages*. Consecutive processor stages are *fused*:
+one loop (one generator) drives the whole group, instead of one generator per
+stage. *Shell* stages (timeouts, cancellation: things about time and control
+flow) wrap the iterator of the stages before them. The outermost group records
+the stop reason, the released text and the start/end events in the stream's
+:class:`~streamops.StreamReport`.
+
+This module imports no operator and no provider. Integrations plug in through
+two registries: *lenses* (how to read and rebuild provider chunk objects) and
+*source adapters* (e.g. aiostream streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
+
+from ._errors import ChunkTypeError, StreamOpsError
+from ._report import EventCallback, StopReason, StreamReport
+
+__all__ = (
+    "AsyncStream",
+    "Lens",
+    "Operator",
+    "Processor",
+    "ProcessorStage",
+    "ShellStage",
+    "Stage",
+    "SyncStream",
+    "identity",
+    "register_lens",
+)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+T = TypeVar("T")
+C = TypeVar("C")
+In_contra = TypeVar("In_contra", contravariant=True)
+Out_co = TypeVar("Out_co", covariant=True)
+
+
+@runtime_checkable
+class Processor(Protocol[In_contra, Out_co]):
+    """A sans-I/O stream transformer: the logic of one operator for one stream.
+
+    ``feed`` takes one item and returns what can be released now (possibly
+    nothing); ``close`` is called once at the end of input and returns what was
+    held back. ``done`` becomes true when the processor will take no more input
+    (the driver then stops pulling and closes the upstream). A processor that
+    is done may still be closed, and must return ``[]`` from ``feed`` after.
+    """
+
+    @property
+    def done(self) -> bool:
+        """True when no more input is wanted."""
+        ...
+
+    def feed(self, item: In_contra, /) -> list[Out_co]:
+        """Take one item; return the items that can be released now."""
+        ...
+
+    def close(self) -> list[Out_co]:
+        """Signal end of input; return whatever was still held back."""
+        ...
+
+
+class _Identity:
+    """Pass every item through unchanged (the unit of composition)."""
+
+    __slots__ = ()
+    done = False
+
+    def feed(self, item: Any, /) -> list[Any]:
+        return [item]
+
+    def close(self) -> list[Any]:
+        return []
+
+
+# --------------------------------------------------------------------------
+# stages
+# --------------------------------------------------------------------------
+
+
+class Stage:
+    """One step of a pipeline. Subclassed by :class:`ProcessorStage` and :class:`ShellStage`."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class ProcessorStage(Stage):
+    """A stage whose logic is a :class:`Processor`, created fresh per stream.
+
+    ``accepts`` is the chunk type the processor needs (``str`` for text
+    operators; ``None`` for anything): items of another type are routed through
+    a registered :class:`Lens` or rejected with :class:`ChunkTypeError`.
+    ``produces`` is ``str`` when the output is text (so it counts as released
+    text and can be put back into provider chunks).
+    """
+
+    __slots__ = ("accepts", "factory", "produces")
+
+    def __init__(
+        self,
+        name: str,
+        factory: Callable[[StreamReport], Processor[Any, Any]],
+        *,
+        accepts: type | None = str,
+        produces: type | None = str,
+    ) -> None:
+        super().__init__(name)
+        self.factory = factory
+        self.accepts = accepts
+        self.produces = produces
+
+
+class ShellStage(Stage):
+    """A stage about time or control flow that wraps the iterator before it.
+
+    Subclasses implement :meth:`wrap_async` (and :meth:`wrap_sync` when they can
+    work on sync streams). A shell must close the iterator it wraps whenever it
+    stops early, fails or is cancelled.
+    """
+
+    __slots__ = ()
+
+    def wrap_async(self, source: AsyncIterator[Any], report: StreamReport) -> AsyncIterator[Any]:
+        """Return an async iterator over ``source`` with this stage applied."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def wrap_sync(self, source: Iterator[Any], report: StreamReport) -> Iterator[Any]:
+        """Return a sync iterator over ``source``; by default sync is refused."""
+        raise TypeError(
+            f"{self.name} works on async streams only; pass an async iterable"
+        )
+
+
+# --------------------------------------------------------------------------
+# lenses: reading and rebuilding provider chunk objects
+# --------------------------------------------------------------------------
+
+
+class Lens(Protocol):
+    """Per-stream adapter between chunk objects and the text operators see.
+
+    ``unwrap`` extracts the text of one chunk; ``wrap`` rebuilds the outgoing
+    chunks for one incoming chunk from the text released while feeding it;
+    ``finish`` returns the final chunks given the text released at the end.
+    """
+
+    def unwrap(self, chunk: Any, /) -> str:
+        """Return the text carried by ``chunk`` (``""`` if none)."""
+        ...
+
+    def wrap(self, chunk: Any, texts: list[str], /) -> list[Any]:
+        """Return the chunks to emit for ``chunk`` given the released texts."""
+        ...
+
+    def finish(self, texts: list[str], /) -> list[Any]:
+        """Return the chunks to emit at the end, given the text released then."""
+        ...
+
+
+LensFactory = Callable[[Any], "Lens | None"]
+_LENSES: list[LensFactory] = []
+
+
+def register_lens(factory: LensFactory) -> None:
+    """Register a lens factory: called with the first non-text chunk of a stream.
+
+    It returns a fresh :class:`Lens` for that stream when it recognises the
+    chunk, else ``None``. Later registrations are tried first.
+    """
+    _LENSES.insert(0, factory)
+
+
+def _find_lens(chunk: Any) -> Lens | None:
+    for factory in _LENSES:
+        lens = factory(chunk)
+        if lens is not None:
+            return lens
+    return None
+
+
+SourceAdapter = Callable[["Operator[Any, Any]", Any, dict[str, Any]], Any]
+_SOURCE_ADAPTERS: list[tuple[Callable[[Any], bool], SourceAdapter]] = []
+
+
+def register_source_adapter(match: Callable[[Any], bool], adapter: SourceAdapter) -> None:
+    """Let an integration handle sources it recognises (e.g. aiostream streams)."""
+    _SOURCE_ADAPTERS.append((match, adapter))
+
+
+# --------------------------------------------------------------------------
+# the fused chain: shared by the sync and the async loop
+# --------------------------------------------------------------------------
+
+
+class _Chain:
+    """The per-stream state of one fused group of processors."""
+
+    __slots__ = (
+        "accepts",
+        "first",
+        "halted",
+        "index",
+        "last",
+        "lens",
+        "names",
+        "procs",
+        "text_out",
+        "report",
+    )
+
+    def __init__(
+        self,
+        stages: list[ProcessorStage],
+        report: StreamReport,
+        *,
+        first: bool,
+        last: bool,
+    ) -> None:
+        self.procs: list[Processor[Any, Any]] = [st.factory(report) for st in stages]
+        self.names = [st.name for st in stages]
+        self.accepts = stages[0].accepts if stages else None
+        self.report = report
+        self.first = first
+        self.last = last
+        self.lens: Lens | None = None
+        self.index = -1
+        self.halted = False
+        self.text_out = bool(stages) and stages[-1].produces is str
+
+    def push(self, item: Any) -> list[Any]:
+        """Run one upstream item through the chain; return what is released."""
+        self.index += 1
+        lens = self.lens
+        if lens is None and self.accepts is not None and not isinstance(item, self.accepts):
+            lens = self.lens = self._pick_lens(item)
+        if lens is not None:
+            texts = self._feed(lens.unwrap(item))
+            self._record(texts)
+            return lens.wrap(item, texts)
+        out = self._feed(item)
+        self._record(out)
+        return out
+
+    def finish(self) -> list[Any]:
+        """Flush every processor at the end of input (or after a halt)."""
+        out: list[Any] = [] if self.halted else self._drain(0, [])
+        self._record(out)
+        if self.lens is not None:
+            return self.lens.finish(out)
+        return out
+
+    def _record(self, out: list[Any]) -> None:
+        if self.last and out:
+            report = self.report
+            report.chunks_out += len(out)
+            if self.text_out or self.lens is not None or type(out[0]) is str:
+                report.record_released(out)
+
+    def _pick_lens(self, item: Any) -> Lens:
+        lens = _find_lens(item)
+        if lens is None:
+            raise ChunkTypeError(
+                self.index,
+                item,
+                "str",
+                "register a lens with streamops.register_lens() for this chunk type",
+            )
+        return lens
+
+    def _feed(self, item: Any) -> list[Any]:
+        out: list[Any] = [item]
+        procs = self.procs
+        for i, proc in enumerate(procs):
+            if len(out) == 1:
+                out = proc.feed(out[0])
+            else:
+                acc: list[Any] = []
+                for x in out:
+                    acc += proc.feed(x)
+                    if proc.done:
+                        break
+                out = acc
+            if proc.done:
+                self.halted = True
+                return self._drain(i + 1, out + proc.close())
+            if not out:
+                return out
+        return out
+
+    def _drain(self, start: int, items: list[Any]) -> list[Any]:
+        """Feed ``items`` to processors from ``start`` on, closing each in turn."""
+        procs = self.procs
+        for i in range(start, len(procs)):
+            proc = procs[i]
+            acc: list[Any] = []
+            for x in items:
+                if proc.done:
+                    break
+                acc += proc.feed(x)
+            acc += proc.close()
+            if proc.done:
+                self.halted = True
+            items = acc
+        return items
+
+
+# --------------------------------------------------------------------------
+# the loops
+# --------------------------------------------------------------------------
+
+
+def _on_error(report: StreamReport, exc: BaseException) -> None:
+    if isinstance(exc, asyncio.CancelledError):
+        report.stop(StopReason.CANCELLED)
+        return
+    if isinstance(exc, GeneratorExit):
+        report.stop(StopReason.CLOSED)
+        return
+    report.error = exc
+    report.stop(StopReason.ERROR, type(exc).__name__)
+    if isinstance(exc, StreamOpsError) and exc.released is None:
+        exc.released = report.released_text
+
+
+def _start(report: StreamReport) -> None:
+    report.emit("stream.start")
+
+
+def _end(report: StreamReport) -> None:
+    report.emit("stream.end", reason=str(report.stop_reason))
+
+
+def _drive_sync(source: Iterator[Any], chain: _Chain) -> Generator[Any, None, None]:
+    report = chain.report
+    last = chain.last
+    if last:
+        _start(report)
+    try:
+        for item in source:
+            out = chain.push(item)
+            if out:
+                yield from out
+            if chain.halted:
+                break
+        out = chain.finish()
+        if out:
+            yield from out
+        if last:
+            report.stop(StopReason.COMPLETE)
+    except BaseException as exc:
+        if last:
+            _on_error(report, exc)
+        raise
+    finally:
+        if chain.first:
+            report.chunks_in = chain.index + 1
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+        if last:
+            _end(report)
+
+
+async def _drive_async(source: AsyncIterator[Any], chain: _Chain) -> AsyncGenerator[Any, None]:
+    report = chain.report
+    last = chain.last
+    if last:
+        try:
+            report.clock = asyncio.get_running_loop().time
+        except RuntimeError:  # pragma: no cover - not under asyncio (e.g. trio)
+            pass
+        _start(report)
+    try:
+        async for item in source:
+            out = chain.push(item)
+            for x in out:
+                yield x
+            if chain.halted:
+                break
+        for x in chain.finish():
+            yield x
+        if last:
+            report.stop(StopReason.COMPLETE)
+    except BaseException as exc:
+        if last:
+            _on_error(report, exc)
+        raise
+    finally:
+        if chain.first:
+            report.chunks_in = chain.index + 1
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        if last:
+            _end(report)
+
+
+# --------------------------------------------------------------------------
+# streams
+# --------------------------------------------------------------------------
+
+
+class SyncStream(Iterator[T]):
+    """The sync stream an operator returns: an iterator with a :attr:`report`.
+
+    Closing it (``close()``, ``with``, or ``break`` and dropping it) closes the
+    whole pipeline and the upstream.
+
+    >>> s = identity()(iter(["a", "b"]))
+    >>> list(s), s.report.stop_reason
+    (['a', 'b'], <StopReason.COMPLETE: 'complete'>)
+    """
+
+    __slots__ = ("_it", "report")
+
+    def __init__(self, it: Generator[T, None, None], report: StreamReport) -> None:
+        self._it = it
+        self.report = report
+
+    def __iter__(self) -> Iterator[T]:
+        return self._it
+
+    def __next__(self) -> T:
+        return next(self._it)
+
+    def close(self) -> None:
+        """Stop the stream and close the upstream; harmless if already closed."""
+        self._it.close()
+
+    def __enter__(self) -> SyncStream[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def text(self) -> str:
+        """Consume the rest of the stream and return the text it released."""
+        for _ in self._it:
+            pass
+        return self.report.released_text
+
+
+class AsyncStream(AsyncIterator[T]):
+    """The async stream an operator returns: an async iterator with a :attr:`report`.
+
+    Use ``async with`` (or ``aclose()``) to close the pipeline and the upstream
+    as soon as you stop early; ``break`` alone leaves closing to the garbage
+    collector, as with any async generator.
+
+    >>> import asyncio
+    >>> async def main():
+    ...     async with identity()(_aiter(["a", "b"])) as s:
+    ...         return [x async for x in s], s.report.stop_reason
+    >>> asyncio.run(main())
+    (['a', 'b'], <StopReason.COMPLETE: 'complete'>)
+    """
+
+    __slots__ = ("_it", "report")
+
+    def __init__(self, it: AsyncGenerator[T, None], report: StreamReport) -> None:
+        self._it = it
+        self.report = report
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._it
+
+    def __anext__(self) -> Any:  # an awaitable of T, exactly as the generator's
+        return self._it.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the stream and close the upstream; harmless if already closed."""
+        await self._it.aclose()
+
+    async def __aenter__(self) -> AsyncStream[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def text(self) -> str:
+        """Consume the rest of the stream and return the text it released."""
+        async for _ in self._it:
+            pass
+        return self.report.released_text
+
+
+async def _aiter(items: Iterable[T]) -> AsyncGenerator[T, None]:
+    """Yield ``items`` asynchronously (a tiny helper for examples)."""
+    for item in items:
+        yield item
+
+
+# --------------------------------------------------------------------------
+# operators
+# --------------------------------------------------------------------------
+
+
+class Operator(Generic[In, Out]):
+    """A reusable stream transformation; ``a | b`` runs ``a`` then ``b``.
+
+    Calling an operator on an iterable of chunks returns a :class:`SyncStream`;
+    on an async iterable, an :class:`AsyncStream`. All per-stream state lives in
+    the returned stream, so one operator serves any number of streams.
+
+    >>> op = identity() | identity()
+    >>> list(op(["He", "llo"]))
+    ['He', 'llo']
+    >>> op("Hello")
+    Traceback (most recent call last):
+    ...
+    TypeError: expected an iterable of chunks, got a bare str; wrap it: op([text])
+    """
+
+    __slots__ = ("stages",)
+
+    def __init__(self, *stages: Stage) -> None:
+        for stage in stages:
+            if not isinstance(stage, Stage):
+                raise TypeError(f"expected Stage objects, got {type(stage).__name__}")
+        self.stages: tuple[Stage, ...] = stages
+
+    @classmethod
+    def from_processor(
+        cls,
+        factory: Callable[[StreamReport], Processor[Any, Any]],
+        *,
+        name: str | None = None,
+        accepts: type | None = str,
+        produces: type | None = str,
+    ) -> Operator[Any, Any]:
+        """Build an operator from a per-stream processor factory.
+
+        >>> class Upper:
+        ...     done = False
+        ...     def feed(self, item): return [item.upper()]
+        ...     def close(self): return []
+        >>> list(Operator.from_processor(lambda report: Upper())(["ab", "c"]))
+        ['AB', 'C']
+        """
+        stage_name = name or getattr(factory, "__name__", "processor")
+        return cls(ProcessorStage(stage_name, factory, accepts=accepts, produces=produces))
+
+    def __or__(self, other: Operator[Out, T]) -> Operator[In, T]:
+        if not isinstance(other, Operator):
+            return NotImplemented
+        return Operator(*self.stages, *other.stages)
+
+    def __repr__(self) -> str:
+        return " | ".join(stage.name for stage in self.stages) or "identity"
+
+    @overload
+    def __call__(
+        self: Operator[str, str],
+        source: AsyncIterable[C],
+        /,
+        *,
+        on_event: EventCallback | None = ...,
+        report: StreamReport | None = ...,
+    ) -> AsyncStream[C]: ...
+
+    @overload
+    def __call__(
+        self: Operator[str, str],
+        source: Iterable[C],
+        /,
+        *,
+        on_event: EventCallback | None = ...,
+        report: StreamReport | None = ...,
+    ) -> SyncStream[C]: ...
+
+    @overload
+    def __call__(
+        self,
+        source: AsyncIterable[In],
+        /,
+        *,
+        on_event: EventCallback | None = ...,
+        report: StreamReport | None = ...,
+    ) -> AsyncStream[Out]: ...
+
+    @overload
+    def __call__(
+        self,
+        source: Iterable[In],
+        /,
+        *,
+        on_event: EventCallback | None = ...,
+        report: StreamReport | None = ...,
+    ) -> SyncStream[Out]: ...
+
+    def __call__(
+        self,
+        source: Iterable[Any] | AsyncIterable[Any],
+        /,
+        *,
+        on_event: EventCallback | None = None,
+        report: StreamReport | None = None,
+    ) -> Any:
+        """Apply the pipeline to ``source``; see the class docstring."""
+        if isinstance(source, (str, bytes, bytearray)):
+            kind = type(source).__name__
+            raise TypeError(
+                f"expected an iterable of chunks, got a bare {kind}; wrap it: op([text])"
+            )
+        for match, adapter in _SOURCE_ADAPTERS:
+            if match(source):
+                return adapter(self, source, {"on_event": on_event, "report": report})
+        if report is None:
+            report = StreamReport(on_event=on_event)
+        elif on_event is not None:
+            report.subscribe(on_event)
+        if hasattr(source, "__aiter__"):
+            return AsyncStream(self._build_async(source.__aiter__(), report), report)
+        if hasattr(source, "__iter__"):
+            return SyncStream(self._build_sync(iter(source), report), report)  # type: ignore[arg-type]
+        raise TypeError(
+            f"expected an iterable or async iterable of chunks, got {type(source).__name__}"
+        )
+
+    def _groups(self) -> list[ShellStage | list[ProcessorStage]]:
+        groups: list[ShellStage | list[ProcessorStage]] = []
+        for stage in self.stages:
+            if isinstance(stage, ProcessorStage):
+                if groups and isinstance(groups[-1], list):
+                    groups[-1].append(stage)
+                else:
+                    groups.append([stage])
+            elif isinstance(stage, ShellStage):
+                groups.append(stage)
+            else:  # pragma: no cover - guarded in __init__
+                raise TypeError(f"unknown stage type {type(stage).__name__}")
+        if not groups or not isinstance(groups[-1], list):
+            groups.append([])  # the outermost driver always runs
+        return groups
+
+    def _build_sync(self, it: Iterator[Any], report: StreamReport) -> Generator[Any, None, None]:
+        groups = self._groups()
+        for n, group in enumerate(groups):
+            if isinstance(group, ShellStage):
+                it = group.wrap_sync(it, report)
+            else:
+                chain = _Chain(group, report, first=n == 0, last=n == len(groups) - 1)
+                it = _drive_sync(it, chain)
+        return it  # type: ignore[return-value]  # the last group is always a driver
+
+    def _build_async(
+        self, it: AsyncIterator[Any], report: StreamReport
+    ) -> AsyncGenerator[Any, None]:
+        groups = self._groups()
+        for n, group in enumerate(groups):
+            if isinstance(group, ShellStage):
+                it = group.wrap_async(it, report)
+            else:
+                chain = _Chain(group, report, first=n == 0, last=n == len(groups) - 1)
+                it = _drive_async(it, chain)
+        return it  # type: ignore[return-value]  # the last group is always a driver
+
+
+def identity() -> Operator[Any, Any]:
+    """Return an operator that passes every chunk through unchanged.
+
+    It is the unit of ``|``: ``identity() | op`` behaves like ``op``.
+
+    >>> list(identity()([1, 2, 3]))
+    [1, 2, 3]
+    """
+    return Operator(ProcessorStage("identity", lambda report: _Identity(), accepts=None, produces=None))
