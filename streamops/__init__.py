@@ -8,40 +8,46 @@
 
 from __future__ import annotations
 
-from . import _aiostream  # registers the aiostream source adapter (no import of aiostream)
-from ._core import (
-    AsyncStream,
-    Lens,
-    Operator,
-    Processor,
-    ProcessorStage,
-    ShellStage,
-    Stage,
-    SyncStream,
-    identity,
-    register_lens,
+from . import (
+    _aiostream,  # registers the aiostream source adapter (it never imports aiostream itself)
+    _budget,
+    _collect,
+    _core,
+    _errors,
+    _fake,
+    _json,
+    _redact,
+    _report,
+    _retry,
+    _tee,
+    _timeout,
 )
-from ._errors import ChunkTypeError, StreamOpsError
-from ._report import Event, StopReason, StreamReport
-
-del _aiostream
+from ._budget import *  # noqa: F403
+from ._collect import *  # noqa: F403
+from ._core import *  # noqa: F403
+from ._errors import *  # noqa: F403
+from ._fake import *  # noqa: F403
+from ._json import *  # noqa: F403
+from ._redact import *  # noqa: F403
+from ._report import *  # noqa: F403
+from ._retry import *  # noqa: F403
+from ._tee import *  # noqa: F403
+from ._timeout import *  # noqa: F403
 
 __version__ = "0.1.0"
 
-__all__ = (
-    "AsyncStream",
-    "ChunkTypeError",
-    "Event",
-    "Lens",
-    "Operator",
-    "Processor",
-    "ProcessorStage",
-    "ShellStage",
-    "Stage",
-    "StopReason",
-    "StreamOpsError",
-    "StreamReport",
-    "SyncStream",
-    "identity",
-    "register_lens",
-)
+# Each family module owns its public names; the package re-exports them all.
+__all__: list[str] = []
+__all__ += _core.__all__
+__all__ += _errors.__all__
+__all__ += _report.__all__
+__all__ += _fake.__all__
+__all__ += _redact.__all__
+__all__ += _budget.__all__
+__all__ += _timeout.__all__
+__all__ += _json.__all__
+__all__ += _tee.__all__
+__all__ += _collect.__all__
+__all__ += _retry.__all__
+
+del _aiostream

@@ -54,11 +54,10 @@ Out = TypeVar("Out")
 T = TypeVar("T")
 C = TypeVar("C")
 In_contra = TypeVar("In_contra", contravariant=True)
-Out_co = TypeVar("Out_co", covariant=True)
 
 
 @runtime_checkable
-class Processor(Protocol[In_contra, Out_co]):
+class Processor(Protocol[In_contra, Out]):
     """A sans-I/O stream transformer: the logic of one operator for one stream.
 
     ``feed`` takes one item and returns what can be released now (possibly
@@ -73,11 +72,11 @@ class Processor(Protocol[In_contra, Out_co]):
         """True when no more input is wanted."""
         ...
 
-    def feed(self, item: In_contra, /) -> list[Out_co]:
+    def feed(self, item: In_contra, /) -> list[Out]:
         """Take one item; return the items that can be released now."""
         ...
 
-    def close(self) -> list[Out_co]:
+    def close(self) -> list[Out]:
         """Signal end of input; return whatever was still held back."""
         ...
 
@@ -154,9 +153,7 @@ class ShellStage(Stage):
 
     def wrap_sync(self, source: Iterator[Any], report: StreamReport) -> Iterator[Any]:
         """Return a sync iterator over ``source``; by default sync is refused."""
-        raise TypeError(
-            f"{self.name} works on async streams only; pass an async iterable"
-        )
+        raise TypeError(f"{self.name} works on async streams only; pass an async iterable")
 
 
 # --------------------------------------------------------------------------
@@ -232,8 +229,8 @@ class _Chain:
         "lens",
         "names",
         "procs",
-        "text_out",
         "report",
+        "text_out",
     )
 
     def __init__(
@@ -575,7 +572,7 @@ class Operator(Generic[In, Out]):
         >>> list(Operator.from_processor(lambda report: Upper())(["ab", "c"]))
         ['AB', 'C']
         """
-        stage_name = name or getattr(factory, "__name__", "processor")
+        stage_name = name if name is not None else str(getattr(factory, "__name__", "processor"))
         return cls(ProcessorStage(stage_name, factory, accepts=accepts, produces=produces))
 
     def __or__(self, other: Operator[Out, T]) -> Operator[In, T]:
@@ -650,7 +647,7 @@ class Operator(Generic[In, Out]):
         if hasattr(source, "__aiter__"):
             return AsyncStream(self._build_async(source.__aiter__(), report), report)
         if hasattr(source, "__iter__"):
-            return SyncStream(self._build_sync(iter(source), report), report)  # type: ignore[arg-type]
+            return SyncStream(self._build_sync(iter(source), report), report)
         raise TypeError(
             f"expected an iterable or async iterable of chunks, got {type(source).__name__}"
         )
@@ -702,4 +699,6 @@ def identity() -> Operator[Any, Any]:
     >>> list(identity()([1, 2, 3]))
     [1, 2, 3]
     """
-    return Operator(ProcessorStage("identity", lambda report: _Identity(), accepts=None, produces=None))
+    return Operator(
+        ProcessorStage("identity", lambda report: _Identity(), accepts=None, produces=None)
+    )

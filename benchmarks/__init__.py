@@ -1,0 +1,1 @@
+"""streamops benchmarks: each compares an operator with its floor in the same run."""

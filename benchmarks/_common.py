@@ -1,0 +1,98 @@
+"""Shared benchmark helpers: timing, the result row, and the ratio table.
+
+Every benchmark measures streamops and its baseline in the same process on the
+same data, and reports the ratio next to its target. Never used as a timed
+assertion in the test suite: the suite only runs each benchmark on a tiny
+workload to check that it still works.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class BenchResult:
+    """One row of the ratio table.
+
+    ``ratio`` is ``ours / baseline`` unless ``higher_is_better`` (then it is
+    ``baseline / ours``, a speed-up). ``target`` is the bound the ratio must stay
+    under (or above, for speed-ups).
+    """
+
+    operator: str
+    workload: str
+    ours_s: float
+    baseline_s: float
+    baseline: str
+    target: float | None
+    higher_is_better: bool = False
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        if self.higher_is_better:
+            return self.baseline_s / self.ours_s if self.ours_s else float("inf")
+        return self.ours_s / self.baseline_s if self.baseline_s else float("inf")
+
+    @property
+    def passed(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ratio"] = self.ratio
+        data["passed"] = self.passed
+        return data
+
+
+def best_of(fn: Callable[[], object], *, repeat: int = 5, min_time: float = 0.0) -> float:
+    """Return the best wall time of ``repeat`` runs of ``fn`` (GC disabled while timing)."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        gc.disable()
+        try:
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+        finally:
+            gc.enable()
+        best = min(best, elapsed)
+        if min_time and elapsed > min_time:
+            break
+    return best
+
+
+def format_table(results: list[BenchResult]) -> str:
+    """Format results as a fixed-width table with ratio, target and pass/fail."""
+    header = ("operator", "workload", "streamops", "baseline", "ratio", "target", "ok")
+    rows = [header]
+    for r in results:
+        if r.target is None:
+            target = "-"
+        else:
+            target = f">= {r.target:g}x" if r.higher_is_better else f"<= {r.target:g}x"
+        ok = {None: "-", True: "pass", False: "FAIL"}[r.passed]
+        rows.append(
+            (
+                r.operator,
+                r.workload,
+                f"{r.ours_s * 1e3:.2f} ms",
+                f"{r.baseline_s * 1e3:.2f} ms ({r.baseline})",
+                f"{r.ratio:.2f}x" + (" faster" if r.higher_is_better else ""),
+                target,
+                ok,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = [f"note: {r.operator}/{r.workload}: {r.note}" for r in results if r.note]
+    return "\n".join(lines + notes)

@@ -1,0 +1,5 @@
+"""Token budget limiter (issue 5): being built; exports nothing yet."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""Retry before side effects (issue 9): being built; exports nothing yet."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
