@@ -53,20 +53,39 @@ class BenchResult:
 
 
 def best_of(fn: Callable[[], object], *, repeat: int = 5, min_time: float = 0.0) -> float:
-    """Return the best wall time of ``repeat`` runs of ``fn`` (GC disabled while timing)."""
+    """Return the best CPU time of ``repeat`` runs of ``fn`` (GC disabled while timing).
+
+    CPU time of this process, not wall time: on a shared 2-core machine the
+    wall clock also counts the time other processes held the CPU, which makes
+    ratios swing; what we compare is the work each contender does.
+    """
     best = float("inf")
     for _ in range(repeat):
         gc.collect()
         gc.disable()
         try:
-            start = time.perf_counter()
+            start = time.process_time()
             fn()
-            elapsed = time.perf_counter() - start
+            elapsed = time.process_time() - start
         finally:
             gc.enable()
         best = min(best, elapsed)
         if min_time and elapsed > min_time:
             break
+    return best
+
+
+def interleaved(fns: list[Callable[[], object]], *, repeat: int = 5) -> list[float]:
+    """Return the best time of each function, running them in turns.
+
+    Alternating the contenders spreads the machine's noise (other processes,
+    frequency changes) over all of them instead of penalising whichever ran
+    during a busy spell; the minimum is the least disturbed run.
+    """
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], best_of(fn, repeat=1))
     return best
 
 

@@ -1,5 +1,628 @@
-"""Token budget limiter (issue 5): being built; exports nothing yet."""
+"""Token and cost budgets: cut a stream exactly at N tokens, locally or against a shared ledger.
+
+``budget()`` counts the tokens of the text passing through with the exact
+incremental counter of :mod:`streamops._tokens`, releases text as soon as it
+is certain to be within budget, and when the budget runs out emits exactly the
+text of the first ``limit`` tokens, stops pulling and closes the upstream.
+
+Without a ledger the operator is one sans-I/O processor (fused, sync and async
+streams). With a ledger it adds an async shell stage in front of the processor:
+before the processor pulls the next chunk, the shell tops up the processor's
+*allowance* by reserving blocks from the ledger, and when the stream ends, is
+closed or is cancelled, it refunds what was reserved and not used. The
+processor never awaits anything; all ledger I/O happens in the shell.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import asyncio
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, Literal
+
+import tiktoken
+from pydantic import BaseModel, computed_field
+
+from ._core import Operator, ProcessorStage, ShellStage
+from ._errors import StreamOpsError
+from ._ledger import Ledger, LedgerUnavailable, MemoryLedger, RedisLedger, Reservation, Window
+from ._pricing import DEFAULT_PRICES, ModelPrice, PriceTable, PricingError
+from ._report import StopReason, StreamReport
+from ._tokens import (
+    EncodingUnavailable,
+    TokenCounter,
+    _splitter_for,
+    count_tokens,
+    get_encoding,
+    utf8_len,
+)
+
+__all__ = (
+    "DEFAULT_PRICES",
+    "BudgetExceeded",
+    "BudgetUsage",
+    "EncodingUnavailable",
+    "Ledger",
+    "LedgerUnavailable",
+    "MemoryLedger",
+    "ModelPrice",
+    "PriceTable",
+    "PricingError",
+    "ProviderUsage",
+    "RedisLedger",
+    "Reservation",
+    "TokenCounter",
+    "budget",
+    "count_tokens",
+    "get_encoding",
+)
+
+OnExhausted = Literal["truncate", "raise"]
+
+
+class BudgetExceeded(StreamOpsError):
+    """Raised by ``budget(on_exhausted="raise")`` when the token or cost budget runs out.
+
+    ``released`` is the text the consumer already received; ``remainder`` is
+    the rest of the within-budget text (the first ``limit`` tokens), which was
+    not handed out because the stream raised instead. ``released + remainder``
+    is exactly what ``on_exhausted="truncate"`` would have produced. Not raised
+    when the stream simply ends within budget.
+
+    >>> op = budget(max_tokens=2, on_exhausted="raise")
+    >>> try:
+    ...     list(op(["Hello world, ", "how are you?"]))
+    ... except BudgetExceeded as exc:
+    ...     print(repr(exc.released + exc.remainder), exc.limit)
+    'Hello world' 2
+    """
+
+    def __init__(self, message: str, *, limit: int, remainder: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.remainder = remainder
+
+
+class ProviderUsage(BaseModel):
+    """Token usage as reported by the provider (e.g. on the final chunk).
+
+    >>> ProviderUsage(prompt_tokens=10, completion_tokens=5).total
+    15
+    """
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+    @property
+    def total(self) -> int | None:
+        """``total_tokens`` if given, else the sum of the two parts when both are known."""
+        if self.total_tokens is not None:
+            return self.total_tokens
+        if self.prompt_tokens is None or self.completion_tokens is None:
+            return None
+        return self.prompt_tokens + self.completion_tokens
+
+
+class BudgetUsage(BaseModel):
+    """The ``"budget"`` section of a stream's report: tokens, cost, limit, ledger.
+
+    ``completion_tokens`` counts the streamed text (capped at ``limit`` when
+    the budget cut it); ``cost`` is ``None`` when no price is known. Integrations
+    that see the provider's own usage call :meth:`record_provider_usage`;
+    ``usage_mismatch`` then says whether the provider counted differently.
+
+    >>> s = budget(max_tokens=100)(["Hello world"])
+    >>> _ = list(s)
+    >>> usage = s.report["budget"]
+    >>> usage.completion_tokens, usage.limit, usage.exhausted
+    (2, 100, False)
+    >>> usage.record_provider_usage(prompt_tokens=7, completion_tokens=2)
+    >>> usage.usage_mismatch
+    False
+    """
+
+    encoding: str
+    model: str | None = None
+    limit: int | None = None
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    exhausted: bool = False
+    warned: bool = False
+    provider: ProviderUsage | None = None
+    ledger_key: str | None = None
+    ledger_reserved: int = 0
+    ledger_refunded: int = 0
+    ledger_error: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def usage_mismatch(self) -> bool | None:
+        """Whether the provider's completion count differs from ours (None if unknown)."""
+        if self.provider is None or self.provider.completion_tokens is None:
+            return None
+        return self.provider.completion_tokens != self.completion_tokens
+
+    def record_provider_usage(
+        self,
+        *,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        total_tokens: int | None = None,
+    ) -> None:
+        """Record the usage the provider reported (both counts are kept)."""
+        self.provider = ProviderUsage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=total_tokens,
+        )
+
+
+# ---------------------------------------------------------------------------
+# the sans-I/O core
+# ---------------------------------------------------------------------------
+
+
+class _Spec:
+    """Validated options shared by every stream of one budget operator."""
+
+    __slots__ = (
+        "block",
+        "encoding",
+        "fail_open",
+        "key",
+        "ledger",
+        "limit",
+        "max_cost",
+        "max_tokens",
+        "model",
+        "name",
+        "on_exhausted",
+        "price",
+        "prompt_tokens",
+        "warn_at",
+    )
+
+    encoding: tiktoken.Encoding
+    limit: int | None
+    ledger: Ledger | None
+    price: ModelPrice | None
+
+
+class _BudgetCore:
+    """Per-stream processor: releases text within the allowance, cuts it exactly at the end.
+
+    Invariant: everything the counter has committed was released (committed
+    tokens never exceed the allowance), so the unreleased text is a suffix of
+    the counter's pending text, starting at offset ``rel``.
+    """
+
+    __slots__ = (
+        "_enc",
+        "_pbytes",
+        "_rel",
+        "_splitter",
+        "_warn_tokens",
+        "allowance",
+        "counter",
+        "done",
+        "final",
+        "report",
+        "spec",
+        "usage",
+    )
+
+    def __init__(self, spec: _Spec, report: StreamReport) -> None:
+        self.spec = spec
+        self.report = report
+        self._enc = spec.encoding
+        self._splitter = _splitter_for(spec.encoding)
+        # Smaller batches than the counter's default keep the byte bound (and so
+        # the hold-back near the limit and the ledger's reservations) tight.
+        self.counter = TokenCounter(spec.encoding, batch=1024)
+        self.done = False
+        self._rel = 0  # released characters of the counter's pending text
+        self._pbytes = 0  # UTF-8 length of the counter's pending text
+        if spec.ledger is None:
+            self.allowance: int | None = spec.limit
+            self.final = True
+        else:  # the ledger shell grants the allowance block by block
+            self.allowance = 0
+            self.final = False
+        self._warn_tokens = (
+            None
+            if spec.warn_at is None or spec.limit is None
+            else math.ceil(spec.warn_at * spec.limit)
+        )
+        self.usage = report.section("budget", self._new_usage)
+
+    def _new_usage(self) -> BudgetUsage:
+        spec = self.spec
+        return BudgetUsage(
+            encoding=spec.encoding.name,
+            model=spec.model,
+            limit=spec.limit,
+            max_tokens=spec.max_tokens,
+            max_cost=spec.max_cost,
+            prompt_tokens=spec.prompt_tokens,
+            ledger_key=spec.key,
+        )
+
+    # -- the Processor protocol ---------------------------------------------
+    def feed(self, text: str, /) -> list[str]:
+        if self.done:
+            return []
+        counter = self.counter
+        allowance = self.allowance
+        before = counter.committed
+        self._pbytes += utf8_len(text)
+        if allowance is None or before + self._pbytes <= allowance:
+            # Every token that can start in the text so far fits: release it all.
+            rel = self._rel
+            held = counter.pending_text()[rel:] if rel < counter.pending_chars else ""
+            counter.feed(text)
+            if counter.committed != before:
+                self._pbytes = utf8_len(counter.pending_text())
+                self._check_warn()
+            self._rel = counter.pending_chars
+            return [held + text] if held or text else []
+        counter.append(text)
+        return self._exact(end_of_input=False)
+
+    def close(self) -> list[str]:
+        if self.done:
+            return []
+        out = self._exact(end_of_input=True)
+        self._finish()
+        return out
+
+    # -- used by the ledger shell -------------------------------------------
+    def need(self) -> int:
+        """An upper bound on the tokens of the text received so far."""
+        return self.counter.committed + self._pbytes
+
+    def exact_need(self) -> int:
+        """The exact token count of the text received so far (changes no state)."""
+        counter = self.counter
+        return counter.committed + len(self._enc.encode_ordinary(counter.pending_text()))
+
+    def tighten(self) -> None:
+        """Commit what is final and within the allowance, so :meth:`need` is tight."""
+        if not self.done:
+            self._exact(end_of_input=False, release=False)
+
+    def grant(self, tokens: int, *, final: bool) -> None:
+        """Raise the allowance by ``tokens``; ``final`` means no more will come."""
+        limit = self.spec.limit
+        allowance = (self.allowance or 0) + tokens
+        if limit is not None and allowance >= limit:
+            allowance, final = limit, True
+        self.allowance = allowance
+        self.final = self.final or final
+
+    def open_allowance(self) -> None:
+        """Stop metering against the ledger (fail open): only static limits apply."""
+        self.allowance = self.spec.limit
+        self.final = True
+
+    def used(self) -> int:
+        """Tokens delivered: the text's count, capped at the allowance when cut."""
+        count = self.exact_need()
+        return count if self.allowance is None else min(count, self.allowance)
+
+    # -- internals -----------------------------------------------------------
+    def _release_to(self, end: int) -> list[str]:
+        rel = self._rel
+        if end <= rel:
+            return []
+        self._rel = end
+        return [self.counter.pending_text()[rel:end]]
+
+    def _exact(self, *, end_of_input: bool, release: bool = True) -> list[str]:
+        """Find exactly what is within the allowance; commit and release it."""
+        counter = self.counter
+        enc = self._enc
+        pending = counter.pending_text()
+        cut = len(pending) if end_of_input else self._splitter.final_cut(pending)
+        if not release and self._rel < cut:
+            return []  # committing would leave unreleased text behind the commit point
+        tokens = enc.encode_ordinary(pending[:cut]) if cut else []
+        allowance = self.allowance
+        room = None if allowance is None else allowance - counter.committed
+        tail = pending[cut:]
+        if room is None or len(tokens) < room or (len(tokens) == room and not tail):
+            counter.commit_text(pending[:cut], len(tokens))
+            self._rel -= cut
+            self._pbytes = utf8_len(tail)
+            self._check_warn()
+            if not release:
+                return []
+            out = [pending[self._rel + cut : cut]] if self._rel < 0 else []
+            self._rel = max(self._rel, 0)
+            if room is None:
+                return out + self._release_to(len(tail))
+            # A token starting in the tail holds at least one of its bytes.
+            spare = room - len(tokens)
+            if tail.isascii():
+                certain = min(len(tail), spare)
+            else:
+                certain = len(tail.encode("utf-8")[:spare].decode("utf-8", "ignore"))
+            return out + self._release_to(certain)
+        # The allowance ends inside the final text: the text of its first
+        # `room` tokens, backed off to a whole character.
+        end = len(enc.decode_bytes(tokens[:room]).decode("utf-8", "ignore"))
+        if not release:
+            return []
+        rel = self._rel
+        self._rel = max(rel, end)
+        out = [pending[rel:end]] if end > rel else []
+        if not self.final:
+            return out  # wait: the ledger shell may grant more
+        return self._exhaust(out)
+
+    def _exhaust(self, out: list[str]) -> list[str]:
+        self.done = True
+        usage = self.usage
+        usage.exhausted = True
+        self.report.stop(StopReason.BUDGET)
+        self.report.emit("budget.exhausted", stage=self.spec.name, limit=self.allowance)
+        self._finish()
+        if self.spec.on_exhausted == "raise":
+            raise BudgetExceeded(
+                f"token budget of {self.allowance} exhausted",
+                limit=self.allowance or 0,
+                remainder="".join(out),
+            )
+        return out
+
+    def _check_warn(self, tokens: int | None = None) -> None:
+        warn = self._warn_tokens
+        if tokens is None:
+            tokens = self.counter.committed
+        if warn is not None and not self.usage.warned and tokens >= warn:
+            self.usage.warned = True
+            self.report.emit("budget.warning", stage=self.spec.name, tokens=tokens, limit=self.spec.limit)
+
+    def _finish(self) -> None:
+        usage = self.usage
+        usage.completion_tokens = self.used()
+        self._check_warn(usage.completion_tokens)
+        if self.spec.price is not None:
+            usage.cost = self.spec.price.cost(
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
+            )
+
+
+# ---------------------------------------------------------------------------
+# the ledger shell
+# ---------------------------------------------------------------------------
+
+
+class _LedgerShell(ShellStage):
+    """Reserves allowance from the ledger ahead of the processor; refunds at the end."""
+
+    __slots__ = ("_cores", "spec")
+
+    def __init__(self, spec: _Spec) -> None:
+        super().__init__(f"{spec.name}.ledger")
+        self.spec = spec
+        # wrap_async and the processor factory run back to back while one
+        # stream is built; the core is handed over under the report's id.
+        self._cores: dict[int, _BudgetCore] = {}
+
+    def factory(self, report: StreamReport) -> _BudgetCore:
+        return self._cores.pop(id(report))
+
+    def wrap_async(self, source: AsyncIterator[Any], report: StreamReport) -> AsyncIterator[Any]:
+        core = _BudgetCore(self.spec, report)
+        self._cores[id(report)] = core
+        return self._run(source, core, report)
+
+    async def _run(
+        self, source: AsyncIterator[Any], core: _BudgetCore, report: StreamReport
+    ) -> AsyncGenerator[Any, None]:
+        spec = self.spec
+        ledger = spec.ledger
+        assert ledger is not None and spec.key is not None
+        grants: list[Reservation] = []
+
+        async def top_up(exact: bool) -> None:
+            core.tighten()
+            while not core.final and (core.allowance or 0) < (
+                core.exact_need() if exact else core.need()
+            ):
+                try:
+                    got = await ledger.reserve(spec.key, spec.block)  # type: ignore[arg-type]
+                except LedgerUnavailable as exc:
+                    core.usage.ledger_error = str(exc)
+                    report.emit("budget.ledger_unavailable", stage=self.name, error=str(exc))
+                    if not spec.fail_open:
+                        raise
+                    core.open_allowance()
+                    return
+                grants.append(got)
+                core.usage.ledger_reserved += got.tokens
+                core.grant(got.tokens, final=got.tokens < spec.block)
+
+        try:
+            while True:
+                await top_up(exact=False)
+                try:
+                    item = await anext(source)
+                except StopAsyncIteration:
+                    break
+                yield item
+            await top_up(exact=True)
+        finally:
+            try:
+                aclose = getattr(source, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                await self._refund(ledger, grants, core, report)
+
+    async def _refund(
+        self, ledger: Ledger, grants: list[Reservation], core: _BudgetCore, report: StreamReport
+    ) -> None:
+        unused = sum(g.tokens for g in grants) - core.used()
+        for grant in reversed(grants):
+            back = min(unused, grant.tokens)
+            if back <= 0:
+                break
+            try:
+                # Shielded: a second cancellation must not lose the refund.
+                await asyncio.shield(ledger.refund(grant, back))
+            except LedgerUnavailable as exc:
+                # Fail closed: unrefunded tokens stay counted as spent.
+                core.usage.ledger_error = str(exc)
+                report.emit("budget.refund_failed", stage=self.name, tokens=unused)
+                return
+            unused -= back
+            core.usage.ledger_refunded += back
+
+
+# ---------------------------------------------------------------------------
+# the public operator
+# ---------------------------------------------------------------------------
+
+
+def _nonneg_int(name: str, value: object, *, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+def budget(
+    *,
+    max_tokens: int | None = None,
+    encoding: str | tiktoken.Encoding = "cl100k_base",
+    model: str | None = None,
+    max_cost: float | None = None,
+    prompt_tokens: int | None = None,
+    prompt: str | None = None,
+    pricing: PriceTable | ModelPrice | None = None,
+    ledger: Ledger | None = None,
+    key: str | None = None,
+    block: int = 256,
+    fail_open: bool = False,
+    on_exhausted: OnExhausted = "truncate",
+    warn_at: float | None = 0.8,
+    name: str = "budget",
+) -> Operator[str, str]:
+    """Return an operator that cuts a text stream at a token or cost budget, exactly.
+
+    The output is exactly the text of the first ``limit`` tokens of the whole
+    text's encoding (``encode_ordinary``: special tokens count as text), backed
+    off to a whole character; the limit is ``max_tokens``, or what ``max_cost``
+    leaves after the prompt, whichever is smaller. When it is reached the
+    stream stops pulling, closes the upstream and records the stop reason
+    ``budget``; with ``on_exhausted="raise"`` it raises :class:`BudgetExceeded`.
+    Text is released as soon as it is certain to be within budget (only text
+    within a few bytes of the limit is held back). ``warn_at`` (a fraction of
+    the limit) emits a ``budget.warning`` event once.
+
+    ``encoding`` is a tiktoken name or ``tiktoken.Encoding``; ``model`` picks
+    the encoding and the price. Cost needs a price: ``pricing`` is a
+    :class:`ModelPrice` or a :class:`PriceTable` (default
+    :data:`DEFAULT_PRICES`, a snapshot to override); prompt tokens are given
+    as ``prompt_tokens`` or counted from ``prompt``.
+
+    With ``ledger`` and ``key`` the stream also draws on a shared budget
+    (async streams only): it reserves ``block`` tokens at a time before
+    releasing them and refunds the unused rest however the stream ends. An
+    unreachable ledger raises :class:`LedgerUnavailable` (``fail_open=True``
+    goes on under the local limits instead).
+
+    >>> list(budget(max_tokens=3)(["Hello, wor", "ld! How are you?"]))
+    ['Hello', ', ', 'world']
+    >>> s = budget(max_tokens=3)(["Hello, world! How are you?"])
+    >>> s.text(), s.report.stop_reason
+    ('Hello, world', <StopReason.BUDGET: 'budget'>)
+    """
+    spec = _Spec()
+    spec.name = name
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty str, got {name!r}")
+    _nonneg_int("max_tokens", max_tokens)
+    _nonneg_int("prompt_tokens", prompt_tokens)
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"block must be a positive int, got {block!r}")
+    if on_exhausted not in ("truncate", "raise"):
+        raise ValueError(f"on_exhausted must be 'truncate' or 'raise', got {on_exhausted!r}")
+    if warn_at is not None and (
+        isinstance(warn_at, bool) or not isinstance(warn_at, int | float) or not 0 < warn_at <= 1
+    ):
+        raise ValueError(f"warn_at must be a fraction in (0, 1] or None, got {warn_at!r}")
+    if max_cost is not None and (
+        isinstance(max_cost, bool) or not isinstance(max_cost, int | float) or max_cost < 0
+    ):
+        raise ValueError(f"max_cost must be a non-negative number, got {max_cost!r}")
+    if prompt is not None and prompt_tokens is not None:
+        raise ValueError("give prompt or prompt_tokens, not both")
+    if prompt is not None and not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+    if ledger is not None:
+        if not isinstance(ledger, Ledger):
+            raise TypeError(f"ledger must implement Ledger, got {type(ledger).__name__}")
+        if not isinstance(key, str) or not key:
+            raise ValueError("a ledger needs key=, a non-empty str naming the shared budget")
+    elif key is not None:
+        raise ValueError("key= is only meaningful with ledger=")
+    if max_tokens is None and max_cost is None and ledger is None:
+        raise ValueError("budget() needs max_tokens, max_cost or ledger")
+
+    enc = get_encoding(encoding, model=model)
+    if prompt is not None:
+        prompt_tokens = len(enc.encode_ordinary(prompt))
+    price: ModelPrice | None
+    if isinstance(pricing, ModelPrice):
+        price = pricing
+    elif pricing is None or isinstance(pricing, PriceTable):
+        table = DEFAULT_PRICES if pricing is None else pricing
+        try:
+            price = None if model is None else table.price(model)
+        except PricingError:
+            if max_cost is not None:
+                raise
+            price = None
+    else:
+        raise TypeError(f"pricing must be a PriceTable or ModelPrice, got {type(pricing).__name__}")
+    if max_cost is not None and price is None:
+        raise PricingError("max_cost needs a price: pass model= (in the price table) or pricing=")
+
+    limit = max_tokens
+    if max_cost is not None and price is not None and price.output_per_million > 0:
+        left = max_cost - price.cost(prompt_tokens=prompt_tokens or 0)
+        # The epsilon keeps an exact budget from losing its last token to float rounding.
+        by_cost = max(0, math.floor(left * 1_000_000 / price.output_per_million + 1e-9))
+        limit = by_cost if limit is None else min(limit, by_cost)
+
+    spec.encoding = enc
+    spec.model = model
+    spec.max_tokens = max_tokens
+    spec.max_cost = max_cost
+    spec.limit = limit
+    spec.price = price
+    spec.prompt_tokens = prompt_tokens or 0
+    spec.ledger = ledger
+    spec.key = key
+    spec.block = block
+    spec.fail_open = fail_open
+    spec.on_exhausted = on_exhausted
+    spec.warn_at = warn_at
+
+    if ledger is None:
+        factory: Callable[[StreamReport], _BudgetCore] = lambda report: _BudgetCore(spec, report)
+        return Operator(ProcessorStage(name, factory))
+    shell = _LedgerShell(spec)
+    return Operator(shell, ProcessorStage(name, shell.factory))

@@ -118,10 +118,11 @@ class ProcessorStage(Stage):
     operators; ``None`` for anything): items of another type are routed through
     a registered :class:`Lens` or rejected with :class:`ChunkTypeError`.
     ``produces`` is ``str`` when the output is text (so it counts as released
-    text and can be put back into provider chunks).
+    text and can be put back into provider chunks). ``can_stop=False`` promises
+    that the processor never becomes ``done``, so the driver need not poll it.
     """
 
-    __slots__ = ("accepts", "factory", "produces")
+    __slots__ = ("accepts", "can_stop", "factory", "produces")
 
     def __init__(
         self,
@@ -130,11 +131,13 @@ class ProcessorStage(Stage):
         *,
         accepts: type | None = str,
         produces: type | None = str,
+        can_stop: bool = True,
     ) -> None:
         super().__init__(name)
         self.factory = factory
         self.accepts = accepts
         self.produces = produces
+        self.can_stop = can_stop
 
 
 class ShellStage(Stage):
@@ -217,57 +220,100 @@ def register_source_adapter(match: Callable[[Any], bool], adapter: SourceAdapter
 # --------------------------------------------------------------------------
 
 
+class _Halt(Exception):
+    """Raised by a chain whose processor said done, carrying the last outputs."""
+
+    def __init__(self, out: list[Any]) -> None:
+        super().__init__()
+        self.out = out
+
+
+class _WrongChunk(Exception):
+    """Raised inside a chain for a chunk no lens handles; the driver adds the index."""
+
+    def __init__(self, chunk: object) -> None:
+        super().__init__()
+        self.chunk = chunk
+
+
+def _compile_feed(
+    procs: list[Processor[Any, Any]],
+    stages: list[ProcessorStage],
+    *,
+    accepts: type | None,
+    record: str,
+    rest: Callable[[int, list[Any]], list[Any]],
+    lensed: Callable[[Any], list[Any]],
+    released: list[Any],
+) -> Callable[[Any], list[Any]]:
+    """Build the fused per-item function of one chain, unrolled.
+
+    The fast path assumes each processor turns one item into exactly one item
+    and polls ``done`` only on stages that may stop; anything else (zero or many
+    items, a halt) continues in ``rest(i, out)``. Unrolling removes the loop and
+    tuple-unpacking cost per stage, which is what lets one fused loop beat a
+    stack of generators. ``record`` is ``"text"`` (record every output as
+    released text), ``"check"`` (record if it is text) or ``"none"``.
+    """
+    names: dict[str, Any] = {"rest": rest, "lensed": lensed, "accepts": accepts}
+    names["record"] = released.extend
+    body = ["def feed(item):"]
+    if accepts is not None:
+        body.append("    if not isinstance(item, accepts): return lensed(item)")
+    if not procs:
+        body.append("    out = [item]")
+    for i, (proc, stage) in enumerate(zip(procs, stages, strict=True)):
+        names[f"f{i}"] = proc.feed
+        names[f"p{i}"] = proc
+        arg = "item" if i == 0 else "out[0]"
+        body.append(f"    out = f{i}({arg})")
+        halt = f"p{i}.done or " if stage.can_stop else ""
+        body.append(f"    if {halt}len(out) != 1: return rest({i}, out)")
+    if record == "text":
+        body.append("    record(out)")
+    elif record == "check":
+        body.append("    if type(out[0]) is str: record(out)")
+    body.append("    return out")
+    params = ", ".join(names)
+    source = f"def build({params}):\n" + "\n".join("    " + line for line in body)
+    source += "\n    return feed\n"
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # the generated code only calls the objects passed in
+    build: Callable[..., Callable[[Any], list[Any]]] = namespace["build"]
+    return build(**names)
+
+
 class _Chain:
     """The per-stream state of one fused group of processors."""
 
-    __slots__ = (
-        "accepts",
-        "first",
-        "halted",
-        "index",
-        "last",
-        "lens",
-        "names",
-        "procs",
-        "report",
-        "text_out",
-    )
+    __slots__ = ("feed", "halted", "last", "lens", "procs", "record", "report")
 
-    def __init__(
-        self,
-        stages: list[ProcessorStage],
-        report: StreamReport,
-        *,
-        first: bool,
-        last: bool,
-    ) -> None:
+    def __init__(self, stages: list[ProcessorStage], report: StreamReport, *, last: bool) -> None:
         self.procs: list[Processor[Any, Any]] = [st.factory(report) for st in stages]
-        self.names = [st.name for st in stages]
-        self.accepts = stages[0].accepts if stages else None
         self.report = report
-        self.first = first
         self.last = last
         self.lens: Lens | None = None
-        self.index = -1
         self.halted = False
-        self.text_out = bool(stages) and stages[-1].produces is str
-
-    def push(self, item: Any) -> list[Any]:
-        """Run one upstream item through the chain; return what is released."""
-        self.index += 1
-        lens = self.lens
-        if lens is None and self.accepts is not None and not isinstance(item, self.accepts):
-            lens = self.lens = self._pick_lens(item)
-        if lens is not None:
-            texts = self._feed(lens.unwrap(item))
-            self._record(texts)
-            return lens.wrap(item, texts)
-        out = self._feed(item)
-        self._record(out)
-        return out
+        # Only the outermost chain records the text handed to the consumer.
+        if not last:
+            self.record = "none"
+        elif not stages:
+            self.record = "check"
+        else:
+            produces = stages[-1].produces
+            self.record = "text" if produces is str else "check" if produces is None else "none"
+        self.feed = _compile_feed(
+            self.procs,
+            stages,
+            accepts=stages[0].accepts if stages else None,
+            record=self.record,
+            rest=self._rest,
+            lensed=self._lensed,
+            released=report._released,
+        )
 
     def finish(self) -> list[Any]:
-        """Flush every processor at the end of input (or after a halt)."""
+        """Flush every processor at the end of input (a halted chain is already flushed)."""
         out: list[Any] = [] if self.halted else self._drain(0, [])
         self._record(out)
         if self.lens is not None:
@@ -275,27 +321,36 @@ class _Chain:
         return out
 
     def _record(self, out: list[Any]) -> None:
-        if self.last and out:
-            report = self.report
-            report.chunks_out += len(out)
-            if self.text_out or self.lens is not None or type(out[0]) is str:
-                report.record_released(out)
+        if out and (self.record == "text" or (self.record == "check" and type(out[0]) is str)):
+            self.report.record_released(out)
 
-    def _pick_lens(self, item: Any) -> Lens:
-        lens = _find_lens(item)
+    def _lensed(self, item: Any) -> list[Any]:
+        lens = self.lens
         if lens is None:
-            raise ChunkTypeError(
-                self.index,
-                item,
-                "str",
-                "register a lens with streamops.register_lens() for this chunk type",
-            )
-        return lens
+            lens = _find_lens(item)
+            if lens is None:
+                raise _WrongChunk(item)
+            self.lens = lens
+        try:
+            texts = self.feed(lens.unwrap(item))
+        except _Halt as halt:
+            raise _Halt(lens.wrap(item, halt.out)) from None
+        return lens.wrap(item, texts)
 
-    def _feed(self, item: Any) -> list[Any]:
-        out: list[Any] = [item]
+    def _rest(self, i: int, out: list[Any]) -> list[Any]:
+        """The general path from processor ``i`` on: zero or many items, or a halt."""
         procs = self.procs
-        for i, proc in enumerate(procs):
+        proc = procs[i]
+        while True:
+            if proc.done:
+                self.halted = True
+                out = self._drain(i + 1, out + proc.close())
+                self._record(out)
+                raise _Halt(out)
+            i += 1
+            if not out or i == len(procs):
+                break
+            proc = procs[i]
             if len(out) == 1:
                 out = proc.feed(out[0])
             else:
@@ -305,11 +360,7 @@ class _Chain:
                     if proc.done:
                         break
                 out = acc
-            if proc.done:
-                self.halted = True
-                return self._drain(i + 1, out + proc.close())
-            if not out:
-                return out
+        self._record(out)
         return out
 
     def _drain(self, start: int, items: list[Any]) -> list[Any]:
@@ -355,20 +406,35 @@ def _end(report: StreamReport) -> None:
     report.emit("stream.end", reason=str(report.stop_reason))
 
 
-def _drive_sync(source: Iterator[Any], chain: _Chain) -> Generator[Any, None, None]:
+def _wrong_chunk(exc: _WrongChunk, index: int) -> ChunkTypeError:
+    hint = "register a lens with streamops.register_lens() for this chunk type"
+    return ChunkTypeError(index, exc.chunk, "str", hint)
+
+
+def _drive_sync(source: Iterator[Any], chain: _Chain, *, first: bool) -> Generator[Any, None, None]:
     report = chain.report
     last = chain.last
+    feed = chain.feed
+    n = n_out = 0
     if last:
         _start(report)
     try:
-        for item in source:
-            out = chain.push(item)
-            if out:
-                yield from out
-            if chain.halted:
-                break
+        try:
+            for item in source:
+                n += 1
+                out = feed(item)
+                if out:
+                    n_out += len(out)
+                    yield from out
+        except _WrongChunk as exc:
+            raise _wrong_chunk(exc, n - 1) from None
+        except _Halt as halt:
+            out = halt.out
+            n_out += len(out)
+            yield from out
         out = chain.finish()
         if out:
+            n_out += len(out)
             yield from out
         if last:
             report.stop(StopReason.COMPLETE)
@@ -377,8 +443,10 @@ def _drive_sync(source: Iterator[Any], chain: _Chain) -> Generator[Any, None, No
             _on_error(report, exc)
         raise
     finally:
-        if chain.first:
-            report.chunks_in = chain.index + 1
+        if first:
+            report.chunks_in = n
+        if last:
+            report.chunks_out = n_out
         close = getattr(source, "close", None)
         if close is not None:
             close()
@@ -386,9 +454,13 @@ def _drive_sync(source: Iterator[Any], chain: _Chain) -> Generator[Any, None, No
             _end(report)
 
 
-async def _drive_async(source: AsyncIterator[Any], chain: _Chain) -> AsyncGenerator[Any, None]:
+async def _drive_async(
+    source: AsyncIterator[Any], chain: _Chain, *, first: bool
+) -> AsyncGenerator[Any, None]:
     report = chain.report
     last = chain.last
+    feed = chain.feed
+    n = n_out = 0
     if last:
         try:
             report.clock = asyncio.get_running_loop().time
@@ -396,13 +468,26 @@ async def _drive_async(source: AsyncIterator[Any], chain: _Chain) -> AsyncGenera
             pass
         _start(report)
     try:
-        async for item in source:
-            out = chain.push(item)
-            for x in out:
+        try:
+            async for item in source:
+                n += 1
+                out = feed(item)
+                if len(out) == 1:
+                    n_out += 1
+                    yield out[0]
+                else:
+                    n_out += len(out)
+                    for x in out:
+                        yield x
+        except _WrongChunk as exc:
+            raise _wrong_chunk(exc, n - 1) from None
+        except _Halt as halt:
+            n_out += len(halt.out)
+            for x in halt.out:
                 yield x
-            if chain.halted:
-                break
-        for x in chain.finish():
+        out = chain.finish()
+        n_out += len(out)
+        for x in out:
             yield x
         if last:
             report.stop(StopReason.COMPLETE)
@@ -411,8 +496,10 @@ async def _drive_async(source: AsyncIterator[Any], chain: _Chain) -> AsyncGenera
             _on_error(report, exc)
         raise
     finally:
-        if chain.first:
-            report.chunks_in = chain.index + 1
+        if first:
+            report.chunks_in = n
+        if last:
+            report.chunks_out = n_out
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -562,6 +649,7 @@ class Operator(Generic[In, Out]):
         name: str | None = None,
         accepts: type | None = str,
         produces: type | None = str,
+        can_stop: bool = True,
     ) -> Operator[Any, Any]:
         """Build an operator from a per-stream processor factory.
 
@@ -573,7 +661,10 @@ class Operator(Generic[In, Out]):
         ['AB', 'C']
         """
         stage_name = name if name is not None else str(getattr(factory, "__name__", "processor"))
-        return cls(ProcessorStage(stage_name, factory, accepts=accepts, produces=produces))
+        stage = ProcessorStage(
+            stage_name, factory, accepts=accepts, produces=produces, can_stop=can_stop
+        )
+        return cls(stage)
 
     def __or__(self, other: Operator[Out, T]) -> Operator[In, T]:
         if not isinstance(other, Operator):
@@ -674,8 +765,8 @@ class Operator(Generic[In, Out]):
             if isinstance(group, ShellStage):
                 it = group.wrap_sync(it, report)
             else:
-                chain = _Chain(group, report, first=n == 0, last=n == len(groups) - 1)
-                it = _drive_sync(it, chain)
+                chain = _Chain(group, report, last=n == len(groups) - 1)
+                it = _drive_sync(it, chain, first=n == 0)
         return it  # type: ignore[return-value]  # the last group is always a driver
 
     def _build_async(
@@ -686,8 +777,8 @@ class Operator(Generic[In, Out]):
             if isinstance(group, ShellStage):
                 it = group.wrap_async(it, report)
             else:
-                chain = _Chain(group, report, first=n == 0, last=n == len(groups) - 1)
-                it = _drive_async(it, chain)
+                chain = _Chain(group, report, last=n == len(groups) - 1)
+                it = _drive_async(it, chain, first=n == 0)
         return it  # type: ignore[return-value]  # the last group is always a driver
 
 
@@ -699,6 +790,7 @@ def identity() -> Operator[Any, Any]:
     >>> list(identity()([1, 2, 3]))
     [1, 2, 3]
     """
-    return Operator(
-        ProcessorStage("identity", lambda report: _Identity(), accepts=None, produces=None)
+    stage = ProcessorStage(
+        "identity", lambda report: _Identity(), accepts=None, produces=None, can_stop=False
     )
+    return Operator(stage)

@@ -1,5 +1,242 @@
-"""Incremental JSON parser (issue 7): being built; exports nothing yet."""
+"""Incremental JSON parsing of text streams (issue 7): ``parse_json`` and friends.
+
+The parser core is sans-I/O (:mod:`streamops._json_parser`); this module wraps
+it as an operator, records the ``"json"`` report section, and plugs in pydantic
+validation (:mod:`streamops._json_models`) and tool-call arguments
+(:mod:`streamops._json_tools`).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any, Literal
+
+from pydantic import BaseModel, PydanticUserError, TypeAdapter
+
+from ._core import Operator, ProcessorStage
+from ._json_models import JSONValidationError, _Validator, schema_root
+from ._json_parser import JSONDelta, JSONParser, JSONStreamError
+from ._json_tools import ToolCallUpdate, parse_tool_calls
+from ._report import StreamReport
+
+__all__ = [
+    "JSONDelta",
+    "JSONReport",
+    "JSONStreamError",
+    "JSONValidationError",
+    "ToolCallUpdate",
+    "parse_json",
+    "parse_tool_calls",
+]
+
+_STAGE = "parse_json"
+
+
+class JSONReport(BaseModel):
+    """The ``"json"`` section of a stream's report, written by :func:`parse_json`.
+
+    ``chars_parsed`` counts characters consumed by the parser (text after a
+    value that was not parsed, with ``trailing="stop"``, is not counted);
+    ``incomplete`` is True when ``recover=True`` closed a truncated document.
+
+    >>> import streamops as so
+    >>> s = so.parse_json(recover=True)(['{"a": [1, 2'])
+    >>> list(s)
+    [{'a': [1]}]
+    >>> s.report["json"]
+    JSONReport(values_completed=0, chars_parsed=11, incomplete=True)
+    """
+
+    values_completed: int = 0
+    chars_parsed: int = 0
+    incomplete: bool = False
+
+
+class _Processor:
+    """One stream's parse: the parser, the report section and the output mode."""
+
+    __slots__ = ("_mode", "_multiple", "_parser", "_recover", "_report", "_section", "_validator")
+
+    def __init__(
+        self,
+        report: StreamReport,
+        parser: JSONParser,
+        *,
+        mode: Literal["values", "deltas", "model"],
+        validator: _Validator | None,
+        multiple: bool,
+        recover: bool,
+    ) -> None:
+        self._parser = parser
+        self._report = report
+        self._section = report.section("json", JSONReport)
+        self._mode = mode
+        self._validator = validator
+        self._multiple = multiple
+        self._recover = recover
+
+    @property
+    def done(self) -> bool:
+        return self._parser.finished
+
+    def feed(self, chunk: str, /) -> list[Any]:
+        p = self._parser
+        try:
+            changed = p.feed(chunk)
+        except JSONStreamError:
+            self._sync()
+            raise
+        if not changed:
+            return []
+        if p.completed:
+            self._on_completed()
+        # The common case first: one live snapshot per changed chunk.
+        if self._mode == "values" and not self._multiple:
+            return [p.value]
+        return self._output(changed)
+
+    def close(self) -> list[Any]:
+        p = self._parser
+        try:
+            changed = p.close(recover=self._recover)
+        except JSONStreamError:
+            self._sync()
+            raise
+        self._sync()
+        if p.completed:
+            self._on_completed()
+        elif p.incomplete:
+            self._section.incomplete = True
+            self._report.emit("json.incomplete", stage=_STAGE, offset=p.offset)
+            if self._multiple or not p.has_value:
+                return []
+            if self._mode == "model":
+                return [self._partial()]
+        if not changed:
+            return []
+        if self._mode == "values" and not self._multiple:
+            return [p.value]
+        return self._output(changed)
+
+    def _partial(self) -> Any:
+        assert self._validator is not None
+        return self._validator.partial(self._parser.value)
+
+    def _output(self, changed: bool) -> list[Any]:
+        p = self._parser
+        if self._mode == "deltas":
+            return p.events
+        if self._mode == "values":  # multiple values: each once complete
+            return p.completed
+        validator = self._validator
+        assert validator is not None
+        out = []
+        for ev in p.events:
+            if ev.op == "done":
+                if ev.path:
+                    validator.done(ev.path, ev.value, p.offset)
+                else:
+                    out.append(validator.final(ev.value, p.offset))
+        if not out and changed and not self._multiple:
+            out.append(validator.partial(p.value))
+        return out
+
+    def _on_completed(self) -> None:
+        p = self._parser
+        self._sync()
+        first = p.values_completed - len(p.completed)
+        for i in range(len(p.completed)):
+            self._report.emit("json.value", stage=_STAGE, index=first + i)
+
+    def _sync(self) -> None:
+        section = self._section
+        section.chars_parsed = self._parser.offset
+        section.values_completed = self._parser.values_completed
+
+
+def parse_json(
+    *,
+    model: type[Any] | TypeAdapter[Any] | None = None,
+    partial_strings: bool = True,
+    deltas: bool = False,
+    skip_prefix: bool = False,
+    trailing: Literal["error", "stop"] = "error",
+    multiple: bool = False,
+    recover: bool = False,
+) -> Operator[str, Any]:
+    """Return an operator that parses a stream of JSON text chunks into values as they arrive.
+
+    After every chunk that changes the value it yields the current partial
+    value; the last one of a complete document equals ``json.loads`` of the
+    whole text (ints stay ints, big ints exact, floats as ``float()``).
+    Partial values only grow: numbers, literals and keys appear when complete,
+    strings only get longer (``partial_strings=False`` shows a string only
+    once complete), nothing changes type or vanishes, half a surrogate pair is
+    never shown. Each character is parsed once: the whole stream costs O(n).
+
+    The yielded value is **one live object mutated in place** (the same dict
+    or list each time): copy it (``copy.deepcopy``) if you keep a snapshot.
+    A string that is still growing is rebuilt once per chunk, so an extremely
+    long string costs O(length) per chunk; ``deltas=True`` avoids that.
+
+    Options (all keyword-only):
+
+    - ``model``: a pydantic model (or any type, or a ``TypeAdapter``). Each
+      field and item is validated as soon as it is complete (a wrong first
+      field fails at once with :class:`JSONValidationError`); partial results
+      are ``model_construct`` instances; the last item is fully validated.
+    - ``deltas``: yield :class:`JSONDelta` events instead of snapshots.
+    - ``skip_prefix``: skip prose before the first ``{`` or ``[`` (and a
+      Markdown ```` ```json ```` fence; text after its closing fence is ignored).
+    - ``trailing``: ``"error"`` (default: only whitespace may follow the value)
+      or ``"stop"`` (stop after the value; the upstream is closed).
+    - ``multiple``: parse a stream of values (NDJSON or concatenated) and yield
+      each value once complete.
+    - ``recover``: at the end of a truncated document keep the best partial
+      value instead of raising; ``report["json"].incomplete`` is then True and
+      a ``json.incomplete`` event is emitted. A number cut by the end is dropped.
+
+    Invalid JSON raises :class:`JSONStreamError` with the character offset,
+    as soon as the offending character arrives. The report's ``"json"``
+    section is a :class:`JSONReport`; each complete value emits ``json.value``.
+
+    >>> import streamops as so
+    >>> for value in so.parse_json()(['{"name": "Bo', 'b", "tags": [1', '2, 3]}']):
+    ...     print(value)
+    {'name': 'Bo'}
+    {'name': 'Bob', 'tags': []}
+    {'name': 'Bob', 'tags': [12, 3]}
+    >>> list(so.parse_json(multiple=True)(['{"a": 1}\\n{"a"', ': 2}\\n']))
+    [{'a': 1}, {'a': 2}]
+    """
+    if trailing not in ("error", "stop"):
+        raise ValueError(f"trailing must be 'error' or 'stop', got {trailing!r}")
+    if model is not None and deltas:
+        raise ValueError("model and deltas cannot be combined: deltas are not validated")
+    # Build (and so check) the schema now: a bad model fails at start-up.
+    try:
+        schema = None if model is None else schema_root(model)
+    except PydanticUserError as exc:
+        raise TypeError(
+            f"model must be a pydantic model, a type pydantic can validate or a TypeAdapter: {exc}"
+        ) from exc
+    mode: Literal["values", "deltas", "model"] = (
+        "model" if model is not None else "deltas" if deltas else "values"
+    )
+
+    def factory(report: StreamReport) -> _Processor:
+        parser = JSONParser(
+            partial_strings=partial_strings,
+            deltas=mode != "values",
+            materialise=partial_strings and mode != "deltas",
+            multiple=multiple,
+            trailing=trailing,
+            skip_prefix=skip_prefix,
+        )
+        validator = None if schema is None else _Validator(schema)
+        return _Processor(
+            report, parser, mode=mode, validator=validator, multiple=multiple, recover=recover
+        )
+
+    # Only these options make the parser finish before its input ends.
+    can_stop = trailing == "stop" or skip_prefix
+    return Operator(ProcessorStage(_STAGE, factory, accepts=str, produces=None, can_stop=can_stop))

@@ -1,5 +1,675 @@
-"""Sliding-window redaction (issue 4): being built; exports nothing yet."""
+"""Sliding-window redaction (issue 4): secrets never leak across chunk boundaries.
+
+The filter is exact: its output is ``regex.sub`` of the alternation of all
+patterns over the *whole* text, leftmost match first, whatever the chunking.
+It holds back only text that could still become part of a match, decided with
+the ``regex`` module's partial matching:
+
+* A *probe* pattern ``(?:P)(?!)`` can never match, so a partial search with it
+  explores every path of ``P`` at each position and reports the leftmost
+  position whose attempt read past the end of the buffer. Every position
+  before it is decided: its attempt gives the same result whatever text
+  follows. This covers greedy growth (``sk-[a-z]{3,}`` on ``"sk-abcd"``),
+  alternatives of higher priority still in flight (``abc|a`` on ``"ab"``) and
+  lookaheads.
+* Zero-width end assertions (``\\b``, ``\\B``, ``$``, ``\\Z``, ``\\z``, ``\\m``,
+  ``\\M``) read no character, so the engine would decide them at the end of
+  the buffer as if the text ended there. Each one is prefixed with a lookahead
+  that *tries* to read one (``$``: two) characters and always succeeds, which
+  makes the attempt count as unfinished until the text is there.
+* Lookbehinds and ``\\b`` at the start see a tail of already released *input*
+  (``context`` characters, never re-emitted), because searches start at
+  ``pos=`` inside a buffer that keeps it.
+
+The window bounds how long one attempt may stay undecided: when the attempt at
+position ``p`` is still undecided with ``max_window`` characters after ``p``,
+the window overflows. The decision only depends on the text, not on the
+chunking, so the guarantee of chunking invariance holds with overflows too.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import regex
+from pydantic import BaseModel, Field
+
+from ._core import Operator, ProcessorStage
+from ._errors import StreamOpsError
+from ._patterns import (
+    Action,
+    PatternSpec,
+    builtin_patterns,
+    iban_valid,
+    is_builtin_selector,
+    luhn_valid,
+)
+from ._report import StopReason, StreamReport
+
+__all__ = [
+    "KeyedHash",
+    "PatternSpec",
+    "RedactPatternError",
+    "RedactReport",
+    "RedactTimeout",
+    "builtin_patterns",
+    "iban_valid",
+    "luhn_valid",
+    "redact",
+]
+
+Replacement = str | Callable[[regex.Match[str]], str]
+OnOverflow = Literal["redact", "release"]
+_ACTIONS = ("redact", "block", "flag")
+_DEFAULT_LABEL = "[REDACTED]"
+_BUILTIN_SET = frozenset(builtin_patterns())
+
+
+class RedactPatternError(StreamOpsError, ValueError):
+    """Raised for a pattern :func:`redact` cannot use, naming the pattern.
+
+    At construction: invalid regex syntax, a pattern matching the empty string,
+    numbered group references (``\\1``, ``(?1)``: patterns are combined into one
+    alternation, use named groups), mixed ``V0``/``V1`` versions. Mid-stream:
+    a pattern that matched the empty string. Not raised for a slow pattern:
+    that is :class:`RedactTimeout`.
+
+    >>> redact(["a(b"])
+    Traceback (most recent call last):
+    ...
+    streamops._redact.RedactPatternError: invalid pattern 'pattern_0' ('a(b'): missing ) at position 3
+    """
+
+
+class RedactTimeout(StreamOpsError, TimeoutError):
+    """Raised when one pattern search exceeds the operator's ``timeout`` (a ReDoS guard).
+
+    The filter fails closed: the text it was holding back is never released.
+    It is not raised by :func:`streamops.timeout`, whose limits are about the
+    upstream's pace (that is ``StreamTimeout``).
+
+    >>> op = redact([r"(a|aa)+b"], timeout=0.01)
+    >>> list(op(["a" * 60]))
+    Traceback (most recent call last):
+    ...
+    streamops._redact.RedactTimeout: redaction search exceeded 0.01 s (catastrophic backtracking?); held text withheld
+    """
+
+
+class RedactReport(BaseModel):
+    """The ``report["redact"]`` section: what the filter did, never the secrets.
+
+    ``redacted``/``flagged``/``rejected`` count matches per pattern (rejected:
+    a validator said no, the text was released). ``on_overflow`` says whether
+    the window fails closed (``"redact"``) or open (``"release"``).
+
+    >>> s = redact(["secret"])(["a secret", " here"])
+    >>> s.text()
+    'a [REDACTED] here'
+    >>> s.report["redact"].redacted
+    {'pattern_0': 1}
+    """
+
+    redacted: dict[str, int] = Field(default_factory=dict)
+    flagged: dict[str, int] = Field(default_factory=dict)
+    rejected: dict[str, int] = Field(default_factory=dict)
+    blocked_by: str | None = None
+    window_overflows: int = 0
+    on_overflow: OnOverflow = "redact"
+    max_window: int = 0
+    max_held: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedHash:
+    """Replace each secret by its label and a keyed hash: ``[EMAIL:3f9a1c2b]``.
+
+    The same secret gets the same placeholder within a stream, so the text
+    stays readable. With ``key=None`` every stream draws a random key (the
+    placeholders cannot be linked across streams); pass a ``key`` to make them
+    stable. HMAC-SHA256, ``digits`` hex digits shown.
+
+    >>> op = redact(["email"], replacement=KeyedHash(key=b"k", digits=6))
+    >>> "".join(op(["a@example.com and a@example.com"]))
+    '[EMAIL:a05c70] and [EMAIL:a05c70]'
+    """
+
+    key: bytes | None = None
+    digits: int = 8
+
+    def __post_init__(self) -> None:
+        if self.key is not None and not isinstance(self.key, bytes):
+            raise TypeError(f"KeyedHash key must be bytes, got {type(self.key).__name__}")
+        if not 4 <= self.digits <= 64:
+            raise ValueError(f"KeyedHash digits must be between 4 and 64, got {self.digits}")
+
+
+# --------------------------------------------------------------------------
+# compiling patterns
+# --------------------------------------------------------------------------
+
+# A lookahead that always succeeds but tries to read: the partial engine then
+# treats the attempt as unfinished at the end of the buffer.
+_PEEK1 = r"(?=[\s\S]?)"
+_PEEK2 = r"(?=[\s\S]?[\s\S]?)"  # `$` also matches before a final newline
+_END_ESCAPES = frozenset("bBZzmM")
+_SCOPED_FLAGS = (
+    (regex.ASCII, "a"),
+    (regex.FULLCASE, "f"),
+    (regex.IGNORECASE, "i"),
+    (regex.MULTILINE, "m"),
+    (regex.DOTALL, "s"),
+    (regex.VERBOSE, "x"),
+    (regex.WORD, "w"),
+)
+_STDLIB_FLAGS = (
+    (re.IGNORECASE, regex.IGNORECASE),
+    (re.MULTILINE, regex.MULTILINE),
+    (re.DOTALL, regex.DOTALL),
+    (re.VERBOSE, regex.VERBOSE),
+    (re.ASCII, regex.ASCII),
+)
+
+
+def _skip_class(src: str, i: int, nested: bool) -> int:
+    """Return the index after the character class starting at ``src[i] == '['``."""
+    j = i + 1
+    depth = 1
+    while True:
+        if src.startswith("^", j):
+            j += 1
+        if src.startswith("]", j):  # a leading ']' is a literal
+            j += 1
+        while j < len(src):
+            ch = src[j]
+            if ch == "\\":
+                j += 2
+                continue
+            if ch == "[" and src.startswith("[:", j) and (k := src.find(":]", j + 2)) >= 0:
+                j = k + 2
+                continue
+            if ch == "[" and nested:
+                depth += 1
+                j += 1
+                break
+            j += 1
+            if ch == "]":
+                depth -= 1
+                if depth == 0:
+                    return j
+        else:
+            return len(src)
+
+
+def _rewrite(src: str, *, verbose: bool, nested_sets: bool, where: str) -> str:
+    """Make end assertions read ahead, and refuse numbered group references."""
+
+    def refuse(what: str) -> RedactPatternError:
+        return RedactPatternError(
+            f"{where} uses a numbered group reference ({what}); patterns are combined into"
+            " one alternation, so use a named group instead"
+        )
+
+    out: list[str] = []
+    i, n = 0, len(src)
+    while i < n:
+        c = src[i]
+        if c == "\\":
+            nxt = src[i + 1 : i + 2]
+            if nxt and nxt in _END_ESCAPES:
+                out.append(f"(?:{_PEEK1}\\{nxt})")
+            elif nxt and nxt in "123456789" and not re.fullmatch(r"[0-7]{3}", src[i + 1 : i + 4]):
+                raise refuse(src[i : i + 2])
+            elif nxt == "g" and re.match(r"<[+-]?[0-9]", src[i + 2 : i + 5]):
+                raise refuse(src[i : src.find(">", i) + 1])
+            else:
+                out.append(src[i : i + 2])
+            i += 2
+        elif c == "[":
+            j = _skip_class(src, i, nested_sets)
+            out.append(src[i:j])
+            i = j
+        elif c == "$":
+            out.append(f"(?:{_PEEK2}$)")
+            i += 1
+        elif c == "(" and src.startswith("(?#", i):
+            j = src.find(")", i)
+            j = n if j < 0 else j + 1
+            out.append(src[i:j])
+            i = j
+        elif c == "(" and (ref := re.match(r"\(\?(?:[0-9]+\)|R\)|\([0-9])", src[i : i + 5])):
+            raise refuse(ref.group())
+        elif c == "#" and verbose:
+            j = src.find("\n", i)
+            j = n if j < 0 else j
+            out.append(src[i:j])
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    spec: PatternSpec
+    regex: regex.Pattern[str]  # the rewritten branch, compiled alone
+    source: str  # the rewritten branch, wrapped in its scoped flags
+
+
+def _source_and_flags(spec: PatternSpec) -> tuple[str, int]:
+    pat = spec.pattern
+    if isinstance(pat, str):
+        return pat, 0
+    if isinstance(pat, re.Pattern):
+        if not isinstance(pat.pattern, str):
+            raise TypeError(f"pattern {spec.name!r} is a bytes pattern; redact works on text")
+        flags = 0
+        for std, ours in _STDLIB_FLAGS:
+            if pat.flags & std:
+                flags |= ours
+        return pat.pattern, flags
+    if isinstance(pat, regex.Pattern):
+        if not isinstance(pat.pattern, str):
+            raise TypeError(f"pattern {spec.name!r} is a bytes pattern; redact works on text")
+        return pat.pattern, pat.flags
+    raise TypeError(
+        f"pattern {spec.name!r} must be a regex string or a compiled pattern,"
+        f" got {type(pat).__name__}"
+    )
+
+
+def _compile(spec: PatternSpec) -> _Compiled:
+    src, flags = _source_and_flags(spec)
+    where = f"pattern {spec.name!r} ({src!r})"
+    try:
+        flags = regex.compile(src, flags).flags
+    except regex.error as exc:
+        raise RedactPatternError(f"invalid {where}: {exc}") from None
+    rewritten = _rewrite(
+        src, verbose=bool(flags & regex.VERBOSE), nested_sets=bool(flags & regex.V1), where=where
+    )
+    scoped = "".join(letter for flag, letter in _SCOPED_FLAGS if flags & flag)
+    tail = "\n" if flags & regex.VERBOSE else ""  # ends a trailing verbose comment
+    source = f"(?{scoped}:{rewritten}{tail})"
+    compiled = regex.compile(source, flags & (regex.V0 | regex.V1))
+    if compiled.fullmatch("") is not None:
+        raise RedactPatternError(f"{where} matches the empty string")
+    return _Compiled(spec, compiled, source)
+
+
+def _specs(
+    patterns: Iterable[str | regex.Pattern[str] | re.Pattern[str] | PatternSpec] | None,
+) -> list[PatternSpec]:
+    if patterns is None:
+        return list(builtin_patterns())
+    if isinstance(patterns, (str, bytes, re.Pattern, regex.Pattern, PatternSpec)):
+        raise TypeError(
+            "patterns must be an iterable of patterns, not a single one; wrap it: redact([pattern])"
+        )
+    specs: list[PatternSpec] = []
+    for i, item in enumerate(patterns):
+        if isinstance(item, PatternSpec):
+            specs.append(item)
+        elif isinstance(item, str) and is_builtin_selector(item):
+            specs += builtin_patterns(item)
+        elif isinstance(item, (str, re.Pattern, regex.Pattern)):
+            specs.append(PatternSpec(f"pattern_{i}", item, label=_DEFAULT_LABEL))
+        else:
+            raise TypeError(
+                f"patterns[{i}] must be a regex string, a compiled pattern, a built-in name"
+                f" or a PatternSpec, got {type(item).__name__}"
+            )
+    if not specs:
+        raise ValueError("patterns is empty; pass None for the built-in library")
+    unique: dict[str, PatternSpec] = {}
+    for spec in specs:  # a built-in selected twice (by name and category) counts once
+        if unique.setdefault(spec.name, spec) is not spec:
+            raise ValueError(f"two different patterns are named {spec.name!r}")
+    return list(unique.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Everything built once per operator and shared by its streams."""
+
+    branches: tuple[_Compiled, ...]
+    combined: regex.Pattern[str]
+    probe: regex.Pattern[str]
+    replacement: Replacement | KeyedHash | None
+    action: Action
+    window: int
+    on_overflow: OnOverflow
+    context: int
+    timeout: float | None
+    stage: str
+
+
+def _timeout_message(timeout: float | None) -> str:
+    return (
+        f"redaction search exceeded {timeout} s (catastrophic backtracking?); held text withheld"
+    )
+
+
+# --------------------------------------------------------------------------
+# the per-stream processor
+# --------------------------------------------------------------------------
+
+
+class _Redactor:
+    """The sans-I/O core: ``feed(text) -> [released]``, ``close() -> [rest]``."""
+
+    __slots__ = (
+        "_buf",
+        "_emitted",
+        "_key",
+        "_plan",
+        "_report",
+        "_scan",
+        "_section",
+        "done",
+    )
+
+    def __init__(self, plan: _Plan, report: StreamReport) -> None:
+        self._plan = plan
+        self._report = report
+        self._section = report.section("redact", RedactReport)
+        self._section.on_overflow = plan.on_overflow
+        self._section.max_window = plan.window
+        rep = plan.replacement
+        self._key = (rep.key or secrets.token_bytes(32)) if isinstance(rep, KeyedHash) else b""
+        self._buf = ""  # released context tail + held text
+        self._scan = 0  # where the held text starts in _buf
+        self._emitted = 0  # characters released so far (offsets of events)
+        self.done = False
+
+    @property
+    def held(self) -> int:
+        """Characters currently held back."""
+        return len(self._buf) - self._scan
+
+    def feed(self, text: str, /) -> list[str]:
+        if self.done or not text:
+            return []
+        self._buf += text
+        scan = self._scan
+        held = len(self._buf) - scan
+        if held - len(text) > 8 and held < self._plan.window:
+            # Fast path for long held text (a key, a PEM block): the attempt at `scan` was
+            # open before this text; if it still is, nothing can be released and the
+            # positions after it need no search yet (no quadratic re-scan of the block).
+            try:
+                still_open = self._plan.probe.match(
+                    self._buf, scan, partial=True, timeout=self._plan.timeout
+                )
+            except TimeoutError as exc:
+                self.done = True
+                raise RedactTimeout(_timeout_message(self._plan.timeout)) from exc
+            if still_open is not None:
+                if held > self._section.max_held:
+                    self._section.max_held = held
+                return []
+        return self._run(final=False)
+
+    def close(self) -> list[str]:
+        if self.done:
+            return []
+        out = self._run(final=True)
+        self._buf = self._buf[self._scan :]  # nothing held: keeps close() idempotent
+        self._scan = len(self._buf)
+        return out
+
+    def _run(self, *, final: bool) -> list[str]:
+        plan = self._plan
+        buf, scan, window, timeout = self._buf, self._scan, plan.window, plan.timeout
+        combined, probe = plan.combined, plan.probe
+        n = len(buf)
+        pieces: list[str] = []
+        try:
+            while scan < n:
+                start = scan
+                end = min(n, start + window)
+                if final and end == n:  # the true end of the text: no partial matching
+                    m = combined.search(buf, start, timeout=timeout)
+                    if m is None:
+                        pieces.append(buf[start:])
+                        self._emitted += n - start
+                        scan = n
+                        break
+                    scan = self._apply(m, buf, start, n, pieces)
+                    if self.done:
+                        break
+                    continue
+                m = combined.search(buf, start, end, partial=True, timeout=timeout)
+                if m is None:
+                    first_open = end
+                elif m.partial:  # no complete match at all: m starts at the first open attempt
+                    first_open, m = m.start(), None
+                else:
+                    p = probe.search(buf, start, end, partial=True, timeout=timeout)
+                    first_open = end if p is None else p.start()
+                if m is not None and m.start() < first_open:
+                    scan = self._apply(m, buf, start, end, pieces)
+                    if self.done:
+                        break
+                    continue
+                if first_open > start:
+                    pieces.append(buf[start:first_open])
+                    self._emitted += first_open - start
+                    scan = first_open
+                if first_open == end:
+                    continue
+                if first_open == start and end == start + window:
+                    scan = self._overflow(buf, start, pieces)
+                elif end == n:
+                    break  # wait for more text
+        except TimeoutError as exc:
+            self.done = True
+            raise RedactTimeout(_timeout_message(timeout)) from exc
+        finally:
+            self._scan = scan
+        if self.done:
+            self._scan = n
+        held = n - self._scan
+        if held > self._section.max_held:
+            self._section.max_held = held
+        # Keep a bounded tail of released input for lookbehinds; trim in batches.
+        ctx = plan.context
+        if self._scan > 2 * ctx + 256:
+            cut = self._scan - ctx
+            self._buf = buf[cut:]
+            self._scan -= cut
+        if not pieces:
+            return []
+        return ["".join(pieces)]
+
+    def _apply(
+        self, m: regex.Match[str], buf: str, start: int, end: int, pieces: list[str]
+    ) -> int:
+        """Handle a decided match; return the new scan position."""
+        p, stop = m.span()
+        if stop == p:
+            self.done = True
+            raise RedactPatternError(f"a pattern matched the empty string at buffer offset {p}")
+        for branch in self._plan.branches:  # the first branch matching at p is the match
+            bm = branch.regex.match(buf, p, end)
+            if bm is not None:
+                break
+        else:  # pragma: no cover - the combined match comes from one of the branches
+            raise AssertionError("no branch reproduces the combined match")
+        if p > start:
+            pieces.append(buf[start:p])
+            self._emitted += p - start
+        spec = branch.spec
+        text = bm.group()
+        section = self._section
+        if spec.validator is not None and not spec.validator(text):
+            section.rejected[spec.name] = section.rejected.get(spec.name, 0) + 1
+            pieces.append(text)
+            self._emitted += len(text)
+            return stop
+        action = spec.action or self._plan.action
+        if action == "block":
+            self.done = True
+            section.blocked_by = spec.name
+            self._report.stop(StopReason.BLOCKED, f"redact: {spec.name}")
+            self._event(spec.name, "block", 0)
+            return stop
+        if action == "flag":
+            section.flagged[spec.name] = section.flagged.get(spec.name, 0) + 1
+            out = text
+        else:
+            section.redacted[spec.name] = section.redacted.get(spec.name, 0) + 1
+            out = self._replace(spec, bm)
+        self._event(spec.name, action, len(out))
+        pieces.append(out)
+        self._emitted += len(out)
+        return stop
+
+    def _replace(self, spec: PatternSpec, m: regex.Match[str]) -> str:
+        rep = self._plan.replacement
+        if rep is None:
+            return spec.placeholder
+        if isinstance(rep, str):
+            return rep
+        if isinstance(rep, KeyedHash):
+            digest = hmac.new(self._key, m.group().encode(), hashlib.sha256).hexdigest()
+            label = spec.placeholder
+            tag = digest[: rep.digits]
+            return f"{label[:-1]}:{tag}]" if label.endswith("]") else f"{label}:{tag}"
+        out = rep(m)
+        if not isinstance(out, str):
+            raise TypeError(f"replacement callable returned {type(out).__name__}, expected str")
+        return out
+
+    def _overflow(self, buf: str, start: int, pieces: list[str]) -> int:
+        """An attempt still undecided after a full window: fail closed or open."""
+        plan = self._plan
+        self._section.window_overflows += 1
+        if plan.on_overflow == "release":  # give up on the attempt at `start` only
+            pieces.append(buf[start])
+            self._emitted += 1
+            self._report.emit("redact.overflow", stage=plan.stage, offset=self._emitted - 1)
+            return start + 1
+        out = plan.replacement if isinstance(plan.replacement, str) else _DEFAULT_LABEL
+        self._report.emit(
+            "redact.overflow", stage=plan.stage, offset=self._emitted, length=len(out)
+        )
+        pieces.append(out)
+        self._emitted += len(out)
+        return start + plan.window
+
+    def _event(self, name: str, action: str, length: int) -> None:
+        self._report.emit(
+            f"redact.{action}",
+            stage=self._plan.stage,
+            pattern=name,
+            offset=self._emitted,
+            length=length,
+        )
+
+
+# --------------------------------------------------------------------------
+# the operator
+# --------------------------------------------------------------------------
+
+
+def redact(
+    patterns: Iterable[str | regex.Pattern[str] | re.Pattern[str] | PatternSpec] | None = None,
+    *,
+    replacement: Replacement | KeyedHash | None = None,
+    action: Action = "redact",
+    max_window: int = 8192,
+    on_overflow: OnOverflow = "redact",
+    context: int = 64,
+    timeout: float | None = 1.0,
+    name: str = "redact",
+) -> Operator[str, str]:
+    """Return an operator that redacts secrets from a text stream, exactly and early.
+
+    ``patterns``: regex strings, compiled ``regex``/``re`` patterns, names of
+    built-ins or categories (see :func:`builtin_patterns`), or
+    :class:`PatternSpec` objects; ``None`` means the whole built-in library.
+    The output equals ``regex.sub`` of their alternation over the whole text,
+    leftmost match first (earlier patterns win at the same start), for every
+    chunking; only text that could still become part of a match is held back.
+
+    ``replacement``: ``None`` for each pattern's label (``[EMAIL]``; user
+    regexes get ``[REDACTED]``), a fixed string, a :class:`KeyedHash`, or a
+    callable taking the pattern's own ``regex.Match``. ``action``: ``"redact"``,
+    ``"flag"`` (pass through, record) or ``"block"`` (end the stream at the
+    match with stop reason ``blocked``); a :class:`PatternSpec` may override it.
+    ``max_window``: the most characters one undecided attempt may hold; beyond
+    it ``on_overflow="redact"`` fails closed (the window is replaced by the
+    fixed replacement or ``[REDACTED]``) and ``"release"`` fails open.
+    ``context``: characters of released input kept for lookbehinds.
+    ``timeout``: seconds per search when any pattern is not a built-in (those
+    are vetted and run unguarded), else :class:`RedactTimeout`.
+
+    >>> op = redact(["email", "openai_key"])
+    >>> list(op(["mail me at jo", "e@example.com or use sk-abc", "defghijklmnopqrstuvwxyz0 ok"]))
+    ['mail me at ', '[EMAIL] or use ', '[OPENAI_KEY] ', 'ok']
+
+    ``"ok"`` was held to the end: it could have begun ``ok@example.com``.
+    """
+    specs = _specs(patterns)
+    if action not in _ACTIONS:
+        raise ValueError(f"action must be one of {_ACTIONS}, got {action!r}")
+    for spec in specs:
+        if spec.action is not None and spec.action not in _ACTIONS:
+            raise ValueError(f"pattern {spec.name!r}: action must be one of {_ACTIONS}")
+    if on_overflow not in ("redact", "release"):
+        raise ValueError(f"on_overflow must be 'redact' or 'release', got {on_overflow!r}")
+    if isinstance(max_window, bool) or not isinstance(max_window, int) or max_window < 16:
+        raise ValueError(f"max_window must be an int of at least 16, got {max_window!r}")
+    if isinstance(context, bool) or not isinstance(context, int) or context < 1:
+        raise ValueError(f"context must be a positive int, got {context!r}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be positive or None, got {timeout!r}")
+    if not (replacement is None or isinstance(replacement, (str, KeyedHash))) and not callable(
+        replacement
+    ):
+        raise TypeError(
+            "replacement must be None, a str, a KeyedHash or a callable,"
+            f" got {type(replacement).__name__}"
+        )
+    branches = tuple(_compile(spec) for spec in specs)
+    versions = {b.regex.flags & (regex.V0 | regex.V1) for b in branches}
+    if len(versions) > 1:
+        raise RedactPatternError("patterns mix regex versions V0 and V1; use one version")
+    version = versions.pop()
+    alternation = "|".join(b.source for b in branches)
+    plan = _Plan(
+        branches=branches,
+        combined=regex.compile(alternation, version),
+        probe=regex.compile(f"(?:{alternation})(?!)", version),
+        replacement=replacement,
+        action=action,
+        window=max_window,
+        on_overflow=on_overflow,
+        context=context,
+        # The built-in library is vetted (bounded, no nested quantifiers) and runs
+        # unguarded: the guard polls a clock and about doubles the cost of a search.
+        timeout=None if all(s in _BUILTIN_SET for s in specs) else timeout,
+        stage=name,
+    )
+
+    def factory(report: StreamReport) -> _Redactor:
+        return _Redactor(plan, report)
+
+    return Operator(ProcessorStage(name, factory))
+
+
+def _combined_pattern(op: Operator[Any, Any]) -> regex.Pattern[str]:
+    """The compiled alternation of a redact operator (for benchmarks and tests)."""
+    stage = op.stages[0]
+    assert isinstance(stage, ProcessorStage)
+    proc = stage.factory(StreamReport())
+    assert isinstance(proc, _Redactor)
+    return proc._plan.combined

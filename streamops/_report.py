@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-__all__ = ("Event", "StopReason", "StreamReport")
+__all__ = ("ChunkEvent", "Event", "StopReason", "StreamReport")
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -65,6 +65,31 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class ChunkEvent(Event):
+    """A chunk handed to the consumer (``kind="chunk.released"``).
+
+    One per chunk, so it is opt-in: :func:`streamops.events` yields it between
+    the other events; the report neither emits nor keeps it. ``index`` counts
+    the released chunks from 0. A chunk that is not JSON-serialisable (e.g. a
+    provider object) is serialised as its ``repr``.
+
+    >>> ChunkEvent(index=0, chunk="Hi", time=1.5).model_dump(mode="json")
+    {'kind': 'chunk.released', 'time': 1.5, 'stage': None, 'data': {}, 'index': 0, 'chunk': 'Hi'}
+    """
+
+    kind: str = "chunk.released"
+    index: int
+    chunk: Any
+
+    @field_serializer("chunk", when_used="json")
+    def _chunk_json(self, chunk: Any) -> Any:
+        if chunk is None or isinstance(chunk, (str, int, float, bool, list, dict)):
+            return chunk
+        if isinstance(chunk, BaseModel):
+            return chunk.model_dump(mode="json")
+        return repr(chunk)
+
+
 EventCallback = Callable[[Event], object]
 
 
@@ -109,8 +134,11 @@ class StreamReport:
         self.sections: dict[str, BaseModel] = {}
         self.events: list[Event] = []
         self.clock = clock
-        self._callbacks: list[EventCallback] = [] if on_event is None else [on_event]
+        # (callback, kinds) pairs; kinds None means every event.
+        self._callbacks: list[tuple[EventCallback, frozenset[str] | None]] = []
         self._released: list[str] = []
+        if on_event is not None:
+            self.subscribe(on_event)
 
     # -- stop reason -------------------------------------------------------
     def stop(self, reason: StopReason | str, detail: str | None = None) -> bool:
@@ -164,14 +192,38 @@ class StreamReport:
         return name in self.sections
 
     # -- events ------------------------------------------------------------
-    def subscribe(self, callback: EventCallback) -> None:
-        """Call ``callback`` with every event emitted from now on."""
-        self._callbacks.append(callback)
+    def subscribe(self, callback: EventCallback, *, kinds: Iterable[str] | None = None) -> None:
+        """Call ``callback`` with every event emitted from now on.
+
+        With ``kinds``, only events of those kinds (such a subscriber does not
+        count as :attr:`listening`).
+
+        >>> r = StreamReport()
+        >>> r.subscribe(lambda e: print("end at", e.time), kinds=["stream.end"])
+        >>> _ = r.emit("stream.start")
+        >>> _ = r.emit("stream.end")  # doctest: +ELLIPSIS
+        end at ...
+        """
+        if kinds is None:
+            self._callbacks.append((callback, None))
+            return
+        wanted = frozenset(kinds)
+        if isinstance(kinds, str) or not all(isinstance(k, str) for k in wanted):
+            raise TypeError("kinds must be an iterable of event kind strings, e.g. ['stream.end']")
+        self._callbacks.append((callback, wanted))
+
+    def unsubscribe(self, callback: EventCallback) -> None:
+        """Stop calling ``callback``; harmless if it was not subscribed."""
+        self._callbacks = [(cb, k) for cb, k in self._callbacks if cb is not callback]
 
     @property
     def listening(self) -> bool:
-        """True when a callback is subscribed (operators may skip costly events)."""
-        return bool(self._callbacks)
+        """True when a callback takes every event (operators may skip costly events)."""
+        return any(kinds is None for _, kinds in self._callbacks)
+
+    def wants(self, kind: str) -> bool:
+        """Return True when an event of ``kind`` would reach a subscriber."""
+        return any(kinds is None or kind in kinds for _, kinds in self._callbacks)
 
     def emit(self, kind: str, *, stage: str | None = None, **data: Any) -> Event:
         """Record an event of ``kind`` stamped with the stream clock."""
@@ -182,8 +234,10 @@ class StreamReport:
     def emit_event(self, event: Event) -> None:
         """Record a ready-made event (a subclass of :class:`Event`)."""
         self.events.append(event)
-        for callback in self._callbacks:
-            callback(event)
+        kind = event.kind
+        for callback, kinds in self._callbacks:
+            if kinds is None or kind in kinds:
+                callback(event)
 
     # -- output ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -203,8 +257,61 @@ class StreamReport:
         """Return :meth:`to_dict` as a JSON string."""
         return json.dumps(self.to_dict(), **kwargs)
 
+    def summary(self) -> str:
+        """Return a readable multi-line summary (also what ``str(report)`` gives).
+
+        >>> r = StreamReport(clock=lambda: 0.25)
+        >>> r.counters["redact.applied"] += 2
+        >>> _ = r.emit("redaction.applied", stage="redact", pattern="email", offset=4)
+        >>> _ = r.stop(StopReason.COMPLETE)
+        >>> print(r)
+        stream report: complete
+          chunks: 0 in, 0 out; released 0 chars
+          counters: redact.applied=2
+          events:
+            0.250 redaction.applied [redact] pattern="email" offset=4
+        """
+        reason = "running" if self.stop_reason is None else str(self.stop_reason)
+        if self.stop_detail:
+            reason += f" ({self.stop_detail})"
+        lines = [
+            f"stream report: {reason}",
+            f"  chunks: {self.chunks_in} in, {self.chunks_out} out;"
+            f" released {len(self.released_text)} chars",
+        ]
+        if self.error is not None:
+            lines.append(f"  error: {self.error!r}")
+        if self.counters:
+            lines.append("  counters: " + _pairs(dict(sorted(self.counters.items()))))
+        for name, section in self.sections.items():
+            lines.append(f"  {name}: " + _pairs(section.model_dump(mode="json")))
+        if self.events:
+            lines.append("  events:")
+            lines += [f"    {format_event(e)}" for e in self.events]
+        return "\n".join(lines)
+
+    __str__ = summary
+
     def __repr__(self) -> str:
         return (
             f"StreamReport(stop_reason={self.stop_reason!s}, chunks_in={self.chunks_in},"
             f" chunks_out={self.chunks_out}, sections={sorted(self.sections)})"
         )
+
+
+def format_event(event: Event) -> str:
+    """Return one readable line for ``event``: time, kind, [stage], data."""
+    stage = f" [{event.stage}]" if event.stage else ""
+    data = " " + _pairs(event.data, sep=" ") if event.data else ""
+    return f"{event.time:.3f} {event.kind}{stage}{data}"
+
+
+def _pairs(data: dict[str, Any], *, sep: str = ", ", width: int = 60) -> str:
+    """Format ``data`` as ``key=value`` pairs, long values shortened."""
+    parts = []
+    for key, value in data.items():
+        text = json.dumps(value, default=repr, ensure_ascii=False)
+        if len(text) > width:
+            text = text[: width - 3] + "..."
+        parts.append(f"{key}={text}")
+    return sep.join(parts)

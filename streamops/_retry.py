@@ -1,5 +1,936 @@
-"""Retry before side effects (issue 9): being built; exports nothing yet."""
+"""Retry a stream while nothing has escaped; run side effects once, after success.
+
+``retry(factory)`` calls ``factory()`` for a fresh upstream on every attempt.
+The *commit point* is the first chunk handed to the consumer: before it, a
+failure is retried (after a backoff); after it, a failure raises
+:class:`StreamInterrupted` carrying the released text, never a silent restart
+that would send the consumer the same text twice. ``mode="buffered"`` moves the
+commit point to the end of each attempt. ``on_success`` callbacks run once,
+after the consumer received everything.
+
+The decisions (retry or not, how long to wait, which factory is next, what was
+released) live in :class:`_RetryState`, a sans-I/O object shared by the sync
+and the async loop; the loops only pull, close and sleep.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import asyncio
+import errno
+import inspect
+import math
+import random
+import sys
+import time
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from typing import Any, Literal, TypeVar, overload
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._core import AsyncStream, Lens, SyncStream, _find_lens, identity
+from ._errors import StreamOpsError
+from ._report import EventCallback, StopReason, StreamReport
+
+__all__: list[str] = [
+    "Backoff",
+    "RetryAttempt",
+    "RetryReport",
+    "SideEffectError",
+    "StreamInterrupted",
+    "is_retryable",
+    "retry",
+]
+
+T = TypeVar("T")
+
+Mode = Literal["before_first_chunk", "buffered"]
+RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+SuccessCallback = Callable[[str, StreamReport], object]
+
+_MAX_MESSAGE = 500  # error messages in the report are truncated: reports get logged
+
+
+# --------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------
+
+
+class StreamInterrupted(StreamOpsError):
+    """Raised when an upstream fails after text was already released.
+
+    Retrying then would send the consumer the same text twice, so the stream
+    stops instead: ``released`` is the text the consumer received, ``attempt``
+    the (1-based) attempt that failed, and ``__cause__`` the upstream error.
+    It is not raised for a failure before the first chunk (that is retried) nor
+    in ``mode="buffered"`` (nothing is released before an attempt completes).
+    It is never retried itself (``retryable = False``).
+
+    >>> err = StreamInterrupted("lost connection", released="Hel", attempt=1)
+    >>> err.released, err.attempt, err.retryable
+    ('Hel', 1, False)
+    """
+
+    retryable = False
+    released: str
+
+    def __init__(self, *args: object, released: str, attempt: int) -> None:
+        super().__init__(*args, released=released)
+        self.attempt = attempt
+
+
+class SideEffectError(StreamOpsError):
+    """Raised when an ``on_success`` callback of :func:`retry` fails.
+
+    The stream itself completed: ``released`` is its full text and
+    ``callback`` the callable that failed (``__cause__`` is its error). The
+    generation is not retried: it succeeded, and retrying it could repeat the
+    side effects that already ran. Callbacks after the failing one do not run.
+
+    >>> def save(text, report): ...
+    >>> err = SideEffectError("save failed", released="Hi", callback=save)
+    >>> err.callback is save, err.retryable
+    (True, False)
+    """
+
+    retryable = False
+    released: str
+
+    def __init__(self, *args: object, released: str, callback: Callable[..., object]) -> None:
+        super().__init__(*args, released=released)
+        self.callback = callback
+
+
+# --------------------------------------------------------------------------
+# which errors are retried
+# --------------------------------------------------------------------------
+
+_CONNECTION_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNRESET",
+        "ECONNREFUSED",
+        "ECONNABORTED",
+        "EPIPE",
+        "ETIMEDOUT",
+        "EHOSTUNREACH",
+        "ENETUNREACH",
+        "ENETDOWN",
+        "ENETRESET",
+        "EHOSTDOWN",
+    )
+    if hasattr(errno, name)
+)
+# Anthropic reports overload/rate limits that happen mid-stream as an SSE error
+# event on a 200 response: the status code says nothing, the body's type does.
+_RETRYABLE_BODY_TYPES = frozenset({"overloaded_error", "api_error", "rate_limit_error"})
+
+
+def _status_retryable(status: object) -> bool:
+    return isinstance(status, int) and (status in (408, 409, 429) or status >= 500)
+
+
+def _body_error_type(body: object) -> object:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return error.get("type")
+    return None
+
+
+def _sdk_retryable(exc: Exception) -> bool:
+    # Look the SDKs up in sys.modules instead of importing them: if one was
+    # never imported, ``exc`` cannot be one of its errors, and importing a
+    # heavy SDK just to say "no" would slow every failure down.
+    for name in ("openai", "anthropic"):
+        sdk = sys.modules.get(name)
+        if sdk is None:
+            continue
+        if isinstance(exc, sdk.APIConnectionError):  # includes APITimeoutError
+            return True
+        if isinstance(exc, sdk.APIStatusError):
+            return _status_retryable(exc.status_code) or (
+                _body_error_type(exc.body) in _RETRYABLE_BODY_TYPES
+            )
+    for name in ("httpx", "httpx2"):
+        http = sys.modules.get(name)
+        if http is None:
+            continue
+        transient = (http.TimeoutException, http.NetworkError, http.RemoteProtocolError)
+        if isinstance(exc, transient):
+            return True
+        if isinstance(exc, http.HTTPStatusError):
+            return _status_retryable(exc.response.status_code)
+    return False
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Return True if :func:`retry` retries ``exc`` by default.
+
+    Retried: timeouts (``TimeoutError``, so :class:`~streamops.StreamTimeout`
+    too), connection errors (``ConnectionError`` and ``OSError`` with a
+    connection errno), and, when those SDKs are in use, the OpenAI/Anthropic
+    connection, timeout, 408/409/429 and 5xx errors (``RateLimitError``,
+    ``InternalServerError``, Anthropic's ``OverloadedError``) and the transient
+    ``httpx`` errors. Never retried: anything that is not an ``Exception``
+    (``CancelledError``, ``KeyboardInterrupt``), and any error whose class sets
+    ``retryable = False`` (the convention for streamops policy decisions such as
+    a budget or a content block); ``retryable = True`` makes any error
+    retryable. Without that attribute the type decides, for
+    :class:`~streamops.StreamOpsError` subclasses too.
+
+    >>> is_retryable(ConnectionResetError()), is_retryable(TimeoutError())
+    (True, True)
+    >>> is_retryable(ValueError("bad prompt")), is_retryable(KeyboardInterrupt())
+    (False, False)
+    """
+    if not isinstance(exc, Exception):
+        return False
+    declared = getattr(exc, "retryable", None)
+    if isinstance(declared, bool):
+        return declared
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in _CONNECTION_ERRNOS
+    return _sdk_retryable(exc)
+
+
+def _predicate(retry_on: object) -> Callable[[BaseException], bool]:
+    """Turn ``retry_on`` into a predicate (validating it), keeping the hard rules."""
+    if retry_on is None:
+        return is_retryable
+    match: Callable[[BaseException], object]
+    if isinstance(retry_on, (type, tuple)):
+        types = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+        for t in types:
+            if not (isinstance(t, type) and issubclass(t, BaseException)):
+                raise TypeError(f"retry_on: expected exception types, got {t!r}")
+
+        def match(exc: BaseException) -> bool:
+            return isinstance(exc, types)
+
+    elif callable(retry_on):
+        match = retry_on
+    else:
+        raise TypeError(
+            f"retry_on: expected exception types or a predicate, got {type(retry_on).__name__}"
+        )
+
+    def check(exc: BaseException) -> bool:
+        # Cancellation, interrupts and declared policy decisions are final,
+        # whatever the caller's types or predicate say.
+        if not isinstance(exc, Exception) or getattr(exc, "retryable", None) is False:
+            return False
+        return bool(match(exc))
+
+    return check
+
+
+# --------------------------------------------------------------------------
+# configuration and report
+# --------------------------------------------------------------------------
+
+
+class Backoff(BaseModel):
+    """How long :func:`retry` waits between attempts of the same factory.
+
+    The wait before retry ``n`` (1 for the first retry) is
+    ``min(max_delay, initial * multiplier ** (n - 1) + uniform(0, jitter))``.
+    Jitter comes from ``random.Random(seed)``, one per stream, so a seed makes
+    the waits reproducible. ``deadline`` bounds the whole run, counted from the
+    start of the first attempt: a retry whose wait would end past it is not
+    made (the last error is raised). Moving to a fallback does not wait.
+
+    >>> import random
+    >>> b = Backoff(initial=1.0, multiplier=2.0, max_delay=5.0, jitter=0.0)
+    >>> [b.delay(n, random.Random(0)) for n in (1, 2, 3, 4)]
+    [1.0, 2.0, 4.0, 5.0]
+    >>> Backoff(initial=-1)
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for Backoff
+    ...
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    initial: float = Field(default=0.5, ge=0, allow_inf_nan=False)
+    """Wait before the first retry, in seconds."""
+    multiplier: float = Field(default=2.0, ge=1, allow_inf_nan=False)
+    """Factor applied to the wait for each further retry."""
+    max_delay: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    """Cap on any single wait (jitter included)."""
+    jitter: float = Field(default=0.5, ge=0, allow_inf_nan=False)
+    """Up to this many seconds, drawn uniformly, are added to each wait."""
+    deadline: float | None = Field(default=None, gt=0)
+    """Give up when the next attempt would start this many seconds after the first."""
+    seed: int | None = None
+    """Seed of the per-stream jitter generator (``None``: unpredictable)."""
+
+    def delay(self, n: int, rng: random.Random) -> float:
+        """Return the wait before retry ``n`` (1-based), drawing jitter from ``rng``."""
+        try:
+            base = self.initial * self.multiplier ** (n - 1)
+        except OverflowError:  # huge retry counts: the cap applies anyway
+            base = math.inf
+        if self.jitter:
+            base += rng.uniform(0.0, self.jitter)
+        return min(self.max_delay, base)
+
+
+class RetryAttempt(BaseModel):
+    """One attempt in the ``"retry"`` report section.
+
+    ``factory`` is 0 for the primary factory and ``i`` for ``fallbacks[i - 1]``;
+    ``outcome`` is ``"running"`` until the attempt ends, then ``"success"``,
+    ``"failed"`` or ``"stopped"`` (the consumer closed or cancelled the stream).
+
+    >>> RetryAttempt(number=1, factory=0, started=0.0).outcome
+    'running'
+    """
+
+    number: int
+    factory: int
+    started: float
+    ended: float | None = None
+    outcome: Literal["running", "success", "failed", "stopped"] = "running"
+    chunks: int = 0
+    error_type: str | None = None
+    error: str | None = None
+    backoff: float = 0.0
+    """Seconds waited after this attempt before the next one."""
+
+
+class RetryReport(BaseModel):
+    """The ``"retry"`` section of a retried stream's report.
+
+    >>> import streamops as so
+    >>> s = so.retry(lambda: iter(["ok"]))
+    >>> list(s)
+    ['ok']
+    >>> section = s.report["retry"]
+    >>> len(section.attempts), section.factory, section.backoff_total
+    (1, 0, 0.0)
+    """
+
+    mode: str = "before_first_chunk"
+    attempts: list[RetryAttempt] = Field(default_factory=list)
+    backoff_total: float = 0.0
+    """Seconds spent waiting between attempts."""
+    factory: int | None = None
+    """Which factory succeeded: 0 the primary, ``i`` is ``fallbacks[i - 1]``."""
+    committed: bool = False
+    """True once a chunk reached the consumer (no retry is possible after)."""
+    side_effects_run: int = 0
+    side_effect_error: str | None = None
+
+
+# --------------------------------------------------------------------------
+# the sans-I/O state shared by the two loops
+# --------------------------------------------------------------------------
+
+
+class _Pending:
+    """The first upstream, made eagerly by :func:`retry` to learn the stream's kind."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: object = None, error: Exception | None = None) -> None:
+        self.value = value
+        self.error = error
+
+
+class _RetryState:
+    """Every decision of one retried stream; the loops only do the I/O."""
+
+    def __init__(
+        self,
+        factories: Sequence[Callable[[], object]],
+        *,
+        attempts: int,
+        backoff: Backoff,
+        retryable: Callable[[BaseException], bool],
+        buffered: bool,
+        report: StreamReport,
+        pending: _Pending | None,
+    ) -> None:
+        self.factories = factories
+        self.attempts = attempts
+        self.backoff = backoff
+        self.retryable = retryable
+        self.buffered = buffered
+        self.report = report
+        self.pending = pending
+        self.rng = random.Random(backoff.seed)
+        self.section = report.section("retry", RetryReport)
+        self.section.mode = "buffered" if buffered else "before_first_chunk"
+        self.index = 0  # which factory
+        self.tries = 0  # attempts made with that factory
+        self.start: float | None = None
+        self.current: RetryAttempt | None = None
+        self.inner: StreamReport | None = None
+        self.buffer: list[Any] = []
+        self.texts: list[str] = []
+        self.lens: Lens | None = None
+        self.chunks = 0  # pulled in the current attempt
+        self.committed = False
+
+    @property
+    def text(self) -> str:
+        """The text released to the consumer so far."""
+        return "".join(self.texts)
+
+    def open(self) -> object:
+        """Start an attempt; return what its factory made (or raise its error)."""
+        now = self.report.clock()
+        if self.start is None:
+            self.start = now
+        self.tries += 1
+        number = len(self.section.attempts) + 1
+        self.current = RetryAttempt(number=number, factory=self.index, started=now)
+        self.section.attempts.append(self.current)
+        self.report.emit("retry.attempt", stage="retry", attempt=number, factory=self.index)
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            if pending.error is not None:
+                raise pending.error
+            return pending.value
+        return self.factories[self.index]()
+
+    def adopt(self, upstream: object) -> None:
+        """Forward the events of an upstream that is itself a streamops stream."""
+        inner = getattr(upstream, "report", None)
+        self.inner = inner if isinstance(inner, StreamReport) else None
+        if self.inner is not None:
+            outer = self.report
+
+            def forward(event: Any) -> None:
+                if not event.kind.startswith("stream."):  # the outer stream has its own
+                    outer.emit_event(event)
+
+            self.inner.subscribe(forward)
+
+    def item(self, item: Any) -> list[Any]:
+        """Take one upstream item; return what to release now."""
+        self.chunks += 1  # a plain int: pydantic attribute writes cost per chunk
+        if self.buffered:
+            self.buffer.append(item)
+            return []
+        self._released(item)
+        return [item]
+
+    def _released(self, item: Any) -> None:
+        if not self.committed:
+            self.committed = self.section.committed = True
+        if isinstance(item, str):
+            self.texts.append(item)
+            return
+        if self.lens is None:
+            self.lens = _find_lens(item)
+        if self.lens is not None:
+            self.texts.append(self.lens.unwrap(item))
+
+    def _end(self, outcome: Literal["success", "failed", "stopped"]) -> RetryAttempt:
+        attempt = self.current
+        assert attempt is not None
+        attempt.outcome = outcome
+        attempt.ended = self.report.clock()
+        attempt.chunks, self.chunks = self.chunks, 0
+        self.current = None
+        return attempt
+
+    def succeeded(self) -> list[Any]:
+        """End the attempt as a success; return the buffered items to release."""
+        attempt = self._end("success")
+        self.section.factory = attempt.factory
+        out, self.buffer = self.buffer, []
+        for item in out:
+            self._released(item)
+        inner = self.inner
+        if inner is not None:
+            # The consumer got this attempt's output: its report describes it.
+            for name, section in inner.sections.items():
+                self.report.sections.setdefault(name, section)
+            self.report.counters.update(inner.counters)
+            if inner.stop_reason not in (None, StopReason.COMPLETE):
+                self.report.stop(inner.stop_reason, inner.stop_detail)
+        self.report.emit(
+            "retry.success", stage="retry", attempt=attempt.number, factory=attempt.factory
+        )
+        return out
+
+    def discard(self) -> object:
+        """Forget the eagerly made upstream if no attempt used it; return it to close."""
+        pending, self.pending = self.pending, None
+        return None if pending is None else pending.value
+
+    def stopped(self) -> None:
+        """Mark an attempt the consumer abandoned (close, break, cancel)."""
+        if self.current is not None:
+            self._end("stopped")
+
+    def failed(self, exc: Exception) -> float | BaseException:
+        """End the attempt as a failure: return the wait before the next, or what to raise."""
+        attempt = self._end("failed")
+        attempt.error_type = type(exc).__name__
+        attempt.error = str(exc)[:_MAX_MESSAGE]
+        self.buffer = []
+        outcome = self._decide(exc)
+        self.report.emit(
+            "retry.failure",
+            stage="retry",
+            attempt=attempt.number,
+            factory=attempt.factory,
+            error_type=attempt.error_type,
+            error=attempt.error,
+            retrying=not isinstance(outcome, BaseException),
+        )
+        if isinstance(outcome, BaseException):
+            return outcome
+        attempt.backoff = outcome
+        self.section.backoff_total += outcome
+        if outcome:
+            self.report.emit("retry.backoff", stage="retry", delay=outcome)
+        return outcome
+
+    def _decide(self, exc: Exception) -> float | BaseException:
+        n = len(self.section.attempts)
+        if self.committed:
+            return StreamInterrupted(
+                f"attempt {n} failed after {len(self.text)} characters were released"
+                f" ({type(exc).__name__}: {exc}); not retried, it would repeat them",
+                released=self.text,
+                attempt=n,
+            )
+        if not self.retryable(exc):
+            return exc
+        if self.tries < self.attempts:
+            delay = self.backoff.delay(self.tries, self.rng)
+        elif self.index + 1 < len(self.factories):
+            self.index += 1
+            self.tries = 0
+            delay = 0.0
+            self.report.emit("retry.fallback", stage="retry", factory=self.index)
+        else:
+            exc.add_note(f"streamops.retry: gave up after {n} attempts")
+            return exc
+        deadline = self.backoff.deadline
+        assert self.start is not None
+        if deadline is not None and self.report.clock() + delay - self.start > deadline:
+            exc.add_note(f"streamops.retry: gave up after {n} attempts ({deadline}s deadline)")
+            return exc
+        return delay
+
+    def side_effect_failed(self, callback: Callable[..., object], exc: Exception) -> Exception:
+        name = getattr(callback, "__qualname__", repr(callback))
+        self.section.side_effect_error = f"{type(exc).__name__}: {exc}"[:_MAX_MESSAGE]
+        self.report.emit("retry.side_effect", stage="retry", callback=name, ok=False)
+        return SideEffectError(
+            f"on_success callback {name} failed ({type(exc).__name__}: {exc});"
+            " the stream completed and is not retried",
+            released=self.text,
+            callback=callback,
+        )
+
+    def side_effect_done(self, callback: Callable[..., object]) -> None:
+        self.section.side_effects_run += 1
+        name = getattr(callback, "__qualname__", repr(callback))
+        self.report.emit("retry.side_effect", stage="retry", callback=name, ok=True)
+
+
+# --------------------------------------------------------------------------
+# the loops: pull, close, sleep (the only sync/async twins)
+# --------------------------------------------------------------------------
+
+
+def _not_a_stream(made: object, kind: str) -> TypeError:
+    return TypeError(
+        f"retry: the factory must return {kind} iterable of chunks for this stream,"
+        f" got {type(made).__name__}"
+    )
+
+
+def _sync_iter(made: object) -> Iterator[Any]:
+    if isinstance(made, (str, bytes)) or not hasattr(made, "__iter__"):
+        raise _not_a_stream(made, "a sync")
+    return iter(made)
+
+
+def _close_sync(*objs: object) -> None:
+    for obj in objs:
+        close = getattr(obj, "close", None)
+        if close is not None:
+            close()
+
+
+def _sync_attempts(
+    state: _RetryState, sleep: Callable[[float], object]
+) -> Generator[Any, None, None]:
+    made: object = None
+    it: Iterator[Any] | None = None
+    try:
+        while True:
+            error: Exception | None = None
+            try:
+                made = state.open()
+            except Exception as exc:
+                error = exc
+            else:
+                state.adopt(made)
+                it = _sync_iter(made)
+            while it is not None:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    error = exc
+                    break
+                yield from state.item(item)
+            _close_sync(it, made)  # before any wait: the next attempt starts clean
+            made = it = None
+            if error is None:
+                yield from state.succeeded()
+                return
+            outcome = state.failed(error)
+            if outcome is error:
+                raise error  # the upstream's own error, unwrapped (its cause kept)
+            if isinstance(outcome, BaseException):
+                raise outcome from error
+            sleep(outcome)
+    finally:
+        state.stopped()
+        _close_sync(it, made)
+
+
+def _async_iter(made: object) -> AsyncIterator[Any]:
+    if not hasattr(made, "__aiter__"):
+        raise _not_a_stream(made, "an async")
+    return made.__aiter__()  # type: ignore[no-any-return]
+
+
+async def _close_async(*objs: object) -> None:
+    for obj in objs:
+        close = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+        if close is not None:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+
+
+async def _async_attempts(
+    state: _RetryState, sleep: Callable[[float], Awaitable[object]]
+) -> AsyncGenerator[Any, None]:
+    made: object = None
+    it: AsyncIterator[Any] | None = None
+    try:
+        while True:
+            error: Exception | None = None
+            try:
+                made = state.open()
+                if inspect.isawaitable(made):
+                    made = await made
+            except Exception as exc:
+                error = exc
+            else:
+                state.adopt(made)
+                it = _async_iter(made)
+            while it is not None:
+                try:
+                    item = await anext(it)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    error = exc
+                    break
+                for out in state.item(item):
+                    yield out
+            await _close_async(it, made)
+            made = it = None
+            if error is None:
+                for out in state.succeeded():
+                    yield out
+                return
+            outcome = state.failed(error)
+            if outcome is error:
+                raise error  # the upstream's own error, unwrapped (its cause kept)
+            if isinstance(outcome, BaseException):
+                raise outcome from error
+            await sleep(outcome)
+    finally:
+        state.stopped()
+        await _close_async(it, made)
+
+
+def _sync_finish(
+    stream: SyncStream[Any], state: _RetryState, callbacks: Sequence[SuccessCallback]
+) -> Generator[Any, None, None]:
+    yield from stream
+    # Only reached when the consumer pulled past the last item: the stream
+    # completed and they received all of it.
+    for callback in callbacks:
+        try:
+            result = callback(state.text, state.report)
+        except Exception as exc:
+            raise state.side_effect_failed(callback, exc) from exc
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: close it rather than leak a warning
+            raise TypeError(
+                "retry: on_success callback returned an awaitable on a sync stream;"
+                " use a sync callback or an async upstream"
+            )
+        state.side_effect_done(callback)
+
+
+async def _async_finish(
+    stream: AsyncStream[Any], state: _RetryState, callbacks: Sequence[SuccessCallback]
+) -> AsyncGenerator[Any, None]:
+    async with stream:
+        async for item in stream:
+            yield item
+    for callback in callbacks:
+        try:
+            result = callback(state.text, state.report)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            raise state.side_effect_failed(callback, exc) from exc
+        state.side_effect_done(callback)
+
+
+class _RetrySyncStream(SyncStream[T]):
+    """A :class:`SyncStream` whose ``close()`` also closes an upstream made but never pulled."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, it: Generator[T, None, None], state: _RetryState) -> None:
+        super().__init__(it, state.report)
+        self._state = state
+
+    def close(self) -> None:
+        """Stop the stream and close the upstream; harmless if already closed."""
+        super().close()
+        _close_sync(self._state.discard())
+
+
+class _RetryAsyncStream(AsyncStream[T]):
+    """An :class:`AsyncStream` whose ``aclose()`` also closes an upstream made but never pulled."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, it: AsyncGenerator[T, None], state: _RetryState) -> None:
+        super().__init__(it, state.report)
+        self._state = state
+
+    async def aclose(self) -> None:
+        """Stop the stream and close the upstream; harmless if already closed."""
+        await super().aclose()
+        await _close_async(self._state.discard())
+
+
+# --------------------------------------------------------------------------
+# the public function
+# --------------------------------------------------------------------------
+
+
+def _make_first(factory: Callable[[], object]) -> tuple[Literal["sync", "async"], _Pending | None]:
+    """Call ``factory`` once to learn the kind of stream; keep what it made."""
+    try:
+        made = factory()
+    except Exception as exc:
+        # An async factory defers its work to iteration, so a factory that
+        # fails right away did blocking I/O: a sync one.
+        return "sync", _Pending(error=exc)
+    if hasattr(made, "__aiter__"):
+        return "async", _Pending(made)
+    if inspect.iscoroutine(made):
+        made.close()  # made again on the first attempt: a coroutine never awaited warns
+        return "async", None
+    if inspect.isawaitable(made):
+        return "async", _Pending(made)
+    if isinstance(made, (str, bytes)) or not hasattr(made, "__iter__"):
+        raise _not_a_stream(made, "a sync or async")
+    return "sync", _Pending(made)
+
+
+@overload
+def retry(
+    factory: Callable[[], AsyncIterable[T]] | Callable[[], Awaitable[AsyncIterable[T]]],
+    /,
+    *,
+    attempts: int = ...,
+    backoff: Backoff | None = ...,
+    retry_on: RetryOn | None = ...,
+    mode: Mode = ...,
+    fallbacks: Sequence[Callable[[], object]] = ...,
+    on_success: SuccessCallback | Sequence[SuccessCallback] = ...,
+    kind: Literal["sync", "async"] | None = ...,
+    sleep: Callable[[float], object] | None = ...,
+    on_event: EventCallback | None = ...,
+    report: StreamReport | None = ...,
+) -> AsyncStream[T]: ...
+
+
+@overload
+def retry(
+    factory: Callable[[], Iterable[T]],
+    /,
+    *,
+    attempts: int = ...,
+    backoff: Backoff | None = ...,
+    retry_on: RetryOn | None = ...,
+    mode: Mode = ...,
+    fallbacks: Sequence[Callable[[], object]] = ...,
+    on_success: SuccessCallback | Sequence[SuccessCallback] = ...,
+    kind: Literal["sync", "async"] | None = ...,
+    sleep: Callable[[float], object] | None = ...,
+    on_event: EventCallback | None = ...,
+    report: StreamReport | None = ...,
+) -> SyncStream[T]: ...
+
+
+def retry(
+    factory: Callable[[], object],
+    /,
+    *,
+    attempts: int = 3,
+    backoff: Backoff | None = None,
+    retry_on: RetryOn | None = None,
+    mode: Mode = "before_first_chunk",
+    fallbacks: Sequence[Callable[[], object]] = (),
+    on_success: SuccessCallback | Sequence[SuccessCallback] = (),
+    kind: Literal["sync", "async"] | None = None,
+    sleep: Callable[[float], object] | None = None,
+    on_event: EventCallback | None = None,
+    report: StreamReport | None = None,
+) -> Any:
+    """Stream from ``factory()``, retrying failures that happen before anything escaped.
+
+    ``factory`` is called for each attempt and returns a fresh upstream: an
+    iterable, an async iterable, or an awaitable of one (``async def``
+    factories, ``AsyncOpenAI().chat.completions.create(stream=True, ...)``).
+    The result is a :class:`~streamops.SyncStream` or
+    :class:`~streamops.AsyncStream` like the upstream, with a ``report`` whose
+    ``"retry"`` section (:class:`RetryReport`) lists every attempt. To learn
+    the kind, ``factory`` is called once right away (a coroutine it returns is
+    discarded and made again); pass ``kind="sync"`` or ``kind="async"`` to skip
+    that. If that first call raises, the stream is sync.
+
+    - ``mode="before_first_chunk"``: chunks stream through as they come; a
+      failure before the first chunk is retried, one after it raises
+      :class:`StreamInterrupted` (with the released text, ``from`` the cause).
+    - ``mode="buffered"``: each attempt's output is held until the attempt
+      completes, then released; any failure is retryable. For JSON or tool
+      calls, where half an answer is useless.
+    - ``attempts`` (per factory) and ``backoff`` (:class:`Backoff`): the
+      primary factory gets up to ``attempts`` attempts with waits between them,
+      then each of ``fallbacks`` in order gets up to ``attempts`` attempts (no
+      wait when moving to the next factory); ``backoff.deadline`` bounds it all.
+    - ``retry_on``: exception types or a predicate; default
+      :func:`is_retryable`. Anything that is not an ``Exception`` and errors
+      declaring ``retryable = False`` are never retried. A non-retryable error
+      is raised at once, without trying the fallbacks; when attempts run out
+      the last error is raised unchanged (with a note).
+    - ``on_success``: callbacks ``(text, report)``, sync or async (async ones
+      only on async streams), run once, in order, when the consumer pulls past
+      the last item of a stream that completed; never after a failure, a
+      timeout, a cancellation or an early ``break``. If one raises, the stream
+      raises :class:`SideEffectError`; nothing is retried.
+    - ``sleep``: the wait function, ``asyncio.sleep`` for async streams (so
+      virtual time such as ``looptime`` makes it instant) and ``time.sleep``
+      (blocking) for sync ones; inject one to test.
+
+    Every failed attempt's upstream is closed (``close()``/``aclose()``)
+    before the wait and the next attempt. Cancelling during a wait starts no
+    further attempt. When an upstream is itself a streamops stream, its events
+    are forwarded and the successful attempt's report sections are copied.
+
+    Wrap the whole pipeline, not its output: in
+    ``retry(lambda: (so.redact() | so.budget(max_tokens=500))(model.astream(p)))``
+    text the pipeline still holds back has not been released, so a failure
+    then is still retried.
+
+    >>> def flaky():
+    ...     flaky.calls = getattr(flaky, "calls", 0) + 1
+    ...     if flaky.calls == 1:
+    ...         raise ConnectionResetError("dropped")
+    ...     yield from ["Hel", "lo"]
+    >>> s = retry(flaky, backoff=Backoff(initial=0, jitter=0), on_success=lambda t, r: print(t))
+    >>> list(s)
+    Hello
+    ['Hel', 'lo']
+    >>> [a.outcome for a in s.report["retry"].attempts]
+    ['failed', 'success']
+    """
+    factories: list[Callable[[], object]] = [factory, *fallbacks]
+    candidates: list[object] = list(factories)
+    for i, f in enumerate(candidates):
+        if not callable(f):
+            where = "factory" if i == 0 else f"fallbacks[{i - 1}]"
+            raise TypeError(f"retry: {where} must be callable, got {type(f).__name__}")
+    if isinstance(attempts, bool) or not isinstance(attempts, int):
+        raise TypeError(f"retry: attempts must be an int, got {type(attempts).__name__}")
+    if attempts < 1:
+        raise ValueError(f"retry: attempts must be at least 1, got {attempts}")
+    if mode not in ("before_first_chunk", "buffered"):
+        raise ValueError(f"retry: mode must be 'before_first_chunk' or 'buffered', got {mode!r}")
+    if backoff is None:
+        backoff = Backoff()
+    elif not isinstance(backoff, Backoff):
+        raise TypeError(f"retry: backoff must be a Backoff, got {type(backoff).__name__}")
+    if kind not in (None, "sync", "async"):
+        raise ValueError(f"retry: kind must be 'sync', 'async' or None, got {kind!r}")
+    callbacks = [on_success] if callable(on_success) else list(on_success)
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"retry: on_success callbacks must be callable, got {cb!r}")
+    if sleep is not None and not callable(sleep):
+        raise TypeError(f"retry: sleep must be callable, got {type(sleep).__name__}")
+    retryable = _predicate(retry_on)
+
+    pending = None
+    if kind is None:
+        kind, pending = _make_first(factory)
+    if report is None:
+        report = StreamReport(on_event=on_event)
+    elif on_event is not None:
+        report.subscribe(on_event)
+    state = _RetryState(
+        factories,
+        attempts=attempts,
+        backoff=backoff,
+        retryable=retryable,
+        buffered=mode == "buffered",
+        report=report,
+        pending=pending,
+    )
+    # The identity driver gives the stream its start/end events, stop reason,
+    # chunk counts and released text, exactly as for any operator.
+    if kind == "async":
+        async_sleep: Any = asyncio.sleep if sleep is None else sleep
+        inner_async = identity()(_async_attempts(state, async_sleep), report=report)
+        if not callbacks:  # one generator layer less per chunk
+            return _RetryAsyncStream(inner_async._it, state)
+        return _RetryAsyncStream(_async_finish(inner_async, state, callbacks), state)
+    for cb in callbacks:
+        if inspect.iscoroutinefunction(cb):
+            raise TypeError(
+                f"retry: on_success callback {cb.__qualname__} is async but the stream is sync"
+            )
+    inner_sync = identity()(
+        _sync_attempts(state, time.sleep if sleep is None else sleep), report=report
+    )
+    if not callbacks:
+        return _RetrySyncStream(inner_sync._it, state)
+    return _RetrySyncStream(_sync_finish(inner_sync, state, callbacks), state)

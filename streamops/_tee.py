@@ -1,5 +1,417 @@
-"""Tee (issue 8): being built; exports nothing yet."""
+"""Tee (issue 8): n independent consumers of one upstream, sync or async.
+
+There is no background task: whichever consumer needs an item that is not in
+its buffer pulls it from the upstream itself (async: one branch at a time) and appends
+it to every other consumer's buffer. Nothing can leak, and the upstream is
+pulled exactly once per item.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import asyncio
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar, overload
+
+from ._errors import StreamOpsError
+
+__all__ = ("AsyncTeeBranch", "TeeBranch", "TeeOverflowError", "tee")
+
+T = TypeVar("T")
+Overflow = Literal["wait", "drop_oldest", "error"]
+_POLICIES = ("wait", "drop_oldest", "error")
+
+
+class TeeOverflowError(StreamOpsError, BufferError):
+    """Raised by a tee branch whose buffer overflowed.
+
+    With ``on_overflow="error"`` the branch that fell ``max_buffer`` items
+    behind raises it on its next read (the other branches go on). A sync tee
+    with ``on_overflow="wait"`` cannot wait in one thread: the branch that would
+    have to wait for a slower one raises it instead. It is not raised for errors
+    of the upstream, which every branch re-raises unchanged.
+
+    >>> err = TeeOverflowError(1, 8, "fell behind")
+    >>> err.branch, err.max_buffer, isinstance(err, BufferError)
+    (1, 8, True)
+    """
+
+    def __init__(self, branch: int, max_buffer: int, message: str) -> None:
+        super().__init__(f"tee branch {branch}: {message} (max_buffer={max_buffer})")
+        self.branch = branch
+        self.max_buffer = max_buffer
+
+
+class _Shared:
+    """The state the branches of one tee share: buffers, who is still active, the end."""
+
+    __slots__ = (
+        "active",
+        "buffers",
+        "closed",
+        "dropped",
+        "end",
+        "ended",
+        "live",
+        "max_buffer",
+        "overflowed",
+        "policy",
+        "pulled",
+        "pulling",
+        "space",
+        "upstream",
+    )
+
+    def __init__(self, upstream: Any, n: int, max_buffer: int | None, policy: Overflow) -> None:
+        self.upstream = upstream
+        self.buffers: list[deque[Any]] = [deque() for _ in range(n)]
+        self.active = [True] * n  # still receiving items
+        self.live = n
+        self.overflowed = [False] * n
+        self.dropped = [0] * n
+        self.max_buffer = max_buffer
+        self.policy = policy
+        self.ended = False
+        self.end: BaseException | None = None  # the upstream's error, if it failed
+        self.closed = False
+        # An async branch pulling sets ``pulling``; the others wait on ``pulled``.
+        # A flag rather than an asyncio.Lock: no coroutine call when uncontended.
+        self.pulling = False
+        self.pulled: asyncio.Event | None = None
+        self.space: asyncio.Event | None = None  # set when a full buffer shrank
+
+    def blocker(self, me: int) -> int | None:
+        """Return an active branch other than ``me`` whose buffer is full (policy "wait")."""
+        limit = self.max_buffer
+        if limit is None or self.policy != "wait":
+            return None
+        for j, buf in enumerate(self.buffers):
+            if j != me and self.active[j] and len(buf) >= limit:
+                return j
+        return None
+
+    def distribute(self, me: int, item: Any) -> None:
+        """Append ``item`` to every other active branch, applying the overflow policy."""
+        limit = self.max_buffer
+        for j, buf in enumerate(self.buffers):
+            if j == me or not self.active[j]:
+                continue
+            if limit is not None and len(buf) >= limit:
+                if self.policy == "drop_oldest":
+                    buf.popleft()
+                    self.dropped[j] += 1
+                else:  # "error": that branch is cut off and raises on its next read
+                    self.overflowed[j] = True
+                    self.deactivate(j)
+                    continue
+            buf.append(item)
+
+    def fail(self, me: int, exc: BaseException) -> None:
+        """Record that the upstream ended with ``exc`` while branch ``me`` pulled it."""
+        self.ended = True
+        if isinstance(exc, Exception):
+            self.end = exc
+        else:  # e.g. the puller's task was cancelled: not the other branches' business
+            self.end = StreamOpsError(
+                f"the tee upstream stopped with {type(exc).__name__} while branch {me} pulled it"
+            )
+
+    def deactivate(self, i: int) -> bool:
+        """Stop feeding branch ``i``; return True when the upstream must be closed now."""
+        if self.active[i]:
+            self.active[i] = False
+            self.live -= 1
+            self.buffers[i].clear()
+            if self.space is not None:
+                self.space.set()
+        if self.live == 0 and not self.closed:
+            self.closed = True
+            return True
+        return False
+
+    def check(self, i: int) -> bool:
+        """Raise what branch ``i`` must raise now; return True when it has ended."""
+        if self.overflowed[i]:
+            limit = self.max_buffer or 0
+            raise TeeOverflowError(i, limit, f"fell {limit} items behind the fastest branch")
+        if self.ended:
+            if self.end is not None:
+                raise self.end
+            return True
+        return False
+
+
+def _sync_branch(shared: _Shared, i: int) -> Generator[Any, None, None]:
+    buf = shared.buffers[i]
+    upstream = shared.upstream
+    try:
+        while True:
+            if buf:
+                yield buf.popleft()
+                continue
+            if shared.check(i):
+                return
+            blocker = shared.blocker(i)
+            if blocker is not None:
+                raise TeeOverflowError(
+                    i,
+                    shared.max_buffer or 0,
+                    f"would wait for branch {blocker}, which is full, and a sync tee cannot"
+                    " wait: read that branch first, or raise max_buffer",
+                )
+            try:
+                item = next(upstream)
+            except StopIteration:
+                shared.ended = True
+                return
+            except BaseException as exc:
+                shared.fail(i, exc)
+                raise
+            shared.distribute(i, item)
+            yield item
+    finally:
+        _close_sync(shared, i)
+
+
+def _close_sync(shared: _Shared, i: int) -> None:
+    if shared.deactivate(i):
+        close = getattr(shared.upstream, "close", None)
+        if close is not None:
+            close()
+
+
+async def _async_branch(shared: _Shared, i: int) -> AsyncGenerator[Any, None]:
+    buf = shared.buffers[i]
+    upstream = shared.upstream
+    try:
+        while True:
+            if buf:
+                item = buf.popleft()
+                if shared.space is not None:
+                    shared.space.set()
+                yield item
+                continue
+            if shared.check(i):
+                return
+            if shared.pulling:  # another branch is pulling: its item lands in our buffer
+                if shared.pulled is None:
+                    shared.pulled = asyncio.Event()
+                await shared.pulled.wait()
+                continue
+            shared.pulling = True
+            try:
+                while shared.blocker(i) is not None:
+                    if shared.space is None:
+                        shared.space = asyncio.Event()
+                    shared.space.clear()
+                    await shared.space.wait()
+                try:
+                    item = await upstream.__anext__()
+                except StopAsyncIteration:
+                    shared.ended = True
+                    return
+                except BaseException as exc:
+                    shared.fail(i, exc)
+                    raise
+                shared.distribute(i, item)
+            finally:
+                shared.pulling = False
+                if shared.pulled is not None:
+                    shared.pulled.set()
+                    shared.pulled = None
+            yield item
+    finally:
+        await _close_async(shared, i)
+
+
+async def _close_async(shared: _Shared, i: int) -> None:
+    if shared.deactivate(i):
+        aclose = getattr(shared.upstream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class TeeBranch(Generic[T]):
+    """One consumer of a sync :func:`tee`: an iterator you should close when done.
+
+    ``dropped`` counts the items this branch lost to ``on_overflow="drop_oldest"``.
+
+    >>> a, b = tee(iter("xy"), 2)
+    >>> with a, b:
+    ...     print(next(a), list(b), list(a))
+    x ['x', 'y'] ['y']
+    """
+
+    __slots__ = ("_gen", "_i", "_shared")
+
+    def __init__(self, shared: _Shared, i: int) -> None:
+        self._shared = shared
+        self._i = i
+        self._gen = _sync_branch(shared, i)
+
+    def __iter__(self) -> TeeBranch[T]:
+        return self
+
+    def __next__(self) -> T:
+        item: T = next(self._gen)
+        return item
+
+    @property
+    def dropped(self) -> int:
+        """How many items this branch lost to the ``drop_oldest`` policy."""
+        return self._shared.dropped[self._i]
+
+    def close(self) -> None:
+        """Stop this branch; the last branch to close closes the upstream."""
+        self._gen.close()
+        _close_sync(self._shared, self._i)  # the generator may never have started
+
+    def __enter__(self) -> TeeBranch[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class AsyncTeeBranch(Generic[T]):
+    """One consumer of an async :func:`tee`: an async iterator to ``aclose()`` when done.
+
+    ``dropped`` counts the items this branch lost to ``on_overflow="drop_oldest"``.
+
+    >>> import asyncio
+    >>> async def source():
+    ...     yield 1
+    ...     yield 2
+    >>> async def main():
+    ...     a, b = tee(source(), 2)
+    ...     async with a, b:
+    ...         return [x async for x in a], [x async for x in b]
+    >>> asyncio.run(main())
+    ([1, 2], [1, 2])
+    """
+
+    __slots__ = ("_gen", "_i", "_shared")
+
+    def __init__(self, shared: _Shared, i: int) -> None:
+        self._shared = shared
+        self._i = i
+        self._gen = _async_branch(shared, i)
+
+    def __aiter__(self) -> AsyncTeeBranch[T]:
+        return self
+
+    def __anext__(self) -> Any:  # an awaitable of T, exactly as the generator's
+        return self._gen.__anext__()
+
+    @property
+    def dropped(self) -> int:
+        """How many items this branch lost to the ``drop_oldest`` policy."""
+        return self._shared.dropped[self._i]
+
+    async def aclose(self) -> None:
+        """Stop this branch; the last branch to close closes the upstream."""
+        await self._gen.aclose()
+        await _close_async(self._shared, self._i)  # the generator may never have started
+
+    async def __aenter__(self) -> AsyncTeeBranch[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@overload
+def tee(
+    source: AsyncIterable[T],
+    n: int = ...,
+    /,
+    *,
+    max_buffer: int | None = ...,
+    on_overflow: Overflow = ...,
+) -> tuple[AsyncTeeBranch[T], ...]: ...
+
+
+@overload
+def tee(
+    source: Iterable[T],
+    n: int = ...,
+    /,
+    *,
+    max_buffer: int | None = ...,
+    on_overflow: Overflow = ...,
+) -> tuple[TeeBranch[T], ...]: ...
+
+
+def tee(
+    source: Iterable[T] | AsyncIterable[T],
+    n: int = 2,
+    /,
+    *,
+    max_buffer: int | None = 1024,
+    on_overflow: Overflow = "wait",
+) -> tuple[TeeBranch[T], ...] | tuple[AsyncTeeBranch[T], ...]:
+    """Split one stream into ``n`` independent branches that each see every item in order.
+
+    Works on sync and async iterables (like :func:`itertools.tee`, but each
+    branch buffers at most ``max_buffer`` items it has not read yet; ``None``
+    means unbounded). When a branch falls that far behind, ``on_overflow``
+    decides:
+
+    - ``"wait"``: backpressure. An async branch that needs a new item waits
+      until the slow branch reads (so run the branches concurrently). A sync
+      tee cannot wait in one thread: that branch raises :class:`TeeOverflowError`.
+    - ``"drop_oldest"``: the slow branch loses its oldest buffered item
+      (counted in its ``dropped``).
+    - ``"error"``: the slow branch raises :class:`TeeOverflowError` on its next
+      read and is detached; the others go on.
+
+    The upstream is pulled once per item, by whichever branch needs it first,
+    with no background task, and closed exactly once, when the last branch has
+    closed or ended. A branch closing early or failing does not stop the
+    others; an upstream error is raised by every branch once it has read the
+    items before it. If the task pulling for an async tee is cancelled, the
+    upstream sees the cancellation, as it would without a tee, and the other
+    branches then raise :class:`~streamops.StreamOpsError`. Not thread-safe.
+
+    >>> import streamops as so
+    >>> user, log = so.tee(["Hel", "lo"], 2)
+    >>> list(user), "".join(log)
+    (['Hel', 'lo'], 'Hello')
+    """
+    if isinstance(source, (str, bytes, bytearray)):
+        raise TypeError(
+            f"expected an iterable of chunks, got a bare {type(source).__name__}; wrap it: [text]"
+        )
+    if not _is_int(n):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be at least one, got {n}")
+    if max_buffer is not None and not (_is_int(max_buffer) and max_buffer >= 1):
+        raise ValueError(f"max_buffer must be a positive int or None, got {max_buffer!r}")
+    if on_overflow not in _POLICIES:
+        raise ValueError(f"on_overflow must be one of {', '.join(_POLICIES)}; got {on_overflow!r}")
+    if isinstance(source, AsyncIterable):
+        shared = _Shared(source.__aiter__(), n, max_buffer, on_overflow)
+        return tuple(AsyncTeeBranch[T](shared, i) for i in range(n))
+    if isinstance(source, Iterable):
+        shared = _Shared(iter(source), n, max_buffer, on_overflow)
+        return tuple(TeeBranch[T](shared, i) for i in range(n))
+    raise TypeError(f"expected an iterable or async iterable, got {type(source).__name__}")

@@ -1,0 +1,195 @@
+"""Benchmark: streaming JSON parse, streamops vs re-parse baselines and json.loads.
+
+Documents of 10 KB, 100 KB and 1 MB are fed in 4-character chunks (and 1 KiB
+chunks at 1 MB). streamops parses each character once; the baselines
+(langchain-core ``parse_partial_json``, ``partial_json_parser.loads``, jiter in
+``partial_mode="trailing-strings"``) re-parse the accumulated buffer on every
+chunk, which is quadratic. A baseline is run in full only when its estimated
+time fits the budget; otherwise its total is extrapolated from timing it on a
+few prefixes (cost per call is linear in the prefix length) and marked so.
+Ours is the sans-I/O parser core fed chunk by chunk, the same call shape as
+the baselines; the full operator (with the stream driver) has its own row.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks._common import BenchResult, best_of, format_table
+from streamops import parse_json
+from streamops._json_parser import JSONParser
+
+
+def make_document(size: int, *, seed: int = 7) -> str:
+    """An LLM-style structured output of at least ``size`` characters."""
+    rng = random.Random(seed)
+    items: list[dict[str, Any]] = []
+    text = ""
+    while len(text) < size:
+        for _ in range(max(1, size // 4000)):
+            i = len(items)
+            items.append(
+                {
+                    "id": i,
+                    "name": f"user {i} é",
+                    "email": f"u{i}@example.com",
+                    "score": round(rng.random() * 100, 6),
+                    "active": i % 3 == 0,
+                    "tags": ["alpha", "beta", "gamma"][: 1 + i % 3],
+                    "bio": 'Lorem ipsum dolor sit amet, "consectetur" adipiscing elit.\n',
+                }
+            )
+        text = json.dumps({"items": items}, indent=2)
+    return text
+
+
+def chunked(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def ours_core(chunks: list[str]) -> Any:
+    parser = JSONParser()
+    feed = parser.feed
+    for chunk in chunks:
+        feed(chunk)
+    parser.close()
+    return parser.value
+
+
+def ours_operator(chunks: list[str]) -> Any:
+    value = None
+    for value in parse_json()(chunks):  # noqa: B007 - keep the last value
+        pass
+    return value
+
+
+def _baselines() -> dict[str, Callable[[str], Any]]:
+    found: dict[str, Callable[[str], Any]] = {}
+    try:
+        import jiter
+
+        found["jiter"] = lambda s: jiter.from_json(s.encode(), partial_mode="trailing-strings")
+    except ImportError:  # pragma: no cover - optional
+        pass
+    try:
+        import partial_json_parser
+
+        found["partial-json-parser"] = partial_json_parser.loads
+    except ImportError:  # pragma: no cover - optional
+        pass
+    try:
+        from langchain_core.utils.json import parse_partial_json
+
+        found["langchain"] = parse_partial_json
+    except ImportError:  # pragma: no cover - optional
+        pass
+    return found
+
+
+def reparse_time(fn: Callable[[str], Any], chunks: list[str], budget: float) -> tuple[float, str]:
+    """Total time to call ``fn`` on every accumulated prefix; extrapolated if over budget."""
+    text = "".join(chunks)
+    n = len(chunks)
+    # Cost of one call is ~ a + b * len: time two prefix lengths, sum over all prefixes.
+    short, long_ = text[: max(1, len(text) // 8)], text
+    t_short = best_of(lambda: fn(short), repeat=3)
+    t_long = best_of(lambda: fn(long_), repeat=3)
+    b = max(0.0, (t_long - t_short) / max(1, len(long_) - len(short)))
+    a = max(0.0, t_short - b * len(short))
+    step = len(text) / n
+    estimate = n * a + b * step * n * (n + 1) / 2
+    if estimate > budget:
+        return estimate, f"extrapolated from 2 prefix timings (full run ~{estimate:.0f} s)"
+
+    def run() -> None:
+        acc = ""
+        for chunk in chunks:
+            acc += chunk
+            fn(acc)
+
+    return best_of(run, repeat=1), "measured"
+
+
+def run(quick: bool = False) -> list[BenchResult]:
+    """Measure and return the ratio rows (``quick``: tiny documents, a smoke test)."""
+    sizes = [1_000, 3_000] if quick else [10_000, 100_000, 1_000_000]
+    budget = 0.0 if quick else 20.0
+    repeat = 1 if quick else 3
+    results: list[BenchResult] = []
+    per_char: dict[int, float] = {}
+    fastest_base: dict[int, tuple[float, str]] = {}
+    baselines = _baselines()
+    for size in sizes:
+        doc = make_document(size)
+        assert json.loads(doc) == ours_core(chunked(doc, 4))
+        chunks = chunked(doc, 4)
+        label = f"{len(doc) // 1000} KB / 4-char"
+        floor = best_of(lambda d=doc: json.loads(d), repeat=5)  # type: ignore[misc]
+        ours = best_of(lambda c=chunks: ours_core(c), repeat=repeat)  # type: ignore[misc]
+        per_char[size] = ours / len(doc)
+        results.append(BenchResult("parse_json core", label, ours, floor, "json.loads whole", None))
+        for name, fn in baselines.items():
+            t, how = reparse_time(fn, chunks, budget)
+            if size not in fastest_base or t < fastest_base[size][0]:
+                fastest_base[size] = (t, name)
+            note = "" if how == "measured" else how
+            results.append(BenchResult("parse_json core", label, ours, t, name, None, True, note))
+    big, mid = sizes[-1], sizes[-2]
+    doc = make_document(big)
+    label = f"{len(doc) // 1000} KB"
+    results.append(
+        BenchResult(
+            "per-char cost",
+            f"{len(doc) // 1000} KB vs {mid // 1000} KB",
+            per_char[big] * len(doc),
+            per_char[mid] * len(doc),
+            f"{mid // 1000} KB rate x size",
+            1.5,
+            note="per-character cost must stay flat as documents grow (O(n))",
+        )
+    )
+    t_base, name = fastest_base[mid]
+    ours_mid = per_char[mid] * len(make_document(mid))
+    results.append(
+        BenchResult(
+            "parse_json core",
+            f"{mid // 1000} KB / 4-char",
+            ours_mid,
+            t_base,
+            f"fastest re-parse: {name}",
+            100.0,
+            True,
+        )
+    )
+    floor = best_of(lambda: json.loads(doc), repeat=5)
+    for size, target in ((4, 40.0), (1024, 6.0)):
+        chunks = chunked(doc, size)
+        ours = best_of(lambda c=chunks: ours_core(c), repeat=repeat)  # type: ignore[misc]
+        results.append(
+            BenchResult(
+                "parse_json core", f"{label} / {size}-char", ours, floor, "json.loads whole", target
+            )
+        )
+        op = best_of(lambda c=chunks: ours_operator(c), repeat=repeat)  # type: ignore[misc]
+        results.append(
+            BenchResult(
+                "parse_json operator",
+                f"{label} / {size}-char",
+                op,
+                floor,
+                "json.loads whole",
+                None,
+                note="the full operator: parser + stream driver + one yield per chunk",
+            )
+        )
+    return results
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    print(format_table(run()))
+    print(f"(total {time.perf_counter() - start:.0f} s)")

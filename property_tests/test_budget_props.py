@@ -1,0 +1,80 @@
+"""Properties of the token counter and the budget limiter under random text and splits."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import streamops as so
+
+ENC = so.get_encoding("cl100k_base")
+
+_FRAGMENTS = [
+    " ", "  ", "   ", "\n", "\n\n", "\r\n", "\t", " \n ", "'ll", "'s", "'T", "don't",
+    "I'm", "12", "12345", "3.14", "x", "hello", " world", "É", "naïve", "日本語", "中文",
+    "😀", "👍🏽", "\u0301", "!!", "...", "//", "<|endoftext|>", "ab'c",
+]  # fmt: skip
+_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs",))
+
+texts = st.lists(st.sampled_from(_FRAGMENTS) | st.text(_CHARS, max_size=4), max_size=30).map(
+    "".join
+)
+
+
+def split(text: str, cuts: list[int]) -> list[str]:
+    points = sorted({c % (len(text) + 1) for c in cuts})
+    bounds = [0, *points, len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def expected_prefix(text: str, limit: int) -> str:
+    tokens = ENC.encode_ordinary(text)
+    if len(tokens) <= limit:
+        return text
+    return ENC.decode_bytes(tokens[:limit]).decode("utf-8", "ignore")
+
+
+@given(texts, st.lists(st.integers(0, 10_000), max_size=40), st.integers(1, 64))
+def test_count_is_exact_and_committed_is_monotone(text: str, cuts: list[int], batch: int) -> None:
+    final = len(ENC.encode_ordinary(text))
+    counter = so.TokenCounter(batch=batch)
+    committed = 0
+    for chunk in split(text, cuts):
+        counter.feed(chunk)
+        assert committed <= counter.committed <= final
+        committed = counter.committed
+    assert counter.count() == final
+
+
+@given(texts, st.lists(st.integers(0, 10_000), max_size=40), st.integers(0, 40))
+def test_budget_output_is_the_text_of_the_first_tokens(
+    text: str, cuts: list[int], limit: int
+) -> None:
+    stream = so.budget(max_tokens=limit)(split(text, cuts))
+    out = "".join(stream)
+    assert out == expected_prefix(text, limit)
+    exhausted = len(ENC.encode_ordinary(text)) > limit
+    assert stream.report.stop_reason == ("budget" if exhausted else "complete")
+
+
+@given(texts, st.lists(st.integers(0, 10_000), max_size=20), st.integers(0, 30), st.integers(1, 8))
+def test_ledger_budget_gives_the_same_text_and_refunds_all(
+    text: str, cuts: list[int], limit: int, block: int
+) -> None:
+    ledger = so.MemoryLedger(limit=limit)
+
+    async def source() -> object:
+        for chunk in split(text, cuts):
+            yield chunk
+
+    async def main() -> tuple[str, int]:
+        op = so.budget(ledger=ledger, key="k", block=block)
+        async with op(source()) as stream:
+            out = await stream.text()
+        return out, await ledger.spent("k")
+
+    out, spent = asyncio.run(main())
+    assert out == expected_prefix(text, limit)
+    assert spent == min(limit, len(ENC.encode_ordinary(text)))

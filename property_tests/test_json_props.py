@@ -1,0 +1,214 @@
+"""Hypothesis properties of the incremental JSON parser (issue 7).
+
+The *prefix* relation ``is_prefix(a, b)`` — "``a`` is a state ``b`` can grow
+from" — is what monotone partial values mean:
+
+- scalars (numbers, booleans, null): ``a == b`` and ``type(a) is type(b)``
+  (a number appears only when complete);
+- strings: ``b.startswith(a)`` (strings only grow);
+- lists: ``len(a) <= len(b)``, every item but the last equals ``b``'s item, and
+  the last is a prefix of ``b``'s item at that index;
+- dicts: ``a``'s keys are the first ``len(a)`` keys of ``b`` in order, every
+  value but the last equals ``b``'s, and the last is a prefix of ``b``'s;
+- nothing else is a prefix (a value never changes type).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import streamops as so
+from streamops._json_parser import JSONParser
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+    | st.sampled_from(['"', "\\", "/", "\n", "\x00", "\x1f", "é", "😀", "~", "\u2028"])
+)
+VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+def deep(depth: int) -> Any:
+    value: Any = 1
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> tuple[Any, str]:
+    value = draw(VALUES | st.integers(min_value=1, max_value=60).map(deep))
+    indent = draw(st.sampled_from([None, 0, 1, 2, "\t"]))
+    seps = draw(st.sampled_from([(",", ":"), (", ", ": "), (" ,\r\n", " \t: ")]))
+    text = json.dumps(
+        value,
+        indent=indent,
+        separators=None if indent is not None else seps,
+        ensure_ascii=draw(st.booleans()),
+    )
+    ws = st.text(alphabet=" \t\r\n", max_size=3)
+    return value, draw(ws) + text + draw(ws)
+
+
+def split(draw: Callable[[st.SearchStrategy[Any]], Any], text: str) -> list[str]:
+    cuts = sorted(draw(st.sets(st.integers(0, len(text)), max_size=max(1, len(text)))))
+    edges = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(edges)]
+
+
+def is_prefix(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, str):
+        return bool(b.startswith(a))
+    if isinstance(a, list):
+        if len(a) > len(b):
+            return False
+        return all(x == y for x, y in zip(a[:-1], b, strict=False)) and (
+            not a or is_prefix(a[-1], b[len(a) - 1])
+        )
+    if isinstance(a, dict):
+        keys, bkeys = list(a), list(b)
+        if keys != bkeys[: len(keys)]:
+            return False
+        return all(a[k] == b[k] for k in keys[:-1]) and (
+            not a or is_prefix(a[keys[-1]], b[keys[-1]])
+        )
+    return bool(a == b)
+
+
+def run(op: so.Operator[Any, Any], chunks: Iterable[Any]) -> list[Any]:
+    """Collect an operator's output, typed as values (not text)."""
+    return list(op(chunks))
+
+
+def strict_loads(text: str) -> Any:
+    def reject(name: str) -> None:
+        raise ValueError(name)
+
+    return json.loads(text, parse_constant=reject)
+
+
+def no_lone_surrogates(value: Any) -> bool:
+    if isinstance(value, str):
+        return not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, list):
+        return all(map(no_lone_surrogates, value))
+    if isinstance(value, dict):
+        return all(map(no_lone_surrogates, value.values()))
+    return True
+
+
+@given(st.data(), documents(), st.booleans())
+def test_snapshots_grow_to_json_loads(
+    data: st.DataObject, doc: tuple[Any, str], hide: bool
+) -> None:
+    _, text = doc
+    chunks = split(data.draw, text)
+    snapshots = [copy.deepcopy(v) for v in run(so.parse_json(partial_strings=not hide), chunks)]
+    final = strict_loads(text)
+    assert repr(snapshots[-1]) == repr(final)
+    for before, after in itertools.pairwise(snapshots):
+        assert is_prefix(before, after)
+    for snap in snapshots:
+        assert is_prefix(snap, final)
+        if no_lone_surrogates(final):
+            assert no_lone_surrogates(snap)
+
+
+@given(st.data(), documents())
+def test_deltas_rebuild_the_value(data: st.DataObject, doc: tuple[Any, str]) -> None:
+    _, text = doc
+    root: list[Any] = [None]
+
+    def locate(path: str) -> tuple[Any, Any]:
+        parent: Any = root
+        key: Any = 0
+        for part in path.split("/")[1:]:
+            parent = parent[key]
+            part = part.replace("~1", "/").replace("~0", "~")
+            key = int(part) if isinstance(parent, list) else part
+        return parent, key
+
+    for ev in run(so.parse_json(deltas=True), split(data.draw, text)):
+        parent, key = locate(ev.path)
+        if ev.op == "set":
+            value = copy.deepcopy(ev.value)
+            if isinstance(parent, list) and key == len(parent):
+                parent.append(value)
+            else:
+                parent[key] = value
+        elif ev.op == "append":
+            parent[key] += ev.value
+        else:
+            assert parent[key] == ev.value
+    assert repr(root[0]) == repr(strict_loads(text))
+
+
+_MUTATION_CHARS = '{}[]",:.-+eE0123456789tfnulrsa \\/\x01x'
+
+
+@given(st.data(), documents())
+def test_invalid_mutations_raise_at_the_first_bad_character(
+    data: st.DataObject, doc: tuple[Any, str]
+) -> None:
+    _, text = doc
+    i = data.draw(st.integers(0, len(text)))
+    kind = data.draw(st.sampled_from(["insert", "delete", "replace", "truncate"]))
+    c = data.draw(st.sampled_from(_MUTATION_CHARS))
+    mutated = {
+        "insert": text[:i] + c + text[i:],
+        "delete": text[:i] + text[i + 1 :],
+        "replace": text[:i] + c + text[i + 1 :],
+        "truncate": text[:i],
+    }[kind]
+    try:
+        expected = strict_loads(mutated)
+    except (ValueError, RecursionError):
+        valid = False
+    else:
+        valid = True
+    chunks = split(data.draw, mutated)
+    if valid:
+        assert repr(run(so.parse_json(), chunks)[-1]) == repr(expected)
+        return
+    parser = JSONParser()
+    fed = 0
+    error: so.JSONStreamError | None = None
+    try:
+        for chunk in chunks:
+            fed += len(chunk)
+            parser.feed(chunk)
+        parser.close()
+    except so.JSONStreamError as exc:
+        error = exc
+    assert error is not None, f"accepted invalid JSON {mutated!r}"
+    assert error.offset <= len(mutated)
+    assert error.offset < fed or error.got is None  # raised when the bad character arrived
+    # Everything before the offset is a valid prefix: only the end is missing.
+    probe = JSONParser()
+    probe.feed(mutated[: error.offset])
+    probe.close(recover=True)
+
+
+@given(st.lists(VALUES, min_size=1, max_size=5), st.data())
+def test_multiple_values(values: list[Any], data: st.DataObject) -> None:
+    text = "\n".join(json.dumps(v) for v in values) + "\n"
+    out = run(so.parse_json(multiple=True), split(data.draw, text))
+    assert repr(out) == repr([strict_loads(json.dumps(v)) for v in values])

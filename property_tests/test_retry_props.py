@@ -1,0 +1,235 @@
+"""Properties of so.retry under random faults: no duplicated text, side effects once iff success.
+
+Each scenario scripts every attempt of every factory (primary and fallbacks):
+its chunks (text unique to that attempt) and, on a random subset of attempts, a
+fault at a random chunk. A small reference model says what must happen; the
+fake model's call records say what did.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncGenerator, Callable, Generator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import streamops as so
+from streamops.testing import FakeReply, FakeStreamingModel, FakeUpstreamError, Fault, run
+
+NO_WAIT = so.Backoff(initial=0.0, jitter=0.0)
+Mode = Literal["before_first_chunk", "buffered"]
+
+
+@dataclass
+class Handles:
+    """Upstreams that stay open until closed (like an SDK stream object).
+
+    A bare generator that raises is finished at once, so it would hide a
+    missing ``close()``; these record the ``close()``/``aclose()`` calls, and
+    whether every earlier upstream was closed when a new one was made.
+    """
+
+    closed: list[bool] = field(default_factory=list)
+    opened_while_open: int = 0
+
+    def _new(self) -> int:
+        self.opened_while_open += not all(self.closed)
+        self.closed.append(False)
+        return len(self.closed) - 1
+
+    def sync(self, make: Callable[[], Generator[str, None, None]]) -> Callable[[], SyncHandle]:
+        return lambda: SyncHandle(self, self._new(), make)
+
+    def async_(self, make: Callable[[], AsyncGenerator[str, None]]) -> Callable[[], AsyncHandle]:
+        return lambda: AsyncHandle(self, self._new(), make)
+
+
+class SyncHandle:
+    def __init__(
+        self, handles: Handles, n: int, make: Callable[[], Generator[str, None, None]]
+    ) -> None:
+        self.handles, self.n, self.gen = handles, n, make()
+
+    def __iter__(self) -> SyncHandle:
+        return self
+
+    def __next__(self) -> str:
+        return next(self.gen)
+
+    def close(self) -> None:
+        self.gen.close()
+        self.handles.closed[self.n] = True
+
+
+class AsyncHandle:
+    def __init__(
+        self, handles: Handles, n: int, make: Callable[[], AsyncGenerator[str, None]]
+    ) -> None:
+        self.handles, self.n, self.gen = handles, n, make()
+
+    def __aiter__(self) -> AsyncHandle:
+        return self
+
+    async def __anext__(self) -> str:
+        return await anext(self.gen)
+
+    async def aclose(self) -> None:
+        await self.gen.aclose()
+        self.handles.closed[self.n] = True
+
+
+@dataclass
+class Scenario:
+    attempts: int
+    mode: Mode
+    # scripts[f][a] = (chunks, fail_at or None) for attempt a of factory f
+    scripts: list[list[tuple[list[str], int | None]]]
+    take: int | None  # the consumer stops after this many chunks (None: reads all)
+
+    def models(self, delay: float = 0.0) -> list[FakeStreamingModel]:
+        return [
+            FakeStreamingModel(
+                [
+                    FakeReply(
+                        chunks=chunks,
+                        faults=[] if fail is None else [Fault.raise_at(fail)],
+                    )
+                    for chunks, fail in replies
+                ],
+                cycle=False,
+                delay=delay,
+            )
+            for replies in self.scripts
+        ]
+
+    def expected(self) -> tuple[str, list[str], int]:
+        """Return (outcome, the chunks the consumer gets, how many attempts run)."""
+        made = 0
+        for replies in self.scripts:
+            for chunks, fail in replies:
+                made += 1
+                if fail is None:
+                    return "success", chunks, made
+                if self.mode == "before_first_chunk" and fail > 0:
+                    return "interrupted", chunks[:fail], made
+        return "failed", [], made
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    attempts = draw(st.integers(1, 3))
+    factories = draw(st.integers(1, 3))
+    scripts = []
+    for f in range(factories):
+        replies = []
+        for a in range(attempts):
+            n = draw(st.integers(0, 4))
+            chunks = [f"<{f}.{a}.{i}>" for i in range(n)]
+            replies.append((chunks, draw(st.none() | st.integers(0, n))))
+        scripts.append(replies)
+    modes: list[Mode] = ["before_first_chunk", "buffered"]
+    mode = draw(st.sampled_from(modes))
+    take = draw(st.none() | st.integers(0, 5))
+    return Scenario(attempts, mode, scripts, take)
+
+
+def check(
+    sc: Scenario,
+    models: list[FakeStreamingModel],
+    got: list[str],
+    error: BaseException | None,
+    side_effects: list[str],
+    handles: Handles,
+) -> None:
+    outcome, chunks, made = sc.expected()
+    calls = [call for model in models for call in model.calls]
+    full_texts = ["".join(chunks) for replies in sc.scripts for chunks, _ in replies]
+    received = "".join(got)
+    read_all = sc.take is None or sc.take > len(chunks)
+
+    # Never duplicated: what arrived is a prefix of one attempt's text (texts are unique).
+    if received:
+        assert sum(text.startswith(received) for text in full_texts) == 1
+    assert got == (chunks if read_all else chunks[: sc.take])
+    # Attempts never exceed the limit, and no attempt starts after the outcome.
+    assert len(calls) <= sc.attempts * len(sc.scripts)
+    assert len(calls) <= made
+    if read_all:
+        assert len(calls) == made
+    # Every attempt's upstream was closed, each before the next was made (also
+    # the one retry() made eagerly, when the consumer closes before pulling).
+    assert all(call.finalized or not call.started for call in calls)
+    assert all(handles.closed)
+    assert handles.opened_while_open == 0
+    # Side effects exactly once iff the stream succeeded and was read to the end.
+    if outcome == "success" and read_all:
+        assert error is None
+        assert side_effects == ["".join(chunks)]
+    else:
+        assert side_effects == []
+    if read_all and outcome == "interrupted":
+        assert isinstance(error, so.StreamInterrupted)
+        assert error.released == "".join(chunks)
+        assert isinstance(error.__cause__, FakeUpstreamError)
+    elif read_all and outcome == "failed":
+        assert isinstance(error, FakeUpstreamError)
+
+
+@given(scenarios())
+def test_sync_retry_never_duplicates_and_side_effects_once(sc: Scenario) -> None:
+    models = sc.models()
+    handles = Handles()
+    side_effects: list[str] = []
+    s = so.retry(
+        handles.sync(models[0].stream),
+        attempts=sc.attempts,
+        mode=sc.mode,
+        fallbacks=[handles.sync(m.stream) for m in models[1:]],
+        backoff=NO_WAIT,
+        on_success=lambda text, report: side_effects.append(text),
+    )
+    got: list[str] = []
+    error: BaseException | None = None
+    with s:
+        try:
+            got.extend(s if sc.take is None else itertools.islice(s, sc.take))
+        except (so.StreamInterrupted, FakeUpstreamError) as exc:
+            error = exc
+    check(sc, models, got, error, side_effects, handles)
+
+
+@given(scenarios(), st.floats(0.0, 5.0))
+def test_async_retry_never_duplicates_and_side_effects_once(sc: Scenario, delay: float) -> None:
+    models = sc.models(delay)  # chunks arrive over virtual time
+    handles = Handles()
+    side_effects: list[str] = []
+
+    async def notify(text: str, report: so.StreamReport) -> None:
+        side_effects.append(text)
+
+    async def main() -> tuple[list[str], BaseException | None]:
+        s = so.retry(
+            handles.async_(models[0].astream),
+            attempts=sc.attempts,
+            mode=sc.mode,
+            fallbacks=[handles.async_(m.astream) for m in models[1:]],
+            backoff=so.Backoff(seed=0),
+            on_success=notify,
+        )
+        got: list[str] = []
+        try:
+            async with s:
+                while sc.take is None or len(got) < sc.take:  # never pull past take
+                    try:
+                        got.append(await anext(s))
+                    except StopAsyncIteration:
+                        break
+        except (so.StreamInterrupted, FakeUpstreamError) as exc:
+            return got, exc
+        return got, None
+
+    got, error = run(main())
+    check(sc, models, got, error, side_effects, handles)

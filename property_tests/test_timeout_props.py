@@ -1,0 +1,125 @@
+"""Properties of timeouts and cancellation: a clean stop at any point of any pipeline.
+
+A random pipeline (identity, a holding processor, timeouts, a cancel token, in
+random order) over the fake model with random timing is stopped at a random
+point: the consumer breaks, its task is cancelled, the token is cancelled, or a
+limit fires. Whatever happened, the model reports its stream closed, no task is
+left, the stop reason is recorded, and the text the consumer received is a
+prefix of the reply and equals ``report.released_text`` (and the error's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import streamops as so
+from streamops.testing import FakeStreamingModel, assert_closed, run
+
+REPLY = "one two three four five six seven eight"
+
+
+class HoldTwo:
+    """Release text two chunks late (a processor that holds text back)."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.held: list[str] = []
+
+    def feed(self, item: str, /) -> list[str]:
+        self.held.append(item)
+        return [self.held.pop(0)] if len(self.held) > 2 else []
+
+    def close(self) -> list[str]:
+        out, self.held = ["".join(self.held)] if self.held else [], []
+        return out
+
+
+def build(names: list[str], token: so.CancelToken) -> so.Operator[Any, Any]:
+    ops: dict[str, Callable[[], so.Operator[Any, Any]]] = {
+        "identity": so.identity,
+        "hold": lambda: so.Operator.from_processor(lambda report: HoldTwo(), name="hold"),
+        "idle": lambda: so.timeout(idle=1.5),
+        "idle-end": lambda: so.timeout(idle=1.5, on_timeout="end"),
+        "total": lambda: so.timeout(first_chunk=2.5, total=4.0),
+        "token": lambda: so.cancellable(token),
+    }
+    op = ops[names[0]]()
+    for name in names[1:]:
+        op = op | ops[name]()
+    return op
+
+
+STAGES = st.sampled_from(["identity", "hold", "idle", "idle-end", "total", "token"])
+ACTIONS = st.one_of(
+    st.tuples(st.just("none"), st.just(0.0)),
+    st.tuples(st.just("break"), st.integers(0, 8).map(float)),
+    st.tuples(st.sampled_from(["cancel-task", "cancel-token"]), st.floats(0.0, 6.0)),
+)
+
+
+@given(
+    names=st.lists(STAGES, min_size=1, max_size=4),
+    action=ACTIONS,
+    delay=st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0]),
+    jitter=st.sampled_from([0.0, 1.0]),
+    seed=st.integers(0, 3),
+    consumer_pause=st.sampled_from([0.0, 3.0]),
+)
+def test_stop_at_a_random_point_is_clean(
+    names: list[str],
+    action: tuple[str, float],
+    delay: float,
+    jitter: float,
+    seed: int,
+    consumer_pause: float,
+) -> None:
+    kind, when = action
+    model = FakeStreamingModel(REPLY, delay=delay, jitter=jitter, seed=seed)
+    token = so.CancelToken()
+    got: list[str] = []
+
+    async def consume(stream: so.AsyncStream[str]) -> None:
+        async with stream:
+            async for piece in stream:
+                got.append(piece)
+                if kind == "break" and len(got) > when:
+                    break
+                if consumer_pause:
+                    await asyncio.sleep(consumer_pause)  # never charged to the upstream
+
+    async def main() -> tuple[so.StreamReport, BaseException | None]:
+        stream = build(names, token)(model.astream("hi"))
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(consume(stream))
+        if kind == "cancel-task":
+            loop.call_at(when, task.cancel)
+        elif kind == "cancel-token":
+            loop.call_at(when, token.cancel)
+        error: BaseException | None = None
+        try:
+            await task
+        except (asyncio.CancelledError, so.StreamTimeout) as exc:
+            error = exc
+        assert_closed(model)  # the stream's finally ran; no task left behind
+        return stream.report, error
+
+    report, error = run(main())
+    text = "".join(got)
+    assert REPLY.startswith(text)
+    assert report.stop_reason is not None
+    assert report.released_text == text
+    if isinstance(error, so.StreamTimeout):
+        assert error.released == text
+        assert report.stop_reason == so.StopReason.TIMEOUT
+    if isinstance(error, asyncio.CancelledError):
+        assert kind == "cancel-task"  # never a timeout's own cancellation leaking out
+    if report.stop_reason == so.StopReason.CANCELLED and error is None:
+        assert "token" in names
+        assert token.cancelled
+    if report.stop_reason == so.StopReason.COMPLETE:
+        assert text == REPLY

@@ -1,0 +1,114 @@
+"""Virtual time for asyncio, on top of ``looptime``.
+
+``looptime`` makes an asyncio loop fast-forward its clock to the next timer
+whenever nothing is ready to run: ``asyncio.sleep(60)`` returns at once, yet
+``loop.time()`` says 60 seconds passed, exactly (its clock counts whole
+microseconds). Timeouts (``asyncio.timeout``, ``wait_for``) fire at the same
+virtual instants. These helpers wrap it so a test needs one call:
+:func:`run` for sync code, :func:`virtual_time` inside a running loop, or the
+``virtual_clock`` pytest fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import looptime
+
+__all__ = ("VirtualClock", "run", "virtual_time")
+
+T = TypeVar("T")
+
+
+class VirtualClock:
+    """Read the virtual clock of the running event loop.
+
+    Returned by :func:`virtual_time` and by the ``virtual_clock`` fixture.
+
+    >>> async def main():
+    ...     clock = VirtualClock()
+    ...     start = clock.time()
+    ...     await asyncio.sleep(3600)
+    ...     return clock.time() - start, clock.enabled
+    >>> run(main())
+    (3600.0, True)
+    """
+
+    __slots__ = ()
+
+    def time(self) -> float:
+        """Return the running loop's time (virtual seconds under virtual time)."""
+        return asyncio.get_running_loop().time()
+
+    @property
+    def enabled(self) -> bool:
+        """True when the running loop's clock is virtual right now."""
+        loop = asyncio.get_running_loop()
+        return isinstance(loop, looptime.LoopTimeEventLoop) and loop.looptime_on
+
+    @staticmethod
+    def run(main: Coroutine[Any, Any, T], /) -> T:
+        """Run ``main`` under virtual time (same as :func:`run`)."""
+        return run(main)
+
+
+def run(main: Coroutine[Any, Any, T], /, *, debug: bool | None = None) -> T:
+    """Run ``main`` like ``asyncio.run``, on a fresh loop whose clock is virtual.
+
+    The clock starts at ``0.0``, so ``loop.time()`` is the virtual time elapsed.
+
+    >>> async def main():
+    ...     await asyncio.sleep(1.5)
+    ...     return asyncio.get_running_loop().time()
+    >>> run(main())
+    1.5
+    """
+    with asyncio.Runner(loop_factory=looptime.new_event_loop, debug=debug) as runner:
+        return runner.run(main)
+
+
+@contextmanager
+def virtual_time() -> Iterator[VirtualClock]:
+    """Make the running loop's clock virtual inside the ``with`` block.
+
+    Use it from a coroutine (``with virtual_time():``, not ``async with``).
+    The clock goes on from the loop's current time; timers created inside the
+    block should also end inside it, since real time resumes afterwards. A
+    loop that is already virtual (``run``, the fixture) is left as it is.
+
+    >>> async def main():
+    ...     with virtual_time() as clock:
+    ...         start = clock.time()
+    ...         try:
+    ...             async with asyncio.timeout(10):
+    ...                 await asyncio.sleep(3600)
+    ...         except TimeoutError:
+    ...             return round(clock.time() - start, 6)
+    >>> asyncio.run(main())
+    10.0
+    """
+    running = asyncio.get_running_loop()
+    clock = VirtualClock()
+    if isinstance(running, looptime.LoopTimeEventLoop):
+        loop = running
+    elif isinstance(running, asyncio.BaseEventLoop):
+        loop = looptime.patch_event_loop(running, _enabled=False)
+    else:
+        raise TypeError(
+            f"virtual time needs an asyncio event loop; {type(running).__name__} is not one"
+        )
+    if loop.looptime_on:
+        yield clock
+        return
+    # While off, a patched loop keeps its own clock apart from the real one (it
+    # starts at 0 when looptime's pytest plugin patches it): move it forward to
+    # now, so that time never goes back and earlier timers keep their meaning.
+    with loop.looptime_enabled():
+        virtual_now = loop.time()
+    if loop.time() > virtual_now:
+        loop.setup_looptime(start=loop.time())
+    with loop.looptime_enabled():
+        yield clock

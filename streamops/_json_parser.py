@@ -1,0 +1,664 @@
+"""The sans-I/O incremental JSON parser behind :func:`streamops.parse_json`.
+
+One pass over the text: every character is looked at once, by a state machine
+that keeps one live value and mutates it in place (containers are appended to
+and set in place; a growing string is re-set in its parent once per chunk).
+Runs of plain string characters and of whitespace are consumed with compiled
+regular expressions, so the per-character work happens in C.
+
+A token split between chunks (a number, a literal, an escape sequence, a
+surrogate pair) is *carried*: its few characters are put in front of the next
+chunk and parsed again there. Escapes and literals are at most 12 characters;
+a number is carried whole, so a single number of L digits split into k chunks
+costs O(L*k) — only pathological numbers make that matter.
+"""
+
+from __future__ import annotations
+
+import json
+import json.decoder
+import json.scanner
+import re
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
+
+from ._errors import StreamOpsError
+
+__all__ = ("JSONDelta", "JSONParser", "JSONStreamError")
+
+_WS = re.compile(r"[ \t\n\r]*")
+_STR = re.compile(r'[^"\\\x00-\x1f]*')
+_NUM = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+# Every prefix of a valid number, and nothing else.
+_NUM_PREFIX = re.compile(
+    r"-?(?:(?:0|[1-9][0-9]*)(?:\.(?:[0-9]+(?:[eE][+-]?[0-9]*)?)?|[eE][+-]?[0-9]*)?)?"
+)
+_HEX = re.compile(r"[0-9a-fA-F]*")
+_LOW = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_LOW_PREFIX = re.compile(r"(?:\\(?:u(?:[dD](?:[c-fC-F][0-9a-fA-F]{0,2})?)?)?)?")
+_PROSE = re.compile(r"[{\[]")
+_NUMCHARS = frozenset("0123456789+-.eE")
+_OPENERS = {'"': '"', "{": "}", "[": "]"}
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")  # NaN and Infinity are not RFC 8259
+
+
+# json's C scanner parses a value that is whole within one chunk at C speed;
+# its conversions are the ones json.loads uses, so results are identical.
+_scan_once: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder(parse_constant=_reject_constant)  # type: ignore[arg-type]  # typeshed: a context
+)
+_scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]  # untyped
+_WSCHARS = frozenset(" \t\n\r")
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_LITERALS: dict[str, tuple[str, bool | None]] = {
+    "t": ("true", True),
+    "f": ("false", False),
+    "n": ("null", None),
+}
+
+# Parser states.
+_VALUE = 0  # a value is expected
+_ARR_FIRST = 1  # after "[": a value or "]"
+_OBJ_FIRST = 2  # after "{": a key or "}"
+_KEY = 3  # after "," in an object: a key
+_COLON = 4  # after a key
+_AFTER = 5  # after a value in a container: "," or the closing bracket
+_STRING = 6  # inside a string value
+_KEYSTR = 7  # inside an object key
+_END = 8  # after the top-level value
+_PROSE_STATE = 9  # skipping text before the value
+_FINISHED = 10  # no more input is parsed
+
+_EXPECTED = {
+    _VALUE: "a value",
+    _ARR_FIRST: "a value or ']'",
+    _OBJ_FIRST: "'\"' (an object key) or '}'",
+    _KEY: "'\"' (an object key)",
+    _COLON: "':'",
+    _STRING: "'\"' (end of string)",
+    _KEYSTR: "'\"' (end of key)",
+    _END: "end of input",
+    _PROSE_STATE: "'{' or '['",
+}
+
+
+class JSONStreamError(StreamOpsError, ValueError):
+    """Raised when streamed text is not valid JSON, as soon as the bad character arrives.
+
+    ``offset`` is the zero-based character offset in the whole stream (not in
+    the chunk), ``expected`` says what would have been valid there and ``got``
+    is the offending character (``None`` at the end of input). It is not raised
+    for a document that is merely incomplete when ``recover=True``.
+
+    >>> import streamops as so
+    >>> list(so.parse_json()(['{"a": 1', "x}"]))
+    Traceback (most recent call last):
+    ...
+    streamops._json_parser.JSONStreamError: invalid JSON at offset 7: expected ',' or '}', got 'x'
+    """
+
+    def __init__(self, message: str, *, offset: int, expected: str, got: str | None) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.expected = expected
+        self.got = got
+
+
+class JSONDelta(NamedTuple):
+    """One change to the parsed value, from the parser's own state (``deltas=True``).
+
+    ``op`` is ``"set"`` (a new value appears at ``path``: a container that
+    streams in as a new empty ``{}``/``[]`` whose members follow as their own
+    events, a string with the text seen so far, anything else complete — a
+    value that arrives whole within one chunk is set whole),
+    ``"append"`` (``value`` is text added to the string at ``path``) or
+    ``"done"`` (the value at ``path`` is complete; ``value`` is it, live).
+    ``path`` is an RFC 6901 JSON Pointer (``""`` is the root; ``~`` and ``/``
+    in keys are escaped as ``~0`` and ``~1``).
+
+    >>> import streamops as so
+    >>> list(so.parse_json(deltas=True)(['{"a/b": "x', 'y"}']))  # doctest: +NORMALIZE_WHITESPACE
+    [JSONDelta(op='set', path='', value={}),
+     JSONDelta(op='set', path='/a~1b', value='x'),
+     JSONDelta(op='append', path='/a~1b', value='y'),
+     JSONDelta(op='done', path='/a~1b', value='xy'),
+     JSONDelta(op='done', path='', value={'a/b': 'xy'})]
+    """
+
+    op: Literal["set", "append", "done"]
+    path: str
+    value: Any = None
+
+
+def _escape_key(key: str) -> str:
+    if "~" in key or "/" in key:
+        return key.replace("~", "~0").replace("/", "~1")
+    return key
+
+
+def _number(text: str) -> int | float:
+    # The conversions json.loads uses: int() for integers, float() otherwise.
+    if "." in text or "e" in text or "E" in text:
+        return float(text)
+    return int(text)
+
+
+class JSONParser:
+    """Parse JSON text fed in pieces; keep one live, monotonically growing value.
+
+    ``feed(text)`` returns True when :attr:`value` changed; :attr:`completed`
+    lists the top-level values completed during the last call; :attr:`events`
+    holds the :class:`JSONDelta` events of the last call when ``deltas``.
+    ``close()`` checks that the input ended cleanly (or, with ``recover``,
+    keeps the best partial value and sets :attr:`incomplete`).
+
+    >>> p = JSONParser()
+    >>> p.feed('{"n": [1, 2'), p.value
+    (True, {'n': [1]})
+    >>> p.feed("]}"), p.value, p.completed
+    (True, {'n': [1, 2]}, [{'n': [1, 2]}])
+    """
+
+    def __init__(
+        self,
+        *,
+        partial_strings: bool = True,
+        deltas: bool = False,
+        multiple: bool = False,
+        trailing: Literal["error", "stop"] = "error",
+        skip_prefix: bool = False,
+        materialise: bool | None = None,
+    ) -> None:
+        self.value: Any = None
+        self.has_value = False
+        self.incomplete = False
+        self.values_completed = 0
+        self.completed: list[Any] = []
+        self.events: list[JSONDelta] = []
+        self._deltas = deltas
+        # By default partial strings are kept up to date in the tree only for
+        # snapshots: in delta mode a string is re-set in its parent when complete.
+        if materialise is None:
+            materialise = partial_strings and not deltas
+        self._materialise = materialise
+        self._partial_strings = partial_strings
+        self._multiple = multiple
+        self._trailing = trailing
+        self._fence = False
+        self._prose_tail = ""
+        self._state = _PROSE_STATE if skip_prefix else _VALUE
+        self._base = 0  # offset of the current chunk's first character
+        self._carry = ""
+        self._stack: list[tuple[Any, bool, Any, str]] = []
+        self._cont: Any = None  # the innermost open container (None at top level)
+        self._isobj = False
+        self._key: Any = None  # the key of the value being parsed in an object
+        self._path = ""  # JSON Pointer of the innermost container (deltas only)
+        self._pieces: list[str] = []  # string text not yet materialised
+        self._sval = ""  # string text already materialised / emitted
+        self._sattached = False  # the open string is in the tree
+        self._sannounced = False  # a "set" event was made for the open string
+
+    @property
+    def finished(self) -> bool:
+        """True when the parser takes no more input (``trailing="stop"`` or a closing fence)."""
+        return self._state == _FINISHED
+
+    @property
+    def offset(self) -> int:
+        """Number of characters consumed so far."""
+        return self._base
+
+    # -- errors --------------------------------------------------------------
+    def _fail(self, chunk: str, pos: int, expected: str | None = None) -> JSONStreamError:
+        got = chunk[pos] if pos < len(chunk) else None
+        if expected is None:
+            expected = _EXPECTED.get(self._state, "a value")
+            if self._state == _AFTER:
+                expected = "',' or '}'" if self._isobj else "',' or ']'"
+        offset = self._base + pos
+        where = f"invalid JSON at offset {offset}"
+        message = f"{where}: expected {expected}, got {got!r}"
+        self._state = _FINISHED
+        return JSONStreamError(message, offset=offset, expected=expected, got=got)
+
+    # -- values --------------------------------------------------------------
+    def _child_path(self) -> str:
+        if self._cont is None:
+            return ""
+        if self._isobj:
+            return f"{self._path}/{_escape_key(self._key)}"
+        return f"{self._path}/{len(self._cont) - 1}"
+
+    def _attach(self, v: Any) -> None:
+        cont = self._cont
+        if cont is None:
+            self.value = v
+            self.has_value = True
+        elif self._isobj:
+            cont[self._key] = v
+        else:
+            cont.append(v)
+
+    def _root_done(self) -> None:
+        self.values_completed += 1
+        self.completed.append(self.value)
+        self._state = _FINISHED if self._trailing == "stop" else _END
+
+    def _scalar(self, v: Any) -> None:
+        self._attach(v)
+        if self._deltas:
+            path = self._child_path()
+            self.events += (JSONDelta("set", path, v), JSONDelta("done", path, v))
+        if self._cont is None:
+            self._root_done()
+        else:
+            self._state = _AFTER
+
+    def _open_string(self) -> None:
+        self._sval = ""
+        self._sannounced = False
+        self._sattached = self._materialise
+        if self._materialise:
+            self._attach("")
+
+    def _set_string(self, s: str) -> None:
+        cont = self._cont
+        if cont is None:
+            self.value = s
+        elif self._isobj:
+            cont[self._key] = s
+        else:
+            cont[-1] = s  # the open string is always the last item
+
+    def _flush_string(self) -> bool:
+        """Show the text of the open string gathered so far; True if anything changed."""
+        emit = self._deltas and self._partial_strings
+        if not (emit or self._materialise):
+            return False
+        pieces = self._pieces
+        text = ""
+        if pieces:
+            text = "".join(pieces)
+            pieces.clear()
+            self._sval += text
+        changed = False
+        if not self._sattached:
+            self._sattached = True
+            self._attach(self._sval)  # before the path: a list index counts this item
+            changed = True
+        elif text and self._materialise:
+            self._set_string(self._sval)
+            changed = True
+        if emit:
+            if not self._sannounced:
+                self._sannounced = True
+                self.events.append(JSONDelta("set", self._child_path(), self._sval))
+                changed = True
+            elif text:
+                self.events.append(JSONDelta("append", self._child_path(), text))
+                changed = True
+        return changed
+
+    def _end_string(self) -> None:
+        self._flush_string()
+        pieces = self._pieces
+        s = self._sval
+        if pieces:
+            s += "".join(pieces)
+            pieces.clear()
+        if self._sattached:
+            self._set_string(s)
+        else:
+            self._attach(s)
+        if self._deltas:
+            path = self._child_path()
+            if not self._sannounced:
+                self.events.append(JSONDelta("set", path, s))
+            self.events.append(JSONDelta("done", path, s))
+        if self._cont is None:
+            self._root_done()
+        else:
+            self._state = _AFTER
+
+    def _open(self, container: dict[str, Any] | list[Any]) -> None:
+        self._attach(container)
+        path = ""
+        if self._deltas:
+            path = self._child_path()
+            # A fresh empty container: its members follow as events of their own.
+            self.events.append(JSONDelta("set", path, type(container)()))
+        self._stack.append((self._cont, self._isobj, self._key, self._path))
+        self._cont = container
+        self._isobj = type(container) is dict
+        self._path = path
+        self._state = _OBJ_FIRST if self._isobj else _ARR_FIRST
+
+    def _close_container(self) -> None:
+        done = self._cont
+        path = self._path
+        self._cont, self._isobj, self._key, self._path = self._stack.pop()
+        if self._deltas:
+            self.events.append(JSONDelta("done", path, done))
+        if self._cont is None:
+            self._root_done()
+        else:
+            self._state = _AFTER
+
+    # -- the state machine ---------------------------------------------------
+    def feed(self, chunk: str) -> bool:
+        """Parse ``chunk``; return True if :attr:`value` changed (or events were made)."""
+        if self.completed:
+            self.completed = []
+        if self.events:
+            self.events = []
+        state = self._state
+        if not self._carry:
+            # Hot paths of small chunks: the whole chunk is string text or whitespace.
+            n = len(chunk)
+            if state == _STRING:
+                if self._materialise and _STR.match(chunk).end() == n:  # type: ignore[union-attr]  # always matches
+                    if n:
+                        s = self._sval = self._sval + chunk
+                        self._set_string(s)
+                        self._base += n
+                        if self._deltas:
+                            self.events.append(JSONDelta("append", self._child_path(), chunk))
+                    return n > 0
+            elif state == _KEYSTR:
+                if _STR.match(chunk).end() == n:  # type: ignore[union-attr]  # always matches
+                    self._pieces.append(chunk)
+                    self._base += n
+                    return False
+            elif state == _FINISHED:
+                return False
+            elif _WS.match(chunk).end() == n:  # type: ignore[union-attr]  # always matches
+                self._base += n
+                return False
+        if self._carry:
+            chunk = self._carry + chunk
+            self._base -= len(self._carry)
+            self._carry = ""
+        n = len(chunk)
+        pos = 0
+        changed = False
+        pieces = self._pieces
+        strmatch = _STR.match
+        wsmatch = _WS.match
+        while pos < n:
+            if state in (_STRING, _KEYSTR):
+                e = strmatch(chunk, pos).end()  # type: ignore[union-attr]  # always matches
+                if e > pos:
+                    pieces.append(chunk[pos:e])
+                if e == n:
+                    pos = n
+                    break
+                c = chunk[e]
+                if c == '"':
+                    pos = e + 1
+                    if state == _STRING:
+                        self._end_string()
+                        changed = True
+                        state = self._state
+                    else:
+                        self._key = "".join(pieces)
+                        pieces.clear()
+                        state = self._state = _COLON
+                elif c == "\\":
+                    pos = self._escape(chunk, e)
+                    if pos < 0:
+                        self._carry = chunk[e:]
+                        pos = n
+                        break
+                else:
+                    raise self._fail(
+                        chunk, e, "a string character (control characters must be escaped)"
+                    )
+                continue
+            c = chunk[pos]
+            if c in _WSCHARS:
+                pos = wsmatch(chunk, pos).end()  # type: ignore[union-attr]  # always matches
+                continue
+            if state == _AFTER:
+                if c == ",":
+                    state = self._state = _KEY if self._isobj else _VALUE
+                    pos += 1
+                elif c == ("}" if self._isobj else "]"):
+                    pos += 1
+                    self._close_container()
+                    changed = True
+                    state = self._state
+                else:
+                    raise self._fail(chunk, pos)
+            elif state <= _ARR_FIRST:
+                if c in _OPENERS and chunk.find(_OPENERS[c], pos + 1) >= 0:
+                    # The value may be complete in this chunk: let the C scanner
+                    # take it whole. If it is cut or invalid, the state machine
+                    # below parses it (and reports the exact error).
+                    try:
+                        v, e = _scan_once(chunk, pos)
+                    except (ValueError, StopIteration):
+                        pass
+                    else:
+                        pos = e
+                        self._scalar(v)
+                        changed = True
+                        state = self._state
+                        continue
+                if c == '"':
+                    pos += 1
+                    self._open_string()
+                    changed = True
+                    state = self._state = _STRING
+                elif c == "{":
+                    pos += 1
+                    self._open({})
+                    changed = True
+                    state = self._state
+                elif c == "[":
+                    pos += 1
+                    self._open([])
+                    changed = True
+                    state = self._state
+                elif c in _NUMCHARS:
+                    m = _NUM.match(chunk, pos)
+                    e = m.end() if m is not None else pos
+                    if e < n and chunk[e] not in _NUMCHARS and e > pos:
+                        self._scalar(self._convert(chunk, pos, e))
+                    else:
+                        e = self._number_tail(chunk, pos)
+                        if e < 0:
+                            self._carry = chunk[pos:]
+                            pos = n
+                            break
+                    pos = e
+                    changed = True
+                    state = self._state
+                elif c in _LITERALS:
+                    word, v = _LITERALS[c]
+                    if chunk.startswith(word, pos):
+                        pos += len(word)
+                        self._scalar(v)
+                        changed = True
+                        state = self._state
+                    else:
+                        rest = chunk[pos : pos + len(word)]
+                        if len(rest) < len(word) and word.startswith(rest):
+                            self._carry = rest
+                            pos = n
+                            break
+                        bad = next(i for i, ch in enumerate(rest) if ch != word[i])
+                        raise self._fail(chunk, pos + bad, f"{word!r}")
+                elif c == "]" and state == _ARR_FIRST:
+                    pos += 1
+                    self._close_container()
+                    changed = True
+                    state = self._state
+                else:
+                    raise self._fail(chunk, pos)
+            elif state in (_KEY, _OBJ_FIRST):
+                if c == '"':
+                    if chunk.find('"', pos + 1) >= 0:
+                        try:
+                            self._key, pos = _scanstring(chunk, pos + 1, True)
+                        except ValueError:
+                            pass
+                        else:
+                            state = self._state = _COLON
+                            continue
+                    pos += 1
+                    state = self._state = _KEYSTR
+                elif c == "}" and state == _OBJ_FIRST:
+                    pos += 1
+                    self._close_container()
+                    changed = True
+                    state = self._state
+                else:
+                    raise self._fail(chunk, pos)
+            elif state == _COLON:
+                if c != ":":
+                    raise self._fail(chunk, pos)
+                pos += 1
+                state = self._state = _VALUE
+            elif state == _END:
+                if self._multiple:
+                    state = self._state = _VALUE
+                elif self._fence and c == "`":
+                    state = self._state = _FINISHED
+                    break
+                else:
+                    raise self._fail(chunk, pos)
+            elif state == _PROSE_STATE:
+                pos = self._skip_prose(chunk, pos)
+                state = self._state
+            else:  # _FINISHED
+                break
+        if state == _STRING and self._flush_string():
+            changed = True
+        self._base += pos
+        return changed or bool(self.events)
+
+    def _escape(self, chunk: str, e: int) -> int:
+        """Decode the escape at ``chunk[e]`` into the string; return the next position.
+
+        Returns -1 when the escape (or a surrogate pair) continues in the next chunk.
+        """
+        n = len(chunk)
+        if e + 1 >= n:
+            return -1
+        c = chunk[e + 1]
+        if c != "u":
+            r = _ESCAPES.get(c)
+            if r is None:
+                raise self._fail(chunk, e + 1, 'an escape character (one of "\\/bfnrtu)')
+            self._pieces.append(r)
+            return e + 2
+        h = _HEX.match(chunk, e + 2, e + 6).end()  # type: ignore[union-attr]  # always matches
+        if h < e + 6:
+            if h < n:
+                raise self._fail(chunk, h, "a hex digit")
+            return -1
+        cp = int(chunk[e + 2 : e + 6], 16)
+        if 0xD800 <= cp < 0xDC00:
+            # A high surrogate is combined with a following low one, as json.loads
+            # does; held back until we know, so that half a pair is never shown.
+            if _LOW.match(chunk, e + 6):
+                low = int(chunk[e + 8 : e + 12], 16)
+                self._pieces.append(chr(0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00)))
+                return e + 12
+            if e + 12 > n and _LOW_PREFIX.match(chunk, e + 6).end() == n:  # type: ignore[union-attr]  # always matches
+                return -1
+        self._pieces.append(chr(cp))
+        return e + 6
+
+    def _number_tail(self, chunk: str, pos: int) -> int:
+        """Slow path of a number: it may reach the chunk's end or be malformed.
+
+        Returns the position after a complete number, or -1 to carry it.
+        """
+        n = len(chunk)
+        run = pos
+        while run < n and chunk[run] in _NUMCHARS:
+            run += 1
+        p = _NUM_PREFIX.match(chunk, pos, run).end()  # type: ignore[union-attr]  # always matches
+        if p < run:
+            raise self._fail(chunk, p, "a valid number")
+        if run == n:
+            return -1  # may continue in the next chunk
+        if not _NUM.fullmatch(chunk, pos, run):
+            raise self._fail(chunk, run, "a digit")
+        self._scalar(self._convert(chunk, pos, run))
+        return run
+
+    def _convert(self, chunk: str, start: int, end: int) -> int | float:
+        try:
+            return _number(chunk[start:end])
+        except ValueError as exc:  # more digits than int() converts (sys.set_int_max_str_digits)
+            offset = self._base + start
+            raise JSONStreamError(
+                f"invalid JSON at offset {offset}: {exc}",
+                offset=offset,
+                expected="a number json.loads can convert",
+                got=chunk[start],
+            ) from exc
+
+    def _skip_prose(self, chunk: str, pos: int) -> int:
+        m = _PROSE.search(chunk, pos)
+        end = len(chunk) if m is None else m.start()
+        seen = self._prose_tail + chunk[pos:end]
+        if "```" in seen:
+            self._fence = True
+        self._prose_tail = seen[-2:]
+        if m is not None:
+            self._state = _VALUE
+        return end
+
+    def close(self, *, recover: bool = False) -> bool:
+        """Signal the end of input; return True if :attr:`value` changed.
+
+        Raises :class:`JSONStreamError` if the document is incomplete, unless
+        ``recover`` (then :attr:`incomplete` is set and the value is kept as is).
+        """
+        self.completed = []
+        self.events = []
+        state = self._state
+        carry = self._carry
+        top = self._cont is None
+        if carry and top and state == _VALUE and _NUM.fullmatch(carry):
+            # A top-level number is complete only now, at the end of input.
+            self._carry = ""
+            self._scalar(self._convert(carry, 0, len(carry)))
+            return True
+        if not carry and (
+            state in (_END, _FINISHED)
+            or (self._multiple and top and state in (_VALUE, _PROSE_STATE))
+        ):
+            return False
+        if not recover:
+            raise self._eof()
+        self.incomplete = True
+        if state == _STRING:
+            # The best partial value includes the text of a truncated string.
+            self._materialise = True
+            self._flush_string()
+            return True
+        return False
+
+    def _eof(self) -> JSONStreamError:
+        state = self._state
+        expected = _EXPECTED.get(state, "a value")
+        if state == _AFTER:
+            expected = "',' or '}'" if self._isobj else "',' or ']'"
+        if self._carry:
+            expected = "the rest of " + repr(self._carry)
+        offset = self._base  # carried characters are already counted
+        self._state = _FINISHED
+        return JSONStreamError(
+            f"unexpected end of JSON input at offset {offset}: expected {expected}",
+            offset=offset,
+            expected=expected,
+            got=None,
+        )

@@ -1,0 +1,261 @@
+"""The built-in pattern library of :func:`streamops.redact`: named, categorised, bounded.
+
+Every pattern is bounded (no unbounded ``+``/``*``), so whether a match can
+still grow is always decidable within a small window, and each one guards its
+ends with one-character lookarounds instead of ``\\b`` so that a secret glued
+to other text (``xsk-...``) is not matched half-way. Order matters: patterns
+are tried as one alternation, leftmost match first, and at the same start the
+earlier pattern wins (``sk-ant-`` before ``sk-``, cards before phone numbers).
+Validators run on a final match; a match they reject is released unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import regex
+
+__all__ = ("PatternSpec", "builtin_patterns", "iban_valid", "luhn_valid")
+
+Action = Literal["redact", "block", "flag"]
+
+
+@dataclass(frozen=True, slots=True)
+class PatternSpec:
+    """A named redaction pattern: what to look for and what to do with a match.
+
+    ``pattern`` is a regex source string (``regex`` module syntax) or a compiled
+    ``regex``/``re`` pattern (its flags are kept). ``label`` is the placeholder
+    used by the default replacement (``"[NAME]"`` when omitted). ``validator``
+    is called with the matched text of a final match: when it returns false the
+    text is released unchanged. ``action`` overrides the operator's default
+    action for this pattern. Numbered group references (``\\1``) are refused:
+    patterns are combined into one alternation, use named groups instead.
+
+    >>> spec = PatternSpec("ticket", r"TCK-[0-9]{6}", category="internal")
+    >>> spec.placeholder
+    '[TICKET]'
+    """
+
+    name: str
+    pattern: str | regex.Pattern[str]
+    category: str = "custom"
+    label: str | None = None
+    validator: Callable[[str], bool] | None = None
+    action: Action | None = None
+    description: str = ""
+
+    @property
+    def placeholder(self) -> str:
+        """The label used by the default replacement."""
+        return self.label if self.label is not None else f"[{self.name.upper()}]"
+
+
+def luhn_valid(text: str) -> bool:
+    """Return True when the digits of ``text`` (13 to 19 of them) pass the Luhn check.
+
+    Separators (spaces, dashes) are ignored.
+
+    >>> luhn_valid("4111 1111 1111 1111"), luhn_valid("4111 1111 1111 1112")
+    (True, False)
+    """
+    digits = [int(c) for c in text if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def iban_valid(text: str) -> bool:
+    """Return True when ``text`` (spaces ignored) is an IBAN with a valid mod-97 checksum.
+
+    >>> iban_valid("GB82 WEST 1234 5698 7654 32"), iban_valid("GB82 WEST 1234 5698 7654 33")
+    (True, False)
+    """
+    compact = text.replace(" ", "").upper()
+    if not 15 <= len(compact) <= 34 or not compact.isascii() or not compact.isalnum():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def _phone_digits_ok(text: str) -> bool:
+    """E.164 allows at most 15 digits; fewer than 7 is not a phone number."""
+    return 7 <= sum(c.isdigit() for c in text) <= 15
+
+
+# The one-character guards shared by most patterns: not glued to a token before or after.
+_TOKEN_START = r"(?<![A-Za-z0-9_-])"
+_TOKEN_END = r"(?![A-Za-z0-9_-])"
+_HEX4 = r"[0-9A-Fa-f]{1,4}"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+
+_BUILTINS: tuple[PatternSpec, ...] = (
+    PatternSpec(
+        "private_key",
+        r"-----BEGIN (?:[A-Z0-9]{1,12} ){0,2}PRIVATE KEY(?: BLOCK)?-----"
+        r"[\s\S]{16,6000}?"
+        r"-----END (?:[A-Z0-9]{1,12} ){0,2}PRIVATE KEY(?: BLOCK)?-----",
+        "secrets",
+        description="PEM/OpenSSH/PGP private-key blocks, header to footer (multi-line).",
+    ),
+    PatternSpec(
+        "jwt",
+        _TOKEN_START + r"eyJ[A-Za-z0-9_-]{8,1024}\.eyJ[A-Za-z0-9_-]{8,4096}"
+        r"\.[A-Za-z0-9_-]{0,1024}" + _TOKEN_END,
+        "secrets",
+        description="JSON Web Tokens: base64url header and payload starting with '{\"'.",
+    ),
+    PatternSpec(
+        "anthropic_key",
+        _TOKEN_START + r"sk-ant-[a-z]{3,8}[0-9]{2}-[A-Za-z0-9_-]{32,200}" + _TOKEN_END,
+        "secrets",
+        description="Anthropic API keys (sk-ant-api03-..., sk-ant-admin01-...).",
+    ),
+    PatternSpec(
+        "openai_key",
+        _TOKEN_START + r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}" + _TOKEN_END,
+        "secrets",
+        description="OpenAI API keys (sk-..., sk-proj-..., sk-svcacct-...).",
+    ),
+    PatternSpec(
+        "aws_access_key_id",
+        r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)"
+        r"[A-Z0-9]{16}(?![A-Za-z0-9])",
+        "secrets",
+        description="AWS access key ids (AKIA..., ASIA..., 20 characters).",
+    ),
+    PatternSpec(
+        "github_token",
+        _TOKEN_START + r"(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})"
+        + _TOKEN_END,
+        "secrets",
+        description="GitHub tokens: ghp_, gho_, ghu_, ghs_, ghr_ and fine-grained github_pat_.",
+    ),
+    PatternSpec(
+        "slack_token",
+        _TOKEN_START + r"xox[baprs]-[A-Za-z0-9-]{10,250}" + _TOKEN_END,
+        "secrets",
+        description="Slack tokens (xoxb-, xoxa-, xoxp-, xoxr-, xoxs-).",
+    ),
+    PatternSpec(
+        "stripe_key",
+        _TOKEN_START + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}" + _TOKEN_END,
+        "secrets",
+        description="Stripe secret and restricted keys (sk_live_, rk_live_, *_test_).",
+    ),
+    PatternSpec(
+        "google_api_key",
+        _TOKEN_START + r"AIza[0-9A-Za-z_-]{35}" + _TOKEN_END,
+        "secrets",
+        description="Google API keys (AIza + 35 characters).",
+    ),
+    PatternSpec(
+        "email",
+        r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
+        r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])",
+        "pii",
+        description="Email addresses (ASCII local part and domain).",
+    ),
+    PatternSpec(
+        "credit_card",
+        r"(?<![0-9-])[0-9](?:[ -]?[0-9]){12,18}(?![0-9-])",
+        "financial",
+        validator=luhn_valid,
+        description="Payment card numbers, 13-19 digits with optional spaces/dashes, Luhn-checked.",
+    ),
+    PatternSpec(
+        "iban",
+        r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
+        r"(?![A-Za-z0-9])",
+        "financial",
+        validator=iban_valid,
+        description="International bank account numbers, mod-97 checked.",
+    ),
+    PatternSpec(
+        "us_ssn",
+        r"(?<![0-9-])(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![0-9-])",
+        "pii",
+        description="US social security numbers written AAA-GG-SSSS (invalid ranges excluded).",
+    ),
+    PatternSpec(
+        "ipv4",
+        rf"(?<![0-9.])(?:{_OCTET}\.){{3}}{_OCTET}(?![0-9]|\.[0-9])",
+        "network",
+        description="IPv4 addresses in dotted-quad form.",
+    ),
+    PatternSpec(
+        "ipv6",
+        r"(?<![\w:])(?:"
+        rf"(?:{_HEX4}:){{7}}{_HEX4}"
+        rf"|(?:{_HEX4}:){{1,7}}:"
+        rf"|(?:{_HEX4}:){{1,6}}:{_HEX4}"
+        rf"|(?:{_HEX4}:){{1,5}}(?::{_HEX4}){{1,2}}"
+        rf"|(?:{_HEX4}:){{1,4}}(?::{_HEX4}){{1,3}}"
+        rf"|(?:{_HEX4}:){{1,3}}(?::{_HEX4}){{1,4}}"
+        rf"|(?:{_HEX4}:){{1,2}}(?::{_HEX4}){{1,5}}"
+        rf"|{_HEX4}:(?::{_HEX4}){{1,6}}"
+        rf"|:(?::{_HEX4}){{1,7}}"
+        r")(?![\w:]|\.[0-9])",
+        "network",
+        description="IPv6 addresses, full and '::'-compressed (not the IPv4-embedded form).",
+    ),
+    PatternSpec(
+        "phone",
+        r"(?<![\w+])(?:"
+        # E.164 / international: +CC then 6-14 more digits in groups.
+        r"\+[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}\)?){1,5}[ .-]?[0-9]{2,4}"
+        # North American: (415) 555-2671, 415-555-2671, 415.555.2671.
+        r"|(?:\([0-9]{3}\) ?|[0-9]{3}[.-])[0-9]{3}[.-][0-9]{4}"
+        # European national: 020 7946 0958, 030-1234567, 06 12 34 56 78.
+        r"|0[1-9][0-9]{0,3}(?:[ -][0-9]{2,4}){1,4}"
+        r")(?![\w+])",
+        "pii",
+        validator=_phone_digits_ok,
+        description="Phone numbers: E.164 (+44 20 7946 0958), North American and European formats.",
+    ),
+)
+
+_BY_NAME = {spec.name: spec for spec in _BUILTINS}
+_CATEGORIES = tuple(dict.fromkeys(spec.category for spec in _BUILTINS))
+
+
+def builtin_patterns(*selectors: str) -> tuple[PatternSpec, ...]:
+    """Return built-in patterns by name or category, in library order (all if none given).
+
+    Names: ``private_key``, ``jwt``, ``anthropic_key``, ``openai_key``,
+    ``aws_access_key_id``, ``github_token``, ``slack_token``, ``stripe_key``,
+    ``google_api_key``, ``email``, ``credit_card``, ``iban``, ``us_ssn``,
+    ``ipv4``, ``ipv6``, ``phone``. Categories: ``secrets``, ``pii``,
+    ``financial``, ``network``. An unknown selector raises ``ValueError``.
+
+    >>> [p.name for p in builtin_patterns("financial", "email")]
+    ['email', 'credit_card', 'iban']
+    """
+    wanted: set[str] = set()
+    for sel in selectors:
+        if sel in _BY_NAME:
+            wanted.add(sel)
+        elif sel in _CATEGORIES:
+            wanted.update(s.name for s in _BUILTINS if s.category == sel)
+        else:
+            raise ValueError(
+                f"unknown built-in pattern or category {sel!r}; names: {sorted(_BY_NAME)},"
+                f" categories: {list(_CATEGORIES)}"
+            )
+    if not selectors:
+        return _BUILTINS
+    return tuple(s for s in _BUILTINS if s.name in wanted)
+
+
+def is_builtin_selector(name: str) -> bool:
+    """True when ``name`` names a built-in pattern or category."""
+    return name in _BY_NAME or name in _CATEGORIES

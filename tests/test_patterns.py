@@ -1,0 +1,165 @@
+"""The built-in pattern library: true and false positives of every pattern, validators."""
+
+from __future__ import annotations
+
+import pytest
+
+import streamops as so
+
+# name -> (texts the pattern must redact entirely, texts it must leave alone)
+CASES: dict[str, tuple[list[str], list[str]]] = {
+    "email": (
+        ["john.doe@example.com", "a+tag@mail.example.co.uk", "X_Y%z@sub-domain.io"],
+        ["john.doe@", "@example.com", "user at example dot com", "a@b.c"],
+    ),
+    "phone": (
+        ["+1 415 555 2671", "+442079460958", "+49 30 1234567", "(415) 555-2671",
+         "415-555-2671", "415.555.2671", "020 7946 0958", "06 12 34 56 78"],
+        ["+12", "555-2671", "4155552671", "0 1", "01-15"],
+    ),
+    "credit_card": (
+        ["4111 1111 1111 1111", "4111-1111-1111-1111", "5555555555554444", "378282246310005"],
+        ["4111 1111 1111 1112", "1234567812345678", "4111 1111 1111"],
+    ),
+    "iban": (
+        ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "FR1420041010050500013M02606"],
+        ["GB82 WEST 1234 5698 7654 33", "DE89370400440532013001", "AB12"],
+    ),
+    "us_ssn": (
+        ["123-45-6789", "078-05-1120"],
+        ["000-12-3456", "666-12-3456", "912-34-5678", "123-00-6789", "123456789", "123-45-67890"],
+    ),
+    "ipv4": (
+        ["192.168.0.1", "8.8.8.8", "255.255.255.255"],
+        ["256.1.1.1", "1.2.3", "1.2.3.4.5", "192.168.0"],
+    ),
+    "ipv6": (
+        ["2001:0db8:85a3:0000:0000:8a2e:0370:7334", "2001:db8::1", "fe80::1", "::1", "2001:db8::"],
+        ["std::vector", "12:30", "a:b:c", "2001:db8"],
+    ),
+    "jwt": (
+        [
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+            "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+        ],
+        ["eyJhbGciOiJIUzI1NiJ9", "eyJ.eyJ.abc", "header.payload.signature"],
+    ),
+    "private_key": (
+        [
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7bq98uK2pGy\n"
+            "aGVsbG8gd29ybGQ=\n-----END RSA PRIVATE KEY-----",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
+            "-----END OPENSSH PRIVATE KEY-----",
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF0abcdefghijklmnop\n"
+            "-----END PGP PRIVATE KEY BLOCK-----",
+        ],
+        ["-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEF\n-----END PUBLIC KEY-----",
+         "-----BEGIN PRIVATE KEY-----\nno footer here"],
+    ),
+    "openai_key": (
+        ["sk-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKL",
+         "sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56_-Qr78"],
+        ["sk-learn", "task-abcdefghijklmnopqrstuvwxyz0123", "sk-short"],
+    ),
+    "anthropic_key": (
+        ["sk-ant-api03-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v2W3x4Y5z6-_AA"],
+        ["sk-ant-api03-short", "sk-ant-"],
+    ),
+    "aws_access_key_id": (
+        ["AKIAIOSFODNN7EXAMPLE", "ASIAY34FZKBOKMUTVV7A"],
+        ["AKIAIOSFODNN7EXAMPL", "AKIAIOSFODNN7EXAMPLEX", "akiaiosfodnn7example"],
+    ),
+    "github_token": (
+        ["ghp_" + "a" * 36, "gho_16C7e42F292c6912E7710c838347Ae178B4a",
+         "github_pat_11ABCDEFG0123456789abcdefghijklmnopqrstuvwxyz"],
+        ["ghp_short", "ghx_" + "a" * 36, "github_pat_short"],
+    ),
+    "slack_token": (
+        ["xoxb-1234567890-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "xoxp-0123456789-abc"],
+        ["xoxz-1234567890-abc", "xoxb-123"],
+    ),
+    "stripe_key": (
+        ["sk_live_4eC39HqLyjWDarjtT1zdp7dc", "rk_live_51H0abcdefghijklmnop", "sk_test_abcdefghijklmnop"],
+        ["pk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_short"],
+    ),
+    "google_api_key": (
+        ["AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe"],
+        ["AIzaSyDaGmWKa4JsXZ", "AIza" + "x" * 36],
+    ),
+}
+
+
+def run(op: so.Operator[str, str], text: str) -> str:
+    return "".join(op([text]))
+
+
+def test_every_builtin_has_cases() -> None:
+    assert {p.name for p in so.builtin_patterns()} == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_true_positives_alone_and_in_text(name: str) -> None:
+    op = so.redact([name])
+    label = f"[{name.upper()}]"
+    for secret in CASES[name][0]:
+        assert run(op, secret) == label, secret
+        assert run(op, f"see: {secret} (ok)") == f"see: {label} (ok)", secret
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_false_positives_left_alone(name: str) -> None:
+    op = so.redact([name])
+    for text in CASES[name][1]:
+        assert run(op, f"x {text} y") == f"x {text} y", text
+
+
+GUARDED = ["jwt", "openai_key", "anthropic_key", "aws_access_key_id", "github_token",
+           "slack_token", "stripe_key", "google_api_key", "iban"]
+
+
+@pytest.mark.parametrize("name", GUARDED)
+def test_secret_glued_to_a_token_is_not_matched_half_way(name: str) -> None:
+    """`Xsk-...` is one token: a key pattern must not match from inside it."""
+    op = so.redact([name])
+    glued = "X" + CASES[name][0][0]
+    assert run(op, glued) == glued
+
+
+def test_full_library_labels_in_one_text() -> None:
+    text = (
+        "mail john.doe@example.com, call +1 415 555 2671, card 4111 1111 1111 1111, "
+        "key sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34 from 10.0.0.1."
+    )
+    assert run(so.redact(), text) == (
+        "mail [EMAIL], call [PHONE], card [CREDIT_CARD], key [OPENAI_KEY] from [IPV4]."
+    )
+
+
+def test_anthropic_wins_over_openai_at_the_same_start() -> None:
+    key = CASES["anthropic_key"][0][0]
+    assert run(so.redact(["openai_key", "anthropic_key"]), key) == "[ANTHROPIC_KEY]"
+
+
+def test_luhn_and_iban_validators() -> None:
+    assert so.luhn_valid("4242 4242 4242 4242")
+    assert not so.luhn_valid("4242 4242 4242 4241")
+    assert not so.luhn_valid("4242")  # too short
+    assert so.iban_valid("DE89 3704 0044 0532 0130 00")
+    assert not so.iban_valid("DE89 3704 0044 0532 0130 01")
+    assert not so.iban_valid("DE89")
+
+
+def test_builtin_patterns_selection() -> None:
+    assert len(so.builtin_patterns()) == len(CASES)
+    assert [p.name for p in so.builtin_patterns("network")] == ["ipv4", "ipv6"]
+    secrets = so.builtin_patterns("secrets")
+    assert "private_key" in {p.name for p in secrets}
+    assert all(p.category == "secrets" for p in secrets)
+    with pytest.raises(ValueError, match="unknown built-in pattern or category 'emial'"):
+        so.builtin_patterns("emial")
+
+
+def test_pattern_spec_placeholder_and_description() -> None:
+    assert so.PatternSpec("x", "x").placeholder == "[X]"
+    assert so.PatternSpec("x", "x", label="<x>").placeholder == "<x>"
+    assert all(p.description for p in so.builtin_patterns())

