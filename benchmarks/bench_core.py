@@ -32,7 +32,9 @@ async def _passthrough(source: AsyncIterator[str]) -> AsyncIterator[str]:
         yield item
 
 
-async def _per_stage(source: AsyncIterator[str], proc: so.Processor[str, str]) -> AsyncIterator[str]:
+async def _per_stage(
+    source: AsyncIterator[str], proc: so.Processor[str, str]
+) -> AsyncIterator[str]:
     """One generator per stage running a processor: the design fusion replaces."""
     async for item in source:
         for out in proc.feed(item):
@@ -104,12 +106,26 @@ def run(quick: bool = False) -> list[BenchResult]:
     workload = f"{n:,} chunks"
     name = "core: 6 fused identities"
     return [
-        BenchResult(name, f"async, {workload}", ours_async, baseline,
-                    "6 passthrough async generators", 1.0, note=note),
-        BenchResult(name, f"sync, {workload}", ours_sync, baseline,
-                    "6 passthrough async generators", 1.0),
-        BenchResult(name, f"async, {workload}", ours_async, per_stage,
-                    "6 generators, one per processor", 1.0),
+        BenchResult(
+            name,
+            f"async, {workload}",
+            ours_async,
+            baseline,
+            "6 passthrough async generators",
+            1.0,
+            note=note,
+        ),
+        BenchResult(
+            name, f"sync, {workload}", ours_sync, baseline, "6 passthrough async generators", 1.0
+        ),
+        BenchResult(
+            name,
+            f"async, {workload}",
+            ours_async,
+            per_stage,
+            "6 generators, one per processor",
+            1.0,
+        ),
     ]
 
 

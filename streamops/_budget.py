@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Literal
 
 import tiktoken
+import tiktoken.model
 from pydantic import BaseModel, computed_field
 
 from ._core import Operator, ProcessorStage, ShellStage
@@ -475,9 +476,11 @@ class _LedgerShell(ShellStage):
     ) -> None:
         unused = sum(g.tokens for g in grants) - core.used()
         for grant in reversed(grants):
-            back = min(unused, grant.tokens)
-            if back <= 0:
+            if unused <= 0:
                 break
+            back = min(unused, grant.tokens)
+            if back == 0:
+                continue
             try:
                 # Shielded: a second cancellation must not lose the refund.
                 await asyncio.shield(ledger.refund(grant, back))
@@ -505,7 +508,7 @@ def _nonneg_int(name: str, value: object, *, allow_none: bool = True) -> None:
 def budget(
     *,
     max_tokens: int | None = None,
-    encoding: str | tiktoken.Encoding = "cl100k_base",
+    encoding: str | tiktoken.Encoding | None = None,
     model: str | None = None,
     max_cost: float | None = None,
     prompt_tokens: int | None = None,
@@ -531,8 +534,9 @@ def budget(
     within a few bytes of the limit is held back). ``warn_at`` (a fraction of
     the limit) emits a ``budget.warning`` event once.
 
-    ``encoding`` is a tiktoken name or ``tiktoken.Encoding``; ``model`` picks
-    the encoding and the price. Cost needs a price: ``pricing`` is a
+    ``encoding`` is a tiktoken name or ``tiktoken.Encoding``; when it is not
+    given, ``model`` picks it if tiktoken knows the model, else it is
+    ``"cl100k_base"``. ``model`` also picks the price. Cost needs a price: ``pricing`` is a
     :class:`ModelPrice` or a :class:`PriceTable` (default
     :data:`DEFAULT_PRICES`, a snapshot to override); prompt tokens are given
     as ``prompt_tokens`` or counted from ``prompt``.
@@ -581,7 +585,12 @@ def budget(
     if max_tokens is None and max_cost is None and ledger is None:
         raise ValueError("budget() needs max_tokens, max_cost or ledger")
 
-    enc = get_encoding(encoding, model=model)
+    if encoding is None and model is not None:
+        try:
+            encoding = tiktoken.model.encoding_name_for_model(model)
+        except KeyError:
+            encoding = None  # a model tiktoken does not know: the default encoding
+    enc = get_encoding() if encoding is None else get_encoding(encoding)
     if prompt is not None:
         prompt_tokens = len(enc.encode_ordinary(prompt))
     price: ModelPrice | None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = ("ChunkTypeError", "StreamOpsError")
 
 
@@ -22,6 +24,14 @@ class StreamOpsError(Exception):
     """
 
     released: str | None
+
+    retryable: ClassVar[bool | None] = None
+    """Whether :func:`streamops.retry` may retry after this error by default.
+
+    ``False`` marks a policy decision (budget exhausted, content blocked) that
+    a retry must never undo; ``True`` marks a transient failure; ``None`` lets
+    the error's builtin type decide (a ``TimeoutError`` is retried).
+    """
 
     def __init__(self, *args: object, released: str | None = None) -> None:
         super().__init__(*args)

@@ -157,7 +157,7 @@ class KeyedHash:
 # A lookahead that always succeeds but tries to read: the partial engine then
 # treats the attempt as unfinished at the end of the buffer.
 _PEEK1 = r"(?=[\s\S]?)"
-_PEEK2 = r"(?=[\s\S]?[\s\S]?)"  # `$` also matches before a final newline
+_PEEK2 = r"(?=\n?[\s\S]?)"  # `$` also matches before a final newline: read past it
 _END_ESCAPES = frozenset("bBZzmM")
 _SCOPED_FLAGS = (
     (regex.ASCII, "a"),

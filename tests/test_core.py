@@ -335,7 +335,7 @@ class Tag(ShellStage):
 
 
 async def test_shell_between_fused_groups() -> None:
-    op = hold_last() | so.Operator(Tag("tag")) | upper()
+    op = hold_last() | so.Operator[str, str](Tag("tag")) | upper()
     assert repr(op) == "hold_last | tag | upper"
     up = Tracked(["ab", "c"])
     stream = op(up.aio())

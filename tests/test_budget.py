@@ -1,0 +1,362 @@
+"""Tests for so.budget: exact truncation, clean stop, raise mode, warnings, cost, usage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import streamops as so
+
+ENC = so.get_encoding("cl100k_base")
+TEXT = "The quick brown fox jumps over the lazy dog. It's 12345 times faster! 😀 日本語 end."
+
+
+def prefix(text: str, limit: int) -> str:
+    tokens = ENC.encode_ordinary(text)
+    return ENC.decode_bytes(tokens[:limit]).decode("utf-8", "ignore")
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 11, 1000])
+@pytest.mark.parametrize("limit", [0, 1, 5, 12, 19])
+def test_output_is_the_text_of_the_first_tokens(size: int, limit: int) -> None:
+    chunks = [TEXT[i : i + size] for i in range(0, len(TEXT), size)]
+    stream = so.budget(max_tokens=limit)(chunks)
+    assert "".join(stream) == prefix(TEXT, limit)
+    assert stream.report.stop_reason == so.StopReason.BUDGET
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert usage.exhausted
+    assert usage.completion_tokens == limit
+
+
+def test_known_cut() -> None:
+    stream = so.budget(max_tokens=4)(["The quick brown", " fox jumps"])
+    assert stream.text() == "The quick brown fox"
+
+
+def test_within_budget_passes_everything_through_unchanged() -> None:
+    chunks = ["Hello", ", wor", "ld"]
+    stream = so.budget(max_tokens=100)(chunks)
+    assert list(stream) == chunks  # far from the limit nothing is held back
+    assert stream.report.stop_reason == so.StopReason.COMPLETE
+    assert stream.report["budget"].model_dump()["completion_tokens"] == 3
+
+
+def test_a_token_that_splits_a_character_is_backed_off() -> None:
+    text = "a🤖b"
+    tokens = ENC.encode_ordinary(text)
+    assert len(tokens) > 3  # the emoji takes several byte tokens
+    assert so.budget(max_tokens=2)([text]).text() == "a"
+
+
+def test_text_is_released_as_soon_as_it_is_certain() -> None:
+    stream = so.budget(max_tokens=10)(iter(["Hello", " there", " my", " friend", " and", " more"]))
+    assert next(stream) == "Hello"
+    assert next(stream) == " there"
+
+
+def _counting_source(chunks: list[str], log: dict[str, Any]) -> Iterator[str]:
+    try:
+        for chunk in chunks:
+            log["pulled"] += 1
+            yield chunk
+    finally:
+        log["finally"] = True
+
+
+def _first_exceeding(chunks: list[str], limit: int) -> int:
+    for k in range(1, len(chunks) + 1):
+        if len(ENC.encode_ordinary("".join(chunks[:k]))) > limit:
+            return k
+    raise AssertionError("never exceeds")
+
+
+def test_upstream_is_closed_right_after_the_budget_is_reached() -> None:
+    chunks = [f" word{i}" for i in range(100)]
+    log = {"pulled": 0, "finally": False}
+    stream = so.budget(max_tokens=20)(_counting_source(chunks, log))
+    out = stream.text()
+    assert out == prefix("".join(chunks), 20)
+    assert log["finally"]
+    assert log["pulled"] <= _first_exceeding(chunks, 20) + 1
+
+
+def test_fake_model_is_closed_after_at_most_one_more_chunk() -> None:
+    reply = " ".join(f"token{i}" for i in range(200))
+    model = so.FakeStreamingModel(reply, chunking="word")
+    chunks = so.Chunking.words().split(reply)
+    stream = so.budget(max_tokens=30)(model.stream("prompt"))
+    assert stream.text() == prefix(reply, 30)
+    call = model.calls[0]
+    assert call.finalized
+    assert call.closed_early
+    assert call.pulled <= _first_exceeding(chunks, 30) + 1
+
+
+async def test_async_stream_closes_upstream() -> None:
+    log = {"pulled": 0, "finally": False}
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            for i in range(100):
+                log["pulled"] += 1
+                yield f" word{i}"
+        finally:
+            log["finally"] = True
+
+    async with so.budget(max_tokens=5)(source()) as stream:
+        out = await stream.text()
+    assert out == prefix("".join(f" word{i}" for i in range(100)), 5)
+    assert log["finally"]
+    assert log["pulled"] <= 4
+    assert stream.report.stop_reason == "budget"
+
+
+def test_raise_mode_carries_released_and_remainder() -> None:
+    stream = so.budget(max_tokens=6, on_exhausted="raise")(iter(TEXT.split(" ")))
+    received: list[str] = []
+    with pytest.raises(so.BudgetExceeded) as info:
+        for piece in stream:
+            received.append(piece)
+    exc = info.value
+    assert isinstance(exc, so.StreamOpsError)
+    assert exc.released == "".join(received)
+    assert exc.released + exc.remainder == prefix("".join(TEXT.split(" ")), 6)
+    assert exc.limit == 6
+    assert stream.report.stop_reason == "budget"
+
+
+def test_warning_event_once_at_the_threshold() -> None:
+    events: list[so.Event] = []
+    stream = so.budget(max_tokens=10, warn_at=0.5)(TEXT.split(" "), on_event=events.append)
+    stream.text()
+    warnings = [e for e in events if e.kind == "budget.warning"]
+    assert len(warnings) == 1
+    assert warnings[0].data["limit"] == 10
+    assert warnings[0].data["tokens"] >= 5
+    assert [e.kind for e in events].count("budget.exhausted") == 1
+    assert stream.report["budget"].model_dump()["warned"] is True
+
+
+def test_no_warning_below_the_threshold() -> None:
+    stream = so.budget(max_tokens=100, warn_at=0.9)(["short text"])
+    stream.text()
+    assert not any(e.kind == "budget.warning" for e in stream.report.events)
+
+
+def test_max_cost_counts_prompt_and_completion() -> None:
+    price = so.ModelPrice(input_per_million=1_000_000, output_per_million=2_000_000)
+    # 10 spent on 10 prompt tokens leaves 10 for output at 2 per token: 5 tokens.
+    stream = so.budget(max_cost=20, pricing=price, prompt_tokens=10)(TEXT.split(" "))
+    assert stream.text() == prefix("".join(TEXT.split(" ")), 5)
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert usage.limit == 5
+    assert usage.total_tokens == 15
+    assert usage.cost == pytest.approx(20.0)
+
+
+def test_max_tokens_and_max_cost_take_the_smaller() -> None:
+    op = so.budget(max_tokens=3, max_cost=1.0, model="gpt-4", prompt="hello")
+    stream = op(["one two three four five"])
+    usage = stream.report["budget"]
+    stream.text()
+    assert isinstance(usage, so.BudgetUsage)
+    assert usage.limit == 3
+    assert usage.prompt_tokens == 1
+    assert usage.cost == pytest.approx(so.DEFAULT_PRICES.price("gpt-4").cost(
+        prompt_tokens=1, completion_tokens=3
+    ))  # fmt: skip
+
+
+def test_provider_usage_is_recorded_and_compared() -> None:
+    stream = so.budget(max_tokens=50)(["Hello world"])
+    stream.text()
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert usage.usage_mismatch is None
+    usage.record_provider_usage(prompt_tokens=3, completion_tokens=5)
+    assert usage.usage_mismatch is True
+    assert usage.provider is not None and usage.provider.total == 8
+    data = json.loads(stream.report.to_json())["sections"]["budget"]
+    assert data["usage_mismatch"] is True
+    assert data["provider"]["completion_tokens"] == 5
+
+
+def test_a_model_tiktoken_does_not_know_uses_the_default_encoding() -> None:
+    price = so.ModelPrice(input_per_million=0, output_per_million=1)
+    stream = so.budget(max_tokens=2, model="my-model", pricing=price)(["a b c"])
+    assert stream.text() == "a b"
+    assert stream.report["budget"].model_dump()["encoding"] == "cl100k_base"
+
+
+def test_operator_is_reusable_and_composes() -> None:
+    op = so.identity() | so.budget(max_tokens=2)
+    assert op(["a b c d"]).text() == "a b"
+    assert op(["x y z"]).text() == "x y"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({}, ValueError, "needs max_tokens, max_cost or ledger"),
+        ({"max_tokens": -1}, ValueError, "max_tokens must be a non-negative int"),
+        ({"max_tokens": True}, ValueError, "max_tokens must be"),
+        ({"max_tokens": 5, "on_exhausted": "stop"}, ValueError, "on_exhausted"),
+        ({"max_tokens": 5, "warn_at": 1.5}, ValueError, "warn_at"),
+        ({"max_tokens": 5, "block": 0}, ValueError, "block must be"),
+        ({"max_tokens": 5, "key": "k"}, ValueError, "only meaningful with ledger"),
+        ({"max_tokens": 5, "ledger": so.MemoryLedger(limit=5)}, ValueError, "needs key="),
+        ({"max_tokens": 5, "ledger": object(), "key": "k"}, TypeError, "must implement Ledger"),
+        ({"max_cost": 1.0}, so.PricingError, "max_cost needs a price"),
+        ({"max_cost": -1.0, "model": "gpt-4o"}, ValueError, "max_cost must be"),
+        ({"max_cost": 1.0, "model": "unknown-model"}, so.PricingError, "no price for model"),
+        ({"max_tokens": 5, "pricing": {"a": 1}}, TypeError, "pricing must be"),
+        ({"max_tokens": 5, "prompt": "a", "prompt_tokens": 1}, ValueError, "not both"),
+        ({"max_tokens": 5, "encoding": "nope"}, so.EncodingUnavailable, "unknown tiktoken"),
+        ({"max_tokens": 5, "name": ""}, ValueError, "name must be"),
+        ({"max_tokens": 5, "model": "gpt-4o"}, so.EncodingUnavailable, "o200k_base"),
+        ({"max_tokens": 5, "model": "gpt-4o-2099"}, so.EncodingUnavailable, "o200k_base"),
+    ],
+)
+def test_bad_options_fail_at_construction(kwargs: dict[str, Any], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        so.budget(**kwargs)
+
+
+def test_wrong_chunk_type_is_a_chunk_type_error() -> None:
+    with pytest.raises(so.ChunkTypeError):
+        list(so.budget(max_tokens=5)([b"bytes"]))
+
+
+def test_price_table_files(tmp_path: Path) -> None:
+    json_file = tmp_path / "prices.json"
+    json_file.write_text(
+        json.dumps({"models": {"m": {"input_per_million": 1, "output_per_million": 2}}})
+    )
+    toml_file = tmp_path / "prices.toml"
+    toml_file.write_text(
+        'as_of = "2030-01"\n[models."m"]\ninput_per_million = 3\noutput_per_million = 4\n'
+    )
+    assert so.PriceTable.from_file(json_file).price("m-2024").output_per_million == 2
+    table = so.PriceTable.from_file(toml_file)
+    assert table.as_of == "2030-01"
+    merged = so.DEFAULT_PRICES.merged(table)
+    assert merged.price("m").input_per_million == 3
+    assert merged.price("gpt-4o") == so.DEFAULT_PRICES.price("gpt-4o")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("p.json", "{not json", "not valid json"),
+        ("p.toml", "= broken", "not valid toml"),
+        ("p.yaml", "models: {}", "must end in .json or .toml"),
+        ("p.json", '{"models": {"m": {"input_per_million": -1}}}', "is invalid"),
+    ],
+)
+def test_bad_price_files_are_clear_errors(
+    tmp_path: Path, name: str, content: str, match: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(so.PricingError, match=match):
+        so.PriceTable.from_file(path)
+
+
+def test_missing_price_file() -> None:
+    with pytest.raises(so.PricingError, match="cannot read price file"):
+        so.PriceTable.from_file("/nonexistent/prices.json")
+
+
+# -- ledger-backed budgets (more in tests/test_ledger.py) ----------------------
+
+
+async def _aiter(chunks: list[str]) -> AsyncIterator[str]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def test_ledger_budget_cuts_at_the_shared_limit_and_refunds() -> None:
+    ledger = so.MemoryLedger(limit=7)
+    op = so.budget(ledger=ledger, key="user", block=4)
+    chunks = TEXT.split(" ")
+    async with op(_aiter(chunks)) as stream:
+        out = await stream.text()
+    assert out == prefix("".join(chunks), 7)
+    assert await ledger.spent("user") == 7
+    async with op(_aiter(chunks)) as stream:
+        assert await stream.text() == ""
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert usage.exhausted
+
+
+async def test_ledger_budget_refunds_unused_reservation() -> None:
+    ledger = so.MemoryLedger(limit=1000)
+    op = so.budget(max_tokens=500, ledger=ledger, key="user", block=100)
+    async with op(_aiter(["Hello", " world"])) as stream:
+        assert await stream.text() == "Hello world"
+    assert await ledger.spent("user") == 2
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert usage.ledger_reserved - usage.ledger_refunded == 2
+
+
+def test_ledger_budget_refuses_sync_streams() -> None:
+    op = so.budget(ledger=so.MemoryLedger(limit=10), key="k")
+    with pytest.raises(TypeError, match="async streams only"):
+        op(["a"])
+
+
+class _DownLedger:
+    async def reserve(self, key: str, tokens: int) -> so.Reservation:
+        raise so.LedgerUnavailable("ledger is down")
+
+    async def refund(self, reservation: so.Reservation, tokens: int) -> None:
+        raise so.LedgerUnavailable("ledger is down")
+
+    async def spent(self, key: str) -> int:
+        raise so.LedgerUnavailable("ledger is down")
+
+
+async def test_unreachable_ledger_fails_closed() -> None:
+    op = so.budget(max_tokens=50, ledger=_DownLedger(), key="k")
+    with pytest.raises(so.LedgerUnavailable, match="down"):
+        async with op(_aiter(["Hello", " world"])) as stream:
+            await stream.text()
+
+
+async def test_unreachable_ledger_can_fail_open() -> None:
+    op = so.budget(max_tokens=3, ledger=_DownLedger(), key="k", fail_open=True)
+    async with op(_aiter(["one two", " three four"])) as stream:
+        assert await stream.text() == "one two three"
+    assert any(e.kind == "budget.ledger_unavailable" for e in stream.report.events)
+
+
+async def test_cancelled_ledger_stream_refunds() -> None:
+    ledger = so.MemoryLedger(limit=10_000)
+    started = asyncio.Event()
+
+    async def slow() -> AsyncIterator[str]:
+        yield "Hello world"
+        started.set()
+        await asyncio.sleep(3600)
+        yield " never"
+
+    async def consume() -> None:
+        async with so.budget(ledger=ledger, key="k", block=64)(slow()) as stream:
+            async for _ in stream:
+                pass
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await ledger.spent("k") == 2

@@ -1,0 +1,409 @@
+"""Unit tests of so.redact: the traps of streaming redaction, split at every position."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import regex
+
+import streamops as so
+from streamops._core import ProcessorStage
+from streamops._redact import _combined_pattern, _Redactor
+
+
+def splits(text: str) -> Iterator[list[str]]:
+    """Every 2- and 3-piece split, and one character per chunk."""
+    n = len(text)
+    for i in range(n + 1):
+        yield [text[:i], text[i:]]
+        for j in range(i, n + 1):
+            yield [text[:i], text[i:j], text[j:]]
+    yield list(text)
+
+
+def feed_all(op: so.Operator[str, str], chunks: list[str]) -> str:
+    return "".join(op(chunks))
+
+
+def assert_every_split(op: so.Operator[str, str], text: str, expected: str) -> None:
+    assert feed_all(op, [text]) == expected
+    for chunks in splits(text):
+        assert feed_all(op, chunks) == expected, chunks
+
+
+def processor(op: so.Operator[str, str], report: so.StreamReport | None = None) -> _Redactor:
+    stage = op.stages[0]
+    assert isinstance(stage, ProcessorStage)
+    proc = stage.factory(report or so.StreamReport())
+    assert isinstance(proc, _Redactor)
+    return proc
+
+
+# -- the traps --------------------------------------------------------------
+
+
+def test_secret_split_across_chunks_never_leaks() -> None:
+    op = so.redact(["openai_key"])
+    text = "use sk-abcdefghijklmnopqrstuvwx1 now"
+    assert_every_split(op, text, "use [OPENAI_KEY] now")
+
+
+def test_complete_match_at_buffer_end_may_still_grow() -> None:
+    op = so.redact([r"sk-[a-z]{3,}"], replacement="#")
+    proc = processor(op)
+    assert proc.feed("key sk-abcd") == ["key "]  # "sk-abcd" is complete but may grow
+    assert proc.held == 7
+    assert proc.feed("ef!") == ["#!"]
+    assert_every_split(op, "key sk-abcdef! sk-xyz", "key #! #")
+
+
+def test_higher_priority_alternative_still_in_flight() -> None:
+    op = so.redact([r"abc|a"], replacement="#")
+    proc = processor(op)
+    assert proc.feed("xab") == ["x"]  # `a` matched, but `abc` may still win
+    assert proc.feed("c") == ["#"]
+    assert_every_split(op, "xabcxabx", "x#x#bx")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "expected"),
+    [
+        (r"foo\b", "foo foox foo", "# foox #"),
+        (r"foo\B", "foo foox foo", "foo #x foo"),
+        (r"foo$", "foo foo", "foo #"),
+        (r"foo$", "foo foo\n", "foo #\n"),
+        (r"(?m)foo$", "foo\nfoo x", "#\nfoo x"),
+        (r"foo\Z", "foo foo", "foo #"),
+        (r"foo(?!bar)", "foobar foo foob", "foobar # #b"),
+        (r"foo(?=bar)", "foobar foo", "#bar foo"),
+        (r"foo\M", "foo foox", "# foox"),
+    ],
+)
+def test_end_of_text_assertions_wait_for_more_text(pattern: str, text: str, expected: str) -> None:
+    op = so.redact([pattern], replacement="#")
+    assert regex.sub(pattern, "#", text) == expected  # the reference semantics
+    assert_every_split(op, text, expected)
+
+
+def test_end_assertion_undecided_until_the_stream_ends() -> None:
+    proc = processor(so.redact([r"foo\b"], replacement="#"))
+    assert proc.feed("a foo") == ["a "]
+    assert proc.held == 3
+    assert proc.close() == ["#"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "expected"),
+    [
+        (r"(?<=a)b", "ab cb ab", "a# cb a#"),
+        (r"\bkey", "akey key", "akey #"),
+        (r"(?<![0-9])42", "142 42", "142 #"),
+        (r"^x", "xx", "#x"),
+        (r"(?m)^x", "x\nxx", "#\n#x"),
+    ],
+)
+def test_lookbehind_and_start_assertions_see_released_text(
+    pattern: str, text: str, expected: str
+) -> None:
+    op = so.redact([pattern], replacement="#")
+    assert regex.sub(pattern, "#", text) == expected
+    assert_every_split(op, text, expected)
+
+
+def test_context_is_not_re_emitted_after_trimming() -> None:
+    op = so.redact([r"(?<=ab)c"], replacement="#", context=2)
+    text = "x" * 1000 + "abc" + "y" * 500 + "abc"
+    expected = "x" * 1000 + "ab#" + "y" * 500 + "ab#"
+    assert feed_all(op, [text]) == expected
+    assert feed_all(op, list(text)) == expected
+    assert feed_all(op, [text[i : i + 7] for i in range(0, len(text), 7)]) == expected
+
+
+def test_nothing_held_when_no_match_is_possible() -> None:
+    proc = processor(so.redact(["aws_access_key_id"]))
+    assert proc.feed("hello, ") == ["hello, "]
+    assert proc.held == 0
+    assert proc.feed("AKIA") == []
+    assert proc.held == 4
+    assert proc.feed(" no") == ["AKIA no"]
+
+
+def test_pem_private_key_in_small_chunks() -> None:
+    body = "\n".join("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" for _ in range(40))
+    pem = f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----"
+    assert len(pem) > 2000
+    text = f"here: {pem}\nbye"
+    op = so.redact()
+    s = op([text[i : i + 3] for i in range(0, len(text), 3)])
+    assert s.text() == "here: [PRIVATE_KEY]\nbye"
+    assert s.report["redact"].window_overflows == 0  # type: ignore[attr-defined]
+
+
+# -- the window ---------------------------------------------------------------
+
+
+def test_window_overflow_fails_closed_by_default() -> None:
+    op = so.redact([r"<[a-z]{0,100}>"], replacement="#", max_window=16)
+    text = "x <" + "a" * 30 + "> <ab> y"
+    expected = "x #" + "a" * 15 + "> # y"  # 16 characters replaced, then scanning goes on
+    assert_every_split(op, text, expected)
+    s = op([text])
+    s.text()
+    section = s.report["redact"]
+    assert section.window_overflows == 1  # type: ignore[attr-defined]
+    assert section.on_overflow == "redact"  # type: ignore[attr-defined]
+    assert any(e.kind == "redact.overflow" for e in s.report.events)
+
+
+def test_window_overflow_can_fail_open() -> None:
+    op = so.redact([r"<[a-z]{0,100}>"], replacement="#", max_window=16, on_overflow="release")
+    text = "x <" + "a" * 30 + "> <ab> y"
+    assert_every_split(op, text, "x <" + "a" * 30 + "> # y")
+
+
+def test_held_text_never_exceeds_the_window() -> None:
+    proc = processor(so.redact([r"<[a-z]{0,100}>"], max_window=16))
+    for ch in "<" + "a" * 40:
+        proc.feed(ch)
+        assert proc.held < 16
+
+
+# -- replacements and validators ----------------------------------------------
+
+
+def test_replacement_modes() -> None:
+    text = "a@example.com b@example.com a@example.com."
+    assert feed_all(so.redact(["email"], replacement="***"), [text]) == "*** *** ***."
+    assert feed_all(so.redact(["email"]), [text]) == "[EMAIL] [EMAIL] [EMAIL]."
+    cb = so.redact(["email"], replacement=lambda m: m.group().split("@")[1])
+    assert feed_all(cb, [text]) == "example.com example.com example.com."
+    hashed = feed_all(so.redact(["email"], replacement=so.KeyedHash(key=b"k")), [text])
+    a, b, c = re.findall(r"\[EMAIL:[0-9a-f]{8}\]", hashed)
+    assert a == c != b
+
+
+def test_keyed_hash_key_is_random_per_stream_without_a_key() -> None:
+    op = so.redact(["email"], replacement=so.KeyedHash())
+    first = feed_all(op, ["a@example.com x"])
+    second = feed_all(op, ["a@example.com x"])
+    assert first != second
+    assert re.fullmatch(r"\[EMAIL:[0-9a-f]{8}\] x", first)
+
+
+def test_keyed_hash_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="digits"):
+        so.KeyedHash(digits=2)
+    with pytest.raises(TypeError, match="bytes"):
+        so.KeyedHash(key="text")  # type: ignore[arg-type]
+
+
+def test_callable_must_return_text() -> None:
+    op = so.redact(["x"], replacement=lambda m: 3)  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match="returned int"):
+        feed_all(op, ["x y"])
+
+
+def test_validator_rejects_and_releases_unchanged() -> None:
+    op = so.redact(["credit_card"])
+    text = "good 4111 1111 1111 1111 bad 4111 1111 1111 1112."
+    s = op(list(text))
+    assert s.text() == "good [CREDIT_CARD] bad 4111 1111 1111 1112."
+    assert s.report["redact"].rejected == {"credit_card": 1}  # type: ignore[attr-defined]
+
+
+def test_custom_spec_with_validator_and_label() -> None:
+    spec = so.PatternSpec("ticket", r"T-[0-9]{4}", label="<T>", validator=lambda s: s != "T-0000")
+    assert_every_split(so.redact([spec]), "T-1234 T-0000", "<T> T-0000")
+
+
+# -- actions ----------------------------------------------------------------
+
+
+def test_block_stops_the_stream_and_closes_upstream() -> None:
+    closed = []
+
+    def source() -> Iterator[str]:
+        try:
+            yield from ["hello ", "sk-abcdefghijkl", "mnopqrstuvwxyz1 and ", "more", "text"]
+        finally:
+            closed.append(True)
+
+    op = so.redact(["openai_key"], action="block")
+    s = op(source())
+    assert s.text() == "hello "
+    assert s.report.stop_reason == so.StopReason.BLOCKED
+    assert s.report["redact"].blocked_by == "openai_key"  # type: ignore[attr-defined]
+    assert closed == [True]
+
+
+def test_block_is_chunking_invariant() -> None:
+    op = so.redact(["email"], action="block")
+    assert_every_split(op, "hi a@b.io and c@d.io", "hi ")
+
+
+def test_flag_passes_through_and_records() -> None:
+    op = so.redact(["email"], action="flag")
+    s = op(["write to a@example.com."])
+    assert s.text() == "write to a@example.com."
+    assert s.report["redact"].flagged == {"email": 1}  # type: ignore[attr-defined]
+    assert [e.data for e in s.report.events if e.kind == "redact.flag"] == [
+        {"pattern": "email", "offset": 9, "length": 13}
+    ]
+
+
+def test_per_pattern_action_overrides_default() -> None:
+    spec = so.PatternSpec("word", r"forbidden", action="block")
+    op = so.redact([spec, "email"])
+    s = op(["a@b.io then forbidden then c@d.io"])
+    assert s.text() == "[EMAIL] then "
+    assert s.report.stop_reason == so.StopReason.BLOCKED
+
+
+# -- report -------------------------------------------------------------------
+
+
+def test_report_counts_and_events_never_carry_the_secret() -> None:
+    text = "x a@example.com y sk-abcdefghijklmnopqrstuvwx1 z a@example.com"
+    s = so.redact()([text[i : i + 4] for i in range(0, len(text), 4)])
+    out = s.text()
+    assert out == "x [EMAIL] y [OPENAI_KEY] z [EMAIL]"
+    assert s.report["redact"].redacted == {"email": 2, "openai_key": 1}  # type: ignore[attr-defined]
+    events = [e for e in s.report.events if e.kind == "redact.redact"]
+    assert [(e.data["pattern"], e.data["offset"], e.data["length"]) for e in events] == [
+        ("email", 2, 7),
+        ("openai_key", 12, 12),
+        ("email", 27, 7),
+    ]
+    for e in events:
+        assert out[e.data["offset"] : e.data["offset"] + e.data["length"]] in {
+            "[EMAIL]",
+            "[OPENAI_KEY]",
+        }
+    assert "example" not in s.report.to_json()
+
+
+def test_max_held_is_reported() -> None:
+    s = so.redact(["aws_access_key_id"])(list("key AKIAIOSFODNN7EXAMPLE ok"))
+    assert s.text() == "key [AWS_ACCESS_KEY_ID] ok"
+    assert s.report["redact"].max_held == 20  # type: ignore[attr-defined]
+
+
+# -- patterns, flags and errors -----------------------------------------------
+
+
+def test_pattern_kinds_and_flags() -> None:
+    pats = [
+        regex.compile(r"secret", regex.IGNORECASE),
+        re.compile(r"tok\d+", re.ASCII),
+        "(?x) pass  word  # a verbose comment",
+        "email",
+    ]
+    op = so.redact(pats, replacement="#")
+    assert_every_split(op, "SeCrEt tok12 password x@y.io!", "# # # #!")
+    # flags stay scoped to their own pattern
+    assert feed_all(so.redact([regex.compile("a", regex.I), "b"], replacement="#"), ["AB"]) == "#B"
+
+
+def test_named_groups_and_builtin_selection_by_category() -> None:
+    op = so.redact([r"(?P<q>['\"])[a-z]+(?P=q)", "network"], replacement="#")
+    assert_every_split(op, "'abc' \"d' 10.0.0.1", "# \"d' #")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("a(b", r"invalid pattern 'pattern_0' \('a\(b'\): missing \)"),
+        ("a*", "matches the empty string"),
+        (r"(a)\1", "numbered group reference"),
+        (r"(a)(?1)", "numbered group reference"),
+        (r"(a)(?(1)b|c)", "numbered group reference"),
+        (r"(a)\g<1>", "numbered group reference"),
+    ],
+)
+def test_bad_patterns_fail_at_construction(pattern: str, message: str) -> None:
+    with pytest.raises(so.RedactPatternError, match=message) as info:
+        so.redact([pattern])
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, so.StreamOpsError)
+
+
+def test_octal_escape_is_not_a_group_reference() -> None:
+    assert feed_all(so.redact([r"\101x"], replacement="#"), ["Ax"]) == "#"
+
+
+def test_zero_width_match_mid_stream_is_an_error() -> None:
+    op = so.redact([r"(?=q)"])
+    with pytest.raises(so.RedactPatternError, match="empty string"):
+        feed_all(op, ["a q"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"patterns": "email"}, TypeError, "not a single one"),
+        ({"patterns": []}, ValueError, "patterns is empty"),
+        ({"patterns": [3]}, TypeError, r"patterns\[0\] must be"),
+        ({"action": "drop"}, ValueError, "action must be one of"),
+        ({"max_window": 4}, ValueError, "max_window"),
+        ({"context": 0}, ValueError, "context"),
+        ({"timeout": 0}, ValueError, "timeout"),
+        ({"on_overflow": "ignore"}, ValueError, "on_overflow"),
+        ({"replacement": 3}, TypeError, "replacement must be"),
+        ({"patterns": [so.PatternSpec("a", "a"), so.PatternSpec("a", "b")]}, ValueError, "named 'a'"),
+        ({"patterns": [regex.compile(b"x")]}, TypeError, "bytes pattern"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        so.redact(**kwargs)  # type: ignore[arg-type]
+
+
+def test_same_builtin_selected_twice_counts_once() -> None:
+    op = so.redact(["secrets", "openai_key"])
+    assert feed_all(op, ["sk-abcdefghijklmnopqrstuvwx1"]) == "[OPENAI_KEY]"
+
+
+def test_catastrophic_backtracking_fails_closed() -> None:
+    op = so.redact([r"(a|aa)+b"], timeout=0.02)
+    s = op(["safe ", "a" * 60])
+    with pytest.raises(so.RedactTimeout) as info:
+        list(s)
+    assert isinstance(info.value, TimeoutError)
+    assert "a" * 10 not in s.report.released_text
+
+
+def test_builtins_run_without_the_timeout_guard() -> None:
+    assert _combined_pattern(so.redact()).pattern.count("|") > 15
+
+
+# -- streams ----------------------------------------------------------------
+
+
+def test_async_stream_and_reuse() -> None:
+    op = so.redact(["email"])
+
+    async def source() -> AsyncIterator[str]:
+        for piece in ["to: jo", "hn@exa", "mple.com!"]:
+            yield piece
+
+    async def main() -> str:
+        async with op(source()) as s:
+            return "".join([x async for x in s])
+
+    assert asyncio.run(main()) == "to: [EMAIL]!"
+    assert feed_all(op, ["x@y.io"]) == "[EMAIL]"  # the operator is reusable
+
+
+def test_close_twice_and_feed_after_block() -> None:
+    proc = processor(so.redact(["email"], action="block"))
+    assert proc.feed("hi a@b.io ") == ["hi "]
+    assert proc.done
+    assert proc.feed("more") == []
+    assert proc.close() == []
+    other = processor(so.redact(["email"]))
+    assert other.feed("x a@b.io") == ["x "]
+    assert other.close() == ["[EMAIL]"]
+    assert other.close() == []
