@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
@@ -32,6 +32,9 @@ class BenchResult:
     target: float | None
     higher_is_better: bool = False
     note: str = ""
+    # What ours_s/baseline_s hold: "s" (shown in ms), "s/chunk" (shown in us) or "B"
+    # (bytes, shown in KiB); rows that are not timings (memory) say so here.
+    unit: str = "s"
 
     @property
     def ratio(self) -> float:
@@ -51,6 +54,11 @@ class BenchResult:
         data["passed"] = self.passed
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        """Rebuild a row from :meth:`as_dict` (the derived ``ratio``/``passed`` are ignored)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
 
 def best_of(fn: Callable[[], object], *, repeat: int = 5, min_time: float = 0.0) -> float:
     """Return the best CPU time of ``repeat`` runs of ``fn`` (GC disabled while timing).
@@ -60,8 +68,8 @@ def best_of(fn: Callable[[], object], *, repeat: int = 5, min_time: float = 0.0)
     ratios swing; what we compare is the work each contender does.
     """
     best = float("inf")
+    gc.collect()  # once: a full collection can cost 0.1 s with the SDKs imported
     for _ in range(repeat):
-        gc.collect()
         gc.disable()
         try:
             start = time.process_time()
@@ -89,28 +97,41 @@ def interleaved(fns: list[Callable[[], object]], *, repeat: int = 5) -> list[flo
     return best
 
 
+HEADER = ("operator", "workload", "streamops", "baseline", "ratio", "target", "ok")
+
+
+def _amount(value: float, unit: str) -> str:
+    if unit == "s":
+        return f"{value * 1e3:.2f} ms"
+    if unit == "s/chunk":
+        return f"{value * 1e6:.2f} us/chunk"
+    if unit == "B":
+        return f"{value / 1024:.1f} KiB"
+    return f"{value:.4g} {unit}"
+
+
+def cells(r: BenchResult) -> tuple[str, ...]:
+    """Return the table cells of one row (shared by the text and the Markdown table)."""
+    if r.target is None:
+        target = "-"
+    else:
+        target = f">= {r.target:g}x" if r.higher_is_better else f"<= {r.target:g}x"
+    ok = {None: "-", True: "pass", False: "FAIL"}[r.passed]
+    return (
+        r.operator,
+        r.workload,
+        _amount(r.ours_s, r.unit),
+        f"{_amount(r.baseline_s, r.unit)} ({r.baseline})",
+        f"{r.ratio:.2f}x" + (" faster" if r.higher_is_better else ""),
+        target,
+        ok,
+    )
+
+
 def format_table(results: list[BenchResult]) -> str:
     """Format results as a fixed-width table with ratio, target and pass/fail."""
-    header = ("operator", "workload", "streamops", "baseline", "ratio", "target", "ok")
-    rows = [header]
-    for r in results:
-        if r.target is None:
-            target = "-"
-        else:
-            target = f">= {r.target:g}x" if r.higher_is_better else f"<= {r.target:g}x"
-        ok = {None: "-", True: "pass", False: "FAIL"}[r.passed]
-        rows.append(
-            (
-                r.operator,
-                r.workload,
-                f"{r.ours_s * 1e3:.2f} ms",
-                f"{r.baseline_s * 1e3:.2f} ms ({r.baseline})",
-                f"{r.ratio:.2f}x" + (" faster" if r.higher_is_better else ""),
-                target,
-                ok,
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    rows = [HEADER, *(cells(r) for r in results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = [f"note: {r.operator}/{r.workload}: {r.note}" for r in results if r.note]

@@ -15,10 +15,14 @@ from streamops._redact import _combined_pattern, _Redactor
 
 from ._common import BenchResult, best_of, format_table
 
-_WORDS = (
-    "the model streams tokens to the client while the filter checks every chunk for "
-    "secrets and personal data before anything is released to the user interface"
-).split()
+_WORDS = tuple(
+    " ".join(
+        (
+            "the model streams tokens to the client while the filter checks every chunk",
+            "for secrets and personal data before anything is released to the user interface",
+        )
+    ).split(" ")
+)
 _SECRETS = (
     "john.doe@example.com",
     "sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56",

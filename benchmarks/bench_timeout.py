@@ -18,10 +18,7 @@ from typing import Any
 
 import streamops as so
 
-try:
-    from ._common import BenchResult, best_of, format_table
-except ImportError:  # run as a script: python benchmarks/bench_timeout.py
-    from _common import BenchResult, best_of, format_table  # type: ignore[no-redef]
+from ._common import BenchResult, format_table, interleaved
 
 IDLE = 30.0
 TOTAL = 600.0
@@ -70,16 +67,16 @@ def run(quick: bool = False) -> list[BenchResult]:
         "asyncio.wait_for": lambda: _per_item_wait_for(_source(n)),
     }
     loop = asyncio.new_event_loop()
+
+    def timed(make: Callable[[], AsyncIterator[Any]]) -> Callable[[], object]:
+        return lambda: loop.run_until_complete(_consume(make()))
+
     try:
-        best = dict.fromkeys(variants, float("inf"))
-        for _ in range(rounds):  # interleaved, so that load changes hit every variant alike
-            for name, make in variants.items():
-                elapsed = best_of(
-                    lambda make=make: loop.run_until_complete(_consume(make())), repeat=1
-                )
-                best[name] = min(best[name], elapsed)
+        # interleaved, so that load changes hit every variant alike
+        times = interleaved([timed(make) for make in variants.values()], repeat=rounds)
     finally:
         loop.close()
+    best = dict(zip(variants, times, strict=True))
     us = {name: t / n * 1e6 for name, t in best.items()}
     per_chunk = ", ".join(f"{name} {v:.2f} us" for name, v in us.items())
     shell = us["so.timeout"] - us["so.identity"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import AsyncIterator
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,7 +18,7 @@ _FRAGMENTS = [
     "I'm", "12", "12345", "3.14", "x", "hello", " world", "É", "naïve", "日本語", "中文",
     "😀", "👍🏽", "\u0301", "!!", "...", "//", "<|endoftext|>", "ab'c",
 ]  # fmt: skip
-_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs",))
+_CHARS = st.characters(codec="utf-8", exclude_categories=["Cs"])
 
 texts = st.lists(st.sampled_from(_FRAGMENTS) | st.text(_CHARS, max_size=4), max_size=30).map(
     "".join
@@ -26,7 +28,7 @@ texts = st.lists(st.sampled_from(_FRAGMENTS) | st.text(_CHARS, max_size=4), max_
 def split(text: str, cuts: list[int]) -> list[str]:
     points = sorted({c % (len(text) + 1) for c in cuts})
     bounds = [0, *points, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def expected_prefix(text: str, limit: int) -> str:
@@ -65,7 +67,7 @@ def test_ledger_budget_gives_the_same_text_and_refunds_all(
 ) -> None:
     ledger = so.MemoryLedger(limit=limit)
 
-    async def source() -> object:
+    async def source() -> AsyncIterator[str]:
         for chunk in split(text, cuts):
             yield chunk
 

@@ -82,6 +82,7 @@ def test_stop_at_a_random_point_is_clean(
     model = FakeStreamingModel(REPLY, delay=delay, jitter=jitter, seed=seed)
     token = so.CancelToken()
     got: list[str] = []
+    loop_errors: list[dict[str, Any]] = []  # what asyncio only logs (a task destroyed pending)
 
     async def consume(stream: so.AsyncStream[str]) -> None:
         async with stream:
@@ -95,6 +96,7 @@ def test_stop_at_a_random_point_is_clean(
     async def main() -> tuple[so.StreamReport, BaseException | None]:
         stream = build(names, token)(model.astream("hi"))
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: loop_errors.append(context))
         task = asyncio.create_task(consume(stream))
         if kind == "cancel-task":
             loop.call_at(when, task.cancel)
@@ -109,6 +111,7 @@ def test_stop_at_a_random_point_is_clean(
         return stream.report, error
 
     report, error = run(main())
+    assert loop_errors == []
     text = "".join(got)
     assert REPLY.startswith(text)
     assert report.stop_reason is not None

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import tiktoken
@@ -26,7 +27,7 @@ from pydantic import BaseModel, computed_field
 
 from ._core import Operator, ProcessorStage, ShellStage
 from ._errors import StreamOpsError
-from ._ledger import Ledger, LedgerUnavailable, MemoryLedger, RedisLedger, Reservation, Window
+from ._ledger import Ledger, LedgerUnavailable, MemoryLedger, RedisLedger, Reservation
 from ._pricing import DEFAULT_PRICES, ModelPrice, PriceTable, PricingError
 from ._report import StopReason, StreamReport
 from ._tokens import (
@@ -173,30 +174,24 @@ class BudgetUsage(BaseModel):
 # ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
 class _Spec:
     """Validated options shared by every stream of one budget operator."""
 
-    __slots__ = (
-        "block",
-        "encoding",
-        "fail_open",
-        "key",
-        "ledger",
-        "limit",
-        "max_cost",
-        "max_tokens",
-        "model",
-        "name",
-        "on_exhausted",
-        "price",
-        "prompt_tokens",
-        "warn_at",
-    )
-
+    name: str
     encoding: tiktoken.Encoding
+    model: str | None
+    max_tokens: int | None
+    max_cost: float | None
     limit: int | None
-    ledger: Ledger | None
     price: ModelPrice | None
+    prompt_tokens: int
+    ledger: Ledger | None
+    key: str | None
+    block: int
+    fail_open: bool
+    on_exhausted: str
+    warn_at: float | None
 
 
 class _BudgetCore:
@@ -391,7 +386,9 @@ class _BudgetCore:
             tokens = self.counter.committed
         if warn is not None and not self.usage.warned and tokens >= warn:
             self.usage.warned = True
-            self.report.emit("budget.warning", stage=self.spec.name, tokens=tokens, limit=self.spec.limit)
+            self.report.emit(
+                "budget.warning", stage=self.spec.name, tokens=tokens, limit=self.spec.limit
+            )
 
     def _finish(self) -> None:
         usage = self.usage
@@ -432,8 +429,10 @@ class _LedgerShell(ShellStage):
         self, source: AsyncIterator[Any], core: _BudgetCore, report: StreamReport
     ) -> AsyncGenerator[Any, None]:
         spec = self.spec
-        ledger = spec.ledger
-        assert ledger is not None and spec.key is not None
+        ledger, key = spec.ledger, spec.key
+        assert ledger is not None
+        assert key is not None  # budget() requires a key with a ledger
+        assert spec.key is not None
         grants: list[Reservation] = []
 
         async def top_up(exact: bool) -> None:
@@ -442,7 +441,7 @@ class _LedgerShell(ShellStage):
                 core.exact_need() if exact else core.need()
             ):
                 try:
-                    got = await ledger.reserve(spec.key, spec.block)  # type: ignore[arg-type]
+                    got = await ledger.reserve(key, spec.block)
                 except LedgerUnavailable as exc:
                     core.usage.ledger_error = str(exc)
                     report.emit("budget.ledger_unavailable", stage=self.name, error=str(exc))
@@ -498,10 +497,20 @@ class _LedgerShell(ShellStage):
 # ---------------------------------------------------------------------------
 
 
-def _nonneg_int(name: str, value: object, *, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _nonneg_int(name: str, value: object) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
 
 
@@ -553,23 +562,17 @@ def budget(
     >>> s.text(), s.report.stop_reason
     ('Hello, world', <StopReason.BUDGET: 'budget'>)
     """
-    spec = _Spec()
-    spec.name = name
-    if not isinstance(name, str) or not name:
+    if not _is_str(name) or not name:
         raise ValueError(f"name must be a non-empty str, got {name!r}")
     _nonneg_int("max_tokens", max_tokens)
     _nonneg_int("prompt_tokens", prompt_tokens)
-    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+    if not _is_int(block) or block < 1:
         raise ValueError(f"block must be a positive int, got {block!r}")
     if on_exhausted not in ("truncate", "raise"):
         raise ValueError(f"on_exhausted must be 'truncate' or 'raise', got {on_exhausted!r}")
-    if warn_at is not None and (
-        isinstance(warn_at, bool) or not isinstance(warn_at, int | float) or not 0 < warn_at <= 1
-    ):
+    if warn_at is not None and (not _is_number(warn_at) or not 0 < warn_at <= 1):
         raise ValueError(f"warn_at must be a fraction in (0, 1] or None, got {warn_at!r}")
-    if max_cost is not None and (
-        isinstance(max_cost, bool) or not isinstance(max_cost, int | float) or max_cost < 0
-    ):
+    if max_cost is not None and (not _is_number(max_cost) or max_cost < 0):
         raise ValueError(f"max_cost must be a non-negative number, got {max_cost!r}")
     if prompt is not None and prompt_tokens is not None:
         raise ValueError("give prompt or prompt_tokens, not both")
@@ -616,22 +619,27 @@ def budget(
         by_cost = max(0, math.floor(left * 1_000_000 / price.output_per_million + 1e-9))
         limit = by_cost if limit is None else min(limit, by_cost)
 
-    spec.encoding = enc
-    spec.model = model
-    spec.max_tokens = max_tokens
-    spec.max_cost = max_cost
-    spec.limit = limit
-    spec.price = price
-    spec.prompt_tokens = prompt_tokens or 0
-    spec.ledger = ledger
-    spec.key = key
-    spec.block = block
-    spec.fail_open = fail_open
-    spec.on_exhausted = on_exhausted
-    spec.warn_at = warn_at
-
+    spec = _Spec(
+        name=name,
+        encoding=enc,
+        model=model,
+        max_tokens=max_tokens,
+        max_cost=max_cost,
+        limit=limit,
+        price=price,
+        prompt_tokens=prompt_tokens or 0,
+        ledger=ledger,
+        key=key,
+        block=block,
+        fail_open=fail_open,
+        on_exhausted=on_exhausted,
+        warn_at=warn_at,
+    )
     if ledger is None:
-        factory: Callable[[StreamReport], _BudgetCore] = lambda report: _BudgetCore(spec, report)
+
+        def factory(report: StreamReport) -> _BudgetCore:
+            return _BudgetCore(spec, report)
+
         return Operator(ProcessorStage(name, factory))
     shell = _LedgerShell(spec)
     return Operator(shell, ProcessorStage(name, shell.factory))

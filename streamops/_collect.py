@@ -321,7 +321,7 @@ def collect(
     def factory(report: StreamReport) -> _Collector:
         return _Collector(report, name, enc, on_complete)
 
-    return Operator(ProcessorStage(name, factory, accepts=str, produces=None, can_stop=False))
+    return Operator(ProcessorStage(name, factory, accepts=str, produces=str, can_stop=False))
 
 
 async def events(stream: AsyncStream[Any]) -> AsyncIterator[Event]:

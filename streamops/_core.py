@@ -31,7 +31,7 @@ from collections.abc import (
     Iterator,
 )
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload, runtime_checkable
 
 from ._errors import ChunkTypeError, StreamOpsError
 from ._report import EventCallback, StopReason, StreamReport
@@ -118,7 +118,9 @@ class ProcessorStage(Stage):
     operators; ``None`` for anything): items of another type are routed through
     a registered :class:`Lens` or rejected with :class:`ChunkTypeError`.
     ``produces`` is ``str`` when the output is text (so it counts as released
-    text and can be put back into provider chunks). ``can_stop=False`` promises
+    text and can be put back into provider chunks), ``"same"`` for a
+    pass-through of whatever comes in, and ``None`` for values that are not
+    text (parsed JSON, say). ``can_stop=False`` promises
     that the processor never becomes ``done``, so the driver need not poll it.
     """
 
@@ -130,7 +132,7 @@ class ProcessorStage(Stage):
         factory: Callable[[StreamReport], Processor[Any, Any]],
         *,
         accepts: type | None = str,
-        produces: type | None = str,
+        produces: type | Literal["same"] | None = str,
         can_stop: bool = True,
     ) -> None:
         super().__init__(name)
@@ -297,11 +299,11 @@ class _Chain:
         # Only the outermost chain records the text handed to the consumer.
         if not last:
             self.record = "none"
-        elif not stages:
-            self.record = "check"
         else:
-            produces = stages[-1].produces
-            self.record = "text" if produces is str else "check" if produces is None else "none"
+            # A pass-through stage produces whatever the stage before it did.
+            kinds = [st.produces for st in stages if st.produces != "same"]
+            produces = kinds[-1] if kinds else "same"
+            self.record = "text" if produces is str else "check" if produces == "same" else "none"
         self.feed = _compile_feed(
             self.procs,
             stages,
@@ -648,7 +650,7 @@ class Operator(Generic[In, Out]):
         *,
         name: str | None = None,
         accepts: type | None = str,
-        produces: type | None = str,
+        produces: type | Literal["same"] | None = str,
         can_stop: bool = True,
     ) -> Operator[Any, Any]:
         """Build an operator from a per-stream processor factory.
@@ -676,26 +678,6 @@ class Operator(Generic[In, Out]):
 
     @overload
     def __call__(
-        self: Operator[str, str],
-        source: AsyncIterable[C],
-        /,
-        *,
-        on_event: EventCallback | None = ...,
-        report: StreamReport | None = ...,
-    ) -> AsyncStream[C]: ...
-
-    @overload
-    def __call__(
-        self: Operator[str, str],
-        source: Iterable[C],
-        /,
-        *,
-        on_event: EventCallback | None = ...,
-        report: StreamReport | None = ...,
-    ) -> SyncStream[C]: ...
-
-    @overload
-    def __call__(
         self,
         source: AsyncIterable[In],
         /,
@@ -713,6 +695,26 @@ class Operator(Generic[In, Out]):
         on_event: EventCallback | None = ...,
         report: StreamReport | None = ...,
     ) -> SyncStream[Out]: ...
+
+    @overload
+    def __call__(
+        self: Operator[str, str],
+        source: AsyncIterable[C],
+        /,
+        *,
+        on_event: EventCallback | None = ...,
+        report: StreamReport | None = ...,
+    ) -> AsyncStream[C]: ...
+
+    @overload
+    def __call__(
+        self: Operator[str, str],
+        source: Iterable[C],
+        /,
+        *,
+        on_event: EventCallback | None = ...,
+        report: StreamReport | None = ...,
+    ) -> SyncStream[C]: ...
 
     def __call__(
         self,
@@ -791,6 +793,6 @@ def identity() -> Operator[Any, Any]:
     [1, 2, 3]
     """
     stage = ProcessorStage(
-        "identity", lambda report: _Identity(), accepts=None, produces=None, can_stop=False
+        "identity", lambda report: _Identity(), accepts=None, produces="same", can_stop=False
     )
     return Operator(stage)

@@ -9,7 +9,6 @@ exceeds the limit, and a stream holds at most one unused block at a time.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -98,7 +97,7 @@ class _Buckets:
         clock: Callable[[], float],
         prefix: str,
     ) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        if not _nonneg_int(limit):
             raise ValueError(f"limit must be a non-negative int, got {limit!r}")
         if window is not None and window not in _WINDOW_SECONDS:
             raise ValueError(f"window must be 'hour', 'day' or None, got {window!r}")
@@ -107,7 +106,7 @@ class _Buckets:
         self.clock = clock
         self.prefix = prefix
 
-    def bucket(self, key: str) -> str:
+    def bucket(self, key: object) -> str:
         if not isinstance(key, str) or not key:
             raise ValueError(f"ledger key must be a non-empty str, got {key!r}")
         if self.window is None:
@@ -123,8 +122,12 @@ class _Buckets:
         return 0 if self.window is None else 2 * _WINDOW_SECONDS[self.window]
 
 
-def _check_tokens(tokens: int) -> None:
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+def _nonneg_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_tokens(tokens: object) -> None:
+    if not _nonneg_int(tokens):
         raise ValueError(f"tokens must be a non-negative int, got {tokens!r}")
 
 
@@ -244,7 +247,7 @@ class RedisLedger:
 
         try:
             return await call
-        except (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise LedgerUnavailable(f"redis ledger unreachable during {what}: {exc}") from exc
 
     async def reserve(self, key: str, tokens: int) -> Reservation:

@@ -11,6 +11,7 @@ Validators run on a final match; a match they reject is released unchanged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -40,7 +41,7 @@ class PatternSpec:
     """
 
     name: str
-    pattern: str | regex.Pattern[str]
+    pattern: str | regex.Pattern[str] | re.Pattern[str]
     category: str = "custom"
     label: str | None = None
     validator: Callable[[str], bool] | None = None
@@ -135,7 +136,8 @@ _BUILTINS: tuple[PatternSpec, ...] = (
     ),
     PatternSpec(
         "github_token",
-        _TOKEN_START + r"(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})"
+        _TOKEN_START
+        + r"(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})"
         + _TOKEN_END,
         "secrets",
         description="GitHub tokens: ghp_, gho_, ghu_, ghs_, ghr_ and fine-grained github_pat_.",

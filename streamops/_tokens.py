@@ -266,6 +266,10 @@ def utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 class TokenCounter:
     """Count the tokens of text arriving in chunks, exactly and incrementally.
 
@@ -304,7 +308,7 @@ class TokenCounter:
         model: str | None = None,
         batch: int = 4096,
     ) -> None:
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        if not _positive_int(batch):
             raise ValueError(f"batch must be a positive int, got {batch!r}")
         self.encoding = get_encoding(encoding, model=model)
         self._splitter = _splitter_for(self.encoding)

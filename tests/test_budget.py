@@ -120,9 +120,13 @@ async def test_async_stream_closes_upstream() -> None:
 def test_raise_mode_carries_released_and_remainder() -> None:
     stream = so.budget(max_tokens=6, on_exhausted="raise")(iter(TEXT.split(" ")))
     received: list[str] = []
-    with pytest.raises(so.BudgetExceeded) as info:
+
+    def consume() -> None:
         for piece in stream:
             received.append(piece)
+
+    with pytest.raises(so.BudgetExceeded) as info:
+        consume()
     exc = info.value
     assert isinstance(exc, so.StreamOpsError)
     assert exc.released == "".join(received)
@@ -181,8 +185,11 @@ def test_provider_usage_is_recorded_and_compared() -> None:
     assert isinstance(usage, so.BudgetUsage)
     assert usage.usage_mismatch is None
     usage.record_provider_usage(prompt_tokens=3, completion_tokens=5)
-    assert usage.usage_mismatch is True
-    assert usage.provider is not None and usage.provider.total == 8
+    assert usage.model_dump()["usage_mismatch"] is True
+    assert usage.provider == so.ProviderUsage(prompt_tokens=3, completion_tokens=5)
+    assert usage.provider.total == 8
+    assert so.ProviderUsage(prompt_tokens=3).total is None
+    assert so.ProviderUsage(total_tokens=9).total == 9
     data = json.loads(stream.report.to_json())["sections"]["budget"]
     assert data["usage_mismatch"] is True
     assert data["provider"]["completion_tokens"] == 5

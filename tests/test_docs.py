@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,9 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize(("name", "line", "code"), BLOCKS, ids=[f"{n}:{ln}" for n, ln, _ in BLOCKS])
-def test_doc_block_runs(name: str, line: int, code: str) -> None:
+def test_doc_block_runs(name: str, line: int, code: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real module in sys.modules, so that pydantic can resolve annotations.
+    module = types.ModuleType(f"docs_{Path(name).stem}_{line}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
     compiled = compile("\n" * line + code, name, "exec")  # tracebacks show file lines
-    exec(compiled, {"__name__": f"docs_{Path(name).stem}"})
+    exec(compiled, module.__dict__)

