@@ -53,7 +53,8 @@ def main() -> list[SSEEvent]:
     text = "".join(e.data for e in events if e.event == "message")
     report: dict[str, Any] = events[-1].json()
     print(text)
-    print("stop reason:", report["stop_reason"], "| redactions:", report["counters"])
+    redacted = report["sections"]["redact"]["redacted"]
+    print("stop reason:", report["stop_reason"], "| redacted:", redacted)
     return events
 
 

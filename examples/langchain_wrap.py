@@ -11,21 +11,15 @@ Run: ``python examples/langchain_wrap.py``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk
+from langchain_core.messages import AIMessage, AIMessageChunk
 
 import streamops as so
-import streamops._lenses  # noqa: F401  # registers the provider lenses
+import streamops._lenses  # registers the provider lenses
 
 REPLY = "Sure. My email is jane.doe@example.com and my card is 4111 1111 1111 1111."
-
-
-async def chunks(model: GenericFakeChatModel, prompt: str) -> AsyncIterator[BaseMessageChunk]:
-    async for chunk in model.astream(prompt):
-        yield chunk
 
 
 async def amain() -> tuple[AIMessageChunk, list[Any]]:
@@ -33,7 +27,7 @@ async def amain() -> tuple[AIMessageChunk, list[Any]]:
     policy = so.redact(["email", "credit_card"])
     received: list[Any] = []
     full: AIMessageChunk | None = None
-    async with policy(chunks(model, "Who are you?")) as stream:
+    async with policy(model.astream("Who are you?")) as stream:
         async for chunk in stream:
             received.append(chunk)
             full = chunk if full is None else full + chunk  # LangChain merging still works

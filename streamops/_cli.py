@@ -489,7 +489,6 @@ def _parser() -> argparse.ArgumentParser:
         " 5 blocked, 130 interrupted.",
         parents=[common],
     )
-    parser.set_defaults(debug=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
@@ -566,6 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     passthrough = getattr(args, "passthrough", None)
+    debug = getattr(args, "debug", False)  # SUPPRESS: set only when given, at any level
     if extra and passthrough is None:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
@@ -578,12 +578,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("streamops: interrupted\n")
         return EXIT_INTERRUPTED
     except _Usage as exc:
-        if args.debug:
+        if debug:
             traceback.print_exc()
         sys.stderr.write(f"streamops: error: {exc}\n")
         return EXIT_USAGE
     except Exception as exc:
-        if args.debug:
+        if debug:
             traceback.print_exc()
         sys.stderr.write(f"streamops: error: {_one_line(exc)}\n")
         return EXIT_ERROR

@@ -400,7 +400,7 @@ class Policy(_Section):
     >>> policy.build()
     redact | budget
     >>> "".join(policy.apply(["Mail bob@example.com now, please, or else"]))
-    'Mail [EMAIL] now, please'
+    'Mail [EMAIL] now'
     """
 
     name: str | None = None

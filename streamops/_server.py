@@ -136,13 +136,16 @@ class FakeOpenAIServer:
             )
         self.model = model
         self.http_errors = dict(http_errors or {})
-        for number, status in self.http_errors.items():
+        # Checked at run time: callers may not type-check.
+        pairs: list[tuple[object, object]] = list(self.http_errors.items())
+        for number, status in pairs:
             if not (isinstance(number, int) and number >= 1):
                 raise ValueError(f"http_errors keys are request numbers >= 1, got {number!r}")
             if not (isinstance(status, int) and 400 <= status <= 599):
                 raise ValueError(f"http_errors values are HTTP error statuses, got {status!r}")
         _check_host(host, allow_remote)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        port_: object = port
+        if isinstance(port_, bool) or not isinstance(port_, int) or not 0 <= port_ <= 65535:
             raise ValueError(f"port must be an int in 0..65535, got {port!r}")
         self.host = host
         self.port = port
@@ -358,7 +361,7 @@ def serve(
     >>> serve("hi", host="0.0.0.0")
     Traceback (most recent call last):
     ...
-    ValueError: host '0.0.0.0' is not a loopback address; the fake server listens on loopback only unless allow_remote=True
+    ValueError: host '0.0.0.0' is not a loopback address; ...
     """
     import uvicorn
 
@@ -407,9 +410,7 @@ def add_fake_server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="REQUEST:STATUS",
         help="answer request number REQUEST with HTTP STATUS, e.g. 1:500 (repeatable)",
     )
-    parser.add_argument(
-        "--allow-remote", action="store_true", help="allow a non-loopback --host"
-    )
+    parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
 
 
 def run_fake_server(args: argparse.Namespace) -> int:
@@ -420,7 +421,7 @@ def run_fake_server(args: argparse.Namespace) -> int:
     >>> run_fake_server(parser.parse_args(["--host", "10.0.0.1"]))
     Traceback (most recent call last):
     ...
-    ValueError: host '10.0.0.1' is not a loopback address; the fake server listens on loopback only unless allow_remote=True
+    ValueError: host '10.0.0.1' is not a loopback address; ...
     """
     chunking: str | int = int(args.chunking) if args.chunking.isdigit() else args.chunking
     model = FakeStreamingModel(

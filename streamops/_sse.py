@@ -82,7 +82,7 @@ class SSEDecoder:
     [SSEEvent(data='hello\\nworld', event='message', id='', retry=None)]
     """
 
-    __slots__ = ("_buf", "_bom", "_cr", "_data", "_event", "_retry", "_utf8", "last_event_id")
+    __slots__ = ("_bom", "_buf", "_cr", "_data", "_event", "_retry", "_utf8", "last_event_id")
 
     def __init__(self, *, errors: Literal["replace", "strict"] = "replace") -> None:
         if errors not in ("replace", "strict"):
@@ -246,7 +246,8 @@ def sse_decode(
     ``done``: an event whose data equals it ends the stream (the upstream is
     closed, the event is not yielded). ``errors``: for invalid UTF-8.
 
-    >>> raw = [b"event: delta\\r\\nid: 7\\r\\ndata: a\\r", b"\\ndata: b\\r\\n\\r\\ndata: [DONE]\\n\\n"]
+    >>> raw = [b"event: delta\\r\\nid: 7\\r\\ndata: a\\r", b"\\ndata: b\\r\\n\\r\\n",
+    ...        b"data: [DONE]\\n\\n"]
     >>> list(sse_decode(done="[DONE]")(raw))
     [SSEEvent(data='a\\nb', event='delta', id='7', retry=None)]
     """
@@ -302,7 +303,8 @@ def sse_format(
     if id is not None:
         head += _field("id", id)
     if retry is not None:
-        if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
+        value: object = retry  # checked at run time: callers may not type-check
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"retry must be a non-negative int of milliseconds, got {retry!r}")
         head += f"retry: {retry}\n"
     body = "".join(f"data: {line}\n" for line in _LINE_END.split(data))

@@ -10,7 +10,7 @@ then turns that one cancellation back into a timeout (``Task.uncancel()``),
 leaving any cancellation from elsewhere alone.
 
 Why not ``asyncio.timeout()`` around each pull: it costs a new context and a
-new timer handle per chunk (about 4x what this costs, see
+new timer handle per chunk (about 5x what this costs end to end, see
 ``benchmarks/bench_timeout.py``), and a scope left open across a ``yield``
 would charge the consumer's time to the upstream and cancel the wrong code
 (PEP 789). Here the timer is only *live* while a pull is in progress; while the
@@ -509,6 +509,8 @@ def timeout(
     ...
     ValueError: timeout(idle=...) must be a positive finite number of seconds ...
     """
+    if on_timeout not in ("raise", "end"):
+        raise ValueError(f'timeout(on_timeout=...) must be "raise" or "end", got {on_timeout!r}')
     stage = _Watch(
         "timeout",
         first_chunk=_seconds("first_chunk", first_chunk),
@@ -516,8 +518,6 @@ def timeout(
         total=_seconds("total", total),
         on_timeout=on_timeout,
     )
-    if on_timeout not in ("raise", "end"):
-        raise ValueError(f'timeout(on_timeout=...) must be "raise" or "end", got {on_timeout!r}')
     return Operator(stage)
 
 

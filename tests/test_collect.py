@@ -87,6 +87,7 @@ def test_complete() -> None:
     assert result.stop_reason is so.StopReason.COMPLETE
     assert result.error is None
     assert result.usage is None
+    assert isinstance(result.metrics, so.StreamMetrics)
     assert result.metrics.chunk_count == 3
     assert result.metrics.chars == 9
     assert result.metrics.tokens is None

@@ -389,6 +389,17 @@ class BoxLens:
         return [Box("".join(texts), -1)] if texts else []
 
 
+def test_public_protocols_and_stage_types() -> None:
+    assert isinstance(Upper(), so.Processor)
+    assert not isinstance(object(), so.Processor)
+    lens: so.Lens = BoxLens()
+    assert lens.unwrap(Box("t", 0)) == "t"
+    stages = (hold_last() | so.Operator[str, str](Tag("tag"))).stages
+    assert all(isinstance(stage, so.Stage) for stage in stages)
+    assert [type(stage) for stage in stages] == [so.ProcessorStage, Tag]
+    assert isinstance(stages[1], so.ShellStage)
+
+
 def test_registered_lens_keeps_chunk_type_and_metadata() -> None:
     so.register_lens(lambda chunk: BoxLens() if isinstance(chunk, Box) else None)
     out = list((hold_last() | upper())([Box("ab", 1), Box("cd", 2)]))

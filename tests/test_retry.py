@@ -65,6 +65,7 @@ def test_success_first_time_runs_one_attempt() -> None:
     section = s.report["retry"]
     assert isinstance(section, so.RetryReport)
     assert [a.outcome for a in section.attempts] == ["success"]
+    assert all(isinstance(a, so.RetryAttempt) for a in section.attempts)
     assert section.factory == 0
     assert section.committed is True
     assert seen == [("Hello there", s.report)]

@@ -73,6 +73,7 @@ async def drain(branch: so.AsyncTeeBranch[Any], delay: float = 0.0) -> list[Any]
 def test_sync_branches_see_everything_in_order() -> None:
     src = Source(list(range(5)))
     a, b, c = so.tee(src, 3)
+    assert all(isinstance(branch, so.TeeBranch) for branch in (a, b, c))
     assert next(a) == 0
     assert list(b) == [0, 1, 2, 3, 4]
     assert list(a) == [1, 2, 3, 4]
@@ -90,6 +91,7 @@ def test_one_branch() -> None:
 async def test_async_branches_concurrently() -> None:
     src = ASource(list(range(20)), delay=0.001)
     a, b = so.tee(src, 2)
+    assert isinstance(a, so.AsyncTeeBranch)
     got = await asyncio.gather(drain(a), drain(b, delay=0.002))
     assert list(got) == [list(range(20)), list(range(20))]
     assert src.sync.pulls == 20

@@ -1,0 +1,479 @@
+"""Unit tests of the chunk lenses: provider types in, the same types out, only the text changed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from anthropic import types as at
+from langchain_core.messages import AIMessageChunk
+from openai.types.chat import ChatCompletionChunk
+from openai.types.responses import (
+    ResponseCompletedEvent,
+    ResponseContentPartDoneEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+)
+
+import streamops as so
+from streamops._lenses import (
+    AnthropicLens,
+    BytesLens,
+    LangChainLens,
+    LensError,
+    OpenAIChatLens,
+    OpenAIResponsesLens,
+    _usage,
+    find_lens,
+)
+
+SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+REPLY = f"The key is {SECRET} so keep it. Mail bob"
+
+
+def redact() -> so.Operator[str, str]:
+    return so.redact(["openai_key", "email"])
+
+
+def model(fmt: Any, reply: str = REPLY, **options: Any) -> so.FakeStreamingModel:
+    return so.FakeStreamingModel(reply, chunking=5, format=fmt, **options)
+
+
+def dump(chunk: Any) -> str:
+    if isinstance(chunk, dict):
+        return json.dumps(chunk)
+    text: str = chunk.model_dump_json()
+    return text
+
+
+# --------------------------------------------------------------------------
+# detection
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "lens"),
+    [
+        ("openai", OpenAIChatLens),
+        ("openai-dict", OpenAIChatLens),
+        ("anthropic", AnthropicLens),
+        ("anthropic-dict", AnthropicLens),
+        ("langchain", LangChainLens),
+    ],
+)
+def test_detection_picks_the_provider_lens(fmt: Any, lens: type) -> None:
+    first = next(model(fmt).stream("hi"))
+    assert type(find_lens(first)) is lens
+
+
+def test_detection_of_bytes_and_responses_events() -> None:
+    assert type(find_lens(b"x")) is BytesLens
+    assert type(find_lens(bytearray(b"x"))) is BytesLens
+    event = {"type": "response.created", "response": {}}
+    assert type(find_lens(event)) is OpenAIResponsesLens
+
+
+def test_unknown_chunk_type_says_how_to_register_a_lens() -> None:
+    with pytest.raises(so.ChunkTypeError, match=r"chunk 1 has type float.*register_lens"):
+        list(redact()(["a", 1.5]))
+    with pytest.raises(TypeError, match="register_lens"):
+        find_lens(object())
+
+
+def test_a_registered_lens_handles_a_custom_chunk_type() -> None:
+    class Msg:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+    class MsgLens:
+        def unwrap(self, chunk: Any, /) -> str:
+            text: str = chunk.text
+            return text
+
+        def wrap(self, chunk: Any, texts: list[str], /) -> list[Any]:
+            return [Msg("".join(texts))]
+
+        def finish(self, texts: list[str], /) -> list[Any]:
+            return [Msg("".join(texts))] if texts else []
+
+    so.register_lens(lambda chunk: MsgLens() if isinstance(chunk, Msg) else None)
+    out = list(redact()([Msg("mail a@b.co"), Msg(" now")]))
+    assert [m.text for m in out] == ["mail ", "[EMAIL] now"]
+
+
+# --------------------------------------------------------------------------
+# OpenAI chat completions
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["openai", "openai-dict"])
+def test_openai_secret_split_across_chunks_never_appears(fmt: Any) -> None:
+    source = list(model(fmt).stream("hi"))
+    assert not any(SECRET in dump(c) for c in source[1:-2])  # it is split
+    out = list(redact()(source))
+    assert len(out) == len(source)  # one chunk out per chunk in
+    assert all(type(c) is type(source[0]) for c in out)
+    assert not any(SECRET[:12] in dump(c) for c in out)
+    text = "".join(_content(c) for c in out)
+    assert text == "The key is [OPENAI_KEY] so keep it. Mail bob"
+    assert [_get(c, "id") for c in out] == [_get(c, "id") for c in source]
+    # The finish chunk carries the text held to the end ("bob" could start an email).
+    assert _content(out[-2]) == "bob"
+    assert _get(_get(out[-2], "choices")[0], "finish_reason") == "stop"
+    assert _get(out[-1], "usage") == _get(source[-1], "usage")
+    assert _get(out[-1], "choices") == []
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
+
+
+def _content(chunk: Any) -> str:
+    choices = _get(chunk, "choices")
+    if not choices:
+        return ""
+    return _get(_get(choices[0], "delta"), "content") or ""
+
+
+def test_openai_unchanged_chunks_are_the_same_objects() -> None:
+    source = list(model("openai", "Hello there friend").stream("hi"))
+    out = list(so.redact(["email"])(source))
+    assert out[0] is source[0]  # the role chunk
+    assert out[-1] is source[-1]  # usage chunk
+    assert out[0].choices[0].delta.role == "assistant"
+
+
+def chat_chunk(**delta: Any) -> ChatCompletionChunk:
+    data = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+    }
+    return ChatCompletionChunk.model_validate(data)
+
+
+def test_openai_tool_call_deltas_pass_through() -> None:
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}
+    args = {"index": 0, "function": {"arguments": '{"x": 1}'}}
+    source = [chat_chunk(content="Calling a@b.co"), chat_chunk(tool_calls=[call])]
+    source.append(chat_chunk(tool_calls=[args]))
+    out = list(so.redact(["email"])(source))
+    assert out[1] is source[1] and out[2] is source[2]
+    assert out[0].choices[0].delta.content == "Calling "
+    # No finish chunk: the text held to the end comes in a chunk of its own.
+    assert out[3].choices[0].delta.content == "[EMAIL]"
+    assert out[3].id == "c1" and out[3].choices[0].finish_reason is None
+    updates = list(so.parse_tool_calls()(out[1:3]))
+    assert updates[-1].arguments == {"x": 1}
+
+
+def test_openai_changed_text_drops_its_logprobs() -> None:
+    chunk = chat_chunk(content="a@b.co!")
+    logprobs = {"content": [{"token": "a@b.co", "logprob": -0.1, "bytes": None, "top_logprobs": []}]}
+    chunk = chunk.model_copy(
+        update={
+            "choices": [
+                chunk.choices[0].model_copy(update={"logprobs": logprobs}),
+            ]
+        }
+    )
+    out = list(so.redact(["email"])([chunk]))
+    assert out[0].choices[0].delta.content == "[EMAIL]!"
+    assert out[0].choices[0].logprobs is None
+    assert "a@b.co" not in out[0].model_dump_json()
+
+
+def test_openai_several_choices_are_refused() -> None:
+    data = chat_chunk(content="x").model_dump()
+    data["choices"][0]["index"] = 1
+    with pytest.raises(LensError, match=r"chunk 0: choice index 1.*n=1"):
+        list(redact()([data]))
+
+
+def test_openai_text_in_the_finish_chunk_goes_out_before_the_finish() -> None:
+    source = [chat_chunk(content="Hi "), chat_chunk(content="there")]
+    last = source[1].model_copy(
+        update={"choices": [source[1].choices[0].model_copy(update={"finish_reason": "length"})]}
+    )
+    out = list(so.redact(["email"])([source[0], last]))
+    assert [(c.choices[0].delta.content, c.choices[0].finish_reason) for c in out] == [
+        ("Hi ", None),
+        ("there", None),
+        ("", "length"),
+    ]
+
+
+def test_openai_disconnected_stream_flushes_into_a_new_chunk() -> None:
+    m = model("openai", "Mail bob", chunking="word", faults=[so.Fault.disconnect_at(2)])
+    out = list(so.redact(["email"])(m.stream("hi")))
+    assert [c.choices[0].delta.content for c in out] == ["", "Mail", "", " bob"]
+    assert out[-1].choices[0].finish_reason is None and out[-1].id == "chatcmpl-fake0"
+
+
+def test_openai_budget_stop_keeps_chunk_types() -> None:
+    out = list(so.budget(max_tokens=3)(model("openai", "one two three four five six").stream()))
+    assert all(isinstance(c, ChatCompletionChunk) for c in out)
+    assert "".join(_content(c) for c in out) == "one two three"
+
+
+async def test_openai_async_stream() -> None:
+    stream = redact()(model("openai").astream("hi"))
+    out = [c async for c in stream]
+    assert "".join(_content(c) for c in out).startswith("The key is [OPENAI_KEY]")
+    assert stream.report.stop_reason == "complete"
+
+
+# --------------------------------------------------------------------------
+# OpenAI Responses API
+# --------------------------------------------------------------------------
+
+_IDS = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+
+
+def responses_events(deltas: list[str]) -> list[Any]:
+    full = "".join(deltas)
+    part = {"type": "output_text", "text": full, "annotations": [], "logprobs": []}
+    item = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed"}
+    item["content"] = [part]
+    usage = {
+        "input_tokens": 3,
+        "output_tokens": 9,
+        "total_tokens": 12,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    }
+    response = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1.0,
+        "model": "gpt-x",
+        "output": [item],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage,
+    }
+    events: list[Any] = [
+        ResponseTextDeltaEvent.model_validate(
+            {"type": "response.output_text.delta", "delta": d, "logprobs": []}
+            | _IDS
+            | {"sequence_number": i}
+        )
+        for i, d in enumerate(deltas)
+    ]
+    n = len(deltas)
+    events += [
+        ResponseTextDoneEvent.model_validate(
+            {"type": "response.output_text.done", "text": full, "logprobs": []}
+            | _IDS
+            | {"sequence_number": n}
+        ),
+        ResponseContentPartDoneEvent.model_validate(
+            {"type": "response.content_part.done", "part": part} | _IDS | {"sequence_number": n}
+        ),
+        ResponseOutputItemDoneEvent.model_validate(
+            {"type": "response.output_item.done", "item": item, "output_index": 0}
+            | {"sequence_number": n + 1}
+        ),
+        ResponseCompletedEvent.model_validate(
+            {"type": "response.completed", "response": response, "sequence_number": n + 2}
+        ),
+    ]
+    return events
+
+
+def test_responses_events_rewrite_every_copy_of_the_text() -> None:
+    deltas = ["The key is sk-pr", "oj-4f9a8b7c6d5e4f3a", "2b1c0d9e8f7a6b5c", " ok. Mail bob"]
+    source = responses_events(deltas)
+    out = list(redact()(source))
+    assert [type(e) for e in out[-4:]] == [type(e) for e in source[-4:]]
+    assert not any("sk-proj" in dump(e) for e in out)
+    released = "".join(e.delta for e in out if e.type == "response.output_text.delta")
+    assert released == "The key is [OPENAI_KEY] ok. Mail bob"
+    assert out[-4].text == released
+    assert out[-3].part.text == released
+    assert out[-2].item.content[0].text == released
+    completed = out[-1]
+    assert completed.response.output_text == released
+    assert completed.response.usage.total_tokens == 12
+    assert _usage(completed) == _usage(source[-1]) and _usage(completed)["total_tokens"] == 12
+
+
+def test_responses_other_events_pass_through() -> None:
+    args = {
+        "type": "response.function_call_arguments.delta",
+        "item_id": "fc_1",
+        "output_index": 1,
+        "delta": '{"a": 1}',
+        "sequence_number": 5,
+    }
+    out = list(redact()([args]))
+    assert out == [args] and out[0] is args
+
+
+# --------------------------------------------------------------------------
+# Anthropic
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["anthropic", "anthropic-dict"])
+def test_anthropic_events_keep_types_and_metadata(fmt: Any) -> None:
+    source = list(model(fmt).stream("hi"))
+    out = list(redact()(source))
+    assert [_get(e, "type") for e in out] == [_get(e, "type") for e in source]
+    assert all(type(a) is type(b) for a, b in zip(out, source, strict=True))
+    assert not any(SECRET[:12] in dump(e) for e in out)
+    deltas = [e for e in out if _get(e, "type") == "content_block_delta"]
+    text = "".join(_get(_get(e, "delta"), "text") for e in deltas)
+    assert text == "The key is [OPENAI_KEY] so keep it. Mail bob"
+    # the held "bob" arrives before the block's stop, in one more delta
+    assert _get(_get(deltas[-1], "delta"), "text") == "bob"
+    assert out[-3:] == source[-3:]  # content_block_stop, message_delta (usage), message_stop
+
+
+def test_anthropic_tool_use_deltas_pass_through_and_late_text_opens_a_block() -> None:
+    raw: list[dict[str, Any]] = [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "bob"}},
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {"type": "tool_use", "id": "t1", "name": "f", "input": {}},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": '{"a": 1}'},
+        },
+        {"type": "content_block_stop", "index": 1},
+        {"type": "message_stop"},
+    ]
+    adapter = {
+        "content_block_start": at.RawContentBlockStartEvent,
+        "content_block_delta": at.RawContentBlockDeltaEvent,
+        "content_block_stop": at.RawContentBlockStopEvent,
+        "message_stop": at.RawMessageStopEvent,
+    }
+    source = [adapter[d["type"]].model_validate(d) for d in raw]
+    out = list(so.redact(["email"])(source))
+    assert out[3:6] == source[3:6]  # the tool_use block, unchanged and undelayed
+    kinds = [(e.type, e.index if hasattr(e, "index") else None) for e in out]
+    assert kinds == [
+        ("content_block_start", 0),
+        ("content_block_delta", 0),
+        ("content_block_stop", 0),
+        ("content_block_start", 1),
+        ("content_block_delta", 1),
+        ("content_block_stop", 1),
+        ("content_block_start", 2),
+        ("content_block_delta", 2),
+        ("content_block_stop", 2),
+        ("message_stop", None),
+    ]
+    assert isinstance(out[7], at.RawContentBlockDeltaEvent)
+    assert out[7].delta.text == "bob"  # type: ignore[union-attr]
+
+
+def test_anthropic_helper_events_are_refused() -> None:
+    events = [{"type": "message_start", "message": {}}, {"type": "text", "text": "hi"}]
+    with pytest.raises(LensError, match=r"chunk 1: Anthropic 'text' helper event"):
+        list(redact()(events))
+
+
+# --------------------------------------------------------------------------
+# LangChain
+# --------------------------------------------------------------------------
+
+
+def test_langchain_chunks_merge_and_keep_usage() -> None:
+    source = list(model("langchain").stream("hi"))
+    out = list(redact()(source))
+    assert len(out) == len(source) and all(isinstance(c, AIMessageChunk) for c in out)
+    merged = out[0]
+    for chunk in out[1:]:
+        merged = merged + chunk
+    assert merged.content == "The key is [OPENAI_KEY] so keep it. Mail bob"
+    assert out[-1].content == "bob"  # the held text, attached to the final chunk
+    assert out[-1].usage_metadata == source[-1].usage_metadata
+    assert out[-1].response_metadata["finish_reason"] == "stop"
+    assert {c.id for c in out} == {source[0].id}
+
+
+def test_langchain_content_blocks() -> None:
+    blocks: list[Any] = [
+        {"type": "text", "text": "mail a@b.co", "index": 0},
+        {"type": "tool_use", "id": "t1", "name": "f", "input": {}, "index": 1},
+    ]
+    out = list(so.redact(["email"])([AIMessageChunk(content=blocks, id="r1")]))
+    assert out[0].content == [
+        {"type": "text", "text": "mail ", "index": 0},
+        {"type": "tool_use", "id": "t1", "name": "f", "input": {}, "index": 1},
+    ]
+    assert out[1].content == "[EMAIL]" and out[1].id == "r1"
+
+
+# --------------------------------------------------------------------------
+# bytes
+# --------------------------------------------------------------------------
+
+
+def test_bytes_multibyte_character_split_across_chunks() -> None:
+    data = "naïve café ☕ 𝄞".encode()
+    pieces = [data[i : i + 1] for i in range(len(data))]
+    out = list(so.redact(["email"])(pieces))
+    assert all(isinstance(p, bytes) for p in out) and len(out) == len(pieces)
+    assert b"".join(out) == data
+
+
+def test_bytes_invalid_utf8_is_an_error_or_replaced() -> None:
+    with pytest.raises(LensError, match=r"chunk 1: invalid UTF-8.*errors=\"replace\""):
+        list(redact()([b"ok", b"\xff"]))
+    with pytest.raises(LensError, match="invalid UTF-8"):
+        list(redact()([b"ok \xe2\x98"]))  # incomplete at the end
+    lens = BytesLens(errors="replace")
+    got = [lens.unwrap(b"a\xff"), lens.unwrap(b"\xe2\x98")]
+    assert got == ["a\ufffd", ""]
+    assert lens.finish([]) == ["\ufffd".encode()]
+    with pytest.raises(ValueError, match="errors must be"):
+        BytesLens(errors="ignore")  # type: ignore[arg-type]
+
+
+def test_bytes_lens_rejects_a_mixed_stream() -> None:
+    lens = BytesLens()
+    lens.unwrap(b"a")
+    with pytest.raises(so.ChunkTypeError, match="chunk 1 has type int"):
+        lens.unwrap(3)
+
+
+# --------------------------------------------------------------------------
+# usage
+# --------------------------------------------------------------------------
+
+
+def test_usage_of_provider_chunks() -> None:
+    openai = list(model("openai").stream("hi"))
+    assert _usage(openai[-1]) == {"completion_tokens": 17, "prompt_tokens": 1, "total_tokens": 18}
+    assert _usage(openai[0]) is None
+    anthropic = list(model("anthropic-dict").stream("hi"))
+    assert _usage(anthropic[0]) == {"input_tokens": 1, "output_tokens": 0}
+    assert _usage(anthropic[-2]) == {"output_tokens": 17}
+    langchain = list(model("langchain").stream("hi"))
+    assert _usage(langchain[-1]) == {"input_tokens": 1, "output_tokens": 17, "total_tokens": 18}
+    assert _usage("text") is None
+
+
+def test_async_bytes_stream() -> None:
+    async def source() -> Any:
+        for piece in (b"caf\xc3", b"\xa9"):
+            yield piece
+
+    async def main() -> list[bytes]:
+        return [p async for p in so.redact(["email"])(source())]
+
+    assert b"".join(asyncio.run(main())) == "café".encode()
