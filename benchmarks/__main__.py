@@ -8,11 +8,13 @@ child writes its rows as JSON to a temporary file (stdout stays free for
 whatever the module prints).
 
 A full run writes ``benchmarks/results/latest.json`` and ``latest.md`` (the
-table with the machine it ran on) and appends the run to
-``benchmarks/results/history.jsonl``; ``--quick`` runs tiny workloads and
-saves nothing unless ``--json`` is given. The exit status is 1 when a module
-failed to run; a ratio over its target is reported, not fatal (timings on a
-shared machine are evidence, not a gate).
+table with the machine it ran on, also copied into ``docs/benchmarks.md``) and
+appends the run to ``benchmarks/results/history.jsonl`` (``--only`` runs: the
+history only). ``--json PATH`` writes the run there and nothing else;
+``--quick`` runs tiny workloads and saves nothing unless ``--json`` is
+given. The exit status is 1 when a module failed to run; a ratio over its
+target is reported, not fatal (timings on a shared machine are evidence, not a
+gate).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent
 RESULTS = PACKAGE / "results"
 HISTORY = RESULTS / "history.jsonl"
+DOCS = ROOT / "docs" / "benchmarks.md"
 # Per module: a full run of every module must fit in 5 minutes on 2 cores.
 DEFAULT_TIMEOUT = {False: 240.0, True: 60.0}
 
@@ -80,14 +83,19 @@ def run_module(name: str, *, quick: bool, timeout: float) -> ModuleRun:
         cmd = [sys.executable, "-m", "benchmarks", "--child", name, "--out", str(out)]
         if quick:
             cmd.append("--quick")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
         start = time.perf_counter()
         try:
             proc = subprocess.run(
                 cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
             )
         except subprocess.TimeoutExpired:
-            return ModuleRun(name, wall_s=time.perf_counter() - start, error=f"timed out after {timeout:g} s")
+            return ModuleRun(
+                name, wall_s=time.perf_counter() - start, error=f"timed out after {timeout:g} s"
+            )
         wall = time.perf_counter() - start
         if proc.returncode != 0 or not out.exists():
             lines = (proc.stderr or proc.stdout).strip().splitlines()
@@ -194,6 +202,19 @@ def _names(only: list[str] | None, parser: argparse.ArgumentParser) -> list[str]
     return wanted
 
 
+def _update_docs(table: str) -> None:
+    """Copy the latest table into docs/benchmarks.md, between its two markers."""
+    start, end = "<!-- latest-table: start -->\n", "<!-- latest-table: end -->"
+    if not DOCS.exists():
+        return
+    text = DOCS.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        return
+    body = table.split("\n", 2)[2]  # without the page title
+    head, rest = text.split(start, 1)
+    DOCS.write_text(head + start + body + rest[rest.index(end) :], encoding="utf-8")
+
+
 def _save(record: dict[str, Any], args: argparse.Namespace) -> None:
     """Write the run where the options say (see the module docstring)."""
     if args.json:
@@ -205,7 +226,9 @@ def _save(record: dict[str, Any], args: argparse.Namespace) -> None:
     RESULTS.mkdir(exist_ok=True)
     if not args.only:  # latest.* always show a whole table
         (RESULTS / "latest.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        (RESULTS / "latest.md").write_text(markdown(record), encoding="utf-8")
+        table = markdown(record)
+        (RESULTS / "latest.md").write_text(table, encoding="utf-8")
+        _update_docs(table)
     if not args.no_history:
         with HISTORY.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
@@ -228,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", type=Path, metavar="PATH", help="write the run as JSON here (and nothing else)"
     )
-    parser.add_argument("--label", default="", help="a note stored with the run (e.g. 'before fix')")
+    parser.add_argument(
+        "--label", default="", help="a note stored with the run (e.g. 'before fix')"
+    )
     parser.add_argument(
         "--timeout", type=float, help="seconds allowed per module (default 240, quick 60)"
     )

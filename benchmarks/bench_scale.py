@@ -45,15 +45,16 @@ CHUNKS = 200
 SEQUENTIAL = 1_000  # streams in the sequential baseline
 MAX_TOKENS = 4_096  # far above a 200-chunk reply: the budget counts, never cuts
 _ROOT = Path(__file__).resolve().parent.parent
-_WORDS = (
+_TEXT = (
     "Sure, here is a summary of the report: the service handled the load well, latency"
     " stayed low and the error rate was under one percent for the whole week"
-).split()
+)
 
 
 def reply_chunks() -> list[str]:
     """A 200-chunk chat reply, one word per chunk, with one e-mail address to redact."""
-    chunks = [" " + _WORDS[i % len(_WORDS)] for i in range(CHUNKS)]
+    words = _TEXT.split()
+    chunks = [" " + words[i % len(words)] for i in range(CHUNKS)]
     chunks[CHUNKS // 2] = " ops@example.com"
     return chunks
 
@@ -62,7 +63,7 @@ def pipeline() -> tuple[so.Operator[Any, Any], str]:
     """The ``safe-chat`` preset, or its hand-built equivalent while the preset is missing."""
     try:
         op: so.Operator[Any, Any] = so.Policy.preset("safe-chat").build()  # type: ignore[attr-defined]
-    except Exception as exc:  # noqa: BLE001 - any failure of a preset still in progress
+    except Exception as exc:  # a preset still in progress may fail in any way
         fallback = (
             so.timeout(idle=30.0, total=600.0)
             | so.redact()
@@ -157,9 +158,17 @@ def _measure_in_child(streams: int, *, piped: bool, concurrent: bool) -> dict[st
         "import json, sys; from benchmarks.bench_scale import measure; "
         f"print(json.dumps(measure({streams}, piped={piped}, concurrent={concurrent})))"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=_ROOT, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", code],
+        cwd=_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"scale measurement failed: {done.stderr.strip()[-2000:]}")

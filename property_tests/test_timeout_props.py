@@ -1,7 +1,7 @@
 """Properties of timeouts and cancellation: a clean stop at any point of any pipeline.
 
-A random pipeline (identity, a holding processor, timeouts, a cancel token, in
-random order) over the fake model with random timing is stopped at a random
+A random pipeline (identity, a holding processor, redact, budget, timeouts, a
+cancel token, in random order) over the fake model with random timing is stopped at a random
 point: the consumer breaks, its task is cancelled, the token is cancelled, or a
 limit fires. Whatever happened, the model reports its stream closed, no task is
 left and asyncio logged no error, the stop reason is recorded, and the text the
@@ -48,6 +48,8 @@ def build(names: list[str], token: so.CancelToken) -> so.Operator[Any, Any]:
         "idle-end": lambda: so.timeout(idle=1.5, on_timeout="end"),
         "total": lambda: so.timeout(first_chunk=2.5, total=4.0),
         "token": lambda: so.cancellable(token),
+        "redact": so.redact,
+        "budget": lambda: so.budget(max_tokens=5),
     }
     op = ops[names[0]]()
     for name in names[1:]:
@@ -55,7 +57,9 @@ def build(names: list[str], token: so.CancelToken) -> so.Operator[Any, Any]:
     return op
 
 
-STAGES = st.sampled_from(["identity", "hold", "idle", "idle-end", "total", "token"])
+STAGES = st.sampled_from(
+    ["identity", "hold", "idle", "idle-end", "total", "token", "redact", "budget"]
+)
 ACTIONS = st.one_of(
     st.tuples(st.just("none"), st.just(0.0)),
     st.tuples(st.just("break"), st.integers(0, 8).map(float)),

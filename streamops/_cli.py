@@ -138,7 +138,11 @@ def _report_dict(
         "usage": None if budget is None else budget.model_dump(mode="json"),
         "redactions": None
         if redact is None
-        else {"redacted": redact.redacted, "flagged": redact.flagged, "blocked_by": redact.blocked_by},
+        else {
+            "redacted": redact.redacted,
+            "flagged": redact.flagged,
+            "blocked_by": redact.blocked_by,
+        },
         "metrics": None if collected is None else collected.metrics.model_dump(mode="json"),
         "chunks_in": report.chunks_in,
         "chunks_out": report.chunks_out,
@@ -311,9 +315,7 @@ async def _read_fd(fd: int) -> AsyncGenerator[bytes, None]:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     pipe = os.fdopen(fd, "rb", buffering=0, closefd=False)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), pipe
-    )
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
     try:
         while data := await reader.read(65536):
             yield data
@@ -355,7 +357,9 @@ def _sse_text() -> tuple[Any, Callable[[Any], str]]:
 async def _run_async(args: argparse.Namespace) -> int:
     policy = _load(args.policy)
     if policy.retry is not None:
-        sys.stderr.write("streamops: note: the retry section is ignored: stdin cannot be replayed\n")
+        sys.stderr.write(
+            "streamops: note: the retry section is ignored: stdin cannot be replayed\n"
+        )
     if args.input in (None, "-"):
         fd, owned = sys.stdin.fileno(), False
     else:
@@ -447,8 +451,13 @@ def _fake_server(args: argparse.Namespace, extra: list[str]) -> int:
             if exc.name != "streamops._server"
             else "fake-server is not available in this version of streamops"
         ) from None
-    main: Callable[[list[str]], int | None] = server.main
-    return main(extra) or EXIT_OK
+    parser = argparse.ArgumentParser(
+        prog="streamops fake-server",
+        description="Serve the fake streaming model as an OpenAI-compatible HTTP API.",
+    )
+    server.add_fake_server_arguments(parser)
+    code: int = server.run_fake_server(parser.parse_args(extra))
+    return code
 
 
 def _find_benchmarks() -> Path | None:

@@ -413,11 +413,19 @@ def _wrong_chunk(exc: _WrongChunk, index: int) -> ChunkTypeError:
     return ChunkTypeError(index, exc.chunk, "str", hint)
 
 
+def _undelivered(report: StreamReport, batch: list[Any], delivered: int) -> None:
+    """Take back the text of a batch the consumer left before receiving all of it."""
+    tail = "".join(x for x in batch[delivered:] if isinstance(x, str))
+    if tail:
+        report.retract_released(tail)
+
+
 def _drive_sync(source: Iterator[Any], chain: _Chain, *, first: bool) -> Generator[Any, None, None]:
     report = chain.report
     last = chain.last
     feed = chain.feed
-    n = n_out = 0
+    n = n_out = start = 0
+    out: list[Any] = []
     if last:
         _start(report)
     try:
@@ -425,23 +433,29 @@ def _drive_sync(source: Iterator[Any], chain: _Chain, *, first: bool) -> Generat
             for item in source:
                 n += 1
                 out = feed(item)
-                if out:
-                    n_out += len(out)
-                    yield from out
+                start = n_out
+                for x in out:
+                    n_out += 1  # counted before the yield: a consumer that leaves has it
+                    yield x
         except _WrongChunk as exc:
             raise _wrong_chunk(exc, n - 1) from None
         except _Halt as halt:
             out = halt.out
-            n_out += len(out)
-            yield from out
+            start = n_out
+            for x in out:
+                n_out += 1
+                yield x
         out = chain.finish()
-        if out:
-            n_out += len(out)
-            yield from out
+        start = n_out
+        for x in out:
+            n_out += 1
+            yield x
         if last:
             report.stop(StopReason.COMPLETE)
     except BaseException as exc:
         if last:
+            if chain.record != "none":
+                _undelivered(report, out, n_out - start)
             _on_error(report, exc)
         raise
     finally:
@@ -462,7 +476,8 @@ async def _drive_async(
     report = chain.report
     last = chain.last
     feed = chain.feed
-    n = n_out = 0
+    n = n_out = start = 0
+    out: list[Any] = []
     if last:
         try:
             report.clock = asyncio.get_running_loop().time
@@ -475,26 +490,32 @@ async def _drive_async(
                 n += 1
                 out = feed(item)
                 if len(out) == 1:
-                    n_out += 1
+                    n_out += 1  # counted before the yield: a consumer that leaves has it
                     yield out[0]
                 else:
-                    n_out += len(out)
+                    start = n_out
                     for x in out:
+                        n_out += 1
                         yield x
         except _WrongChunk as exc:
             raise _wrong_chunk(exc, n - 1) from None
         except _Halt as halt:
-            n_out += len(halt.out)
-            for x in halt.out:
+            out = halt.out
+            start = n_out
+            for x in out:
+                n_out += 1
                 yield x
         out = chain.finish()
-        n_out += len(out)
+        start = n_out
         for x in out:
+            n_out += 1
             yield x
         if last:
             report.stop(StopReason.COMPLETE)
     except BaseException as exc:
         if last:
+            if len(out) > 1 and chain.record != "none":
+                _undelivered(report, out, n_out - start)
             _on_error(report, exc)
         raise
     finally:

@@ -38,7 +38,6 @@ _LOW = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _LOW_PREFIX = re.compile(r"(?:\\(?:u(?:[dD](?:[c-fC-F][0-9a-fA-F]{0,2})?)?)?)?")
 _PROSE = re.compile(r"[{\[]")
 _NUMCHARS = frozenset("0123456789+-.eE")
-_OPENERS = {'"': '"', "{": "}", "[": "]"}
 
 
 def _reject_constant(name: str) -> None:
@@ -51,7 +50,7 @@ _scan_once: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
     json.JSONDecoder(parse_constant=_reject_constant)  # type: ignore[arg-type]  # typeshed: a context
 )
 _scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]  # untyped
-_WSCHARS = frozenset(" \t\n\r")
+_WSSTR = " \t\n\r"  # JSON whitespace (a str: `c in _WSSTR` is the cheapest test)
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _LITERALS: dict[str, tuple[str, bool | None]] = {
     "t": ("true", True),
@@ -201,6 +200,8 @@ class JSONParser:
         self._sval = ""  # string text already materialised / emitted
         self._sattached = False  # the open string is in the tree
         self._sannounced = False  # a "set" event was made for the open string
+        self._scont: Any = None  # the open string's container and key (see _open_string)
+        self._skey: Any = None
 
     @property
     def finished(self) -> bool:
@@ -262,17 +263,16 @@ class JSONParser:
         self._sval = ""
         self._sannounced = False
         self._sattached = self._materialise
-        if self._materialise:
-            self._attach("")
-
-    def _set_string(self, s: str) -> None:
+        # Where the growing string lives, so that updating it is one item assignment.
         cont = self._cont
         if cont is None:
-            self.value = s
+            self._scont, self._skey = self.__dict__, "value"  # the root: self.value
         elif self._isobj:
-            cont[self._key] = s
+            self._scont, self._skey = cont, self._key
         else:
-            cont[-1] = s  # the open string is always the last item
+            self._scont, self._skey = cont, -1  # the open string is always the last item
+        if self._materialise:
+            self._attach("")
 
     def _flush_string(self) -> bool:
         """Show the text of the open string gathered so far; True if anything changed."""
@@ -291,7 +291,7 @@ class JSONParser:
             self._attach(self._sval)  # before the path: a list index counts this item
             changed = True
         elif text and self._materialise:
-            self._set_string(self._sval)
+            self._scont[self._skey] = self._sval
             changed = True
         if emit:
             if not self._sannounced:
@@ -304,14 +304,15 @@ class JSONParser:
         return changed
 
     def _end_string(self) -> None:
-        self._flush_string()
+        if self._deltas:  # the text since the last flush is an "append" before "done"
+            self._flush_string()
         pieces = self._pieces
         s = self._sval
         if pieces:
             s += "".join(pieces)
             pieces.clear()
         if self._sattached:
-            self._set_string(s)
+            self._scont[self._skey] = s
         else:
             self._attach(s)
         if self._deltas:
@@ -349,35 +350,48 @@ class JSONParser:
             self._state = _AFTER
 
     # -- the state machine ---------------------------------------------------
+    # feed() is the hot loop: with 4-character chunks it runs once per 4
+    # characters, so it is written for few Python steps per chunk — common
+    # actions are inlined, and str methods (several times cheaper than a regex
+    # call on a few characters) screen the chunk first.
     def feed(self, chunk: str) -> bool:
         """Parse ``chunk``; return True if :attr:`value` changed (or events were made)."""
-        if self.completed:
+        if self.completed or self.events:
             self.completed = []
-        if self.events:
             self.events = []
         state = self._state
         if not self._carry:
-            # Hot paths of small chunks: the whole chunk is string text or whitespace.
-            n = len(chunk)
+            # Hot paths of small chunks: the whole chunk is plain string text or
+            # whitespace. A printable chunk without '"' or '\\' holds no character
+            # a string must escape; anything else (rare characters included)
+            # takes the general path below, which is exact.
             if state == _STRING:
-                if self._materialise and _STR.match(chunk).end() == n:  # type: ignore[union-attr]  # always matches
-                    if n:
-                        s = self._sval = self._sval + chunk
-                        self._set_string(s)
-                        self._base += n
-                        if self._deltas:
-                            self.events.append(JSONDelta("append", self._child_path(), chunk))
-                    return n > 0
+                if (
+                    self._materialise
+                    and '"' not in chunk
+                    and "\\" not in chunk
+                    and chunk.isprintable()
+                ):
+                    if not chunk:
+                        return False
+                    s = self._sval = self._sval + chunk
+                    self._scont[self._skey] = s
+                    self._base += len(chunk)
+                    if self._deltas:
+                        self.events.append(JSONDelta("append", self._child_path(), chunk))
+                    return True
             elif state == _KEYSTR:
-                if _STR.match(chunk).end() == n:  # type: ignore[union-attr]  # always matches
+                if '"' not in chunk and "\\" not in chunk and chunk.isprintable():
                     self._pieces.append(chunk)
-                    self._base += n
+                    self._base += len(chunk)
                     return False
             elif state == _FINISHED:
                 return False
-            elif _WS.match(chunk).end() == n:  # type: ignore[union-attr]  # always matches
-                self._base += n
+            elif state != _PROSE_STATE and not chunk.strip(_WSSTR):
+                self._base += len(chunk)
                 return False
+        elif state == _FINISHED:
+            return False
         if self._carry:
             chunk = self._carry + chunk
             self._base -= len(self._carry)
@@ -385,12 +399,14 @@ class JSONParser:
         n = len(chunk)
         pos = 0
         changed = False
+        if state == _PROSE_STATE:  # only ever before the first value
+            pos = self._skip_prose(chunk, pos)
+            state = self._state
         pieces = self._pieces
-        strmatch = _STR.match
-        wsmatch = _WS.match
+        v: Any
         while pos < n:
-            if state in (_STRING, _KEYSTR):
-                e = strmatch(chunk, pos).end()  # type: ignore[union-attr]  # always matches
+            if state == _STRING or state == _KEYSTR:
+                e = _STR.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                 if e > pos:
                     pieces.append(chunk[pos:e])
                 if e == n:
@@ -419,13 +435,15 @@ class JSONParser:
                     )
                 continue
             c = chunk[pos]
-            if c in _WSCHARS:
-                pos = wsmatch(chunk, pos).end()  # type: ignore[union-attr]  # always matches
+            if c in _WSSTR:
+                pos += 1
+                if pos < n and chunk[pos] in _WSSTR:  # a run: let the regex take it
+                    pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                 continue
             if state == _AFTER:
                 if c == ",":
-                    state = self._state = _KEY if self._isobj else _VALUE
                     pos += 1
+                    state = self._state = _KEY if self._isobj else _VALUE
                 elif c == ("}" if self._isobj else "]"):
                     pos += 1
                     self._close_container()
@@ -433,81 +451,22 @@ class JSONParser:
                     state = self._state
                 else:
                     raise self._fail(chunk, pos)
-            elif state <= _ARR_FIRST:
-                if c in _OPENERS and chunk.find(_OPENERS[c], pos + 1) >= 0:
-                    # The value may be complete in this chunk: let the C scanner
-                    # take it whole. If it is cut or invalid, the state machine
-                    # below parses it (and reports the exact error).
-                    try:
-                        v, e = _scan_once(chunk, pos)
-                    except (ValueError, StopIteration):
-                        pass
-                    else:
-                        pos = e
-                        self._scalar(v)
-                        changed = True
-                        state = self._state
-                        continue
-                if c == '"':
-                    pos += 1
-                    self._open_string()
-                    changed = True
-                    state = self._state = _STRING
-                elif c == "{":
-                    pos += 1
-                    self._open({})
-                    changed = True
-                    state = self._state
-                elif c == "[":
-                    pos += 1
-                    self._open([])
-                    changed = True
-                    state = self._state
-                elif c in _NUMCHARS:
-                    m = _NUM.match(chunk, pos)
-                    e = m.end() if m is not None else pos
-                    if e < n and chunk[e] not in _NUMCHARS and e > pos:
-                        self._scalar(self._convert(chunk, pos, e))
-                    else:
-                        e = self._number_tail(chunk, pos)
-                        if e < 0:
-                            self._carry = chunk[pos:]
-                            pos = n
-                            break
-                    pos = e
-                    changed = True
-                    state = self._state
-                elif c in _LITERALS:
-                    word, v = _LITERALS[c]
-                    if chunk.startswith(word, pos):
-                        pos += len(word)
-                        self._scalar(v)
-                        changed = True
-                        state = self._state
-                    else:
-                        rest = chunk[pos : pos + len(word)]
-                        if len(rest) < len(word) and word.startswith(rest):
-                            self._carry = rest
-                            pos = n
-                            break
-                        bad = next(i for i, ch in enumerate(rest) if ch != word[i])
-                        raise self._fail(chunk, pos + bad, f"{word!r}")
-                elif c == "]" and state == _ARR_FIRST:
-                    pos += 1
-                    self._close_container()
-                    changed = True
-                    state = self._state
-                else:
-                    raise self._fail(chunk, pos)
-            elif state in (_KEY, _OBJ_FIRST):
+            elif state == _KEY or state == _OBJ_FIRST:
                 if c == '"':
                     if chunk.find('"', pos + 1) >= 0:
+                        # The key may be whole in this chunk: json's C scanner takes
+                        # it (escapes included); if it is cut or invalid, the string
+                        # state below parses it (and reports the exact error).
                         try:
                             self._key, pos = _scanstring(chunk, pos + 1, True)
                         except ValueError:
                             pass
                         else:
-                            state = self._state = _COLON
+                            if pos < n and chunk[pos] == ":":
+                                pos += 1
+                                state = self._state = _VALUE
+                            else:
+                                state = self._state = _COLON
                             continue
                     pos += 1
                     state = self._state = _KEYSTR
@@ -518,6 +477,90 @@ class JSONParser:
                     state = self._state
                 else:
                     raise self._fail(chunk, pos)
+            elif state <= _ARR_FIRST:
+                # A value: either opened here (a string or container that streams
+                # in), carried to the next chunk (a cut number or literal), or
+                # whole in this chunk — then v is attached below.
+                if c == '"':
+                    if chunk.find('"', pos + 1) < 0:
+                        pos += 1
+                        self._open_string()
+                        changed = True
+                        state = self._state = _STRING
+                        continue
+                    try:
+                        v, e = _scanstring(chunk, pos + 1, True)
+                    except ValueError:
+                        pos += 1
+                        self._open_string()
+                        changed = True
+                        state = self._state = _STRING
+                        continue
+                    pos = e
+                elif c in _NUMCHARS:
+                    m = _NUM.match(chunk, pos)
+                    e = m.end() if m is not None else pos
+                    if e < n and chunk[e] not in _NUMCHARS and e > pos:
+                        v = self._convert(chunk, pos, e)
+                        pos = e
+                    else:
+                        e = self._number_tail(chunk, pos)
+                        if e < 0:
+                            self._carry = chunk[pos:]
+                            pos = n
+                            break
+                        changed = True
+                        pos = e
+                        state = self._state
+                        continue
+                elif c in _LITERALS:
+                    word, v = _LITERALS[c]
+                    if not chunk.startswith(word, pos):
+                        rest = chunk[pos : pos + len(word)]
+                        if len(rest) < len(word) and word.startswith(rest):
+                            self._carry = rest
+                            pos = n
+                            break
+                        bad = next(i for i, ch in enumerate(rest) if ch != word[i])
+                        raise self._fail(chunk, pos + bad, f"{word!r}")
+                    pos += len(word)
+                elif c == "{" or c == "[":
+                    if chunk.find("}" if c == "{" else "]", pos + 1) >= 0:
+                        # The container may be whole in this chunk: the C scanner
+                        # takes it at json.loads speed; if it is cut or invalid,
+                        # the state machine parses it (and reports the exact error).
+                        try:
+                            v, e = _scan_once(chunk, pos)
+                        except (ValueError, StopIteration):
+                            e = -1
+                    else:
+                        e = -1
+                    if e < 0:
+                        pos += 1
+                        self._open({} if c == "{" else [])
+                        changed = True
+                        state = self._state
+                        continue
+                    pos = e
+                elif c == "]" and state == _ARR_FIRST:
+                    pos += 1
+                    self._close_container()
+                    changed = True
+                    state = self._state
+                    continue
+                else:
+                    raise self._fail(chunk, pos)
+                changed = True
+                cont = self._cont
+                if cont is None or self._deltas:
+                    self._scalar(v)
+                    state = self._state
+                elif self._isobj:
+                    cont[self._key] = v
+                    state = self._state = _AFTER
+                else:
+                    cont.append(v)
+                    state = self._state = _AFTER
             elif state == _COLON:
                 if c != ":":
                     raise self._fail(chunk, pos)
@@ -531,9 +574,6 @@ class JSONParser:
                     break
                 else:
                     raise self._fail(chunk, pos)
-            elif state == _PROSE_STATE:
-                pos = self._skip_prose(chunk, pos)
-                state = self._state
             else:  # _FINISHED
                 break
         if state == _STRING and self._flush_string():

@@ -304,7 +304,8 @@ class JSONPolicy(_Section):
     ``output = "values"`` yields parsed values; ``"text"`` passes the text
     through unchanged and only checks it (invalid JSON still fails the stream).
 
-    >>> JSONPolicy(json_schema={"type": "object", "properties": {"a": {"type": "integer"}}}).target()
+    >>> schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    >>> JSONPolicy(json_schema=schema).target()
     <class 'streamops._policy.Schema'>
     """
 
@@ -543,8 +544,12 @@ class Policy(_Section):
         op = self.build()
         settings = self.retry or RetryPolicy(attempts=1)
         options.setdefault("on_event", self.on_event())
+
+        def attempt() -> Any:  # typed loosely: retry's overloads want one stream kind
+            return op(factory())
+
         return retry(
-            lambda: op(factory()),
+            attempt,
             attempts=settings.attempts,
             mode=settings.mode,
             backoff=settings.backoff,
@@ -597,7 +602,12 @@ class Policy(_Section):
                 if not value:
                     raise PolicyError(
                         "policy",
-                        [("redact.hash_key_env", f"environment variable {r.hash_key_env} is unset")],
+                        [
+                            (
+                                "redact.hash_key_env",
+                                f"environment variable {r.hash_key_env} is unset",
+                            )
+                        ],
                     )
                 key = value.encode()
             replacement = KeyedHash(key=key)
@@ -658,7 +668,9 @@ def preset_names() -> list[str]:
     ['cost-capped', 'safe-chat', 'strict-json']
     """
     folder = resources.files("streamops").joinpath(_PRESETS)
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load_policy(spec: str | os.PathLike[str]) -> Policy:
@@ -820,14 +832,17 @@ def _object_type(schema: dict[str, Any], where: str) -> Any:
             raise ValueError(f"{where}.properties: property name {name!r} is not supported")
         tp = _schema_type(sub, f"{where}.properties.{name}")
         fields[name] = (tp, ...) if name in required else (tp | None, None)
-    extra = "forbid" if schema.get("additionalProperties") is False else "allow"
+    extra: Literal["forbid", "allow"] = (
+        "forbid" if schema.get("additionalProperties") is False else "allow"
+    )
     title = schema.get("title")
     model_name = title if isinstance(title, str) and title.isidentifier() else "Schema"
     return create_model(model_name, __config__=ConfigDict(extra=extra), **fields)
 
 
 def _make_ledger(b: BudgetPolicy) -> Ledger:
-    assert b.ledger is not None and b.ledger_limit is not None  # checked by the model
+    assert b.ledger is not None
+    assert b.ledger_limit is not None
     if b.ledger == "memory":
         return MemoryLedger(limit=b.ledger_limit, window=b.ledger_window)
     try:
@@ -866,6 +881,4 @@ def _text_through(op: Operator[Any, Any]) -> Operator[Any, Any]:
     (stage,) = op.stages
     assert isinstance(stage, ProcessorStage)
     inner = stage.factory
-    return Operator(
-        ProcessorStage("parse_json(text)", lambda report: _TextThrough(inner(report)))
-    )
+    return Operator(ProcessorStage("parse_json(text)", lambda report: _TextThrough(inner(report))))

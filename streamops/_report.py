@@ -166,6 +166,22 @@ class StreamReport:
         """Append texts handed to the consumer (called by the outermost driver)."""
         self._released += texts
 
+    def retract_released(self, text: str) -> None:
+        """Take back ``text`` from the end: recorded, but the consumer left before it.
+
+        >>> r = StreamReport()
+        >>> r.record_released(["ab", "cd"])
+        >>> r.retract_released("cd")
+        >>> r.released_text
+        'ab'
+        """
+        if not text:
+            return
+        released = self.released_text
+        if not released.endswith(text):
+            raise ValueError("can only retract the end of the released text")
+        self._released[:] = [released[: len(released) - len(text)]]
+
     # -- sections ----------------------------------------------------------
     def section(self, name: str, factory: Callable[[], _M]) -> _M:
         """Return the section ``name``, creating it with ``factory`` if absent.

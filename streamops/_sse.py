@@ -188,7 +188,14 @@ class _Decode:
             if self.sentinel is not None and event.data == self.sentinel:
                 self.done = True
                 break
-            out.append(event.json() if self.parse else event)
+            if not self.parse:
+                out.append(event)
+                continue
+            try:
+                out.append(event.json())
+            except ValueError as exc:
+                exc.add_note(f"in the data of SSE event {event.data[:80]!r} (input chunk {index})")
+                raise
         return out
 
 

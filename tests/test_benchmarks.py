@@ -6,6 +6,7 @@ report what they should. The timings themselves are `python -m benchmarks`.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 from pathlib import Path
@@ -18,6 +19,12 @@ from benchmarks._common import BenchResult, format_table
 MODULES = runner.discover()
 
 
+@functools.cache
+def _quick_rows(name: str) -> list[BenchResult]:
+    rows: list[BenchResult] = importlib.import_module(f"benchmarks.{name}").run(quick=True)
+    return rows
+
+
 def test_every_module_is_found() -> None:
     names = {p.stem for p in Path(runner.PACKAGE).glob("bench_*.py")}
     assert set(MODULES) == names
@@ -26,13 +33,13 @@ def test_every_module_is_found() -> None:
 
 @pytest.mark.parametrize("name", MODULES)
 def test_module_runs_quick(name: str) -> None:
-    module = importlib.import_module(f"benchmarks.{name}")
-    rows = module.run(quick=True)
+    rows = _quick_rows(name)
     assert rows, f"{name}.run() returned no rows"
     for row in rows:
         assert isinstance(row, BenchResult)
-        assert row.ours_s == row.ours_s and row.baseline_s == row.baseline_s  # not NaN
-        assert row.operator and row.workload and row.baseline
+        assert row.ours_s == row.ours_s  # not NaN
+        assert row.baseline_s == row.baseline_s
+        assert all((row.operator, row.workload, row.baseline))
         # A row survives the trip through the runner's JSON unchanged.
         assert BenchResult.from_dict(json.loads(json.dumps(row.as_dict()))) == row
     table = format_table(rows)
@@ -40,14 +47,13 @@ def test_module_runs_quick(name: str) -> None:
 
 
 def test_scale_rows() -> None:
-    from benchmarks import bench_scale
-
-    rows = bench_scale.run(quick=True)
+    rows = _quick_rows("bench_scale")
     assert [(r.operator, r.unit, r.target) for r in rows] == [
         ("scale: CPU per chunk", "s/chunk", 1.3),
         ("scale: memory per stream", "B", 1.0),
     ]
-    assert rows[0].ours_s > 0 and rows[0].baseline_s > 0
+    assert rows[0].ours_s > 0
+    assert rows[0].baseline_s > 0
 
 
 def test_scale_measure_counts_every_chunk() -> None:
@@ -61,7 +67,9 @@ def test_scale_measure_counts_every_chunk() -> None:
 
 def test_runner_quick_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run.json"
-    assert runner.main(["--quick", "--only", "core", "--only", "bench_retry", "--json", str(out)]) == 0
+    assert (
+        runner.main(["--quick", "--only", "core", "--only", "bench_retry", "--json", str(out)]) == 0
+    )
     printed = capsys.readouterr().out
     for header in ("operator", "streamops", "baseline", "ratio", "target", "ok"):
         assert header in printed
@@ -92,6 +100,7 @@ def test_quick_run_saves_nothing_by_default(
 ) -> None:
     monkeypatch.setattr(runner, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(runner, "HISTORY", tmp_path / "results" / "history.jsonl")
+    monkeypatch.setattr(runner, "DOCS", tmp_path / "benchmarks.md")
     monkeypatch.setattr(runner, "run_module", lambda name, **_: runner.ModuleRun(name))
     assert runner.main(["--quick"]) == 0
     assert not (tmp_path / "results").exists()
@@ -101,8 +110,11 @@ def test_full_run_writes_latest_and_history(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     row = BenchResult("op", "work", 2.0, 1.0, "base", 3.0)
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("intro\n<!-- latest-table: start -->\nold\n<!-- latest-table: end -->\n")
     monkeypatch.setattr(runner, "RESULTS", tmp_path)
     monkeypatch.setattr(runner, "HISTORY", tmp_path / "history.jsonl")
+    monkeypatch.setattr(runner, "DOCS", docs)
     monkeypatch.setattr(
         runner, "run_module", lambda name, **_: runner.ModuleRun(name, [row], wall_s=1.0)
     )
@@ -114,6 +126,10 @@ def test_full_run_writes_latest_and_history(
     assert latest["label"] == "before"
     md = (tmp_path / "latest.md").read_text(encoding="utf-8")
     assert "| op | work | 2000.00 ms | 1000.00 ms (base) | 2.00x | <= 3x | pass |" in md
+    text = docs.read_text(encoding="utf-8")
+    assert text.startswith("intro\n<!-- latest-table: start -->\n- Date: ")
+    assert "old" not in text
+    assert "| op | work |" in text
     history = (tmp_path / "history.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(h)["only"] for h in history] == [None, ["a"]]
     assert "2.00x" in capsys.readouterr().out
@@ -130,4 +146,5 @@ def test_failed_module_sets_exit_status(monkeypatch: pytest.MonkeyPatch) -> None
 def test_memory_rows_format_in_kib() -> None:
     row = BenchResult("m", "w", 8 * 1024, 32 * 1024, "budget", 1.0, unit="B")
     assert "8.0 KiB" in format_table([row])
-    assert row.ratio == 0.25 and row.passed is True
+    assert row.ratio == 0.25
+    assert row.passed is True

@@ -404,3 +404,38 @@ def test_registered_lens_keeps_chunk_type_and_metadata() -> None:
     so.register_lens(lambda chunk: BoxLens() if isinstance(chunk, Box) else None)
     out = list((hold_last() | upper())([Box("ab", 1), Box("cd", 2)]))
     assert [(b.text, b.meta) for b in out] == [("A", 1), ("BC", 2), ("D", -1)]
+
+
+def test_released_text_excludes_what_the_consumer_never_received() -> None:
+    class Split:
+        done = False
+
+        def feed(self, item: str, /) -> list[str]:
+            return list(item)  # one chunk in, several out
+
+        def close(self) -> list[str]:
+            return []
+
+    stream = so.Operator.from_processor(lambda r: Split())(["abc", "def"])
+    assert next(stream) == "a"
+    assert next(stream) == "b"
+    stream.close()
+    assert stream.report.released_text == "ab"
+    assert stream.report.chunks_out == 2
+
+
+async def test_async_released_text_excludes_undelivered() -> None:
+    class Split:
+        done = False
+
+        def feed(self, item: str, /) -> list[str]:
+            return list(item)
+
+        def close(self) -> list[str]:
+            return []
+
+    stream = so.Operator.from_processor(lambda r: Split())(Tracked(["abc", "def"]).aio())
+    assert [await stream.__anext__() for _ in range(4)] == ["a", "b", "c", "d"]
+    await stream.aclose()
+    assert stream.report.released_text == "abcd"
+    assert stream.report.chunks_out == 4

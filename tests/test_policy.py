@@ -99,7 +99,13 @@ def test_custom_patterns_replacement_and_action() -> None:
     )
     assert "".join(policy.apply(["see TC", "K-123 now"])) == "see *** now"
     blocking = Policy.from_dict(
-        {"redact": {"patterns": [], "action": "block", "custom": [{"name": "x", "pattern": "boom"}]}}
+        {
+            "redact": {
+                "patterns": [],
+                "action": "block",
+                "custom": [{"name": "x", "pattern": "boom"}],
+            }
+        }
     )
     stream = blocking.apply(["all fine, then boom and more"])
     assert stream.text() == "all fine, then "
@@ -117,7 +123,8 @@ def test_hash_replacement_reads_its_key_from_the_environment(
     monkeypatch.setenv("SO_KEY", "k")
     text = "".join(policy.apply(["a@example.com a@example.com"]))
     first, second = text.split(" ")
-    assert first == second and first.startswith("[EMAIL:")
+    assert first == second
+    assert first.startswith("[EMAIL:")
 
 
 async def test_timeout_section_bounds_idle_waits() -> None:
@@ -144,7 +151,10 @@ def test_json_section_with_a_model_reference_and_an_inline_schema() -> None:
     assert values[-1] == so.ProviderUsage(prompt_tokens=3, completion_tokens=4)
     schema = {
         "type": "object",
-        "properties": {"name": {"type": "string"}, "tags": {"type": "array", "items": {"enum": ["a", "b"]}}},
+        "properties": {
+            "name": {"type": "string"},
+            "tags": {"type": "array", "items": {"enum": ["a", "b"]}},
+        },
         "required": ["name"],
         "additionalProperties": False,
     }
@@ -166,7 +176,10 @@ def test_json_text_output_checks_and_passes_text_through() -> None:
 
 def test_wrap_retries_the_whole_pipeline() -> None:
     policy = Policy.from_dict(
-        {"redact": {"patterns": ["email"]}, "retry": {"attempts": 2, "backoff": {"initial": 0, "jitter": 0}}}
+        {
+            "redact": {"patterns": ["email"]},
+            "retry": {"attempts": 2, "backoff": {"initial": 0, "jitter": 0}},
+        }
     )
     calls: list[int] = []
 
@@ -233,7 +246,10 @@ async def test_preset_behaviour() -> None:
         ({"timeout": {"idle": -1}}, "timeout.idle: Input should be greater than 0"),
         ({"timeout": {}}, "timeout: give first_chunk, idle or total"),
         ({"parse_json": {"model": "no.such.module:X"}}, "parse_json.model: cannot import"),
-        ({"parse_json": {"json_schema": {"type": "object", "oneOf": []}}}, "unsupported JSON Schema"),
+        (
+            {"parse_json": {"json_schema": {"type": "object", "oneOf": []}}},
+            "unsupported JSON Schema",
+        ),
         ({"retry": {"backoff": {"initial": -1}}}, "retry.backoff.initial: Input should be"),
         ([1, 2], "a policy is a mapping, got list"),
     ],
@@ -242,8 +258,10 @@ def test_invalid_policies_name_the_field(data: object, message: str) -> None:
     with pytest.raises(PolicyError, match=message) as info:
         Policy.from_dict(data, source="team.toml")
     text = str(info.value)
-    assert text.startswith("team.toml: ") and "\n" not in text
-    assert isinstance(info.value, ValueError) and isinstance(info.value, so.StreamOpsError)
+    assert text.startswith("team.toml: ")
+    assert "\n" not in text
+    assert isinstance(info.value, ValueError)
+    assert issubclass(PolicyError, so.StreamOpsError)
 
 
 def test_file_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -253,11 +271,11 @@ def test_file_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         Policy.from_file(bad_toml)
     bad_json = tmp_path / "p.json"
     bad_json.write_text("{")
-    with pytest.raises(PolicyError, match="p.json: invalid JSON"):
+    with pytest.raises(PolicyError, match=r"p\.json: invalid JSON"):
         Policy.from_file(bad_json)
     with pytest.raises(PolicyError, match="cannot read the file"):
         Policy.from_file(tmp_path / "missing.toml")
-    with pytest.raises(PolicyError, match="unknown policy format '.ini'"):
+    with pytest.raises(PolicyError, match=r"unknown policy format '\.ini'"):
         Policy.from_file(tmp_path / "p.ini")
     yaml_file = tmp_path / "p.yml"
     yaml_file.write_text("budget: {max_tokens: 5}\n")
@@ -271,3 +289,22 @@ def test_section_models_are_strict() -> None:
     assert RetryPolicy().attempts == 3
     with pytest.raises(ValueError, match="Extra inputs"):
         TimeoutPolicy(idle=1, idel=2)  # type: ignore[call-arg]
+
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_main_runs(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+
+    namespace = runpy.run_path(str(path), run_name=f"example_{path.stem}")
+    namespace["main"]()
+    assert capsys.readouterr().out
+
+
+def test_policy_example_output() -> None:
+    import runpy
+
+    main = runpy.run_path(str(ROOT / "examples" / "policy_example.py"))["main"]
+    assert main() == "Your ticket [TICKET] is open; we will mail [EMAIL] today."

@@ -288,6 +288,51 @@ async def test_end_mode_in_both_orders(order: str) -> None:
     assert up.closed_at == pytest.approx(2.0)
 
 
+REAL_ORDERS: dict[str, Callable[[so.Operator[Any, Any]], so.Operator[Any, Any]]] = {
+    "redact | timeout": lambda t: so.redact() | t,
+    "timeout | redact": lambda t: t | so.redact(),
+    "budget | timeout": lambda t: so.budget(max_tokens=1000) | t,
+    "timeout | budget": lambda t: t | so.budget(max_tokens=1000),
+    "redact | timeout | budget": lambda t: so.redact() | t | so.budget(max_tokens=1000),
+}
+
+
+@pytest.mark.parametrize("order", REAL_ORDERS)
+@pytest.mark.parametrize(("gap", "late"), [(0.999, False), (1.0, True)])
+async def test_idle_boundary_with_redact_and_budget(order: str, gap: float, late: bool) -> None:
+    up = Upstream((0.5, "Mail bob@exa"), (gap, "mple.com now"), (0.5, " ok"))
+    stream = REAL_ORDERS[order](so.timeout(idle=1.0))(up.stream())
+    got: list[str] = []
+    if late:
+        with pytest.raises(so.StreamTimeout) as info:
+            await drain(stream, got)
+        assert info.value.released == "".join(got)
+        assert up.closed_at == pytest.approx(1.5)
+    else:
+        await drain(stream, got)
+        assert stream.report.stop_reason == so.StopReason.COMPLETE
+    text = "".join(got)
+    if "redact" in order:
+        assert "bob@exa" not in text  # the held-back prefix of the secret never escapes
+        if late:
+            assert text == "Mail "
+        else:
+            assert text.startswith("Mail ")
+            assert text.endswith(" now ok")  # the email redacted in between
+    else:
+        assert text == ("Mail bob@exa" if late else "Mail bob@example.com now ok")
+
+
+async def test_a_budget_after_the_timeout_closes_it_and_the_upstream() -> None:
+    up = Upstream(*[(0.5, f" w{i}") for i in range(20)])
+    stream = (so.timeout(idle=1.0) | so.budget(max_tokens=3))(up.stream())
+    await consume(stream)
+    assert stream.report.stop_reason == so.StopReason.BUDGET
+    assert up.pulled < 20
+    assert up.closed
+    assert no_tasks_left()
+
+
 async def test_after_a_holding_operator_the_timeout_bounds_what_it_releases() -> None:
     # The limits apply to the stages before the timeout: an operator that holds text
     # back delays the chunks the timeout sees, and it is cut off with the upstream.
