@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from hypothesis import given
@@ -36,7 +37,9 @@ CAPTURE = (
     + _chunk(3, {"content": " 𝄞 done"})
     + _chunk(4, {}, "stop")
     + 'data: {"id":"chatcmpl-9xQ2mZ","object":"chat.completion.chunk","choices":[],\n'
-    + 'data: "usage":' + json.dumps(_USAGE) + "}\n\n"
+    + 'data: "usage":'
+    + json.dumps(_USAGE)
+    + "}\n\n"
     + "data: [DONE]\n\n"
 ).encode()
 
@@ -61,7 +64,7 @@ def test_the_reference_decoding() -> None:
 @given(st.lists(st.integers(min_value=0, max_value=len(CAPTURE)), max_size=40))
 def test_random_splits_give_the_same_events(cuts: list[int]) -> None:
     points = [0, *sorted(cuts), len(CAPTURE)]
-    pieces = [CAPTURE[a:b] for a, b in zip(points, points[1:], strict=False)]
+    pieces = [CAPTURE[a:b] for a, b in itertools.pairwise(points)]
     assert _decode(pieces) == REFERENCE
 
 

@@ -16,6 +16,7 @@ from . import (
     _errors,
     _fake,
     _json,
+    _policy,
     _redact,
     _report,
     _retry,
@@ -28,6 +29,7 @@ from ._core import *  # noqa: F403
 from ._errors import *  # noqa: F403
 from ._fake import *  # noqa: F403
 from ._json import *  # noqa: F403
+from ._policy import *  # noqa: F403
 from ._redact import *  # noqa: F403
 from ._report import *  # noqa: F403
 from ._retry import *  # noqa: F403
@@ -49,5 +51,6 @@ __all__ += _json.__all__
 __all__ += _tee.__all__
 __all__ += _collect.__all__
 __all__ += _retry.__all__
+__all__ += _policy.__all__
 
 del _aiostream

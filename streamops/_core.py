@@ -784,24 +784,32 @@ class Operator(Generic[In, Out]):
 
     def _build_sync(self, it: Iterator[Any], report: StreamReport) -> Generator[Any, None, None]:
         groups = self._groups()
+        # Shells pass chunks through one for one, so the first fused group
+        # counts the upstream's chunks even when a shell comes before it.
+        first = True
         for n, group in enumerate(groups):
             if isinstance(group, ShellStage):
                 it = group.wrap_sync(it, report)
             else:
                 chain = _Chain(group, report, last=n == len(groups) - 1)
-                it = _drive_sync(it, chain, first=n == 0)
+                it = _drive_sync(it, chain, first=first)
+                first = False
         return it  # type: ignore[return-value]  # the last group is always a driver
 
     def _build_async(
         self, it: AsyncIterator[Any], report: StreamReport
     ) -> AsyncGenerator[Any, None]:
         groups = self._groups()
+        # Shells pass chunks through one for one, so the first fused group
+        # counts the upstream's chunks even when a shell comes before it.
+        first = True
         for n, group in enumerate(groups):
             if isinstance(group, ShellStage):
                 it = group.wrap_async(it, report)
             else:
                 chain = _Chain(group, report, last=n == len(groups) - 1)
-                it = _drive_async(it, chain, first=n == 0)
+                it = _drive_async(it, chain, first=first)
+                first = False
         return it  # type: ignore[return-value]  # the last group is always a driver
 
 

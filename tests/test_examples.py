@@ -22,7 +22,8 @@ def test_openai_wrap(capsys: pytest.CaptureFixture[str]) -> None:
     assert text == "Set OPENAI_API_KEY=[OPENAI_KEY] and retry. Questions? Write to [EMAIL]."
     assert all(type(c).__name__ == "ChatCompletionChunk" for c in chunks)
     assert chunks[-2].choices[0].finish_reason == "stop"
-    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens > 0
     assert SECRET not in capsys.readouterr().out
 
 
@@ -38,5 +39,6 @@ def test_fastapi_sse() -> None:
     text = "".join(e.data for e in events if e.event == "message")
     assert text == "Your account key is [OPENAI_KEY]; keep it safe."
     report = events[-1].json()
-    assert events[-1].event == "report" and report["stop_reason"] == "complete"
+    assert events[-1].event == "report"
+    assert report["stop_reason"] == "complete"
     assert report["sections"]["redact"]["redacted"] == {"openai_key": 1}

@@ -19,16 +19,8 @@ from openai.types.responses import (
 )
 
 import streamops as so
-from streamops._lenses import (
-    AnthropicLens,
-    BytesLens,
-    LangChainLens,
-    LensError,
-    OpenAIChatLens,
-    OpenAIResponsesLens,
-    _usage,
-    find_lens,
-)
+import streamops._lenses as lenses
+from streamops._lenses import AnthropicLens, BytesLens, LangChainLens, LensError, OpenAIChatLens
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 REPLY = f"The key is {SECRET} so keep it. Mail bob"
@@ -68,21 +60,21 @@ def dump(chunk: Any) -> str:
 )
 def test_detection_picks_the_provider_lens(fmt: Any, lens: type) -> None:
     first = next(model(fmt).stream("hi"))
-    assert type(find_lens(first)) is lens
+    assert type(lenses.find_lens(first)) is lens
 
 
 def test_detection_of_bytes_and_responses_events() -> None:
-    assert type(find_lens(b"x")) is BytesLens
-    assert type(find_lens(bytearray(b"x"))) is BytesLens
+    assert type(lenses.find_lens(b"x")) is BytesLens
+    assert type(lenses.find_lens(bytearray(b"x"))) is BytesLens
     event = {"type": "response.created", "response": {}}
-    assert type(find_lens(event)) is OpenAIResponsesLens
+    assert type(lenses.find_lens(event)) is lenses.OpenAIResponsesLens
 
 
 def test_unknown_chunk_type_says_how_to_register_a_lens() -> None:
     with pytest.raises(so.ChunkTypeError, match=r"chunk 1 has type float.*register_lens"):
         list(redact()(["a", 1.5]))
     with pytest.raises(TypeError, match="register_lens"):
-        find_lens(object())
+        lenses.find_lens(object())
 
 
 def test_a_registered_lens_handles_a_custom_chunk_type() -> None:
@@ -165,18 +157,22 @@ def test_openai_tool_call_deltas_pass_through() -> None:
     source = [chat_chunk(content="Calling a@b.co"), chat_chunk(tool_calls=[call])]
     source.append(chat_chunk(tool_calls=[args]))
     out = list(so.redact(["email"])(source))
-    assert out[1] is source[1] and out[2] is source[2]
+    assert out[1] is source[1]
+    assert out[2] is source[2]
     assert out[0].choices[0].delta.content == "Calling "
     # No finish chunk: the text held to the end comes in a chunk of its own.
     assert out[3].choices[0].delta.content == "[EMAIL]"
-    assert out[3].id == "c1" and out[3].choices[0].finish_reason is None
+    assert out[3].id == "c1"
+    assert out[3].choices[0].finish_reason is None
     updates = list(so.parse_tool_calls()(out[1:3]))
     assert updates[-1].arguments == {"x": 1}
 
 
 def test_openai_changed_text_drops_its_logprobs() -> None:
     chunk = chat_chunk(content="a@b.co!")
-    logprobs = {"content": [{"token": "a@b.co", "logprob": -0.1, "bytes": None, "top_logprobs": []}]}
+    logprobs = {
+        "content": [{"token": "a@b.co", "logprob": -0.1, "bytes": None, "top_logprobs": []}]
+    }
     chunk = chunk.model_copy(
         update={
             "choices": [
@@ -214,7 +210,8 @@ def test_openai_disconnected_stream_flushes_into_a_new_chunk() -> None:
     m = model("openai", "Mail bob", chunking="word", faults=[so.Fault.disconnect_at(2)])
     out = list(so.redact(["email"])(m.stream("hi")))
     assert [c.choices[0].delta.content for c in out] == ["", "", "Mail ", "bob"]
-    assert out[-1].choices[0].finish_reason is None and out[-1].id == "chatcmpl-fake0"
+    assert out[-1].choices[0].finish_reason is None
+    assert out[-1].id == "chatcmpl-fake0"
 
 
 def test_openai_budget_stop_keeps_chunk_types() -> None:
@@ -240,7 +237,8 @@ _IDS = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
 def responses_events(deltas: list[str]) -> list[Any]:
     full = "".join(deltas)
     part = {"type": "output_text", "text": full, "annotations": [], "logprobs": []}
-    item = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed"}
+    item: dict[str, Any] = {"type": "message", "id": "msg_1", "role": "assistant"}
+    item["status"] = "completed"
     item["content"] = [part]
     usage = {
         "input_tokens": 3,
@@ -303,7 +301,10 @@ def test_responses_events_rewrite_every_copy_of_the_text() -> None:
     completed = out[-1]
     assert completed.response.output_text == released
     assert completed.response.usage.total_tokens == 12
-    assert _usage(completed) == _usage(source[-1]) and _usage(completed)["total_tokens"] == 12
+    assert lenses._usage(completed) == lenses._usage(source[-1])
+    usage = lenses._usage(completed)
+    assert usage is not None
+    assert usage["total_tokens"] == 12
 
 
 def test_responses_other_events_pass_through() -> None:
@@ -315,7 +316,8 @@ def test_responses_other_events_pass_through() -> None:
         "sequence_number": 5,
     }
     out = list(redact()([args]))
-    assert out == [args] and out[0] is args
+    assert out == [args]
+    assert out[0] is args
 
 
 # --------------------------------------------------------------------------
@@ -363,7 +365,7 @@ def test_anthropic_tool_use_deltas_pass_through_and_late_text_opens_a_block() ->
         {"type": "content_block_stop", "index": 1},
         {"type": "message_stop"},
     ]
-    adapter = {
+    adapter: dict[str, Any] = {
         "content_block_start": at.RawContentBlockStartEvent,
         "content_block_delta": at.RawContentBlockDeltaEvent,
         "content_block_stop": at.RawContentBlockStopEvent,
@@ -410,7 +412,8 @@ def redact_free(source: Any, out: Any) -> Any:
 def test_langchain_chunks_merge_and_keep_usage() -> None:
     source = list(model("langchain").stream("hi"))
     out = list(redact()(source))
-    assert len(out) == len(source) and all(isinstance(c, AIMessageChunk) for c in out)
+    assert len(out) == len(source)
+    assert all(isinstance(c, AIMessageChunk) for c in out)
     merged = out[0]
     for chunk in out[1:]:
         merged = merged + chunk
@@ -431,7 +434,8 @@ def test_langchain_content_blocks() -> None:
         {"type": "text", "text": "mail ", "index": 0},
         {"type": "tool_use", "id": "t1", "name": "f", "input": {}, "index": 1},
     ]
-    assert out[1].content == "[EMAIL]" and out[1].id == "r1"
+    assert out[1].content == "[EMAIL]"
+    assert out[1].id == "r1"
 
 
 # --------------------------------------------------------------------------
@@ -443,7 +447,8 @@ def test_bytes_multibyte_character_split_across_chunks() -> None:
     data = "naïve café ☕ 𝄞".encode()
     pieces = [data[i : i + 1] for i in range(len(data))]
     out = list(so.redact(["email"])(pieces))
-    assert all(isinstance(p, bytes) for p in out) and len(out) == len(pieces)
+    assert all(isinstance(p, bytes) for p in out)
+    assert len(out) == len(pieces)
     assert b"".join(out) == data
 
 
@@ -474,14 +479,22 @@ def test_bytes_lens_rejects_a_mixed_stream() -> None:
 
 def test_usage_of_provider_chunks() -> None:
     openai = list(model("openai", "one two").stream("hi"))
-    assert _usage(openai[-1]) == {"completion_tokens": 2, "prompt_tokens": 1, "total_tokens": 3}
-    assert _usage(openai[0]) is None
+    assert lenses._usage(openai[-1]) == {
+        "completion_tokens": 2,
+        "prompt_tokens": 1,
+        "total_tokens": 3,
+    }
+    assert lenses._usage(openai[0]) is None
     anthropic = list(model("anthropic-dict", "one two").stream("hi"))
-    assert _usage(anthropic[0]) == {"input_tokens": 1, "output_tokens": 0}
-    assert _usage(anthropic[-2]) == {"output_tokens": 2}
+    assert lenses._usage(anthropic[0]) == {"input_tokens": 1, "output_tokens": 0}
+    assert lenses._usage(anthropic[-2]) == {"output_tokens": 2}
     langchain = list(model("langchain", "one two").stream("hi"))
-    assert _usage(langchain[-1]) == {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3}
-    assert _usage("text") is None
+    assert lenses._usage(langchain[-1]) == {
+        "input_tokens": 1,
+        "output_tokens": 2,
+        "total_tokens": 3,
+    }
+    assert lenses._usage("text") is None
 
 
 def test_async_bytes_stream() -> None:

@@ -14,8 +14,8 @@ from openai.types.chat import ChatCompletionChunk
 
 import streamops as so
 import streamops._lenses  # registers the provider lenses
-from streamops._server import FakeOpenAIServer, add_fake_server_arguments, run_fake_server
-from streamops._sse import SSEDecoder
+from streamops._server import FakeOpenAIServer, add_fake_server_arguments, run_fake_server, serve
+from streamops._sse import SSEDecoder, sse_response, to_sse
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 REPLY = f"Your key is {SECRET}, keep it safe."
@@ -28,7 +28,7 @@ def scripted(*replies: Any, **options: Any) -> so.FakeStreamingModel:
 
 
 async def collect(client: openai.AsyncOpenAI, **extra: Any) -> list[ChatCompletionChunk]:
-    upstream = await client.chat.completions.create(
+    upstream: Any = await client.chat.completions.create(
         model="gpt-test", messages=MESSAGES, stream=True, **extra
     )
     async with so.redact()(upstream) as stream:
@@ -59,7 +59,8 @@ async def test_openai_client_stream_redacted_end_to_end() -> None:
     assert {c.id for c in chunks} == {"chatcmpl-fake0"}
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-2].choices[0].finish_reason == "stop"
-    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
     sent_usage = model.last_call.chunks[-1]["usage"]
     assert chunks[-1].usage.model_dump(exclude_none=True) == sent_usage
     assert [c.usage for c in chunks[:-1]] == [None] * (len(chunks) - 1)
@@ -84,7 +85,8 @@ async def test_http_500_on_the_first_call_then_retry_recovers() -> None:
         stream = so.retry(attempt, attempts=3, backoff=so.Backoff(initial=0.0, jitter=0.0))
         async with stream:
             chunks = [c async for c in stream]
-    assert server.requests == 2 and len(model.calls) == 1
+    assert server.requests == 2
+    assert len(model.calls) == 1
     attempts = stream.report["retry"].attempts  # type: ignore[attr-defined]
     assert [(a.outcome, a.error_type) for a in attempts] == [
         ("failed", "InternalServerError"),
@@ -92,7 +94,8 @@ async def test_http_500_on_the_first_call_then_retry_recovers() -> None:
     ]
     assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
     assert content(chunks) == "Your key is [OPENAI_KEY], keep it safe."
-    assert chunks[-2].choices[0].finish_reason == "stop" and chunks[-1].usage is not None
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].usage is not None
 
 
 async def test_in_process_client_and_model_failures() -> None:
@@ -111,7 +114,8 @@ async def test_in_process_client_and_model_failures() -> None:
         chunks = await collect(client)
     assert content(chunks) == "Your key is [OPENAI_KEY], keep it safe."
     assert chunks[-1].choices[0].finish_reason == "stop"  # no usage chunk: not asked for
-    assert server.requests == 3 and model.last_call.prompt == "what is my key?"
+    assert server.requests == 3
+    assert model.last_call.prompt == "what is my key?"
 
 
 async def test_non_streaming_completion() -> None:
@@ -123,12 +127,14 @@ async def test_non_streaming_completion() -> None:
     assert completion.object == "chat.completion"
     assert completion.choices[0].message.content == "Hello there"
     assert completion.choices[0].finish_reason == "stop"
-    assert completion.usage is not None and completion.usage.completion_tokens == 2
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 2
 
 
 async def wire(server: FakeOpenAIServer, body: Any) -> httpx.Response:
     async with server.async_client() as http:
-        return await http.post("/chat/completions", json=body)
+        response: httpx.Response = await http.post("/chat/completions", json=body)
+        return response
 
 
 async def test_wire_format_is_openai_exact() -> None:
@@ -151,7 +157,8 @@ async def test_faults_mid_stream() -> None:
     broken = so.FakeReply("a b c", faults=[so.Fault.raise_at(2)])
     server = FakeOpenAIServer(scripted(disconnect, broken, chunking="word"))
     response = await wire(server, {"model": "m", "messages": MESSAGES, "stream": True})
-    assert "[DONE]" not in response.text and '"finish_reason":"stop"' not in response.text
+    assert "[DONE]" not in response.text
+    assert '"finish_reason":"stop"' not in response.text
     with pytest.raises(so.FakeUpstreamError):  # in process the app's error reaches the client
         await wire(server, {"model": "m", "messages": MESSAGES, "stream": True})
 
@@ -175,7 +182,8 @@ async def test_non_streaming_failure_is_a_500() -> None:
 async def test_bad_requests_get_400(body: Any, message: str) -> None:
     server = FakeOpenAIServer("x")
     response = await wire(server, body)
-    assert response.status_code == 400 and response.json()["error"]["message"] == message
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == message
 
 
 async def test_body_that_is_not_json() -> None:
@@ -200,6 +208,8 @@ def test_bad_configuration_fails_at_construction() -> None:
     assert FakeOpenAIServer("x", host="::1").host == "::1"
     with pytest.raises(RuntimeError, match="not running"):
         _ = FakeOpenAIServer("x").base_url
+    with pytest.raises(ValueError, match="not a loopback address"):
+        serve("x", host="0.0.0.0")
 
 
 def test_sync_server_start_stop_and_restart_guard() -> None:
@@ -239,3 +249,39 @@ def test_cli_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     }
     with pytest.raises(SystemExit):
         parser.parse_args(["--http-error", "oops"])
+
+
+async def test_proxy_relays_a_redacted_openai_stream_as_sse() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    upstream_server = FakeOpenAIServer(scripted(REPLY))
+    client = openai.AsyncOpenAI(
+        base_url=upstream_server.in_process_url,
+        api_key="x",
+        http_client=upstream_server.async_client(),
+    )
+
+    async def relay(request: Request) -> Response:
+        upstream = await client.chat.completions.create(
+            model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+        response: Response = sse_response(so.redact()(upstream))
+        return response
+
+    app = Starlette(routes=[Route("/relay", relay)])
+    async with client, httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
+        body = (await http.get("http://proxy/relay")).content
+    events = SSEDecoder().feed(body)
+    assert SECRET[:10] not in body.decode()
+    assert events[-1].data == "[DONE]"
+    report = events[-2].json()
+    assert report["usage"]["total_tokens"] > 0
+    assert report["stop_reason"] == "complete"
+    chunks = [ChatCompletionChunk.model_validate_json(e.data) for e in events[:-2]]
+    assert content(chunks) == "Your key is [OPENAI_KEY], keep it safe."
+    # to_sse alone gives the same bytes for a sync stream of the same chunks
+    again = b"".join(to_sse(iter(chunks), report_event=None))
+    assert [e.data for e in SSEDecoder().feed(again)] == [e.data for e in events[:-2]] + ["[DONE]"]

@@ -14,16 +14,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import streamops as so
-import streamops._lenses  # registers the provider lenses
-from streamops._sse import (
-    SSEDecoder,
-    SSEEvent,
-    sse_decode,
-    sse_format,
-    sse_json,
-    sse_response,
-    to_sse,
-)
+import streamops._sse as sse
+from streamops._lenses import OpenAIResponsesLens, find_lens
+from streamops._sse import SSEDecoder, SSEEvent, sse_decode, sse_format, sse_json
 
 
 def decode(*chunks: bytes | str) -> list[SSEEvent]:
@@ -123,7 +116,8 @@ def test_sse_decode_stops_at_done_and_closes_upstream() -> None:
     source = Source([b"data: 1\n\ndata: [DONE]\n\n", b"data: never\n\n"])
     stream = sse_decode(done="[DONE]")(iter(source))
     assert list(stream) == [SSEEvent("1")]
-    assert source.closed and source.pulled == 1
+    assert source.closed
+    assert source.pulled == 1
     assert stream.report.counters["sse.events"] == 2
 
 
@@ -136,7 +130,8 @@ async def test_sse_decode_async() -> None:
 async def test_sse_decode_async_stops_at_done() -> None:
     source = Source([b"data: 1\n\ndata: [DONE]\n\n", b"data: never\n\n"])
     assert [e.data async for e in sse_decode(done="[DONE]")(source.aiter())] == ["1"]
-    assert source.closed and source.pulled == 1
+    assert source.closed
+    assert source.pulled == 1
 
 
 def test_sse_decode_rejects_bad_chunks_and_options() -> None:
@@ -157,13 +152,29 @@ def openai_wire(text_pieces: list[str]) -> bytes:
 def test_sse_json_then_redact_gives_redacted_wire_dicts() -> None:
     raw = openai_wire(["Mail jane@example.com today"])
     pieces = [raw[i : i + 7] for i in range(0, len(raw), 7)]
-    out = list((sse_json() | so.redact(["email"]))(pieces))
+    out: list[Any] = list((sse_json() | so.redact(["email"]))(pieces))
     assert all(isinstance(c, dict) for c in out)
-    text = "".join(
-        (c["choices"][0]["delta"].get("content") or "") for c in out if c["choices"]
-    )
+    text = "".join((c["choices"][0]["delta"].get("content") or "") for c in out if c["choices"])
     assert text == "Mail [EMAIL] today"
     assert out[-1]["usage"]["completion_tokens"] == 5
+
+
+def test_responses_api_sse_stream_is_redacted() -> None:
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "sequence_number": 0, "response": {"id": "r1"}},
+        {"type": "response.output_text.delta", "item_id": "m1", "output_index": 0,
+         "content_index": 0, "delta": "Mail a@b.", "logprobs": [], "sequence_number": 1},
+        {"type": "response.output_text.delta", "item_id": "m1", "output_index": 0,
+         "content_index": 0, "delta": "co now", "logprobs": [], "sequence_number": 2},
+        {"type": "response.output_text.done", "item_id": "m1", "output_index": 0,
+         "content_index": 0, "text": "Mail a@b.co now", "logprobs": [], "sequence_number": 3},
+    ]  # fmt: skip
+    raw = "".join(sse_format(json.dumps(e), event=e["type"]) for e in events).encode()
+    assert isinstance(find_lens(events[0]), OpenAIResponsesLens)
+    out: list[Any] = list((sse_json(done=None) | so.redact(["email"]))([raw[:50], raw[50:]]))
+    assert [e["type"] for e in out][-1] == "response.output_text.done"
+    assert out[-1]["text"] == "Mail [EMAIL] now"
+    assert "a@b.co" not in json.dumps(out)
 
 
 def test_sse_json_invalid_json_is_a_value_error() -> None:
@@ -193,7 +204,7 @@ def test_sse_format_rejects_bad_fields() -> None:
 def test_to_sse_sync_with_report_and_usage() -> None:
     model = so.FakeStreamingModel("Hi a@b.co", format="openai-dict")
     stream = so.redact(["email"])(model.stream("hi"))
-    events = decode(b"".join(to_sse(stream)))
+    events = decode(b"".join(sse.to_sse(stream)))
     assert events[-1] == SSEEvent("[DONE]")
     report = events[-2]
     assert report.event == "report"
@@ -208,25 +219,24 @@ def test_to_sse_sync_with_report_and_usage() -> None:
 
 def test_to_sse_encodes_models_events_and_custom_data() -> None:
     model = so.FakeStreamingModel("Hi", format="openai")
-    raw = b"".join(to_sse(so.identity()(model.stream()), report_event=None, done=None))
+    raw = b"".join(sse.to_sse(so.identity()(model.stream()), report_event=None, done=None))
     first = decode(raw)[0].json()
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    raw = b"".join(to_sse([SSEEvent("x", "ping", "3")], done=None))
+    raw = b"".join(sse.to_sse([SSEEvent("x", "ping", "3")], done=None))
     assert decode(raw) == [SSEEvent("x", "ping", "3")]  # no report: a list has none
-    raw = b"".join(to_sse([1, 2], data=lambda n: f"#{n}", event="n", done=None))
+    raw = b"".join(sse.to_sse([1, 2], data=lambda n: f"#{n}", event="n", done=None))
     assert decode(raw) == [SSEEvent("#1", "n"), SSEEvent("#2", "n")]
     with pytest.raises(TypeError, match="cannot encode a object chunk"):
-        list(to_sse([object()]))
+        list(sse.to_sse([object()]))
     with pytest.raises(TypeError, match="to_sse needs a stream"):
-        to_sse(3)
+        sse.to_sse(3)
 
 
 def test_to_sse_error_sends_the_report_then_raises() -> None:
     model = so.FakeStreamingModel("a b c", faults=[so.Fault.raise_at(2)])
     out: list[bytes] = []
     with pytest.raises(so.FakeUpstreamError):
-        for piece in to_sse(so.identity()(model.stream())):
-            out.append(piece)
+        out.extend(sse.to_sse(so.identity()(model.stream())))
     events = decode(b"".join(out))
     assert [e.data for e in events[:2]] == ["a", " b"]
     assert events[-1].event == "report"
@@ -235,11 +245,13 @@ def test_to_sse_error_sends_the_report_then_raises() -> None:
 
 async def test_to_sse_consumer_gone_closes_the_upstream() -> None:
     model = so.FakeStreamingModel("a b c d")
-    body = to_sse(so.identity()(model.astream()))
+    body = sse.to_sse(so.identity()(model.astream()))
     assert await anext(body) == b"data: a\n\n"
     await body.aclose()
     call = model.last_call
-    assert call.closed_early and call.finalized and call.pulled == 1
+    assert call.closed_early
+    assert call.finalized
+    assert call.pulled == 1
 
 
 # --------------------------------------------------------------------------
@@ -251,7 +263,7 @@ async def test_sse_response_in_an_app() -> None:
     model = so.FakeStreamingModel("Mail a@b.co now", delay=0.01)
 
     async def endpoint(request: Request) -> Response:
-        response: Response = sse_response(so.redact(["email"])(model.astream("x")))
+        response: Response = sse.sse_response(so.redact(["email"])(model.astream("x")))
         return response
 
     app = Starlette(routes=[Route("/", endpoint)])
@@ -265,7 +277,7 @@ async def test_sse_response_in_an_app() -> None:
 
 async def test_sse_response_closes_the_stream_when_the_client_disconnects() -> None:
     model = so.FakeStreamingModel("a b c d")
-    response = sse_response(so.identity()(model.astream()))
+    response = sse.sse_response(so.identity()(model.astream()))
     sent: list[Any] = []
 
     async def send(message: Any) -> None:
@@ -280,9 +292,10 @@ async def test_sse_response_closes_the_stream_when_the_client_disconnects() -> N
     with pytest.raises(ClientDisconnect):
         await response(scope, receive, send)
     call = model.last_call
-    assert call.closed_early and call.finalized
+    assert call.closed_early
+    assert call.finalized
 
 
 def test_sse_response_refuses_sync_streams() -> None:
     with pytest.raises(TypeError, match="needs an async stream"):
-        sse_response(so.identity()(["a"]))
+        sse.sse_response(so.identity()(["a"]))
