@@ -37,7 +37,8 @@ _HEX = re.compile(r"[0-9a-fA-F]*")
 _LOW = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _LOW_PREFIX = re.compile(r"(?:\\(?:u(?:[dD](?:[c-fC-F][0-9a-fA-F]{0,2})?)?)?)?")
 _PROSE = re.compile(r"[{\[]")
-_NUMCHARS = frozenset("0123456789+-.eE")
+_NUMCHARS = "0123456789+-.eE"
+_DIGITS = "0123456789"
 
 
 def _reject_constant(name: str) -> None:
@@ -58,18 +59,20 @@ _LITERALS: dict[str, tuple[str, bool | None]] = {
     "n": ("null", None),
 }
 
-# Parser states.
+# Parser states. The order matters to feed(): "state <= _ARR_FIRST" means a
+# value is expected, "state <= _KEY" (after that) a key, "state >= _STRING"
+# inside a string.
 _VALUE = 0  # a value is expected
 _ARR_FIRST = 1  # after "[": a value or "]"
 _OBJ_FIRST = 2  # after "{": a key or "}"
 _KEY = 3  # after "," in an object: a key
 _COLON = 4  # after a key
 _AFTER = 5  # after a value in a container: "," or the closing bracket
-_STRING = 6  # inside a string value
-_KEYSTR = 7  # inside an object key
-_END = 8  # after the top-level value
-_PROSE_STATE = 9  # skipping text before the value
-_FINISHED = 10  # no more input is parsed
+_END = 6  # after the top-level value
+_PROSE_STATE = 7  # skipping text before the value
+_FINISHED = 8  # no more input is parsed
+_STRING = 9  # inside a string value
+_KEYSTR = 10  # inside an object key
 
 _EXPECTED = {
     _VALUE: "a value",
@@ -404,8 +407,10 @@ class JSONParser:
             state = self._state
         pieces = self._pieces
         v: Any
+        # The state is kept in a local and stored back when the loop exits; the
+        # helpers called here that change it set self._state and it is re-read.
         while pos < n:
-            if state == _STRING or state == _KEYSTR:
+            if state >= _STRING:
                 e = _STR.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                 if e > pos:
                     pieces.append(chunk[pos:e])
@@ -422,7 +427,7 @@ class JSONParser:
                     else:
                         self._key = "".join(pieces)
                         pieces.clear()
-                        state = self._state = _COLON
+                        state = _COLON
                 elif c == "\\":
                     pos = self._escape(chunk, e)
                     if pos < 0:
@@ -440,79 +445,39 @@ class JSONParser:
                 if pos < n and chunk[pos] in _WSSTR:  # a run: let the regex take it
                     pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                 continue
-            if state == _AFTER:
-                if c == ",":
-                    pos += 1
-                    state = self._state = _KEY if self._isobj else _VALUE
-                elif c == ("}" if self._isobj else "]"):
-                    pos += 1
-                    self._close_container()
-                    changed = True
-                    state = self._state
-                else:
-                    raise self._fail(chunk, pos)
-            elif state == _KEY or state == _OBJ_FIRST:
-                if c == '"':
-                    if chunk.find('"', pos + 1) >= 0:
-                        # The key may be whole in this chunk: json's C scanner takes
-                        # it (escapes included); if it is cut or invalid, the string
-                        # state below parses it (and reports the exact error).
-                        try:
-                            self._key, pos = _scanstring(chunk, pos + 1, True)
-                        except ValueError:
-                            pass
-                        else:
-                            if pos < n and chunk[pos] == ":":
-                                pos += 1
-                                state = self._state = _VALUE
-                            else:
-                                state = self._state = _COLON
-                            continue
-                    pos += 1
-                    state = self._state = _KEYSTR
-                elif c == "}" and state == _OBJ_FIRST:
-                    pos += 1
-                    self._close_container()
-                    changed = True
-                    state = self._state
-                else:
-                    raise self._fail(chunk, pos)
-            elif state <= _ARR_FIRST:
+            if state <= _ARR_FIRST:
                 # A value: either opened here (a string or container that streams
                 # in), carried to the next chunk (a cut number or literal), or
                 # whole in this chunk — then v is attached below.
                 if c == '"':
-                    if chunk.find('"', pos + 1) < 0:
+                    e = -1
+                    if chunk.find('"', pos + 1) >= 0:
+                        # The string may be whole in this chunk: json's C scanner
+                        # takes it (escapes included); if it is cut or invalid, the
+                        # string state parses it (and reports the exact error).
+                        try:
+                            v, e = _scanstring(chunk, pos + 1, True)
+                        except ValueError:
+                            pass
+                    if e < 0:
                         pos += 1
                         self._open_string()
                         changed = True
-                        state = self._state = _STRING
-                        continue
-                    try:
-                        v, e = _scanstring(chunk, pos + 1, True)
-                    except ValueError:
-                        pos += 1
-                        self._open_string()
-                        changed = True
-                        state = self._state = _STRING
+                        state = _STRING
                         continue
                     pos = e
                 elif c in _NUMCHARS:
-                    m = _NUM.match(chunk, pos)
-                    e = m.end() if m is not None else pos
-                    if e < n and chunk[e] not in _NUMCHARS and e > pos:
-                        v = self._convert(chunk, pos, e)
-                        pos = e
-                    else:
-                        e = self._number_tail(chunk, pos)
-                        if e < 0:
-                            self._carry = chunk[pos:]
-                            pos = n
-                            break
-                        changed = True
-                        pos = e
-                        state = self._state
-                        continue
+                    e = _NUM_PREFIX.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
+                    if e == n:  # the number may continue in the next chunk
+                        self._carry = chunk[pos:]
+                        pos = n
+                        break
+                    if chunk[e] in _NUMCHARS:
+                        raise self._fail(chunk, e, "a valid number")
+                    if chunk[e - 1] not in _DIGITS:  # a number ends with a digit
+                        raise self._fail(chunk, e, "a digit")
+                    v = self._convert(chunk, pos, e)
+                    pos = e
                 elif c in _LITERALS:
                     word, v = _LITERALS[c]
                     if not chunk.startswith(word, pos):
@@ -525,6 +490,7 @@ class JSONParser:
                         raise self._fail(chunk, pos + bad, f"{word!r}")
                     pos += len(word)
                 elif c == "{" or c == "[":
+                    e = -1
                     if chunk.find("}" if c == "{" else "]", pos + 1) >= 0:
                         # The container may be whole in this chunk: the C scanner
                         # takes it at json.loads speed; if it is cut or invalid,
@@ -532,9 +498,7 @@ class JSONParser:
                         try:
                             v, e = _scan_once(chunk, pos)
                         except (ValueError, StopIteration):
-                            e = -1
-                    else:
-                        e = -1
+                            pass
                     if e < 0:
                         pos += 1
                         self._open({} if c == "{" else [])
@@ -549,6 +513,7 @@ class JSONParser:
                     state = self._state
                     continue
                 else:
+                    self._state = state
                     raise self._fail(chunk, pos)
                 changed = True
                 cont = self._cont
@@ -557,25 +522,65 @@ class JSONParser:
                     state = self._state
                 elif self._isobj:
                     cont[self._key] = v
-                    state = self._state = _AFTER
+                    state = _AFTER
                 else:
                     cont.append(v)
-                    state = self._state = _AFTER
+                    state = _AFTER
+            elif state <= _KEY:  # _OBJ_FIRST or _KEY
+                if c == '"':
+                    if chunk.find('"', pos + 1) >= 0:
+                        # The key may be whole in this chunk (as for strings above).
+                        try:
+                            self._key, pos = _scanstring(chunk, pos + 1, True)
+                        except ValueError:
+                            pass
+                        else:
+                            if pos < n and chunk[pos] == ":":
+                                pos += 1
+                                state = _VALUE
+                            else:
+                                state = _COLON
+                            continue
+                    pos += 1
+                    state = _KEYSTR
+                elif c == "}" and state == _OBJ_FIRST:
+                    pos += 1
+                    self._close_container()
+                    changed = True
+                    state = self._state
+                else:
+                    self._state = state
+                    raise self._fail(chunk, pos)
+            elif state == _AFTER:
+                if c == ",":
+                    pos += 1
+                    state = _KEY if self._isobj else _VALUE
+                elif c == ("}" if self._isobj else "]"):
+                    pos += 1
+                    self._close_container()
+                    changed = True
+                    state = self._state
+                else:
+                    self._state = state
+                    raise self._fail(chunk, pos)
             elif state == _COLON:
                 if c != ":":
+                    self._state = state
                     raise self._fail(chunk, pos)
                 pos += 1
-                state = self._state = _VALUE
+                state = _VALUE
             elif state == _END:
                 if self._multiple:
-                    state = self._state = _VALUE
+                    state = _VALUE
                 elif self._fence and c == "`":
-                    state = self._state = _FINISHED
+                    state = _FINISHED
                     break
                 else:
+                    self._state = state
                     raise self._fail(chunk, pos)
             else:  # _FINISHED
                 break
+        self._state = state
         if state == _STRING and self._flush_string():
             changed = True
         self._base += pos
@@ -613,25 +618,6 @@ class JSONParser:
                 return -1
         self._pieces.append(chr(cp))
         return e + 6
-
-    def _number_tail(self, chunk: str, pos: int) -> int:
-        """Slow path of a number: it may reach the chunk's end or be malformed.
-
-        Returns the position after a complete number, or -1 to carry it.
-        """
-        n = len(chunk)
-        run = pos
-        while run < n and chunk[run] in _NUMCHARS:
-            run += 1
-        p = _NUM_PREFIX.match(chunk, pos, run).end()  # type: ignore[union-attr]  # always matches
-        if p < run:
-            raise self._fail(chunk, p, "a valid number")
-        if run == n:
-            return -1  # may continue in the next chunk
-        if not _NUM.fullmatch(chunk, pos, run):
-            raise self._fail(chunk, run, "a digit")
-        self._scalar(self._convert(chunk, pos, run))
-        return run
 
     def _convert(self, chunk: str, start: int, end: int) -> int | float:
         try:
