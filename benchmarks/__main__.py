@@ -28,6 +28,7 @@ import os
 import pkgutil
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -88,17 +89,29 @@ def run_module(name: str, *, quick: bool, timeout: float) -> ModuleRun:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
         start = time.perf_counter()
-        try:
-            proc = subprocess.run(
-                cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-            )
-        except subprocess.TimeoutExpired:
-            return ModuleRun(
-                name, wall_s=time.perf_counter() - start, error=f"timed out after {timeout:g} s"
-            )
+        # A session of its own, so that a timeout also ends the interpreters the
+        # module started (bench_scale measures in children): none may outlive it
+        # and slow down the next module.
+        with subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                return ModuleRun(
+                    name, wall_s=time.perf_counter() - start, error=f"timed out after {timeout:g} s"
+                )
         wall = time.perf_counter() - start
         if proc.returncode != 0 or not out.exists():
-            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            lines = (stderr or stdout).strip().splitlines()
             tail = " | ".join(lines[-3:]) or "no output"
             return ModuleRun(name, wall_s=wall, error=f"exit status {proc.returncode}: {tail}")
         data = json.loads(out.read_text(encoding="utf-8"))
@@ -111,12 +124,18 @@ def run_module(name: str, *, quick: bool, timeout: float) -> ModuleRun:
     )
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _child(name: str, out: Path, *, quick: bool) -> int:
     """The child's side: import the module, run it, write its rows as JSON."""
     module = importlib.import_module(f"benchmarks.{name}")
-    start = time.process_time()
+    # CPU of this process and of any interpreter the module starts itself.
+    start = time.process_time() + _children_cpu()
     rows = module.run(quick=quick)
-    cpu = time.process_time() - start
+    cpu = time.process_time() + _children_cpu() - start
     if not isinstance(rows, list) or not all(isinstance(r, BenchResult) for r in rows):
         raise TypeError(f"{name}.run() must return a list of BenchResult, got {rows!r:.200}")
     data = {

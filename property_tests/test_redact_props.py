@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import streamops as so
 from streamops._core import ProcessorStage
+from streamops._patterns import BUILTIN_STARTS
 from streamops._redact import _Redactor
 
 # Patterns chosen for the traps: growth, priority, end assertions, lookarounds.
@@ -143,3 +144,33 @@ def test_hold_back_never_exceeds_the_longest_partial_match(text: str, cut: list[
         proc.feed(chunk)
         seen += chunk
         assert proc.held <= reference_hold(seen), (seen, proc.held)
+
+
+# The built-in library skips positions with BUILTIN_STARTS (a letter or digit before,
+# no digit or "-" at): texts that glue secrets to letters, digits, "_", "-" and
+# non-ASCII word characters hit both sides of that prefilter.
+GLUE = ["x", "Z", "_", "9", "0", "-", "é", "٣", ".", ":", "+", "@", " ", "\n", "sk-", "AKIA"]
+glued_text = st.lists(st.one_of(st.sampled_from(GLUE), st.sampled_from(SECRETS)), max_size=20).map(
+    "".join
+)
+STARTS = regex.compile(BUILTIN_STARTS)
+BUILTIN_PROBE = regex.compile(f"(?:{BUILTIN_ALTERNATION.pattern})(?!)")
+
+
+@given(glued_text, cuts)
+@settings(max_examples=40)
+def test_prefilter_edges_match_regex_sub(text: str, cut: list[int]) -> None:
+    op = so.redact()
+    expected, _ = builtin_reference(text)
+    assert run(op, [text]) == expected
+    assert run(op, chunked(text, cut)) == expected
+    assert run(op, list(text)) == expected
+
+
+@given(glued_text)
+def test_prefilter_skips_only_decided_positions(text: str) -> None:
+    """Where BUILTIN_STARTS fails, no built-in matches or reads on, whatever follows."""
+    for q in range(len(text)):
+        if STARTS.match(text, q) is None:
+            assert BUILTIN_PROBE.match(text, q, partial=True) is None, (text, q)
+            assert BUILTIN_ALTERNATION.match(text, q) is None, (text, q)

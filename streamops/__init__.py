@@ -16,10 +16,13 @@ from . import (
     _errors,
     _fake,
     _json,
+    _lenses,
     _policy,
     _redact,
     _report,
     _retry,
+    _server,
+    _sse,
     _tee,
     _timeout,
 )
@@ -29,10 +32,13 @@ from ._core import *  # noqa: F403
 from ._errors import *  # noqa: F403
 from ._fake import *  # noqa: F403
 from ._json import *  # noqa: F403
+from ._lenses import *  # noqa: F403
 from ._policy import *  # noqa: F403
 from ._redact import *  # noqa: F403
 from ._report import *  # noqa: F403
 from ._retry import *  # noqa: F403
+from ._server import *  # noqa: F403
+from ._sse import *  # noqa: F403
 from ._tee import *  # noqa: F403
 from ._timeout import *  # noqa: F403
 
@@ -52,5 +58,8 @@ __all__ += _tee.__all__
 __all__ += _collect.__all__
 __all__ += _retry.__all__
 __all__ += _policy.__all__
+__all__ += _lenses.__all__
+__all__ += _sse.__all__
+__all__ += _server.__all__
 
 del _aiostream

@@ -180,6 +180,7 @@ class JSONParser:
         self.values_completed = 0
         self.completed: list[Any] = []
         self.events: list[JSONDelta] = []
+        self._dirty = deltas  # completed or events may be non-empty
         self._deltas = deltas
         # By default partial strings are kept up to date in the tree only for
         # snapshots: in delta mode a string is re-set in its parent when complete.
@@ -250,6 +251,7 @@ class JSONParser:
     def _root_done(self) -> None:
         self.values_completed += 1
         self.completed.append(self.value)
+        self._dirty = True
         self._state = _FINISHED if self._trailing == "stop" else _END
 
     def _scalar(self, v: Any) -> None:
@@ -262,7 +264,8 @@ class JSONParser:
         else:
             self._state = _AFTER
 
-    def _open_string(self) -> None:
+    def _open_string(self) -> bool:
+        """Start a string value; return True if it is shown (attached) at once."""
         self._sval = ""
         self._sannounced = False
         self._sattached = self._materialise
@@ -276,6 +279,7 @@ class JSONParser:
             self._scont, self._skey = cont, -1  # the open string is always the last item
         if self._materialise:
             self._attach("")
+        return self._materialise
 
     def _flush_string(self) -> bool:
         """Show the text of the open string gathered so far; True if anything changed."""
@@ -359,41 +363,35 @@ class JSONParser:
     # call on a few characters) screen the chunk first.
     def feed(self, chunk: str) -> bool:
         """Parse ``chunk``; return True if :attr:`value` changed (or events were made)."""
-        if self.completed or self.events:
+        if self._dirty:
             self.completed = []
             self.events = []
+            self._dirty = self._deltas
         state = self._state
         if not self._carry:
             # Hot paths of small chunks: the whole chunk is plain string text or
             # whitespace. A printable chunk without '"' or '\\' holds no character
             # a string must escape; anything else (rare characters included)
             # takes the general path below, which is exact.
-            if state == _STRING:
-                if (
-                    self._materialise
-                    and '"' not in chunk
-                    and "\\" not in chunk
-                    and chunk.isprintable()
-                ):
-                    if not chunk:
-                        return False
-                    s = self._sval = self._sval + chunk
-                    self._scont[self._skey] = s
-                    self._base += len(chunk)
-                    if self._deltas:
-                        self.events.append(JSONDelta("append", self._child_path(), chunk))
-                    return True
-            elif state == _KEYSTR:
+            if state >= _STRING:
                 if '"' not in chunk and "\\" not in chunk and chunk.isprintable():
-                    self._pieces.append(chunk)
-                    self._base += len(chunk)
-                    return False
-            elif state == _FINISHED:
-                return False
-            elif state != _PROSE_STATE and not chunk.strip(_WSSTR):
+                    if state == _KEYSTR:
+                        self._pieces.append(chunk)
+                        self._base += len(chunk)
+                        return False
+                    if self._materialise:
+                        if not chunk:
+                            return False
+                        s = self._sval = self._sval + chunk
+                        self._scont[self._skey] = s
+                        self._base += len(chunk)
+                        if self._deltas:
+                            self.events.append(JSONDelta("append", self._child_path(), chunk))
+                        return True
+            elif state < _PROSE_STATE and not chunk.strip(_WSSTR):
                 self._base += len(chunk)
                 return False
-        elif state == _FINISHED:
+        if state == _FINISHED:
             return False
         if self._carry:
             chunk = self._carry + chunk
@@ -461,8 +459,8 @@ class JSONParser:
                             pass
                     if e < 0:
                         pos += 1
-                        self._open_string()
-                        changed = True
+                        if self._open_string():  # hidden (not yet shown) otherwise
+                            changed = True
                         state = _STRING
                         continue
                     pos = e
@@ -581,8 +579,15 @@ class JSONParser:
             else:  # _FINISHED
                 break
         self._state = state
-        if state == _STRING and self._flush_string():
-            changed = True
+        if state == _STRING:
+            if pieces and self._materialise and not self._deltas:
+                # _flush_string's common case, inline: show the string's new text.
+                s = self._sval = self._sval + "".join(pieces)
+                pieces.clear()
+                self._scont[self._skey] = s
+                changed = True
+            elif self._flush_string():
+                changed = True
         self._base += pos
         return changed or bool(self.events)
 

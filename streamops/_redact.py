@@ -43,6 +43,7 @@ from pydantic import BaseModel, Field
 from ._core import Operator, ProcessorStage
 from ._errors import StreamOpsError
 from ._patterns import (
+    BUILTIN_STARTS,
     Action,
     PatternSpec,
     builtin_patterns,
@@ -342,6 +343,7 @@ class _Plan:
     branches: tuple[_Compiled, ...]
     combined: regex.Pattern[str]
     probe: regex.Pattern[str]
+    guard: regex.Pattern[str] | None
     replacement: Replacement | KeyedHash | None
     action: Action
     window: int
@@ -395,35 +397,45 @@ class _Redactor:
     def feed(self, text: str, /) -> list[str]:
         if self.done or not text:
             return []
+        # An attempt still undecided before this text starts the held text: look at it
+        # first (most chunks only extend it) instead of searching from scratch.
+        reopen = self._scan < len(self._buf)
         self._buf += text
-        scan = self._scan
-        held = len(self._buf) - scan
-        if held - len(text) > 8 and held < self._plan.window:
-            # Fast path for long held text (a key, a PEM block): the attempt at `scan` was
-            # open before this text; if it still is, nothing can be released and the
-            # positions after it need no search yet (no quadratic re-scan of the block).
-            try:
-                still_open = self._plan.probe.match(
-                    self._buf, scan, partial=True, timeout=self._plan.timeout
-                )
-            except TimeoutError as exc:
-                self.done = True
-                raise RedactTimeout(_timeout_message(self._plan.timeout)) from exc
-            if still_open is not None:
-                if held > self._section.max_held:
-                    self._section.max_held = held
-                return []
-        return self._run(final=False)
+        return self._run(final=False, reopen=reopen)
 
     def close(self) -> list[str]:
         if self.done:
             return []
-        out = self._run(final=True)
+        out = self._run(final=True, reopen=False)
         self._buf = self._buf[self._scan :]  # nothing held: keeps close() idempotent
         self._scan = len(self._buf)
         return out
 
-    def _run(self, *, final: bool) -> list[str]:
+    def _candidate(self, buf: str, start: int, end: int) -> int:
+        """Return the first position in ``[start, end)`` that may not be a decided miss.
+
+        Every position before it is decided: its attempt matches nothing whatever
+        text follows. Returns ``end`` when there is none.
+        """
+        plan = self._plan
+        if plan.guard is not None:  # C-level skip over positions no pattern can start at
+            g = plan.guard.search(buf, start, end)
+            return end if g is None else g.start()
+        # A partial search prefers a complete match anywhere in the range to an earlier
+        # partial one, so a complete match at `c` needs the probe to find open attempts
+        # before it. The probe stops at `c` (not `end`: it would try every position of
+        # the window); an attempt that reads past `c` is flagged even if more text would
+        # decide it, which only makes the caller look at that position exactly.
+        m = plan.combined.search(buf, start, end, partial=True, timeout=plan.timeout)
+        if m is None:
+            return end
+        c = m.start()
+        if m.partial or c == start:
+            return c
+        p = plan.probe.search(buf, start, c, partial=True, timeout=plan.timeout)
+        return c if p is None else p.start()
+
+    def _run(self, *, final: bool, reopen: bool) -> list[str]:
         plan = self._plan
         buf, scan, window, timeout = self._buf, self._scan, plan.window, plan.timeout
         combined, probe = plan.combined, plan.probe
@@ -431,42 +443,46 @@ class _Redactor:
         pieces: list[str] = []
         try:
             while scan < n:
-                start = scan
-                end = min(n, start + window)
+                end = min(n, scan + window)
                 if final and end == n:  # the true end of the text: no partial matching
-                    m = combined.search(buf, start, timeout=timeout)
+                    m = combined.search(buf, scan, timeout=timeout)
                     if m is None:
-                        pieces.append(buf[start:])
-                        self._emitted += n - start
+                        pieces.append(buf[scan:])
+                        self._emitted += n - scan
                         scan = n
                         break
-                    scan = self._apply(m, buf, start, n, pieces)
+                    scan = self._apply(m, buf, scan, n, pieces)
                     if self.done:
                         break
                     continue
-                m = combined.search(buf, start, end, partial=True, timeout=timeout)
-                if m is None:
-                    first_open = end
-                elif m.partial:  # no complete match at all: m starts at the first open attempt
-                    first_open, m = m.start(), None
+                if reopen:
+                    reopen = False
                 else:
-                    p = probe.search(buf, start, end, partial=True, timeout=timeout)
-                    first_open = end if p is None else p.start()
-                if m is not None and m.start() < first_open:
-                    scan = self._apply(m, buf, start, end, pieces)
+                    q = self._candidate(buf, scan, end)
+                    if q > scan:  # decided misses: release them
+                        pieces.append(buf[scan:q])
+                        self._emitted += q - scan
+                        scan = q
+                    if q == end:
+                        continue
+                    end = min(n, scan + window)
+                # Decide the attempt at `scan`. A partial match means no complete match
+                # yet but one may come; a complete one is final only if no path of any
+                # pattern still reads past the buffer (it could grow, or an earlier
+                # alternative could still win).
+                m = combined.match(buf, scan, end, partial=True, timeout=timeout)
+                if m is None:  # decided: nothing matches here
+                    pieces.append(buf[scan])
+                    self._emitted += 1
+                    scan += 1
+                elif not m.partial and probe.match(buf, scan, end, partial=True, timeout=timeout) is None:
+                    scan = self._apply(m, buf, scan, end, pieces)
                     if self.done:
                         break
-                    continue
-                if first_open > start:
-                    pieces.append(buf[start:first_open])
-                    self._emitted += first_open - start
-                    scan = first_open
-                if first_open == end:
-                    continue
-                if first_open == start and end == start + window:
-                    scan = self._overflow(buf, start, pieces)
-                elif end == n:
-                    break  # wait for more text
+                elif end == scan + window:  # undecided after a full window
+                    scan = self._overflow(buf, scan, pieces)
+                else:
+                    break  # undecided: wait for more text
         except TimeoutError as exc:
             self.done = True
             raise RedactTimeout(_timeout_message(timeout)) from exc
@@ -641,10 +657,12 @@ def redact(
         raise RedactPatternError("patterns mix regex versions V0 and V1; use one version")
     version = versions.pop()
     alternation = "|".join(b.source for b in branches)
+    builtin_only = all(s in _BUILTIN_SET for s in specs)
     plan = _Plan(
         branches=branches,
         combined=regex.compile(alternation, version),
         probe=regex.compile(f"(?:{alternation})(?!)", version),
+        guard=regex.compile(BUILTIN_STARTS) if builtin_only else None,
         replacement=replacement,
         action=action,
         window=max_window,
@@ -652,7 +670,7 @@ def redact(
         context=context,
         # The built-in library is vetted (bounded, no nested quantifiers) and runs
         # unguarded: the guard polls a clock and about doubles the cost of a search.
-        timeout=None if all(s in _BUILTIN_SET for s in specs) else timeout,
+        timeout=None if builtin_only else timeout,
         stage=name,
     )
 

@@ -148,3 +148,9 @@ def test_memory_rows_format_in_kib() -> None:
     assert "8.0 KiB" in format_table([row])
     assert row.ratio == 0.25
     assert row.passed is True
+
+
+def test_runner_ends_a_module_that_runs_too_long() -> None:
+    result = runner.run_module("bench_core", quick=True, timeout=0.05)
+    assert result.error == "timed out after 0.05 s"
+    assert result.rows == []

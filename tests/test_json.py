@@ -86,6 +86,59 @@ def test_surrogate_pair_split_never_shows_half() -> None:
             assert not any(0xD800 <= ord(ch) <= 0xDFFF for ch in v)
 
 
+# Every edge of the parser's fast paths: escapes cut right after the backslash
+# or inside \u, surrogate pairs, keys with escapes, printable-test outliers
+# (raw DEL, NBSP, soft hyphen, U+2028 are valid unescaped), numbers, literals.
+TRICKY = (
+    '{"k\\"e\\u00e9y": ["a\\\\b\\"c", "\\ud83d\\ude00\\ud800x\\n", "\x7f\xa0\xad\u2028\U0001f600",'
+    ' -0.5e+2, 10, true, null, {}], "": "\\/"}'
+)
+
+
+def test_every_two_and_three_way_split() -> None:
+    final = json.loads(TRICKY)
+    n = len(TRICKY)
+    for i in range(n + 1):
+        for j in range(i, n + 1, 3):
+            parts = [TRICKY[:i], TRICKY[i:j], TRICKY[j:]]
+            values = _values(parts)
+            assert repr(values[-1]) == repr(final), parts
+            assert all(type(v) is dict for v in values), parts
+            key = 'k"e\u00e9y'
+            for v in values:  # strings only grow: never half a pair or half an escape
+                for part, whole in zip(v.get(key, []), final[key], strict=False):
+                    assert type(part) is type(whole), parts
+                    if isinstance(part, str):
+                        assert whole.startswith(part), parts
+
+
+@pytest.mark.parametrize(
+    ("chunks", "offset"),
+    [
+        (['"ab', 'c\x01d"'], 4),  # a control character in a chunk inside a string
+        (['{"ab', "c\x01"], 5),  # ... inside a key
+        (['"a\\', "q"], 3),  # a bad escape right after a chunk ending in a backslash
+        (['"\\u12', "g"], 5),  # a bad hex digit after a cut \\u escape
+        (["[1", ".", "e5]"], 3),  # a cut number gone wrong
+    ],
+)
+def test_errors_at_the_offending_character_across_chunks(chunks: list[str], offset: int) -> None:
+    with pytest.raises(so.JSONStreamError) as info:
+        run(so.parse_json(), chunks)
+    assert info.value.offset == offset
+
+
+def test_hidden_string_is_not_shown_before_it_is_complete() -> None:
+    assert _values(['"', 'ab"'], partial_strings=False) == ["ab"]
+    assert _values(['["', 'a"]'], partial_strings=False) == [[], ["a"]]
+
+
+def test_prose_whitespace_chunks_do_not_make_a_fence() -> None:
+    # "`` `" is not a fence: the text after the value is not ignored.
+    with pytest.raises(so.JSONStreamError, match="end of input"):
+        run(so.parse_json(skip_prefix=True), ["``", " ", "`x [1] ```"])
+
+
 def test_lone_surrogate_kept_as_json_loads_does() -> None:
     assert _values(['"\\ud800', 'x"'])[-1] == json.loads('"\\ud800x"')
 

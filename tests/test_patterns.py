@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
+import regex
 
 import streamops as so
+from streamops._patterns import BUILTIN_STARTS
 
 # name -> (texts the pattern must redact entirely, texts it must leave alone)
 CASES: dict[str, tuple[list[str], list[str]]] = {
@@ -191,3 +195,34 @@ def test_pattern_spec_placeholder_and_description() -> None:
     assert so.PatternSpec("x", "x").placeholder == "[X]"
     assert so.PatternSpec("x", "x", label="<x>").placeholder == "<x>"
     assert all(p.description for p in so.builtin_patterns())
+
+
+def test_builtin_starts_is_a_necessary_condition() -> None:
+    """Where BUILTIN_STARTS fails, no built-in may match or still be undecided.
+
+    The guard only looks at the character before a position and the one at it, so
+    trying every such pair with nothing after it is exhaustive: a pattern that got
+    past its first character would read past the end and show as a partial match.
+    """
+    specs = so.builtin_patterns()
+    alternation = "|".join(f"(?:{s.pattern})" for s in specs)
+    combined = regex.compile(alternation)
+    probe = regex.compile(f"(?:{alternation})(?!)")
+    starts = regex.compile(BUILTIN_STARTS)
+    befores = string.ascii_letters + string.digits
+    ats = string.printable + "é ß٣\u00a0\u2028€😀Ａ１"
+    skipped = 0
+    for before in befores:
+        for at in ats:
+            text = before + at
+            if starts.match(text, 1):
+                continue  # a candidate: the filter looks at it with the whole alternation
+            skipped += 1
+            if probe.match(text, 1, partial=True) or combined.match(text, 1):
+                culprits = [
+                    s.name
+                    for s in specs
+                    if regex.compile(f"(?:{s.pattern})(?!)").match(text, 1, partial=True)
+                ]
+                raise AssertionError(f"{text!r}: a built-in can start at 1 ({culprits})")
+    assert skipped == len(befores) * (len(ats) - 11)  # all but 0-9 and "-" are skipped
