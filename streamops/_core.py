@@ -288,13 +288,21 @@ def _compile_feed(
 class _Chain:
     """The per-stream state of one fused group of processors."""
 
-    __slots__ = ("feed", "halted", "last", "lens", "procs", "record", "report")
+    __slots__ = ("feed", "find_lens", "halted", "last", "lens", "procs", "record", "report")
 
-    def __init__(self, stages: list[ProcessorStage], report: StreamReport, *, last: bool) -> None:
+    def __init__(
+        self,
+        stages: list[ProcessorStage],
+        report: StreamReport,
+        *,
+        last: bool,
+        find_lens: LensFactory | None = None,
+    ) -> None:
         self.procs: list[Processor[Any, Any]] = [st.factory(report) for st in stages]
         self.report = report
         self.last = last
         self.lens: Lens | None = None
+        self.find_lens = _find_lens if find_lens is None else find_lens
         self.halted = False
         # Only the outermost chain records the text handed to the consumer.
         if not last:
@@ -329,7 +337,7 @@ class _Chain:
     def _lensed(self, item: Any) -> list[Any]:
         lens = self.lens
         if lens is None:
-            lens = _find_lens(item)
+            lens = self.find_lens(item)
             if lens is None:
                 raise _WrongChunk(item)
             self.lens = lens
@@ -705,6 +713,7 @@ class Operator(Generic[In, Out]):
         *,
         on_event: EventCallback | None = ...,
         report: StreamReport | None = ...,
+        lens: LensFactory | None = ...,
     ) -> AsyncStream[Out]: ...
 
     @overload
@@ -715,6 +724,7 @@ class Operator(Generic[In, Out]):
         *,
         on_event: EventCallback | None = ...,
         report: StreamReport | None = ...,
+        lens: LensFactory | None = ...,
     ) -> SyncStream[Out]: ...
 
     @overload
@@ -725,6 +735,7 @@ class Operator(Generic[In, Out]):
         *,
         on_event: EventCallback | None = ...,
         report: StreamReport | None = ...,
+        lens: LensFactory | None = ...,
     ) -> AsyncStream[C]: ...
 
     @overload
@@ -735,6 +746,7 @@ class Operator(Generic[In, Out]):
         *,
         on_event: EventCallback | None = ...,
         report: StreamReport | None = ...,
+        lens: LensFactory | None = ...,
     ) -> SyncStream[C]: ...
 
     def __call__(
@@ -744,8 +756,15 @@ class Operator(Generic[In, Out]):
         *,
         on_event: EventCallback | None = None,
         report: StreamReport | None = None,
+        lens: LensFactory | None = None,
     ) -> Any:
-        """Apply the pipeline to ``source``; see the class docstring."""
+        """Apply the pipeline to ``source``; see the class docstring.
+
+        ``on_event`` is called with every event of this stream; ``report`` lets
+        several streams share one report; ``lens`` replaces the registered lens
+        lookup for non-text chunks: it is called with the first such chunk and
+        returns the :class:`Lens` to use (or ``None`` to refuse the chunk).
+        """
         if isinstance(source, (str, bytes, bytearray)):
             kind = type(source).__name__
             raise TypeError(
@@ -753,15 +772,15 @@ class Operator(Generic[In, Out]):
             )
         for match, adapter in _SOURCE_ADAPTERS:
             if match(source):
-                return adapter(self, source, {"on_event": on_event, "report": report})
+                return adapter(self, source, {"on_event": on_event, "report": report, "lens": lens})
         if report is None:
             report = StreamReport(on_event=on_event)
         elif on_event is not None:
             report.subscribe(on_event)
         if hasattr(source, "__aiter__"):
-            return AsyncStream(self._build_async(source.__aiter__(), report), report)
+            return AsyncStream(self._build_async(source.__aiter__(), report, lens), report)
         if hasattr(source, "__iter__"):
-            return SyncStream(self._build_sync(iter(source), report), report)
+            return SyncStream(self._build_sync(iter(source), report, lens), report)
         raise TypeError(
             f"expected an iterable or async iterable of chunks, got {type(source).__name__}"
         )
@@ -782,7 +801,9 @@ class Operator(Generic[In, Out]):
             groups.append([])  # the outermost driver always runs
         return groups
 
-    def _build_sync(self, it: Iterator[Any], report: StreamReport) -> Generator[Any, None, None]:
+    def _build_sync(
+        self, it: Iterator[Any], report: StreamReport, lens: LensFactory | None
+    ) -> Generator[Any, None, None]:
         groups = self._groups()
         # Shells pass chunks through one for one, so the first fused group
         # counts the upstream's chunks even when a shell comes before it.
@@ -791,13 +812,13 @@ class Operator(Generic[In, Out]):
             if isinstance(group, ShellStage):
                 it = group.wrap_sync(it, report)
             else:
-                chain = _Chain(group, report, last=n == len(groups) - 1)
+                chain = _Chain(group, report, last=n == len(groups) - 1, find_lens=lens)
                 it = _drive_sync(it, chain, first=first)
                 first = False
         return it  # type: ignore[return-value]  # the last group is always a driver
 
     def _build_async(
-        self, it: AsyncIterator[Any], report: StreamReport
+        self, it: AsyncIterator[Any], report: StreamReport, lens: LensFactory | None
     ) -> AsyncGenerator[Any, None]:
         groups = self._groups()
         # Shells pass chunks through one for one, so the first fused group
@@ -807,7 +828,7 @@ class Operator(Generic[In, Out]):
             if isinstance(group, ShellStage):
                 it = group.wrap_async(it, report)
             else:
-                chain = _Chain(group, report, last=n == len(groups) - 1)
+                chain = _Chain(group, report, last=n == len(groups) - 1, find_lens=lens)
                 it = _drive_async(it, chain, first=first)
                 first = False
         return it  # type: ignore[return-value]  # the last group is always a driver

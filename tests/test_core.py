@@ -439,3 +439,24 @@ async def test_async_released_text_excludes_undelivered() -> None:
     await stream.aclose()
     assert stream.report.released_text == "abcd"
     assert stream.report.chunks_out == 4
+
+
+def test_explicit_lens_overrides_the_registry() -> None:
+    class Raw:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+    class RawLens(BoxLens):
+        def unwrap(self, chunk: Any, /) -> str:
+            return str(chunk.text)
+
+        def wrap(self, chunk: Any, texts: list[str], /) -> list[Any]:
+            return [Raw("".join(texts))]
+
+    with pytest.raises(so.ChunkTypeError, match="chunk 0 has type Raw"):
+        list(upper()([Raw("ab")]))
+    out = list(upper()([Raw("ab"), Raw("c")], lens=lambda chunk: RawLens()))
+    assert [r.text for r in out] == ["AB", "C"]
+    refused = upper()([Raw("ab")], lens=lambda chunk: None)
+    with pytest.raises(so.ChunkTypeError):
+        list(refused)

@@ -131,6 +131,27 @@ def test_nothing_held_when_no_match_is_possible() -> None:
     assert proc.feed(" no") == ["AKIA no"]
 
 
+def test_attempt_reading_across_a_later_match_is_decided_exactly() -> None:
+    # In one chunk, the complete match `y` comes after the attempt at `x`, which reads
+    # past it: that attempt is looked at again with the whole buffer (a miss here).
+    op = so.redact([r"x[a-z ]*;", r"y"], replacement="#")
+    assert_every_split(op, "xa ya. xa y;", "xa #a. #")
+    proc = processor(op)
+    assert proc.feed("xa ya") == []  # `x[a-z ]*;` may still match all of it
+    assert proc.feed(".") == ["xa #a."]
+
+
+def test_builtin_prefilter_edges_in_every_split() -> None:
+    # Digits and "-" right after a word are candidates; letters after one are skipped.
+    op = so.redact()
+    text = "a4111 1111 1111 1111 x-----BEGIN zAKIAIOSFODNN7EXAMPLE _AKIAIOSFODNN7EXAMPLE é1.2.3.4"
+    expected = "a[CREDIT_CARD] x-----BEGIN zAKIAIOSFODNN7EXAMPLE _[AWS_ACCESS_KEY_ID] é[IPV4]"
+    assert feed_all(op, [text]) == expected
+    for i in range(len(text) + 1):
+        assert feed_all(op, [text[:i], text[i:]]) == expected, i
+    assert feed_all(op, list(text)) == expected
+
+
 def test_pem_private_key_in_small_chunks() -> None:
     body = "\n".join("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" for _ in range(40))
     pem = f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----"
