@@ -124,6 +124,9 @@ def run_module(name: str, *, quick: bool, timeout: float) -> ModuleRun:
     )
 
 
+_WHO = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -141,8 +144,9 @@ def _child(name: str, out: Path, *, quick: bool) -> int:
     data = {
         "rows": [r.as_dict() for r in rows],
         "cpu_s": cpu,
-        # ru_maxrss is in KiB on Linux: the peak of this child alone.
-        "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # ru_maxrss is in KiB on Linux: the peak of this child, or of the largest
+        # interpreter it started (bench_scale measures in children).
+        "max_rss_mib": round(max(resource.getrusage(who).ru_maxrss for who in _WHO) / 1024, 1),
     }
     out.write_text(json.dumps(data), encoding="utf-8")
     return 0
@@ -191,8 +195,9 @@ def markdown(record: dict[str, Any]) -> str:
         f"- Whole run: {record['total_s']:.0f} s wall"
         + (" (quick workloads)" if record["quick"] else ""),
         "",
-        "Times are best-of CPU times unless a row's note says otherwise; the ratio is"
-        " streamops over the baseline measured in the same run on the same data.",
+        "Times are best-of runs, in CPU time for most modules (each module's docstring"
+        " says how it times); the ratio is streamops over the baseline measured in the"
+        " same run on the same data (memory rows: the share of the budget used).",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "|".join("---" for _ in HEADER) + "|",

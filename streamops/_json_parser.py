@@ -4,7 +4,13 @@ One pass over the text: every character is looked at once, by a state machine
 that keeps one live value and mutates it in place (containers are appended to
 and set in place; a growing string is re-set in its parent once per chunk).
 Runs of plain string characters and of whitespace are consumed with compiled
-regular expressions, so the per-character work happens in C.
+regular expressions, so the per-character work happens in C; a string, key,
+or container that is whole within a chunk is handed to json's own C scanner.
+
+With small chunks (LLMs stream a few characters at a time) the cost that
+matters is the fixed Python work per chunk, so feed() screens each chunk with
+str methods first: a chunk that is all plain string text is one append, a
+chunk that is all whitespace is skipped, and only the rest enter the loop.
 
 A token split between chunks (a number, a literal, an escape sequence, a
 surrogate pair) is *carried*: its few characters are put in front of the next
@@ -368,7 +374,8 @@ class JSONParser:
             self.events = []
             self._dirty = self._deltas
         state = self._state
-        if not self._carry:
+        carry = self._carry
+        if not carry:
             # Hot paths of small chunks: the whole chunk is plain string text or
             # whitespace. A printable chunk without '"' or '\\' holds no character
             # a string must escape; anything else (rare characters included)
@@ -388,14 +395,14 @@ class JSONParser:
                         if self._deltas:
                             self.events.append(JSONDelta("append", self._child_path(), chunk))
                         return True
-            elif state < _PROSE_STATE and not chunk.strip(_WSSTR):
+            elif chunk.isspace() and state < _PROSE_STATE and not chunk.strip(_WSSTR):
                 self._base += len(chunk)
                 return False
         if state == _FINISHED:
             return False
-        if self._carry:
-            chunk = self._carry + chunk
-            self._base -= len(self._carry)
+        if carry:
+            chunk = carry + chunk
+            self._base -= len(carry)
             self._carry = ""
         n = len(chunk)
         pos = 0
@@ -425,7 +432,11 @@ class JSONParser:
                     else:
                         self._key = "".join(pieces)
                         pieces.clear()
-                        state = _COLON
+                        if pos < n and chunk[pos] == ":":
+                            pos += 1
+                            state = _VALUE
+                        else:
+                            state = _COLON
                 elif c == "\\":
                     pos = self._escape(chunk, e)
                     if pos < 0:

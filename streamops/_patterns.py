@@ -103,7 +103,10 @@ _BUILTINS: tuple[PatternSpec, ...] = (
     PatternSpec(
         "private_key",
         r"-----BEGIN (?:[A-Z0-9]{1,12} ){0,2}PRIVATE KEY(?: BLOCK)?-----"
-        r"[\s\S]{16,6000}?"
+        # The body never contains "-----END ": stopping the body there lets the
+        # filter release the block as soon as its footer is complete, instead of
+        # holding it while a lazy [\s\S]*? could still run on to a later footer.
+        r"(?:(?!-----END )[\s\S]){16,6000}"
         r"-----END (?:[A-Z0-9]{1,12} ){0,2}PRIVATE KEY(?: BLOCK)?-----",
         "secrets",
         description="PEM/OpenSSH/PGP private-key blocks, header to footer (multi-line).",

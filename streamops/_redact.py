@@ -25,6 +25,19 @@ The window bounds how long one attempt may stay undecided: when the attempt at
 position ``p`` is still undecided with ``max_window`` characters after ``p``,
 the window overflows. The decision only depends on the text, not on the
 chunking, so the guarantee of chunking invariance holds with overflows too.
+
+Per chunk the work is kept small (the cost that matters with 4-character
+chunks is the number of searches, not their length):
+
+* The attempt that was undecided before the chunk is decided first, with one
+  anchored ``match``: most chunks only extend it (a word that may still become
+  an e-mail address) and nothing else needs looking at.
+* Then the next position that may not be a decided miss is found. With only
+  built-ins, one search of the tiny ``BUILTIN_STARTS`` pattern skips the
+  positions no built-in can start at (inside words); otherwise one partial
+  search of the alternation (a partial search prefers a complete match anywhere
+  to an earlier partial one, so then the probe looks for open attempts before
+  it). That position is then decided with the anchored ``match``.
 """
 
 from __future__ import annotations
@@ -466,23 +479,25 @@ class _Redactor:
                     if q == end:
                         continue
                     end = min(n, scan + window)
-                # Decide the attempt at `scan`. A partial match means no complete match
-                # yet but one may come; a complete one is final only if no path of any
-                # pattern still reads past the buffer (it could grow, or an earlier
-                # alternative could still win).
+                # Decide the attempt at `scan`. A partial match: no complete match yet, but
+                # one may come. A complete match is final only if no path of any pattern
+                # still reads past the buffer (it could grow, or an earlier alternative
+                # could still win): the probe explores them all.
                 m = combined.match(buf, scan, end, partial=True, timeout=timeout)
-                if m is None:  # decided: nothing matches here
+                if m is not None and (
+                    m.partial or probe.match(buf, scan, end, partial=True, timeout=timeout)
+                ):
+                    if end < scan + window:
+                        break  # undecided: wait for more text
+                    scan = self._overflow(buf, scan, pieces)  # undecided after a full window
+                elif m is None:  # decided: nothing matches here
                     pieces.append(buf[scan])
                     self._emitted += 1
                     scan += 1
-                elif not m.partial and probe.match(buf, scan, end, partial=True, timeout=timeout) is None:
+                else:
                     scan = self._apply(m, buf, scan, end, pieces)
                     if self.done:
                         break
-                elif end == scan + window:  # undecided after a full window
-                    scan = self._overflow(buf, scan, pieces)
-                else:
-                    break  # undecided: wait for more text
         except TimeoutError as exc:
             self.done = True
             raise RedactTimeout(_timeout_message(timeout)) from exc
@@ -670,6 +685,7 @@ def redact(
         context=context,
         # The built-in library is vetted (bounded, no nested quantifiers) and runs
         # unguarded: the guard polls a clock and about doubles the cost of a search.
+        # Only the built-ins have a known start condition for the prefilter.
         timeout=None if builtin_only else timeout,
         stage=name,
     )

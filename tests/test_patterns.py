@@ -210,7 +210,7 @@ def test_builtin_starts_is_a_necessary_condition() -> None:
     probe = regex.compile(f"(?:{alternation})(?!)")
     starts = regex.compile(BUILTIN_STARTS)
     befores = string.ascii_letters + string.digits
-    ats = string.printable + "é ß٣\u00a0\u2028€😀Ａ１"
+    ats = string.printable + "éß٣\u00a0\u2028€😀\uff21\uff11"  # fullwidth A and 1
     skipped = 0
     for before in befores:
         for at in ats:

@@ -433,3 +433,14 @@ def test_close_twice_and_feed_after_block() -> None:
     assert other.feed("x a@b.io") == ["x "]
     assert other.close() == ["[EMAIL]"]
     assert other.close() == []
+
+
+def test_complete_pem_block_is_released_at_its_footer() -> None:
+    pem = (
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7bq98uK2pGy\n"
+        "aGVsbG8gd29ybGQ=\n-----END RSA PRIVATE KEY-----"
+    )
+    stream = so.redact(["private_key"])(iter([pem, "\nafter"]))
+    first = next(stream)
+    assert first == "[PRIVATE_KEY]"  # released with the chunk that completed it
+    assert "".join(stream) == "\nafter"
