@@ -65,6 +65,11 @@ class Processor(Protocol[In_contra, Out]):
     held back. ``done`` becomes true when the processor will take no more input
     (the driver then stops pulling and closes the upstream). A processor that
     is done may still be closed, and must return ``[]`` from ``feed`` after.
+
+    A processor may also define ``abort()``: it is called instead of ``close``
+    when the stream ends before the end of input (the consumer left, an error,
+    a cancellation, or a later processor said done), so that it can finalise
+    its report section. Its output, if any, is discarded.
     """
 
     @property
@@ -288,7 +293,18 @@ def _compile_feed(
 class _Chain:
     """The per-stream state of one fused group of processors."""
 
-    __slots__ = ("feed", "find_lens", "halted", "last", "lens", "procs", "record", "report")
+    __slots__ = (
+        "feed",
+        "find_lens",
+        "finished",
+        "halted",
+        "last",
+        "lens",
+        "procs",
+        "record",
+        "report",
+        "text_out",
+    )
 
     def __init__(
         self,
@@ -303,14 +319,15 @@ class _Chain:
         self.last = last
         self.lens: Lens | None = None
         self.find_lens = _find_lens if find_lens is None else find_lens
-        self.halted = False
+        self.halted = self.finished = False
+        # A pass-through stage produces whatever the stage before it did.
+        kinds = [st.produces for st in stages if st.produces != "same"]
+        produces = kinds[-1] if kinds else "same"
+        self.text_out = produces is str or produces == "same"
         # Only the outermost chain records the text handed to the consumer.
         if not last:
             self.record = "none"
         else:
-            # A pass-through stage produces whatever the stage before it did.
-            kinds = [st.produces for st in stages if st.produces != "same"]
-            produces = kinds[-1] if kinds else "same"
             self.record = "text" if produces is str else "check" if produces == "same" else "none"
         self.feed = _compile_feed(
             self.procs,
@@ -325,8 +342,9 @@ class _Chain:
     def finish(self) -> list[Any]:
         """Flush every processor at the end of input (a halted chain is already flushed)."""
         out: list[Any] = [] if self.halted else self._drain(0, [])
+        self.finished = True
         self._record(out)
-        if self.lens is not None:
+        if self.lens is not None and self.text_out:
             return self.lens.finish(out)
         return out
 
@@ -341,6 +359,8 @@ class _Chain:
             if lens is None:
                 raise _WrongChunk(item)
             self.lens = lens
+        if not self.text_out:  # values (parsed JSON, say): the lens only reads the text
+            return self.feed(lens.unwrap(item))
         try:
             texts = self.feed(lens.unwrap(item))
         except _Halt as halt:
@@ -356,6 +376,7 @@ class _Chain:
                 self.halted = True
                 out = self._drain(i + 1, out + proc.close())
                 self._record(out)
+                self._abort(procs[:i])  # cut off before the end of their input
                 raise _Halt(out)
             i += 1
             if not out or i == len(procs):
@@ -372,6 +393,18 @@ class _Chain:
                 out = acc
         self._record(out)
         return out
+
+    def abort(self) -> None:
+        """The stream ended early: let processors not yet closed finalise."""
+        if not self.halted and not self.finished:
+            self._abort(self.procs)
+
+    @staticmethod
+    def _abort(procs: list[Processor[Any, Any]]) -> None:
+        for proc in procs:
+            abort = getattr(proc, "abort", None)
+            if abort is not None:
+                abort()
 
     def _drain(self, start: int, items: list[Any]) -> list[Any]:
         """Feed ``items`` to processors from ``start`` on, closing each in turn."""
@@ -421,10 +454,23 @@ def _wrong_chunk(exc: _WrongChunk, index: int) -> ChunkTypeError:
     return ChunkTypeError(index, exc.chunk, "str", hint)
 
 
+def _close(source: Iterator[Any]) -> None:
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()
+
+
+async def _aclose(source: AsyncIterator[Any]) -> None:
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 def _undelivered(report: StreamReport, batch: list[Any], delivered: int) -> None:
     """Take back the text of a batch the consumer left before receiving all of it."""
     tail = "".join(x for x in batch[delivered:] if isinstance(x, str))
-    if tail:
+    if tail and report.released_text.endswith(tail):
+        # (A report shared with other streams may have moved on: leave it be.)
         report.retract_released(tail)
 
 
@@ -448,6 +494,7 @@ def _drive_sync(source: Iterator[Any], chain: _Chain, *, first: bool) -> Generat
         except _WrongChunk as exc:
             raise _wrong_chunk(exc, n - 1) from None
         except _Halt as halt:
+            _close(source)  # at once: the consumer may hold the last chunk for long
             out = halt.out
             start = n_out
             for x in out:
@@ -461,6 +508,7 @@ def _drive_sync(source: Iterator[Any], chain: _Chain, *, first: bool) -> Generat
         if last:
             report.stop(StopReason.COMPLETE)
     except BaseException as exc:
+        chain.abort()
         if last:
             if chain.record != "none":
                 _undelivered(report, out, n_out - start)
@@ -471,9 +519,7 @@ def _drive_sync(source: Iterator[Any], chain: _Chain, *, first: bool) -> Generat
             report.chunks_in = n
         if last:
             report.chunks_out = n_out
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
+        _close(source)
         if last:
             _end(report)
 
@@ -508,6 +554,7 @@ async def _drive_async(
         except _WrongChunk as exc:
             raise _wrong_chunk(exc, n - 1) from None
         except _Halt as halt:
+            await _aclose(source)  # at once: the consumer may hold the last chunk for long
             out = halt.out
             start = n_out
             for x in out:
@@ -521,6 +568,7 @@ async def _drive_async(
         if last:
             report.stop(StopReason.COMPLETE)
     except BaseException as exc:
+        chain.abort()
         if last:
             if len(out) > 1 and chain.record != "none":
                 _undelivered(report, out, n_out - start)
@@ -531,9 +579,7 @@ async def _drive_async(
             report.chunks_in = n
         if last:
             report.chunks_out = n_out
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await _aclose(source)
         if last:
             _end(report)
 
@@ -778,9 +824,9 @@ class Operator(Generic[In, Out]):
         elif on_event is not None:
             report.subscribe(on_event)
         if hasattr(source, "__aiter__"):
-            return AsyncStream(self._build_async(source.__aiter__(), report, lens), report)
+            return AsyncStream(self._build(source.__aiter__(), report, lens, is_async=True), report)
         if hasattr(source, "__iter__"):
-            return SyncStream(self._build_sync(iter(source), report, lens), report)
+            return SyncStream(self._build(iter(source), report, lens, is_async=False), report)
         raise TypeError(
             f"expected an iterable or async iterable of chunks, got {type(source).__name__}"
         )
@@ -801,37 +847,23 @@ class Operator(Generic[In, Out]):
             groups.append([])  # the outermost driver always runs
         return groups
 
-    def _build_sync(
-        self, it: Iterator[Any], report: StreamReport, lens: LensFactory | None
-    ) -> Generator[Any, None, None]:
+    def _build(
+        self, it: Any, report: StreamReport, lens: LensFactory | None, *, is_async: bool
+    ) -> Any:
+        """Stack the drivers and shells of one stream over the source iterator ``it``."""
         groups = self._groups()
         # Shells pass chunks through one for one, so the first fused group
         # counts the upstream's chunks even when a shell comes before it.
         first = True
         for n, group in enumerate(groups):
             if isinstance(group, ShellStage):
-                it = group.wrap_sync(it, report)
+                it = group.wrap_async(it, report) if is_async else group.wrap_sync(it, report)
             else:
                 chain = _Chain(group, report, last=n == len(groups) - 1, find_lens=lens)
-                it = _drive_sync(it, chain, first=first)
+                drive = _drive_async if is_async else _drive_sync
+                it = drive(it, chain, first=first)
                 first = False
-        return it  # type: ignore[return-value]  # the last group is always a driver
-
-    def _build_async(
-        self, it: AsyncIterator[Any], report: StreamReport, lens: LensFactory | None
-    ) -> AsyncGenerator[Any, None]:
-        groups = self._groups()
-        # Shells pass chunks through one for one, so the first fused group
-        # counts the upstream's chunks even when a shell comes before it.
-        first = True
-        for n, group in enumerate(groups):
-            if isinstance(group, ShellStage):
-                it = group.wrap_async(it, report)
-            else:
-                chain = _Chain(group, report, last=n == len(groups) - 1, find_lens=lens)
-                it = _drive_async(it, chain, first=first)
-                first = False
-        return it  # type: ignore[return-value]  # the last group is always a driver
+        return it  # the last group is always a driver: a generator
 
 
 def identity() -> Operator[Any, Any]:

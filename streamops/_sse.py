@@ -23,17 +23,18 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel
 
-from ._core import AsyncStream, Operator, ShellStage, SyncStream
-from ._errors import ChunkTypeError
+from ._core import AsyncStream, Operator, ProcessorStage, SyncStream
+from ._errors import ChunkTypeError, StreamOpsError
 from ._lenses import _usage
 from ._report import StreamReport
 
 __all__ = [
     "SSEDecoder",
+    "SSEError",
     "SSEEvent",
     "sse_decode",
     "sse_format",
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
+_Errors: TypeAlias = Literal["replace", "strict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +65,37 @@ class SSEEvent:
     retry: int | None = None
 
     def json(self) -> Any:
-        """Return ``data`` parsed as JSON."""
-        return json.loads(self.data)
+        """Return ``data`` parsed as JSON; raise :class:`SSEError` if it is not JSON."""
+        try:
+            return json.loads(self.data)
+        except json.JSONDecodeError as exc:
+            raise SSEError(self, exc) from exc
+
+
+class SSEError(StreamOpsError, ValueError):
+    """Raised when the data of an SSE event is not the JSON it should be (:func:`sse_json`).
+
+    ``event`` is the :class:`SSEEvent`, ``offset`` the zero-based character
+    offset in its data where the JSON broke; the ``json.JSONDecodeError`` is
+    the ``__cause__``. It is not raised for malformed SSE framing: the format
+    has no invalid input (unknown fields and stray lines are ignored, as the
+    spec says), nor for a chunk that is not bytes or text (that is a
+    :class:`~streamops.ChunkTypeError`).
+
+    >>> SSEEvent("{oops", id="7").json()
+    Traceback (most recent call last):
+    ...
+    streamops._sse.SSEError: SSE event (id '7') data is not JSON at offset 1: Expecting ...
+    """
+
+    def __init__(self, event: SSEEvent, cause: json.JSONDecodeError) -> None:
+        where = f" (id {event.id!r})" if event.id else ""
+        super().__init__(
+            f"SSE event{where} data is not JSON at offset {cause.pos}: {cause.msg}:"
+            f" {event.data[:80]!r}"
+        )
+        self.event = event
+        self.offset = cause.pos
 
 
 class SSEDecoder:
@@ -74,6 +105,7 @@ class SSEDecoder:
     the stream (an unfinished event is discarded; with ``errors="strict"`` an
     incomplete UTF-8 character raises ``UnicodeDecodeError``). ``errors``
     applies to invalid UTF-8: ``"replace"`` (the spec's rule) or ``"strict"``.
+    A chunk that is not bytes or text raises :class:`~streamops.ChunkTypeError`.
 
     >>> d = SSEDecoder()
     >>> d.feed(b"data: hel") + d.feed(b"lo\\r")
@@ -82,9 +114,19 @@ class SSEDecoder:
     [SSEEvent(data='hello\\nworld', event='message', id='', retry=None)]
     """
 
-    __slots__ = ("_bom", "_buf", "_cr", "_data", "_event", "_retry", "_utf8", "last_event_id")
+    __slots__ = (
+        "_bom",
+        "_buf",
+        "_cr",
+        "_data",
+        "_event",
+        "_n",
+        "_retry",
+        "_utf8",
+        "last_event_id",
+    )
 
-    def __init__(self, *, errors: Literal["replace", "strict"] = "replace") -> None:
+    def __init__(self, *, errors: _Errors = "replace") -> None:
         if errors not in ("replace", "strict"):
             raise ValueError(f'errors must be "replace" or "strict", got {errors!r}')
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors)
@@ -94,6 +136,7 @@ class SSEDecoder:
         self._data: list[str] = []
         self._event = ""
         self._retry: int | None = None
+        self._n = 0  # chunks fed, to name a bad one
         self.last_event_id = ""
 
     def feed(self, chunk: bytes | bytearray | memoryview | str, /) -> list[SSEEvent]:
@@ -103,7 +146,8 @@ class SSEDecoder:
         elif isinstance(chunk, (bytes, bytearray, memoryview)):
             text = self._utf8.decode(bytes(chunk))
         else:
-            raise TypeError(f"SSE input must be bytes or str chunks, got {type(chunk).__name__}")
+            raise ChunkTypeError(self._n, chunk, "bytes or str (SSE input)")
+        self._n += 1
         if not text:
             return []
         if self._bom:
@@ -168,118 +212,84 @@ class SSEDecoder:
 
 
 class _Decode:
-    """The per-stream logic of the decoding stage, shared by the sync and async loops."""
+    """The per-stream processor of :func:`sse_decode`/:func:`sse_json`: chunks in, events out.
 
-    __slots__ = ("decoder", "done", "parse", "report", "sentinel")
+    Chunks are 1 -> N (none, one or several events per read), so the decoder
+    is a plain sans-I/O processor: the core's fused driver runs it over sync
+    and async sources alike.
+    """
 
-    def __init__(self, stage: _SSEStage, report: StreamReport) -> None:
-        self.decoder = SSEDecoder(errors=stage.errors)
-        self.sentinel = stage.done
-        self.parse = stage.parse
-        self.report = report
+    __slots__ = ("_decoder", "_parse", "_report", "_sentinel", "done")
+
+    def __init__(
+        self, report: StreamReport, *, parse: bool, sentinel: str | None, errors: _Errors
+    ) -> None:
+        self._decoder = SSEDecoder(errors=errors)
+        self._parse = parse
+        self._sentinel = sentinel
+        self._report = report
         self.done = False
 
-    def feed(self, chunk: Any, index: int) -> list[Any]:
-        if not isinstance(chunk, (bytes, bytearray, memoryview, str)):
-            raise ChunkTypeError(index, chunk, "bytes or str (SSE input)")
+    def feed(self, chunk: Any, /) -> list[Any]:
+        if self.done:
+            return []
         out: list[Any] = []
-        for event in self.decoder.feed(chunk):
-            self.report.counters["sse.events"] += 1
-            if self.sentinel is not None and event.data == self.sentinel:
-                self.done = True
+        for event in self._decoder.feed(chunk):
+            self._report.counters["sse.events"] += 1
+            if event.data == self._sentinel:
+                self.done = True  # the driver stops pulling and closes the upstream
                 break
-            if not self.parse:
-                out.append(event)
-                continue
-            try:
-                out.append(event.json())
-            except ValueError as exc:
-                exc.add_note(f"in the data of SSE event {event.data[:80]!r} (input chunk {index})")
-                raise
+            out.append(event.json() if self._parse else event)
         return out
 
-
-class _SSEStage(ShellStage):
-    __slots__ = ("done", "errors", "parse")
-
-    def __init__(self, name: str, *, parse: bool, done: str | None, errors: str) -> None:
-        super().__init__(name)
-        self.parse = parse
-        self.done = done
-        self.errors: Literal["replace", "strict"] = "strict" if errors == "strict" else "replace"
-
-    def wrap_sync(self, source: Iterator[Any], report: StreamReport) -> Iterator[Any]:
-        state = _Decode(self, report)
-        try:
-            for index, chunk in enumerate(source):
-                yield from state.feed(chunk, index)
-                if state.done:
-                    return
-            state.decoder.close()
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-
-    async def wrap_async(
-        self, source: AsyncIterator[Any], report: StreamReport
-    ) -> AsyncIterator[Any]:
-        state = _Decode(self, report)
-        try:
-            index = 0
-            async for chunk in source:
-                for item in state.feed(chunk, index):
-                    yield item
-                if state.done:
-                    return
-                index += 1
-            state.decoder.close()
-        finally:
-            aclose = getattr(source, "aclose", None)
-            if aclose is not None:
-                await aclose()
+    def close(self) -> list[Any]:
+        # After the sentinel the rest of the stream is ignored, bytes and all.
+        return [] if self.done else self._decoder.close()
 
 
-def _check_errors(errors: str) -> None:
-    if errors not in ("replace", "strict"):
-        raise ValueError(f'errors must be "replace" or "strict", got {errors!r}')
+def _operator(name: str, parse: bool, done: str | None, errors: _Errors) -> Operator[Any, Any]:
+    if done is not None and not isinstance(done, str):
+        raise TypeError(f"done must be a str or None, got {type(done).__name__}")
+    SSEDecoder(errors=errors)  # the decoder checks its options: fail now, not mid-stream
+
+    def factory(report: StreamReport) -> _Decode:
+        return _Decode(report, parse=parse, sentinel=done, errors=errors)
+
+    stage = ProcessorStage(name, factory, accepts=None, produces=None)
+    return Operator(stage)
 
 
-def sse_decode(
-    *, done: str | None = None, errors: Literal["replace", "strict"] = "replace"
-) -> Operator[Any, SSEEvent]:
+def sse_decode(*, done: str | None = None, errors: _Errors = "replace") -> Operator[Any, SSEEvent]:
     """Return an operator that decodes SSE bytes (or text) chunks into :class:`SSEEvent`.
 
     ``done``: an event whose data equals it ends the stream (the upstream is
     closed, the event is not yielded). ``errors``: for invalid UTF-8.
+    A chunk that is not ``bytes`` or ``str`` raises
+    :class:`~streamops.ChunkTypeError` naming its index.
 
     >>> raw = [b"event: delta\\r\\nid: 7\\r\\ndata: a\\r", b"\\ndata: b\\r\\n\\r\\n",
     ...        b"data: [DONE]\\n\\n"]
     >>> list(sse_decode(done="[DONE]")(raw))
     [SSEEvent(data='a\\nb', event='delta', id='7', retry=None)]
     """
-    _check_errors(errors)
-    return Operator(_SSEStage("sse_decode", parse=False, done=done, errors=errors))
+    return _operator("sse_decode", False, done, errors)
 
 
-def sse_json(
-    *, done: str | None = "[DONE]", errors: Literal["replace", "strict"] = "replace"
-) -> Operator[Any, Any]:
+def sse_json(*, done: str | None = "[DONE]", errors: _Errors = "replace") -> Operator[Any, Any]:
     """Return an operator that decodes SSE bytes into the JSON value of each event's data.
 
     Made for OpenAI-compatible streams: ``data: [DONE]`` ends the stream by
     default. Piped into text operators, the values (wire-format chunk dicts)
     go through the lenses: ``(sse_json() | redact())(response.aiter_bytes())``.
-    Invalid JSON raises ``json.JSONDecodeError`` (a ``ValueError``).
+    Data that is not JSON raises :class:`SSEError` (a ``ValueError``).
 
-    >>> import streamops as so, streamops._lenses
+    >>> import streamops as so
     >>> raw = [b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\\n\\n',
     ...        b"data: [DONE]\\n\\n"]
-    >>> [c["choices"][0]["delta"]["content"] for c in (sse_json() | so.identity())(raw)]
+    >>> [c["choices"][0]["delta"]["content"] for c in so.sse_json()(raw)]
     ['Hi']
     """
-    _check_errors(errors)
-    return Operator(_SSEStage("sse_json", parse=True, done=done, errors=errors))
+    return _operator("sse_json", True, done, errors)
 
 
 # --------------------------------------------------------------------------

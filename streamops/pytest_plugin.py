@@ -29,7 +29,6 @@ A test using all three (pytest-asyncio, strict mode)::
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -38,17 +37,6 @@ from .testing import FakeStreamingModel, VirtualClock, assert_closed
 
 __all__ = ("assert_closed_fixture", "fake_model", "virtual_clock")
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Stop looptime's hook from creating event loops that nobody closes.
-
-    looptime's pytest hook asks the policy for "the" event loop in every test,
-    sync ones included; on Python 3.11 that silently creates a loop that is
-    never closed (a ResourceWarning: an error under ``-W error``). Marking the
-    loop as explicitly unset makes that call raise instead, which looptime
-    handles.
-    """
-    asyncio.set_event_loop(None)
 
 
 @pytest.fixture

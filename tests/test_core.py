@@ -460,3 +460,74 @@ def test_explicit_lens_overrides_the_registry() -> None:
     refused = upper()([Raw("ab")], lens=lambda chunk: None)
     with pytest.raises(so.ChunkTypeError):
         list(refused)
+
+
+def test_upstream_is_closed_before_the_last_chunk_of_a_halt_is_delivered() -> None:
+    up = Tracked(["abc", "def", "ghi"])
+    stream = take(4)(up.sync())
+    assert next(stream) == "abc"
+    assert not up.finalized
+    assert next(stream) == "d"  # the halting chunk: the upstream is already closed
+    assert up.finalized
+
+
+async def test_async_upstream_is_closed_before_the_last_chunk_of_a_halt() -> None:
+    up = Tracked(["abc", "def", "ghi"])
+    stream = take(4)(up.aio())
+    assert await stream.__anext__() == "abc"
+    assert await stream.__anext__() == "d"
+    assert up.finalized
+    await stream.aclose()
+
+
+class Aborting:
+    """Record whether the stream closed or aborted this processor."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.done = False
+
+    def feed(self, item: str, /) -> list[str]:
+        return [item]
+
+    def close(self) -> list[str]:
+        self.log.append("close")
+        return []
+
+    def abort(self) -> None:
+        self.log.append("abort")
+
+
+def test_abort_is_called_when_the_consumer_leaves() -> None:
+    log: list[str] = []
+    op = so.Operator.from_processor(lambda r: Aborting(log))
+    stream = op(["a", "b"])
+    next(stream)
+    stream.close()
+    assert log == ["abort"]
+    assert list(op(["a"])) == ["a"]
+    assert log == ["abort", "close"]
+
+
+def test_abort_is_called_on_processors_before_a_halt() -> None:
+    log: list[str] = []
+    op = so.Operator.from_processor(lambda r: Aborting(log)) | take(2)
+    assert "".join(op(["abc", "d"])) == "ab"
+    assert log == ["abort"]
+
+
+async def test_async_abort_on_error() -> None:
+    log: list[str] = []
+    op = so.Operator.from_processor(lambda r: Aborting(log))
+    with pytest.raises(ConnectionError):
+        async for _ in op(Tracked(["a", "b"], fail_at=1).aio()):
+            pass
+    assert log == ["abort"]
+
+
+def test_value_operators_only_read_text_through_a_lens() -> None:
+    so.register_lens(lambda chunk: BoxLens() if isinstance(chunk, Box) else None)
+    values = so.Operator.from_processor(lambda r: Counter(), name="count", produces=None)(
+        [Box("a", 1), Box("b", 2)]
+    )
+    assert list(values) == ["1:a", "2:b"]  # values, not Boxes: nothing to rebuild

@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 import streamops as so
 import streamops._sse as sse
-from streamops._lenses import OpenAIResponsesLens, find_lens
-from streamops._sse import SSEDecoder, SSEEvent, sse_decode, sse_format, sse_json
+from streamops import SSEDecoder, SSEEvent, sse_decode, sse_format, sse_json
+from streamops._core import ProcessorStage
 
 
 def decode(*chunks: bytes | str) -> list[SSEEvent]:
@@ -78,8 +78,10 @@ def test_invalid_utf8_replaced_or_strict() -> None:
 
 
 def test_decoder_rejects_other_chunk_types() -> None:
-    with pytest.raises(TypeError, match="bytes or str chunks, got int"):
-        SSEDecoder().feed(3)  # type: ignore[arg-type]
+    decoder = SSEDecoder()
+    decoder.feed(b"data: 1\n")
+    with pytest.raises(so.ChunkTypeError, match=r"^chunk 1 has type int, expected bytes or str"):
+        decoder.feed(3)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------
@@ -139,6 +141,25 @@ def test_sse_decode_rejects_bad_chunks_and_options() -> None:
         list(sse_decode()([b"data: 1\n\n", 5]))
     with pytest.raises(ValueError, match="errors must be"):
         sse_json(errors="bad")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="done must be a str or None, got int"):
+        sse_decode(done=0)  # type: ignore[arg-type]
+
+
+def test_sse_operators_are_fusable_processor_stages() -> None:
+    """One processor stage: fused with its neighbours, no sync/async twin loops."""
+    for op in (sse_decode(), sse_json()):
+        (stage,) = op.stages
+        assert isinstance(stage, ProcessorStage)
+        assert (stage.accepts, stage.produces) == (None, None)
+    # Fused with the identity after it: one driver for both.
+    assert len((sse_json() | so.identity())._groups()) == 1
+
+
+def test_sse_decode_events_after_done_in_the_same_read_are_dropped() -> None:
+    raw = b"data: 1\n\ndata: [DONE]\n\ndata: 2\n\n\xff"
+    stream = sse_decode(done="[DONE]", errors="strict")([raw])
+    assert list(stream) == [SSEEvent("1")]  # the invalid byte after [DONE] is never decoded
+    assert stream.report.stop_reason == so.StopReason.COMPLETE
 
 
 def openai_wire(text_pieces: list[str]) -> bytes:
@@ -177,10 +198,16 @@ def test_responses_api_sse_stream_is_redacted() -> None:
     assert "a@b.co" not in json.dumps(out)
 
 
-def test_sse_json_invalid_json_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="property name") as info:
-        list(sse_json()([b"data: {oops\n\n"]))
-    assert info.value.__notes__ == ["in the data of SSE event '{oops' (input chunk 0)"]
+def test_sse_json_invalid_json_is_an_sse_error() -> None:
+    with pytest.raises(so.SSEError, match=r"^SSE event \(id '7'\) data is not JSON at offset 1: ") as info:
+        list(sse_json()([b"data: 1\n\nid: 7\ndata: {oops\n\n"]))
+    err = info.value
+    assert isinstance(err, so.StreamOpsError)
+    assert isinstance(err, ValueError)
+    assert err.event == SSEEvent("{oops", id="7")
+    assert err.offset == 1
+    assert isinstance(err.__cause__, json.JSONDecodeError)
+    assert err.released is None  # no text was released: the stream carries values
 
 
 # --------------------------------------------------------------------------
