@@ -466,9 +466,17 @@ async def _aclose(source: AsyncIterator[Any]) -> None:
         await aclose()
 
 
-def _undelivered(report: StreamReport, batch: list[Any], delivered: int) -> None:
+def _undelivered(chain: _Chain, batch: list[Any], delivered: int) -> None:
     """Take back the text of a batch the consumer left before receiving all of it."""
-    tail = "".join(x for x in batch[delivered:] if isinstance(x, str))
+    report = chain.report
+    lens = chain.lens
+    if lens is not None:  # rebuilt provider chunks: their text is what was recorded
+        try:
+            tail = "".join(lens.unwrap(x) for x in batch[delivered:])
+        except Exception:  # never let bookkeeping replace the error being raised
+            return
+    else:
+        tail = "".join(x for x in batch[delivered:] if isinstance(x, str))
     if tail and report.released_text.endswith(tail):
         # (A report shared with other streams may have moved on: leave it be.)
         report.retract_released(tail)
@@ -511,7 +519,7 @@ def _drive_sync(source: Iterator[Any], chain: _Chain, *, first: bool) -> Generat
         chain.abort()
         if last:
             if chain.record != "none":
-                _undelivered(report, out, n_out - start)
+                _undelivered(chain, out, n_out - start)
             _on_error(report, exc)
         raise
     finally:
@@ -571,7 +579,7 @@ async def _drive_async(
         chain.abort()
         if last:
             if len(out) > 1 and chain.record != "none":
-                _undelivered(report, out, n_out - start)
+                _undelivered(chain, out, n_out - start)
             _on_error(report, exc)
         raise
     finally:
