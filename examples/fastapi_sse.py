@@ -20,7 +20,6 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 import streamops as so
-from streamops._sse import SSEEvent, sse_decode, sse_response
 
 model = so.FakeStreamingModel(
     "Your account key is sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c; keep it safe.",
@@ -34,20 +33,20 @@ app = FastAPI()
 @app.get("/chat")
 async def chat(q: str) -> Response:
     stream = policy(model.astream(q))
-    response: Response = sse_response(stream)
+    response: Response = so.sse_response(stream)
     return response
 
 
-async def amain() -> list[SSEEvent]:
+async def amain() -> list[so.SSEEvent]:
     transport = httpx.ASGITransport(app=app)
     async with (
         httpx.AsyncClient(transport=transport, base_url="http://app") as client,
         client.stream("GET", "/chat", params={"q": "my key?"}) as response,
     ):
-        return [event async for event in sse_decode(done="[DONE]")(response.aiter_bytes())]
+        return [event async for event in so.sse_decode(done="[DONE]")(response.aiter_bytes())]
 
 
-def main() -> list[SSEEvent]:
+def main() -> list[so.SSEEvent]:
     """Run the example; return the events the client received."""
     events = asyncio.run(amain())
     text = "".join(e.data for e in events if e.event == "message")

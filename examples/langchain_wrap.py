@@ -17,7 +17,6 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk
 
 import streamops as so
-import streamops._lenses  # registers the provider lenses
 
 REPLY = "Sure. My email is jane.doe@example.com and my card is 4111 1111 1111 1111."
 

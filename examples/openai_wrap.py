@@ -16,8 +16,6 @@ import openai
 from openai.types.chat import ChatCompletionChunk
 
 import streamops as so
-import streamops._lenses  # registers the provider lenses
-from streamops._server import FakeOpenAIServer
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 REPLY = f"Set OPENAI_API_KEY={SECRET} and retry. Questions? Write to ops@example.com."
@@ -45,7 +43,7 @@ async def ask(client: openai.AsyncOpenAI, prompt: str) -> tuple[str, list[ChatCo
 async def amain() -> tuple[str, list[ChatCompletionChunk]]:
     model = so.FakeStreamingModel(REPLY, chunking=6, format="openai-dict")
     async with (
-        FakeOpenAIServer(model) as server,
+        so.FakeOpenAIServer(model) as server,
         openai.AsyncOpenAI(base_url=server.base_url, api_key="x") as client,
     ):
         return await ask(client, "How do I call the API?")

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import streamops as so
-from streamops._policy import Policy
 
 POLICY = """\
 name = "support-bot"
@@ -37,7 +36,7 @@ backoff = { initial = 0.0, jitter = 0.0 }
 """
 
 
-async def run(policy: Policy) -> str:
+async def run(policy: so.Policy) -> str:
     """Stream a fake answer through the policy; the first attempt fails and is retried."""
     model = so.FakeStreamingModel(
         [
@@ -59,7 +58,7 @@ def main() -> str:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "support-bot.toml"
         path.write_text(POLICY)
-        policy = Policy.from_file(path)
+        policy = so.Policy.from_file(path)
     print(policy.describe())
     return asyncio.run(run(policy))
 

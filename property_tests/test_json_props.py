@@ -213,3 +213,32 @@ def test_multiple_values(values: list[Any], data: st.DataObject) -> None:
     text = "\n".join(json.dumps(v) for v in values) + "\n"
     out = run(so.parse_json(multiple=True), split(data.draw, text))
     assert repr(out) == repr([strict_loads(json.dumps(v)) for v in values])
+
+
+# Bracketed words start with a capital letter: no JSON value starts with one.
+_PROSE_WORDS = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=6)
+_PROSE_ITEMS = (
+    st.text(alphabet="ABCXYZ .!", max_size=6)
+    | _PROSE_WORDS.map(lambda w: f"[{w}]")
+    | _PROSE_WORDS.map(lambda w: f"[ {w} ]")
+    | _PROSE_WORDS.map(lambda w: f"{{ {w}}}")
+)
+
+
+@given(st.data(), documents(), st.lists(_PROSE_ITEMS, max_size=5))
+def test_bracketed_prose_before_the_value_is_skipped(
+    data: st.DataObject, doc: tuple[Any, str], prose: list[str]
+) -> None:
+    # Bracketed words ("[EMAIL]", "{ NAME}") cannot start JSON: skip_prefix
+    # rejects them as candidates, whatever the split, and never shows them.
+    _, text = doc
+    if text.strip()[:1] not in ("{", "["):
+        text = "[" + text + "]"
+    full = " ".join(prose) + " " + text
+    whole = [copy.deepcopy(v) for v in so.parse_json(skip_prefix=True)([full])]
+    chunks = split(data.draw, full)
+    snapshots = [copy.deepcopy(v) for v in so.parse_json(skip_prefix=True)(chunks)]
+    final = strict_loads(text)
+    assert repr(snapshots[-1]) == repr(whole[-1]) == repr(final)
+    for before, after in itertools.pairwise(snapshots):
+        assert is_prefix(before, after)

@@ -108,13 +108,16 @@ class Scenario:
     def expected(self) -> tuple[str, list[str], int]:
         """Return (outcome, the chunks the consumer gets, how many attempts run)."""
         made = 0
+        last = sum(len(replies) for replies in self.scripts)
         for replies in self.scripts:
             for chunks, fail in replies:
                 made += 1
                 if fail is None:
                     return "success", chunks, made
                 if self.mode == "before_first_chunk" and fail > 0:
-                    return "interrupted", chunks[:fail], made
+                    # Only a failure that would have been retried is an
+                    # interruption; the last attempt's error passes through.
+                    return "failed" if made == last else "interrupted", chunks[:fail], made
         return "failed", [], made
 
 

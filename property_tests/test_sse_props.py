@@ -8,7 +8,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamops._sse import SSEDecoder, SSEEvent, sse_format
+from streamops import SSEDecoder, SSEEvent, sse_format
 
 
 def _chunk(i: int, delta: dict[str, object], finish: str | None = None) -> str:

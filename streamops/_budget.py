@@ -6,11 +6,13 @@ is certain to be within budget, and when the budget runs out emits exactly the
 text of the first ``limit`` tokens, stops pulling and closes the upstream.
 
 Without a ledger the operator is one sans-I/O processor (fused, sync and async
-streams). With a ledger it adds an async shell stage in front of the processor:
-before the processor pulls the next chunk, the shell tops up the processor's
-*allowance* by reserving blocks from the ledger, and when the stream ends, is
-closed or is cancelled, it refunds what was reserved and not used. The
-processor never awaits anything; all ledger I/O happens in the shell.
+streams). With a ledger it is one async shell stage that owns the same
+processor for its stream: for each chunk it pulls, it first tops up the
+processor's *allowance* by reserving blocks from the ledger (as many as the
+text received so far may need), then feeds the chunk, so nothing waits for
+the next chunk. However the stream ends it charges the ledger for the tokens
+it released and refunds the rest. The processor never awaits anything; all
+ledger I/O happens in the shell.
 """
 
 from __future__ import annotations
@@ -22,22 +24,24 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import tiktoken
-import tiktoken.model
 from pydantic import BaseModel, computed_field
 
-from ._core import Operator, ProcessorStage, ShellStage
-from ._errors import StreamOpsError
+from ._core import Lens, Operator, ProcessorStage, ShellStage, _find_lens
+from ._errors import ChunkTypeError, StreamOpsError
 from ._ledger import Ledger, LedgerUnavailable, MemoryLedger, RedisLedger, Reservation
 from ._pricing import DEFAULT_PRICES, ModelPrice, PriceTable, PricingError
 from ._report import StopReason, StreamReport
 from ._tokens import (
+    DEFAULT_ENCODING,
     EncodingUnavailable,
     TokenCounter,
     _splitter_for,
     count_tokens,
     get_encoding,
+    resolve_encoding,
     utf8_len,
 )
+from ._validate import check_int, check_number, check_str, is_number
 
 __all__ = (
     "DEFAULT_PRICES",
@@ -57,6 +61,7 @@ __all__ = (
     "budget",
     "count_tokens",
     "get_encoding",
+    "resolve_encoding",
 )
 
 OnExhausted = Literal["truncate", "raise"]
@@ -110,7 +115,9 @@ class BudgetUsage(BaseModel):
     """The ``"budget"`` section of a stream's report: tokens, cost, limit, ledger.
 
     ``completion_tokens`` counts the streamed text (capped at ``limit`` when
-    the budget cut it); ``cost`` is ``None`` when no price is known. Integrations
+    the budget cut it; when the stream ended early, because the consumer left,
+    an error or a cancellation, it counts the text the budget had released);
+    ``cost`` is ``None`` when no price is known. Integrations
     that see the provider's own usage call :meth:`record_provider_usage`;
     ``usage_mismatch`` then says whether the provider counted differently.
 
@@ -209,6 +216,7 @@ class _BudgetCore:
         "_splitter",
         "_warn_tokens",
         "allowance",
+        "closed",
         "counter",
         "done",
         "final",
@@ -226,6 +234,7 @@ class _BudgetCore:
         # the hold-back near the limit and the ledger's reservations) tight.
         self.counter = TokenCounter(spec.encoding, batch=1024)
         self.done = False
+        self.closed = False  # the usage is final (closed, exhausted or aborted)
         self._rel = 0  # released characters of the counter's pending text
         self._pbytes = 0  # UTF-8 length of the counter's pending text
         if spec.ledger is None:
@@ -278,13 +287,36 @@ class _BudgetCore:
         if self.done:
             return []
         out = self._exact(end_of_input=True)
-        self._finish()
+        self._finish(self.used())
         return out
 
+    def abort(self) -> None:
+        """The stream ended early: count what was released (the rest never reached anyone)."""
+        if not self.closed:
+            self._finish(self.released_tokens())
+
+    def released_tokens(self) -> int:
+        """The token count of the text released so far."""
+        counter = self.counter
+        rel = self._rel
+        if rel <= 0:
+            return counter.committed
+        return counter.committed + len(self._enc.encode_ordinary(counter.pending_text()[:rel]))
+
     # -- used by the ledger shell -------------------------------------------
-    def need(self) -> int:
-        """An upper bound on the tokens of the text received so far."""
-        return self.counter.committed + self._pbytes
+    def need_for(self, text: str) -> int:
+        """A tight upper bound on the tokens needed to release everything once ``text`` is fed.
+
+        The text that is already final is counted exactly; only the tail that
+        later text may still change is counted by its bytes (at least one byte
+        per token), which is what lets :meth:`feed` release all of it.
+        """
+        self.tighten()  # keeps the pending text (and so this encode) short
+        counter = self.counter
+        pending = counter.pending_text() + text
+        cut = self._splitter.final_cut(pending)
+        final = len(self._enc.encode_ordinary(pending[:cut])) if cut else 0
+        return counter.committed + final + utf8_len(pending[cut:])
 
     def exact_need(self) -> int:
         """The exact token count of the text received so far (changes no state)."""
@@ -345,14 +377,14 @@ class _BudgetCore:
             out = [pending[self._rel + cut : cut]] if self._rel < 0 else []
             self._rel = max(self._rel, 0)
             if room is None:
-                return out + self._release_to(len(tail))
+                return _joined(out + self._release_to(len(tail)))
             # A token starting in the tail holds at least one of its bytes.
             spare = room - len(tokens)
             if tail.isascii():
                 certain = min(len(tail), spare)
             else:
                 certain = len(tail.encode("utf-8")[:spare].decode("utf-8", "ignore"))
-            return out + self._release_to(certain)
+            return _joined(out + self._release_to(certain))
         # The allowance ends inside the final text: the text of its first
         # `room` tokens, backed off to a whole character.
         end = len(enc.decode_bytes(tokens[:room]).decode("utf-8", "ignore"))
@@ -371,7 +403,7 @@ class _BudgetCore:
         usage.exhausted = True
         self.report.stop(StopReason.BUDGET)
         self.report.emit("budget.exhausted", stage=self.spec.name, limit=self.allowance)
-        self._finish()
+        self._finish(self.used())
         if self.spec.on_exhausted == "raise":
             raise BudgetExceeded(
                 f"token budget of {self.allowance} exhausted",
@@ -390,14 +422,20 @@ class _BudgetCore:
                 "budget.warning", stage=self.spec.name, tokens=tokens, limit=self.spec.limit
             )
 
-    def _finish(self) -> None:
+    def _finish(self, completion_tokens: int) -> None:
+        self.closed = True
         usage = self.usage
-        usage.completion_tokens = self.used()
-        self._check_warn(usage.completion_tokens)
+        usage.completion_tokens = completion_tokens
+        self._check_warn(completion_tokens)
         if self.spec.price is not None:
             usage.cost = self.spec.price.cost(
                 prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
             )
+
+
+def _joined(pieces: list[str]) -> list[str]:
+    # One piece per feed: a consumer sees adjacent released text as one chunk.
+    return ["".join(pieces)] if len(pieces) > 1 else pieces
 
 
 # ---------------------------------------------------------------------------
@@ -405,25 +443,22 @@ class _BudgetCore:
 # ---------------------------------------------------------------------------
 
 
-class _LedgerShell(ShellStage):
-    """Reserves allowance from the ledger ahead of the processor; refunds at the end."""
+class _LedgerBudget(ShellStage):
+    """The budget with a ledger: one async stage that owns the stream's processor.
 
-    __slots__ = ("_cores", "spec")
+    For each chunk it pulls, it reserves what the text may need *before*
+    feeding the chunk, so text is released as soon as it arrives. It unwraps
+    provider chunks with the registered lenses, as the fused driver does.
+    """
+
+    __slots__ = ("spec",)
 
     def __init__(self, spec: _Spec) -> None:
-        super().__init__(f"{spec.name}.ledger")
+        super().__init__(spec.name)
         self.spec = spec
-        # wrap_async and the processor factory run back to back while one
-        # stream is built; the core is handed over under the report's id.
-        self._cores: dict[int, _BudgetCore] = {}
-
-    def factory(self, report: StreamReport) -> _BudgetCore:
-        return self._cores.pop(id(report))
 
     def wrap_async(self, source: AsyncIterator[Any], report: StreamReport) -> AsyncIterator[Any]:
-        core = _BudgetCore(self.spec, report)
-        self._cores[id(report)] = core
-        return self._run(source, core, report)
+        return self._run(source, _BudgetCore(self.spec, report), report)
 
     async def _run(
         self, source: AsyncIterator[Any], core: _BudgetCore, report: StreamReport
@@ -432,64 +467,127 @@ class _LedgerShell(ShellStage):
         ledger, key = spec.ledger, spec.key
         assert ledger is not None
         assert key is not None  # budget() requires a key with a ledger
-        assert spec.key is not None
-        grants: list[Reservation] = []
+        usage = core.usage
+        # Tokens reserved per bucket (a window may roll over mid-stream), and
+        # the last reservation of each, to refund through.
+        held: dict[str, list[Any]] = {}
+        settled: asyncio.Future[None] | None = None
 
-        async def top_up(exact: bool) -> None:
-            core.tighten()
-            while not core.final and (core.allowance or 0) < (
-                core.exact_need() if exact else core.need()
-            ):
+        async def top_up(need: int) -> None:
+            short = need - (core.allowance or 0)
+            if core.final or short <= 0:
+                return
+            want = -(-short // spec.block) * spec.block  # whole blocks
+            try:
+                got = await ledger.reserve(key, want)
+            except LedgerUnavailable as exc:
+                usage.ledger_error = str(exc)
+                report.emit("budget.ledger_unavailable", stage=self.name, error=str(exc))
+                if not spec.fail_open:
+                    raise
+                core.open_allowance()
+                return
+            if got.tokens:
+                entry = held.setdefault(got.bucket, [got, 0])
+                entry[0] = got
+                entry[1] += got.tokens
+                usage.ledger_reserved += got.tokens
+            core.grant(got.tokens, final=got.tokens < want)
+
+        async def settle() -> None:
+            # Charge what was released; one task refunds the rest, shielded as
+            # a whole: however often the stream is cancelled meanwhile, every
+            # refund and the report's count complete.
+            nonlocal settled
+            if settled is None:
+                if not core.closed:
+                    core.abort()
+                spent = min(usage.completion_tokens, usage.ledger_reserved)
+                unused = usage.ledger_reserved - spent
+                settled = asyncio.ensure_future(self._refund(ledger, held, unused, usage, report))
+            cancelled: asyncio.CancelledError | None = None
+            while not settled.done():
                 try:
-                    got = await ledger.reserve(key, spec.block)
-                except LedgerUnavailable as exc:
-                    core.usage.ledger_error = str(exc)
-                    report.emit("budget.ledger_unavailable", stage=self.name, error=str(exc))
-                    if not spec.fail_open:
-                        raise
-                    core.open_allowance()
-                    return
-                grants.append(got)
-                core.usage.ledger_reserved += got.tokens
-                core.grant(got.tokens, final=got.tokens < spec.block)
+                    await asyncio.shield(settled)
+                except asyncio.CancelledError as exc:
+                    cancelled = cancelled or exc
+            if cancelled is not None:
+                raise cancelled
 
+        lens: Lens | None = None
+        index = 0
         try:
             while True:
-                await top_up(exact=False)
                 try:
                     item = await anext(source)
                 except StopAsyncIteration:
-                    break
-                yield item
-            await top_up(exact=True)
+                    await top_up(core.exact_need())
+                    out = core.close()
+                    await settle()
+                    if lens is not None:
+                        out = lens.finish(out)
+                    for x in out:
+                        yield x
+                    return
+                if isinstance(item, str):
+                    text = item
+                else:
+                    if lens is None:
+                        lens = _find_lens(item)
+                        if lens is None:
+                            raise ChunkTypeError(index, item, "str", _LENS_HINT)
+                    text = lens.unwrap(item)
+                index += 1
+                await top_up(core.need_for(text))
+                out = core.feed(text)
+                if lens is not None:
+                    out = lens.wrap(item, out)
+                if core.done:
+                    # At once, before the last chunk: the consumer may hold it for long.
+                    await _aclose(source)
+                    await settle()
+                    for x in out:
+                        yield x
+                    return
+                for x in out:
+                    yield x
         finally:
             try:
-                aclose = getattr(source, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await _aclose(source)
             finally:
-                await self._refund(ledger, grants, core, report)
+                await settle()
 
     async def _refund(
-        self, ledger: Ledger, grants: list[Reservation], core: _BudgetCore, report: StreamReport
+        self,
+        ledger: Ledger,
+        held: dict[str, list[Any]],
+        unused: int,
+        usage: BudgetUsage,
+        report: StreamReport,
     ) -> None:
-        unused = sum(g.tokens for g in grants) - core.used()
-        for grant in reversed(grants):
-            if unused <= 0:
+        # The newest bucket first: the tokens not used were reserved last.
+        for grant, tokens in reversed(list(held.values())):
+            back = min(unused, tokens)
+            if back <= 0:
                 break
-            back = min(unused, grant.tokens)
-            if back == 0:
-                continue
             try:
-                # Shielded: a second cancellation must not lose the refund.
-                await asyncio.shield(ledger.refund(grant, back))
+                await ledger.refund(grant, back)
             except LedgerUnavailable as exc:
                 # Fail closed: unrefunded tokens stay counted as spent.
-                core.usage.ledger_error = str(exc)
+                usage.ledger_error = str(exc)
                 report.emit("budget.refund_failed", stage=self.name, tokens=unused)
                 return
             unused -= back
-            core.usage.ledger_refunded += back
+            usage.ledger_refunded += back
+
+
+_LENS_HINT = "register a lens with streamops.register_lens() for this chunk type"
+
+
+async def _aclose(source: AsyncIterator[Any]) -> None:
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 # ---------------------------------------------------------------------------
@@ -497,27 +595,10 @@ class _LedgerShell(ShellStage):
 # ---------------------------------------------------------------------------
 
 
-def _is_str(value: object) -> bool:
-    return isinstance(value, str)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _nonneg_int(name: str, value: object) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-
-
 def budget(
     *,
     max_tokens: int | None = None,
-    encoding: str | tiktoken.Encoding | None = None,
+    encoding: str | tiktoken.Encoding | None = DEFAULT_ENCODING,
     model: str | None = None,
     max_cost: float | None = None,
     prompt_tokens: int | None = None,
@@ -543,16 +624,19 @@ def budget(
     within a few bytes of the limit is held back). ``warn_at`` (a fraction of
     the limit) emits a ``budget.warning`` event once.
 
-    ``encoding`` is a tiktoken name or ``tiktoken.Encoding``; when it is not
-    given, ``model`` picks it if tiktoken knows the model, else it is
-    ``"cl100k_base"``. ``model`` also picks the price. Cost needs a price: ``pricing`` is a
-    :class:`ModelPrice` or a :class:`PriceTable` (default
-    :data:`DEFAULT_PRICES`, a snapshot to override); prompt tokens are given
-    as ``prompt_tokens`` or counted from ``prompt``.
+    ``encoding`` is a tiktoken name or ``tiktoken.Encoding`` (default
+    ``"cl100k_base"``; ``None`` means the default too), or ``"auto"`` for the
+    encoding tiktoken maps ``model`` to, which fails at once with
+    :class:`EncodingUnavailable` when that encoding is not available offline
+    (see :func:`resolve_encoding`). ``model`` picks the price. Cost needs a
+    price: ``pricing`` is a :class:`ModelPrice` or a :class:`PriceTable`
+    (default :data:`DEFAULT_PRICES`, a snapshot to override); prompt tokens
+    are given as ``prompt_tokens`` or counted from ``prompt``.
 
     With ``ledger`` and ``key`` the stream also draws on a shared budget
-    (async streams only): it reserves ``block`` tokens at a time before
-    releasing them and refunds the unused rest however the stream ends. An
+    (async streams only): before releasing text it reserves, in multiples of
+    ``block`` tokens, what the text may need, and however the stream ends it
+    is charged for the tokens it released and refunds the rest. An
     unreachable ledger raises :class:`LedgerUnavailable` (``fail_open=True``
     goes on under the local limits instead).
 
@@ -562,18 +646,18 @@ def budget(
     >>> s.text(), s.report.stop_reason
     ('Hello, world', <StopReason.BUDGET: 'budget'>)
     """
-    if not _is_str(name) or not name:
-        raise ValueError(f"name must be a non-empty str, got {name!r}")
-    _nonneg_int("max_tokens", max_tokens)
-    _nonneg_int("prompt_tokens", prompt_tokens)
-    if not _is_int(block) or block < 1:
-        raise ValueError(f"block must be a positive int, got {block!r}")
+    check_str("name", name)
+    if max_tokens is not None:
+        check_int("max_tokens", max_tokens)
+    if prompt_tokens is not None:
+        check_int("prompt_tokens", prompt_tokens)
+    check_int("block", block, least=1)
     if on_exhausted not in ("truncate", "raise"):
         raise ValueError(f"on_exhausted must be 'truncate' or 'raise', got {on_exhausted!r}")
-    if warn_at is not None and (not _is_number(warn_at) or not 0 < warn_at <= 1):
+    if warn_at is not None and (not is_number(warn_at) or not 0 < warn_at <= 1):
         raise ValueError(f"warn_at must be a fraction in (0, 1] or None, got {warn_at!r}")
-    if max_cost is not None and (not _is_number(max_cost) or max_cost < 0):
-        raise ValueError(f"max_cost must be a non-negative number, got {max_cost!r}")
+    if max_cost is not None:
+        check_number("max_cost", max_cost)
     if prompt is not None and prompt_tokens is not None:
         raise ValueError("give prompt or prompt_tokens, not both")
     if prompt is not None and not isinstance(prompt, str):
@@ -588,12 +672,7 @@ def budget(
     if max_tokens is None and max_cost is None and ledger is None:
         raise ValueError("budget() needs max_tokens, max_cost or ledger")
 
-    if encoding is None and model is not None:
-        try:
-            encoding = tiktoken.model.encoding_name_for_model(model)
-        except KeyError:
-            encoding = None  # a model tiktoken does not know: the default encoding
-    enc = get_encoding() if encoding is None else get_encoding(encoding)
+    enc = resolve_encoding(encoding, model=model)
     if prompt is not None:
         prompt_tokens = len(enc.encode_ordinary(prompt))
     price: ModelPrice | None
@@ -641,5 +720,4 @@ def budget(
             return _BudgetCore(spec, report)
 
         return Operator(ProcessorStage(name, factory))
-    shell = _LedgerShell(spec)
-    return Operator(shell, ProcessorStage(name, shell.factory))
+    return Operator(_LedgerBudget(spec))

@@ -27,6 +27,7 @@ import sys
 import time
 import traceback
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,11 +35,14 @@ from pydantic import BaseModel
 
 from ._budget import BudgetExceeded, BudgetUsage
 from ._collect import Collected
+from ._core import Operator
 from ._errors import StreamOpsError
 from ._fake import FakeStreamingModel
+from ._lenses import find_lens
 from ._policy import Policy, PolicyError, load_policy
 from ._redact import RedactReport
 from ._report import StopReason, StreamReport
+from ._sse import sse_json
 from ._timeout import StreamTimeout
 
 __all__: list[str] = []
@@ -80,16 +84,25 @@ class _Usage(Exception):
     """A usage error: one line on stderr, exit code 2."""
 
 
+class _Failed(Exception):
+    """A command that could not do its job: one line on stderr, exit code 1."""
+
+
 # --------------------------------------------------------------------------
 # shared helpers
 # --------------------------------------------------------------------------
 
 
-def _load(spec: str) -> Policy:
+def _load(spec: str) -> tuple[Policy, Operator[Any, Any]]:
+    """Load and build a policy: any problem with it is a usage error, before any I/O."""
     try:
-        return load_policy(spec)
+        policy = load_policy(spec)
     except PolicyError as exc:
         raise _Usage(str(exc)) from None
+    try:
+        return policy, policy.build()
+    except PolicyError as exc:  # build() does not know the file: name it, as loading does
+        raise _Usage(str(PolicyError(spec, exc.errors))) from None
 
 
 def _exit_code(report: StreamReport, error: BaseException | None) -> int:
@@ -239,13 +252,13 @@ def _summary(report: StreamReport, error: BaseException | None, elapsed: float) 
 
 
 async def _demo_async(args: argparse.Namespace) -> int:
-    policy = _load(args.policy)
+    policy, op = _load(args.policy)
     delay = 0.0 if args.fast else args.delay
     model = FakeStreamingModel(DEMO_ANSWER, chunking="token", delay=delay, first_chunk_delay=delay)
     if policy.retry is not None:
-        stream = policy.wrap(lambda: model.astream(DEMO_PROMPT))
+        stream = policy.wrap(lambda: model.astream(DEMO_PROMPT), pipeline=op)
     else:
-        stream = policy.apply(model.astream(DEMO_PROMPT))
+        stream = op(model.astream(DEMO_PROMPT), on_event=policy.on_event())
     report: StreamReport = stream.report
     out = sys.stdout
     started = time.monotonic()
@@ -337,25 +350,22 @@ async def _decode(chunks: AsyncGenerator[bytes, None]) -> AsyncIterator[str]:
         await chunks.aclose()
 
 
-def _sse_text() -> tuple[Any, Callable[[Any], str]]:
-    """The SSE decoding operator and a function reading the text of its chunks."""
-    from ._lenses import find_lens
-    from ._sse import sse_json
+async def _sse_text(data: AsyncGenerator[bytes, None]) -> AsyncIterator[str]:
+    """Decode SSE into provider chunks, and those into their text (through their lens).
 
-    lenses: list[Any] = []
-
-    def text_of(chunk: Any) -> str:
-        if isinstance(chunk, str):
-            return chunk
-        if not lenses:
-            lenses.append(find_lens(chunk))
-        return str(lenses[0].unwrap(chunk))
-
-    return sse_json(), text_of
+    The policy then runs on plain text, whatever its output is (text or JSON values).
+    """
+    async with aclosing(sse_json()(data)) as chunks:
+        lens = None
+        async for chunk in chunks:
+            if lens is None:
+                lens = find_lens(chunk)
+            if text := lens.unwrap(chunk):
+                yield text
 
 
 async def _run_async(args: argparse.Namespace) -> int:
-    policy = _load(args.policy)
+    policy, op = _load(args.policy)
     if policy.retry is not None:
         sys.stderr.write(
             "streamops: note: the retry section is ignored: stdin cannot be replayed\n"
@@ -367,15 +377,7 @@ async def _run_async(args: argparse.Namespace) -> int:
             fd, owned = os.open(args.input, os.O_RDONLY), True
         except OSError as exc:
             raise _Usage(f"cannot open --input {args.input}: {exc.strerror}") from None
-    op = policy.build()
-    text_of: Callable[[Any], str] = str
-    source: AsyncIterator[Any]
-    if args.sse:
-        sse, text_of = _sse_text()
-        op = sse | op
-        source = _read_fd(fd)
-    else:
-        source = _decode(_read_fd(fd))
+    source = _sse_text(_read_fd(fd)) if args.sse else _decode(_read_fd(fd))
     stream = op(source, on_event=policy.on_event())
     out = sys.stdout.buffer
     multiple = policy.parse_json is not None and policy.parse_json.multiple
@@ -384,16 +386,14 @@ async def _run_async(args: argparse.Namespace) -> int:
     try:
         async with stream:
             async for piece in stream:
-                if isinstance(piece, str) or args.sse:
-                    out.write(text_of(piece).encode())
+                if isinstance(piece, str):
+                    out.write(piece.encode())
                 elif multiple:
                     out.write((_value_json(piece) + "\n").encode())
                 else:
                     last[:] = [piece]
                 out.flush()
     except StreamOpsError as exc:
-        error = exc
-    except (ValueError, UnicodeDecodeError) as exc:  # e.g. invalid JSON in an SSE event
         error = exc
     finally:
         if owned:
@@ -424,11 +424,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_policy(args: argparse.Namespace) -> int:
-    policy = _load(args.file)
-    try:
-        policy.build()
-    except PolicyError as exc:
-        raise _Usage(str(exc)) from None
+    policy, _ = _load(args.file)
     if args.json:
         sys.stdout.write(json.dumps(policy.to_dict(), indent=2) + "\n")
         return EXIT_OK
@@ -456,8 +452,15 @@ def _fake_server(args: argparse.Namespace, extra: list[str]) -> int:
         description="Serve the fake streaming model as an OpenAI-compatible HTTP API.",
     )
     server.add_fake_server_arguments(parser)
-    code: int = server.run_fake_server(parser.parse_args(extra))
-    return code
+    try:
+        fake = server.fake_server_from_args(parser.parse_args(extra))
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    try:
+        server.serve_fake_server(fake)
+    except OSError as exc:  # the port is taken, say: an error, not a usage problem
+        raise _Failed(str(exc)) from None
+    return EXIT_OK
 
 
 def _find_benchmarks() -> Path | None:
@@ -586,11 +589,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("streamops: interrupted\n")
         return EXIT_INTERRUPTED
-    except _Usage as exc:
+    except (_Usage, _Failed) as exc:
         if debug:
             traceback.print_exc()
         sys.stderr.write(f"streamops: error: {exc}\n")
-        return EXIT_USAGE
+        return EXIT_USAGE if isinstance(exc, _Usage) else EXIT_ERROR
     except Exception as exc:
         if debug:
             traceback.print_exc()

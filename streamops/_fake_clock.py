@@ -75,20 +75,30 @@ def virtual_time() -> Iterator[VirtualClock]:
     """Make the running loop's clock virtual inside the ``with`` block.
 
     Use it from a coroutine (``with virtual_time():``, not ``async with``).
-    The clock goes on from the loop's current time; timers created inside the
-    block should also end inside it, since real time resumes afterwards. A
-    loop that is already virtual (``run``, the fixture) is left as it is.
+    The clock goes on from the loop's current time, and after the block it
+    goes on from where the virtual clock stopped, at the real pace: time never
+    goes backwards, so timestamps taken before, inside and after the block
+    stay ordered (afterwards ``loop.time()`` is ahead of ``time.monotonic()``
+    by the virtual time that passed). One exception: a ``loop.time`` method
+    captured before the loop's first ``virtual_time()`` block (a stream that
+    started before it, say) still reads the unshifted real clock afterwards,
+    so enter the block before starting the streams it is meant for. Timers
+    created inside the block should also end inside it, since real time
+    resumes afterwards. A loop that is already virtual (``run``, the fixture)
+    is left as it is.
 
     >>> async def main():
+    ...     loop = asyncio.get_running_loop()
     ...     with virtual_time() as clock:
     ...         start = clock.time()
     ...         try:
     ...             async with asyncio.timeout(10):
     ...                 await asyncio.sleep(3600)
     ...         except TimeoutError:
-    ...             return round(clock.time() - start, 6)
+    ...             waited = round(clock.time() - start, 6)
+    ...     return waited, loop.time() - start >= 10
     >>> asyncio.run(main())
-    10.0
+    (10.0, True)
     """
     running = asyncio.get_running_loop()
     clock = VirtualClock()
@@ -103,6 +113,7 @@ def virtual_time() -> Iterator[VirtualClock]:
     if loop.looptime_on:
         yield clock
         return
+    shifted = _ShiftedClock.install(loop)
     # While off, a patched loop keeps its own clock apart from the real one (it
     # starts at 0 when looptime's pytest plugin patches it): move it forward to
     # now, so that time never goes back and earlier timers keep their meaning.
@@ -110,5 +121,45 @@ def virtual_time() -> Iterator[VirtualClock]:
         virtual_now = loop.time()
     if loop.time() > virtual_now:
         loop.setup_looptime(start=loop.time())
-    with loop.looptime_enabled():
-        yield clock
+    try:
+        with loop.looptime_enabled():
+            yield clock
+    finally:
+        with loop.looptime_enabled():
+            virtual_end = loop.time()
+        shifted.resume_from(virtual_end)
+
+
+class _ShiftedClock:
+    """A loop's ``time``: looptime's virtual clock when on, the real one shifted when off.
+
+    looptime's switched-off clock is the real monotonic clock, which is behind
+    by the virtual time that passed: unshifted, time would jump back by that
+    much after a block. asyncio reads the time through ``self.time()``, so an
+    instance attribute covers the loop itself and every later ``loop.time``
+    lookup; it is installed when the first block starts so that streams
+    started inside or after it use it too.
+    """
+
+    __slots__ = ("clock", "loop", "offset")
+
+    def __init__(self, loop: looptime.LoopTimeEventLoop) -> None:
+        self.loop = loop
+        self.clock = type(loop).time
+        self.offset = 0.0
+
+    @classmethod
+    def install(cls, loop: looptime.LoopTimeEventLoop) -> _ShiftedClock:
+        shifted = vars(loop).get("time")
+        if not isinstance(shifted, cls):
+            shifted = cls(loop)
+            loop.time = shifted  # type: ignore[method-assign]
+        return shifted
+
+    def resume_from(self, at: float) -> None:
+        """Make the real clock go on from ``at``; call it with looptime switched off."""
+        self.offset = at - self.clock(self.loop)
+
+    def __call__(self) -> float:
+        now = self.clock(self.loop)
+        return now if self.loop.looptime_on else now + self.offset

@@ -185,8 +185,14 @@ def parse_json(
       field fails at once with :class:`JSONValidationError`); partial results
       are ``model_construct`` instances; the last item is fully validated.
     - ``deltas``: yield :class:`JSONDelta` events instead of snapshots.
-    - ``skip_prefix``: skip prose before the first ``{`` or ``[`` (and a
-      Markdown ```` ```json ```` fence; text after its closing fence is ignored).
+    - ``skip_prefix``: skip prose before the value (and a Markdown
+      ```` ```json ```` fence; text after its closing fence is ignored). A ``{``
+      or ``[`` in the prose starts the value only if the next non-whitespace
+      character can follow it in JSON (``"`` or ``}`` after ``{``; a value's
+      first character or ``]`` after ``[``); otherwise (``[EMAIL]``,
+      ``{name}``) it is prose and the scan goes on. Nothing is shown before
+      that decision, whatever the chunking. Bracketed prose that *is* valid JSON
+      so far (``[1] see above``) is taken as the value.
     - ``trailing``: ``"error"`` (default: only whitespace may follow the value)
       or ``"stop"`` (stop after the value; the upstream is closed).
     - ``multiple``: parse a stream of values (NDJSON or concatenated) and yield

@@ -9,8 +9,11 @@ or container that is whole within a chunk is handed to json's own C scanner.
 
 With small chunks (LLMs stream a few characters at a time) the cost that
 matters is the fixed Python work per chunk, so feed() screens each chunk with
-str methods first: a chunk that is all plain string text is one append, a
-chunk that is all whitespace is skipped, and only the rest enter the loop.
+str methods first: a chunk that is all plain string text is one append.
+Small chunks of generated JSON repeat (indentation, '": "', '",\n  '), so in
+snapshot mode what a chunk of a common shape does in a given state (end a
+string or key, skip glue, open the next string or key) is worked out once by
+_plan and replayed from a per-state cache; only the rest enter the loop.
 
 A token split between chunks (a number, a literal, an escape sequence, a
 surrogate pair) is *carried*: its few characters are put in front of the next
@@ -43,6 +46,8 @@ _HEX = re.compile(r"[0-9a-fA-F]*")
 _LOW = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _LOW_PREFIX = re.compile(r"(?:\\(?:u(?:[dD](?:[c-fC-F][0-9a-fA-F]{0,2})?)?)?)?")
 _PROSE = re.compile(r"[{\[]")
+_AFTER_BRACKET = '"-0123456789tfn{[]'  # what may follow '[' (whitespace skipped)
+_AFTER_BRACE = '"}'  # what may follow '{'
 _NUMCHARS = "0123456789+-.eE"
 _DIGITS = "0123456789"
 
@@ -79,6 +84,12 @@ _PROSE_STATE = 7  # skipping text before the value
 _FINISHED = 8  # no more input is parsed
 _STRING = 9  # inside a string value
 _KEYSTR = 10  # inside an object key
+
+# A plan: what a small chunk without special characters does in one state
+# (see JSONParser._plan); False when the chunk needs the general path.
+_Plan = tuple[str, int, int, str | None] | Literal[False]
+_PLAN_MAX_CHUNK = 16  # longer chunks take the loop: they rarely repeat
+_PLAN_MAX_ENTRIES = 2048  # per state: bounds the memory of a stream of novel chunks
 
 _EXPECTED = {
     _VALUE: "a value",
@@ -193,11 +204,15 @@ class JSONParser:
         if materialise is None:
             materialise = partial_strings and not deltas
         self._materialise = materialise
+        # Snapshot mode (the default): feed() may replay cached plans (see _plan).
+        self._snapshots = materialise and not deltas
+        self._plans: tuple[dict[str, _Plan], ...] = tuple({} for _ in range(_KEYSTR + 1))
         self._partial_strings = partial_strings
         self._multiple = multiple
         self._trailing = trailing
         self._fence = False
         self._prose_tail = ""
+        self._candidate = ""  # a '{' or '[' in the prose, not yet known to start the value
         self._state = _PROSE_STATE if skip_prefix else _VALUE
         self._base = 0  # offset of the current chunk's first character
         self._carry = ""
@@ -376,25 +391,70 @@ class JSONParser:
         state = self._state
         carry = self._carry
         if not carry:
-            # Hot paths of small chunks: the whole chunk is plain string text or
-            # whitespace. A printable chunk without '"' or '\\' holds no character
-            # a string must escape; anything else (rare characters included)
-            # takes the general path below, which is exact.
-            if state >= _STRING:
-                if '"' not in chunk and "\\" not in chunk and chunk.isprintable():
-                    if state == _KEYSTR:
-                        self._pieces.append(chunk)
-                        self._base += len(chunk)
+            # Hot path of small chunks: the whole chunk is plain string text. A
+            # printable chunk without '"' or '\\' holds no character a string
+            # must escape; anything else (rare characters included) takes the
+            # general path below, which is exact.
+            if state >= _STRING and '"' not in chunk and "\\" not in chunk and chunk.isprintable():
+                if state == _KEYSTR:
+                    self._pieces.append(chunk)
+                    self._base += len(chunk)
+                    return False
+                if self._materialise:
+                    if not chunk:
                         return False
-                    if self._materialise:
-                        if not chunk:
-                            return False
-                        s = self._sval = self._sval + chunk
-                        self._scont[self._skey] = s
+                    s = self._sval = self._sval + chunk
+                    self._scont[self._skey] = s
+                    self._base += len(chunk)
+                    if self._deltas:
+                        self.events.append(JSONDelta("append", self._child_path(), chunk))
+                    return True
+            if self._snapshots and len(chunk) <= _PLAN_MAX_CHUNK:
+                # Small chunks of an LLM's output repeat (indentation, '": "',
+                # '",\n  '): what a chunk does in a given state is worked out once
+                # (see _plan) and replayed from the cache on every repeat.
+                plans = self._plans[state]
+                plan = plans.get(chunk)
+                if plan is None:
+                    plan = self._plan(state, chunk)
+                    if len(plans) >= _PLAN_MAX_ENTRIES:  # novel chunks (numbers): start over
+                        plans.clear()
+                    plans[chunk] = plan
+                if plan:
+                    head, after_obj, after_arr, opened = plan
+                    changed = False
+                    # A plan that starts in a string or key ends it (text alone
+                    # took the path above).
+                    if state == _STRING:
+                        if self._cont is None:  # a root string ends: the general path
+                            plan = False
+                        elif head:
+                            s = self._sval = self._sval + head
+                            self._scont[self._skey] = s
+                            changed = True
+                    elif state == _KEYSTR:
+                        pieces = self._pieces
+                        if head:
+                            pieces.append(head)
+                        self._key = "".join(pieces)
+                        pieces.clear()
+                    if plan:
+                        state = after_obj if self._isobj else after_arr
+                        if opened is not None:
+                            if state >= _OBJ_FIRST:
+                                if opened:
+                                    self._pieces.append(opened)
+                                state = _KEYSTR
+                            else:
+                                self._open_string()
+                                if opened:
+                                    self._sval = opened
+                                    self._scont[self._skey] = opened
+                                changed = True
+                                state = _STRING
+                        self._state = state
                         self._base += len(chunk)
-                        if self._deltas:
-                            self.events.append(JSONDelta("append", self._child_path(), chunk))
-                        return True
+                        return changed
             elif chunk.isspace() and state < _PROSE_STATE and not chunk.strip(_WSSTR):
                 self._base += len(chunk)
                 return False
@@ -410,6 +470,7 @@ class JSONParser:
         if state == _PROSE_STATE:  # only ever before the first value
             pos = self._skip_prose(chunk, pos)
             state = self._state
+            changed = state != _PROSE_STATE  # the value opened
         pieces = self._pieces
         v: Any
         # The state is kept in a local and stored back when the loop exits; the
@@ -602,6 +663,53 @@ class JSONParser:
         self._base += pos
         return changed or bool(self.events)
 
+    def _plan(self, state: int, chunk: str) -> _Plan:
+        """Work out what ``chunk`` does in ``state``, if it has one of the common shapes.
+
+        The shapes: the end of the open string or key (plain text and '"'), then
+        glue (whitespace, at most the one separator the state allows), then
+        possibly a string or key that opens and continues in the next chunk (a
+        '"' and plain text). The result, ``(head, after_obj, after_arr,
+        opened)``, depends on nothing but ``state`` and ``chunk``, so feed()
+        caches it: ``head`` is the text that ends the open string or key, the
+        state after the glue is ``after_obj`` in an object and ``after_arr`` in
+        an array (or at the top level), and ``opened`` the text of the string or
+        key opened at the end (None if none). Only for snapshot mode. Anything
+        else (containers, numbers, literals, escapes, control characters,
+        errors) returns False: the general path parses it.
+        """
+        pos = 0
+        head = ""
+        if state >= _STRING:
+            q = chunk.find('"')
+            head = chunk[:q]
+            if q < 0 or "\\" in head or not head.isprintable():
+                return False
+            pos = q + 1
+            state = _AFTER if state == _STRING else _COLON
+        if state > _END:
+            return False
+        rest = chunk[pos:].lstrip(_WSSTR)
+        after_obj = after_arr = state
+        if state == _COLON and rest[:1] == ":":
+            after_obj = after_arr = _VALUE
+            rest = rest[1:].lstrip(_WSSTR)
+        elif state == _AFTER and rest[:1] == ",":
+            after_obj, after_arr = _KEY, _VALUE
+            rest = rest[1:].lstrip(_WSSTR)
+        if not rest:
+            return head, after_obj, after_arr, None
+        opened = rest[1:]
+        if (
+            after_obj <= _KEY
+            and rest[0] == '"'
+            and '"' not in opened
+            and "\\" not in opened
+            and opened.isprintable()
+        ):
+            return head, after_obj, after_arr, opened
+        return False
+
     def _escape(self, chunk: str, e: int) -> int:
         """Decode the escape at ``chunk[e]`` into the string; return the next position.
 
@@ -648,15 +756,39 @@ class JSONParser:
             ) from exc
 
     def _skip_prose(self, chunk: str, pos: int) -> int:
-        m = _PROSE.search(chunk, pos)
-        end = len(chunk) if m is None else m.start()
-        seen = self._prose_tail + chunk[pos:end]
-        if "```" in seen:
-            self._fence = True
-        self._prose_tail = seen[-2:]
-        if m is not None:
-            self._state = _VALUE
-        return end
+        """Skip prose before the value; return where the value's parse goes on.
+
+        A '{' or '[' in the prose is only a candidate: it starts the value when
+        the next significant character (whitespace skipped, in this chunk or a
+        later one) can follow it in JSON — '"' or '}' after '{'; a value's first
+        character or ']' after '[' — and is prose otherwise (so "[EMAIL]" or
+        "{name}" is skipped). Nothing is shown before that decision, and it
+        depends on the text only, not on where the chunks split it.
+        """
+        n = len(chunk)
+        while pos < n:
+            opener = self._candidate
+            if opener:
+                pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
+                if pos == n:
+                    return n
+                self._candidate = ""
+                if chunk[pos] in (_AFTER_BRACKET if opener == "[" else _AFTER_BRACE):
+                    self._open([] if opener == "[" else {})
+                    return pos
+                self._prose_tail = ""  # a rejected candidate breaks a run of backticks
+                continue
+            m = _PROSE.search(chunk, pos)
+            end = n if m is None else m.start()
+            seen = self._prose_tail + chunk[pos:end]
+            if "```" in seen:
+                self._fence = True
+            self._prose_tail = seen[-2:]
+            if m is None:
+                return n
+            self._candidate = chunk[end]
+            pos = end + 1
+        return n
 
     def close(self, *, recover: bool = False) -> bool:
         """Signal the end of input; return True if :attr:`value` changed.

@@ -4,11 +4,15 @@ A ledger keeps, per key (a user, a tenant) and per time window, how many
 tokens were spent against a limit. Streams *reserve* a block before releasing
 tokens and *refund* what they did not use when they end, however they end.
 A reservation is granted only up to what is left, so the spent total never
-exceeds the limit, and a stream holds at most one unused block at a time.
+exceeds the limit. A budget stream reserves, in whole blocks, only what the
+text it has received may still need (its exact token count, with the last
+unfinished word counted by its bytes), so it holds less than one block beyond
+that at any time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ._errors import StreamOpsError
+from ._validate import check_int, check_number
 
 if TYPE_CHECKING:  # redis is an optional extra
     from redis.asyncio import Redis
@@ -97,8 +102,7 @@ class _Buckets:
         clock: Callable[[], float],
         prefix: str,
     ) -> None:
-        if not _nonneg_int(limit):
-            raise ValueError(f"limit must be a non-negative int, got {limit!r}")
+        check_int("limit", limit)
         if window is not None and window not in _WINDOW_SECONDS:
             raise ValueError(f"window must be 'hour', 'day' or None, got {window!r}")
         self.limit = limit
@@ -122,13 +126,8 @@ class _Buckets:
         return 0 if self.window is None else 2 * _WINDOW_SECONDS[self.window]
 
 
-def _nonneg_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 def _check_tokens(tokens: object) -> None:
-    if not _nonneg_int(tokens):
-        raise ValueError(f"tokens must be a non-negative int, got {tokens!r}")
+    check_int("tokens", tokens)
 
 
 class MemoryLedger:
@@ -137,7 +136,9 @@ class MemoryLedger:
     Every operation completes without awaiting anything in between, so no
     other task can interleave; a lock covers threads. ``window`` ("hour" or
     "day", UTC) starts a fresh budget per period; ``clock`` returns epoch
-    seconds (``time.time``).
+    seconds (``time.time``). As with Redis keys, a window's bucket is dropped
+    two windows after it was created, and a bucket refunded down to zero is
+    dropped at once, so memory does not grow with time.
 
     >>> import asyncio
     >>> ledger = MemoryLedger(limit=1000)
@@ -159,6 +160,9 @@ class MemoryLedger:
     ) -> None:
         self._b = _Buckets(limit, window, clock, "")
         self._spent: dict[str, int] = {}
+        # Windowed buckets and when they expire, in creation order (so the
+        # expired ones are at the front and purging costs O(1) amortised).
+        self._expires: dict[str, float] = {}
         self._lock = threading.Lock()
 
     @property
@@ -171,17 +175,43 @@ class MemoryLedger:
         _check_tokens(tokens)
         bucket = self._b.bucket(key)
         with self._lock:
+            self._purge()
             spent = self._spent.get(bucket, 0)
             grant = max(0, min(tokens, self._b.limit - spent))
-            self._spent[bucket] = spent + grant
+            if grant:
+                if bucket not in self._spent and self._b.ttl:
+                    self._expires[bucket] = self._b.clock() + self._b.ttl
+                self._spent[bucket] = spent + grant
         return Reservation(bucket, grant)
 
     async def refund(self, reservation: Reservation, tokens: int) -> None:
         """Give back ``tokens`` unused tokens of ``reservation``."""
         _check_tokens(tokens)
+        bucket = reservation.bucket
         with self._lock:
-            left = self._spent.get(reservation.bucket, 0) - tokens
-            self._spent[reservation.bucket] = max(0, left)
+            if bucket not in self._spent:
+                return  # expired (or refunded to zero) already: nothing to give back
+            left = self._spent[bucket] - tokens
+            if left > 0:
+                self._spent[bucket] = left
+            else:
+                del self._spent[bucket]
+                self._expires.pop(bucket, None)
+
+    def _purge(self) -> None:
+        expires = self._expires
+        now = self._b.clock()
+        while expires:
+            bucket, when = next(iter(expires.items()))
+            if when > now:
+                break
+            del expires[bucket]
+            self._spent.pop(bucket, None)
+
+    def __len__(self) -> int:
+        """Return the number of buckets held (for checking that old ones are dropped)."""
+        with self._lock:
+            return len(self._spent)
 
     async def spent(self, key: str) -> int:
         """Return the tokens spent for ``key`` in the current window."""
@@ -199,9 +229,12 @@ if ttl > 0 and redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1],
 return grant
 """
 
+# A refund never creates a key (that key would have no TTL) and deletes one
+# that drops to zero or below.
 _REFUND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local left = redis.call('DECRBY', KEYS[1], tonumber(ARGV[1]))
-if left < 0 then redis.call('SET', KEYS[1], 0, 'KEEPTTL') end
+if left <= 0 then redis.call('DEL', KEYS[1]) end
 return left
 """
 
@@ -213,13 +246,17 @@ class RedisLedger:
     workers and machines can share a budget. ``client`` is a
     ``redis.asyncio.Redis`` (install ``streamops[redis]``); keys are
     ``prefix + key`` (plus ``:YYYY-MM-DD`` or ``:YYYY-MM-DDTHH`` with a window)
-    and expire two windows after they start. Connection errors and timeouts
-    become :class:`LedgerUnavailable`.
+    and expire two windows after they start. Connection errors become
+    :class:`LedgerUnavailable`, and so does a call that takes longer than
+    ``timeout`` seconds (``None``: no limit), so a hung server cannot block a
+    stream and ``fail_open`` can take over. A reservation that timed out may
+    still have been granted on the server; those tokens stay counted (the
+    error is on the safe side). :meth:`from_url` builds a client whose socket
+    timeouts match.
 
-    >>> from redis.asyncio import Redis
-    >>> ledger = RedisLedger(Redis(port=1), limit=10_000, window="day")
-    >>> ledger.limit
-    10000
+    >>> ledger = RedisLedger.from_url("redis://localhost:1", limit=10_000, window="day")
+    >>> ledger.limit, ledger.timeout
+    (10000, 1.0)
     """
 
     def __init__(
@@ -230,11 +267,34 @@ class RedisLedger:
         window: Window | None = None,
         prefix: str = "streamops:budget:",
         clock: Callable[[], float] = time.time,
+        timeout: float | None = 1.0,
     ) -> None:
         self._b = _Buckets(limit, window, clock, prefix)
+        if timeout is not None:
+            check_number("timeout", timeout)
+            if not timeout > 0:
+                raise ValueError(f"timeout must be positive or None, got {timeout!r}")
+        self.timeout = timeout
         self.client = client
         self._reserve = client.register_script(_RESERVE)
         self._refund = client.register_script(_REFUND)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        limit: int,
+        window: Window | None = None,
+        prefix: str = "streamops:budget:",
+        clock: Callable[[], float] = time.time,
+        timeout: float | None = 1.0,
+    ) -> RedisLedger:
+        """Create a ledger with its own client for ``url``; socket timeouts are ``timeout``."""
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return cls(client, limit=limit, window=window, prefix=prefix, clock=clock, timeout=timeout)
 
     @property
     def limit(self) -> int:
@@ -246,8 +306,13 @@ class RedisLedger:
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
         try:
-            return await call
-        except (TimeoutError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            async with asyncio.timeout(self.timeout):
+                return await call
+        except TimeoutError as exc:  # asyncio.timeout's expiry, or the socket's
+            raise LedgerUnavailable(
+                f"redis ledger unreachable during {what}: no answer within {self.timeout}s"
+            ) from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise LedgerUnavailable(f"redis ledger unreachable during {what}: {exc}") from exc
 
     async def reserve(self, key: str, tokens: int) -> Reservation:

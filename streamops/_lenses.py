@@ -51,7 +51,7 @@ class LensError(StreamOpsError, ValueError):
     that carry snapshots of the whole text. It is not raised for chunk types no
     lens knows: that is a :class:`~streamops.ChunkTypeError`.
 
-    >>> from streamops._lenses import BytesLens
+    >>> from streamops import BytesLens
     >>> BytesLens().unwrap(b"\\xff")
     Traceback (most recent call last):
     ...
@@ -84,10 +84,10 @@ def find_lens(chunk: Any, /) -> Lens:
 
     Raises :class:`~streamops.ChunkTypeError` when no lens recognises it.
 
-    >>> import streamops._lenses as lenses
-    >>> type(lenses.find_lens({"object": "chat.completion.chunk", "choices": []})).__name__
+    >>> import streamops as so
+    >>> type(so.find_lens({"object": "chat.completion.chunk", "choices": []})).__name__
     'OpenAIChatLens'
-    >>> lenses.find_lens(42)
+    >>> so.find_lens(42)
     Traceback (most recent call last):
     ...
     streamops._errors.ChunkTypeError: chunk 0 has type int, expected str or a chunk type ...
@@ -191,7 +191,7 @@ class BytesLens:
     character at the very end becomes U+FFFD too, appended after the
     operators' output). Each chunk in gives one ``bytes`` chunk out.
 
-    >>> import streamops as so, streamops._lenses
+    >>> import streamops as so
     >>> list(so.redact(["email"])([b"caf\\xc3", b"\\xa9, mail a@b.co"]))
     [b'', b'caf\\xc3\\xa9, mail ', b'[EMAIL]']
 
@@ -260,7 +260,7 @@ class OpenAIChatLens(_ChunkLens):
     (``n > 1``) are refused with :class:`LensError` rather than letting the
     other choices bypass the operators.
 
-    >>> import streamops as so, streamops._lenses
+    >>> import streamops as so
     >>> chunks = [
     ...     {"id": "c1", "object": "chat.completion.chunk", "choices": [
     ...         {"index": 0, "delta": {"content": "Mail a@b.co"}, "finish_reason": None}]},
@@ -372,7 +372,7 @@ class OpenAIResponsesLens(_ChunkLens):
     the last text part (with that part's ids and the sequence number of its
     last delta). ``logprobs`` of a changed delta are emptied.
 
-    >>> import streamops as so, streamops._lenses
+    >>> import streamops as so
     >>> events = [
     ...     {"type": "response.output_text.delta", "item_id": "m1", "output_index": 0,
     ...      "content_index": 0, "delta": "Mail a@b.co", "logprobs": [], "sequence_number": 1},
@@ -494,7 +494,7 @@ class AnthropicLens(_ChunkLens):
     the ``messages.stream()`` helper events: those carry snapshots of the whole
     text that would bypass the operators, so they raise :class:`LensError`.
 
-    >>> import streamops as so, streamops._lenses
+    >>> import streamops as so
     >>> events = [
     ...     {"type": "content_block_start", "index": 0,
     ...      "content_block": {"type": "text", "text": ""}},
@@ -629,7 +629,7 @@ class LangChainLens(_ChunkLens):
     ``chunk_position="last"``) is held until the end and gets the text the
     operators flush then.
 
-    >>> import streamops as so, streamops._lenses
+    >>> import streamops as so
     >>> from langchain_core.messages import AIMessageChunk
     >>> out = list(so.redact(["email"])([AIMessageChunk(content="Mail a@b.co", id="r1")]))
     >>> [(c.content, c.id) for c in out]

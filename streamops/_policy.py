@@ -15,6 +15,7 @@ helpers at the end of this module, and nowhere else.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import keyword
 import logging
@@ -26,7 +27,6 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args
 
 import regex
-import tiktoken.model
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -52,7 +52,7 @@ from ._redact import KeyedHash, RedactPatternError, redact
 from ._report import EventCallback
 from ._retry import Backoff, retry
 from ._timeout import timeout
-from ._tokens import EncodingUnavailable, get_encoding
+from ._tokens import resolve_encoding
 
 __all__ = [
     "PIPELINE_ORDER",
@@ -213,7 +213,10 @@ class BudgetPolicy(_Section):
     the budget between streams: ``"memory"`` (this process) or a Redis URL
     (``redis://host:6379/0``, needs ``streamops[redis]``); it needs ``key`` and
     ``ledger_limit`` (tokens per ``ledger_window``) and makes the pipeline
-    async-only.
+    async-only; ``ledger_timeout`` (seconds, default 1) bounds each call to
+    Redis, connecting included. ``encoding`` is resolved as
+    :func:`streamops.budget` does (default ``"cl100k_base"``; ``"auto"``
+    takes the encoding of ``model``), so an unavailable one fails at load.
 
     >>> BudgetPolicy(max_tokens=500).max_tokens
     500
@@ -229,19 +232,10 @@ class BudgetPolicy(_Section):
     ledger: str | None = Field(default=None, pattern=r"^(memory|(redis|rediss|unix)://.+)$")
     ledger_limit: int | None = Field(default=None, ge=1)
     ledger_window: Literal["hour", "day"] | None = None
+    ledger_timeout: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     key: str | None = Field(default=None, min_length=1)
     block: int = Field(default=256, ge=1)
     fail_open: bool = False
-
-    @field_validator("encoding")
-    @classmethod
-    def _encoding_exists(cls, name: str | None) -> str | None:
-        if name is not None:
-            try:
-                get_encoding(name)
-            except EncodingUnavailable as exc:
-                raise ValueError(str(exc)) from None
-        return name
 
     @model_validator(mode="after")
     def _consistent(self) -> BudgetPolicy:
@@ -254,19 +248,10 @@ class BudgetPolicy(_Section):
                 DEFAULT_PRICES.price(self.model)
             except PricingError as exc:
                 raise ValueError(f"model: {exc}") from None
-        if self.encoding is None and self.model is not None:
-            try:
-                name = tiktoken.model.encoding_name_for_model(self.model)
-            except KeyError:
-                name = None  # an unknown model: budget() uses the default encoding
-            if name is not None:
-                try:
-                    get_encoding(name)
-                except EncodingUnavailable:
-                    raise ValueError(
-                        f"model {self.model!r} uses the {name} encoding, which is not available"
-                        ' offline; set encoding (e.g. "cl100k_base") or provide it'
-                    ) from None
+        try:  # the resolver budget() uses: a policy that loads builds
+            resolve_encoding(self.encoding, model=self.model)
+        except ValueError as exc:
+            raise ValueError(f"encoding: {exc}") from None
         if self.ledger is not None and (self.key is None or self.ledger_limit is None):
             raise ValueError("a ledger needs key and ledger_limit")
         if self.ledger is None and (self.key is not None or self.ledger_limit is not None):
@@ -520,7 +505,12 @@ class Policy(_Section):
         return self.build()(source, on_event=self.on_event())
 
     def wrap(
-        self, factory: Callable[[], Iterable[Any] | AsyncIterable[Any]], /, **options: Any
+        self,
+        factory: Callable[[], Iterable[Any] | AsyncIterable[Any]],
+        /,
+        *,
+        pipeline: Operator[Any, Any] | None = None,
+        **options: Any,
     ) -> Any:
         """Stream ``factory()`` through the pipeline, retried per the ``retry`` section.
 
@@ -529,7 +519,8 @@ class Policy(_Section):
         held back is retried without the consumer seeing anything twice.
         ``options`` go to :func:`streamops.retry` (``fallbacks``,
         ``on_success``, ``retry_on``, ``sleep``...). Without a ``retry``
-        section the stream is made once.
+        section the stream is made once. ``pipeline`` is the operator of
+        :meth:`build` when you already built it (so it is not built twice).
 
         >>> policy = Policy.from_dict({"retry": {"attempts": 2, "backoff": {"initial": 0}}})
         >>> calls = []
@@ -541,7 +532,7 @@ class Policy(_Section):
         >>> list(policy.wrap(model)), len(calls)
         (['ok'], 2)
         """
-        op = self.build()
+        op = self.build() if pipeline is None else pipeline
         settings = self.retry or RetryPolicy(attempts=1)
         options.setdefault("on_event", self.on_event())
 
@@ -632,7 +623,7 @@ class Policy(_Section):
             max_tokens=b.max_tokens,
             max_cost=b.max_cost,
             model=b.model,
-            encoding=b.encoding,
+            encoding=resolve_encoding(b.encoding, model=b.model),  # as validated at load
             prompt_tokens=b.prompt_tokens,
             on_exhausted=b.on_exhausted,
             warn_at=b.warn_at,
@@ -845,15 +836,16 @@ def _make_ledger(b: BudgetPolicy) -> Ledger:
     assert b.ledger_limit is not None
     if b.ledger == "memory":
         return MemoryLedger(limit=b.ledger_limit, window=b.ledger_window)
-    try:
-        from redis.asyncio import Redis
-    except ImportError:
+    if importlib.util.find_spec("redis") is None:
         raise PolicyError(
             "policy", [("budget.ledger", "a redis ledger needs: pip install 'streamops[redis]'")]
-        ) from None
+        )
     from ._ledger import RedisLedger
 
-    return RedisLedger(Redis.from_url(b.ledger), limit=b.ledger_limit, window=b.ledger_window)
+    # A hung Redis must not hang every stream: socket and call timeouts (fail_open decides).
+    return RedisLedger.from_url(
+        b.ledger, limit=b.ledger_limit, window=b.ledger_window, timeout=b.ledger_timeout
+    )
 
 
 class _TextThrough:

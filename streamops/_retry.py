@@ -2,9 +2,9 @@
 
 ``retry(factory)`` calls ``factory()`` for a fresh upstream on every attempt.
 The *commit point* is the first chunk handed to the consumer: before it, a
-failure is retried (after a backoff); after it, a failure raises
-:class:`StreamInterrupted` carrying the released text, never a silent restart
-that would send the consumer the same text twice. ``mode="buffered"`` moves the
+failure is retried (after a backoff); after it, a failure that would have been
+retried raises :class:`StreamInterrupted` carrying the released text, never a
+silent restart that would send the consumer the same text twice. ``mode="buffered"`` moves the
 commit point to the end of each attempt. ``on_success`` callbacks run once,
 after the consumer received everything.
 
@@ -66,14 +66,18 @@ _MAX_MESSAGE = 500  # error messages in the report are truncated: reports get lo
 
 
 class StreamInterrupted(StreamOpsError):
-    """Raised when an upstream fails after text was already released.
+    """Raised when an upstream error that would be retried comes after text was released.
 
     Retrying then would send the consumer the same text twice, so the stream
     stops instead: ``released`` is the text the consumer received, ``attempt``
-    the (1-based) attempt that failed, and ``__cause__`` the upstream error.
-    It is not raised for a failure before the first chunk (that is retried) nor
-    in ``mode="buffered"`` (nothing is released before an attempt completes).
-    It is never retried itself (``retryable = False``).
+    the (1-based) attempt that failed, and ``__cause__`` the upstream error
+    (a mid-stream :class:`~streamops.StreamTimeout` under the default
+    ``retry_on``, for example). It is not raised for an error that would not
+    have been retried anyway (a ``ValueError``, a JSON error, an error
+    ``retry_on`` excludes, the last allowed attempt failing): that error is
+    raised unchanged. Nor is it raised for a failure before the first chunk
+    (that is retried) or in ``mode="buffered"`` (nothing is released before an
+    attempt completes). It is never retried itself (``retryable = False``).
 
     >>> err = StreamInterrupted("lost connection", released="Hel", attempt=1)
     >>> err.released, err.attempt, err.retryable
@@ -95,6 +99,9 @@ class SideEffectError(StreamOpsError):
     ``callback`` the callable that failed (``__cause__`` is its error). The
     generation is not retried: it succeeded, and retrying it could repeat the
     side effects that already ran. Callbacks after the failing one do not run.
+    The report says both: its stop reason stays ``complete`` and its
+    ``error`` is this exception (also in ``report["retry"].side_effect_error``
+    and a ``retry.side_effect_failed`` event), all before ``stream.end``.
 
     >>> def save(text, report): ...
     >>> err = SideEffectError("save failed", released="Hi", callback=save)
@@ -361,10 +368,12 @@ class _RetryState:
         backoff: Backoff,
         retryable: Callable[[BaseException], bool],
         buffered: bool,
+        callbacks: Sequence[SuccessCallback],
         report: StreamReport,
         pending: _Pending | None,
     ) -> None:
         self.factories = factories
+        self.callbacks = callbacks
         self.attempts = attempts
         self.backoff = backoff
         self.retryable = retryable
@@ -504,23 +513,18 @@ class _RetryState:
         return outcome
 
     def _decide(self, exc: Exception) -> float | BaseException:
+        # First decide as if nothing had been released: an error that would not
+        # be retried anyway passes through unwrapped (callers' ``except`` keep
+        # working); only a retry that released text forbids becomes
+        # StreamInterrupted.
         n = len(self.section.attempts)
-        if self.committed:
-            return StreamInterrupted(
-                f"attempt {n} failed after {len(self.text)} characters were released"
-                f" ({type(exc).__name__}: {exc}); not retried, it would repeat them",
-                released=self.text,
-                attempt=n,
-            )
         if not self.retryable(exc):
             return exc
-        if self.tries < self.attempts:
+        fallback = self.tries >= self.attempts
+        if not fallback:
             delay = self.backoff.delay(self.tries, self.rng)
         elif self.index + 1 < len(self.factories):
-            self.index += 1
-            self.tries = 0
             delay = 0.0
-            self.report.emit("retry.fallback", stage="retry", factory=self.index)
         else:
             exc.add_note(f"streamops.retry: gave up after {n} attempts")
             return exc
@@ -529,12 +533,40 @@ class _RetryState:
         if deadline is not None and self.report.clock() + delay - self.start > deadline:
             exc.add_note(f"streamops.retry: gave up after {n} attempts ({deadline}s deadline)")
             return exc
+        if self.committed:
+            return StreamInterrupted(
+                f"attempt {n} failed after {len(self.text)} characters were released"
+                f" ({type(exc).__name__}: {exc}); not retried, it would repeat them",
+                released=self.text,
+                attempt=n,
+            )
+        if fallback:
+            self.index += 1
+            self.tries = 0
+            self.report.emit("retry.fallback", stage="retry", factory=self.index)
         return delay
 
-    def side_effect_failed(self, callback: Callable[..., object], exc: Exception) -> Exception:
+    def completed(self) -> None:
+        """Record that the consumer pulled past the last chunk: the stream is complete.
+
+        Recorded before the side effects run, so that one failing leaves the
+        stop reason ``complete`` (the report's ``error`` tells the rest).
+        """
+        self.report.stop(StopReason.COMPLETE)
+
+    def call(self, callback: SuccessCallback) -> object:
+        """Run one ``on_success`` callback; a failure becomes :class:`SideEffectError`."""
+        try:
+            return callback(self.text, self.report)
+        except Exception as exc:
+            raise self.side_effect_failed(callback, exc) from exc
+
+    def side_effect_failed(self, callback: SuccessCallback, exc: Exception) -> SideEffectError:
         name = getattr(callback, "__qualname__", repr(callback))
         self.section.side_effect_error = f"{type(exc).__name__}: {exc}"[:_MAX_MESSAGE]
-        self.report.emit("retry.side_effect", stage="retry", callback=name, ok=False)
+        self.report.emit(
+            "retry.side_effect_failed", stage="retry", callback=name, error_type=type(exc).__name__
+        )
         return SideEffectError(
             f"on_success callback {name} failed ({type(exc).__name__}: {exc});"
             " the stream completed and is not retried",
@@ -542,10 +574,10 @@ class _RetryState:
             callback=callback,
         )
 
-    def side_effect_done(self, callback: Callable[..., object]) -> None:
+    def side_effect_done(self, callback: SuccessCallback) -> None:
         self.section.side_effects_run += 1
         name = getattr(callback, "__qualname__", repr(callback))
-        self.report.emit("retry.side_effect", stage="retry", callback=name, ok=True)
+        self.report.emit("retry.side_effect", stage="retry", callback=name)
 
 
 # --------------------------------------------------------------------------
@@ -553,16 +585,19 @@ class _RetryState:
 # --------------------------------------------------------------------------
 
 
-def _not_a_stream(made: object, kind: str) -> TypeError:
+def _not_a_stream(made: object, kind: str, hint: str = "") -> TypeError:
     return TypeError(
         f"retry: the factory must return {kind} iterable of chunks for this stream,"
-        f" got {type(made).__name__}"
+        f" got {type(made).__name__}{hint}"
     )
+
+
+_KIND_HINT = " (the stream's kind was decided when retry() was called: pass kind= to choose it)"
 
 
 def _sync_iter(made: object) -> Iterator[Any]:
     if isinstance(made, (str, bytes)) or not hasattr(made, "__iter__"):
-        raise _not_a_stream(made, "a sync")
+        raise _not_a_stream(made, "a sync", _KIND_HINT)
     return iter(made)
 
 
@@ -601,6 +636,17 @@ def _sync_attempts(
             made = it = None
             if error is None:
                 yield from state.succeeded()
+                # Only reached when the consumer pulled past the last chunk.
+                state.completed()
+                for callback in state.callbacks:
+                    if inspect.isawaitable(result := state.call(callback)):
+                        if inspect.iscoroutine(result):
+                            result.close()  # never awaited: close it rather than leak a warning
+                        raise TypeError(
+                            "retry: on_success callback returned an awaitable on a sync stream;"
+                            " use a sync callback or an async upstream"
+                        )
+                    state.side_effect_done(callback)
                 return
             outcome = state.failed(error)
             if outcome is error:
@@ -615,7 +661,7 @@ def _sync_attempts(
 
 def _async_iter(made: object) -> AsyncIterator[Any]:
     if not hasattr(made, "__aiter__"):
-        raise _not_a_stream(made, "an async")
+        raise _not_a_stream(made, "an async", _KIND_HINT)
     return made.__aiter__()  # type: ignore[no-any-return]
 
 
@@ -660,6 +706,15 @@ async def _async_attempts(
             if error is None:
                 for out in state.succeeded():
                     yield out
+                # Only reached when the consumer pulled past the last chunk.
+                state.completed()
+                for callback in state.callbacks:
+                    if inspect.isawaitable(result := state.call(callback)):
+                        try:
+                            await result
+                        except Exception as exc:
+                            raise state.side_effect_failed(callback, exc) from exc
+                    state.side_effect_done(callback)
                 return
             outcome = state.failed(error)
             if outcome is error:
@@ -670,43 +725,6 @@ async def _async_attempts(
     finally:
         state.stopped()
         await _close_async(it, made)
-
-
-def _sync_finish(
-    stream: SyncStream[Any], state: _RetryState, callbacks: Sequence[SuccessCallback]
-) -> Generator[Any, None, None]:
-    yield from stream
-    # Only reached when the consumer pulled past the last item: the stream
-    # completed and they received all of it.
-    for callback in callbacks:
-        try:
-            result = callback(state.text, state.report)
-        except Exception as exc:
-            raise state.side_effect_failed(callback, exc) from exc
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()  # never awaited: close it rather than leak a warning
-            raise TypeError(
-                "retry: on_success callback returned an awaitable on a sync stream;"
-                " use a sync callback or an async upstream"
-            )
-        state.side_effect_done(callback)
-
-
-async def _async_finish(
-    stream: AsyncStream[Any], state: _RetryState, callbacks: Sequence[SuccessCallback]
-) -> AsyncGenerator[Any, None]:
-    async with stream:
-        async for item in stream:
-            yield item
-    for callback in callbacks:
-        try:
-            result = callback(state.text, state.report)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:
-            raise state.side_effect_failed(callback, exc) from exc
-        state.side_effect_done(callback)
 
 
 class _RetrySyncStream(SyncStream[T]):
@@ -745,12 +763,22 @@ class _RetryAsyncStream(AsyncStream[T]):
 
 
 def _make_first(factory: Callable[[], object]) -> tuple[Literal["sync", "async"], _Pending | None]:
-    """Call ``factory`` once to learn the kind of stream; keep what it made."""
+    """Learn the kind of stream ``factory`` makes; keep what it made, if it had to be called."""
+    # A generator or async function says what it makes without being called.
+    if inspect.iscoroutinefunction(factory) or inspect.isasyncgenfunction(factory):
+        return "async", None
+    if inspect.isgeneratorfunction(factory):
+        return "sync", None
     try:
         made = factory()
     except Exception as exc:
-        # An async factory defers its work to iteration, so a factory that
-        # fails right away did blocking I/O: a sync one.
+        # Most likely a sync client connecting in create() (an async one
+        # defers its I/O to the awaitable it returns), so the failure counts
+        # as attempt 1 of a sync stream; say so in case that guess is wrong.
+        exc.add_note(
+            "streamops.retry: the factory raised when first called, so the stream was"
+            " taken to be sync; pass kind='async' if it makes an async stream"
+        )
         return "sync", _Pending(error=exc)
     if hasattr(made, "__aiter__"):
         return "async", _Pending(made)
@@ -822,14 +850,21 @@ def retry(
     factories, ``AsyncOpenAI().chat.completions.create(stream=True, ...)``).
     The result is a :class:`~streamops.SyncStream` or
     :class:`~streamops.AsyncStream` like the upstream, with a ``report`` whose
-    ``"retry"`` section (:class:`RetryReport`) lists every attempt. To learn
-    the kind, ``factory`` is called once right away (a coroutine it returns is
-    discarded and made again); pass ``kind="sync"`` or ``kind="async"`` to skip
-    that. If that first call raises, the stream is sync.
+    ``"retry"`` section (:class:`RetryReport`) lists every attempt. The kind
+    of an ``async def``, async generator or generator function is known
+    without calling it; any other callable (a ``lambda``, a method) is called
+    once right away to learn it (a coroutine it returns is discarded and made
+    again). If that first call raises, the stream is taken to be sync (the
+    likely case: a sync client connecting in ``create()``) and the failure is
+    attempt 1; pass ``kind="async"`` for a callable that makes an async stream
+    yet may raise when called, and ``kind=`` to skip the call altogether.
 
     - ``mode="before_first_chunk"``: chunks stream through as they come; a
-      failure before the first chunk is retried, one after it raises
-      :class:`StreamInterrupted` (with the released text, ``from`` the cause).
+      failure before the first chunk is retried. One after it that would have
+      been retried raises :class:`StreamInterrupted` (with the released text,
+      ``from`` the cause), a mid-stream timeout under the default ``retry_on``
+      for instance; any other error (not retryable, or the last attempt) is
+      raised unchanged.
     - ``mode="buffered"``: each attempt's output is held until the attempt
       completes, then released; any failure is retryable. For JSON or tool
       calls, where half an answer is useless.
@@ -846,7 +881,8 @@ def retry(
       only on async streams), run once, in order, when the consumer pulls past
       the last item of a stream that completed; never after a failure, a
       timeout, a cancellation or an early ``break``. If one raises, the stream
-      raises :class:`SideEffectError`; nothing is retried.
+      raises :class:`SideEffectError`; nothing is retried, the stop reason
+      stays ``complete`` and ``report.error`` is that error.
     - ``sleep``: the wait function, ``asyncio.sleep`` for async streams (so
       virtual time such as ``looptime`` makes it instant) and ``time.sleep``
       (blocking) for sync ones; inject one to test.
@@ -902,6 +938,14 @@ def retry(
     pending = None
     if kind is None:
         kind, pending = _make_first(factory)
+    if kind == "sync":
+        for cb in callbacks:
+            if inspect.iscoroutinefunction(cb):
+                if pending is not None:
+                    _close_sync(pending.value)
+                raise TypeError(
+                    f"retry: on_success callback {cb.__qualname__} is async but the stream is sync"
+                )
     if report is None:
         report = StreamReport(on_event=on_event)
     elif on_event is not None:
@@ -912,6 +956,7 @@ def retry(
         backoff=backoff,
         retryable=retryable,
         buffered=mode == "buffered",
+        callbacks=callbacks,
         report=report,
         pending=pending,
     )
@@ -920,17 +965,8 @@ def retry(
     if kind == "async":
         async_sleep: Any = asyncio.sleep if sleep is None else sleep
         inner_async = identity()(_async_attempts(state, async_sleep), report=report)
-        if not callbacks:  # one generator layer less per chunk
-            return _RetryAsyncStream(inner_async._it, state)
-        return _RetryAsyncStream(_async_finish(inner_async, state, callbacks), state)
-    for cb in callbacks:
-        if inspect.iscoroutinefunction(cb):
-            raise TypeError(
-                f"retry: on_success callback {cb.__qualname__} is async but the stream is sync"
-            )
+        return _RetryAsyncStream(inner_async._it, state)
     inner_sync = identity()(
         _sync_attempts(state, time.sleep if sleep is None else sleep), report=report
     )
-    if not callbacks:
-        return _RetrySyncStream(inner_sync._it, state)
-    return _RetrySyncStream(_sync_finish(inner_sync, state, callbacks), state)
+    return _RetrySyncStream(inner_sync._it, state)

@@ -71,6 +71,19 @@ def _prompt(messages: list[Any]) -> str:
     return content if isinstance(content, str) else _compact(content)
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind a socket here, not in uvicorn: its bind failure calls ``sys.exit(3)``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
 def _check_host(host: str, allow_remote: bool) -> None:
     if allow_remote or host == "localhost":
         return
@@ -276,14 +289,7 @@ class FakeOpenAIServer:
 
         if self._server is not None:
             raise RuntimeError("the fake server is already running")
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
+        sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,
@@ -356,20 +362,37 @@ def serve(
     """Run the fake OpenAI server in the foreground until interrupted (Ctrl-C).
 
     ``host`` must be a loopback address unless ``allow_remote=True``. See
-    :class:`FakeOpenAIServer` for ``model`` and ``http_errors``.
+    :class:`FakeOpenAIServer` for ``model`` and ``http_errors``. A port that
+    cannot be bound raises ``OSError`` naming the address.
 
     >>> serve("hi", host="0.0.0.0")
     Traceback (most recent call last):
     ...
     ValueError: host '0.0.0.0' is not a loopback address; ...
     """
-    import uvicorn
-
     fake = FakeOpenAIServer(
         model, host=host, port=port, http_errors=http_errors, allow_remote=allow_remote
     )
-    sys.stderr.write(f"fake OpenAI server on http://{host}:{port}/v1 (Ctrl-C to stop)\n")
-    uvicorn.run(fake.app, host=host, port=port, lifespan="off", log_level="info")
+    serve_fake_server(fake)
+
+
+def serve_fake_server(fake: FakeOpenAIServer) -> None:
+    """Serve ``fake`` in the foreground until Ctrl-C (:func:`serve` and the CLI use it)."""
+    import uvicorn
+
+    sock = _bind(fake.host, fake.port)
+    try:
+        port = sock.getsockname()[1]
+        sys.stderr.write(f"fake OpenAI server on http://{fake.host}:{port}/v1 (Ctrl-C to stop)\n")
+        server = uvicorn.Server(uvicorn.Config(fake.app, lifespan="off", log_level="info"))
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it caught: the normal stop
+            return
+        if not server.started:
+            raise RuntimeError("the fake server did not start (see the log above)")
+    finally:
+        sock.close()
 
 
 # --------------------------------------------------------------------------
@@ -413,12 +436,14 @@ def add_fake_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
 
 
-def run_fake_server(args: argparse.Namespace) -> int:
-    """Run ``streamops fake-server`` with parsed ``args``; return the exit code.
+def fake_server_from_args(args: argparse.Namespace) -> FakeOpenAIServer:
+    """Build the server of ``streamops fake-server`` from parsed ``args``.
+
+    Bad values raise ``ValueError`` here, before anything is served.
 
     >>> parser = argparse.ArgumentParser()
     >>> add_fake_server_arguments(parser)
-    >>> run_fake_server(parser.parse_args(["--host", "10.0.0.1"]))
+    >>> fake_server_from_args(parser.parse_args(["--host", "10.0.0.1"]))
     Traceback (most recent call last):
     ...
     ValueError: host '10.0.0.1' is not a loopback address; ...
@@ -433,11 +458,10 @@ def run_fake_server(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         format="openai-dict",
     )
-    serve(
+    return FakeOpenAIServer(
         model,
         host=args.host,
         port=args.port,
         http_errors=dict(args.http_error),
         allow_remote=args.allow_remote,
     )
-    return 0

@@ -471,7 +471,9 @@ def sse_response(
     (``pip install 'streamops[server]'``).
 
     >>> import streamops as so
-    >>> response = sse_response(so.identity()(so._core._aiter(["Hi"])))
+    >>> async def chunks():
+    ...     yield "Hi"
+    >>> response = sse_response(so.identity()(chunks()))
     >>> response.media_type, response.headers["cache-control"]
     ('text/event-stream', 'no-cache')
     """

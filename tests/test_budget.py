@@ -202,6 +202,90 @@ def test_a_model_tiktoken_does_not_know_uses_the_default_encoding() -> None:
     assert stream.report["budget"].model_dump()["encoding"] == "cl100k_base"
 
 
+def test_the_encoding_defaults_to_cl100k_base_whatever_the_model() -> None:
+    # The contract: encoding="cl100k_base" by default; model= picks the price.
+    stream = so.budget(max_tokens=5, model="gpt-4o")(["Hello world"])
+    assert stream.text() == "Hello world"
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert usage.encoding == "cl100k_base"
+    assert usage.cost == so.DEFAULT_PRICES.price("gpt-4o").cost(completion_tokens=2)
+    auto = so.budget(max_tokens=5, model="gpt-4", encoding="auto")(["Hello world"])
+    auto.text()
+    assert auto.report["budget"].model_dump()["encoding"] == "cl100k_base"
+
+
+def test_one_encoding_resolver() -> None:
+    assert so.resolve_encoding() is ENC
+    assert so.resolve_encoding(None, model="gpt-4o") is ENC  # model does not pick it
+    assert so.resolve_encoding("auto", model="gpt-4") is ENC
+    assert so.get_encoding(model="gpt-4") is so.resolve_encoding("auto", model="gpt-4")
+    with pytest.raises(so.EncodingUnavailable, match="o200k_base"):
+        so.get_encoding(model="gpt-4o")
+
+
+def test_usage_counts_what_was_released_when_the_consumer_leaves() -> None:
+    price = so.ModelPrice(input_per_million=0, output_per_million=1_000_000)
+    op = so.budget(max_tokens=1000, pricing=price, prompt_tokens=0)
+    stream = op(iter(["Hello world", " and more", " text here"]))
+    received = next(stream) + next(stream)
+    stream.close()
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert stream.report.stop_reason == so.StopReason.CLOSED
+    assert usage.completion_tokens == so.count_tokens(received) == 4
+    assert usage.cost == pytest.approx(4.0)
+
+
+async def test_usage_counts_what_was_released_when_cancelled() -> None:
+    got = asyncio.Event()
+    received: list[str] = []
+
+    async def slow() -> AsyncIterator[str]:
+        yield "Hello world"
+        await asyncio.sleep(3600)
+        yield " never"
+
+    async def consume() -> None:
+        async with so.budget(max_tokens=100, model="gpt-4o")(slow()) as stream:
+            streams.append(stream)
+            async for piece in stream:
+                received.append(piece)
+                got.set()
+
+    streams: list[so.AsyncStream[str]] = []
+    task = asyncio.create_task(consume())
+    await got.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    usage = streams[0].report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert received == ["Hello world"]
+    assert usage.completion_tokens == 2
+    assert usage.cost == so.DEFAULT_PRICES.price("gpt-4o").cost(completion_tokens=2)
+
+
+class _TakeOne:
+    """A processor that passes one item on and is then done."""
+
+    done = False
+
+    def feed(self, item: str) -> list[str]:
+        self.done = True
+        return [item]
+
+    def close(self) -> list[str]:
+        return []
+
+
+def test_usage_when_a_later_operator_stops_first() -> None:
+    take_one: so.Operator[str, str] = so.Operator.from_processor(lambda report: _TakeOne())
+    stream = (so.budget(max_tokens=100) | take_one)(iter(["Hello world", " more", " text"]))
+    assert stream.text() == "Hello world"
+    assert stream.report["budget"].model_dump()["completion_tokens"] == 2
+
+
 def test_operator_is_reusable_and_composes() -> None:
     op = so.identity() | so.budget(max_tokens=2)
     assert op(["a b c d"]).text() == "a b"
@@ -227,8 +311,12 @@ def test_operator_is_reusable_and_composes() -> None:
         ({"max_tokens": 5, "prompt": "a", "prompt_tokens": 1}, ValueError, "not both"),
         ({"max_tokens": 5, "encoding": "nope"}, so.EncodingUnavailable, "unknown tiktoken"),
         ({"max_tokens": 5, "name": ""}, ValueError, "name must be"),
-        ({"max_tokens": 5, "model": "gpt-4o"}, so.EncodingUnavailable, "o200k_base"),
-        ({"max_tokens": 5, "model": "gpt-4o-2099"}, so.EncodingUnavailable, "o200k_base"),
+        ({"max_tokens": 5, "model": "gpt-4o", "encoding": "auto"}, so.EncodingUnavailable, "o200k"),
+        ({"max_tokens": 5, "model": "gpt-4o-2099", "encoding": "auto"}, so.EncodingUnavailable, "o200k"),
+        ({"max_tokens": 5, "model": "my-model", "encoding": "auto"}, so.EncodingUnavailable, "does not know"),
+        ({"max_tokens": 5, "encoding": "auto"}, ValueError, "needs model="),
+        ({"max_tokens": 5, "encoding": 5}, TypeError, "encoding must be"),
+        ({"max_tokens": 5, "prompt_tokens": -2}, ValueError, "prompt_tokens must be a non-negative"),
     ],
 )
 def test_bad_options_fail_at_construction(kwargs: dict[str, Any], error: type, match: str) -> None:
@@ -346,24 +434,138 @@ async def test_unreachable_ledger_can_fail_open() -> None:
     assert any(e.kind == "budget.ledger_unavailable" for e in stream.report.events)
 
 
-async def test_cancelled_ledger_stream_refunds() -> None:
+async def test_cancelled_ledger_stream_charges_what_it_released() -> None:
     ledger = so.MemoryLedger(limit=10_000)
-    started = asyncio.Event()
+    got = asyncio.Event()
+    received: list[str] = []
 
     async def slow() -> AsyncIterator[str]:
         yield "Hello world"
-        started.set()
         await asyncio.sleep(3600)
         yield " never"
 
     async def consume() -> None:
         async with so.budget(ledger=ledger, key="k", block=64)(slow()) as stream:
-            async for _ in stream:
-                pass
+            async for piece in stream:
+                received.append(piece)
+                got.set()
 
     task = asyncio.create_task(consume())
-    await started.wait()
+    await got.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert received == ["Hello world"]
+    assert await ledger.spent("k") == so.count_tokens("Hello world") == 2
+
+
+class _HoldAll:
+    """A processor that releases nothing until the end (so the consumer gets nothing)."""
+
+    done = False
+
+    def feed(self, item: str) -> list[str]:
+        return []
+
+    def close(self) -> list[str]:
+        return ["<end>"]
+
+
+async def test_ledger_charges_what_the_budget_released_even_if_held_later() -> None:
+    ledger = so.MemoryLedger(limit=10_000)
+    hold: so.Operator[str, str] = so.Operator.from_processor(lambda report: _HoldAll())
+    op = so.budget(ledger=ledger, key="k", block=64) | hold
+    async with op(_aiter(["Hello world", " more"])) as stream:
+        await stream.aclose()  # the consumer leaves before anything reached it
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert await ledger.spent("k") == usage.completion_tokens == 0
+    async with op(_aiter(["Hello world", " more"])) as stream:
+        assert await stream.__anext__() == "<end>"
+    assert await ledger.spent("k") == 3
+
+
+@pytest.mark.looptime
+async def test_ledger_text_is_released_as_soon_as_it_arrives() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def source() -> AsyncIterator[str]:
+        yield "Hello there."
+        await asyncio.sleep(1)
+        yield " Second."
+
+    op = so.budget(max_tokens=100, ledger=so.MemoryLedger(limit=1000), key="k", block=4)
+    async with op(source()) as stream:
+        start = loop.time()
+        assert await stream.__anext__() == "Hello there."
+        assert loop.time() - start == pytest.approx(0.0)
+        assert await stream.__anext__() == " Second."
+        assert loop.time() - start == pytest.approx(1.0)
+
+
+async def test_ledger_reservations_follow_tokens_not_bytes() -> None:
+    # Stream A holds 5 real tokens of long words (many bytes each); it must
+    # not reserve by bytes and starve stream B, which needs 2.
+    ledger = so.MemoryLedger(limit=40)
+    op = so.budget(ledger=ledger, key="k", block=8)
+    text_a = " internationalization" * 2 + " extraordinarily "
+    assert so.count_tokens(text_a) <= 6 and len(text_a.encode()) > 40
+    gate = asyncio.Event()
+
+    async def a_source() -> AsyncIterator[str]:
+        yield text_a
+        await gate.wait()
+
+    async with op(a_source()) as a:
+        assert await a.__anext__() == text_a
+        async with op(_aiter(["Hello world"])) as b:
+            assert await b.text() == "Hello world"
+        gate.set()
+        assert await a.text() == text_a  # (all it released)
+    assert await ledger.spent("k") == so.count_tokens(text_a) + 2
+
+
+class _SlowRefundLedger(so.MemoryLedger):
+    """A MemoryLedger whose refunds wait for ``release`` (to cancel during them)."""
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(limit=limit)
+        self.release = asyncio.Event()
+        self.refunding = asyncio.Event()
+
+    async def refund(self, reservation: so.Reservation, tokens: int) -> None:
+        self.refunding.set()
+        await self.release.wait()
+        await super().refund(reservation, tokens)
+
+
+async def test_repeated_cancellation_loses_no_refund() -> None:
+    ledger = _SlowRefundLedger(limit=10_000)
+    got = asyncio.Event()
+    streams: list[so.AsyncStream[str]] = []
+
+    async def source() -> AsyncIterator[str]:
+        yield "Hello world"
+        await asyncio.sleep(3600)
+
+    async def consume() -> None:
+        async with so.budget(ledger=ledger, key="k", block=64)(source()) as stream:
+            streams.append(stream)
+            async for _ in stream:
+                got.set()
+
+    task = asyncio.create_task(consume())
+    await got.wait()
+    task.cancel()
+    await ledger.refunding.wait()
+    for _ in range(3):  # cancelled again and again while the refund runs
+        task.cancel()
+        await asyncio.sleep(0)
+    assert not task.done()
+    ledger.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    usage = streams[0].report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
     assert await ledger.spent("k") == 2
+    assert usage.ledger_reserved - usage.ledger_refunded == 2

@@ -242,3 +242,114 @@ def test_fake_server_help(capsys: pytest.CaptureFixture[str]) -> None:
         main(["fake-server", "--help"])
     assert info.value.code == 0
     assert "--port" in capsys.readouterr().out
+
+
+def _openai_sse(*texts: str) -> str:
+    events = [{"choices": [{"index": 0, "delta": {"content": t}}]} for t in texts]
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+
+
+def test_run_sse_with_the_strict_json_preset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SSE is turned into text first, so a policy whose output is a JSON value works."""
+    sse = _openai_sse('Here: {"key": "sk-proj-4f9a8b7c6d5e4f3a', '2b1c0d9e8f7a6b5c", "n": [1, 2]}')
+    (tmp_path / "in.sse").write_text(sse)
+    code, out, err = _run(
+        capsys, "run", "--sse", "--policy", "strict-json", "--input", str(tmp_path / "in.sse")
+    )
+    assert code == 0
+    assert err == "streamops: note: the retry section is ignored: stdin cannot be replayed\n"
+    assert json.loads(out) == {"key": "<redacted>", "n": [1, 2]}
+
+
+def test_run_sse_that_is_not_json_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.sse").write_text("data: {oops\n\n")
+    code, out, err = _run(
+        capsys, "run", "--sse", "--policy", "safe-chat", "--input", str(tmp_path / "in.sse")
+    )
+    assert (code, out) == (1, "")
+    assert err.startswith("streamops: error: SSEError: SSE event data is not JSON at offset 1")
+    assert err.count("\n") == 1
+
+
+HASHED = (
+    '[redact]\npatterns = ["email"]\nreplacement = "hash"\nhash_key_env = "SO_TEST_UNSET_KEY"\n'
+)
+
+
+@pytest.mark.parametrize("command", ["run", "demo", "check-policy"])
+def test_policy_that_fails_to_build_is_a_usage_error_everywhere(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    monkeypatch.delenv("SO_TEST_UNSET_KEY", raising=False)
+    policy = tmp_path / "hashed.toml"
+    policy.write_text(HASHED)
+    (tmp_path / "in.txt").write_text("x")
+    argv = {
+        "run": ["run", "--policy", str(policy), "--input", str(tmp_path / "in.txt")],
+        "demo": ["demo", "--fast", "--policy", str(policy)],
+        "check-policy": ["check-policy", str(policy)],
+    }[command]
+    code, out, err = _run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"streamops: error: {policy}: redact.hash_key_env:"
+        " environment variable SO_TEST_UNSET_KEY is unset\n"
+    )
+
+
+def test_run_opens_the_input_only_after_the_policy_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SO_TEST_UNSET_KEY", raising=False)
+    (tmp_path / "hashed.toml").write_text(HASHED)
+    (tmp_path / "in.txt").write_text("x")
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path: str, *args: int) -> int:
+        opened.append(path)
+        return real_open(path, *args)
+
+    monkeypatch.setattr("streamops._cli.os.open", spy)
+    argv = ["run", "--policy", str(tmp_path / "hashed.toml"), "--input", str(tmp_path / "in.txt")]
+    code, _, _ = _run(capsys, *argv)
+    assert (code, opened) == (2, [])  # nothing opened, so nothing leaked
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--host", "10.0.0.1"], "host '10.0.0.1' is not a loopback address"),
+        (["--chunking", "bogus"], "chunking"),
+        (["--port", "70000"], "port must be an int in 0..65535"),
+    ],
+)
+def test_fake_server_bad_options_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = _run(capsys, "fake-server", *args)
+    assert (code, out) == (2, "")
+    assert err.startswith("streamops: error: ")
+    assert "ValueError" not in err
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_fake_server_port_in_use_is_an_error_not_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = _run(capsys, "fake-server", "--port", str(port))
+    assert (code, out) == (1, "")  # not 3, which means "budget"
+    assert err.startswith(f"streamops: error: cannot listen on 127.0.0.1:{port}: ")
+    assert err.count("\n") == 1

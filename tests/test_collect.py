@@ -299,8 +299,10 @@ def test_operator_is_reusable() -> None:
 
 
 def test_two_collectors_need_distinct_names() -> None:
-    with pytest.raises(ValueError, match="two collectors named 'collect'"):
+    with pytest.raises(ValueError, match="two collectors named 'collect' on one report"):
         (so.collect() | so.collect())(["a"])
+    with pytest.raises(ValueError, match="two collectors named 'x'"):  # apart from a shell
+        (so.collect(name="x") | so.timeout(idle=1.0) | so.collect(name="x"))(_aiter(["a"]))
 
     class DropB:
         done = False
@@ -328,6 +330,24 @@ def test_a_new_run_on_a_shared_report_takes_over_the_name() -> None:
     assert result.metrics.ended_at is not None
 
 
+def test_streams_of_one_operator_built_on_one_shared_report() -> None:
+    report = so.StreamReport()
+    op = so.identity() | so.collect()
+    first = op(["old"], report=report)
+    second = op(["new", "er"], report=report)  # built before the first one ran: no error
+    assert list(first) == ["old"]
+    assert list(second) == ["new", "er"]
+    assert so.Collected.of(report).text == "newer"  # the stream built last owns the name
+
+
+async def test_async_streams_of_one_operator_on_one_shared_report() -> None:
+    report = so.StreamReport()
+    op = so.collect()
+    streams = [op(_aiter([text]), report=report) for text in ("a", "b", "c")]
+    assert [[x async for x in s] for s in streams] == [["a"], ["b"], ["c"]]
+    assert so.Collected.of(report).chunks == ["c"]
+
+
 def test_missing_collector_is_a_lookup_error() -> None:
     stream = so.identity()(["a"])
     with pytest.raises(LookupError, match="no collector named 'collect'"):
@@ -340,7 +360,7 @@ def test_missing_collector_is_a_lookup_error() -> None:
         ({"name": ""}, ValueError, "name must not be empty"),
         ({"name": 3}, TypeError, "name must be a string"),
         ({"on_complete": 3}, TypeError, "on_complete must be callable"),
-        ({"encoding": "no_such_encoding"}, ValueError, "unknown token encoding"),
+        ({"encoding": "no_such_encoding"}, so.EncodingUnavailable, "unknown tiktoken encoding"),
         ({"encoding": 3}, TypeError, "encoding must be a name or a tiktoken Encoding"),
     ],
 )

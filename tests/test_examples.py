@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import runpy
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,19 @@ SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 def run_main(name: str) -> Any:
     namespace = runpy.run_path(str(EXAMPLES / name))
     return namespace["main"]()
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
+def test_examples_use_only_public_names(path: Path) -> None:
+    """Examples are what users copy: no private module, ``import streamops as so`` only."""
+    imported: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.append(node.module)
+    ours = [name for name in imported if name.split(".")[0] == "streamops"]
+    assert ours == ["streamops"]
 
 
 def test_openai_wrap(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+import openai
 import pytest
 
 import streamops as so
@@ -262,6 +265,68 @@ def test_raise_at_with_class_and_with_instance_copied_per_call() -> None:
     assert errors[0] is not boom
 
 
+def _rate_limit_error() -> openai.RateLimitError:
+    request = httpx.Request("POST", "https://api.invalid/v1/chat/completions")
+    response = httpx.Response(429, request=request, json={"error": {"type": "rate_limit"}})
+    return openai.RateLimitError("rate limited", response=response, body=None)
+
+
+def _http_status_error() -> httpx.HTTPStatusError:
+    request = httpx.Request("POST", "https://api.invalid/v1/messages")
+    response = httpx.Response(503, request=request)
+    return httpx.HTTPStatusError("503 unavailable", request=request, response=response)
+
+
+@pytest.mark.parametrize("make", [_rate_limit_error, _http_status_error])
+def test_raise_at_with_an_error_that_cannot_be_copied(make: Any) -> None:
+    error = make()  # keyword-only constructor arguments: copy.copy fails on these
+    model = so.FakeStreamingModel("a b", faults=[so.Fault.raise_at(1, error)])
+    depths = []
+    for _ in range(3):
+        got: list[str] = []
+        with pytest.raises(type(error)) as info:
+            got.extend(model.stream())
+        assert got == ["a"]
+        assert info.value is error  # raised again, as it is
+        depths.append(len(traceback.extract_tb(info.value.__traceback__)))
+    assert depths[0] == depths[1] == depths[2]  # the traceback does not grow per call
+    assert [call.error for call in model.calls] == [error, error, error]
+
+
+@pytest.mark.parametrize("make", [_rate_limit_error, _http_status_error])
+def test_an_uncopyable_error_as_a_reply(make: Any) -> None:
+    error = make()
+    model = so.FakeStreamingModel([error, "ok"], cycle=False)
+    with pytest.raises(type(error), match=str(error)):
+        list(model.stream())
+    assert list(model.stream()) == ["ok"]
+
+
+@pytest.mark.parametrize("make", [_rate_limit_error, _http_status_error])
+def test_raise_at_with_an_error_function_makes_a_fresh_error_per_call(make: Any) -> None:
+    model = so.FakeStreamingModel("a b", faults=[so.Fault.raise_at(0, make)])
+    errors = []
+    for _ in range(2):
+        with pytest.raises(type(make())) as info:
+            list(model.stream())
+        errors.append(info.value)
+    assert errors[0] is not errors[1]
+
+
+async def test_an_uncopyable_error_is_retried_by_retry() -> None:
+    model = so.FakeStreamingModel(
+        [so.FakeReply("", faults=[so.Fault.raise_at(0, _rate_limit_error())]), "fine"]
+    )
+    stream = so.retry(model.astream, backoff=so.Backoff(initial=0, jitter=0))
+    assert await stream.text() == "fine"
+
+
+def test_an_error_function_must_return_an_exception() -> None:
+    model = so.FakeStreamingModel("a", faults=[so.Fault.raise_at(0, lambda: "oops")])  # type: ignore[arg-type, return-value]
+    with pytest.raises(TypeError, match="returned str, not an exception"):
+        list(model.stream())
+
+
 def test_raise_after_the_last_chunk_in_a_provider_format_skips_the_finish() -> None:
     model = so.FakeStreamingModel("a b", format="openai-dict", faults=[so.Fault.raise_at(2)])
     got: list[dict[str, Any]] = []
@@ -514,6 +579,7 @@ def test_empty_responses_list() -> None:
         (lambda: so.Fault.raise_at(-1), ValueError, "fault index must be >= 0"),
         (lambda: so.Fault.stall_at(0, -2.0), ValueError, "stall seconds must be"),
         (lambda: so.Fault.raise_at(1, "oops"), TypeError, "error must be an exception"),  # type: ignore[arg-type]
+        (lambda: so.Fault.raise_at(1, int), TypeError, "error must be an exception class"),  # type: ignore[arg-type]
         (lambda: so.Fault("raise", True), TypeError, "fault index must be an int"),
         (lambda: so.FakeReply(), ValueError, "either text or chunks"),
         (lambda: so.FakeReply("a", chunks=["a"]), ValueError, "either text or chunks"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -540,3 +541,21 @@ def test_tool_calls_incomplete_and_invalid() -> None:
         run(so.parse_tool_calls(), bad)
     with pytest.raises(so.ChunkTypeError):
         run(so.parse_tool_calls(), ["text"])
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 100])
+def test_skip_prefix_rejects_bracketed_prose(size: int) -> None:
+    text = 'Mail [EMAIL] or {name} or [ x] about { 1}: ```json\n{"a": [1, {"b": 2}]}\n``` ok'
+    values = _values(_split(text, size), skip_prefix=True)
+    assert values[-1] == {"a": [1, {"b": 2}]}
+    assert all(isinstance(v, dict) for v in values)  # nothing of a rejected candidate shown
+
+
+def test_skip_prefix_candidate_decided_by_next_significant_character() -> None:
+    # '[' then whitespace across chunks, then 'E': prose; '[' then ' {': the value.
+    assert _values(["[", "  ", "EMAIL] then [", " ", '{"a": 1}]'], skip_prefix=True)[-1] == [
+        {"a": 1}
+    ]
+    assert _values(["{", " ", "}"], skip_prefix=True) == [{}]  # shown once "}" proves it
+    with pytest.raises(so.JSONStreamError, match=re.escape("expected '{' or '['")):
+        run(so.parse_json(skip_prefix=True), ["only [prose] and {braces}"])

@@ -123,6 +123,7 @@ async def test_bad_ledger_calls() -> None:
 # -- many streams against one key ------------------------------------------------
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "12", "日本"]
+N_STREAMS = 200
 
 
 def _reply(rng: random.Random) -> list[str]:
@@ -130,64 +131,90 @@ def _reply(rng: random.Random) -> list[str]:
 
 
 async def _run_streams(
-    ledger: so.Ledger, *, budget: int, block: int, cancel_some: bool
-) -> tuple[int, int]:
-    """Run 200 concurrent streams; return (tokens delivered, tokens the ledger says spent)."""
+    ledger: so.Ledger, *, block: int, cancel_some: bool
+) -> tuple[list[str], list[so.BudgetUsage]]:
+    """Run 200 concurrent streams; return the text each consumer received, and the usages.
+
+    With ``cancel_some``, every third consumer leaves after its first piece
+    (``break``), and every fifth task is cancelled twice right after it
+    received its first piece (a second cancellation lands during cleanup).
+    """
     rng = random.Random(7)
     op = so.budget(ledger=ledger, key="tenant", block=block)
-    delivered: list[int] = []
+    received = [""] * N_STREAMS
+    usages: list[so.BudgetUsage] = []
 
     async def source(chunks: list[str]) -> AsyncIterator[str]:
         for chunk in chunks:
             await asyncio.sleep(0)
             yield chunk
 
-    async def one(chunks: list[str], stop_after: int | None) -> None:
-        out = ""
-        async with op(source(chunks)) as stream:
-            async for piece in stream:
-                out += piece
-                if stop_after is not None and len(out) >= stop_after:
-                    break
+    async def one(i: int, chunks: list[str], first: asyncio.Event) -> None:
+        stream = op(source(chunks))
         usage = stream.report["budget"]
         assert isinstance(usage, so.BudgetUsage)
-        delivered.append(usage.ledger_reserved - usage.ledger_refunded)
+        usages.append(usage)
+        async with stream:
+            async for piece in stream:
+                received[i] += piece
+                first.set()
+                if cancel_some and i % 3 == 0:
+                    break
+                await asyncio.sleep(0)
+
+    async def cancel_twice(task: asyncio.Task[None], first: asyncio.Event) -> None:
+        await first.wait()
+        task.cancel()
+        await asyncio.sleep(0)
+        task.cancel()
 
     tasks = []
-    for i in range(200):
-        chunks = _reply(rng)
-        stop = rng.randint(1, 40) if cancel_some and i % 3 == 0 else None
-        tasks.append(asyncio.create_task(one(chunks, stop)))
+    cancellers = []
+    for i in range(N_STREAMS):
+        first = asyncio.Event()
+        task = asyncio.create_task(one(i, _reply(rng), first))
+        tasks.append(task)
+        if cancel_some and i % 5 == 1:
+            cancellers.append(asyncio.create_task(cancel_twice(task, first)))
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*cancellers)
+    for result in results:
+        assert result is None or isinstance(result, asyncio.CancelledError)
     if cancel_some:
-        await asyncio.sleep(0)
-        for task in tasks[1::5]:
-            task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return sum(delivered), await ledger.spent("tenant")
+        assert sum(isinstance(r, asyncio.CancelledError) for r in results) > 10
+    return received, usages
 
 
 @pytest.mark.parametrize("cancel_some", [False, True], ids=["complete", "cancelled"])
-async def test_concurrent_streams_never_overspend(
+async def test_concurrent_streams_spend_exactly_what_consumers_received(
     make_ledger: LedgerFactory, cancel_some: bool
 ) -> None:
     budget, block = 3000, 16
     ledger = make_ledger(limit=budget)
-    delivered, spent = await _run_streams(
-        ledger, budget=budget, block=block, cancel_some=cancel_some
-    )
-    # Reservations are granted only up to what is left, so the ledger never
-    # goes over the budget (the issue's bound is budget + one block per stream).
+    received, usages = await _run_streams(ledger, block=block, cancel_some=cancel_some)
+    spent = await ledger.spent("tenant")
+    # The ledger never grants past the limit, so it is never overspent.
     assert spent <= budget
-    assert spent <= budget + 200 * block
-    # Every stream refunded what it did not use: nothing lost, nothing leaked.
-    assert spent == delivered
+    # Every stream is charged for the text its consumer received, nothing more:
+    # what was reserved and not released went back, however the stream ended.
+    # (A stream cut by the shared budget is charged its allowance, which its
+    # text may fall short of by the part of a token backed off to a character.)
+    assert spent == sum(u.completion_tokens for u in usages)
+    for text, usage in zip(received, usages, strict=False):
+        del text, usage  # (paired below by report order, not task order)
+    got = sorted(so.count_tokens(t) for t in received)
+    charged = sorted(u.completion_tokens for u in usages)
+    assert got == charged
     assert spent > budget // 2  # and the budget was actually used
+    if not cancel_some:
+        assert spent == budget  # 200 streams want far more than 3000 tokens
 
 
 async def test_cancelled_streams_lose_no_tokens(make_ledger: LedgerFactory) -> None:
     ledger = make_ledger(limit=100_000)
-    delivered, spent = await _run_streams(ledger, budget=100_000, block=32, cancel_some=True)
-    assert spent == delivered
+    received, usages = await _run_streams(ledger, block=32, cancel_some=True)
+    assert await ledger.spent("tenant") == sum(so.count_tokens(t) for t in received)
+    assert all(u.ledger_reserved - u.ledger_refunded == u.completion_tokens for u in usages)
 
 
 async def _spent_after(run: Callable[[], Awaitable[None]], ledger: so.Ledger) -> int:

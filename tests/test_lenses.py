@@ -20,7 +20,7 @@ from openai.types.responses import (
 
 import streamops as so
 import streamops._lenses as lenses
-from streamops._lenses import AnthropicLens, BytesLens, LangChainLens, LensError, OpenAIChatLens
+from streamops import AnthropicLens, BytesLens, LangChainLens, LensError, OpenAIChatLens
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 REPLY = f"The key is {SECRET} so keep it. Mail bob"
@@ -60,21 +60,21 @@ def dump(chunk: Any) -> str:
 )
 def test_detection_picks_the_provider_lens(fmt: Any, lens: type) -> None:
     first = next(model(fmt).stream("hi"))
-    assert type(lenses.find_lens(first)) is lens
+    assert type(so.find_lens(first)) is lens
 
 
 def test_detection_of_bytes_and_responses_events() -> None:
-    assert type(lenses.find_lens(b"x")) is BytesLens
-    assert type(lenses.find_lens(bytearray(b"x"))) is BytesLens
+    assert type(so.find_lens(b"x")) is BytesLens
+    assert type(so.find_lens(bytearray(b"x"))) is BytesLens
     event = {"type": "response.created", "response": {}}
-    assert type(lenses.find_lens(event)) is lenses.OpenAIResponsesLens
+    assert type(so.find_lens(event)) is so.OpenAIResponsesLens
 
 
 def test_unknown_chunk_type_says_how_to_register_a_lens() -> None:
     with pytest.raises(so.ChunkTypeError, match=r"chunk 1 has type float.*register_lens"):
         list(redact()(["a", 1.5]))
     with pytest.raises(TypeError, match="register_lens"):
-        lenses.find_lens(object())
+        so.find_lens(object())
 
 
 def test_a_registered_lens_handles_a_custom_chunk_type() -> None:

@@ -7,11 +7,12 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import streamops as so
-from streamops._policy import (
+from streamops import (
     PIPELINE_ORDER,
     BudgetPolicy,
     CollectPolicy,
@@ -243,6 +244,16 @@ async def test_preset_behaviour() -> None:
         ({"budget": {"max_cost": 1.0, "model": "nope-1"}}, "budget: model: no price"),
         ({"budget": {"max_tokens": 5, "key": "k"}}, "only meaningful with ledger"),
         ({"budget": {"ledger": "mysql://x", "key": "k", "ledger_limit": 5}}, "budget.ledger"),
+        ({"budget": {"max_tokens": 5, "encoding": "nope"}}, "budget: encoding: .*'nope'"),
+        ({"budget": {"max_tokens": 5, "encoding": "auto"}}, 'encoding="auto" needs model='),
+        (
+            {"budget": {"max_tokens": 5, "encoding": "auto", "model": "gpt-4o"}},
+            "budget: encoding: tiktoken encoding 'o200k_base' is not available",
+        ),
+        (
+            {"budget": {"ledger": "redis://x", "key": "k", "ledger_limit": 5, "ledger_timeout": 0}},
+            "budget.ledger_timeout: Input should be greater than 0",
+        ),
         ({"timeout": {"idle": -1}}, "timeout.idle: Input should be greater than 0"),
         ({"timeout": {}}, "timeout: give first_chunk, idle or total"),
         ({"parse_json": {"model": "no.such.module:X"}}, "parse_json.model: cannot import"),
@@ -308,3 +319,25 @@ def test_policy_example_output() -> None:
 
     main = runpy.run_path(str(ROOT / "examples" / "policy_example.py"))["main"]
     assert main() == "Your ticket [TICKET] is open; we will mail [EMAIL] today."
+
+
+def test_budget_encoding_is_resolved_as_budget_does() -> None:
+    """A model no longer picks the encoding unless asked: gpt-4o loads with cl100k_base."""
+    policy = Policy.from_dict({"budget": {"max_tokens": 5, "model": "gpt-4o"}})
+    stream = policy.build()(["Hello, world! How are you?"])
+    assert stream.text() == "Hello, world! How"
+    usage = stream.report.sections["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert usage.encoding == "cl100k_base"
+
+
+def test_redis_ledger_gets_socket_timeouts() -> None:
+    for extra, seconds in [({}, 1.0), ({"ledger_timeout": 0.25}, 0.25)]:
+        section = {"ledger": "redis://127.0.0.1:1/0", "key": "k", "ledger_limit": 5, **extra}
+        policy = Policy.from_dict({"budget": section})
+        policy.build()  # no connection is made until a stream draws on the ledger
+        ledger: Any = policy._ledger
+        assert type(ledger).__name__ == "RedisLedger"
+        assert ledger.timeout == seconds
+        options = ledger.client.connection_pool.connection_kwargs
+        assert (options["socket_timeout"], options["socket_connect_timeout"]) == (seconds, seconds)

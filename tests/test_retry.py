@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
+import inspect
 import random
-from collections.abc import AsyncIterator, Iterator
+import warnings
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
 
 import anthropic
@@ -112,6 +115,75 @@ def test_failure_after_first_chunk_raises_stream_interrupted() -> None:
     assert ran == []
     assert s.report.stop_reason == so.StopReason.ERROR
     assert s.report.error is err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("bad value"),
+        so.JSONStreamError("invalid JSON at offset 7", offset=7, expected="','", got="x"),
+        PolicyError("over budget"),
+    ],
+)
+def test_error_never_retried_passes_through_after_the_first_chunk(error: Exception) -> None:
+    model = FakeStreamingModel("one two three", faults=fail_at(2, error))
+    s = so.retry(model.stream, backoff=NO_WAIT)
+    got: list[str] = []
+    with pytest.raises(type(error)) as info:
+        drain(s, got)
+    assert got == ["one", " two"]
+    assert type(info.value) is type(error)  # not wrapped in StreamInterrupted
+    assert len(model.calls) == 1
+    assert s.report.error is info.value
+    failure = next(e for e in s.report.events if e.kind == "retry.failure")
+    assert failure.data["retrying"] is False
+
+
+def test_timeout_excluded_by_retry_on_passes_through_after_the_first_chunk() -> None:
+    model = FakeStreamingModel("one two three", delay=1.0, faults=[Fault.stall_at(2, 60.0)])
+
+    async def main() -> list[str]:
+        s = so.retry(
+            lambda: so.timeout(idle=5.0)(model.astream()),
+            retry_on=ConnectionError,
+            backoff=NO_WAIT,
+        )
+        got: list[str] = []
+        with pytest.raises(so.StreamTimeout):  # a user's ``except TimeoutError`` still works
+            await adrain(s, got)
+        return got
+
+    assert run(main()) == ["one", " two"]
+    assert len(model.calls) == 1
+
+
+def test_mid_stream_timeout_with_the_default_retry_on_is_interrupted() -> None:
+    model = FakeStreamingModel("one two three", delay=1.0, faults=[Fault.stall_at(2, 60.0)])
+
+    async def main() -> list[str]:
+        s = so.retry(lambda: so.timeout(idle=5.0)(model.astream()), backoff=NO_WAIT)
+        got: list[str] = []
+        with pytest.raises(so.StreamInterrupted) as info:
+            await adrain(s, got)
+        assert isinstance(info.value.__cause__, so.StreamTimeout)  # the cause is kept
+        assert info.value.released == "one two"
+        return got
+
+    assert run(main()) == ["one", " two"]
+    assert len(model.calls) == 1
+
+
+def test_last_attempt_failing_after_the_first_chunk_raises_the_error_itself() -> None:
+    model = FakeStreamingModel(
+        [FakeReply("a", faults=fail_at(0)), FakeReply("one two", faults=fail_at(1))], cycle=False
+    )
+    s = so.retry(model.stream, attempts=2, backoff=NO_WAIT)
+    got: list[str] = []
+    with pytest.raises(FakeUpstreamError) as info:  # no attempt was left: not a lost retry
+        drain(s, got)
+    assert got == ["one"]
+    assert "streamops.retry: gave up after 2 attempts" in (info.value.__notes__ or [])
+    assert len(model.calls) == 2
 
 
 def test_attempts_exhausted_raises_last_error_with_note() -> None:
@@ -435,6 +507,38 @@ def test_side_effect_failure_raises_distinct_error_and_does_not_retry() -> None:
     assert isinstance(section, so.RetryReport)
     assert section.side_effect_error == "ConnectionResetError: [Errno 104] db connection reset"
     assert s.report.stop_reason == so.StopReason.COMPLETE  # the generation did complete
+    assert s.report.error is info.value  # and the report says what the caller got
+    kinds = [e.kind for e in s.report.events]
+    assert kinds.index("retry.side_effect_failed") < kinds.index("stream.end")
+    assert kinds[-1] == "stream.end"
+    end = s.report.events[-1]
+    assert end.data["reason"] == so.StopReason.COMPLETE
+
+
+def test_async_side_effect_failure_is_recorded_before_the_stream_ends() -> None:
+    ran: list[str] = []
+
+    async def notify(text: str, report: so.StreamReport) -> None:
+        ran.append(text)
+
+    async def save(text: str, report: so.StreamReport) -> None:
+        raise RuntimeError("disk full")
+
+    async def main() -> so.StreamReport:
+        s = so.retry(FakeStreamingModel("hi there").astream, on_success=[notify, save])
+        with pytest.raises(so.SideEffectError, match="save failed") as info:
+            await s.text()
+        assert s.report.error is info.value
+        return s.report
+
+    report = run(main())
+    assert ran == ["hi there"]
+    assert report.stop_reason == so.StopReason.COMPLETE
+    kinds = [e.kind for e in report.events]
+    assert kinds[-3:] == ["retry.side_effect", "retry.side_effect_failed", "stream.end"]
+    failed = report.events[-2]
+    assert failed.data["callback"].endswith("<locals>.save")
+    assert failed.data["error_type"] == "RuntimeError"
 
 
 def test_async_callback_on_sync_stream_is_refused_at_build() -> None:
@@ -604,10 +708,73 @@ def test_async_factory_returning_a_coroutine() -> None:
 
 
 def test_never_iterated_async_retry_leaves_no_warning() -> None:
+    made: list[Coroutine[Any, Any, AsyncIterator[str]]] = []
+
     async def connect() -> AsyncIterator[str]:
         return FakeStreamingModel("x").astream()
 
-    so.retry(connect)  # the coroutine made to learn the kind is closed, not leaked
+    def factory() -> Coroutine[Any, Any, AsyncIterator[str]]:  # a lambda-like factory
+        made.append(connect())
+        return made[-1]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = so.retry(factory)  # called once to learn the kind
+        assert isinstance(s, so.AsyncStream)
+        del s
+        gc.collect()
+    assert len(made) == 1
+    assert inspect.getcoroutinestate(made[0]) == inspect.CORO_CLOSED
+    assert [w.message for w in caught] == []  # no "coroutine was never awaited"
+
+
+def test_async_functions_are_known_async_without_a_call() -> None:
+    calls: list[int] = []
+
+    async def connect() -> AsyncIterator[str]:
+        calls.append(1)
+        return FakeStreamingModel("x").astream()
+
+    async def generate() -> AsyncIterator[str]:
+        calls.append(1)
+        yield "y"
+
+    assert isinstance(so.retry(connect), so.AsyncStream)
+    assert isinstance(so.retry(generate), so.AsyncStream)
+    assert calls == []
+
+
+def test_plain_factory_of_an_async_stream_that_raises_when_called() -> None:
+    model = FakeStreamingModel("hi")
+    calls: list[int] = []
+
+    def connect() -> AsyncIterator[str]:  # sync work before returning an async stream
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionResetError("dropped")
+        return model.astream()
+
+    guessed = so.retry(connect, backoff=NO_WAIT)
+    assert isinstance(guessed, so.SyncStream)  # the kind could not be learnt
+    with pytest.raises(TypeError, match="pass kind= to choose it"):
+        list(guessed)
+
+    calls.clear()
+
+    async def main() -> str:
+        return await so.retry(connect, kind="async", backoff=NO_WAIT).text()
+
+    assert run(main()) == "hi"
+    assert len(calls) == 2
+
+
+def test_a_failing_first_call_says_the_kind_was_guessed() -> None:
+    def connect() -> AsyncIterator[str]:
+        raise ValueError("bad model name")
+
+    with pytest.raises(ValueError, match="bad model name") as info:
+        list(so.retry(connect))
+    assert any("pass kind='async'" in note for note in info.value.__notes__)
 
 
 def test_timeout_inside_the_factory_is_retried() -> None:

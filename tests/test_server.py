@@ -13,9 +13,8 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 
 import streamops as so
-import streamops._lenses  # registers the provider lenses
-from streamops._server import FakeOpenAIServer, add_fake_server_arguments, run_fake_server, serve
-from streamops._sse import SSEDecoder, sse_response, to_sse
+from streamops import FakeOpenAIServer, SSEDecoder, serve, sse_response, to_sse
+from streamops._server import add_fake_server_arguments, fake_server_from_args
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 REPLY = f"Your key is {SECRET}, keep it safe."
@@ -226,29 +225,31 @@ def test_sync_server_start_stop_and_restart_guard() -> None:
     server.stop()  # harmless when stopped
 
 
-def test_cli_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_arguments() -> None:
     parser = argparse.ArgumentParser()
     add_fake_server_arguments(parser)
     args = parser.parse_args(
         ["--port", "0", "--reply", "one", "--reply", "two", "--http-error", "1:429"]
     )
-    seen: dict[str, Any] = {}
-
-    def fake_serve(model: so.FakeStreamingModel, **options: Any) -> None:
-        seen.update(options, replies=[model.invoke() for _ in range(2)], fmt=model.format)
-
-    monkeypatch.setattr("streamops._server.serve", fake_serve)
-    assert run_fake_server(args) == 0
-    assert seen == {
-        "host": "127.0.0.1",
-        "port": 0,
-        "http_errors": {1: 429},
-        "allow_remote": False,
-        "replies": ["one", "two"],
-        "fmt": "openai-dict",
-    }
+    fake = fake_server_from_args(args)
+    assert (fake.host, fake.port, fake.http_errors) == ("127.0.0.1", 0, {1: 429})
+    assert [fake.model.invoke() for _ in range(2)] == ["one", "two"]
+    assert fake.model.format == "openai-dict"
     with pytest.raises(SystemExit):
         parser.parse_args(["--http-error", "oops"])
+    with pytest.raises(ValueError, match="unknown chunking 'bogus'"):
+        fake_server_from_args(parser.parse_args(["--chunking", "bogus"]))
+
+
+def test_serve_refuses_a_port_in_use_with_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(OSError, match=f"^cannot listen on 127.0.0.1:{port}: "):
+            serve("x", port=port)
 
 
 async def test_proxy_relays_a_redacted_openai_stream_as_sse() -> None:

@@ -14,7 +14,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import streamops as so
-import streamops._sse as sse
 from streamops import SSEDecoder, SSEEvent, sse_decode, sse_format, sse_json
 from streamops._core import ProcessorStage
 
@@ -200,7 +199,9 @@ def test_responses_api_sse_stream_is_redacted() -> None:
 
 
 def test_sse_json_invalid_json_is_an_sse_error() -> None:
-    with pytest.raises(so.SSEError, match=r"^SSE event \(id '7'\) data is not JSON at offset 1: ") as info:
+    with pytest.raises(
+        so.SSEError, match=r"^SSE event \(id '7'\) data is not JSON at offset 1: "
+    ) as info:
         list(sse_json()([b"data: 1\n\nid: 7\ndata: {oops\n\n"]))
     err = info.value
     assert isinstance(err, so.StreamOpsError)
@@ -231,7 +232,7 @@ def test_sse_format_rejects_bad_fields() -> None:
 def test_to_sse_sync_with_report_and_usage() -> None:
     model = so.FakeStreamingModel("Hi a@b.co", format="openai-dict")
     stream = so.redact(["email"])(model.stream("hi"))
-    events = decode(b"".join(sse.to_sse(stream)))
+    events = decode(b"".join(so.to_sse(stream)))
     assert events[-1] == SSEEvent("[DONE]")
     report = events[-2]
     assert report.event == "report"
@@ -246,24 +247,24 @@ def test_to_sse_sync_with_report_and_usage() -> None:
 
 def test_to_sse_encodes_models_events_and_custom_data() -> None:
     model = so.FakeStreamingModel("Hi", format="openai")
-    raw = b"".join(sse.to_sse(so.identity()(model.stream()), report_event=None, done=None))
+    raw = b"".join(so.to_sse(so.identity()(model.stream()), report_event=None, done=None))
     first = decode(raw)[0].json()
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    raw = b"".join(sse.to_sse([SSEEvent("x", "ping", "3")], done=None))
+    raw = b"".join(so.to_sse([SSEEvent("x", "ping", "3")], done=None))
     assert decode(raw) == [SSEEvent("x", "ping", "3")]  # no report: a list has none
-    raw = b"".join(sse.to_sse([1, 2], data=lambda n: f"#{n}", event="n", done=None))
+    raw = b"".join(so.to_sse([1, 2], data=lambda n: f"#{n}", event="n", done=None))
     assert decode(raw) == [SSEEvent("#1", "n"), SSEEvent("#2", "n")]
     with pytest.raises(TypeError, match="cannot encode a object chunk"):
-        list(sse.to_sse([object()]))
+        list(so.to_sse([object()]))
     with pytest.raises(TypeError, match="to_sse needs a stream"):
-        sse.to_sse(3)
+        so.to_sse(3)
 
 
 def test_to_sse_error_sends_the_report_then_raises() -> None:
     model = so.FakeStreamingModel("a b c", faults=[so.Fault.raise_at(2)])
     out: list[bytes] = []
     with pytest.raises(so.FakeUpstreamError):
-        out.extend(sse.to_sse(so.identity()(model.stream())))
+        out.extend(so.to_sse(so.identity()(model.stream())))
     events = decode(b"".join(out))
     assert [e.data for e in events[:2]] == ["a", " b"]
     assert events[-1].event == "report"
@@ -272,7 +273,7 @@ def test_to_sse_error_sends_the_report_then_raises() -> None:
 
 async def test_to_sse_consumer_gone_closes_the_upstream() -> None:
     model = so.FakeStreamingModel("a b c d")
-    body = sse.to_sse(so.identity()(model.astream()))
+    body = so.to_sse(so.identity()(model.astream()))
     assert await anext(body) == b"data: a\n\n"
     await body.aclose()
     call = model.last_call
@@ -290,7 +291,7 @@ async def test_sse_response_in_an_app() -> None:
     model = so.FakeStreamingModel("Mail a@b.co now", delay=0.01)
 
     async def endpoint(request: Request) -> Response:
-        response: Response = sse.sse_response(so.redact(["email"])(model.astream("x")))
+        response: Response = so.sse_response(so.redact(["email"])(model.astream("x")))
         return response
 
     app = Starlette(routes=[Route("/", endpoint)])
@@ -304,7 +305,7 @@ async def test_sse_response_in_an_app() -> None:
 
 async def test_sse_response_closes_the_stream_when_the_client_disconnects() -> None:
     model = so.FakeStreamingModel("a b c d")
-    response = sse.sse_response(so.identity()(model.astream()))
+    response = so.sse_response(so.identity()(model.astream()))
     sent: list[Any] = []
 
     async def send(message: Any) -> None:
@@ -325,4 +326,4 @@ async def test_sse_response_closes_the_stream_when_the_client_disconnects() -> N
 
 def test_sse_response_refuses_sync_streams() -> None:
     with pytest.raises(TypeError, match="needs an async stream"):
-        sse.sse_response(so.identity()(["a"]))
+        so.sse_response(so.identity()(["a"]))

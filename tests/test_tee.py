@@ -242,8 +242,43 @@ def test_sync_wait_raises_in_the_branch_that_would_wait() -> None:
         next(fast)
     assert (info.value.branch, info.value.max_buffer) == (0, 3)
     assert src.pulls == 3  # nothing was pulled and lost
-    assert list(slow) == list(range(10))
+    with pytest.raises(so.TeeOverflowError):  # raising again changes nothing
+        next(fast)
+    assert [next(slow) for _ in range(3)] == [0, 1, 2]  # the slow branch catches up
+    # The branch that raised is still alive: it reads on, and the slow one too.
+    assert list(zip(fast, slow)) == [(i, i) for i in range(3, 10)]
+    assert list(fast) == []
+    assert list(slow) == []
+    assert src.pulls == 10
     assert src.closes == [10]
+
+
+def test_sync_wait_lets_the_slow_branch_run_ahead_within_the_bound() -> None:
+    fast, slow = so.tee(iter(range(6)), 2, max_buffer=2)
+    assert [next(fast), next(fast)] == [0, 1]
+    with pytest.raises(so.TeeOverflowError, match="branch 0: would wait for branch 1"):
+        next(fast)
+    assert [next(slow) for _ in range(4)] == [0, 1, 2, 3]  # now fast holds [2, 3]
+    with pytest.raises(so.TeeOverflowError, match="branch 1: would wait for branch 0"):
+        next(slow)
+    assert [next(fast) for _ in range(4)] == [2, 3, 4, 5]
+    with pytest.raises(so.TeeOverflowError):  # it cannot know the end without pulling
+        next(fast)
+    assert list(slow) == [4, 5]
+    assert list(fast) == []
+
+
+def test_default_is_unbounded_like_itertools_tee() -> None:
+    n = 5000  # far more than any fixed default bound
+    a, b = so.tee(iter(range(n)), 2)
+    assert list(a) == list(range(n))
+    assert list(b) == list(range(n))
+
+
+async def test_async_default_is_unbounded_so_sequential_reading_works() -> None:
+    a, b = so.tee(ASource(list(range(3000))), 2)
+    assert await drain(a) == list(range(3000))  # would wait forever with a bound
+    assert await drain(b) == list(range(3000))
 
 
 @pytest.mark.looptime
@@ -331,12 +366,6 @@ async def test_async_error_policy_with_slow_and_fast() -> None:
     assert isinstance(got_slow, so.TeeOverflowError)
     assert got_slow.branch == 1
     assert src.sync.closes == [10]
-
-
-def test_unbounded_buffer() -> None:
-    a, b = so.tee(range(5000), 2, max_buffer=None)
-    assert list(a) == list(range(5000))
-    assert list(b) == list(range(5000))
 
 
 # -- bad input ------------------------------------------------------------------------------

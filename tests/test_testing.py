@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import looptime
 import pytest
@@ -94,6 +94,53 @@ def test_virtual_time_can_be_entered_again_and_nested() -> None:
     assert asyncio.run(main()) == [50.0, 50.0]
 
 
+def test_time_never_goes_back_after_a_virtual_time_block() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        seen = [loop.time()]
+        for _ in range(2):  # the second block goes on from after the first
+            with virtual_time():
+                await asyncio.sleep(1000)
+                seen.append(loop.time())
+            seen.append(loop.time())
+            await asyncio.sleep(0.01)  # real time, at the real pace
+            seen.append(loop.time())
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen == sorted(seen)
+    assert seen[-1] - seen[0] >= 2000.0
+
+
+async def test_report_times_stay_ordered_across_a_virtual_time_block() -> None:
+    async def source() -> AsyncIterator[str]:
+        for piece in ["a", "b", "c"]:
+            await asyncio.sleep(100)
+            yield piece
+
+    with virtual_time():
+        stream = so.collect()(source())
+        assert [await anext(stream), await anext(stream)] == ["a", "b"]
+    assert [piece async for piece in stream] == ["c"]  # after the block: real time
+    times = [e.time for e in stream.report.events]
+    assert times == sorted(times)
+    metrics = so.Collected.of(stream).metrics
+    assert metrics.duration is not None and metrics.duration >= 200.0
+    assert metrics.gap_p50 is not None and metrics.gap_p50 >= 0.0
+
+
+async def test_a_clock_captured_before_the_first_block_is_not_shifted() -> None:
+    # The documented exception: a bound ``loop.time`` taken before the loop's
+    # first virtual_time() block reads the real clock, unshifted, after it.
+    loop = asyncio.get_running_loop()
+    captured = loop.time
+    with virtual_time():
+        await asyncio.sleep(100)
+        inside = loop.time()
+    assert loop.time() >= inside
+    assert captured() < inside
+
+
 def test_virtual_time_needs_a_running_loop() -> None:
     with pytest.raises(RuntimeError, match="no running event loop"), virtual_time():
         pass  # pragma: no cover - never reached
@@ -110,6 +157,8 @@ async def test_virtual_time_on_a_loop_pre_patched_by_looptime() -> None:
         assert start >= before  # time never goes back when switching on
         await asyncio.sleep(600)
         assert round(clock.time() - start, 6) == 600.0
+        inside = clock.time()
+    assert loop.time() >= inside  # nor when switching off
 
 
 # -- the pytest fixtures ----------------------------------------------------
