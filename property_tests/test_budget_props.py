@@ -80,3 +80,32 @@ def test_ledger_budget_gives_the_same_text_and_refunds_all(
     out, spent = asyncio.run(main())
     assert out == expected_prefix(text, limit)
     assert spent == min(limit, len(ENC.encode_ordinary(text)))
+
+
+@given(
+    texts,
+    st.lists(st.integers(0, 10_000), max_size=20),
+    st.integers(0, 5),
+    st.integers(1, 8),
+)
+def test_ledger_charges_exactly_what_the_consumer_received(
+    text: str, cuts: list[int], pieces: int, block: int
+) -> None:
+    ledger = so.MemoryLedger(limit=10_000)
+
+    async def source() -> AsyncIterator[str]:
+        for chunk in split(text, cuts):
+            yield chunk
+
+    async def main() -> tuple[str, int]:
+        received, n = "", 0
+        async with so.budget(ledger=ledger, key="k", block=block)(source()) as stream:
+            async for piece in stream:
+                received += piece
+                n += 1
+                if n == pieces:  # the consumer leaves after this piece (0: never)
+                    break
+        return received, await ledger.spent("k")
+
+    received, spent = asyncio.run(main())
+    assert spent == len(ENC.encode_ordinary(received))

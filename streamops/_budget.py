@@ -641,7 +641,7 @@ def budget(
     goes on under the local limits instead).
 
     >>> list(budget(max_tokens=3)(["Hello, wor", "ld! How are you?"]))
-    ['Hello', ', ', 'world']
+    ['Hello, ', 'world']
     >>> s = budget(max_tokens=3)(["Hello, world! How are you?"])
     >>> s.text(), s.report.stop_reason
     ('Hello, world', <StopReason.BUDGET: 'budget'>)

@@ -542,7 +542,9 @@ async def _drive_async(
     out: list[Any] = []
     if last:
         try:
-            report.clock = asyncio.get_running_loop().time
+            loop = asyncio.get_running_loop()
+            # Not the bound method: virtual-time tools may replace loop.time later.
+            report.clock = lambda: loop.time()
         except RuntimeError:  # pragma: no cover - not under asyncio (e.g. trio)
             pass
         _start(report)
@@ -841,12 +843,23 @@ class Operator(Generic[In, Out]):
 
     def _groups(self) -> list[ShellStage | list[ProcessorStage]]:
         groups: list[ShellStage | list[ProcessorStage]] = []
+        produces: type | Literal["same"] | None = "same"  # what the stages so far hand on
         for stage in self.stages:
             if isinstance(stage, ProcessorStage):
-                if groups and isinstance(groups[-1], list):
+                # Values that are not text (SSE events, wire-format dicts) reaching a
+                # stage that needs text start a new group, whose driver reads them
+                # through a lens; everything else fuses.
+                boundary = (
+                    stage.accepts is not None
+                    and produces != "same"
+                    and not (isinstance(produces, type) and issubclass(produces, stage.accepts))
+                )
+                if groups and isinstance(groups[-1], list) and not boundary:
                     groups[-1].append(stage)
                 else:
                     groups.append([stage])
+                if stage.produces != "same":
+                    produces = stage.produces
             elif isinstance(stage, ShellStage):
                 groups.append(stage)
             else:  # pragma: no cover - guarded in __init__

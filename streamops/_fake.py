@@ -319,7 +319,8 @@ class Fault:
         if err is None:
             return FakeUpstreamError(f"fake upstream error at chunk {self.index}")
         if isinstance(err, type):
-            return err(f"fake upstream error at chunk {self.index}")
+            made_by_class: BaseException = err(f"fake upstream error at chunk {self.index}")
+            return made_by_class
         if isinstance(err, BaseException):
             try:
                 return copy.copy(err)

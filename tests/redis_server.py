@@ -41,6 +41,10 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0)
     raise RuntimeError(f"redis-server did not answer on port {port} within {timeout}s")
 
 
+# The server process behind each URL the fixture yields (to pause it in tests).
+SERVERS: dict[str, subprocess.Popen[bytes]] = {}
+
+
 def unused_port() -> int:
     """Return a loopback port with nothing listening (for "unreachable" tests)."""
     return _free_port()
@@ -76,8 +80,11 @@ def redis_url() -> Iterator[str]:
         )
         try:
             _wait_ready(port, proc)
-            yield f"redis://127.0.0.1:{port}/0"
+            url = f"redis://127.0.0.1:{port}/0"
+            SERVERS[url] = proc
+            yield url
         finally:
+            SERVERS.pop(f"redis://127.0.0.1:{port}/0", None)
             proc.terminate()
             try:
                 proc.wait(timeout=5)

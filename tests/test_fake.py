@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import httpx2
 import openai
 import pytest
 
@@ -266,8 +267,8 @@ def test_raise_at_with_class_and_with_instance_copied_per_call() -> None:
 
 
 def _rate_limit_error() -> openai.RateLimitError:
-    request = httpx.Request("POST", "https://api.invalid/v1/chat/completions")
-    response = httpx.Response(429, request=request, json={"error": {"type": "rate_limit"}})
+    request = httpx2.Request("POST", "https://api.invalid/v1/chat/completions")  # openai's httpx
+    response = httpx2.Response(429, request=request, json={"error": {"type": "rate_limit"}})
     return openai.RateLimitError("rate limited", response=response, body=None)
 
 

@@ -754,7 +754,7 @@ def test_plain_factory_of_an_async_stream_that_raises_when_called() -> None:
             raise ConnectionResetError("dropped")
         return model.astream()
 
-    guessed = so.retry(connect, backoff=NO_WAIT)
+    guessed: Any = so.retry(connect, backoff=NO_WAIT)  # typed as async: it is not
     assert isinstance(guessed, so.SyncStream)  # the kind could not be learnt
     with pytest.raises(TypeError, match="pass kind= to choose it"):
         list(guessed)
@@ -772,8 +772,9 @@ def test_a_failing_first_call_says_the_kind_was_guessed() -> None:
     def connect() -> AsyncIterator[str]:
         raise ValueError("bad model name")
 
+    stream: Any = so.retry(connect)
     with pytest.raises(ValueError, match="bad model name") as info:
-        list(so.retry(connect))
+        list(stream)
     assert any("pass kind='async'" in note for note in info.value.__notes__)
 
 

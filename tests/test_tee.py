@@ -246,7 +246,7 @@ def test_sync_wait_raises_in_the_branch_that_would_wait() -> None:
         next(fast)
     assert [next(slow) for _ in range(3)] == [0, 1, 2]  # the slow branch catches up
     # The branch that raised is still alive: it reads on, and the slow one too.
-    assert list(zip(fast, slow)) == [(i, i) for i in range(3, 10)]
+    assert list(zip(fast, slow, strict=True)) == [(i, i) for i in range(3, 10)]
     assert list(fast) == []
     assert list(slow) == []
     assert src.pulls == 10

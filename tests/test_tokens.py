@@ -35,7 +35,7 @@ def test_an_encoding_instance_passes_through() -> None:
     assert so.get_encoding(ENC) is ENC
 
 
-@pytest.mark.parametrize("bad", [None, 42, b"cl100k_base"])
+@pytest.mark.parametrize("bad", [42, b"cl100k_base", 1.5])
 def test_wrong_encoding_type_is_a_type_error(bad: Any) -> None:
     with pytest.raises(TypeError, match="encoding must be"):
         so.get_encoding(bad)
@@ -99,11 +99,42 @@ def test_an_encoding_in_the_cache_dir_loads(
     assert enc.encode_ordinary("hello world") == [15339, 1917]
 
 
-def test_the_download_guard_is_restored() -> None:
-    before = tiktoken.load.read_file
-    with pytest.raises(_tokens._WouldDownload), _tokens._no_download():
-        tiktoken.load.read_file("https://example.invalid/x")
-    assert tiktoken.load.read_file is before
+def test_loading_never_replaces_tiktoken_functions(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another thread using tiktoken while an encoding loads must see tiktoken's
+    # own functions, so the loader may not swap module globals, even briefly.
+    original = tiktoken.load.read_file
+    seen: list[object] = []
+
+    def ctor() -> dict[str, Any]:
+        seen.append(tiktoken.load.read_file)
+        return {
+            "name": "local_enc",
+            "pat_str": _CL100K,
+            "mergeable_ranks": ENC._mergeable_ranks,
+            "special_tokens": {},
+        }
+
+    tiktoken.registry.list_encoding_names()
+    assert tiktoken.registry.ENCODING_CONSTRUCTORS is not None
+    monkeypatch.setitem(tiktoken.registry.ENCODING_CONSTRUCTORS, "local_enc", ctor)
+    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "local_enc", raising=False)
+    assert so.get_encoding("local_enc").encode_ordinary("hello world") == [15339, 1917]
+    assert seen == [original]
+
+
+def test_a_corrupt_cached_file_fails_fast_without_network(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr("requests.get", no_network)
+    url = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
+    (cache_dir / hashlib.sha1(url.encode()).hexdigest()).write_bytes(b"garbage")
+    with pytest.raises(so.EncodingUnavailable, match="not available offline"):
+        so.get_encoding("r50k_base")
 
 
 # -- the counter ---------------------------------------------------------------
