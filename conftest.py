@@ -16,7 +16,6 @@ settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
-
 def pytest_configure() -> None:
     # looptime's pytest hook asks the policy for "the" event loop in every test,
     # sync ones included; on Python 3.11 that silently creates a loop nobody

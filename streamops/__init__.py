@@ -1,65 +1,262 @@
 """streamops: composable operators that enforce policies on LLM output streams.
 
 >>> import streamops as so
->>> op = so.identity() | so.identity()
->>> list(op(["Hello, ", "world"]))
-['Hello, ', 'world']
+>>> op = so.redact() | so.budget(max_tokens=50)
+>>> "".join(op(["mail ann@exa", "mple.com"]))
+'mail [EMAIL]'
 """
 
 from __future__ import annotations
 
-from . import (
-    _aiostream,  # registers the aiostream source adapter (it never imports aiostream itself)
-    _budget,
-    _collect,
-    _core,
-    _errors,
-    _fake,
-    _json,
-    _lenses,
-    _policy,
-    _redact,
-    _report,
-    _retry,
-    _server,
-    _sse,
-    _tee,
-    _timeout,
+from . import _aiostream  # registers the aiostream source adapter (never imports aiostream)
+from ._budget import (
+    DEFAULT_PRICES,
+    BudgetExceeded,
+    BudgetUsage,
+    EncodingUnavailable,
+    Ledger,
+    LedgerUnavailable,
+    MemoryLedger,
+    ModelPrice,
+    PriceTable,
+    PricingError,
+    ProviderUsage,
+    RedisLedger,
+    Reservation,
+    TokenCounter,
+    budget,
+    count_tokens,
+    get_encoding,
+    resolve_encoding,
 )
-from ._budget import *  # noqa: F403
-from ._collect import *  # noqa: F403
-from ._core import *  # noqa: F403
-from ._errors import *  # noqa: F403
-from ._fake import *  # noqa: F403
-from ._json import *  # noqa: F403
-from ._lenses import *  # noqa: F403
-from ._policy import *  # noqa: F403
-from ._redact import *  # noqa: F403
-from ._report import *  # noqa: F403
-from ._retry import *  # noqa: F403
-from ._server import *  # noqa: F403
-from ._sse import *  # noqa: F403
-from ._tee import *  # noqa: F403
-from ._timeout import *  # noqa: F403
+from ._collect import (
+    Collected,
+    EventLogger,
+    StreamMetrics,
+    collect,
+    events,
+)
+from ._core import (
+    AsyncStream,
+    Lens,
+    Operator,
+    Processor,
+    ProcessorStage,
+    ShellStage,
+    Stage,
+    SyncStream,
+    identity,
+    register_lens,
+)
+from ._errors import (
+    ChunkTypeError,
+    StreamOpsError,
+)
+from ._fake import (
+    Chunking,
+    FakeCall,
+    FakeModelExhausted,
+    FakeReply,
+    FakeStreamingModel,
+    FakeUpstreamError,
+    Fault,
+)
+from ._json import (
+    JSONDelta,
+    JSONReport,
+    JSONStreamError,
+    JSONValidationError,
+    ToolCallUpdate,
+    parse_json,
+    parse_tool_calls,
+)
+from ._lenses import (
+    AnthropicLens,
+    BytesLens,
+    LangChainLens,
+    LensError,
+    OpenAIChatLens,
+    OpenAIResponsesLens,
+    find_lens,
+)
+from ._policy import (
+    PIPELINE_ORDER,
+    BudgetPolicy,
+    CollectPolicy,
+    CustomPattern,
+    EventsPolicy,
+    JSONPolicy,
+    Policy,
+    PolicyError,
+    RedactPolicy,
+    RetryPolicy,
+    TimeoutPolicy,
+    load_policy,
+    preset_names,
+)
+from ._redact import (
+    KeyedHash,
+    PatternSpec,
+    RedactPatternError,
+    RedactReport,
+    RedactTimeout,
+    builtin_patterns,
+    iban_valid,
+    luhn_valid,
+    redact,
+)
+from ._report import (
+    ChunkEvent,
+    Event,
+    StopReason,
+    StreamReport,
+)
+from ._retry import (
+    Backoff,
+    RetryAttempt,
+    RetryReport,
+    SideEffectError,
+    StreamInterrupted,
+    is_retryable,
+    retry,
+)
+from ._server import (
+    FakeOpenAIServer,
+    serve,
+)
+from ._sse import (
+    SSEDecoder,
+    SSEError,
+    SSEEvent,
+    sse_decode,
+    sse_format,
+    sse_json,
+    sse_response,
+    to_sse,
+)
+from ._tee import (
+    AsyncTeeBranch,
+    TeeBranch,
+    TeeOverflowError,
+    tee,
+)
+from ._timeout import (
+    CancelToken,
+    StreamTimeout,
+    cancellable,
+    timeout,
+)
 
 __version__ = "0.1.0"
 
-# Each family module owns its public names; the package re-exports them all.
-__all__: list[str] = []
-__all__ += _core.__all__
-__all__ += _errors.__all__
-__all__ += _report.__all__
-__all__ += _fake.__all__
-__all__ += _redact.__all__
-__all__ += _budget.__all__
-__all__ += _timeout.__all__
-__all__ += _json.__all__
-__all__ += _tee.__all__
-__all__ += _collect.__all__
-__all__ += _retry.__all__
-__all__ += _policy.__all__
-__all__ += _lenses.__all__
-__all__ += _sse.__all__
-__all__ += _server.__all__
+__all__ = (
+    "DEFAULT_PRICES",
+    "PIPELINE_ORDER",
+    "AnthropicLens",
+    "AsyncStream",
+    "AsyncTeeBranch",
+    "Backoff",
+    "BudgetExceeded",
+    "BudgetPolicy",
+    "BudgetUsage",
+    "BytesLens",
+    "CancelToken",
+    "ChunkEvent",
+    "ChunkTypeError",
+    "Chunking",
+    "CollectPolicy",
+    "Collected",
+    "CustomPattern",
+    "EncodingUnavailable",
+    "Event",
+    "EventLogger",
+    "EventsPolicy",
+    "FakeCall",
+    "FakeModelExhausted",
+    "FakeOpenAIServer",
+    "FakeReply",
+    "FakeStreamingModel",
+    "FakeUpstreamError",
+    "Fault",
+    "JSONDelta",
+    "JSONPolicy",
+    "JSONReport",
+    "JSONStreamError",
+    "JSONValidationError",
+    "KeyedHash",
+    "LangChainLens",
+    "Ledger",
+    "LedgerUnavailable",
+    "Lens",
+    "LensError",
+    "MemoryLedger",
+    "ModelPrice",
+    "OpenAIChatLens",
+    "OpenAIResponsesLens",
+    "Operator",
+    "PatternSpec",
+    "Policy",
+    "PolicyError",
+    "PriceTable",
+    "PricingError",
+    "Processor",
+    "ProcessorStage",
+    "ProviderUsage",
+    "RedactPatternError",
+    "RedactPolicy",
+    "RedactReport",
+    "RedactTimeout",
+    "RedisLedger",
+    "Reservation",
+    "RetryAttempt",
+    "RetryPolicy",
+    "RetryReport",
+    "SSEDecoder",
+    "SSEError",
+    "SSEEvent",
+    "ShellStage",
+    "SideEffectError",
+    "Stage",
+    "StopReason",
+    "StreamInterrupted",
+    "StreamMetrics",
+    "StreamOpsError",
+    "StreamReport",
+    "StreamTimeout",
+    "SyncStream",
+    "TeeBranch",
+    "TeeOverflowError",
+    "TimeoutPolicy",
+    "TokenCounter",
+    "ToolCallUpdate",
+    "budget",
+    "builtin_patterns",
+    "cancellable",
+    "collect",
+    "count_tokens",
+    "events",
+    "find_lens",
+    "get_encoding",
+    "iban_valid",
+    "identity",
+    "is_retryable",
+    "load_policy",
+    "luhn_valid",
+    "parse_json",
+    "parse_tool_calls",
+    "preset_names",
+    "redact",
+    "register_lens",
+    "resolve_encoding",
+    "retry",
+    "serve",
+    "sse_decode",
+    "sse_format",
+    "sse_json",
+    "sse_response",
+    "tee",
+    "timeout",
+    "to_sse",
+)
 
 del _aiostream

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, PrivateAttr, computed_field
 
-from ._core import AsyncStream, Operator, ProcessorStage, SyncStream
+from ._core import AsyncStream, Operator, ProcessorStage, SyncStream, _find_lens
 from ._report import ChunkEvent, Event, StopReason, StreamReport, format_event
 from ._tokens import get_encoding
 
@@ -227,7 +227,23 @@ class _Collector:
                 self.on_complete(self.result)
 
     def text(self) -> str:
-        return "".join(c for c in self.chunks if type(c) is str)
+        # Provider chunks (the collector passes any chunk through untouched)
+        # contribute the text a registered lens reads from them.
+        lens = None
+        parts: list[str] = []
+        for chunk in self.chunks:
+            if type(chunk) is str:
+                parts.append(chunk)
+                continue
+            if lens is None:
+                lens = _find_lens(chunk)
+                if lens is None:
+                    continue
+            try:
+                parts.append(lens.unwrap(chunk))
+            except (TypeError, ValueError):
+                continue  # not text-bearing (e.g. a parsed value): nothing to add
+        return "".join(parts)
 
     def tokens(self) -> int | None:
         if self.encoding is None:
@@ -315,7 +331,7 @@ def collect(
     def factory(report: StreamReport) -> _Collector:
         return _Collector(report, name, enc, on_complete, factory)
 
-    return Operator(ProcessorStage(name, factory, accepts=str, produces=str, can_stop=False))
+    return Operator(ProcessorStage(name, factory, accepts=None, produces="same", can_stop=False))
 
 
 async def events(stream: AsyncStream[Any]) -> AsyncIterator[Event]:

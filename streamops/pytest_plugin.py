@@ -38,7 +38,6 @@ from .testing import FakeStreamingModel, VirtualClock, assert_closed
 __all__ = ("assert_closed_fixture", "fake_model", "virtual_clock")
 
 
-
 @pytest.fixture
 def fake_model() -> type[FakeStreamingModel]:
     """Return :class:`~streamops.testing.FakeStreamingModel`: call it to make a model.

@@ -24,9 +24,12 @@ def _names_used_by_tests() -> set[str]:
             for node in ast.walk(tree):
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("streamops"):
                     used.update(alias.name for alias in node.names)
-                elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-                    if node.value.id in {"so", "streamops", "testing"}:
-                        used.add(node.attr)
+                elif (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id in {"so", "streamops", "testing"}
+                ):
+                    used.add(node.attr)
     return used
 
 

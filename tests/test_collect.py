@@ -468,3 +468,13 @@ def test_event_logger_options() -> None:
     assert custom.levels == {"chunk.released": logging.DEBUG, "stream.end": logging.ERROR}
     with pytest.raises(TypeError, match="logger must be a Logger or a name"):
         so.EventLogger(3)  # type: ignore[arg-type]
+
+
+def test_collector_reads_the_text_of_provider_chunks() -> None:
+    from streamops.testing import FakeStreamingModel
+
+    model = FakeStreamingModel("mail ann@example.com now", format="openai-dict")
+    stream = (so.redact() | so.collect())(model.stream())
+    chunks = list(stream)
+    assert all(isinstance(c, dict) for c in chunks)  # the app still gets wire dicts
+    assert so.Collected.of(stream).text == "mail [EMAIL] now"

@@ -10,7 +10,7 @@ mypy_api = pytest.importorskip("mypy.api")
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SNIPPET = '''
+SNIPPET = """
 from collections.abc import Iterator
 import streamops as so
 
@@ -27,7 +27,7 @@ def untyped(x):  # strict mode must reject this
     return x
 
 n: int = "not an int"
-'''
+"""
 
 
 def test_mypy_strict_bites_and_types_flow(tmp_path: Path) -> None:
