@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import tiktoken
-from pydantic import BaseModel, computed_field
+from pydantic import BaseModel, PrivateAttr, computed_field
 
 from ._core import Lens, Operator, ProcessorStage, ShellStage, _find_lens
 from ._errors import ChunkTypeError, StreamOpsError
@@ -146,6 +146,30 @@ class BudgetUsage(BaseModel):
     ledger_reserved: int = 0
     ledger_refunded: int = 0
     ledger_error: str | None = None
+    _live: Callable[[], int] | None = PrivateAttr(default=None)
+    _price: ModelPrice | None = PrivateAttr(default=None)
+
+    def tokens_so_far(self) -> int:
+        """Completion tokens streamed so far, for a live display.
+
+        While the stream runs: the exact count of the text the budget has taken
+        in up to now (released or still held back near the limit); once it
+        ended: :attr:`completion_tokens`.
+
+        >>> s = budget(max_tokens=100)(iter(["Hello world", "!"]))
+        >>> _ = next(s)
+        >>> s.report["budget"].tokens_so_far()
+        2
+        """
+        return self.completion_tokens if self._live is None else self._live()
+
+    def cost_so_far(self) -> float | None:
+        """The cost of the prompt and :meth:`tokens_so_far` (``None`` without a price)."""
+        if self._live is None or self._price is None:
+            return self.cost
+        return self._price.cost(
+            prompt_tokens=self.prompt_tokens, completion_tokens=self.tokens_so_far()
+        )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -249,6 +273,8 @@ class _BudgetCore:
             else math.ceil(spec.warn_at * spec.limit)
         )
         self.usage = report.section("budget", self._new_usage)
+        self.usage._live = self.counter.count
+        self.usage._price = spec.price
 
     def _new_usage(self) -> BudgetUsage:
         spec = self.spec
@@ -425,6 +451,7 @@ class _BudgetCore:
     def _finish(self, completion_tokens: int) -> None:
         self.closed = True
         usage = self.usage
+        usage._live = None
         usage.completion_tokens = completion_tokens
         self._check_warn(completion_tokens)
         if self.spec.price is not None:

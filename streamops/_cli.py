@@ -216,8 +216,9 @@ def _wrap(text: str, width: int) -> tuple[str, str]:
 
 def _status_line(report: StreamReport, started: float) -> str:
     budget, redact, _ = _sections(report)
-    tokens = "-" if budget is None else str(budget.completion_tokens)
-    cost = "-" if budget is None or budget.cost is None else f"${budget.cost:.6f}"
+    tokens = "-" if budget is None else str(budget.tokens_so_far())
+    live_cost = None if budget is None else budget.cost_so_far()
+    cost = "-" if live_cost is None else f"${live_cost:.6f}"
     redactions = 0 if redact is None else sum(redact.redacted.values())
     elapsed = time.monotonic() - started
     return f"tokens {tokens} | cost {cost} | redactions {redactions} | {elapsed:.1f}s"

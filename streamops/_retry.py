@@ -37,7 +37,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._core import AsyncStream, Lens, SyncStream, _find_lens, identity
+from ._core import AsyncStream, Lens, SyncStream, _end, _find_lens, _on_error, _start
 from ._errors import StreamOpsError
 from ._report import EventCallback, StopReason, StreamReport
 
@@ -391,7 +391,6 @@ class _RetryState:
         self.buffer: list[Any] = []
         self.texts: list[str] = []
         self.lens: Lens | None = None
-        self.chunks = 0  # pulled in the current attempt
         self.committed = False
 
     @property
@@ -429,42 +428,37 @@ class _RetryState:
 
             self.inner.subscribe(forward)
 
-    def item(self, item: Any) -> list[Any]:
-        """Take one upstream item; return what to release now."""
-        self.chunks += 1  # a plain int: pydantic attribute writes cost per chunk
-        if self.buffered:
-            self.buffer.append(item)
-            return []
-        self._released(item)
-        return [item]
+    def release(self, item: Any) -> None:
+        """Record ``item`` as handed to the consumer; the first one commits the stream.
 
-    def _released(self, item: Any) -> None:
+        The loops inline the common case (a text chunk once committed) and
+        call this for the rest.
+        """
         if not self.committed:
             self.committed = self.section.committed = True
         if isinstance(item, str):
             self.texts.append(item)
+            self.report.record_released([item])
             return
         if self.lens is None:
             self.lens = _find_lens(item)
         if self.lens is not None:
             self.texts.append(self.lens.unwrap(item))
 
-    def _end(self, outcome: Literal["success", "failed", "stopped"]) -> RetryAttempt:
+    def _end(self, outcome: Literal["success", "failed", "stopped"], chunks: int) -> RetryAttempt:
         attempt = self.current
         assert attempt is not None
         attempt.outcome = outcome
         attempt.ended = self.report.clock()
-        attempt.chunks, self.chunks = self.chunks, 0
+        attempt.chunks = chunks
         self.current = None
         return attempt
 
-    def succeeded(self) -> list[Any]:
-        """End the attempt as a success; return the buffered items to release."""
-        attempt = self._end("success")
+    def succeeded(self, chunks: int) -> list[Any]:
+        """End the attempt (``chunks`` pulled) as a success; return the buffered items."""
+        attempt = self._end("success", chunks)
         self.section.factory = attempt.factory
         out, self.buffer = self.buffer, []
-        for item in out:
-            self._released(item)
         inner = self.inner
         if inner is not None:
             # The consumer got this attempt's output: its report describes it.
@@ -483,14 +477,14 @@ class _RetryState:
         pending, self.pending = self.pending, None
         return None if pending is None else pending.value
 
-    def stopped(self) -> None:
+    def stopped(self, chunks: int) -> None:
         """Mark an attempt the consumer abandoned (close, break, cancel)."""
         if self.current is not None:
-            self._end("stopped")
+            self._end("stopped", chunks)
 
-    def failed(self, exc: Exception) -> float | BaseException:
+    def failed(self, exc: Exception, chunks: int) -> float | BaseException:
         """End the attempt as a failure: return the wait before the next, or what to raise."""
-        attempt = self._end("failed")
+        attempt = self._end("failed", chunks)
         attempt.error_type = type(exc).__name__
         attempt.error = str(exc)[:_MAX_MESSAGE]
         self.buffer = []

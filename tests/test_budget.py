@@ -582,3 +582,20 @@ async def test_repeated_cancellation_loses_no_refund() -> None:
     assert isinstance(usage, so.BudgetUsage)
     assert await ledger.spent("k") == 2
     assert usage.ledger_reserved - usage.ledger_refunded == 2
+
+
+def test_usage_is_live_while_the_stream_runs() -> None:
+    price = so.ModelPrice(input_per_million=1.0, output_per_million=2.0)
+    stream = so.budget(max_tokens=100, pricing=price, prompt_tokens=10)(
+        iter(["Hello world", " and more", " text"])
+    )
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    first = next(stream)
+    assert usage.completion_tokens == 0  # final figures come at the end
+    assert usage.tokens_so_far() >= 2
+    live = usage.cost_so_far()
+    assert live is not None and live > price.cost(prompt_tokens=10, completion_tokens=0)
+    rest = "".join(stream)
+    assert usage.tokens_so_far() == usage.completion_tokens == so.count_tokens(first + rest)
+    assert usage.cost_so_far() == usage.cost
