@@ -595,7 +595,8 @@ def test_usage_is_live_while_the_stream_runs() -> None:
     assert usage.completion_tokens == 0  # final figures come at the end
     assert usage.tokens_so_far() >= 2
     live = usage.cost_so_far()
-    assert live is not None and live > price.cost(prompt_tokens=10, completion_tokens=0)
+    assert live is not None
+    assert live > price.cost(prompt_tokens=10, completion_tokens=0)
     rest = "".join(stream)
     assert usage.tokens_so_far() == usage.completion_tokens == so.count_tokens(first + rest)
     assert usage.cost_so_far() == usage.cost
