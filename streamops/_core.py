@@ -21,6 +21,7 @@ two registries: *lenses* (how to read and rebuild provider chunk objects) and
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -264,30 +265,40 @@ def _compile_feed(
     """
     names: dict[str, Any] = {"rest": rest, "lensed": lensed, "accepts": accepts}
     names["record"] = released.extend
-    body = ["def feed(item):"]
-    if accepts is not None:
-        body.append("    if not isinstance(item, accepts): return lensed(item)")
-    if not procs:
-        body.append("    out = [item]")
-    for i, (proc, stage) in enumerate(zip(procs, stages, strict=True)):
+    for i, proc in enumerate(procs):
         names[f"f{i}"] = proc.feed
         names[f"p{i}"] = proc
+    shape = (accepts is not None, record, tuple(stage.can_stop for stage in stages))
+    return _builder(*shape)(**names)
+
+
+@functools.lru_cache(maxsize=256)
+def _builder(
+    checks_type: bool, record: str, can_stop: tuple[bool, ...]
+) -> Callable[..., Callable[[Any], list[Any]]]:
+    """Compile a chain shape once; every stream of that shape reuses the code."""
+    body = ["def feed(item):"]
+    if checks_type:
+        body.append("    if not isinstance(item, accepts): return lensed(item)")
+    if not can_stop:
+        body.append("    out = [item]")
+    for i, stops in enumerate(can_stop):
         arg = "item" if i == 0 else "out[0]"
         body.append(f"    out = f{i}({arg})")
-        halt = f"p{i}.done or " if stage.can_stop else ""
+        halt = f"p{i}.done or " if stops else ""
         body.append(f"    if {halt}len(out) != 1: return rest({i}, out)")
     if record == "text":
         body.append("    record(out)")
     elif record == "check":
         body.append("    if type(out[0]) is str: record(out)")
     body.append("    return out")
-    params = ", ".join(names)
-    source = f"def build({params}):\n" + "\n".join("    " + line for line in body)
-    source += "\n    return feed\n"
+    params = ["rest", "lensed", "accepts", "record"]
+    params += [f"{kind}{i}" for i in range(len(can_stop)) for kind in ("f", "p")]
+    source = f"def build({', '.join(params)}):\n" + "\n".join("    " + line for line in body)
     namespace: dict[str, Any] = {}
-    exec(source, namespace)  # the generated code only calls the objects passed in
+    exec(source + "\n    return feed\n", namespace)  # only calls the objects passed in
     build: Callable[..., Callable[[Any], list[Any]]] = namespace["build"]
-    return build(**names)
+    return build
 
 
 class _Chain:
