@@ -48,8 +48,9 @@ def _lens_row(size: int, repeat: int, fmt: Any, kind: str) -> BenchResult:
     # Same output, or the timing means nothing.
     assert "".join(_text_of(c) for c in out) == "".join(op(texts))
     # Each chunk whose text the operator changed (held back, released later, redacted)
-    # is rebuilt: for SDK objects that is three pydantic model_copy calls (chunk,
-    # choice, delta), the floor of giving the app the objects it expects.
+    # is rebuilt: for SDK objects that is three pydantic model copies (chunk, choice,
+    # delta: three models, their dicts, field sets and extras), the floor of giving
+    # the app the objects it expects.
     changed = sum(_text_of(a) != _text_of(b) for a, b in zip(chunks, out, strict=False))
     ours, baseline = interleaved([lambda: list(op(chunks)), lambda: list(op(texts))], repeat=repeat)
     n = len(chunks)

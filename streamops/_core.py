@@ -456,6 +456,17 @@ def _start(report: StreamReport) -> None:
     report.emit("stream.start")
 
 
+def _start_async(report: StreamReport) -> None:
+    """Start an async stream: its clock becomes the event loop's (virtual time works)."""
+    try:
+        loop = asyncio.get_running_loop()
+        # Not the bound method: virtual-time tools may replace loop.time later.
+        report.clock = lambda: loop.time()
+    except RuntimeError:  # pragma: no cover - not under asyncio (e.g. trio)
+        pass
+    _start(report)
+
+
 def _end(report: StreamReport) -> None:
     report.emit("stream.end", reason=str(report.stop_reason))
 
@@ -552,13 +563,7 @@ async def _drive_async(
     n = n_out = start = 0
     out: list[Any] = []
     if last:
-        try:
-            loop = asyncio.get_running_loop()
-            # Not the bound method: virtual-time tools may replace loop.time later.
-            report.clock = lambda: loop.time()
-        except RuntimeError:  # pragma: no cover - not under asyncio (e.g. trio)
-            pass
-        _start(report)
+        _start_async(report)
     try:
         try:
             async for item in source:

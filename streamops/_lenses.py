@@ -29,6 +29,9 @@ import codecs
 import copy
 from typing import Any, Literal
 
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
 from ._core import Lens, _find_lens, register_lens
 from ._errors import ChunkTypeError, StreamOpsError
 
@@ -66,10 +69,70 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+_object_setattr = object.__setattr__  # pydantic models refuse plain attribute writes
+_object_new = object.__new__
+# Per class: (unknown keys go to the extras, the model's fields) for a pydantic
+# model copied the way BaseModel copies, None for anything else.
+_CopyPlan = tuple[bool, dict[str, Any]] | None
+_COPY_PLANS: dict[type, _CopyPlan] = {}
+
+
+def _copy_plan(cls: type) -> _CopyPlan:
+    plan: _CopyPlan = None
+    if (
+        issubclass(cls, BaseModel)
+        and cls.model_copy is BaseModel.model_copy
+        and cls.__copy__ is BaseModel.__copy__
+        and cls.__new__ is object.__new__  # so object.__new__(cls) is what __copy__ calls
+    ):
+        plan = (cls.model_config.get("extra") == "allow", cls.__pydantic_fields__)
+    _COPY_PLANS[cls] = plan
+    return plan
+
+
 def _replace(obj: Any, **changes: Any) -> Any:
-    """Return a shallow copy of ``obj`` with ``changes``; dicts, pydantic models, others."""
+    """Return a shallow copy of ``obj`` with ``changes``; dicts, pydantic models, others.
+
+    A pydantic model gets exactly what ``obj.model_copy(update=changes)`` gives
+    (``tests/test_lenses.py`` compares the dumps and ``fields_set``), built with
+    the steps of pydantic's ``BaseModel.__copy__`` and ``model_copy`` inline:
+    each changed OpenAI chunk is three copies, and the generic path through
+    ``copy.copy`` cost more than the text operators themselves.
+    """
     if isinstance(obj, dict):
         return {**obj, **changes}
+    cls = type(obj)
+    try:
+        plan = _COPY_PLANS[cls]
+    except KeyError:
+        plan = _copy_plan(cls)
+    if plan is not None:
+        allow_extra, fields = plan
+        new = _object_new(cls)
+        values = obj.__dict__.copy()
+        extra = obj.__pydantic_extra__
+        if extra is not None:
+            extra = extra.copy()
+        if allow_extra:
+            for key, value in changes.items():
+                if key in fields:
+                    values[key] = value
+                else:
+                    if extra is None:
+                        extra = {}
+                    extra[key] = value
+        else:
+            values.update(changes)
+        _object_setattr(new, "__dict__", values)
+        _object_setattr(new, "__pydantic_extra__", extra)
+        fields_set = obj.__pydantic_fields_set__.copy()  # not union(): it may grow the table
+        fields_set.update(changes)
+        _object_setattr(new, "__pydantic_fields_set__", fields_set)
+        private = getattr(obj, "__pydantic_private__", None)
+        if private is not None:
+            private = {k: v for k, v in private.items() if v is not PydanticUndefined}
+        _object_setattr(new, "__pydantic_private__", private)
+        return new
     model_copy = getattr(obj, "model_copy", None)
     if model_copy is not None:
         return model_copy(update=changes)
@@ -663,7 +726,7 @@ class LangChainLens(_ChunkLens):
     def _write(self, chunk: Any, text: str) -> Any:
         content = chunk.content
         if isinstance(content, str):
-            return chunk.model_copy(update={"content": text})
+            return _replace(chunk, content=text)
         new: list[Any] = []
         placed = False
         for block in content:
@@ -675,7 +738,7 @@ class LangChainLens(_ChunkLens):
                 new.append(block)
         if not placed:
             new.append({"type": "text", "text": text})
-        return chunk.model_copy(update={"content": new})
+        return _replace(chunk, content=new)
 
     def _is_end(self, chunk: Any) -> bool:
         if chunk.content or getattr(chunk, "tool_call_chunks", None):

@@ -10,7 +10,10 @@ after the consumer received everything.
 
 The decisions (retry or not, how long to wait, which factory is next, what was
 released) live in :class:`_RetryState`, a sans-I/O object shared by the sync
-and the async loop; the loops only pull, close and sleep.
+and the async loop; the loops only pull, close and sleep. Each loop is the
+stream's one generator: it also keeps the stream's report (start/end events,
+stop reason, chunk counts, released text) with the core's helpers, rather than
+running under an identity driver that would add a generator layer per chunk.
 """
 
 from __future__ import annotations
@@ -37,7 +40,16 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._core import AsyncStream, Lens, SyncStream, _end, _find_lens, _on_error, _start
+from ._core import (
+    AsyncStream,
+    Lens,
+    SyncStream,
+    _end,
+    _find_lens,
+    _on_error,
+    _start,
+    _start_async,
+)
 from ._errors import StreamOpsError
 from ._report import EventCallback, StopReason, StreamReport
 
@@ -575,7 +587,7 @@ class _RetryState:
 
 
 # --------------------------------------------------------------------------
-# the loops: pull, close, sleep (the only sync/async twins)
+# the loops: pull, close, sleep, keep the report (the only sync/async twins)
 # --------------------------------------------------------------------------
 
 
@@ -605,11 +617,18 @@ def _close_sync(*objs: object) -> None:
 def _sync_attempts(
     state: _RetryState, sleep: Callable[[float], object]
 ) -> Generator[Any, None, None]:
+    report = state.report
+    buffered = state.buffered
+    text = state.texts.append
+    record = report.record_released
     made: object = None
     it: Iterator[Any] | None = None
+    n_out = chunks = 0
+    _start(report)
     try:
         while True:
             error: Exception | None = None
+            chunks = 0
             try:
                 made = state.open()
             except Exception as exc:
@@ -617,19 +636,36 @@ def _sync_attempts(
             else:
                 state.adopt(made)
                 it = _sync_iter(made)
-            while it is not None:
-                try:
-                    item = next(it)
-                except StopIteration:
-                    break
-                except Exception as exc:
-                    error = exc
-                    break
-                yield from state.item(item)
+            if it is not None:
+                pull = it.__next__
+                committed = False
+                while True:
+                    try:
+                        item = pull()
+                    except StopIteration:
+                        break
+                    except Exception as exc:
+                        error = exc
+                        break
+                    chunks += 1
+                    if buffered:
+                        state.buffer.append(item)
+                        continue
+                    n_out += 1  # counted before the yield: a consumer that leaves has it
+                    if committed and type(item) is str:
+                        text(item)
+                        record([item])
+                    else:
+                        committed = True
+                        state.release(item)
+                    yield item
             _close_sync(it, made)  # before any wait: the next attempt starts clean
             made = it = None
             if error is None:
-                yield from state.succeeded()
+                for item in state.succeeded(chunks):
+                    n_out += 1
+                    state.release(item)
+                    yield item
                 # Only reached when the consumer pulled past the last chunk.
                 state.completed()
                 for callback in state.callbacks:
@@ -642,15 +678,20 @@ def _sync_attempts(
                         )
                     state.side_effect_done(callback)
                 return
-            outcome = state.failed(error)
+            outcome = state.failed(error, chunks)
             if outcome is error:
                 raise error  # the upstream's own error, unwrapped (its cause kept)
             if isinstance(outcome, BaseException):
                 raise outcome from error
             sleep(outcome)
+    except BaseException as exc:
+        _on_error(report, exc)
+        raise
     finally:
-        state.stopped()
+        report.chunks_in = report.chunks_out = n_out
+        state.stopped(chunks)
         _close_sync(it, made)
+        _end(report)
 
 
 def _async_iter(made: object) -> AsyncIterator[Any]:
@@ -671,11 +712,18 @@ async def _close_async(*objs: object) -> None:
 async def _async_attempts(
     state: _RetryState, sleep: Callable[[float], Awaitable[object]]
 ) -> AsyncGenerator[Any, None]:
+    report = state.report
+    buffered = state.buffered
+    text = state.texts.append
+    record = report.record_released
     made: object = None
     it: AsyncIterator[Any] | None = None
+    n_out = chunks = 0
+    _start_async(report)
     try:
         while True:
             error: Exception | None = None
+            chunks = 0
             try:
                 made = state.open()
                 if inspect.isawaitable(made):
@@ -685,21 +733,36 @@ async def _async_attempts(
             else:
                 state.adopt(made)
                 it = _async_iter(made)
-            while it is not None:
-                try:
-                    item = await anext(it)
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:
-                    error = exc
-                    break
-                for out in state.item(item):
-                    yield out
-            await _close_async(it, made)
+            if it is not None:
+                pull = it.__anext__
+                committed = False
+                while True:
+                    try:
+                        item = await pull()
+                    except StopAsyncIteration:
+                        break
+                    except Exception as exc:
+                        error = exc
+                        break
+                    chunks += 1
+                    if buffered:
+                        state.buffer.append(item)
+                        continue
+                    n_out += 1  # counted before the yield: a consumer that leaves has it
+                    if committed and type(item) is str:
+                        text(item)
+                        record([item])
+                    else:
+                        committed = True
+                        state.release(item)
+                    yield item
+            await _close_async(it, made)  # before any wait: the next attempt starts clean
             made = it = None
             if error is None:
-                for out in state.succeeded():
-                    yield out
+                for item in state.succeeded(chunks):
+                    n_out += 1
+                    state.release(item)
+                    yield item
                 # Only reached when the consumer pulled past the last chunk.
                 state.completed()
                 for callback in state.callbacks:
@@ -710,15 +773,20 @@ async def _async_attempts(
                             raise state.side_effect_failed(callback, exc) from exc
                     state.side_effect_done(callback)
                 return
-            outcome = state.failed(error)
+            outcome = state.failed(error, chunks)
             if outcome is error:
                 raise error  # the upstream's own error, unwrapped (its cause kept)
             if isinstance(outcome, BaseException):
                 raise outcome from error
             await sleep(outcome)
+    except BaseException as exc:
+        _on_error(report, exc)
+        raise
     finally:
-        state.stopped()
+        report.chunks_in = report.chunks_out = n_out
+        state.stopped(chunks)
         await _close_async(it, made)
+        _end(report)
 
 
 class _RetrySyncStream(SyncStream[T]):
@@ -954,13 +1022,7 @@ def retry(
         report=report,
         pending=pending,
     )
-    # The identity driver gives the stream its start/end events, stop reason,
-    # chunk counts and released text, exactly as for any operator.
     if kind == "async":
         async_sleep: Any = asyncio.sleep if sleep is None else sleep
-        inner_async = identity()(_async_attempts(state, async_sleep), report=report)
-        return _RetryAsyncStream(inner_async._it, state)
-    inner_sync = identity()(
-        _sync_attempts(state, time.sleep if sleep is None else sleep), report=report
-    )
-    return _RetrySyncStream(inner_sync._it, state)
+        return _RetryAsyncStream(_async_attempts(state, async_sleep), state)
+    return _RetrySyncStream(_sync_attempts(state, time.sleep if sleep is None else sleep), state)

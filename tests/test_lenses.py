@@ -17,6 +17,7 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
 )
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 import streamops as so
 import streamops._lenses as lenses
@@ -506,3 +507,99 @@ def test_async_bytes_stream() -> None:
         return [p async for p in so.redact(["email"])(source())]
 
     assert b"".join(asyncio.run(main())) == "café".encode()
+
+
+# --------------------------------------------------------------------------
+# rebuilding pydantic chunks: the fast copy is model_copy(update=...)
+# --------------------------------------------------------------------------
+
+
+class _Plain(BaseModel):
+    text: str = ""
+    n: int = 0
+
+
+class _Extras(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    text: str = ""
+
+
+class _Private(BaseModel):
+    text: str = ""
+    _seen: int = PrivateAttr(default=0)
+    _later: int = PrivateAttr()  # unset: model_copy drops it
+
+
+class _OwnCopy(BaseModel):
+    text: str = ""
+
+    def model_copy(self, *, update: Any = None, deep: bool = False) -> Any:
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__["text"] = "own " + copied.text
+        return copied
+
+
+def _state(m: BaseModel) -> tuple[Any, ...]:
+    return (
+        type(m),
+        m.model_dump(),
+        m.model_dump(exclude_unset=True),
+        m.model_dump_json(),
+        m.model_dump_json(exclude_unset=True),
+        m.model_fields_set,
+        m.__dict__,
+        m.__pydantic_extra__,
+        m.__pydantic_private__,
+    )
+
+
+def _openai_chunk() -> ChatCompletionChunk:
+    chunk = next(c for c in model("openai").stream() if c.choices)
+    assert isinstance(chunk, ChatCompletionChunk)
+    return chunk
+
+
+_PRIVATE = _Private(text="p")
+_PRIVATE._seen = 3
+
+
+@pytest.mark.parametrize(
+    ("original", "update"),
+    [
+        pytest.param(_Plain(text="a"), {"text": "b"}, id="a field, another unset"),
+        pytest.param(_Plain(), {"n": 2}, id="a default made explicit"),
+        pytest.param(_Plain(text="a"), {"nope": 1}, id="an unknown key, extras forbidden"),
+        pytest.param(
+            _Extras.model_validate({"text": "a", "tag": 1}), {"text": "b"}, id="extras kept"
+        ),
+        pytest.param(_Extras(text="a"), {"tag": 2}, id="an unknown key becomes an extra"),
+        pytest.param(_Extras.model_construct(text="a"), {"text": "b"}, id="constructed"),
+        pytest.param(_PRIVATE, {"text": "q"}, id="private attributes"),
+        pytest.param(_openai_chunk(), {"choices": []}, id="ChatCompletionChunk"),
+        pytest.param(_openai_chunk().choices[0], {"logprobs": None}, id="Choice"),
+        pytest.param(_openai_chunk().choices[0].delta, {"content": "x"}, id="ChoiceDelta"),
+        pytest.param(AIMessageChunk(content="a", id="m1"), {"content": "b"}, id="AIMessageChunk"),
+    ],
+)
+def test_rebuilt_pydantic_chunk_equals_model_copy(original: BaseModel, update: Any) -> None:
+    before = _state(original)
+    fast = lenses._replace(original, **update)
+    assert _state(fast) == _state(original.model_copy(update=update))
+    assert _state(original) == before  # the upstream's object is untouched
+    # The copy owns its containers, as model_copy's does.
+    for name in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__"):
+        mine, theirs = getattr(fast, name), getattr(original, name)
+        assert mine is None or mine is not theirs
+
+
+def test_a_model_with_its_own_copy_is_copied_by_it() -> None:
+    assert lenses._replace(_OwnCopy(text="a"), text="b").text == "own b"
+
+
+def test_a_rebuilt_sdk_chunk_is_still_a_live_model() -> None:
+    chunk = _openai_chunk()
+    fast = lenses._replace(chunk, id="other")
+    fast.model = "changed"  # pydantic's own __setattr__ works on the copy ...
+    assert (fast.id, fast.model) == ("other", "changed")
+    assert chunk.model != "changed"  # ... and leaves the original alone
+    assert ChatCompletionChunk.model_validate(fast.model_dump()) == fast

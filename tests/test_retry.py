@@ -9,7 +9,7 @@ import inspect
 import random
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
 import httpx
@@ -792,6 +792,96 @@ def test_timeout_inside_the_factory_is_retried() -> None:
     section = report["retry"]
     assert isinstance(section, so.RetryReport)
     assert section.attempts[0].error_type == "StreamTimeout"
+
+
+# --------------------------------------------------------------------------
+# the stream's own report: start/end events, counts, released text, stop reason
+# --------------------------------------------------------------------------
+
+
+def _consume(s: Any, is_async: bool, take: int | None = None) -> list[Any]:
+    """Read ``s`` (sync or async) to the end, or ``take`` items and close it."""
+    got: list[Any] = []
+
+    async def main() -> None:
+        async with s:
+            async for x in s:
+                got.append(x)
+                if len(got) == take:
+                    break
+
+    if is_async:
+        run(main())
+    else:
+        with s:
+            for x in s:
+                got.append(x)
+                if len(got) == take:
+                    break
+    return got
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+@pytest.mark.parametrize("mode", ["before_first_chunk", "buffered"])
+def test_report_counts_and_text_cover_only_what_the_consumer_got(
+    is_async: bool, mode: Literal["before_first_chunk", "buffered"]
+) -> None:
+    replies: list[FakeReply | str] = [
+        FakeReply("x y z", faults=fail_at(2 if mode == "buffered" else 0)),
+        "a b c",
+    ]
+    model = FakeStreamingModel(replies, cycle=False)
+    source = model.astream if is_async else model.stream
+    s = so.retry(source, mode=mode, backoff=NO_WAIT)
+    assert _consume(s, is_async) == ["a", " b", " c"]
+    report = s.report
+    assert (report.chunks_in, report.chunks_out) == (3, 3)
+    assert report.released_text == "a b c"
+    assert report.stop_reason == so.StopReason.COMPLETE
+    assert report.error is None
+    kinds = [e.kind for e in report.events]
+    assert kinds == [
+        "stream.start",
+        "retry.attempt",
+        "retry.failure",
+        "retry.attempt",
+        "retry.success",
+        "stream.end",
+    ]
+    assert report.events[-1].data == {"reason": "complete"}
+    section = report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert [a.chunks for a in section.attempts] == [2 if mode == "buffered" else 0, 3]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_report_of_a_stream_closed_early(is_async: bool) -> None:
+    model = FakeStreamingModel("a b c d")
+    s = so.retry(model.astream if is_async else model.stream, backoff=NO_WAIT)
+    assert _consume(s, is_async, take=2) == ["a", " b"]
+    report = s.report
+    assert (report.chunks_in, report.chunks_out) == (2, 2)
+    assert report.released_text == "a b"
+    assert report.stop_reason == so.StopReason.CLOSED
+    assert [e.kind for e in report.events][-1] == "stream.end"
+    assert model.calls[0].closed_early
+    section = report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert [(a.outcome, a.chunks) for a in section.attempts] == [("stopped", 2)]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_report_of_an_error_that_is_not_retried(is_async: bool) -> None:
+    model = FakeStreamingModel("a b c", faults=fail_at(1, ValueError("bad")))
+    s = so.retry(model.astream if is_async else model.stream, backoff=NO_WAIT)
+    with pytest.raises(ValueError, match="bad") as info:
+        _consume(s, is_async)
+    report = s.report
+    assert report.error is info.value
+    assert (report.stop_reason, report.stop_detail) == (so.StopReason.ERROR, "ValueError")
+    assert (report.chunks_in, report.released_text) == (1, "a")
+    assert [e.kind for e in report.events][-1] == "stream.end"
+    assert model.calls[0].finalized
 
 
 # --------------------------------------------------------------------------
