@@ -6,7 +6,9 @@ ends with one-character lookarounds instead of ``\\b`` so that a secret glued
 to other text (``xsk-...``) is not matched half-way. Order matters: patterns
 are tried as one alternation, leftmost match first, and at the same start the
 earlier pattern wins (``sk-ant-`` before ``sk-``, cards before phone numbers).
-Validators run on a final match; a match they reject is released unchanged.
+Validators run on a final match. When one rejects the match, shorter ends of the same
+pattern at the same start are tried (longest first), then the later patterns; see
+``docs/redact.md`` ("validated leftmost-longest").
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ class PatternSpec:
     ``pattern`` is a regex source string (``regex`` module syntax) or a compiled
     ``regex``/``re`` pattern (its flags are kept). ``label`` is the placeholder
     used by the default replacement (``"[NAME]"`` when omitted). ``validator``
-    is called with the matched text of a final match: when it returns false the
-    text is released unchanged. ``action`` overrides the operator's default
-    action for this pattern. Numbered group references (``\\1``) are refused:
-    patterns are combined into one alternation, use named groups instead.
+    is called with the matched text of a final match: when it returns false,
+    shorter matches of the pattern at the same start are tried, longest first,
+    then the later patterns, as if the validator were part of the pattern.
+    ``action`` overrides the operator's default action for this pattern.
+    Numbered group references (``\\1``) are refused: patterns are combined into
+    one alternation, use named groups instead.
 
     >>> spec = PatternSpec("ticket", r"TCK-[0-9]{6}", category="internal")
     >>> spec.placeholder
@@ -89,8 +93,9 @@ def iban_valid(text: str) -> bool:
 
 
 def _phone_digits_ok(text: str) -> bool:
-    """E.164 allows at most 15 digits; fewer than 7 is not a phone number."""
-    return 7 <= sum(c.isdigit() for c in text) <= 15
+    """E.164 allows at most 15 digits; a national number (no ``+``) at most 12; 7 at least."""
+    digits = sum(c.isdigit() for c in text)
+    return 7 <= digits <= (15 if text.startswith("+") else 12)
 
 
 # The one-character guards shared by most patterns: not glued to a token before or after.
@@ -172,10 +177,15 @@ _BUILTINS: tuple[PatternSpec, ...] = (
     ),
     PatternSpec(
         "credit_card",
-        r"(?<![0-9-])[0-9](?:[ -]?[0-9]){12,18}(?![0-9-])",
+        # Unbroken, or in the groups cards are printed in: 4-4-4-4(-3) and shorter
+        # last groups, 4-6-5 (Amex), 4-6-4 (Diners). Other groupings (a phone number's
+        # 3-4-4-3) are not cards even when their digits happen to pass Luhn.
+        r"(?<![0-9-])(?:[0-9]{13,19}"
+        r"|[0-9]{4}(?:[ -][0-9]{4}){2}[ -][0-9]{1,4}(?:[ -][0-9]{1,3})?"
+        r"|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})(?![0-9-])",
         "financial",
         validator=luhn_valid,
-        description="Payment card numbers, 13-19 digits with optional spaces/dashes, Luhn-checked.",
+        description="Payment cards: 13-19 digits, unbroken or in printed groups, Luhn-checked.",
     ),
     PatternSpec(
         "iban",
@@ -218,10 +228,14 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         r"(?<![\w+])(?:"
         # E.164 / international: +CC then 6-14 more digits in groups.
         r"\+[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}\)?){1,5}[ .-]?[0-9]{2,4}"
-        # North American: (415) 555-2671, 415-555-2671, 415.555.2671.
-        r"|(?:\([0-9]{3}\) ?|[0-9]{3}[.-])[0-9]{3}[.-][0-9]{4}"
-        # European national: 020 7946 0958, 030-1234567, 06 12 34 56 78.
-        r"|0[1-9][0-9]{0,3}(?:[ -][0-9]{2,4}){1,4}"
+        # North American (area and exchange codes start with 2-9): (415) 555-2671,
+        # 415-555-2671, 415.555.2671, 415 555 2671.
+        r"|(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[.-])[2-9][0-9]{2}[.-][0-9]{4}"
+        r"|[2-9][0-9]{2} [2-9][0-9]{2} [0-9]{4}"
+        # National with a trunk 0: 020 7946 0958, 030-1234567, 07911 123456,
+        # 06 12 34 56 78; not a date written 01-15-2024.
+        r"|(?![0-9]{2}-[0-9]{2}-(?:[0-9]{4}|[0-9]{2})(?![0-9-]))"
+        r"0[1-9][0-9]{0,4}(?:[ -][0-9]{2,8}){1,4}"
         r")(?![\w+])",
         "pii",
         validator=_phone_digits_ok,

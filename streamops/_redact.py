@@ -5,13 +5,16 @@ patterns over the *whole* text, leftmost match first, whatever the chunking.
 It holds back only text that could still become part of a match, decided with
 the ``regex`` module's partial matching:
 
-* A *probe* pattern ``(?:P)(?!)`` can never match, so a partial search with it
-  explores every path of ``P`` at each position and reports the leftmost
+* A *probe* pattern ``(?>P)(?!)`` can never match, so a partial search with it
+  explores, at each position, every path of ``P`` the engine tries up to its
+  first match (the atomic group stops there), and reports the leftmost
   position whose attempt read past the end of the buffer. Every position
   before it is decided: its attempt gives the same result whatever text
   follows. This covers greedy growth (``sk-[a-z]{3,}`` on ``"sk-abcd"``),
   alternatives of higher priority still in flight (``abc|a`` on ``"ab"``) and
-  lookaheads.
+  lookaheads, and does not wait for lower-priority ones (``a|abc``). Only when
+  a validator rejects a match do the other paths matter: then ``(?:P)(?!)``,
+  which explores them all, decides.
 * Zero-width end assertions (``\\b``, ``\\B``, ``$``, ``\\Z``, ``\\z``, ``\\m``,
   ``\\M``) read no character, so the engine would decide them at the end of
   the buffer as if the text ended there. Each one is prefixed with a lookahead
@@ -23,7 +26,8 @@ the ``regex`` module's partial matching:
 
 The window bounds how long one attempt may stay undecided: when the attempt at
 position ``p`` is still undecided with ``max_window`` characters after ``p``,
-the window overflows. The decision only depends on the text, not on the
+the window overflows (failing closed, the text is then dropped for as long as
+that attempt goes on). The decision only depends on the text, not on the
 chunking, so the guarantee of chunking invariance holds with overflows too.
 
 Per chunk the work is kept small (the cost that matters with 4-character
@@ -42,11 +46,13 @@ chunks is the number of searches, not their length):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -65,6 +71,10 @@ from ._patterns import (
     luhn_valid,
 )
 from ._report import StopReason, StreamReport
+
+with warnings.catch_warnings():  # the stdlib parser, for widths only (re._parser is private)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import sre_parse
 
 __all__ = [
     "KeyedHash",
@@ -120,7 +130,7 @@ class RedactReport(BaseModel):
     """The ``report["redact"]`` section: what the filter did, never the secrets.
 
     ``redacted``/``flagged``/``rejected`` count matches per pattern (rejected:
-    a validator said no, the text was released). ``on_overflow`` says whether
+    its validator refused every match of the pattern at a position). ``on_overflow`` says whether
     the window fails closed (``"redact"``) or open (``"release"``).
 
     >>> s = redact(["secret"])(["a secret", " here"])
@@ -221,8 +231,13 @@ def _skip_class(src: str, i: int, nested: bool) -> int:
             return len(src)
 
 
-def _rewrite(src: str, *, verbose: bool, nested_sets: bool, where: str) -> str:
-    """Make end assertions read ahead, and refuse numbered group references."""
+def _rewrite(src: str, *, verbose: bool, nested_sets: bool, word: bool, where: str) -> str:
+    """Make end assertions read ahead; refuse what a stream cannot decide exactly.
+
+    Refused: numbered group references, ``\\G`` (it matches where a search starts,
+    which is a chunk boundary) and, under the WORD flag, word boundaries (Unicode
+    word boundaries can depend on any number of characters after them).
+    """
 
     def refuse(what: str) -> RedactPatternError:
         return RedactPatternError(
@@ -236,6 +251,18 @@ def _rewrite(src: str, *, verbose: bool, nested_sets: bool, where: str) -> str:
         c = src[i]
         if c == "\\":
             nxt = src[i + 1 : i + 2]
+            if nxt == "G":
+                raise RedactPatternError(
+                    f"{where} uses \\G, which matches where a search starts (a chunk boundary"
+                    " in a stream); anchor with a lookbehind instead"
+                )
+            if word and nxt and nxt in "bBmM":
+                raise RedactPatternError(
+                    f"{where} uses \\{nxt} with the WORD flag (?w): Unicode word boundaries"
+                    " may depend on any number of following characters, which a stream cannot"
+                    " bound; drop (?w) or write the boundary as lookarounds:"
+                    " (?<!\\w)...(?!\\w)"
+                )
             if nxt and nxt in _END_ESCAPES:
                 out.append(f"(?:{_PEEK1}\\{nxt})")
             elif nxt and nxt in "123456789" and not re.fullmatch(r"[0-7]{3}", src[i + 1 : i + 4]):
@@ -270,11 +297,87 @@ def _rewrite(src: str, *, verbose: bool, nested_sets: bool, where: str) -> str:
     return "".join(out)
 
 
+# An inline flag group that turns the WORD flag on: `(?w)`, `(?iw:`.
+_INLINE_WORD = re.compile(r"\(\?\^?[a-zA-Z0-9]*w[a-zA-Z0-9]*[:)]")
+
+
+def _children(av: object) -> Iterator[sre_parse.SubPattern]:
+    """The sub-patterns inside one parsed node's argument."""
+    if isinstance(av, sre_parse.SubPattern):
+        yield av
+    elif isinstance(av, (list, tuple)):
+        for item in av:
+            yield from _children(item)
+
+
+def _reach(tree: sre_parse.SubPattern) -> int:
+    """How far before a position the lookbehinds of ``tree`` may read (-1: unbounded)."""
+    best = 0
+    for op, av in tree.data:
+        arg: Any = av  # a union of node shapes in the stubs; lookarounds: (direction, body)
+        if op in (sre_parse.ASSERT, sre_parse.ASSERT_NOT) and arg[0] < 0:
+            body: sre_parse.SubPattern = arg[1]
+            width, inner = body.getwidth()[1], _reach(body)
+            if width >= sre_parse.MAXREPEAT or inner < 0:
+                return -1
+            best = max(best, width + inner)
+        else:
+            for child in _children(av):
+                inner = _reach(child)
+                if inner < 0:
+                    return -1
+                best = max(best, inner)
+    return best
+
+
+# `regex`-only escapes of one character, shown to the stdlib parser as "." (same width).
+_ONE_CHAR_ESCAPES = re.compile(r"\\\\|\\[pP]\{[^}]*\}|\\[pP][A-Za-z]|\\N\{[^}]*\}")
+
+
+def _parse(src: str, verbose: bool) -> sre_parse.SubPattern:
+    src = _ONE_CHAR_ESCAPES.sub(lambda m: m.group() if m.group() == "\\\\" else ".", src)
+    with warnings.catch_warnings():  # "possible nested set": V1 sets only widen the bound
+        warnings.simplefilter("ignore", FutureWarning)
+        return sre_parse.parse(src, re.VERBOSE if verbose else 0)
+
+
+def _lookbehind_reach(src: str, verbose: bool, where: str) -> int:
+    """The widest lookbehind of a pattern: the released context it needs to be exact.
+
+    Widths come from the standard library's parser (``\\p{..}`` counts as one
+    character); a lookbehind that parser cannot read (``regex``-only syntax such as
+    set operations or ``\\X``) or of unbounded width is refused: the context kept
+    would then not cover it, and the output would depend on the chunking.
+    """
+    if "(?<=" not in src and "(?<!" not in src:
+        return 0
+    try:
+        reach = _reach(_parse(src, verbose))
+    except (re.error, ValueError, TypeError, IndexError, KeyError):
+        raise RedactPatternError(
+            f"{where} has a lookbehind whose width cannot be bounded (it is parsed with the"
+            " standard library's re syntax); rewrite the lookbehind in re syntax"
+        ) from None
+    if reach < 0:
+        raise RedactPatternError(
+            f"{where} has a lookbehind of unbounded width; bound it ({{0,200}} instead of *):"
+            " the filter keeps only that much released text"
+        )
+    return reach
+
+
+def builtin_width(spec: PatternSpec) -> int:
+    """The longest text a built-in pattern can match (they are re-compatible and bounded)."""
+    assert isinstance(spec.pattern, str)
+    return _parse(spec.pattern, False).getwidth()[1]
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     spec: PatternSpec
     regex: regex.Pattern[str]  # the rewritten branch, compiled alone
     source: str  # the rewritten branch, wrapped in its scoped flags
+    reach: int  # how many released characters its lookbehinds may read
 
 
 def _source_and_flags(spec: PatternSpec) -> tuple[str, int]:
@@ -306,8 +409,10 @@ def _compile(spec: PatternSpec) -> _Compiled:
         flags = regex.compile(src, flags).flags
     except regex.error as exc:
         raise RedactPatternError(f"invalid {where}: {exc}") from None
+    verbose = bool(flags & regex.VERBOSE)
+    word = bool(flags & regex.WORD) or _INLINE_WORD.search(src) is not None
     rewritten = _rewrite(
-        src, verbose=bool(flags & regex.VERBOSE), nested_sets=bool(flags & regex.V1), where=where
+        src, verbose=verbose, nested_sets=bool(flags & regex.V1), word=word, where=where
     )
     scoped = "".join(letter for flag, letter in _SCOPED_FLAGS if flags & flag)
     tail = "\n" if flags & regex.VERBOSE else ""  # ends a trailing verbose comment
@@ -315,7 +420,13 @@ def _compile(spec: PatternSpec) -> _Compiled:
     compiled = regex.compile(source, flags & (regex.V0 | regex.V1))
     if compiled.fullmatch("") is not None:
         raise RedactPatternError(f"{where} matches the empty string")
-    return _Compiled(spec, compiled, source)
+    return _Compiled(spec, compiled, source, _lookbehind_reach(src, verbose, where))
+
+
+@functools.lru_cache(maxsize=512)
+def _pinned(source: str, after: int, version: int) -> regex.Pattern[str]:
+    """``source`` forced to end exactly ``after`` characters before the end of the slice."""
+    return regex.compile(f"(?:{source})(?=[\\s\\S]{{{after}}}\\Z)", version)
 
 
 def _specs(
@@ -349,13 +460,22 @@ def _specs(
     return list(unique.values())
 
 
+class _Undecided:
+    """The attempt at a position may still change with more text."""
+
+
+_UNDECIDED = _Undecided()
+_Found = tuple[_Compiled, regex.Match[str]] | None | _Undecided
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """Everything built once per operator and shared by its streams."""
 
     branches: tuple[_Compiled, ...]
     combined: regex.Pattern[str]
-    probe: regex.Pattern[str]
+    probe: regex.Pattern[str]  # every path at a position
+    first: regex.Pattern[str]  # the paths up to the first match at a position
     guard: regex.Pattern[str] | None
     replacement: Replacement | KeyedHash | None
     action: Action
@@ -364,6 +484,7 @@ class _Plan:
     context: int
     timeout: float | None
     stage: str
+    version: int  # regex V0/V1 flag of every branch
 
 
 def _timeout_message(timeout: float | None) -> str:
@@ -379,6 +500,7 @@ class _Redactor:
     """The sans-I/O core: ``feed(text) -> [released]``, ``close() -> [rest]``."""
 
     __slots__ = (
+        "_anchor",
         "_buf",
         "_emitted",
         "_key",
@@ -400,6 +522,7 @@ class _Redactor:
         self._buf = ""  # released context tail + held text
         self._scan = 0  # where the held text starts in _buf
         self._emitted = 0  # characters released so far (offsets of events)
+        self._anchor = -1  # after a fail-closed overflow: where the attempt being dropped began
         self.done = False
 
     @property
@@ -445,17 +568,22 @@ class _Redactor:
         c = m.start()
         if m.partial or c == start:
             return c
-        p = plan.probe.search(buf, start, c, partial=True, timeout=plan.timeout)
+        p = plan.first.search(buf, start, c, partial=True, timeout=plan.timeout)
         return c if p is None else p.start()
 
     def _run(self, *, final: bool, reopen: bool) -> list[str]:
         plan = self._plan
         buf, scan, window, timeout = self._buf, self._scan, plan.window, plan.timeout
-        combined, probe = plan.combined, plan.probe
+        combined, first = plan.combined, plan.first
         n = len(buf)
         pieces: list[str] = []
         try:
-            while scan < n:
+            while scan < n or self._anchor >= 0:
+                if self._anchor >= 0:  # dropping an overflowed attempt: is it decided now?
+                    scan = self._follow(buf, scan, final)
+                    if self._anchor >= 0 or self.done:
+                        break
+                    continue
                 end = min(n, scan + window)
                 if final and end == n:  # the true end of the text: no partial matching
                     m = combined.search(buf, scan, timeout=timeout)
@@ -464,7 +592,7 @@ class _Redactor:
                         self._emitted += n - scan
                         scan = n
                         break
-                    scan = self._apply(m, buf, scan, n, pieces)
+                    scan = self._apply(m, self._validated(buf, m.start(), n), buf, scan, pieces)
                     if self.done:
                         break
                     continue
@@ -480,22 +608,24 @@ class _Redactor:
                         continue
                     end = min(n, scan + window)
                 # Decide the attempt at `scan`. A partial match: no complete match yet, but
-                # one may come. A complete match is final only if no path of any pattern
+                # one may come. A complete match is final only if no path tried before it
                 # still reads past the buffer (it could grow, or an earlier alternative
-                # could still win): the probe explores them all.
+                # could still win): the `first` probe explores exactly those.
                 m = combined.match(buf, scan, end, partial=True, timeout=timeout)
-                if m is not None and (
-                    m.partial or probe.match(buf, scan, end, partial=True, timeout=timeout)
-                ):
-                    if end < scan + window:
-                        break  # undecided: wait for more text
-                    scan = self._overflow(buf, scan, pieces)  # undecided after a full window
-                elif m is None:  # decided: nothing matches here
+                if m is None:  # decided: nothing matches here
                     pieces.append(buf[scan])
                     self._emitted += 1
                     scan += 1
+                    continue
+                found: _Found = _UNDECIDED
+                if not (m.partial or first.match(buf, scan, end, partial=True, timeout=timeout)):
+                    found = self._validated(buf, scan, end, partial=True)
+                if isinstance(found, _Undecided):
+                    if end < scan + window:
+                        break  # undecided: wait for more text
+                    scan = self._overflow(buf, scan, pieces)  # undecided after a full window
                 else:
-                    scan = self._apply(m, buf, scan, end, pieces)
+                    scan = self._apply(m, found, buf, scan, pieces)
                     if self.done:
                         break
         except TimeoutError as exc:
@@ -510,37 +640,40 @@ class _Redactor:
             self._section.max_held = held
         # Keep a bounded tail of released input for lookbehinds; trim in batches.
         ctx = plan.context
-        if self._scan > 2 * ctx + 256:
-            cut = self._scan - ctx
+        keep = self._scan if self._anchor < 0 else self._anchor
+        if keep > 2 * ctx + 256:
+            cut = keep - ctx
             self._buf = buf[cut:]
             self._scan -= cut
+            if self._anchor >= 0:
+                self._anchor -= cut
         if not pieces:
             return []
         return ["".join(pieces)]
 
-    def _apply(self, m: regex.Match[str], buf: str, start: int, end: int, pieces: list[str]) -> int:
-        """Handle a decided match; return the new scan position."""
+    def _apply(
+        self, m: regex.Match[str], found: _Found, buf: str, start: int, pieces: list[str]
+    ) -> int:
+        """Handle the decided attempt where ``m`` (the alternation's match) starts.
+
+        Release ``buf[start:p]``, then the validated match ``found`` at ``p``, or
+        one character when every match there was rejected. Return the new scan.
+        """
         p, stop = m.span()
         if stop == p:
             self.done = True
             raise RedactPatternError(f"a pattern matched the empty string at buffer offset {p}")
-        for branch in self._plan.branches:  # the first branch matching at p is the match
-            bm = branch.regex.match(buf, p, end)
-            if bm is not None:
-                break
-        else:  # pragma: no cover - the combined match comes from one of the branches
-            raise AssertionError("no branch reproduces the combined match")
         if p > start:
             pieces.append(buf[start:p])
             self._emitted += p - start
-        spec = branch.spec
-        text = bm.group()
+        if found is None:  # every match at p was rejected: p is a miss
+            pieces.append(buf[p])
+            self._emitted += 1
+            return p + 1
+        assert not isinstance(found, _Undecided)
+        branch, bm = found
+        spec, text, stop = branch.spec, bm.group(), bm.end()
         section = self._section
-        if spec.validator is not None and not spec.validator(text):
-            section.rejected[spec.name] = section.rejected.get(spec.name, 0) + 1
-            pieces.append(text)
-            self._emitted += len(text)
-            return stop
         action = spec.action or self._plan.action
         if action == "block":
             self.done = True
@@ -558,6 +691,43 @@ class _Redactor:
         pieces.append(out)
         self._emitted += len(out)
         return stop
+
+    def _validated(self, buf: str, p: int, endpos: int, partial: bool = False) -> _Found:
+        """The validated leftmost-longest match at ``p``, whose first match is decided.
+
+        Branches in order; a branch's own match first, and when its validator rejects
+        it, every shorter end of that branch at ``p``, longest first. Only after a
+        rejection do the other paths at ``p`` matter: with ``partial`` (more text may
+        come after ``endpos``), ``_UNDECIDED`` when one of them still reads past it.
+        """
+        plan = self._plan
+        timeout = plan.timeout
+        checked = not partial
+        for branch in plan.branches:
+            bm = branch.regex.match(buf, p, endpos, timeout=timeout)
+            if bm is None:
+                continue
+            validator = branch.spec.validator
+            if validator is None or validator(bm.group()):
+                return branch, bm
+            if not checked:
+                if plan.probe.match(buf, p, endpos, partial=True, timeout=timeout):
+                    return _UNDECIDED
+                checked = True
+            # Shorter ends, pinned by the length left after them in a slice every path
+            # at p fits in (found by growing it: a pinned `{K}` is O(K)).
+            limit = min(endpos, bm.end() + 1)
+            while limit < endpos and plan.probe.match(buf, p, limit, partial=True, timeout=timeout):
+                limit = min(endpos, 2 * limit - p)
+            for e in range(bm.end() - 1, p, -1):
+                pm = _pinned(branch.source, limit - e, plan.version).match(
+                    buf, p, limit, timeout=timeout
+                )
+                if pm is not None and validator(pm.group()):
+                    return branch, pm
+            name = branch.spec.name
+            self._section.rejected[name] = self._section.rejected.get(name, 0) + 1
+        return None
 
     def _replace(self, spec: PatternSpec, m: regex.Match[str]) -> str:
         rep = self._plan.replacement
@@ -590,7 +760,50 @@ class _Redactor:
         )
         pieces.append(out)
         self._emitted += len(out)
+        self._anchor = start  # keep dropping while that attempt goes on (_follow)
         return start + plan.window
+
+    def _decided(self, buf: str, a: int, endpos: int) -> bool:
+        """No path of the attempt at ``a`` reads past ``endpos``."""
+        plan = self._plan
+        return plan.probe.match(buf, a, endpos, partial=True, timeout=plan.timeout) is None
+
+    def _follow(self, buf: str, scan: int, final: bool) -> int:
+        """Drop text after a fail-closed overflow while the attempt at the anchor goes on.
+
+        The attempt at ``a`` was undecided at ``a + window``. Let ``x`` be the least
+        end of text at which it is decided (text-determined, found by bisection).
+        Everything up to ``max(a + window, x - 1, e)`` is dropped, ``e`` being the end
+        of its match if it matched: the character that decided it is the first one
+        kept. While it is undecided, every character read so far is below ``x - 1``,
+        so it is dropped at once (nothing held). Bounded: an attempt still undecided
+        ``2 * window`` characters after ``a`` ends the stream (stop reason
+        ``blocked``): where that secret ends cannot be known.
+        """
+        plan = self._plan
+        a, n = self._anchor, len(buf)
+        cap = a + 2 * plan.window
+        lim = min(n, cap)
+        if not self._decided(buf, a, lim):
+            if lim == cap:
+                self.done = True
+                self._anchor = -1
+                self._section.blocked_by = "window_overflow"
+                self._report.stop(StopReason.BLOCKED, "redact: a possible match outgrew the window")
+                return n
+            if final:  # decided by the end of the text: drop it all
+                self._anchor = -1
+            return n
+        lo, hi = a + plan.window, lim  # undecided at lo, decided at hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._decided(buf, a, mid):
+                hi = mid
+            else:
+                lo = mid
+        m = plan.combined.match(buf, a, hi, timeout=plan.timeout)
+        self._anchor = -1
+        return max(scan, hi - 1, 0 if m is None else m.end())
 
     def _event(self, name: str, action: str, length: int) -> None:
         self._report.emit(
@@ -632,10 +845,15 @@ def redact(
     callable taking the pattern's own ``regex.Match``. ``action``: ``"redact"``,
     ``"flag"`` (pass through, record) or ``"block"`` (end the stream at the
     match with stop reason ``blocked``); a :class:`PatternSpec` may override it.
-    ``max_window``: the most characters one undecided attempt may hold; beyond
-    it ``on_overflow="redact"`` fails closed (the window is replaced by the
-    fixed replacement or ``[REDACTED]``) and ``"release"`` fails open.
-    ``context``: characters of released input kept for lookbehinds.
+    ``max_window``: the most characters one undecided attempt may hold (at least
+    the longest selected built-in); beyond it ``on_overflow="redact"`` fails
+    closed (one fixed replacement or ``[REDACTED]``, and the text is dropped for
+    as long as that attempt goes on; past ``2 * max_window`` the stream ends,
+    stop reason ``blocked``) and ``"release"`` fails open. A validator that
+    rejects a match makes shorter matches, then later patterns, be tried
+    (validated leftmost-longest, see ``docs/redact.md``).
+    ``context``: characters of released input kept for lookbehinds, raised to
+    the widest lookbehind of the patterns.
     ``timeout``: seconds per search when any pattern is not a built-in (those
     are vetted and run unguarded), else :class:`RedactTimeout`.
 
@@ -671,23 +889,32 @@ def redact(
     if len(versions) > 1:
         raise RedactPatternError("patterns mix regex versions V0 and V1; use one version")
     version = versions.pop()
+    for spec in specs:
+        if spec in _BUILTIN_SET and (width := builtin_width(spec)) >= max_window:
+            raise ValueError(
+                f"max_window={max_window} cannot hold the built-in {spec.name!r} (up to {width}"
+                " characters); raise max_window or leave that pattern out"
+            )
     alternation = "|".join(b.source for b in branches)
     builtin_only = all(s in _BUILTIN_SET for s in specs)
     plan = _Plan(
         branches=branches,
         combined=regex.compile(alternation, version),
         probe=regex.compile(f"(?:{alternation})(?!)", version),
+        first=regex.compile(f"(?>{alternation})(?!)", version),
         guard=regex.compile(BUILTIN_STARTS) if builtin_only else None,
         replacement=replacement,
         action=action,
         window=max_window,
         on_overflow=on_overflow,
-        context=context,
+        # Lookbehinds must see the same released text whatever the chunking.
+        context=max(context, *(b.reach for b in branches)),
         # The built-in library is vetted (bounded, no nested quantifiers) and runs
         # unguarded: the guard polls a clock and about doubles the cost of a search.
         # Only the built-ins have a known start condition for the prefilter.
         timeout=None if builtin_only else timeout,
         stage=name,
+        version=version,
     )
 
     def factory(report: StreamReport) -> _Redactor:

@@ -26,12 +26,40 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
             "415.555.2671",
             "020 7946 0958",
             "06 12 34 56 78",
+            "030-1234567",
+            "07911 123456",
+            "415 555 2671",
         ],
-        ["+12", "555-2671", "4155552671", "0 1", "01-15"],
+        [
+            "+12",
+            "555-2671",
+            "4155552671",
+            "0 1",
+            "01-15",
+            "01-15-2024",
+            "2024-01-15",
+            "15.01.2024",
+            "0.12.3",
+            "v1.2.3",
+            "12345678",
+            "100 200 3000",
+        ],
     ),
     "credit_card": (
-        ["4111 1111 1111 1111", "4111-1111-1111-1111", "5555555555554444", "378282246310005"],
-        ["4111 1111 1111 1112", "1234567812345678", "4111 1111 1111"],
+        [
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "5555555555554444",
+            "378282246310005",
+            "3782 822463 10005",
+            "4222 2222 2222 2",
+        ],
+        [
+            "4111 1111 1111 1112",
+            "1234567812345678",
+            "4111 1111 1111",
+            "411 1111 1111 1111 1",  # Luhn-valid digits, not a card's grouping
+        ],
     ),
     "iban": (
         ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "FR1420041010050500013M02606"],
@@ -165,6 +193,27 @@ def test_full_library_labels_in_one_text() -> None:
     assert run(so.redact(), text) == (
         "mail [EMAIL], call [PHONE], card [CREDIT_CARD], key [OPENAI_KEY] from [IPV4]."
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A greedy match that fails its validator gives way to its longest valid prefix.
+        ("card 4111 1111 1111 1111 123 ok", "card [CREDIT_CARD] 123 ok"),  # card + CVV
+        ("call 020 7946 0958 020 7946 0959 now", "call [PHONE] [PHONE] now"),
+        ("pay ES91 2100 0418 4502 0005 1332 100 EUR", "pay [IBAN] 100 EUR"),
+        ("pay BE68 5390 0754 7034 ID 7", "pay [IBAN] ID 7"),
+        ("call 030-1234567 now", "call [PHONE] now"),
+        ("call 07911 123456 now", "call [PHONE] now"),
+        ("call 415 555 2671 now", "call [PHONE] now"),
+    ],
+)
+def test_adjacent_tokens_in_context(text: str, expected: str) -> None:
+    op = so.redact()
+    assert run(op, text) == expected
+    for i in range(len(text) + 1):
+        assert "".join(op([text[:i], text[i:]])) == expected, i
+    assert "".join(op(list(text))) == expected
 
 
 def test_anthropic_wins_over_openai_at_the_same_start() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from collections.abc import AsyncIterator, Iterator
 
@@ -68,6 +69,14 @@ def test_higher_priority_alternative_still_in_flight() -> None:
     assert_every_split(op, "xabcxabx", "x#x#bx")
 
 
+def test_lower_priority_alternative_in_flight_does_not_hold() -> None:
+    op = so.redact([r"a|abc"], replacement="#")
+    proc = processor(op)
+    assert proc.feed("xab") == ["x#b"]  # `a` is tried first and matched: `abc` cannot win
+    assert proc.held == 0
+    assert_every_split(op, "xabcxab", "x#bcx#b")
+
+
 @pytest.mark.parametrize(
     ("pattern", "text", "expected"),
     [
@@ -111,6 +120,44 @@ def test_lookbehind_and_start_assertions_see_released_text(
     op = so.redact([pattern], replacement="#")
     assert regex.sub(pattern, "#", text) == expected
     assert_every_split(op, text, expected)
+
+
+def test_lookbehind_wider_than_context_raises_the_context() -> None:
+    pattern = r"(?<=token:\s{0,200})[a-z]{5}"
+    op = so.redact([pattern], replacement="#", context=8)
+    text = ("x" * 300 + "token:" + " " * 150 + "abcdefgh ") * 2 + "y" * 400
+    expected = regex.sub(pattern, "#", text)
+    assert expected.count("#") == 2
+    rng = random.Random(5)
+    for _ in range(30):
+        cuts = sorted(rng.sample(range(1, len(text)), rng.randint(1, 60)))
+        chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        assert feed_all(op, chunks) == expected, cuts
+    assert feed_all(op, list(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        (r"(?<=a+)b", "lookbehind of unbounded width"),
+        (r"(?<=\X)b", "width cannot be bounded"),
+        (r"\Gfoo", r"uses \\G"),
+        (r"(?w)\bfoo\b", "WORD flag"),
+        (r"(?w:foo\B)", "WORD flag"),
+    ],
+)
+def test_patterns_a_stream_cannot_decide_exactly_are_refused(pattern: str, message: str) -> None:
+    with pytest.raises(so.RedactPatternError, match=message):
+        so.redact([pattern])
+
+
+def test_unicode_property_in_a_lookbehind_is_bounded() -> None:
+    op = so.redact([r"(?<=\p{L})[0-9]{2}"], replacement="#")
+    assert_every_split(op, "é12 12", "é# 12")
+
+
+def test_word_flag_without_boundaries_is_accepted() -> None:
+    assert_every_split(so.redact([r"(?w)foo"], replacement="#"), "foo's", "#'s")
 
 
 def test_context_is_not_re_emitted_after_trimming() -> None:
@@ -169,14 +216,47 @@ def test_pem_private_key_in_small_chunks() -> None:
 def test_window_overflow_fails_closed_by_default() -> None:
     op = so.redact([r"<[a-z]{0,100}>"], replacement="#", max_window=16)
     text = "x <" + "a" * 30 + "> <ab> y"
-    expected = "x #" + "a" * 15 + "> # y"  # 16 characters replaced, then scanning goes on
-    assert_every_split(op, text, expected)
+    # the overflowed attempt goes on to a match: all of it is dropped, then scanning resumes
+    assert_every_split(op, text, "x # # y")
     s = op([text])
     s.text()
     section = s.report["redact"]
     assert section.window_overflows == 1  # type: ignore[attr-defined]
     assert section.on_overflow == "redact"  # type: ignore[attr-defined]
     assert any(e.kind == "redact.overflow" for e in s.report.events)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x sk-abcdefghijklmnopqrstuvwxyz y", "x [REDACTED] y"),  # grows to its end
+        ("x sk-abcdefghijklmnopqrstuvwxyz", "x [REDACTED]"),  # ends with the text
+        ("x sk-abcdefghijklmn0pqrstuvwxyz y", "x [REDACTED]0pqrstuvwxyz y"),  # ended at "0"
+    ],
+)
+def test_window_overflow_never_leaks_the_rest_of_the_secret(text: str, expected: str) -> None:
+    op = so.redact([r"sk-[a-z]{3,}"], max_window=16)
+    assert_every_split(op, text, expected)
+
+
+def test_failed_attempt_after_overflow_resumes_at_the_character_that_decided_it() -> None:
+    op = so.redact([r"<[a-z]{0,100}>"], replacement="#", max_window=16)
+    assert_every_split(op, "x <" + "a" * 20 + "! <ab> y", "x #! # y")
+
+
+def test_attempt_outgrowing_two_windows_blocks_the_stream() -> None:
+    op = so.redact([r"sk-[a-z]{3,}"], max_window=16)
+    text = "x sk-" + "a" * 40 + " y"
+    assert_every_split(op, text, "x [REDACTED]")
+    s = op([text])
+    assert s.text() == "x [REDACTED]"
+    assert s.report.stop_reason == so.StopReason.BLOCKED
+
+
+def test_window_must_hold_the_longest_selected_builtin() -> None:
+    with pytest.raises(ValueError, match="cannot hold the built-in 'private_key'"):
+        so.redact(["private_key"], max_window=4096)
+    so.redact(["email"], max_window=1024)  # email matches at most 601 characters
 
 
 def test_window_overflow_can_fail_open() -> None:
@@ -233,6 +313,32 @@ def test_validator_rejects_and_releases_unchanged() -> None:
     s = op(list(text))
     assert s.text() == "good [CREDIT_CARD] bad 4111 1111 1111 1112."
     assert s.report["redact"].rejected == {"credit_card": 1}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("spec", "text", "expected"),
+    [
+        # the pattern's own match is rejected: shorter ends, longest first
+        (so.PatternSpec("n", r"[0-9]{2,6}", validator=lambda s: len(s) % 2 == 0), "12345", "#5"),
+        # no end passes: lower-priority patterns at the same start, then one character on
+        (so.PatternSpec("n", r"[0-9]{3}", validator=lambda s: s[0] != "1"), "1234", "1#"),
+    ],
+)
+def test_rejected_match_tries_shorter_ends_then_moves_on(
+    spec: so.PatternSpec, text: str, expected: str
+) -> None:
+    assert_every_split(so.redact([spec], replacement="#"), text, expected)
+
+
+def test_rejected_match_falls_back_to_a_later_pattern_at_the_same_start() -> None:
+    first = so.PatternSpec("first", r"[a-z]+", validator=lambda s: False)
+    assert_every_split(so.redact([first, r"ab"], replacement="#"), "abc ab", "#c #")
+
+
+def test_shorter_end_respects_lookarounds_in_the_whole_text() -> None:
+    # "1234" would pass, but (?![0-9]) fails there: the digit after it is real text
+    spec = so.PatternSpec("n", r"(?<![0-9])[0-9]{3,6}(?![0-9])", validator=lambda s: len(s) == 4)
+    assert_every_split(so.redact([spec], replacement="#"), "123456 1234", "123456 #")
 
 
 def test_custom_spec_with_validator_and_label() -> None:
