@@ -9,8 +9,11 @@ time fits the budget; otherwise its total is extrapolated from timing it on a
 few prefixes (cost per call is linear in the prefix length) and marked so.
 Ours is the sans-I/O parser core fed chunk by chunk, reading the current
 value after each chunk that changed it: the same per-chunk work as the
-baselines. The full operator (the stream driver and one yield per changed
-chunk on top) has its own row, printed next to it.
+baselines (text in, value out per chunk). The issue's targets are checked on
+those rows. The full operator (the stream driver and one yield per changed
+chunk on top) has its own row next to each target row, without a target, so
+its cost is shown, not hidden. A row compared with an extrapolated baseline
+says so in its note, including the ">= 100x" row.
 """
 
 from __future__ import annotations
@@ -129,79 +132,98 @@ def reparse_time(
     return timer(run, repeat=1), "measured"
 
 
+CORE = "parse_json (parser core)"
+OPERATOR = "parse_json (operator)"
+CORE_NOTE = (
+    "parser core: text in, value out per chunk (what the re-parse baselines are"
+    " also given); the full operator's cost is the next row"
+)
+OPERATOR_NOTE = (
+    "the full operator: parser + stream driver + one yield per changed chunk; no"
+    " target (the issue's targets are about parsing; this row shows what the driver adds)"
+)
+
+
 def run(quick: bool = False) -> list[BenchResult]:
     """Measure and return the ratio rows (``quick``: tiny documents, a smoke test)."""
     sizes = [1_000, 3_000] if quick else [10_000, 100_000, 1_000_000]
     budget = 0.0 if quick else 20.0
-    repeat = 1 if quick else 3
+    repeat = 1 if quick else 5  # best of 5: the machine is shared, the minimum is the cost
     timer: Callable[..., float] = _once if quick else best_of
     results: list[BenchResult] = []
-    per_char: dict[int, float] = {}
-    fastest_base: dict[int, tuple[float, str]] = {}
+    docs = {size: make_document(size) for size in sizes}
+    labels = {size: f"{len(docs[size]) // 1000} KB" for size in sizes}
+    ours_4: dict[int, float] = {}
+    floors: dict[int, float] = {}
+    fastest_base: dict[int, tuple[float, str, str]] = {}
     baselines = _baselines()
     for size in sizes:
-        doc = make_document(size)
+        doc = docs[size]
         assert json.loads(doc) == ours_core(chunked(doc, 4))
         chunks = chunked(doc, 4)
-        label = f"{len(doc) // 1000} KB / 4-char"
-        floor = timer(lambda d=doc: json.loads(d), repeat=5)
-        ours = timer(lambda c=chunks: ours_core(c), repeat=repeat)
-        per_char[size] = ours / len(doc)
-        results.append(BenchResult("parse_json core", label, ours, floor, "json.loads whole", None))
+        label = f"{labels[size]} / 4-char"
+        # One floor and one timing of ours per document, reused by every row on it.
+        floor = floors[size] = timer(lambda d=doc: json.loads(d), repeat=10)
+        ours = ours_4[size] = timer(lambda c=chunks: ours_core(c), repeat=repeat)
+        results.append(BenchResult(CORE, label, ours, floor, "json.loads whole", None))
         for name, fn in baselines.items():
             t, how = reparse_time(fn, chunks, budget, timer)
-            if size not in fastest_base or t < fastest_base[size][0]:
-                fastest_base[size] = (t, name)
             note = "" if how == "measured" else how
-            results.append(BenchResult("parse_json core", label, ours, t, name, None, True, note))
+            if size not in fastest_base or t < fastest_base[size][0]:
+                fastest_base[size] = (t, name, note)
+            results.append(BenchResult(CORE, label, ours, t, name, None, True, note))
     big, mid = sizes[-1], sizes[-2]
-    doc = make_document(big)
-    label = f"{len(doc) // 1000} KB"
+    per_char = {size: ours_4[size] / len(docs[size]) for size in sizes}
     results.append(
         BenchResult(
             "per-char cost",
-            f"{len(doc) // 1000} KB vs {mid // 1000} KB",
-            per_char[big] * len(doc),
-            per_char[mid] * len(doc),
-            f"{mid // 1000} KB rate x size",
+            f"{labels[big]} vs {labels[mid]}",
+            per_char[big] * len(docs[big]),
+            per_char[mid] * len(docs[big]),
+            f"{labels[mid]} rate x size",
             1.5,
-            note="per-character cost must stay flat as documents grow (O(n))",
+            note="per-character cost (parser core) must stay flat as documents grow (O(n))",
         )
     )
-    t_base, name = fastest_base[mid]
-    ours_mid = per_char[mid] * len(make_document(mid))
-    results.append(
+    t_base, name, how = fastest_base[mid]
+    # The fastest baseline may itself be an extrapolation: the row says so.
+    base_note = f"{name}: {how}" if how else f"{name}: measured"
+    mid_chunks = chunked(docs[mid], 4)
+    op_mid = timer(lambda: ours_operator(mid_chunks), repeat=repeat)
+    results += [
         BenchResult(
-            "parse_json core",
-            f"{mid // 1000} KB / 4-char",
-            ours_mid,
+            CORE,
+            f"{labels[mid]} / 4-char",
+            ours_4[mid],
             t_base,
             f"fastest re-parse: {name}",
             100.0,
             True,
-        )
-    )
-    floor = timer(lambda: json.loads(doc), repeat=5)
+            f"{CORE_NOTE}; baseline {base_note}",
+        ),
+        BenchResult(
+            OPERATOR,
+            f"{labels[mid]} / 4-char",
+            op_mid,
+            t_base,
+            f"fastest re-parse: {name}",
+            None,
+            True,
+            f"{OPERATOR_NOTE}; baseline {base_note}",
+        ),
+    ]
+    doc, floor = docs[big], floors[big]
     for size, target in ((4, 40.0), (1024, 6.0)):
         chunks = chunked(doc, size)
-        ours = timer(lambda c=chunks: ours_core(c), repeat=repeat)
-        results.append(
-            BenchResult(
-                "parse_json core", f"{label} / {size}-char", ours, floor, "json.loads whole", target
-            )
-        )
-        op = timer(lambda c=chunks: ours_operator(c), repeat=repeat)
-        results.append(
-            BenchResult(
-                "parse_json operator",
-                f"{label} / {size}-char",
-                op,
-                floor,
-                "json.loads whole",
-                None,
-                note="the full operator: parser + stream driver + one yield per chunk",
-            )
-        )
+        label = f"{labels[big]} / {size}-char"
+        # 1 KiB chunks take a few json.loads times: best of as many runs as the floor.
+        n = repeat if size == 4 else 2 * repeat
+        ours = ours_4[big] if size == 4 else timer(lambda c=chunks: ours_core(c), repeat=n)
+        op = timer(lambda c=chunks: ours_operator(c), repeat=n)
+        results += [
+            BenchResult(CORE, label, ours, floor, "json.loads whole", target, note=CORE_NOTE),
+            BenchResult(OPERATOR, label, op, floor, "json.loads whole", None, note=OPERATOR_NOTE),
+        ]
     return results
 
 

@@ -21,7 +21,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import streamops as so
@@ -242,3 +243,80 @@ def test_bracketed_prose_before_the_value_is_skipped(
     assert repr(snapshots[-1]) == repr(whole[-1]) == repr(final)
     for before, after in itertools.pairwise(snapshots):
         assert is_prefix(before, after)
+
+
+def _visible(parser: JSONParser) -> str | None:
+    return repr(parser.value) if parser.has_value else None
+
+
+@given(st.data(), documents(), st.booleans())
+def test_a_change_is_reported_iff_the_value_shown_changed(
+    data: st.DataObject, doc: tuple[Any, str], hide: bool
+) -> None:
+    # Whether a chunk takes the plan cache, the str fast path or the general
+    # loop must not matter: feed() is True exactly when the value shown changed.
+    _, text = doc
+    parser = JSONParser(partial_strings=not hide)
+    for chunk in split(data.draw, text):
+        before = _visible(parser)
+        changed = parser.feed(chunk)
+        assert changed == (_visible(parser) != before), chunk
+    parser.close()
+    # So the operator never yields the same snapshot twice in a row.
+    stream: so.SyncStream[Any] = so.parse_json(partial_strings=not hide)(split(data.draw, text))
+    reprs = [repr(v) for v in stream]  # taken as yielded: the value is live
+    assert all(a != b for a, b in itertools.pairwise(reprs))
+    assert reprs[-1] == repr(strict_loads(text))
+
+
+def _deep_text(kinds: list[bool], leaf: str, ws: str) -> tuple[str, str]:
+    """The opening and the closing part of a chain of one-member containers around ``leaf``."""
+    opens = "".join(f"[{ws}" if is_list else f'{{{ws}"k"{ws}:{ws}' for is_list in kinds)
+    closes = "".join(f"{ws}]" if is_list else f"{ws}}}" for is_list in reversed(kinds))
+    return opens + leaf, closes
+
+
+def _unwrap(value: Any, kinds: list[bool]) -> Any:
+    """Walk down the chain of one-member containers (iteratively: it is deep)."""
+    for is_list in kinds:
+        assert type(value) is (list if is_list else dict)
+        assert len(value) == 1
+        value = value[0] if isinstance(value, list) else value["k"]
+    return value
+
+
+# Deeper than the recursion limit (json.loads raises RecursionError there), in
+# a test of its own so that the other properties stay fast.
+@settings(max_examples=15)
+@given(
+    st.integers(min_value=1001, max_value=2500),
+    st.sampled_from(["lists", "dicts", "mixed"]),
+    _SCALARS,
+    st.sampled_from(["", " ", "\n  "]),
+    st.sampled_from([1, 4, 7, 1000, 10**6]),
+    st.booleans(),
+)
+def test_nesting_deeper_than_the_recursion_limit(
+    depth: int, shape: str, leaf: Any, ws: str, size: int, deltas: bool
+) -> None:
+    kinds = [shape == "lists" or (shape == "mixed" and i % 3 == 0) for i in range(depth)]
+    head, closes = _deep_text(kinds, json.dumps(leaf), ws)
+    text = head + closes
+
+    def chunks(t: str) -> list[str]:
+        return [t[i : i + size] for i in range(0, len(t), size)]
+
+    if deltas:
+        last = run(so.parse_json(deltas=True), chunks(text))[-1]
+        assert (last.op, last.path) == ("done", "")
+        final = last.value
+    else:
+        final = run(so.parse_json(), chunks(text))[-1]
+    assert repr(_unwrap(final, kinds)) == repr(strict_loads(json.dumps(leaf)))
+    # The wrong bracket at the bottom is an error at its offset, whatever the split.
+    wrong = "}" if kinds[-1] else "]"
+    at = len(head) + len(ws)
+    bad = text[:at] + wrong + text[at + 1 :]
+    with pytest.raises(so.JSONStreamError) as info:
+        run(so.parse_json(), chunks(bad))
+    assert info.value.offset == at

@@ -86,7 +86,12 @@ class _Processor:
             self._sync()
             raise
         if not changed:
-            return []
+            # A value completed by a chunk that changes nothing shown (its closing
+            # bracket): counted, and in multiple mode yielded, but not shown again.
+            if not p.completed:
+                return []
+            self._on_completed()
+            return p.completed if self._multiple else []
         if p.completed:
             self._on_completed()
         # The common case first: one live snapshot per changed chunk.
@@ -165,13 +170,21 @@ def parse_json(
 ) -> Operator[str, Any]:
     """Return an operator that parses a stream of JSON text chunks into values as they arrive.
 
-    After every chunk that changes the value it yields the current partial
-    value; the last one of a complete document equals ``json.loads`` of the
-    whole text (ints stay ints, big ints exact, floats as ``float()``).
+    After every chunk that changes the value shown it yields the current
+    partial value, and only then (a chunk that changes nothing shown, such as
+    a closing bracket, yields nothing, whatever its length). The last one of a
+    complete document equals ``json.loads`` of the whole text (ints stay ints,
+    big ints exact, floats as ``float()``) for every text this parser accepts,
+    which is strict RFC 8259: ``NaN``, ``Infinity`` and ``-Infinity``, which
+    ``json.loads`` accepts by default, raise :class:`JSONStreamError` here.
+    Nesting deeper than ``json.loads`` can recurse is parsed all the same.
     Partial values only grow: numbers, literals and keys appear when complete,
     strings only get longer (``partial_strings=False`` shows a string only
     once complete), nothing changes type or vanishes, half a surrogate pair is
-    never shown. Each character is parsed once: the whole stream costs O(n).
+    never shown. The one exception is a duplicate key: the last one wins, as
+    in ``json.loads``, so the value under it is replaced, possibly by one of
+    another type (``{"a": [1], "a": "x"}`` cut after ``[1],`` shows ``{'a': [1]}``, then
+    ``{'a': 'x'}``). Each character is parsed once: the whole stream costs O(n).
 
     The yielded value is **one live object mutated in place** (the same dict
     or list each time): copy it (``copy.deepcopy``) if you keep a snapshot.
@@ -184,6 +197,10 @@ def parse_json(
       field and item is validated as soon as it is complete (a wrong first
       field fails at once with :class:`JSONValidationError`); partial results
       are ``model_construct`` instances; the last item is fully validated.
+      Validation is in pydantic's JSON mode, under the model's config (so
+      ``strict=True`` applies field by field and accepts what
+      ``model_validate_json`` of the whole text accepts, e.g. an ISO string
+      for a ``datetime``).
     - ``deltas``: yield :class:`JSONDelta` events instead of snapshots.
     - ``skip_prefix``: skip prose before the value (and a Markdown
       ```` ```json ```` fence; text after its closing fence is ignored). A ``{``

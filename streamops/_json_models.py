@@ -9,16 +9,25 @@ the end. Sub-schemas are found by walking the type: model fields (by alias or
 name), ``list``/``set``/``tuple`` items, ``dict`` values, ``TypedDict`` keys and
 ``Optional``. A field behind a ``before``/``wrap``/``plain`` validator (which
 may rewrite the raw value) is checked only by the final validation.
+
+Validation is in pydantic's JSON mode, on the subtree re-serialised: the input
+*is* JSON, and JSON mode differs from Python mode (in strict mode a string is a
+valid ``datetime``, ``UUID`` or ``Enum`` and an array a valid ``tuple`` only in
+JSON mode), so the result is what ``model_validate_json`` of the whole text
+gives. Each sub-schema's adapter is built with the config of the model (or
+``TypedDict``, or root adapter) it belongs to, so ``strict`` and the like apply
+field by field, as soon as the field is complete.
 """
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 
 from ._errors import StreamOpsError
 
@@ -62,37 +71,67 @@ def _pointer(parts: Sequence[object]) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
+def _own_config(tp: Any) -> ConfigDict | None:
+    """The config a model or ``TypedDict`` gives the members it contains."""
+    base = _strip(tp)
+    if isinstance(base, type) and issubclass(base, BaseModel):
+        return base.model_config
+    config: ConfigDict | None = getattr(base, "__pydantic_config__", None)
+    return config
+
+
+def _make_adapter(tp: Any, config: ConfigDict | None) -> TypeAdapter[Any]:
+    """An adapter for ``tp`` under the config of the type that contains it."""
+    if config:
+        try:
+            return TypeAdapter(tp, config=config)
+        except PydanticUserError as exc:
+            # A model, dataclass or TypedDict has its own config: pydantic uses
+            # that one (also inside the parent) and refuses a second one.
+            if exc.code != "type-adapter-config-unused":
+                raise
+    return TypeAdapter(tp)
+
+
 class _Node:
-    """The sub-schema at one place in the document, with its children cached."""
+    """The sub-schema at one place in the document, with its children cached.
 
-    __slots__ = ("_adapter", "_children", "tp")
+    ``config`` is the config in force here (of the enclosing model, ``TypedDict``
+    or root adapter); members of a model or ``TypedDict`` get that type's own.
+    """
 
-    def __init__(self, tp: Any, adapter: TypeAdapter[Any] | None = None) -> None:
+    __slots__ = ("_adapter", "_children", "_keyed", "config", "tp")
+
+    def __init__(
+        self, tp: Any, config: ConfigDict | None, adapter: TypeAdapter[Any] | None = None
+    ) -> None:
         self.tp = tp
+        self.config = config
         self._adapter = adapter
         self._children: dict[str, _Node | None] = {}
+        # Whether members differ by key (model fields, tuple positions) or share
+        # one sub-schema (list items, dict values): worked out once, not per value.
+        base = _strip(tp)
+        self._keyed = (
+            isinstance(base, type) and (issubclass(base, BaseModel) or typing.is_typeddict(base))
+        ) or get_origin(base) is tuple
 
     @property
     def adapter(self) -> TypeAdapter[Any]:
         if self._adapter is None:
-            self._adapter = TypeAdapter(self.tp)
+            self._adapter = _make_adapter(self.tp, self.config)
         return self._adapter
 
     def child(self, key: str) -> _Node | None:
-        cache_key = key if self._keyed() else ""
+        cache_key = key if self._keyed else ""
         try:
             return self._children[cache_key]
         except KeyError:
             tp = _child_type(self.tp, key)
-            node = None if tp is None else _Node(tp)
+            own = _own_config(self.tp)  # a model's config governs its fields, even if empty
+            node = None if tp is None else _Node(tp, self.config if own is None else own)
             self._children[cache_key] = node
             return node
-
-    def _keyed(self) -> bool:
-        base = _strip(self.tp)
-        return (
-            isinstance(base, type) and (issubclass(base, BaseModel) or typing.is_typeddict(base))
-        ) or get_origin(base) is tuple
 
 
 def _strip(tp: Any) -> Any:
@@ -145,9 +184,10 @@ def _field_type(model: type[BaseModel], key: str) -> Any:
 def schema_root(target: Any) -> _Node:
     """The schema tree of ``target`` (a type or a TypeAdapter), shared by every stream."""
     if isinstance(target, TypeAdapter):
-        # TypeAdapter keeps its type privately; without it only the root is checked.
-        return _Node(getattr(target, "_type", None), target)
-    return _Node(target, TypeAdapter(target))
+        # TypeAdapter keeps its type and config privately; without the type only
+        # the root is checked.
+        return _Node(getattr(target, "_type", None), getattr(target, "_config", None), target)
+    return _Node(target, None, TypeAdapter(target))
 
 
 class _Validator:
@@ -195,7 +235,16 @@ class _Validator:
     @staticmethod
     def _check(adapter: TypeAdapter[Any], value: Any, parts: list[str], offset: int) -> Any:
         try:
-            return adapter.validate_python(value)
+            # JSON mode, as model_validate_json of the text (see the module doc).
+            # Re-serialising is exact: the value came from JSON (floats round-trip,
+            # big ints stay exact, a lone surrogate stays an escape).
+            try:
+                text = json.dumps(value)
+            except RecursionError:
+                # Nested deeper than json.dumps can go (the parser is iterative):
+                # pydantic's own depth limit applies in Python mode as in JSON mode.
+                return adapter.validate_python(value)
+            return adapter.validate_json(text)
         except ValidationError as exc:
             errors: list[dict[str, Any]] = [dict(e) for e in exc.errors()]
             path = _pointer([*parts, *errors[0]["loc"]]) if errors else _pointer(parts)

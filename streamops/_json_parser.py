@@ -90,6 +90,7 @@ _KEYSTR = 10  # inside an object key
 _Plan = tuple[str, int, int, str | None] | Literal[False]
 _PLAN_MAX_CHUNK = 16  # longer chunks take the loop: they rarely repeat
 _PLAN_MAX_ENTRIES = 2048  # per state: bounds the memory of a stream of novel chunks
+_DEEP_SKIP = 256  # levels opened without json's scanner after it ran out of recursion
 
 _EXPECTED = {
     _VALUE: "a value",
@@ -168,9 +169,12 @@ def _number(text: str) -> int | float:
 class JSONParser:
     """Parse JSON text fed in pieces; keep one live, monotonically growing value.
 
-    ``feed(text)`` returns True when :attr:`value` changed; :attr:`completed`
-    lists the top-level values completed during the last call; :attr:`events`
-    holds the :class:`JSONDelta` events of the last call when ``deltas``.
+    ``feed(text)`` returns True when :attr:`value` changed as shown (a closing
+    bracket, or the quote ending a string whose text was already shown, changes
+    nothing), whatever the chunk sizes; :attr:`completed` lists the top-level
+    values completed during the last call; :attr:`events` holds the
+    :class:`JSONDelta` events of the last call when ``deltas`` (feed() is then
+    also True when there are events).
     ``close()`` checks that the input ended cleanly (or, with ``recover``,
     keeps the best partial value and sets :attr:`incomplete`).
 
@@ -217,6 +221,7 @@ class JSONParser:
         self._base = 0  # offset of the current chunk's first character
         self._carry = ""
         self._stack: list[tuple[Any, bool, Any, str]] = []
+        self._scan_depth = 0  # containers at this depth or deeper may try json's scanner
         self._cont: Any = None  # the innermost open container (None at top level)
         self._isobj = False
         self._key: Any = None  # the key of the value being parsed in an object
@@ -270,6 +275,7 @@ class JSONParser:
             cont.append(v)
 
     def _root_done(self) -> None:
+        self._scan_depth = 0
         self.values_completed += 1
         self.completed.append(self.value)
         self._dirty = True
@@ -331,15 +337,18 @@ class JSONParser:
                 changed = True
         return changed
 
-    def _end_string(self) -> None:
+    def _end_string(self) -> bool:
+        """End the open string; return True if the value shown changed (see feed())."""
         if self._deltas:  # the text since the last flush is an "append" before "done"
             self._flush_string()
         pieces = self._pieces
         s = self._sval
+        changed = not self._sattached
         if pieces:
             s += "".join(pieces)
             pieces.clear()
-        if self._sattached:
+            changed = True
+        if self._sattached:  # (in delta mode the tree's copy may be behind: always set)
             self._scont[self._skey] = s
         else:
             self._attach(s)
@@ -352,6 +361,7 @@ class JSONParser:
             self._root_done()
         else:
             self._state = _AFTER
+        return changed
 
     def _open(self, container: dict[str, Any] | list[Any]) -> None:
         self._attach(container)
@@ -383,7 +393,7 @@ class JSONParser:
     # actions are inlined, and str methods (several times cheaper than a regex
     # call on a few characters) screen the chunk first.
     def feed(self, chunk: str) -> bool:
-        """Parse ``chunk``; return True if :attr:`value` changed (or events were made)."""
+        """Parse ``chunk``; return True if :attr:`value` changed as shown (or events were made)."""
         if self._dirty:
             self.completed = []
             self.events = []
@@ -487,8 +497,8 @@ class JSONParser:
                 if c == '"':
                     pos = e + 1
                     if state == _STRING:
-                        self._end_string()
-                        changed = True
+                        if self._end_string():
+                            changed = True
                         state = self._state
                     else:
                         self._key = "".join(pieces)
@@ -561,7 +571,10 @@ class JSONParser:
                     pos += len(word)
                 elif c == "{" or c == "[":
                     e = -1
-                    if chunk.find("}" if c == "{" else "]", pos + 1) >= 0:
+                    if (
+                        chunk.find("}" if c == "{" else "]", pos + 1) >= 0
+                        and len(self._stack) >= self._scan_depth
+                    ):
                         # The container may be whole in this chunk: the C scanner
                         # takes it at json.loads speed; if it is cut or invalid,
                         # the state machine parses it (and reports the exact error).
@@ -569,6 +582,12 @@ class JSONParser:
                             v, e = _scan_once(chunk, pos)
                         except (ValueError, StopIteration):
                             pass
+                        except RecursionError:
+                            # The scanner recurses: a value nested deeper than the
+                            # recursion limit is left to the (iterative) state
+                            # machine, so the split never changes the outcome. A
+                            # failed try costs ~the limit: retry only deeper down.
+                            self._scan_depth = len(self._stack) + _DEEP_SKIP
                     if e < 0:
                         pos += 1
                         self._open({} if c == "{" else [])
@@ -579,7 +598,6 @@ class JSONParser:
                 elif c == "]" and state == _ARR_FIRST:
                     pos += 1
                     self._close_container()
-                    changed = True
                     state = self._state
                     continue
                 else:
@@ -616,7 +634,6 @@ class JSONParser:
                 elif c == "}" and state == _OBJ_FIRST:
                     pos += 1
                     self._close_container()
-                    changed = True
                     state = self._state
                 else:
                     self._state = state
@@ -628,7 +645,6 @@ class JSONParser:
                 elif c == ("}" if self._isobj else "]"):
                     pos += 1
                     self._close_container()
-                    changed = True
                     state = self._state
                 else:
                     self._state = state

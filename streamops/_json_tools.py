@@ -138,7 +138,10 @@ class _ToolCallProcessor:
         except JSONStreamError as exc:
             raise _for_call(exc, index) from exc
         if call.parser.completed:
+            # An update even if the value shown did not change (a closing '}'
+            # alone changes nothing shown): `complete` did.
             call.complete = True
+            changed[index] = call
             self._report.emit("json.tool_call", stage="parse_tool_calls", index=index)
 
     def _finish(self, call: _Call) -> None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime
+import enum
+import itertools
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 import streamops as so
 from streamops._json_parser import JSONParser
@@ -559,3 +563,210 @@ def test_skip_prefix_candidate_decided_by_next_significant_character() -> None:
     assert _values(["{", " ", "}"], skip_prefix=True) == [{}]  # shown once "}" proves it
     with pytest.raises(so.JSONStreamError, match=re.escape("expected '{' or '['")):
         run(so.parse_json(skip_prefix=True), ["only [prose] and {braces}"])
+
+
+# -- review fixes: deep nesting, JSON-mode validation, change reporting --------
+
+
+def _nesting(value: Any) -> tuple[int, Any]:
+    """Depth of a chain of one-member containers and the value at its bottom (no recursion)."""
+    depth = 0
+    while isinstance(value, (list, dict)) and len(value) == 1:
+        value = value[0] if isinstance(value, list) else value["k"]
+        depth += 1
+    return depth, value
+
+
+@pytest.mark.parametrize("size", [4, 1000, 10**6])
+@pytest.mark.parametrize("depth", [1500, 5000])
+def test_nesting_deeper_than_the_recursion_limit_parses_whatever_the_split(
+    size: int, depth: int
+) -> None:
+    # json's C scanner (used for containers whole in a chunk) recurses; the
+    # parser falls back to its own iterative state machine for those.
+    arrays = "[" * depth + "]" * depth
+    with pytest.raises(RecursionError):
+        json.loads(arrays)
+    out = run(so.parse_json(), _split(arrays, size))
+    assert _nesting(out[-1]) == (depth - 1, [])
+    objects = '{"k": ' * depth + "7" + "}" * depth
+    out = run(so.parse_json(), _split(objects, size))
+    assert _nesting(out[-1]) == (depth, 7)
+    mixed = '{"k": [' * (depth // 2) + '"x"' + "]}" * (depth // 2)
+    events = run(so.parse_json(deltas=True), _split(mixed, size))
+    assert events[-1].op == "done"
+    assert events[-1].path == ""
+    assert _nesting(events[-1].value) == (depth // 2 * 2, "x")
+
+
+def test_deep_value_in_one_chunk_is_still_an_error_where_invalid() -> None:
+    text = "[" * 3000 + "]" * 2999 + "}"
+    with pytest.raises(so.JSONStreamError) as info:
+        run(so.parse_json(), [text])
+    assert info.value.offset == len(text) - 1
+    assert info.value.expected == "',' or ']'"
+
+
+def test_shallow_value_after_a_deep_one_still_parses() -> None:
+    deep = "[" * 3000 + "]" * 3000
+    out = run(so.parse_json(multiple=True), [deep + ' {"a": [1, {"b": 2}]}'])
+    assert len(out) == 2
+    assert out[1] == {"a": [1, {"b": 2}]}
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class StrictEvent(BaseModel):
+    model_config = ConfigDict(strict=True)
+    when: datetime.datetime
+    id: uuid.UUID
+    colour: Colour
+    pair: tuple[int, int]
+    counts: list[int] = []
+
+
+EVENT = (
+    '{"when": "2024-01-02T03:04:05Z", "id": "12345678-1234-5678-1234-567812345678",'
+    ' "colour": "red", "pair": [1, 2]}'
+)
+
+
+@pytest.mark.parametrize("size", [4, 1000])
+def test_model_validates_in_json_mode_like_model_validate_json(size: int) -> None:
+    # In Python mode a strict model rejects all four fields: JSON has no
+    # datetime, UUID, Enum or tuple, and pydantic's JSON mode accepts them.
+    out = run(so.parse_json(model=StrictEvent), _split(EVENT, size))
+    assert out[-1] == StrictEvent.model_validate_json(EVENT)
+    assert out[-1].pair == (1, 2)
+    assert out[-1].colour is Colour.RED
+
+
+def test_model_strict_config_applies_field_by_field_at_once() -> None:
+    pulled: list[str] = []
+
+    def source() -> Any:
+        for piece in [EVENT[:-1] + ', "counts": [1, "2"', "]}"]:
+            pulled.append(piece)
+            yield piece
+
+    with pytest.raises(so.JSONValidationError) as info:
+        run(so.parse_json(model=StrictEvent), source())
+    assert info.value.path == "/counts/1"
+    assert info.value.errors[0]["type"] == "int_type"  # strict: no str -> int
+    assert len(pulled) == 1  # raised when the item was complete, not at the end
+
+
+class Loose(BaseModel):
+    n: int
+
+
+class StrictOuter(BaseModel):
+    model_config = ConfigDict(strict=True)
+    inner: Loose
+    loose: list[Loose]
+
+
+def test_model_nested_model_keeps_its_own_config() -> None:
+    # As in pydantic: a nested model is validated under its own config, not its parent's.
+    doc = '{"inner": {"n": "1"}, "loose": [{"n": "2"}]}'
+    out = run(so.parse_json(model=StrictOuter), _split(doc, 3))
+    assert out[-1] == StrictOuter.model_validate_json(doc)
+    assert out[-1].loose[0].n == 2
+
+
+def test_type_adapter_config_applies_to_items() -> None:
+    adapter = TypeAdapter(list[int], config=ConfigDict(strict=True))
+    with pytest.raises(so.JSONValidationError) as info:
+        run(so.parse_json(model=adapter), ['[1, "2", ', "3]"])
+    assert info.value.path == "/1"
+    assert info.value.offset == 9  # at the first chunk
+
+
+@pytest.mark.parametrize(
+    ("chunks", "changes"),
+    [
+        (['["ab', '"', "]"], [True, False, False]),
+        (['["ab', '"]'], [True, False]),
+        (['["ab', '", ', '"c"]'], [True, False, True]),
+        (['{"a": "x', '"', "}"], [True, False, False]),
+        (['{"a": "x', '"}'], [True, False]),
+        (['{"a": "x', '",\n  "b"', ': "y"}'], [True, False, True]),
+        (["[[1]", "]"], [True, False]),
+        (["{}"], [True]),
+        (["[", "]"], [True, False]),
+    ],
+)
+def test_feed_reports_a_change_only_when_the_value_shown_changed(
+    chunks: list[str], changes: list[bool]
+) -> None:
+    # A chunk that only ends a string took the plan cache when short and the
+    # general path when long: both must agree (and agree with the value).
+    p = JSONParser()
+    assert [p.feed(c) for c in chunks] == changes
+    p.close()
+    padded = JSONParser()
+    seen = []
+    for c in chunks:
+        before = repr(padded.value) if padded.has_value else None
+        seen.append(padded.feed(c + " " * 40) if c == chunks[-1] else padded.feed(c))
+        assert seen[-1] == ((repr(padded.value) if padded.has_value else None) != before)
+    assert seen == changes
+
+
+def test_no_two_consecutive_snapshots_are_equal() -> None:
+    doc = '{"a": "xy", "b": ["p", "q"], "c": {"d": "e"}}'
+    for size in range(1, len(doc) + 1):
+        snapshots = _values(_split(doc, size))
+        reprs = [repr(v) for v in snapshots]
+        assert all(a != b for a, b in itertools.pairwise(reprs)), size
+        assert snapshots[-1] == json.loads(doc)
+
+
+def test_multiple_values_completed_by_a_bracket_alone_are_yielded() -> None:
+    s: so.SyncStream[Any] = so.parse_json(multiple=True)(['["a"', "]", ' {"b": "c"', "}"])
+    assert list(s) == [["a"], {"b": "c"}]
+    assert s.report["json"] == so.JSONReport(values_completed=2, chars_parsed=16)
+
+
+def test_single_value_completed_by_a_bracket_alone_is_counted() -> None:
+    s: so.SyncStream[Any] = so.parse_json()(['["a"', "]"])
+    assert list(s) == [["a"]]
+    assert s.report["json"] == so.JSONReport(values_completed=1, chars_parsed=5)
+    assert [e.kind for e in s.report.events if e.kind.startswith("json.")] == ["json.value"]
+
+
+def test_duplicate_key_is_the_one_exception_to_monotone_snapshots() -> None:
+    # Documented: the last duplicate wins, as in json.loads, even with another type.
+    assert _values(['{"a": [1], ', '"a": "x"}']) == [{"a": [1]}, {"a": "x"}]
+    assert _values(['{"a": [1], "a": "x"}']) == [json.loads('{"a": [1], "a": "x"}')]
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"a": -Infinity}'])
+def test_constants_json_loads_accepts_are_rejected(text: str) -> None:
+    json.loads(text)  # accepted by json.loads by default, not by RFC 8259
+    for size in (1, 100):
+        with pytest.raises(so.JSONStreamError):
+            run(so.parse_json(), _split(text, size))
+
+
+def test_tool_call_completed_by_a_closing_brace_alone_is_an_update() -> None:
+    # The '}' changes nothing shown, but the call became complete: an update says so.
+    events: list[dict[str, Any]] = [
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "id": "tu_1", "name": "f", "input": {}},
+        },
+        *(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": part},
+            }
+            for part in ['{"q": "x"', "}"]
+        ),
+    ]
+    out = [(copy.deepcopy(u.arguments), u.complete) for u in so.parse_tool_calls()(events)]
+    assert out == [(None, False), ({"q": "x"}, False), ({"q": "x"}, True)]
