@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from itertools import pairwise
 
 import regex
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 import streamops as so
 from streamops._core import ProcessorStage
 from streamops._patterns import BUILTIN_STARTS
-from streamops._redact import _Redactor
+from streamops._redact import _Plan, _Redactor
 
 # Patterns chosen for the traps: growth, priority, end assertions, lookarounds.
 TRAPS = [
@@ -211,3 +212,101 @@ def test_prefilter_skips_only_decided_positions(text: str) -> None:
         if STARTS.match(text, q) is None:
             assert BUILTIN_PROBE.match(text, q, partial=True) is None, (text, q)
             assert BUILTIN_ALTERNATION.match(text, q) is None, (text, q)
+
+
+# User patterns get a prefilter from a first-set analysis (the characters a match can
+# start with). Patterns from a small grammar: literals, classes, alternations, optional
+# prefixes, case-insensitive groups, boundaries and lookbehinds (analysed), and
+# lookaheads, negated sets, "." (the analysis gives up: no prefilter). The texts mix
+# the characters case folding links (K, k, KELVIN SIGN; s, S, LONG S).
+_ATOMS = ["a", "b", "k", "s", "K", "-", "1", r"\d", r"\w", r"\s", "[ab]", "[a-c]", "[k1-]"]
+_RARE = [".", "[^a]", "(?=a)", "(?<=b)", r"\b", "^", "$"]
+
+
+def _grow(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.tuples(inner, inner).map("".join),
+        st.tuples(inner, inner).map("|".join).map(lambda s: f"(?:{s})"),
+        inner.map(lambda s: f"(?:{s})?"),
+        inner.map(lambda s: f"(?:{s})*"),
+        inner.map(lambda s: f"(?:{s}){{0,2}}"),
+        inner.map(lambda s: f"(?:{s})+"),
+        inner.map(lambda s: f"(?i:{s})"),
+    )
+
+
+# A body that may match the empty string, then an atom that cannot: the atom's first
+# characters count then (and the filter refuses patterns matching the empty string).
+user_pattern = st.tuples(
+    st.sampled_from(["", "(?i)"]),
+    st.recursive(st.sampled_from(_ATOMS + _RARE), _grow, max_leaves=6).map(lambda s: f"(?:{s})"),
+    st.sampled_from(_ATOMS),
+).map("".join)
+user_text = st.lists(
+    st.sampled_from(["a", "b", "c", "k", "K", "\u212a", "s", "S", "\u017f", "-", "1", " ", "\n"]),
+    max_size=16,
+).map("".join)
+
+
+def _plan(op: so.Operator[str, str]) -> _Plan:
+    stage = op.stages[0]
+    assert isinstance(stage, ProcessorStage)
+    proc = stage.factory(so.StreamReport())
+    assert isinstance(proc, _Redactor)
+    return proc._plan
+
+
+@given(user_pattern, user_text)
+@settings(max_examples=300)
+def test_user_prefilter_is_a_necessary_condition(pattern: str, text: str) -> None:
+    """Where the guard fails, no match nor partial match of the pattern starts."""
+    plan = _plan(so.redact([pattern]))
+    if plan.guard is None:
+        return
+    original = regex.compile(pattern)
+    for q in range(len(text)):
+        if plan.guard.match(text, q) is None:
+            assert original.match(text, q, partial=True) is None, (pattern, text, q)
+            assert plan.probe.match(text, q, partial=True) is None, (pattern, text, q)
+            assert plan.combined.match(text, q, partial=True) is None, (pattern, text, q)
+
+
+@given(st.lists(user_pattern, min_size=1, max_size=3), user_text, cuts)
+@settings(max_examples=80)
+def test_user_patterns_match_regex_sub_for_every_chunking(
+    patterns: list[str], text: str, cut: list[int]
+) -> None:
+    op = so.redact(patterns, replacement="#")
+    # The filter scopes each pattern's flags; a `(?i)` inside an alternation is global.
+    scoped = [f"(?i:{p[4:]})" if p.startswith("(?i)") else p for p in patterns]
+    expected = reference(scoped, text)
+    assert run(op, [text]) == expected
+    assert run(op, chunked(text, cut)) == expected
+    assert run(op, list(text)) == expected
+
+
+MIXED = ["email", r"(?i)tck-[0-9]{2,4}", r"(?:x-)?key[0-9]?\b", r"(?<![a-z])sk-[a-z]{3,}"]
+mixed_text = st.lists(
+    st.one_of(
+        st.sampled_from(["TCK-", "tck-", "x-", "key", "sk-", "abcd", "12", "K", "\u212a"]),
+        st.sampled_from(GLUE),
+        st.sampled_from(SECRETS),
+    ),
+    max_size=20,
+).map("".join)
+
+
+@given(mixed_text, cuts)
+@settings(max_examples=60)
+def test_builtins_with_user_patterns_match_the_filter_without_prefilter(
+    text: str, cut: list[int]
+) -> None:
+    """With built-ins and analysable user patterns, the combined prefilter changes nothing."""
+    op = so.redact(MIXED)
+    plan = _plan(op)
+    assert plan.guard is not None
+    unfiltered = _Redactor(dataclasses.replace(plan, guard=None), so.StreamReport())
+    expected = "".join(unfiltered.feed(text) + unfiltered.close())
+    assert run(op, [text]) == expected
+    assert run(op, chunked(text, cut)) == expected
+    assert run(op, list(text)) == expected

@@ -36,12 +36,14 @@ chunks is the number of searches, not their length):
 * The attempt that was undecided before the chunk is decided first, with one
   anchored ``match``: most chunks only extend it (a word that may still become
   an e-mail address) and nothing else needs looking at.
-* Then the next position that may not be a decided miss is found. With only
-  built-ins, one search of the tiny ``BUILTIN_STARTS`` pattern skips the
-  positions no built-in can start at (inside words); otherwise one partial
-  search of the alternation (a partial search prefers a complete match anywhere
-  to an earlier partial one, so then the probe looks for open attempts before
-  it). That position is then decided with the anchored ``match``.
+* Then the next position that may not be a decided miss is found. When every
+  pattern has a known start condition, one search of a tiny guard skips the
+  positions no pattern can start at: ``BUILTIN_STARTS`` for the built-ins
+  (not inside words), a character class from a first-set analysis for user
+  patterns (``_start_class``). Otherwise one partial search of the alternation
+  (a partial search prefers a complete match anywhere to an earlier partial
+  one, so then the probe looks for open attempts before it). That position is
+  then decided with the anchored ``match``.
 """
 
 from __future__ import annotations
@@ -366,6 +368,118 @@ def _lookbehind_reach(src: str, verbose: bool, where: str) -> int:
     return reach
 
 
+class _NoStarts(Exception):
+    """The start analysis cannot bound where a pattern may start."""
+
+
+# Global flags the start analysis understands; any other (V1 sets, full case folding,
+# WORD, VERBOSE, REVERSE, BESTMATCH/ENHANCEMATCH, LOCALE...) means no prefilter.
+_STARTS_FLAGS = (
+    regex.IGNORECASE | regex.MULTILINE | regex.DOTALL | regex.ASCII | regex.UNICODE | regex.V0
+)
+# Zero-width assertions that may precede the first character: the first character
+# still has to match what follows them. `$`/`\Z` are rewritten to read ahead: refused.
+_TRANSPARENT_AT = frozenset(
+    (
+        sre_parse.AT_BEGINNING,
+        sre_parse.AT_BEGINNING_STRING,
+        sre_parse.AT_BOUNDARY,
+        sre_parse.AT_NON_BOUNDARY,
+    )
+)
+_CATEGORIES = {
+    sre_parse.CATEGORY_DIGIT: r"\d",
+    sre_parse.CATEGORY_WORD: r"\w",
+    sre_parse.CATEGORY_SPACE: r"\s",
+}
+# Syntax the standard library's parser would read differently from `regex`:
+# fuzzy constraints and `\p{..}`/`\N{..}` (letters in braces), POSIX classes.
+_FOREIGN_SYNTAX = re.compile(r"\{[^}]*[^0-9,}]|\[:\^?[A-Za-z]+:\]")
+
+_Starts = set[tuple[bool, str]]  # (case-insensitive, a character-class item)
+
+
+def _first(items: Iterable[tuple[Any, Any]], fold: bool) -> tuple[_Starts, bool]:
+    """The class items the first character of a match may match, and whether the
+    sequence ``items`` may match the empty string (then what follows it counts too)."""
+    out: _Starts = set()
+    for op, av in items:
+        firsts, nullable = _first_node(op, av, fold)
+        out |= firsts
+        if not nullable:
+            return out, False
+    return out, True
+
+
+def _first_node(op: Any, av: Any, fold: bool) -> tuple[_Starts, bool]:
+    if op is sre_parse.LITERAL:
+        return {(fold, f"\\U{av:08x}")}, False
+    if op is sre_parse.IN:
+        out: _Starts = set()
+        for kind, arg in av:
+            if kind is sre_parse.LITERAL:
+                out.add((fold, f"\\U{arg:08x}"))
+            elif kind is sre_parse.RANGE:
+                out.add((fold, f"\\U{arg[0]:08x}-\\U{arg[1]:08x}"))
+            elif kind is sre_parse.CATEGORY and arg in _CATEGORIES:
+                out.add((fold, _CATEGORIES[arg]))
+            else:  # a negated set or class: about anything
+                raise _NoStarts
+        return out, False
+    if op is sre_parse.BRANCH:
+        out, nullable = set(), False
+        for branch in av[1]:
+            firsts, empty = _first(branch.data, fold)
+            out |= firsts
+            nullable |= empty
+        return out, nullable
+    if op is sre_parse.SUBPATTERN:
+        _group, add, remove, body = av
+        if (add | remove) & ~(re.IGNORECASE | re.MULTILINE | re.DOTALL):
+            raise _NoStarts
+        return _first(body.data, bool(add & re.IGNORECASE) or (fold and not remove & re.IGNORECASE))
+    if op is sre_parse.ATOMIC_GROUP:  # only restricts its body's paths
+        return _first(av.data, fold)
+    if op in (sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT, sre_parse.POSSESSIVE_REPEAT):
+        low, high, body = av
+        if high == 0:
+            return set(), True
+        out, nullable = _first(body.data, fold)
+        return out, nullable or low == 0
+    if op is sre_parse.AT and av in _TRANSPARENT_AT:
+        return set(), True
+    if op in (sre_parse.ASSERT, sre_parse.ASSERT_NOT) and av[0] < 0:
+        return set(), True  # a lookbehind reads released text, never past the position
+    # ANY, NOT_LITERAL (about anything), lookaheads (they may read past the end of the
+    # buffer before the first character is matched), group references, conditionals.
+    raise _NoStarts
+
+
+def _start_class(src: str, flags: int) -> str | None:
+    """A one-character pattern true at every position a match of ``src`` may start at
+    (partial matches included), or ``None`` when that cannot be bounded exactly.
+
+    First-set analysis over the standard library's parse of the pattern: the guard
+    is compiled with the pattern's own case and ASCII flags, so ``\\w`` or a
+    case-insensitive letter mean there what they mean in the pattern.
+    """
+    if flags & ~_STARTS_FLAGS or _FOREIGN_SYNTAX.search(src):
+        return None
+    try:
+        firsts, nullable = _first(_parse(src, False).data, bool(flags & regex.IGNORECASE))
+    except (_NoStarts, re.error, ValueError, TypeError, IndexError, KeyError):
+        return None
+    if nullable or not firsts:
+        return None
+    scoped = "a" if flags & regex.ASCII else ""
+    parts = []
+    for fold in (False, True):
+        items = "".join(sorted(item for f, item in firsts if f is fold))
+        if items:
+            parts.append(f"(?{scoped}{'i' if fold else ''}:[{items}])")
+    return "|".join(parts)
+
+
 def builtin_width(spec: PatternSpec) -> int:
     """The longest text a built-in pattern can match (they are re-compatible and bounded)."""
     assert isinstance(spec.pattern, str)
@@ -378,6 +492,7 @@ class _Compiled:
     regex: regex.Pattern[str]  # the rewritten branch, compiled alone
     source: str  # the rewritten branch, wrapped in its scoped flags
     reach: int  # how many released characters its lookbehinds may read
+    starts: str | None  # where a match may start (one character), None if unknown
 
 
 def _source_and_flags(spec: PatternSpec) -> tuple[str, int]:
@@ -420,7 +535,8 @@ def _compile(spec: PatternSpec) -> _Compiled:
     compiled = regex.compile(source, flags & (regex.V0 | regex.V1))
     if compiled.fullmatch("") is not None:
         raise RedactPatternError(f"{where} matches the empty string")
-    return _Compiled(spec, compiled, source, _lookbehind_reach(src, verbose, where))
+    reach = _lookbehind_reach(src, verbose, where)
+    return _Compiled(spec, compiled, source, reach, _start_class(src, flags))
 
 
 @functools.lru_cache(maxsize=512)
@@ -897,12 +1013,19 @@ def redact(
             )
     alternation = "|".join(b.source for b in branches)
     builtin_only = all(s in _BUILTIN_SET for s in specs)
+    # The prefilter: a position is a candidate when any pattern may start there; the
+    # built-ins share one condition, a user pattern needs its own (else no prefilter).
+    user = [b.starts for b in branches if b.spec not in _BUILTIN_SET]
+    known = [u for u in user if u is not None]
+    guard: str | None = None
+    if len(known) == len(user):
+        guard = "|".join(([BUILTIN_STARTS] if len(user) < len(branches) else []) + known)
     plan = _Plan(
         branches=branches,
         combined=regex.compile(alternation, version),
         probe=regex.compile(f"(?:{alternation})(?!)", version),
         first=regex.compile(f"(?>{alternation})(?!)", version),
-        guard=regex.compile(BUILTIN_STARTS) if builtin_only else None,
+        guard=None if guard is None else regex.compile(guard, version),
         replacement=replacement,
         action=action,
         window=max_window,
@@ -911,7 +1034,6 @@ def redact(
         context=max(context, *(b.reach for b in branches)),
         # The built-in library is vetted (bounded, no nested quantifiers) and runs
         # unguarded: the guard polls a clock and about doubles the cost of a search.
-        # Only the built-ins have a known start condition for the prefilter.
         timeout=None if builtin_only else timeout,
         stage=name,
         version=version,

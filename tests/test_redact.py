@@ -550,3 +550,57 @@ def test_complete_pem_block_is_released_at_its_footer() -> None:
     first = next(stream)
     assert first == "[PRIVATE_KEY]"  # released with the chunk that completed it
     assert "".join(stream) == "\nafter"
+
+
+# -- the prefilter for user patterns ----------------------------------------
+
+
+def guard_of(op: so.Operator[str, str]) -> regex.Pattern[str] | None:
+    return processor(op)._plan.guard
+
+
+def test_user_patterns_get_a_start_prefilter() -> None:
+    guard = guard_of(so.redact([r"TCK-[0-9]{6}", r"(?:x-)?key\b", r"(?i)pass"]))
+    assert guard is not None
+    text = "aTCK-x-keyPAss\u212a"
+    starts = [q for q in range(len(text)) if guard.match(text, q)]
+    assert "".join(text[q] for q in starts) == "TxkP"  # not the KELVIN SIGN: `key` is cased
+    with_builtins = guard_of(so.redact(["email", r"TCK-[0-9]{6}"]))
+    assert with_builtins is not None
+    assert with_builtins.match("TCK", 0)
+    assert with_builtins.match("ab", 1) is None  # inside a word: neither may start
+    assert with_builtins.match(" a", 1)  # after a space: an email may start
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"(?=a)ab",  # a lookahead may read past the buffer first
+        r".x",  # about anything
+        r"[^a]x",
+        r"\Wx",
+        r"x?",  # matches the empty string: refused anyway
+        r"(?V1)ab",
+        r"(?fi)ab",  # full case folding: "ss" matches "ß"
+        r"ab{e<=1}",  # fuzzy: the stdlib parser reads braces as literals
+        r"[[:alpha:]]x",
+        r"\p{Lu}x",
+        r"(?x) a b",
+        r"(?r)ab",
+    ],
+)
+def test_patterns_the_start_analysis_gives_up_on_have_no_prefilter(pattern: str) -> None:
+    try:
+        op = so.redact(["email", r"TCK-[0-9]{6}", pattern])
+    except so.RedactPatternError:
+        return
+    assert guard_of(op) is None
+
+
+def test_case_insensitive_user_pattern_every_split() -> None:
+    op = so.redact([r"(?i)k[0-9]{2}\b", r"(?i:(?:x-)?s[a-c])"], replacement="#")
+    text = "a \u212a12 K3 k45x \u017fb X-sc Sa"  # KELVIN SIGN, LONG S: they fold to k, s
+    expected = regex.sub(r"(?i)k[0-9]{2}\b|(?i:(?:x-)?s[a-c])", "#", text)
+    assert expected == "a # K3 k45x # # #"
+    assert guard_of(op) is not None
+    assert_every_split(op, text, expected)
