@@ -20,6 +20,7 @@ two registries: *lenses* (how to read and rebuild provider chunk objects) and
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import functools
 from collections.abc import (
@@ -148,7 +149,7 @@ class ProcessorStage(Stage):
         self.can_stop = can_stop
 
 
-class ShellStage(Stage):
+class ShellStage(Stage, abc.ABC):
     """A stage about time or control flow that wraps the iterator before it.
 
     Subclasses implement :meth:`wrap_async` (and :meth:`wrap_sync` when they can
@@ -158,9 +159,9 @@ class ShellStage(Stage):
 
     __slots__ = ()
 
+    @abc.abstractmethod
     def wrap_async(self, source: AsyncIterator[Any], report: StreamReport) -> AsyncIterator[Any]:
         """Return an async iterator over ``source`` with this stage applied."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def wrap_sync(self, source: Iterator[Any], report: StreamReport) -> Iterator[Any]:
         """Return a sync iterator over ``source``; by default sync is refused."""

@@ -25,6 +25,7 @@ The contract of every lens here:
 
 from __future__ import annotations
 
+import abc
 import codecs
 import copy
 from typing import Any, Literal
@@ -166,7 +167,7 @@ def find_lens(chunk: Any, /) -> Lens:
     return lens
 
 
-class _ChunkLens:
+class _ChunkLens(abc.ABC):
     """Shared logic of the provider lenses: one chunk out per chunk in, end chunks held.
 
     Subclasses say where the text is (``_read``/``_write``), which chunks end
@@ -182,14 +183,17 @@ class _ChunkLens:
         self._slot: str | None = None  # the text of the chunk being fed; None: no text field
 
     # -- hooks -------------------------------------------------------------
+    @abc.abstractmethod
     def _read(self, chunk: Any) -> str | None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Return the chunk's text, or ``None`` when it has no text field."""
 
+    @abc.abstractmethod
     def _write(self, chunk: Any, text: str) -> Any:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Return a copy of ``chunk`` carrying ``text`` instead of its own."""
 
+    @abc.abstractmethod
     def _synth(self, text: str) -> list[Any]:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Return new chunks that carry ``text`` (flushed at the end of the stream)."""
 
     def _is_end(self, chunk: Any) -> bool:
         return False
