@@ -76,6 +76,14 @@ def make_op(spec: tuple[str, int]) -> so.Operator[str, str]:
     return so.Operator.from_processor(lambda r: Map(kind), name=kind)
 
 
+def chain(specs: list[tuple[str, int]]) -> so.Operator[str, str]:
+    """Compose the operators ``specs`` describe, after a leading identity."""
+    op = so.identity()
+    for spec in specs:
+        op = op | make_op(spec)
+    return op
+
+
 op_specs = st.tuples(
     st.sampled_from(["hold", "take", "identity", "upper", "double", "drop_a"]),
     st.integers(0, 6),
@@ -107,12 +115,8 @@ def test_composition_is_associative(
 
 @given(st.lists(op_specs, max_size=4), chunked())
 def test_identity_is_a_unit(specs: list[tuple[str, int]], chunks: list[str]) -> None:
-    op = so.identity()
-    for spec in specs:
-        op = op | make_op(spec)
-    plain = so.identity()
-    for spec in specs:
-        plain = plain | make_op(spec)
+    op = chain(specs)
+    plain = chain(specs)
     assert list((so.identity() | op | so.identity())(chunks)) == list(plain(chunks))
     assert list(so.identity()(chunks)) == chunks
 
@@ -122,9 +126,7 @@ def test_fused_chain_matches_stage_by_stage(
     specs: list[tuple[str, int]], chunks: list[str]
 ) -> None:
     """Fusing never changes the text: running stages one stream at a time agrees."""
-    fused = so.identity()
-    for spec in specs:
-        fused = fused | make_op(spec)
+    fused = chain(specs)
     staged: list[str] = chunks
     for spec in specs:
         staged = list(make_op(spec)(staged))
@@ -155,9 +157,7 @@ class Source:
 def test_sync_stop_at_random_point_closes_upstream(
     specs: list[tuple[str, int]], chunks: list[str], stop_after: int
 ) -> None:
-    op = so.identity()
-    for spec in specs:
-        op = op | make_op(spec)
+    op = chain(specs)
     source = Source(chunks)
     stream = op(source.sync())
     for i, _ in enumerate(stream):
@@ -172,9 +172,7 @@ def test_sync_stop_at_random_point_closes_upstream(
 def test_async_stop_at_random_point_closes_upstream(
     specs: list[tuple[str, int]], chunks: list[str], stop_after: int
 ) -> None:
-    op = so.identity()
-    for spec in specs:
-        op = op | make_op(spec)
+    op = chain(specs)
     source = Source(chunks)
 
     async def main() -> so.AsyncStream[Any]:
