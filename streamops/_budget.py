@@ -84,6 +84,8 @@ class BudgetExceeded(StreamOpsError):
     'Hello world' 2
     """
 
+    retryable = False  # a policy decision: a retry would only pay for the same cut
+
     def __init__(self, message: str, *, limit: int, remainder: str) -> None:
         super().__init__(message)
         self.limit = limit

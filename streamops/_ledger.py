@@ -53,6 +53,10 @@ class LedgerUnavailable(StreamOpsError, ConnectionError):
     streamops._ledger.LedgerUnavailable: redis at localhost:1 is unreachable
     """
 
+    # Failing closed is a policy decision: another attempt or a fallback model
+    # would stream (and bill) unmetered against the same unreachable ledger.
+    retryable = False
+
 
 @dataclass(frozen=True, slots=True)
 class Reservation:

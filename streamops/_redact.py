@@ -127,6 +127,8 @@ class RedactTimeout(StreamOpsError, TimeoutError):
     streamops._redact.RedactTimeout: redaction search exceeded 0.01 s (catastrophic ...
     """
 
+    retryable = False  # fail closed is a policy decision: the same text would time out again
+
 
 class RedactReport(BaseModel):
     """The ``report["redact"]`` section: what the filter did, never the secrets.
