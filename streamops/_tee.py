@@ -4,6 +4,16 @@ There is no background task: whichever consumer needs an item that is not in
 its buffer pulls it from the upstream itself (async: one branch at a time) and appends
 it to every other consumer's buffer. Nothing can leak, and the upstream is
 pulled exactly once per item.
+
+A branch stops receiving items (it is *deactivated*, so that with
+``max_buffer`` and ``on_overflow="wait"`` nobody waits for it any more) when it
+ends, is closed, or is garbage collected. The last case needs care in async:
+a branch object dropped before it was ever read deactivates in ``__del__``
+(there is no generator frame to finalize); one dropped while suspended at a
+``yield`` is finalized by the event loop's async-generator hook, whose
+``aclose()`` runs the branch's ``finally``, as for any abandoned async
+generator. A live branch that is simply never read cannot be told from a
+slow one: backpressure waits for it, by design.
 """
 
 from __future__ import annotations
@@ -61,6 +71,7 @@ class _Shared:
         "pulled",
         "pulling",
         "space",
+        "started",
         "upstream",
     )
 
@@ -68,6 +79,7 @@ class _Shared:
         self.upstream = upstream
         self.buffers: list[deque[Any]] = [deque() for _ in range(n)]
         self.active = [True] * n  # still receiving items
+        self.started = [False] * n  # the branch's generator has run (async only)
         self.live = n
         self.overflowed = [False] * n
         self.dropped = [0] * n
@@ -175,6 +187,7 @@ def _close_sync(shared: _Shared, i: int) -> None:
 
 
 async def _async_branch(shared: _Shared, i: int) -> AsyncGenerator[Any, None]:
+    shared.started[i] = True  # from now on, its finally deactivates it (see the module doc)
     buf = shared.buffers[i]
     upstream = shared.upstream
     try:
@@ -223,6 +236,43 @@ async def _close_async(shared: _Shared, i: int) -> None:
         aclose = getattr(shared.upstream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+_closing: set[asyncio.Task[Any]] = set()  # strong references: the loop keeps only weak ones
+
+
+def _close_dropped(shared: _Shared, i: int) -> None:
+    """Deactivate an async branch dropped unread; if it was the last, close the upstream soon.
+
+    ``__del__`` cannot await, so the upstream's ``aclose()`` runs as a task of the
+    running loop, as asyncio's own finalizer does for an abandoned async
+    generator. With no loop running there is nothing to run it: the upstream
+    is left to its own finalizer.
+    """
+    if not shared.deactivate(i):
+        return
+    aclose = getattr(shared.upstream, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    task = loop.create_task(aclose(), name="streamops.tee: close the upstream of dropped branches")
+    _closing.add(task)
+    task.add_done_callback(_closed)
+
+
+def _closed(task: asyncio.Task[Any]) -> None:
+    _closing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        task.get_loop().call_exception_handler(
+            {
+                "message": "streamops.tee: closing the upstream of dropped branches failed",
+                "exception": task.exception(),
+                "task": task,
+            }
+        )
 
 
 class TeeBranch(Generic[T]):
@@ -339,6 +389,11 @@ class AsyncTeeBranch(Generic[T]):
     ) -> None:
         await self.aclose()
 
+    def __del__(self) -> None:
+        # A started generator is finalized by the event loop (its finally deactivates).
+        if not self._shared.started[self._i]:
+            _close_dropped(self._shared, self._i)
+
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -386,7 +441,11 @@ def tee(
 
     - ``"wait"``: backpressure. An async branch that needs a new item waits
       until the slow branch reads, so run the branches concurrently (read one
-      after the other, they would wait forever). A sync tee cannot wait in one
+      after the other, they would wait forever). A branch you will not read
+      must be closed (``aclose()``, ``async with``) or dropped: a closed,
+      ended or garbage-collected branch is no longer waited for, but one kept
+      alive and never read is a slow consumer, and the others wait for it.
+      A sync tee cannot wait in one
       thread: the branch that would have to wait raises
       :class:`TeeOverflowError` and stays usable once the slow branch has read.
     - ``"drop_oldest"``: the slow branch loses its oldest buffered item
@@ -396,11 +455,14 @@ def tee(
 
     The upstream is pulled once per item, by whichever branch needs it first,
     with no background task, and closed exactly once, when the last branch has
-    closed or ended. A branch closing early or failing does not stop the
-    others; an upstream error is raised by every branch once it has read the
-    items before it. If the task pulling for an async tee is cancelled, the
-    upstream sees the cancellation, as it would without a tee, and the other
-    branches then raise :class:`~streamops.StreamOpsError`. Not thread-safe.
+    closed, ended or been garbage collected (an async upstream whose last
+    branches were dropped unread is closed by a short task of the running
+    loop, as asyncio closes an abandoned async generator). A branch closing
+    early or failing does not stop the others; an upstream error is raised by
+    every branch once it has read the items before it. If the task pulling for
+    an async tee is cancelled, the upstream sees the cancellation, as it would
+    without a tee, and the other branches then raise
+    :class:`~streamops.StreamOpsError`. Not thread-safe.
 
     >>> import streamops as so
     >>> user, log = so.tee(["Hel", "lo"], 2)

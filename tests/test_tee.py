@@ -389,3 +389,84 @@ def test_bad_arguments(
 ) -> None:
     with pytest.raises(error, match=message):
         so.tee(*args, **kwargs)
+
+
+# -- abandoned and closed branches never deadlock the others (issue 15) --------------------------
+
+GUARD = 60.0  # virtual seconds: a deadlock fails the test at once instead of hanging it
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("started", [False, True])
+async def test_async_dropped_branch_does_not_block_the_others(started: bool) -> None:
+    src = ASource(list(range(10)))
+    a, b = so.tee(src, 2, max_buffer=2)
+    if started:
+        assert await anext(b) == 0  # then dropped while suspended at a yield
+    del b
+    gc.collect()
+    assert await asyncio.wait_for(drain(a), GUARD) == list(range(10))
+    assert src.sync.closes == [10]
+
+
+@pytest.mark.looptime
+async def test_async_branch_dropped_while_the_other_waits_for_it() -> None:
+    src = ASource(list(range(6)))
+    a, b = so.tee(src, 2, max_buffer=2)
+    reader = asyncio.create_task(drain(a))
+    await asyncio.sleep(1)  # ``a`` has read 2 items and waits for ``b`` to read
+    assert not reader.done()
+    del b
+    gc.collect()
+    assert await asyncio.wait_for(reader, GUARD) == list(range(6))
+    assert src.sync.closes == [6]
+
+
+@pytest.mark.looptime
+async def test_async_last_branch_dropped_closes_the_upstream() -> None:
+    finals: list[str] = []
+
+    async def source() -> AsyncIterator[int]:
+        try:
+            for i in range(100):
+                yield i
+        finally:
+            finals.append("closed")
+
+    a, b = so.tee(source(), 2, max_buffer=2)
+    async with a:
+        assert await anext(a) == 0
+    assert finals == []  # ``b`` is still alive: it may read on
+    del b
+    gc.collect()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert finals == ["closed"]
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("started", [False, True])
+async def test_async_closing_a_branch_the_others_wait_for_releases_them(started: bool) -> None:
+    src = ASource(list(range(8)))
+    a, b, c = so.tee(src, 3, max_buffer=1)
+    if started:
+        assert await anext(c) == 0
+    readers = [asyncio.create_task(drain(a)), asyncio.create_task(drain(b, delay=1.0))]
+    await asyncio.sleep(3)  # ``c`` holds everyone back
+    assert not any(r.done() for r in readers)
+    await c.aclose()
+    got = await asyncio.wait_for(asyncio.gather(*readers), GUARD)
+    assert list(got) == [list(range(8)), list(range(8))]
+    assert src.sync.closes == [8]
+
+
+@pytest.mark.looptime
+async def test_async_a_branch_never_read_but_alive_is_a_slow_consumer() -> None:
+    # Backpressure cannot tell a branch nobody reads from a slow one: the others wait.
+    src = ASource(list(range(6)))
+    a, b = so.tee(src, 2, max_buffer=2)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(drain(a), 5.0)
+    assert src.sync.pulls == 2
+    await b.aclose()  # closing it (or dropping it) lets the others go on
+    assert src.sync.closes == [2]
