@@ -9,6 +9,17 @@ upstream, it cancels *the task that is awaiting the upstream's* ``__anext__``,
 then turns that one cancellation back into a timeout (``Task.uncancel()``),
 leaving any cancellation from elsewhere alone.
 
+A token may be cancelled by the very task that is pulling (a callback the
+upstream runs while producing a chunk). Cancelling a *running* task only sets
+a request that its next ``await`` raises, and on Python 3.11 and 3.12
+``uncancel()`` does not withdraw that request: a pull that then returns
+without awaiting would leave a stray ``CancelledError`` for the consumer's next
+``await``. So that cancellation is deferred to the next loop iteration
+(``call_soon``), when the task is suspended, as ``asyncio.timeout`` does; if the
+pull ended by then, there is nothing to cancel. Only a cancellation that was
+actually delivered is undone, and a pull our cancellation never reached keeps
+its own outcome (its end, its error), as on a sync stream.
+
 Why not ``asyncio.timeout()`` around each pull: it costs a new context and a
 new timer handle per chunk (about 5x what this costs end to end, see
 ``benchmarks/bench_timeout.py``), and a scope left open across a ``yield``
@@ -79,6 +90,26 @@ class StreamTimeout(StreamOpsError, TimeoutError):
         self.after = after
         self.allowed = allowed
         self.chunks = chunks
+
+
+class AsyncioRequiredError(StreamOpsError, RuntimeError):
+    """Raised when a stream with :func:`timeout` or :func:`cancellable` is pulled outside asyncio.
+
+    Their async shells use asyncio's event loop (its clock, its timer handles,
+    ``Task.cancel()``), so they must be iterated inside an asyncio task; under
+    trio (or with no loop at all) the first pull raises this error, after
+    closing the upstream. It is not raised for sync streams, which need no loop.
+
+    >>> print(AsyncioRequiredError("timeout"))
+    timeout() needs asyncio: iterate the stream inside an asyncio task ...
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"{name}() needs asyncio: iterate the stream inside an asyncio task (e.g. under"
+            " asyncio.run()); no asyncio event loop is running in this thread, and trio or"
+            " other event loops are not supported"
+        )
 
 
 class CancelToken:
@@ -178,9 +209,22 @@ class _Run:
     ``task`` is the task awaiting the upstream's ``__anext__`` right now, or
     ``None`` while the consumer holds a chunk. ``fired`` is the first stop
     reason (a :data:`Limit` or ``"cancelled"``); once set, the loop pulls no more.
+    ``cancelled`` says that the stop did cancel ``task`` (so the loop must
+    ``uncancel()`` it once); ``deferred`` holds that cancellation while it waits
+    for the task to be suspended (a stop from inside the pull).
     """
 
-    __slots__ = ("armed", "deadline", "fired", "handle", "limit", "loop", "task")
+    __slots__ = (
+        "armed",
+        "cancelled",
+        "deadline",
+        "deferred",
+        "fired",
+        "handle",
+        "limit",
+        "loop",
+        "task",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -190,6 +234,8 @@ class _Run:
         self.armed = math.inf  # when ``handle`` fires (inf: no handle)
         self.deadline = math.inf  # the deadline of the current pull
         self.limit: Limit = "idle"  # the limit that deadline stands for
+        self.cancelled = False  # True once we cancelled ``task`` (one pull, then the loop stops)
+        self.deferred: asyncio.Handle | None = None  # a cancel waiting for the task to suspend
 
     def rearm(self, deadline: float) -> None:
         """Schedule the handle at ``deadline`` (the current one fires too late)."""
@@ -221,8 +267,20 @@ class _Run:
         if self.fired is not None:
             return
         self.fired = reason
-        if self.task is not None:
-            self.task.cancel(f"streamops: {reason}")
+        task = self.task
+        if task is None:
+            return
+        if task is asyncio.current_task(self.loop):
+            # Called from inside the pull: see the module docstring (a stray cancel request).
+            self.deferred = self.loop.call_soon(self._cancel_pull, task)
+        else:
+            self._cancel_pull(task)
+
+    def _cancel_pull(self, task: asyncio.Task[Any]) -> None:
+        self.deferred = None
+        if self.task is task:  # still in the pull that was stopped (``fired`` allows no other)
+            self.cancelled = True
+            task.cancel(f"streamops: {self.fired}")
 
     def interrupt_threadsafe(self, reason: Limit | Literal["cancelled"]) -> None:
         """Call :meth:`interrupt` in the loop's thread, from any thread."""
@@ -282,7 +340,13 @@ class _Watch(ShellStage):
         self, source: AsyncIterator[Any], report: StreamReport
     ) -> AsyncGenerator[Any, None]:
         # The hot loop is inlined by hand: it runs once per chunk and its cost is the product.
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not under asyncio (trio, or no loop): say so, not "no running loop"
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            raise AsyncioRequiredError(self.name) from None
         clock = loop.time  # never time.monotonic(): virtual-time loops override loop.time
         current_task = asyncio.current_task
         run = _Run(loop)
@@ -326,7 +390,7 @@ class _Watch(ShellStage):
                             run.rearm(deadline)
                 task = current_task(loop)
                 if task is None:
-                    raise RuntimeError(f"{self.name} must be iterated inside an asyncio task")
+                    raise AsyncioRequiredError(self.name)
                 base = task.cancelling()
                 run.task = task
                 try:
@@ -336,7 +400,7 @@ class _Watch(ShellStage):
                     if timed:
                         elapsed = clock() - now
                         waited += elapsed
-                    if run.fired is None:
+                    if not run.cancelled:  # our cancellation never reached this pull
                         if isinstance(exc, StopAsyncIteration):
                             return
                         raise
@@ -347,7 +411,7 @@ class _Watch(ShellStage):
                 if total is not None or chunks == 0 or run.fired is not None:
                     elapsed = clock() - now if timed else 0.0
                     waited += elapsed
-                    if run.fired is not None:  # the upstream swallowed our cancellation
+                    if run.fired is not None:  # the chunk came after the stop (or despite it)
                         interrupted = True
                         break
                     if chunks == 0:
@@ -361,7 +425,9 @@ class _Watch(ShellStage):
             # Only ``fired`` ends the loop: a limit expired or the token was cancelled.
             if interrupted:
                 assert task is not None
-                if task.uncancel() > base:  # cancelled from outside as well: that wins
+                if run.cancelled:
+                    task.uncancel()
+                if task.cancelling() > base:  # cancelled from outside as well: that wins
                     run.fired = None
                     raise failure or asyncio.CancelledError()
             reason = run.fired
@@ -401,6 +467,9 @@ class _Watch(ShellStage):
         finally:
             run.task = None
             run.disarm()
+            if run.deferred is not None:
+                run.deferred.cancel()
+                run.deferred = None
             if token is not None:
                 token._detach(run)
             if self.timed:  # with several timeout stages, the outermost writes last
@@ -416,7 +485,10 @@ class _Watch(ShellStage):
         self, token: CancelToken, source: Iterator[Any], report: StreamReport
     ) -> Generator[Any, None, None]:
         # A blocked next() cannot be interrupted here: sync streams stop at chunk boundaries.
+        # A pull during which the token was cancelled keeps its own end or error, and its
+        # chunk is dropped: what the async shell does when the stop comes from inside the pull.
         chunks = 0
+        during = False  # the token was cancelled while next() ran
         try:
             while not token.cancelled:
                 try:
@@ -424,6 +496,7 @@ class _Watch(ShellStage):
                 except StopIteration:
                     return
                 if token.reason is not None:
+                    during = True
                     break  # arrived after the stop: not delivered
                 chunks += 1
                 yield item
@@ -433,7 +506,7 @@ class _Watch(ShellStage):
                 stage=self.name,
                 reason=token.reason,
                 chunks=chunks,
-                while_waiting=False,
+                while_waiting=during,
             )
         finally:
             close = getattr(source, "close", None)
@@ -489,7 +562,9 @@ def timeout(
 
     Async streams only: a blocked ``next()`` cannot be interrupted in the same
     thread, so calling it on a sync iterable raises ``TypeError``. Runs on
-    asyncio. Validates its arguments when built.
+    asyncio only: pulled with no asyncio loop running (e.g. under trio), it
+    closes the upstream and raises :class:`AsyncioRequiredError`. Validates its
+    arguments when built.
 
     >>> import asyncio, streamops as so
     >>> async def model():
@@ -527,8 +602,10 @@ def cancellable(token: CancelToken, /) -> Operator[Any, Any]:
     See :class:`CancelToken`: a stop while the stream waits on its upstream
     interrupts the wait; otherwise the stream stops at the next chunk boundary.
     Either way the upstream is closed and the stream ends quietly with stop
-    reason ``cancelled`` and a ``timeout.cancelled`` event. On sync streams it
-    stops at chunk boundaries only (a blocked ``next()`` cannot be
+    reason ``cancelled`` and a ``timeout.cancelled`` event. The token may be
+    cancelled from inside the pull (a callback of the upstream, in the
+    consuming task): no cancellation is left behind in that task. On sync
+    streams it stops at chunk boundaries only (a blocked ``next()`` cannot be
     interrupted; a chunk that arrives after the stop is not delivered).
 
     >>> import streamops as so

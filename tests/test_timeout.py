@@ -661,3 +661,190 @@ def test_cancellable_argument_and_repr() -> None:
     assert repr(token) == "<CancelToken active>"
     token.cancel("bye")
     assert repr(token) == "<CancelToken cancelled: bye>"
+
+
+# -- a stop from inside the pull (issue 15) ----------------------------------------------------
+
+
+class CallsBack:
+    """An SDK-like async iterator that runs a callback while producing chunk ``at``.
+
+    The callback runs in the consuming task, in the middle of its pull (an SDK's
+    event hook, a progress callback); ``then`` is how long the pull goes on
+    after it (``None``: it returns at once, without awaiting).
+    """
+
+    def __init__(self, callback: Callable[[], object], at: int, then: float | None) -> None:
+        self.callback = callback
+        self.at = at
+        self.then = then
+        self.index = 0
+        self.closed = 0
+
+    def __aiter__(self) -> CallsBack:
+        return self
+
+    async def __anext__(self) -> str:
+        await asyncio.sleep(0.5)
+        if self.index == self.at:
+            self.callback()
+            if self.then is not None:
+                await asyncio.sleep(self.then)
+        if self.index == 4:
+            raise StopAsyncIteration
+        self.index += 1
+        return str(self.index)
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+@pytest.mark.parametrize("then", [None, 0.0, 60.0])
+async def test_cancel_from_the_consuming_task_during_a_pull_leaves_no_stray_cancel(
+    then: float | None,
+) -> None:
+    token = so.CancelToken()
+    source = CallsBack(lambda: token.cancel("hook"), at=2, then=then)
+    stream = so.cancellable(token)(source)
+    assert await consume(stream) == ["1", "2"]  # the chunk of the pull that stopped: not delivered
+    assert now() == pytest.approx(1.5)  # a pull that went on waiting was interrupted at once
+    assert source.closed == 1
+    assert stream.report.stop_reason == so.StopReason.CANCELLED
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    await asyncio.sleep(0)  # raised CancelledError here on 3.11/3.12: a stray self-cancel
+    await asyncio.sleep(1)
+
+
+@pytest.mark.parametrize("then", [None, 60.0])
+async def test_a_real_cancellation_during_a_self_stopped_pull_still_propagates(
+    then: float | None,
+) -> None:
+    token = so.CancelToken()
+
+    def stop_and_get_cancelled() -> None:
+        token.cancel("hook")
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # e.g. the server's shutdown cancelling the request at the same time
+
+    source = CallsBack(stop_and_get_cancelled, at=1, then=then)
+    task = asyncio.create_task(consume(so.cancellable(token)(source)))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert source.closed == 1
+
+
+async def test_a_callback_stop_with_a_timeout_stage_too() -> None:
+    token = so.CancelToken()
+    source = CallsBack(lambda: token.cancel(), at=1, then=None)
+    stream = (so.timeout(idle=5.0) | so.cancellable(token))(source)
+    assert await consume(stream) == ["1"]
+    assert stream.report.stop_reason == so.StopReason.CANCELLED
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    await asyncio.sleep(0)
+
+
+# -- the first pull is timed from its start ------------------------------------------------------
+
+
+class SlowStart:
+    """An async iterator class whose first ``__anext__`` waits ``first`` seconds (a request)."""
+
+    def __init__(self, first: float) -> None:
+        self.first = first
+        self.pulls = 0
+        self.closed = False
+
+    def __aiter__(self) -> SlowStart:
+        return self
+
+    async def __anext__(self) -> str:
+        self.pulls += 1
+        if self.pulls == 1:
+            await asyncio.sleep(self.first)  # the wait for the response headers
+        elif self.pulls > 3:
+            raise StopAsyncIteration
+        return "x"
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("before", [False, True])
+@pytest.mark.parametrize(
+    ("limits", "fired", "at"),
+    [({"first_chunk": 5.0}, "first_chunk", 5.0), ({"total": 4.0, "idle": 100.0}, "total", 4.0)],
+)
+async def test_first_chunk_and_total_cover_the_first_anext(
+    limits: dict[str, float], fired: str, at: float, before: bool
+) -> None:
+    source = SlowStart(first=30.0)
+    op = make_timeout(limits)
+    if before:  # a processor stage before the shell: its first pull is the source's first
+        op = so.identity() | op
+    with pytest.raises(so.StreamTimeout) as info:
+        await consume(op(source))
+    assert (info.value.limit, info.value.chunks) == (fired, 0)
+    assert now() == pytest.approx(at)
+    assert source.closed
+
+
+async def test_first_chunk_after_measures_from_the_first_pull() -> None:
+    source = SlowStart(first=3.0)
+    await asyncio.sleep(10)  # building the stream and waiting before reading costs nothing
+    stream = so.timeout(first_chunk=5.0)(source)
+    await asyncio.sleep(10)
+    assert await consume(stream) == ["x", "x", "x"]
+    assert stream.report["timeout"].model_dump()["first_chunk_after"] == pytest.approx(3.0)
+
+
+# -- not under asyncio ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", [so.timeout(idle=1.0), so.cancellable(so.CancelToken())])
+def test_outside_asyncio_the_error_says_asyncio_is_required(op: so.Operator[Any, Any]) -> None:
+    # What trio (or any other loop) sees: no asyncio loop is running while the stream is pulled.
+    closed = False
+
+    async def source() -> AsyncIterator[str]:
+        nonlocal closed
+        try:
+            yield "a"
+        finally:
+            closed = True
+
+    gen = source()
+    stream = op(gen)
+    pull = stream.__anext__()
+    with pytest.raises(RuntimeError, match=r"needs asyncio.*trio") as info:
+        pull.send(None)
+    assert isinstance(info.value, so.StreamOpsError)
+    pull.close()
+    closing = stream.aclose()
+    with pytest.raises(StopIteration):
+        closing.send(None)
+    assert not closed  # never started, so nothing to clean up
+
+
+@pytest.mark.parametrize("kind", ["awaitable", "factory"])
+async def test_first_chunk_covers_a_source_that_must_be_awaited(kind: str) -> None:
+    # The request itself (the wait for the response headers) counts: DESIGN.md, issue 15.
+    # Needs the core to accept an awaitable or a zero-argument factory as the source.
+    requested: list[float] = []
+    source = SlowStart(first=0.5)
+
+    async def request() -> SlowStart:
+        requested.append(now())
+        await asyncio.sleep(30)  # headers never come in time
+        return source
+
+    # Any: the source types the core accepts are widening; this test is about the timing.
+    pending: Any = request() if kind == "awaitable" else request
+    with pytest.raises(so.StreamTimeout) as info:
+        await consume(so.timeout(first_chunk=5.0)(pending))
+    assert (info.value.limit, info.value.chunks) == ("first_chunk", 0)
+    assert requested == [0.0]
+    assert now() == pytest.approx(5.0)
+    assert source.pulls == 0
