@@ -1,19 +1,26 @@
-"""Retry a stream while nothing has escaped; run side effects once, after success.
+"""Retry a stream while nothing has escaped; run side effects once, after a natural end.
 
 ``retry(factory)`` calls ``factory()`` for a fresh upstream on every attempt.
-The *commit point* is the first chunk handed to the consumer: before it, a
+The *commit point* is the first text handed to the consumer: before it, a
 failure is retried (after a backoff); after it, a failure that would have been
-retried raises :class:`StreamInterrupted` carrying the released text, never a
-silent restart that would send the consumer the same text twice. ``mode="buffered"`` moves the
-commit point to the end of each attempt. ``on_success`` callbacks run once,
-after the consumer received everything.
+retried raises :class:`StreamInterrupted` carrying the released text, on every
+attempt alike, never a silent restart that would send the consumer the same
+text twice. Chunks that carry no text (an OpenAI role chunk, Anthropic's
+``message_start``) are held until the first text and released with it, so a
+retry never repeats provider framing. ``mode="buffered"`` moves the commit
+point to the end of each attempt. ``on_success`` callbacks run once, after the
+consumer received everything of an upstream that ended naturally (a streamops
+upstream whose report says ``complete``: not a budget cut, a quiet timeout, a
+stop button or a block); async ones run shielded from cancellation, up to
+``side_effect_timeout``.
 
-The decisions (retry or not, how long to wait, which factory is next, what was
-released) live in :class:`_RetryState`, a sans-I/O object shared by the sync
-and the async loop; the loops only pull, close and sleep. Each loop is the
-stream's one generator: it also keeps the stream's report (start/end events,
-stop reason, chunk counts, released text) with the core's helpers, rather than
-running under an identity driver that would add a generator layer per chunk.
+The decisions (retry or not, how long to wait, which factory is next, what is
+held, what was released, whether side effects run) live in
+:class:`_RetryState`, a sans-I/O object shared by the sync and the async loop;
+the loops only pull, yield, close and sleep. Each loop is the stream's one
+generator: it also keeps the stream's report (start/end events, stop reason,
+chunk counts, released text) with the core's helpers, rather than running
+under an identity driver that would add a generator layer per chunk.
 """
 
 from __future__ import annotations
@@ -78,18 +85,19 @@ _MAX_MESSAGE = 500  # error messages in the report are truncated: reports get lo
 
 
 class StreamInterrupted(StreamOpsError):
-    """Raised when an upstream error that would be retried comes after text was released.
+    """Raised when an upstream error of a retryable kind comes after text was released.
 
     Retrying then would send the consumer the same text twice, so the stream
     stops instead: ``released`` is the text the consumer received, ``attempt``
     the (1-based) attempt that failed, and ``__cause__`` the upstream error
     (a mid-stream :class:`~streamops.StreamTimeout` under the default
-    ``retry_on``, for example). It is not raised for an error that would not
-    have been retried anyway (a ``ValueError``, a JSON error, an error
-    ``retry_on`` excludes, the last allowed attempt failing): that error is
-    raised unchanged. Nor is it raised for a failure before the first chunk
-    (that is retried) or in ``mode="buffered"`` (nothing is released before an
-    attempt completes). It is never retried itself (``retryable = False``).
+    ``retry_on``, for example). The same on every attempt, the last one
+    included: whether attempts were left does not change the type. It is not
+    raised for an error ``retry_on`` does not retry (a ``ValueError``, a JSON
+    error, a policy decision such as ``BudgetExceeded``): that error is raised
+    unchanged. Nor is it raised for a failure before the first text (that is
+    retried) or in ``mode="buffered"`` (nothing is released before an attempt
+    completes). It is never retried itself (``retryable = False``).
 
     >>> err = StreamInterrupted("lost connection", released="Hel", attempt=1)
     >>> err.released, err.attempt, err.retryable
@@ -311,8 +319,11 @@ class RetryAttempt(BaseModel):
     """One attempt in the ``"retry"`` report section.
 
     ``factory`` is 0 for the primary factory and ``i`` for ``fallbacks[i - 1]``;
-    ``outcome`` is ``"running"`` until the attempt ends, then ``"success"``,
-    ``"failed"`` or ``"stopped"`` (the consumer closed or cancelled the stream).
+    ``outcome`` is ``"running"`` until the attempt ends, then ``"success"``
+    (its upstream ended naturally), ``"ended"`` (its upstream, a streamops
+    pipeline, ended early without an error: a budget cut, a quiet timeout, a
+    stop button, a redaction block; ``stop_reason`` says which), ``"failed"``
+    or ``"stopped"`` (the consumer closed or cancelled the stream).
 
     >>> RetryAttempt(number=1, factory=0, started=0.0).outcome
     'running'
@@ -322,12 +333,14 @@ class RetryAttempt(BaseModel):
     factory: int
     started: float
     ended: float | None = None
-    outcome: Literal["running", "success", "failed", "stopped"] = "running"
+    outcome: Literal["running", "success", "ended", "failed", "stopped"] = "running"
     chunks: int = 0
     error_type: str | None = None
     error: str | None = None
     backoff: float = 0.0
     """Seconds waited after this attempt before the next one."""
+    stop_reason: str | None = None
+    """The upstream's own stop reason, when it is a streamops stream that ended."""
 
 
 class RetryReport(BaseModel):
@@ -347,11 +360,104 @@ class RetryReport(BaseModel):
     backoff_total: float = 0.0
     """Seconds spent waiting between attempts."""
     factory: int | None = None
-    """Which factory succeeded: 0 the primary, ``i`` is ``fallbacks[i - 1]``."""
+    """Which factory delivered the output: 0 the primary, ``i`` is ``fallbacks[i - 1]``."""
     committed: bool = False
-    """True once a chunk reached the consumer (no retry is possible after)."""
+    """True once text reached the consumer (no retry is possible after)."""
     side_effects_run: int = 0
+    """How many ``on_success`` callbacks ran to their end."""
     side_effect_error: str | None = None
+    """Why a callback failed or was interrupted (``"TimeoutError: ..."`` at the deadline)."""
+    side_effects_skipped: str | None = None
+    """The upstream's stop reason when it ended early without error, so none ran."""
+    side_effects_cancelled: bool = False
+    """The consumer was cancelled while the side effects ran (they went on, shielded)."""
+    side_effects_interrupted: bool = False
+    """A callback was cut short at ``side_effect_timeout``: it may have half-run."""
+
+
+# --------------------------------------------------------------------------
+# the commit point: which chunks carry output
+# --------------------------------------------------------------------------
+
+_BINARY = (bytes, bytearray, memoryview)
+# Provider events that frame a message but carry none of its output (Anthropic
+# Messages, OpenAI Responses). Held before the first text, they are released
+# with it, so a retry never sends a second ``message_start``.
+_FRAMING_EVENTS = frozenset(
+    {
+        "message_start",
+        "content_block_start",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "ping",
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_text.done",
+        "response.completed",
+        "response.incomplete",
+    }
+)
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
+def _fields(obj: Any) -> Iterable[tuple[str, Any]]:
+    if isinstance(obj, dict):
+        return obj.items()
+    if isinstance(obj, BaseModel):
+        return obj  # pydantic iterates (name, value), extra fields included
+    return ()
+
+
+def _side_channel(chunk: Any) -> bool:
+    """Whether a chunk with no content text carries another channel's output."""
+    kind = _get(chunk, "type")
+    choices = _get(chunk, "choices")
+    if isinstance(choices, list):  # OpenAI chat: refusal, reasoning, tool calls
+        return any(v for c in choices for k, v in _fields(_get(c, "delta")) if k != "role")
+    if kind == "content_block_delta":  # Anthropic: thinking, tool input, signature
+        return any(v for k, v in _fields(_get(chunk, "delta")) if k != "type")
+    if isinstance(kind, str) and kind.startswith("response."):
+        return kind.endswith(".delta") and bool(_get(chunk, "delta"))
+    if kind in _FRAMING_EVENTS:
+        return False
+    # LangChain message chunks: content blocks (reasoning), tool-call chunks, kwargs.
+    extra = _get(chunk, "additional_kwargs")
+    return bool(
+        _get(chunk, "tool_call_chunks")
+        or (isinstance(extra, dict) and any(extra.values()))
+        or (kind is None and _get(chunk, "content"))
+    )
+
+
+def _carries_output(chunk: Any, lens: Lens | None) -> bool:
+    """Whether handing ``chunk`` to the consumer commits the stream.
+
+    ``str`` and bytes chunks carry text when non-empty. Provider chunks carry
+    output when their lens reads text from them or another channel (refusal,
+    reasoning, tool calls) is non-empty. A chunk no lens knows counts as output:
+    a duplicate is worse than a retry not made.
+    """
+    if isinstance(chunk, str):
+        return chunk != ""
+    if isinstance(chunk, _BINARY):
+        return len(chunk) > 0
+    if lens is None:
+        return True
+    try:
+        if lens.unwrap(chunk):
+            return True
+        return _side_channel(chunk)
+    except Exception:
+        return True
 
 
 # --------------------------------------------------------------------------
@@ -370,7 +476,14 @@ class _Pending:
 
 
 class _RetryState:
-    """Every decision of one retried stream; the loops only do the I/O."""
+    """Every decision of one retried stream; the loops only pull, yield, close and wait.
+
+    Per attempt: :meth:`open` makes the upstream, :meth:`take` says what to
+    hand out for each chunk pulled before the commit point (after it, the
+    loops hand ``str`` chunks out themselves and :meth:`release` the rest), then
+    :meth:`succeeded` (the items still held, and whether the end was natural)
+    or :meth:`failed` (the wait before the next attempt, or it raises).
+    """
 
     def __init__(
         self,
@@ -381,11 +494,13 @@ class _RetryState:
         retryable: Callable[[BaseException], bool],
         buffered: bool,
         callbacks: Sequence[SuccessCallback],
+        side_effect_timeout: float,
         report: StreamReport,
         pending: _Pending | None,
     ) -> None:
         self.factories = factories
         self.callbacks = callbacks
+        self.side_effect_timeout = side_effect_timeout
         self.attempts = attempts
         self.backoff = backoff
         self.retryable = retryable
@@ -400,22 +515,27 @@ class _RetryState:
         self.start: float | None = None
         self.current: RetryAttempt | None = None
         self.inner: StreamReport | None = None
-        self.buffer: list[Any] = []
+        self.held: list[Any] = []  # buffered mode: the attempt; else text-free chunks so far
+        self.probe: Lens | None = None  # reads this attempt's chunks before the commit point
         self.texts: list[str] = []
-        self.lens: Lens | None = None
+        self.lens: Lens | None = None  # reads the released chunks
         self.committed = False
+        self.running: SuccessCallback | None = None  # the side effect in progress
 
     @property
     def text(self) -> str:
         """The text released to the consumer so far."""
         return "".join(self.texts)
 
+    # -- one attempt ---------------------------------------------------------
     def open(self) -> object:
         """Start an attempt; return what its factory made (or raise its error)."""
         now = self.report.clock()
         if self.start is None:
             self.start = now
         self.tries += 1
+        self.held = []
+        self.probe = None
         number = len(self.section.attempts) + 1
         self.current = RetryAttempt(number=number, factory=self.index, started=now)
         self.section.attempts.append(self.current)
@@ -427,8 +547,8 @@ class _RetryState:
             return pending.value
         return self.factories[self.index]()
 
-    def adopt(self, upstream: object) -> None:
-        """Forward the events of an upstream that is itself a streamops stream."""
+    def adopt(self, upstream: object) -> object:
+        """Keep the report of an upstream that is a streamops stream; forward its events."""
         inner = getattr(upstream, "report", None)
         self.inner = inner if isinstance(inner, StreamReport) else None
         if self.inner is not None:
@@ -439,13 +559,34 @@ class _RetryState:
                     outer.emit_event(event)
 
             self.inner.subscribe(forward)
+        return upstream
+
+    def take(self, item: Any) -> list[Any]:
+        """Return what to hand out now for ``item``; text-free chunks wait for the first text.
+
+        Before the commit point a chunk that carries no output (an OpenAI role
+        chunk, Anthropic's ``message_start``) is held: it is released with the
+        first chunk that does, or at the end, and dropped if the attempt fails,
+        so the consumer never gets one attempt's framing and another's text.
+        """
+        if self.committed:
+            self.release(item)
+            return [item]
+        held = self.held
+        held.append(item)
+        if self.buffered:
+            return []
+        if self.probe is None and not isinstance(item, (str, *_BINARY)):
+            self.probe = _find_lens(item)
+        if not _carries_output(item, self.probe):
+            return []
+        self.held = []
+        for out in held:
+            self.release(out)
+        return held
 
     def release(self, item: Any) -> None:
-        """Record ``item`` as handed to the consumer; the first one commits the stream.
-
-        The loops inline the common case (a text chunk once committed) and
-        call this for the rest.
-        """
+        """Record ``item`` as handed to the consumer (the loops inline it for ``str``)."""
         if not self.committed:
             self.committed = self.section.committed = True
         if isinstance(item, str):
@@ -457,7 +598,9 @@ class _RetryState:
         if self.lens is not None:
             self.texts.append(self.lens.unwrap(item))
 
-    def _end(self, outcome: Literal["success", "failed", "stopped"], chunks: int) -> RetryAttempt:
+    def _end(
+        self, outcome: Literal["success", "ended", "failed", "stopped"], chunks: int
+    ) -> RetryAttempt:
         attempt = self.current
         assert attempt is not None
         attempt.outcome = outcome
@@ -467,39 +610,41 @@ class _RetryState:
         return attempt
 
     def succeeded(self, chunks: int) -> list[Any]:
-        """End the attempt (``chunks`` pulled) as a success; return the buffered items."""
-        attempt = self._end("success", chunks)
-        self.section.factory = attempt.factory
-        out, self.buffer = self.buffer, []
+        """End the attempt (``chunks`` pulled) without error; return the items still held."""
         inner = self.inner
+        reason = None if inner is None else inner.stop_reason
+        natural = inner is None or reason == StopReason.COMPLETE
+        attempt = self._end("success" if natural else "ended", chunks)
+        attempt.stop_reason = None if reason is None else str(reason)
+        self.section.factory = attempt.factory
+        out, self.held = self.held, []
+        for item in out:
+            self.release(item)
         if inner is not None:
             # The consumer got this attempt's output: its report describes it.
             for name, section in inner.sections.items():
                 self.report.sections.setdefault(name, section)
             self.report.counters.update(inner.counters)
-            if inner.stop_reason not in (None, StopReason.COMPLETE):
-                self.report.stop(inner.stop_reason, inner.stop_detail)
+            if not natural and reason is not None:
+                self.report.stop(reason, inner.stop_detail)
+        kind = "retry.success" if natural else "retry.ended"
+        data: dict[str, Any] = {} if natural else {"reason": attempt.stop_reason}
         self.report.emit(
-            "retry.success", stage="retry", attempt=attempt.number, factory=attempt.factory
+            kind, stage="retry", attempt=attempt.number, factory=attempt.factory, **data
         )
         return out
-
-    def discard(self) -> object:
-        """Forget the eagerly made upstream if no attempt used it; return it to close."""
-        pending, self.pending = self.pending, None
-        return None if pending is None else pending.value
 
     def stopped(self, chunks: int) -> None:
         """Mark an attempt the consumer abandoned (close, break, cancel)."""
         if self.current is not None:
             self._end("stopped", chunks)
 
-    def failed(self, exc: Exception, chunks: int) -> float | BaseException:
-        """End the attempt as a failure: return the wait before the next, or what to raise."""
+    def failed(self, exc: Exception, chunks: int) -> float:
+        """End the attempt as a failure: return the wait before the next, or raise."""
         attempt = self._end("failed", chunks)
         attempt.error_type = type(exc).__name__
         attempt.error = str(exc)[:_MAX_MESSAGE]
-        self.buffer = []
+        self.held = []
         outcome = self._decide(exc)
         self.report.emit(
             "retry.failure",
@@ -510,8 +655,10 @@ class _RetryState:
             error=attempt.error,
             retrying=not isinstance(outcome, BaseException),
         )
+        if outcome is exc:
+            raise exc  # the upstream's own error, unwrapped (its cause kept)
         if isinstance(outcome, BaseException):
-            return outcome
+            raise outcome from exc
         attempt.backoff = outcome
         self.section.backoff_total += outcome
         if outcome:
@@ -519,13 +666,20 @@ class _RetryState:
         return outcome
 
     def _decide(self, exc: Exception) -> float | BaseException:
-        # First decide as if nothing had been released: an error that would not
-        # be retried anyway passes through unwrapped (callers' ``except`` keep
-        # working); only a retry that released text forbids becomes
-        # StreamInterrupted.
+        # An error that would not be retried anyway passes through unwrapped
+        # (callers' ``except`` keep working). One that would, after text was
+        # released, is always StreamInterrupted: whether attempts were left
+        # does not change what the consumer has to handle.
         n = len(self.section.attempts)
         if not self.retryable(exc):
             return exc
+        if self.committed:
+            return StreamInterrupted(
+                f"attempt {n} failed after {len(self.text)} characters were released"
+                f" ({type(exc).__name__}: {exc}); not retried, it would repeat them",
+                released=self.text,
+                attempt=n,
+            )
         fallback = self.tries >= self.attempts
         if not fallback:
             delay = self.backoff.delay(self.tries, self.rng)
@@ -539,36 +693,46 @@ class _RetryState:
         if deadline is not None and self.report.clock() + delay - self.start > deadline:
             exc.add_note(f"streamops.retry: gave up after {n} attempts ({deadline}s deadline)")
             return exc
-        if self.committed:
-            return StreamInterrupted(
-                f"attempt {n} failed after {len(self.text)} characters were released"
-                f" ({type(exc).__name__}: {exc}); not retried, it would repeat them",
-                released=self.text,
-                attempt=n,
-            )
         if fallback:
             self.index += 1
             self.tries = 0
             self.report.emit("retry.fallback", stage="retry", factory=self.index)
         return delay
 
-    def completed(self) -> None:
-        """Record that the consumer pulled past the last chunk: the stream is complete.
+    def discard(self) -> object:
+        """Forget the eagerly made upstream if no attempt used it; return it to close."""
+        pending, self.pending = self.pending, None
+        return None if pending is None else pending.value
 
-        Recorded before the side effects run, so that one failing leaves the
-        stop reason ``complete`` (the report's ``error`` tells the rest).
+    # -- side effects --------------------------------------------------------
+    def completed(self) -> bool:
+        """Record that the consumer pulled past the last chunk; say if side effects run.
+
+        The stop reason ``complete`` is recorded before the side effects run,
+        so that one failing leaves it (the report's ``error`` tells the rest).
+        They run only after a natural end: not when the upstream pipeline
+        stopped early (budget, quiet timeout, stop button, block).
         """
         self.report.stop(StopReason.COMPLETE)
+        attempt = self.section.attempts[-1]
+        if attempt.outcome == "success":
+            return bool(self.callbacks)
+        reason = attempt.stop_reason or "unknown"
+        self.section.side_effects_skipped = reason
+        if self.callbacks:
+            self.report.emit("retry.side_effects_skipped", stage="retry", reason=reason)
+        return False
 
     def call(self, callback: SuccessCallback) -> object:
         """Run one ``on_success`` callback; a failure becomes :class:`SideEffectError`."""
+        self.running = callback
         try:
             return callback(self.text, self.report)
         except Exception as exc:
             raise self.side_effect_failed(callback, exc) from exc
 
     def side_effect_failed(self, callback: SuccessCallback, exc: Exception) -> SideEffectError:
-        name = getattr(callback, "__qualname__", repr(callback))
+        name = _name(callback)
         self.section.side_effect_error = f"{type(exc).__name__}: {exc}"[:_MAX_MESSAGE]
         self.report.emit(
             "retry.side_effect_failed", stage="retry", callback=name, error_type=type(exc).__name__
@@ -581,13 +745,66 @@ class _RetryState:
         )
 
     def side_effect_done(self, callback: SuccessCallback) -> None:
+        self.running = None
         self.section.side_effects_run += 1
-        name = getattr(callback, "__qualname__", repr(callback))
-        self.report.emit("retry.side_effect", stage="retry", callback=name)
+        self.report.emit("retry.side_effect", stage="retry", callback=_name(callback))
+
+    def side_effects_sync(self) -> None:
+        """Run the callbacks of a sync stream, in order (nothing can interrupt them)."""
+        for callback in self.callbacks:
+            if inspect.isawaitable(result := self.call(callback)):
+                if inspect.iscoroutine(result):
+                    result.close()  # never awaited: close it rather than leak a warning
+                raise TypeError(
+                    "retry: on_success callback returned an awaitable on a sync stream;"
+                    " use a sync callback or an async upstream"
+                )
+            self.side_effect_done(callback)
+
+    async def side_effects_async(self) -> None:
+        """Run the callbacks of an async stream, in order (in the shielded task)."""
+        for callback in self.callbacks:
+            if inspect.isawaitable(result := self.call(callback)):
+                try:
+                    await result
+                except Exception as exc:
+                    raise self.side_effect_failed(callback, exc) from exc
+            self.side_effect_done(callback)
+
+    def cancelled_during_side_effects(self) -> None:
+        if not self.section.side_effects_cancelled:
+            self.section.side_effects_cancelled = True
+            self.report.emit(
+                "retry.side_effects_shielded", stage="retry", timeout=self.side_effect_timeout
+            )
+
+    def side_effects_timed_out(self) -> SideEffectError:
+        """Record the callback cut short at the deadline; return the error that says so."""
+        callback = self.running or self.callbacks[0]
+        name = _name(callback)
+        cause = TimeoutError(
+            f"on_success callback {name} did not finish within {self.side_effect_timeout} s"
+        )
+        self.section.side_effects_interrupted = True
+        self.section.side_effect_error = f"TimeoutError: {cause}"[:_MAX_MESSAGE]
+        self.report.emit("retry.side_effect_interrupted", stage="retry", callback=name)
+        err = SideEffectError(
+            f"{cause} (side_effect_timeout) and was cancelled: it may have half-run;"
+            " the stream completed and is not retried",
+            released=self.text,
+            callback=callback,
+        )
+        err.__cause__ = cause
+        self.report.error = err
+        return err
+
+
+def _name(callback: Callable[..., object]) -> str:
+    return getattr(callback, "__qualname__", repr(callback))
 
 
 # --------------------------------------------------------------------------
-# the loops: pull, close, sleep, keep the report (the only sync/async twins)
+# the loops: pull, yield, close, wait (the only sync/async twins)
 # --------------------------------------------------------------------------
 
 
@@ -618,9 +835,7 @@ def _sync_attempts(
     state: _RetryState, sleep: Callable[[float], object]
 ) -> Generator[Any, None, None]:
     report = state.report
-    buffered = state.buffered
-    text = state.texts.append
-    record = report.record_released
+    text, record, take = state.texts.append, report.record_released, state.take
     made: object = None
     it: Iterator[Any] | None = None
     n_out = chunks = 0
@@ -634,11 +849,9 @@ def _sync_attempts(
             except Exception as exc:
                 error = exc
             else:
-                state.adopt(made)
-                it = _sync_iter(made)
-            if it is not None:
+                it = _sync_iter(state.adopt(made))
                 pull = it.__next__
-                committed = False
+                committed = state.committed
                 while True:
                     try:
                         item = pull()
@@ -648,42 +861,28 @@ def _sync_attempts(
                         error = exc
                         break
                     chunks += 1
-                    if buffered:
-                        state.buffer.append(item)
-                        continue
-                    n_out += 1  # counted before the yield: a consumer that leaves has it
-                    if committed and type(item) is str:
+                    if committed and type(item) is str:  # the hot path, inlined
+                        n_out += 1  # counted before the yield: a consumer that leaves has it
                         text(item)
                         record([item])
-                    else:
-                        committed = True
-                        state.release(item)
-                    yield item
+                        yield item
+                        continue
+                    for out in take(item):
+                        n_out += 1
+                        yield out
+                    committed = state.committed
             _close_sync(it, made)  # before any wait: the next attempt starts clean
             made = it = None
-            if error is None:
-                for item in state.succeeded(chunks):
-                    n_out += 1
-                    state.release(item)
-                    yield item
-                # Only reached when the consumer pulled past the last chunk.
-                state.completed()
-                for callback in state.callbacks:
-                    if inspect.isawaitable(result := state.call(callback)):
-                        if inspect.iscoroutine(result):
-                            result.close()  # never awaited: close it rather than leak a warning
-                        raise TypeError(
-                            "retry: on_success callback returned an awaitable on a sync stream;"
-                            " use a sync callback or an async upstream"
-                        )
-                    state.side_effect_done(callback)
-                return
-            outcome = state.failed(error, chunks)
-            if outcome is error:
-                raise error  # the upstream's own error, unwrapped (its cause kept)
-            if isinstance(outcome, BaseException):
-                raise outcome from error
-            sleep(outcome)
+            if error is not None:
+                sleep(state.failed(error, chunks))
+                continue
+            for item in state.succeeded(chunks):
+                n_out += 1
+                yield item
+            # Only reached when the consumer pulled past the last chunk.
+            if state.completed():
+                state.side_effects_sync()
+            return
     except BaseException as exc:
         _on_error(report, exc)
         raise
@@ -713,9 +912,7 @@ async def _async_attempts(
     state: _RetryState, sleep: Callable[[float], Awaitable[object]]
 ) -> AsyncGenerator[Any, None]:
     report = state.report
-    buffered = state.buffered
-    text = state.texts.append
-    record = report.record_released
+    text, record, take = state.texts.append, report.record_released, state.take
     made: object = None
     it: AsyncIterator[Any] | None = None
     n_out = chunks = 0
@@ -731,11 +928,9 @@ async def _async_attempts(
             except Exception as exc:
                 error = exc
             else:
-                state.adopt(made)
-                it = _async_iter(made)
-            if it is not None:
+                it = _async_iter(state.adopt(made))
                 pull = it.__anext__
-                committed = False
+                committed = state.committed
                 while True:
                     try:
                         item = await pull()
@@ -745,40 +940,28 @@ async def _async_attempts(
                         error = exc
                         break
                     chunks += 1
-                    if buffered:
-                        state.buffer.append(item)
-                        continue
-                    n_out += 1  # counted before the yield: a consumer that leaves has it
-                    if committed and type(item) is str:
+                    if committed and type(item) is str:  # the hot path, inlined
+                        n_out += 1  # counted before the yield: a consumer that leaves has it
                         text(item)
                         record([item])
-                    else:
-                        committed = True
-                        state.release(item)
-                    yield item
+                        yield item
+                        continue
+                    for out in take(item):
+                        n_out += 1
+                        yield out
+                    committed = state.committed
             await _close_async(it, made)  # before any wait: the next attempt starts clean
             made = it = None
-            if error is None:
-                for item in state.succeeded(chunks):
-                    n_out += 1
-                    state.release(item)
-                    yield item
-                # Only reached when the consumer pulled past the last chunk.
-                state.completed()
-                for callback in state.callbacks:
-                    if inspect.isawaitable(result := state.call(callback)):
-                        try:
-                            await result
-                        except Exception as exc:
-                            raise state.side_effect_failed(callback, exc) from exc
-                    state.side_effect_done(callback)
-                return
-            outcome = state.failed(error, chunks)
-            if outcome is error:
-                raise error  # the upstream's own error, unwrapped (its cause kept)
-            if isinstance(outcome, BaseException):
-                raise outcome from error
-            await sleep(outcome)
+            if error is not None:
+                await sleep(state.failed(error, chunks))
+                continue
+            for item in state.succeeded(chunks):
+                n_out += 1
+                yield item
+            # Only reached when the consumer pulled past the last chunk.
+            if state.completed():
+                await _shielded_side_effects(state)
+            return
     except BaseException as exc:
         _on_error(report, exc)
         raise
@@ -787,6 +970,44 @@ async def _async_attempts(
         state.stopped(chunks)
         await _close_async(it, made)
         _end(report)
+
+
+async def _shielded_side_effects(state: _RetryState) -> None:
+    """Run the side effects in their own task, shielded from cancellation, up to a deadline.
+
+    A consumer cancelled meanwhile does not cut a callback in half: the
+    callbacks go on until they end or ``side_effect_timeout`` passes, then the
+    cancellation goes on. At the deadline the running callback is cancelled
+    (and awaited while it unwinds) and the interruption recorded.
+    """
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(state.side_effects_async())
+    deadline = loop.time() + state.side_effect_timeout
+    cancelled: BaseException | None = None
+    while not task.done() and (left := deadline - loop.time()) > 0:
+        try:
+            await asyncio.wait((task,), timeout=left)  # asyncio.wait never cancels the task
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+            state.cancelled_during_side_effects()
+    timed_out = None
+    if not task.done():
+        task.cancel()
+        timed_out = state.side_effects_timed_out()
+    while not task.done():  # the callback unwinds from its cancellation
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    error = None if task.cancelled() else task.exception()
+    if cancelled is not None:
+        if error is not None:
+            state.report.error = error
+        raise cancelled
+    if timed_out is not None:
+        raise timed_out from timed_out.__cause__
+    if error is not None:
+        raise error
 
 
 class _RetrySyncStream(SyncStream[T]):
@@ -865,6 +1086,7 @@ def retry(
     mode: Mode = ...,
     fallbacks: Sequence[Callable[[], object]] = ...,
     on_success: SuccessCallback | Sequence[SuccessCallback] = ...,
+    side_effect_timeout: float = ...,
     kind: Literal["sync", "async"] | None = ...,
     sleep: Callable[[float], object] | None = ...,
     on_event: EventCallback | None = ...,
@@ -883,6 +1105,7 @@ def retry(
     mode: Mode = ...,
     fallbacks: Sequence[Callable[[], object]] = ...,
     on_success: SuccessCallback | Sequence[SuccessCallback] = ...,
+    side_effect_timeout: float = ...,
     kind: Literal["sync", "async"] | None = ...,
     sleep: Callable[[float], object] | None = ...,
     on_event: EventCallback | None = ...,
@@ -900,6 +1123,7 @@ def retry(
     mode: Mode = "before_first_chunk",
     fallbacks: Sequence[Callable[[], object]] = (),
     on_success: SuccessCallback | Sequence[SuccessCallback] = (),
+    side_effect_timeout: float = 30.0,
     kind: Literal["sync", "async"] | None = None,
     sleep: Callable[[float], object] | None = None,
     on_event: EventCallback | None = None,
@@ -922,11 +1146,14 @@ def retry(
     yet may raise when called, and ``kind=`` to skip the call altogether.
 
     - ``mode="before_first_chunk"``: chunks stream through as they come; a
-      failure before the first chunk is retried. One after it that would have
-      been retried raises :class:`StreamInterrupted` (with the released text,
-      ``from`` the cause), a mid-stream timeout under the default ``retry_on``
-      for instance; any other error (not retryable, or the last attempt) is
-      raised unchanged.
+      failure before the first text is retried. Chunks without text that come
+      before it (an OpenAI role chunk, Anthropic's ``message_start`` and
+      ``content_block_start``) are held and released with the first text, or
+      at the end; a failed attempt's are dropped. A chunk carrying another
+      channel (refusal, reasoning, a tool call) counts as text. A failure after
+      the first text that ``retry_on`` retries raises :class:`StreamInterrupted`
+      (with the released text, ``from`` the cause) on every attempt, the last
+      included; an error ``retry_on`` does not retry is raised unchanged.
     - ``mode="buffered"``: each attempt's output is held until the attempt
       completes, then released; any failure is retryable. For JSON or tool
       calls, where half an answer is useless.
@@ -941,10 +1168,20 @@ def retry(
       the last error is raised unchanged (with a note).
     - ``on_success``: callbacks ``(text, report)``, sync or async (async ones
       only on async streams), run once, in order, when the consumer pulls past
-      the last item of a stream that completed; never after a failure, a
-      timeout, a cancellation or an early ``break``. If one raises, the stream
-      raises :class:`SideEffectError`; nothing is retried, the stop reason
-      stays ``complete`` and ``report.error`` is that error.
+      the last item of an upstream that ended naturally; never after a
+      failure, a cancellation or an early ``break``, nor when the upstream is a
+      streamops pipeline whose report gives another stop reason than
+      ``complete`` (a budget cut, ``on_timeout="end"``, a stop button, a
+      redaction ``block``: ``report["retry"].side_effects_skipped`` says which).
+      If one raises, the stream raises :class:`SideEffectError`; nothing is
+      retried, the stop reason stays ``complete`` and ``report.error`` is that
+      error.
+    - ``side_effect_timeout`` (seconds, default 30): on async streams the
+      callbacks run in a task shielded from the consumer's cancellation, for
+      at most this long. A consumer cancelled meanwhile waits for them (the
+      cancellation is re-raised after); a callback still running at the
+      deadline is cancelled, recorded (``side_effects_interrupted``) and
+      :class:`SideEffectError` raised (or the cancellation, if there was one).
     - ``sleep``: the wait function, ``asyncio.sleep`` for async streams (so
       virtual time such as ``looptime`` makes it instant) and ``time.sleep``
       (blocking) for sync ones; inject one to test.
@@ -993,6 +1230,15 @@ def retry(
     for cb in callbacks:
         if not callable(cb):
             raise TypeError(f"retry: on_success callbacks must be callable, got {cb!r}")
+    if isinstance(side_effect_timeout, bool) or not isinstance(side_effect_timeout, (int, float)):
+        raise TypeError(
+            "retry: side_effect_timeout must be a number of seconds,"
+            f" got {type(side_effect_timeout).__name__}"
+        )
+    if not 0 < side_effect_timeout < math.inf:  # also refuses NaN: never an unbounded shield
+        raise ValueError(
+            f"retry: side_effect_timeout must be positive and finite, got {side_effect_timeout}"
+        )
     if sleep is not None and not callable(sleep):
         raise TypeError(f"retry: sleep must be callable, got {type(sleep).__name__}")
     retryable = _predicate(retry_on)
@@ -1019,6 +1265,7 @@ def retry(
         retryable=retryable,
         buffered=mode == "buffered",
         callbacks=callbacks,
+        side_effect_timeout=float(side_effect_timeout),
         report=report,
         pending=pending,
     )

@@ -173,16 +173,18 @@ def test_mid_stream_timeout_with_the_default_retry_on_is_interrupted() -> None:
     assert len(model.calls) == 1
 
 
-def test_last_attempt_failing_after_the_first_chunk_raises_the_error_itself() -> None:
+def test_last_attempt_failing_after_the_first_chunk_is_interrupted_too() -> None:
     model = FakeStreamingModel(
         [FakeReply("a", faults=fail_at(0)), FakeReply("one two", faults=fail_at(1))], cycle=False
     )
     s = so.retry(model.stream, attempts=2, backoff=NO_WAIT)
     got: list[str] = []
-    with pytest.raises(FakeUpstreamError) as info:  # no attempt was left: not a lost retry
+    with pytest.raises(so.StreamInterrupted) as info:  # the same type as on attempt 1
         drain(s, got)
     assert got == ["one"]
-    assert "streamops.retry: gave up after 2 attempts" in (info.value.__notes__ or [])
+    assert info.value.released == "one"
+    assert info.value.attempt == 2
+    assert isinstance(info.value.__cause__, FakeUpstreamError)
     assert len(model.calls) == 2
 
 
@@ -799,9 +801,11 @@ def test_timeout_inside_the_factory_is_retried() -> None:
 # --------------------------------------------------------------------------
 
 
-def _consume(s: Any, is_async: bool, take: int | None = None) -> list[Any]:
+def _consume(
+    s: Any, is_async: bool, take: int | None = None, into: list[Any] | None = None
+) -> list[Any]:
     """Read ``s`` (sync or async) to the end, or ``take`` items and close it."""
-    got: list[Any] = []
+    got: list[Any] = [] if into is None else into
 
     async def main() -> None:
         async with s:
@@ -998,3 +1002,456 @@ def test_kind_given_skips_the_eager_call() -> None:
     assert calls == []
     assert list(s) == ["a"]
     assert calls == [1]
+
+
+# --------------------------------------------------------------------------
+# side effects only after a natural, complete end (issue 15)
+# --------------------------------------------------------------------------
+
+
+def _stopped_by_token(model: FakeStreamingModel, is_async: bool) -> Any:
+    """An upstream pipeline whose stop button is pressed at its second chunk."""
+    token = so.CancelToken()
+    op = so.identity() | so.cancellable(token)
+    source: Any = model.astream() if is_async else model.stream()
+
+    def press(chunk: str) -> str:
+        if "two" in chunk:
+            token.cancel()
+        return chunk
+
+    if is_async:
+
+        async def pressing() -> AsyncIterator[str]:
+            async for chunk in source:
+                yield press(chunk)
+
+        return op(pressing())
+
+    return op(press(chunk) for chunk in source)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda m, a: _stopped_by_token(m, a), so.StopReason.CANCELLED),
+        (
+            lambda m, a: so.redact([r"B\w+"], action="block")(m.astream() if a else m.stream()),
+            so.StopReason.BLOCKED,
+        ),
+        (
+            lambda m, a: so.budget(max_tokens=2)(m.astream() if a else m.stream()),
+            so.StopReason.BUDGET,
+        ),
+    ],
+    ids=["stop-button", "redaction-block", "budget-cut"],
+)
+def test_no_side_effects_after_an_upstream_that_ended_early(
+    make: Any, reason: so.StopReason, is_async: bool
+) -> None:
+    model = FakeStreamingModel("one two Boom three four five")
+    ran: list[str] = []
+
+    def save(text: str, report: so.StreamReport) -> None:
+        ran.append(text)
+
+    s = so.retry(lambda: make(model, is_async), on_success=save, backoff=NO_WAIT, kind=None)
+    got = _consume(s, is_async)
+    text = "".join(got)
+    assert text
+    assert "three" not in text
+    assert ran == []  # ... and no side effect ran on it
+    assert len(model.calls) == 1  # a policy stop is not retried either
+    assert s.report.stop_reason == reason
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.side_effects_run == 0
+    assert section.side_effects_skipped == str(reason)
+    attempt = section.attempts[-1]
+    assert (attempt.outcome, attempt.stop_reason) == ("ended", str(reason))
+    skipped = [e for e in s.report.events if e.kind == "retry.side_effects_skipped"]
+    assert [e.data["reason"] for e in skipped] == [str(reason)]
+
+
+def test_no_side_effects_after_a_quiet_timeout() -> None:
+    model = FakeStreamingModel("one two three", delay=1.0, faults=[Fault.stall_at(2, 60.0)])
+    ran: list[str] = []
+
+    async def main() -> tuple[str, so.StreamReport]:
+        s = so.retry(
+            lambda: so.timeout(idle=5.0, on_timeout="end")(model.astream()),
+            on_success=lambda t, r: ran.append(t),
+        )
+        return await s.text(), s.report
+
+    text, report = run(main())
+    assert text == "one two"
+    assert ran == []
+    assert report.stop_reason == so.StopReason.TIMEOUT
+    section = report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.side_effects_skipped == "timeout"
+
+
+def test_side_effects_still_run_after_a_complete_pipeline() -> None:
+    model = FakeStreamingModel("one two three")
+    ran: list[str] = []
+    op = so.redact([r"B\w+"], action="block") | so.identity()
+    s = so.retry(lambda: op(model.stream()), on_success=lambda t, r: ran.append(t))
+    assert "".join(s) == "one two three"
+    assert ran == ["one two three"]
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.side_effects_skipped is None
+    assert section.attempts[0].stop_reason == "complete"
+
+
+# --------------------------------------------------------------------------
+# async side effects: shielded, with a deadline (issue 15)
+# --------------------------------------------------------------------------
+
+
+def test_cancelled_consumer_lets_a_running_side_effect_finish() -> None:
+    saved: list[str] = []
+
+    async def main() -> so.StreamReport:
+        started = asyncio.Event()
+
+        async def save(text: str, report: so.StreamReport) -> None:
+            started.set()
+            await asyncio.sleep(5)  # the write in flight when the consumer goes away
+            saved.append(text)
+
+        s = so.retry(FakeStreamingModel("hi there").astream, on_success=save)
+
+        async def consume() -> None:
+            async with s:
+                async for _ in s:
+                    pass
+
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return s.report
+
+    report = run(main())
+    assert saved == ["hi there"]  # not half-run
+    section = report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.side_effects_run == 1
+    assert section.side_effects_cancelled is True
+    assert section.side_effects_interrupted is False
+    assert report.error is None
+    kinds = [e.kind for e in report.events]
+    assert "retry.side_effects_shielded" in kinds
+    assert kinds[-1] == "stream.end"
+
+
+def test_side_effect_past_its_deadline_is_interrupted_and_recorded() -> None:
+    saved: list[str] = []
+    unwound: list[bool] = []
+
+    async def save(text: str, report: so.StreamReport) -> None:
+        try:
+            await asyncio.sleep(3600)
+            saved.append(text)
+        except asyncio.CancelledError:
+            unwound.append(True)
+            raise
+
+    async def main() -> tuple[float, so.StreamReport]:
+        loop = asyncio.get_running_loop()
+        s = so.retry(FakeStreamingModel("hi").astream, on_success=save, side_effect_timeout=10.0)
+        start = loop.time()
+        with pytest.raises(so.SideEffectError, match=r"did not finish within 10\.0 s") as info:
+            await s.text()
+        assert isinstance(info.value.__cause__, TimeoutError)
+        assert s.report.error is info.value
+        return loop.time() - start, s.report
+
+    elapsed, report = run(main())
+    assert elapsed == pytest.approx(10.0)
+    assert saved == []
+    assert unwound == [True]
+    section = report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.side_effects_interrupted is True
+    assert section.side_effects_run == 0
+    assert section.side_effect_error is not None
+    assert "TimeoutError" in section.side_effect_error
+    interrupted = [e for e in report.events if e.kind == "retry.side_effect_interrupted"]
+    assert len(interrupted) == 1
+    assert interrupted[0].data["callback"].endswith("save")
+
+
+def test_cancelled_consumer_and_a_hung_side_effect_is_bounded_and_recorded() -> None:
+    async def save(text: str, report: so.StreamReport) -> None:
+        await asyncio.sleep(3600)
+
+    async def main() -> tuple[float, so.StreamReport]:
+        loop = asyncio.get_running_loop()
+        s = so.retry(FakeStreamingModel("hi").astream, on_success=save, side_effect_timeout=7.0)
+        task = asyncio.create_task(s.text())
+        await asyncio.sleep(1)
+        start = loop.time()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return loop.time() - start, s.report
+
+    elapsed, report = run(main())
+    assert elapsed == pytest.approx(6.0)  # the shield ends at the deadline, not later
+    section = report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert (section.side_effects_cancelled, section.side_effects_interrupted) == (True, True)
+    assert isinstance(report.error, so.SideEffectError)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), None, "5"])
+def test_side_effect_timeout_is_validated(bad: object) -> None:
+    options: Any = {"side_effect_timeout": bad}
+    with pytest.raises((TypeError, ValueError), match="side_effect_timeout"):
+        so.retry(lambda: iter(["a"]), **options)
+
+
+# --------------------------------------------------------------------------
+# policy decisions are never retried, nor handed to a fallback (issue 15)
+# --------------------------------------------------------------------------
+
+
+def _policy_upstream(which: str, calls: list[str], name: str) -> Any:
+    calls.append(name)
+    model = FakeStreamingModel("hello world and more words")
+    if which == "budget":
+        return so.budget(max_tokens=2, on_exhausted="raise")(model.astream())
+    if which == "redact_timeout":
+
+        async def slow() -> AsyncIterator[str]:
+            yield "a" * 60  # catastrophic backtracking for the pattern below
+
+        return so.redact([r"(a|aa)+b"], timeout=0.01)(slow())
+    ledger = so.RedisLedger.from_url("redis://127.0.0.1:1", limit=1000)  # nothing listens
+    return so.budget(max_tokens=100, ledger=ledger, key="k")(model.astream())
+
+
+@pytest.mark.parametrize(
+    ("which", "error"),
+    [
+        ("budget", so.BudgetExceeded),
+        ("redact_timeout", so.RedactTimeout),
+        ("ledger", so.LedgerUnavailable),
+    ],
+)
+@pytest.mark.parametrize(
+    "retry_on",
+    [None, Exception, (TimeoutError, ConnectionError, so.StreamOpsError), lambda exc: True],
+    ids=["default", "Exception", "types", "predicate"],
+)
+@pytest.mark.parametrize("mode", ["before_first_chunk", "buffered"])
+def test_policy_decisions_are_never_retried_nor_sent_to_fallbacks(
+    which: str,
+    error: type[Exception],
+    retry_on: Any,
+    mode: Literal["before_first_chunk", "buffered"],
+) -> None:
+    assert error.retryable is False  # type: ignore[attr-defined]
+    calls: list[str] = []
+
+    async def main() -> BaseException:
+        s = so.retry(
+            lambda: _policy_upstream(which, calls, "primary"),
+            fallbacks=[lambda: _policy_upstream(which, calls, "fallback")],
+            attempts=3,
+            retry_on=retry_on,
+            mode=mode,
+            backoff=NO_WAIT,
+            kind="async",
+        )
+        with pytest.raises(error) as info:
+            await s.text()
+        return info.value
+
+    err = run(main())
+    assert type(err) is error  # unchanged, never StreamInterrupted
+    assert calls == ["primary"]
+
+
+# --------------------------------------------------------------------------
+# the commit point is the first text (issue 15)
+# --------------------------------------------------------------------------
+
+
+ROLE_DICT = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+
+
+def _then_fail(head: list[Any], error: BaseException) -> Iterator[Any]:
+    yield from head
+    raise error
+
+
+def _provider_chunks(fmt: Any, text: str) -> list[Any]:
+    return list(FakeStreamingModel(text, format=fmt).stream())
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_openai_role_chunk_does_not_commit(is_async: bool) -> None:
+    role = _provider_chunks("openai", "x")[0]
+    assert isinstance(role, openai.types.chat.ChatCompletionChunk)
+    assert role.choices[0].delta.content in ("", None)
+    good = _provider_chunks("openai", "Hello there")
+    made: list[int] = []
+
+    def factory() -> Any:
+        made.append(1)
+        chunks = _then_fail([role], ConnectionResetError("dropped")) if len(made) == 1 else good
+        if not is_async:
+            return iter(chunks)
+
+        async def agen() -> AsyncIterator[Any]:
+            for c in chunks:
+                yield c
+
+        return agen()
+
+    s = so.retry(factory, backoff=NO_WAIT, kind="async" if is_async else "sync")
+    got = _consume(s, is_async)
+    assert got == good  # one role chunk, the successful attempt's
+    assert len(made) == 2
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert [a.outcome for a in section.attempts] == ["failed", "success"]
+
+
+def test_openai_dict_role_chunk_is_held_until_the_first_text() -> None:
+    pulled: list[str] = []
+
+    def upstream() -> Iterator[Any]:
+        pulled.append("role")
+        yield ROLE_DICT
+        pulled.append("text")
+        yield {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}
+
+    s = so.retry(upstream)
+    first = next(s)
+    assert first == ROLE_DICT
+    assert pulled == ["role", "text"]  # released with the first text, not before
+    section = s.report["retry"]
+    assert isinstance(section, so.RetryReport)
+    assert section.committed is True
+    assert list(s) == [{"choices": [{"index": 0, "delta": {"content": "Hi"}}]}]
+
+
+@pytest.mark.parametrize("fmt", ["anthropic", "anthropic-dict"])
+def test_anthropic_framing_is_never_sent_twice(fmt: str) -> None:
+    failed = _provider_chunks(fmt, "lost reply")
+    good = _provider_chunks(fmt, "Hello there")
+    framing = 2  # message_start, content_block_start
+    made: list[int] = []
+
+    def factory() -> Iterator[Any]:
+        made.append(1)
+        if len(made) == 1:
+            return _then_fail(failed[:framing], ConnectionResetError("dropped"))
+        return iter(good)
+
+    s = so.retry(factory, backoff=NO_WAIT, kind="sync")
+    got = list(s)
+    assert got == good
+
+    def kind(c: Any) -> str:
+        return str(c["type"] if isinstance(c, dict) else c.type)
+
+    assert [kind(c) for c in got].count("message_start") == 1
+    assert len(made) == 2
+    assert s.report["retry"].committed is True  # type: ignore[attr-defined]
+
+
+def test_tool_call_and_reasoning_chunks_commit_at_once() -> None:
+    """Side channels carry output: they are released at once and commit the stream."""
+    tool = {
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "tool_calls": [
+                        {"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}
+                    ]
+                },
+            }
+        ]
+    }
+    reasoning = {"choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]}
+    for chunk in (tool, reasoning):
+
+        def upstream(c: Any = chunk) -> Iterator[Any]:
+            return _then_fail([ROLE_DICT, c], ConnectionResetError("x"))
+
+        s = so.retry(upstream, backoff=NO_WAIT)
+        got: list[Any] = []
+        with pytest.raises(so.StreamInterrupted):
+            drain(s, got)
+        assert got == [ROLE_DICT, chunk]
+
+
+def test_a_stream_without_text_releases_its_framing_at_the_end() -> None:
+    ran: list[str] = []
+    empty = _provider_chunks("openai-dict", "")
+    s = so.retry(lambda: iter(empty), on_success=lambda t, r: ran.append(t))
+    assert list(s) == empty
+    assert ran == [""]
+
+
+@pytest.mark.parametrize(
+    ("head", "commits"),
+    [(["", ""], False), ([b""], False), (["x"], True), ([b"x"], True), ([object()], True)],
+)
+def test_what_commits_among_plain_chunks(head: list[Any], commits: bool) -> None:
+    made: list[int] = []
+
+    def factory() -> Iterator[Any]:
+        made.append(1)
+        if len(made) == 1:
+            return _then_fail(head, ConnectionResetError("x"))
+        return iter(["ok"])
+
+    s = so.retry(factory, backoff=NO_WAIT, kind="sync")
+    if commits:
+        with pytest.raises(so.StreamInterrupted):
+            list(s)
+        assert len(made) == 1
+    else:
+        assert list(s) == ["ok"]
+        assert len(made) == 2
+
+
+# --------------------------------------------------------------------------
+# one error type after the commit point, whatever the attempt (issue 15)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+@pytest.mark.parametrize("attempts", [1, 2, 3])
+def test_a_mid_stream_failure_is_stream_interrupted_on_every_attempt(
+    attempts: int, is_async: bool
+) -> None:
+    # Every attempt before the last fails before any text; the last fails mid-stream.
+    replies = [FakeReply("a", faults=fail_at(0))] * (attempts - 1)
+    model = FakeStreamingModel([*replies, FakeReply("one two", faults=fail_at(1))], cycle=False)
+    s = so.retry(
+        model.astream if is_async else model.stream,
+        attempts=attempts,
+        backoff=NO_WAIT,
+        kind="async" if is_async else "sync",
+    )
+    got: list[str] = []
+    with pytest.raises(so.StreamInterrupted) as info:
+        _consume(s, is_async, into=got)
+    assert got == ["one"]
+    assert info.value.released == "one"
+    assert info.value.attempt == attempts
+    assert isinstance(info.value.__cause__, FakeUpstreamError)
+    assert len(model.calls) == attempts
+    assert s.report.error is info.value
