@@ -1,23 +1,50 @@
-"""An OpenAI-compatible fake server driven by :class:`~streamops.FakeStreamingModel`.
+"""An OpenAI- and Anthropic-compatible fake server driven by :class:`~streamops.FakeStreamingModel`.
 
-Point a real ``openai`` client at it to test an app end to end, without a
-network or a key: ``POST /v1/chat/completions`` with ``stream=true`` answers
-in OpenAI's SSE wire format (``data: {json}`` events, ``data: [DONE]`` last;
-``stream_options.include_usage`` adds the usage chunk) and with
-``stream=false`` a ``chat.completion`` JSON body. The fake model decides the
-text, its chunking, the delays and the faults; ``http_errors`` makes chosen
-requests fail with an HTTP status (429, 500, ...) before the model is called.
+Point a real ``openai`` or ``anthropic`` client at it to test an app end to
+end, without a network or a key. Three wires, one fake model behind them:
+
+- ``POST /v1/chat/completions``: with ``stream=true`` OpenAI's SSE wire format
+  (``data: {json}`` events, ``data: [DONE]`` last;
+  ``stream_options.include_usage`` adds the usage chunk), with
+  ``stream=false`` a ``chat.completion`` JSON body;
+- ``POST /v1/responses`` (OpenAI Responses): ``event:``/``data:`` pairs
+  ``response.created``, ``response.in_progress``, ``response.output_item.added``,
+  ``response.content_part.added``, ``response.output_text.delta`` ...,
+  ``response.output_text.done``, ``response.content_part.done``,
+  ``response.output_item.done``, ``response.completed`` (``response.incomplete``
+  after a ``length`` finish), each with its ``sequence_number``; or a
+  ``response`` JSON body;
+- ``POST /v1/messages`` (Anthropic Messages): ``message_start``,
+  ``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta``)
+  ..., ``content_block_stop``, ``message_delta`` (stop reason and usage),
+  ``message_stop``; or a ``message`` JSON body.
+
+The fake model decides the text, its chunking, the delays and the faults (it
+streams OpenAI chunk dicts; the other wires are translated from them);
+``http_errors`` makes chosen requests fail with an HTTP status (429, 500, ...)
+before the model is called, and ``headers_delay`` holds the response headers
+back (a slow request: what ``await client.create(...)`` waits for).
+
+Every request leaves a :class:`ServedRequest` in :attr:`FakeOpenAIServer.served`:
+when each chunk was produced, how many body messages were sent, when the
+client disconnected and when generation stopped (``time.monotonic()`` times,
+comparable with the test's own clock). A client that goes away stops the
+generation at once: before the headers, the wait is raced against the
+``http.disconnect`` message; while streaming, Starlette (uvicorn speaks ASGI
+2.3) listens for it and cancels the body, and the body generator closes the
+model's stream in its ``finally``.
 
 Two ways to run it:
 
 - in a background thread on a real socket (uvicorn on ``127.0.0.1``, a free
   port by default): ``with FakeOpenAIServer(model) as server:`` then
-  ``AsyncOpenAI(base_url=server.base_url, api_key="x")``;
+  ``AsyncOpenAI(base_url=server.base_url, api_key="x")`` or
+  ``AsyncAnthropic(base_url=server.root_url, api_key="x")``;
 - in process, no socket: ``http_client=server.async_client()`` (an
   ``httpx.AsyncClient`` on ``httpx.ASGITransport``). The transport delivers
   the body once the response is complete, so use the socket mode to observe
-  timing; in process, the model's delays run on the caller's loop (instant
-  under virtual time).
+  timing and disconnects; in process, the model's delays run on the caller's
+  loop (instant under virtual time).
 
 Needs ``starlette``, ``uvicorn`` and ``httpx`` (``pip install 'streamops[server]'``).
 Loopback only unless ``allow_remote=True``.
@@ -26,36 +53,31 @@ Loopback only unless ``allow_remote=True``.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import ipaddress
 import json
 import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
-from ._fake import FakeReply, FakeStreamingModel
-from ._sse import _event_stream_response
+from ._fake import FakeCall, FakeReply, FakeStreamingModel, _check_delay, _count_tokens
+from ._sse import _event_stream_response, sse_format
 
 __all__ = ["FakeOpenAIServer", "serve"]
 
 _IN_PROCESS_URL = "http://fake-openai.local/v1"
-_ERROR_TYPES = {429: "rate_limit_exceeded", 400: "invalid_request_error"}
+_CREATED = 1_700_000_000  # the fake model's fixed creation time
+Route = Literal["chat.completions", "responses", "messages"]
 
 
 def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _error(status: int, message: str) -> Any:
-    from starlette.responses import JSONResponse
-
-    kind = _ERROR_TYPES.get(status, "server_error")
-    body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
-    headers = {"retry-after": "0"} if status == 429 else None
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _wire(chunk: Any) -> dict[str, Any]:
@@ -65,10 +87,22 @@ def _wire(chunk: Any) -> dict[str, Any]:
     return dumped
 
 
-def _prompt(messages: list[Any]) -> str:
-    """The fake model's prompt: the content of the last message (JSON if not text)."""
-    content = messages[-1].get("content") if isinstance(messages[-1], dict) else None
-    return content if isinstance(content, str) else _compact(content)
+def _text_of(content: Any) -> str:
+    """The prompt in a message's content: text as is, text parts joined, else JSON."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content and all(isinstance(p, dict) for p in content):
+        texts = [p.get("text") for p in content]
+        if all(isinstance(t, str) for t in texts):
+            return "".join(t for t in texts if isinstance(t, str))
+    return _compact(content)
+
+
+def _last_content(messages: Any, name: str) -> str:
+    if not isinstance(messages, list) or not messages:
+        raise _BadRequest(f"'{name}' must be a non-empty list")
+    last = messages[-1]
+    return _text_of(last.get("content") if isinstance(last, dict) else last)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -98,22 +132,535 @@ def _check_host(host: str, allow_remote: bool) -> None:
         )
 
 
+class _BadRequest(ValueError):
+    """A request the wire refuses with a 400."""
+
+
+# --------------------------------------------------------------------------
+# the record of one request
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class ServedRequest:
+    """What the fake server did for one request: a behaviour record for tests.
+
+    Times are ``time.monotonic()`` readings taken in the server's thread
+    (the same clock as ``loop.time()`` on the default event loop), so a test
+    can compare them with its own. ``produced_at`` has one entry per chunk
+    the model produced (framing chunks included); ``sent`` counts the
+    non-empty body messages the server handed to the transport.
+    ``disconnected_at`` is set when the client went away before the response
+    was complete; ``stopped_at`` when generation stopped for good (the
+    model's stream was closed or never opened); ``completed`` when the whole
+    response was sent.
+
+    >>> r = ServedRequest(1, "chat.completions", True, started_at=10.0)
+    >>> r.produced_at += [10.1, 10.2, 10.3]
+    >>> r.produced, r.produced_after(10.15), r.stopped
+    (3, 2, False)
+    """
+
+    number: int
+    """The request's number, 1-based, across all routes."""
+    route: Route
+    stream: bool
+    started_at: float
+    """When the request arrived."""
+    status: int | None = None
+    """The HTTP status answered (``None`` until the headers were sent)."""
+    call: FakeCall | None = None
+    """The fake model's record of this request (``None``: the model was not called)."""
+    headers_at: float | None = None
+    produced_at: list[float] = field(default_factory=list)
+    sent: int = 0
+    disconnected_at: float | None = None
+    stopped_at: float | None = None
+    completed: bool = False
+    _stopped: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def produced(self) -> int:
+        """How many chunks the model produced for this request."""
+        return len(self.produced_at)
+
+    def produced_after(self, moment: float) -> int:
+        """How many chunks were produced after ``moment`` (a ``time.monotonic()`` reading)."""
+        return sum(1 for t in list(self.produced_at) if t > moment)
+
+    @property
+    def stopped(self) -> bool:
+        """True once generation stopped (completed, failed or abandoned)."""
+        return self.stopped_at is not None
+
+    def wait_stopped(self, timeout: float) -> bool:
+        """Block until generation stopped or ``timeout`` seconds passed; return :attr:`stopped`.
+
+        In async code: ``await asyncio.to_thread(record.wait_stopped, 1.0)``.
+        """
+        self._stopped.wait(timeout)
+        return self.stopped
+
+    def _stop(self) -> None:
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
+        self._stopped.set()
+
+
+class _Observed:
+    """Wraps an ASGI response to record headers, sent messages and the client's disconnect."""
+
+    def __init__(self, record: ServedRequest, response: Any) -> None:
+        self.record = record
+        self.response = response
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        record = self.record
+
+        async def observed_receive() -> Any:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not record.completed:
+                record.disconnected_at = record.disconnected_at or time.monotonic()
+            return message
+
+        async def observed_send(message: Any) -> None:
+            await send(message)
+            if message["type"] == "http.response.start":
+                record.status = message["status"]
+                record.headers_at = time.monotonic()
+            elif message["type"] == "http.response.body":
+                record.sent += bool(message.get("body"))
+                if not message.get("more_body", False):
+                    record.completed = True
+
+        try:
+            await self.response(scope, observed_receive, observed_send)
+        finally:
+            record._stop()
+
+
+async def _nothing(scope: Any, receive: Any, send: Any) -> None:
+    """The ASGI response to a client that is gone: send nothing (uvicorn expects none)."""
+
+
+async def _disconnect(receive: Callable[[], Awaitable[Any]]) -> None:
+    """Return when the client has gone away (the request body was already read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+# --------------------------------------------------------------------------
+# the wires: OpenAI chunk dicts in, each wire's events out
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    """What a whole (non-streamed) reply amounts to, read from the model's chunks."""
+
+    text: list[str] = field(default_factory=list)
+    finish: str | None = None
+    usage: dict[str, Any] | None = None
+    head: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, data: dict[str, Any]) -> None:
+        self.head = self.head or data
+        for choice in data.get("choices") or ():
+            self.text.append(choice["delta"].get("content") or "")
+            self.finish = choice.get("finish_reason") or self.finish
+        self.usage = data.get("usage") or self.usage
+
+
+class _Encoder:
+    """Turns the model's OpenAI chunk dicts into one wire's SSE bytes, statefully."""
+
+    def feed(self, data: dict[str, Any]) -> list[bytes]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def end(self) -> list[bytes]:
+        """The closing events after a natural end (none after a disconnect fault)."""
+        return []
+
+
+class _Wire:
+    """One route's request parsing, error shape, stream encoder and JSON body."""
+
+    route: Route
+    path: str
+
+    def prompt(self, body: dict[str, Any]) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def error(self, status: int, message: str) -> Any:
+        from starlette.responses import JSONResponse
+
+        kinds = {429: "rate_limit_exceeded", 400: "invalid_request_error"}
+        kind = kinds.get(status, "server_error")
+        body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+        headers = {"retry-after": "0"} if status == 429 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def encoder(self, call: FakeCall, body: dict[str, Any]) -> _Encoder:  # pragma: no cover
+        raise NotImplementedError
+
+    def complete(self, call: FakeCall, tally: _Tally) -> dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+
+# -- chat completions ------------------------------------------------------
+
+
+class _ChatEncoder(_Encoder):
+    def __init__(self, usage: bool) -> None:
+        self.usage = usage
+
+    def feed(self, data: dict[str, Any]) -> list[bytes]:
+        if self.usage:
+            data = {**data, "usage": data.get("usage")}
+        elif data.get("choices"):
+            data = {k: v for k, v in data.items() if k != "usage"}
+        else:
+            return []  # the usage chunk, not asked for
+        return [f"data: {_compact(data)}\n\n".encode()]
+
+    def end(self) -> list[bytes]:
+        return [b"data: [DONE]\n\n"]
+
+
+class _Chat(_Wire):
+    route: Route = "chat.completions"
+    path = "/v1/chat/completions"
+
+    def prompt(self, body: dict[str, Any]) -> str:
+        prompt = _last_content(body.get("messages"), "messages")
+        if body.get("n", 1) != 1:
+            raise _BadRequest("the fake server streams one choice: n must be 1")
+        return prompt
+
+    def encoder(self, call: FakeCall, body: dict[str, Any]) -> _Encoder:
+        return _ChatEncoder(bool((body.get("stream_options") or {}).get("include_usage")))
+
+    def complete(self, call: FakeCall, tally: _Tally) -> dict[str, Any]:
+        head = tally.head
+        message = {"role": "assistant", "content": "".join(tally.text), "refusal": None}
+        return {
+            "id": head.get("id"),
+            "object": "chat.completion",
+            "created": head.get("created"),
+            "model": head.get("model"),
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": tally.finish}
+            ],
+            "usage": tally.usage,
+        }
+
+
+# -- Anthropic messages ----------------------------------------------------
+
+_ANTHROPIC_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "content_filter": "refusal",
+    "tool_calls": "tool_use",
+}
+_ANTHROPIC_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def _anthropic_event(data: dict[str, Any]) -> bytes:
+    return sse_format(_compact(data), event=data["type"]).encode()
+
+
+class _MessagesEncoder(_Encoder):
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.message = message
+        self.stop: str | None = None
+        self.usage: dict[str, Any] = {}
+
+    def feed(self, data: dict[str, Any]) -> list[bytes]:
+        self.usage = data.get("usage") or self.usage
+        out: list[dict[str, Any]] = []
+        for choice in data.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("role"):
+                block = {"type": "text", "text": ""}
+                out += [
+                    {"type": "message_start", "message": self.message},
+                    {"type": "content_block_start", "index": 0, "content_block": block},
+                    {"type": "ping"},
+                ]
+            if delta.get("content"):
+                text_delta = {"type": "text_delta", "text": delta["content"]}
+                out.append({"type": "content_block_delta", "index": 0, "delta": text_delta})
+            if choice.get("finish_reason"):
+                reason = choice["finish_reason"]
+                self.stop = _ANTHROPIC_STOP.get(reason, reason)
+                out.append({"type": "content_block_stop", "index": 0})
+        return [_anthropic_event(e) for e in out]
+
+    def end(self) -> list[bytes]:
+        usage = {"output_tokens": self.usage.get("completion_tokens", 0)}
+        delta = {"stop_reason": self.stop, "stop_sequence": None}
+        return [
+            _anthropic_event({"type": "message_delta", "delta": delta, "usage": usage}),
+            _anthropic_event({"type": "message_stop"}),
+        ]
+
+
+class _Messages(_Wire):
+    route: Route = "messages"
+    path = "/v1/messages"
+
+    def prompt(self, body: dict[str, Any]) -> str:
+        return _last_content(body.get("messages"), "messages")
+
+    def error(self, status: int, message: str) -> Any:
+        from starlette.responses import JSONResponse
+
+        kind = _ANTHROPIC_ERRORS.get(status, "api_error")
+        body = {"type": "error", "error": {"type": kind, "message": message}}
+        headers = {"retry-after": "0"} if status == 429 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def _message(self, call: FakeCall, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": f"msg_fake{call.index}",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": body.get("model") or "fake-model",
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": _count_tokens(call.prompt), "output_tokens": 0},
+        }
+
+    def encoder(self, call: FakeCall, body: dict[str, Any]) -> _Encoder:
+        return _MessagesEncoder(self._message(call, body))
+
+    def complete(self, call: FakeCall, tally: _Tally) -> dict[str, Any]:
+        usage = tally.usage or {}
+        message = self._message(call, {"model": tally.head.get("model")})
+        stop = _ANTHROPIC_STOP.get(tally.finish or "", tally.finish)
+        return {
+            **message,
+            "content": [{"type": "text", "text": "".join(tally.text)}],
+            "stop_reason": stop,
+            "usage": {
+                "input_tokens": usage.get("prompt_tokens", 0),
+                "output_tokens": usage.get("completion_tokens", 0),
+            },
+        }
+
+
+# -- OpenAI Responses ------------------------------------------------------
+
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def _response_object(
+    call: FakeCall,
+    model: str,
+    *,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None = None,
+    finish: str | None = None,
+) -> dict[str, Any]:
+    reason = _INCOMPLETE.get(finish or "")
+    return {
+        "id": f"resp_fake{call.index}",
+        "object": "response",
+        "created_at": _CREATED,
+        "status": "incomplete" if reason else status,
+        "completed_at": _CREATED if status == "completed" and not reason else None,
+        "error": None,
+        "incomplete_details": {"reason": reason} if reason else None,
+        "instructions": None,
+        "metadata": {},
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "temperature": 1.0,
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "text": {"format": {"type": "text"}},
+        "usage": None
+        if usage is None
+        else {
+            "input_tokens": usage.get("prompt_tokens", 0),
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": usage.get("completion_tokens", 0),
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage.get("total_tokens", 0),
+        },
+    }
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def _output_message(call: FakeCall, status: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": f"msg_fake{call.index}",
+        "type": "message",
+        "role": "assistant",
+        "status": status,
+        "content": parts,
+    }
+
+
+class _ResponsesEncoder(_Encoder):
+    def __init__(self, call: FakeCall, model: str) -> None:
+        self.call = call
+        self.model = model
+        self.sequence = 0
+        self.text: list[str] = []
+        self.finish: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        data = {"type": kind, **fields, "sequence_number": self.sequence}
+        self.sequence += 1
+        return sse_format(_compact(data), event=kind).encode()
+
+    def feed(self, data: dict[str, Any]) -> list[bytes]:
+        self.usage = data.get("usage") or self.usage
+        out: list[bytes] = []
+        where = {"item_id": f"msg_fake{self.call.index}", "output_index": 0}
+        for choice in data.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("role"):
+                started = _response_object(self.call, self.model, status="in_progress", output=[])
+                item = _output_message(self.call, "in_progress", [])
+                out += [
+                    self._event("response.created", response=started),
+                    self._event("response.in_progress", response=started),
+                    self._event("response.output_item.added", output_index=0, item=item),
+                    self._event(
+                        "response.content_part.added",
+                        **where,
+                        content_index=0,
+                        part=_output_text(""),
+                    ),
+                ]
+            if delta.get("content"):
+                self.text.append(delta["content"])
+                out.append(
+                    self._event(
+                        "response.output_text.delta",
+                        **where,
+                        content_index=0,
+                        delta=delta["content"],
+                        logprobs=[],
+                    )
+                )
+            if choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+                text = "".join(self.text)
+                out += [
+                    self._event(
+                        "response.output_text.done",
+                        **where,
+                        content_index=0,
+                        text=text,
+                        logprobs=[],
+                    ),
+                    self._event(
+                        "response.content_part.done",
+                        **where,
+                        content_index=0,
+                        part=_output_text(text),
+                    ),
+                    self._event("response.output_item.done", output_index=0, item=self._item()),
+                ]
+        return out
+
+    def _item(self) -> dict[str, Any]:
+        status = "incomplete" if self.finish in _INCOMPLETE else "completed"
+        return _output_message(self.call, status, [_output_text("".join(self.text))])
+
+    def end(self) -> list[bytes]:
+        final = _response_object(
+            self.call,
+            self.model,
+            status="completed",
+            output=[self._item()],
+            usage=self.usage,
+            finish=self.finish,
+        )
+        kind = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
+        return [self._event(kind, response=final)]
+
+
+class _Responses(_Wire):
+    route: Route = "responses"
+    path = "/v1/responses"
+
+    def prompt(self, body: dict[str, Any]) -> str:
+        given = body.get("input")
+        if isinstance(given, str):
+            return given
+        return _last_content(given, "input")
+
+    def encoder(self, call: FakeCall, body: dict[str, Any]) -> _Encoder:
+        return _ResponsesEncoder(call, body.get("model") or "fake-model")
+
+    def complete(self, call: FakeCall, tally: _Tally) -> dict[str, Any]:
+        text = "".join(tally.text)
+        status = "incomplete" if tally.finish in _INCOMPLETE else "completed"
+        return _response_object(
+            call,
+            tally.head.get("model") or "fake-model",
+            status="completed",
+            output=[_output_message(call, status, [_output_text(text)])],
+            usage=tally.usage,
+            finish=tally.finish,
+        )
+
+
+_WIRES: tuple[_Wire, ...] = (_Chat(), _Responses(), _Messages())
+
+
+# --------------------------------------------------------------------------
+# the server
+# --------------------------------------------------------------------------
+
+
 class FakeOpenAIServer:
-    """An OpenAI-compatible chat-completions server answering from a fake model.
+    """An OpenAI- and Anthropic-compatible server answering from a fake model.
 
     ``model`` is a :class:`~streamops.FakeStreamingModel` built with
     ``format="openai-dict"`` (or ``"openai"``), or replies to build one from
     (a ``str``, a :class:`~streamops.FakeReply`, an exception, or a list).
-    Each request is one call of the model: its prompt is the content of the
-    last message. A reply that is an exception, or a fault before the first
-    chunk, gives HTTP 500; a fault mid-stream aborts the connection (the
-    client sees a broken stream); a disconnect fault ends the stream without
-    a finish reason or ``[DONE]``.
+    Each request (``/v1/chat/completions``, ``/v1/responses`` or
+    ``/v1/messages``) is one call of the model: its prompt is the text of the
+    last message (or the Responses ``input``). A reply that is an exception,
+    or a fault before the first chunk, gives HTTP 500; a fault mid-stream
+    aborts the connection (the client sees a broken stream); a disconnect
+    fault ends the stream without its closing events (finish reason,
+    ``[DONE]``, ``message_stop``, ``response.completed``).
 
     ``http_errors`` maps request numbers (1-based) to an HTTP status returned
     instead of calling the model (429 comes with ``retry-after: 0``). Turn
-    off the ``openai`` client's own retries (``max_retries=0``) to let
-    :func:`streamops.retry` handle them.
+    off the client's own retries (``max_retries=0``) to let
+    :func:`streamops.retry` handle them. ``headers_delay`` (seconds, also
+    settable on a running server) holds every response back before the model
+    is called: the client's ``create()`` call waits that long for the headers.
+    A client that disconnects meanwhile stops the request; the model is then
+    not called.
+
+    :attr:`served` records what happened to each request
+    (:class:`ServedRequest`): chunks produced and when, messages sent, the
+    client's disconnect, when generation stopped.
 
     Use it as a context manager (``with``/``async with``) to serve on a
     socket in a background thread (``host``, ``port=0``: a free port), or
@@ -125,10 +672,13 @@ class FakeOpenAIServer:
     ...                    json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
     >>> r.json()["choices"][0]["message"]["content"], server.requests
     ('Hello there', 1)
+    >>> record = server.served[0]
+    >>> record.route, record.status, record.completed, record.produced
+    ('chat.completions', 200, True, 5)
     """
 
     in_process_url = _IN_PROCESS_URL
-    """The ``base_url`` to give a client using :meth:`async_client`."""
+    """The ``base_url`` to give an OpenAI client using :meth:`async_client`."""
 
     def __init__(
         self,
@@ -136,6 +686,7 @@ class FakeOpenAIServer:
         /,
         *,
         http_errors: Mapping[int, int] | None = None,
+        headers_delay: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
         allow_remote: bool = False,
@@ -156,6 +707,8 @@ class FakeOpenAIServer:
                 raise ValueError(f"http_errors keys are request numbers >= 1, got {number!r}")
             if not (isinstance(status, int) and 400 <= status <= 599):
                 raise ValueError(f"http_errors values are HTTP error statuses, got {status!r}")
+        self.headers_delay = _check_delay("headers_delay", headers_delay)
+        """Seconds every response waits before the model is called and the headers sent."""
         _check_host(host, allow_remote)
         port_: object = port
         if isinstance(port_, bool) or not isinstance(port_, int) or not 0 <= port_ <= 65535:
@@ -163,109 +716,166 @@ class FakeOpenAIServer:
         self.host = host
         self.port = port
         self.requests = 0
-        """How many chat-completion requests arrived (errors included)."""
+        """How many requests arrived, on every route (errors included)."""
+        self.served: list[ServedRequest] = []
+        """One record per request, in arrival order."""
         self.app = self._build_app()
         """The ASGI application (Starlette)."""
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
 
+    @property
+    def last_served(self) -> ServedRequest:
+        """The record of the most recent request (``IndexError`` if none yet)."""
+        if not self.served:
+            raise IndexError("the fake server has not served a request yet")
+        return self.served[-1]
+
     # -- the application -----------------------------------------------------
     def _build_app(self) -> Any:
         from starlette.applications import Starlette
-        from starlette.routing import Route
+        from starlette.routing import Route as StarletteRoute
 
-        return Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        def endpoint(wire: _Wire) -> Callable[[Any], Awaitable[Any]]:
+            async def handle(request: Any) -> Any:
+                return await self._handle(wire, request)
 
-    async def _chat(self, request: Any) -> Any:
+            return handle
+
+        routes = [StarletteRoute(w.path, endpoint(w), methods=["POST"]) for w in _WIRES]
+        return Starlette(routes=routes)
+
+    async def _handle(self, wire: _Wire, request: Any) -> Any:
         self.requests += 1
-        status = self.http_errors.get(self.requests)
+        record = ServedRequest(self.requests, wire.route, False, started_at=time.monotonic())
+        self.served.append(record)
+        status = self.http_errors.get(record.number)
         if status is not None:
-            return _error(status, f"fake server: HTTP {status} on request {self.requests}")
+            message = f"fake server: HTTP {status} on request {record.number}"
+            return _Observed(record, wire.error(status, message))
         try:
             body = await request.json()
         except ValueError:
-            return _error(400, "the request body is not JSON")
-        messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not messages:
-            return _error(400, "'messages' must be a non-empty list")
-        if body.get("n", 1) != 1:
-            return _error(400, "the fake server streams one choice: n must be 1")
-        chunks = self.model.astream(_prompt(messages))
-        call = self.model.last_call
+            return _Observed(record, wire.error(400, "the request body is not JSON"))
         try:
-            first = await anext(chunks)
-        except StopAsyncIteration:
-            first = None
-        except Exception as exc:
-            await chunks.aclose()
-            return _error(500, f"fake server: the model failed: {exc}")
-        if not body.get("stream"):
-            return await self._complete(first, chunks)
-        usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return _event_stream_response(self._events(first, chunks, usage, call))
+            if not isinstance(body, dict):
+                raise _BadRequest("the request body must be a JSON object")
+            prompt = wire.prompt(body)
+        except _BadRequest as exc:
+            return _Observed(record, wire.error(400, str(exc)))
+        record.stream = bool(body.get("stream"))
+        opened = await self._open(request, record, prompt)
+        if opened is None:  # the client went away before the headers: nothing to send
+            return _nothing
+        chunks, first = opened
+        if isinstance(first, Exception):
+            if chunks is not None:
+                await chunks.aclose()
+            return _Observed(record, wire.error(500, f"fake server: the model failed: {first}"))
+        call = record.call
+        assert call is not None  # set by _open with the stream
+        if not record.stream:
+            return _Observed(record, await self._complete(wire, record, call, first, chunks))
+        body_bytes = self._events(record, call, first, chunks, wire.encoder(call, body))
+        return _Observed(record, _event_stream_response(body_bytes))
+
+    async def _open(
+        self, request: Any, record: ServedRequest, prompt: str
+    ) -> tuple[Any, Any] | None:
+        """Wait ``headers_delay``, call the model and take its first chunk (or error).
+
+        Raced against the client's disconnect: nobody else listens before the
+        response starts, so a client gone at this point would otherwise leave
+        the request running.
+        """
+        holder: list[Any] = []
+
+        async def first() -> Any:
+            if self.headers_delay:
+                await asyncio.sleep(self.headers_delay)
+            try:
+                chunks = self.model.astream(prompt)
+            except Exception as exc:  # e.g. the script is exhausted
+                return exc
+            holder.append(chunks)
+            record.call = self.model.last_call
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return None
+            except Exception as exc:
+                return exc
+            record.produced_at.append(time.monotonic())
+            return chunk
+
+        work = asyncio.ensure_future(first())
+        gone = asyncio.ensure_future(_disconnect(request.receive))
+        try:
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, gone):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if not work.cancelled():
+            return (holder[0] if holder else None), work.result()
+        record.disconnected_at = time.monotonic()
+        if holder:
+            await holder[0].aclose()
+        record._stop()
+        return None
 
     async def _events(
-        self, first: Any, chunks: AsyncIterator[Any], usage: bool, call: Any
+        self,
+        record: ServedRequest,
+        call: FakeCall,
+        first: Any,
+        chunks: AsyncIterator[Any],
+        encoder: _Encoder,
     ) -> AsyncIterator[bytes]:
         try:
             chunk = first
             while chunk is not None:
-                data = _wire(chunk)
-                if usage:
-                    data = {**data, "usage": data.get("usage")}
-                elif data.get("choices"):
-                    data = {k: v for k, v in data.items() if k != "usage"}
-                else:
-                    data = {}  # the usage chunk, not asked for
-                if data:
-                    yield f"data: {_compact(data)}\n\n".encode()
+                for piece in encoder.feed(_wire(chunk)):
+                    yield piece
                 chunk = await anext(chunks, None)
+                if chunk is not None:
+                    record.produced_at.append(time.monotonic())
             if not call.disconnected:
-                yield b"data: [DONE]\n\n"
+                for piece in encoder.end():
+                    yield piece
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
+            record._stop()
 
-    async def _complete(self, first: Any, chunks: Any) -> Any:
+    async def _complete(
+        self, wire: _Wire, record: ServedRequest, call: FakeCall, first: Any, chunks: Any
+    ) -> Any:
         from starlette.responses import JSONResponse
 
-        content: list[str] = []
-        head: dict[str, Any] = {}
-        finish = usage = None
+        tally = _Tally()
         try:
             chunk = first
             while chunk is not None:
-                data = _wire(chunk)
-                head = head or data
-                for choice in data.get("choices") or ():
-                    content.append(choice["delta"].get("content") or "")
-                    finish = choice.get("finish_reason") or finish
-                usage = data.get("usage") or usage
+                tally.add(_wire(chunk))
                 chunk = await anext(chunks, None)
+                if chunk is not None:
+                    record.produced_at.append(time.monotonic())
         except Exception as exc:
-            return _error(500, f"fake server: the model failed: {exc}")
+            return wire.error(500, f"fake server: the model failed: {exc}")
         finally:
             await chunks.aclose()
-        message = {"role": "assistant", "content": "".join(content), "refusal": None}
-        return JSONResponse(
-            {
-                "id": head.get("id"),
-                "object": "chat.completion",
-                "created": head.get("created"),
-                "model": head.get("model"),
-                "choices": [
-                    {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-                ],
-                "usage": usage,
-            }
-        )
+            record._stop()
+        return JSONResponse(wire.complete(call, tally))
 
     # -- in process ------------------------------------------------------------
     def async_client(self, **options: Any) -> Any:
         """Return an ``httpx.AsyncClient`` that calls :attr:`app` in process (no socket).
 
         Give it to ``openai.AsyncOpenAI(base_url=FakeOpenAIServer.in_process_url,
-        api_key="x", http_client=...)``. ``options`` go to ``httpx.AsyncClient``.
+        api_key="x", http_client=...)`` (an ``anthropic`` client takes the same
+        URL without ``/v1``). ``options`` go to ``httpx.AsyncClient``.
         """
         import httpx
 
@@ -282,6 +892,11 @@ class FakeOpenAIServer:
                 " (or start()), or async_client() for in-process calls"
             )
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """The URL without ``/v1``: the ``base_url`` of an ``anthropic`` client."""
+        return self.base_url.removesuffix("/v1")
 
     def start(self, *, timeout: float = 10.0) -> FakeOpenAIServer:
         """Serve in a background thread; return when it accepts connections."""

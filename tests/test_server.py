@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import time
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -174,7 +176,7 @@ async def test_non_streaming_failure_is_a_500() -> None:
     ("body", "message"),
     [
         ({"messages": []}, "'messages' must be a non-empty list"),
-        ([1, 2], "'messages' must be a non-empty list"),
+        ([1, 2], "the request body must be a JSON object"),
         ({"messages": MESSAGES, "n": 2}, "the fake server streams one choice: n must be 1"),
     ],
 )
@@ -286,3 +288,313 @@ async def test_proxy_relays_a_redacted_openai_stream_as_sse() -> None:
     # to_sse alone gives the same bytes for a sync stream of the same chunks
     again = b"".join(to_sse(iter(chunks), report_event=None))
     assert [e.data for e in SSEDecoder().feed(again)] == [e.data for e in events[:-2]] + ["[DONE]"]
+
+
+# --------------------------------------------------------------------------
+# Anthropic Messages and OpenAI Responses wires, parsed by the stock SDKs
+# --------------------------------------------------------------------------
+
+ANTHROPIC_TYPES = [
+    "message_start",
+    "content_block_start",
+    *["content_block_delta"] * 3,
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+]
+RESPONSES_TYPES = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    *["response.output_text.delta"] * 3,
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def strict_anthropic(events: list[Any]) -> list[Any]:
+    """Validate each event the SDK built (it does not validate) against its type."""
+    from anthropic.types import RawMessageStreamEvent
+    from pydantic import TypeAdapter
+
+    adapter: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
+    return [adapter.validate_python(e.model_dump(exclude_unset=True)) for e in events]
+
+
+def strict_responses(events: list[Any]) -> list[Any]:
+    from openai.types.responses import ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    adapter: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+    return [adapter.validate_python(e.model_dump(exclude_unset=True)) for e in events]
+
+
+def check_anthropic_events(events: list[Any], text: str = "Hi you there") -> None:
+    assert [e.type for e in events] == ANTHROPIC_TYPES
+    validated = strict_anthropic(events)
+    assert [type(e).__name__ for e in validated] == [type(e).__name__ for e in events]
+    assert "".join(e.delta.text for e in events if e.type == "content_block_delta") == text
+    start, delta = events[0], events[-2]
+    assert start.message.id == "msg_fake0"
+    assert start.message.usage.input_tokens > 0
+    assert delta.delta.stop_reason == "end_turn"
+    assert delta.usage.output_tokens == 3
+
+
+def check_responses_events(events: list[Any], text: str = "Hi you there") -> None:
+    assert [e.type for e in events] == RESPONSES_TYPES
+    strict_responses(events)
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == text
+    done = {e.type: e for e in events}
+    assert done["response.output_text.done"].text == text
+    assert done["response.content_part.done"].part.text == text
+    completed = done["response.completed"].response
+    assert completed.status == "completed"
+    assert completed.output_text == text
+    assert completed.usage is not None
+    assert completed.usage.output_tokens == 3
+
+
+def word_model(*replies: Any, **options: Any) -> so.FakeStreamingModel:
+    return so.FakeStreamingModel(list(replies), chunking="word", format="openai-dict", **options)
+
+
+ANTHROPIC_MESSAGES: Any = [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]
+
+
+async def test_anthropic_async_client_parses_every_event() -> None:
+    model = word_model("Hi you there", delay=0.001)
+    async with (
+        FakeOpenAIServer(model) as server,
+        anthropic.AsyncAnthropic(base_url=server.root_url, api_key="x", max_retries=0) as client,
+    ):
+        stream = await client.messages.create(
+            model="claude-test", max_tokens=100, messages=ANTHROPIC_MESSAGES, stream=True
+        )
+        events = [event async for event in stream]
+        async with client.messages.stream(
+            model="claude-test", max_tokens=100, messages=ANTHROPIC_MESSAGES
+        ) as helper:
+            final = await helper.get_final_message()
+        message = await client.messages.create(
+            model="claude-test", max_tokens=100, messages=ANTHROPIC_MESSAGES
+        )
+    check_anthropic_events(events)
+    assert model.calls[0].prompt == "hello"
+    assert final.content[0].type == "text"
+    assert final.content[0].text == "Hi you there"
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == 3
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "Hi you there"
+    assert (message.stop_reason, message.usage.output_tokens) == ("end_turn", 3)
+    assert [r.route for r in server.served] == ["messages"] * 3
+    assert [r.stream for r in server.served] == [True, True, False]
+
+
+def test_anthropic_sync_client_parses_every_event() -> None:
+    with (
+        FakeOpenAIServer(word_model("Hi you there")) as server,
+        anthropic.Anthropic(base_url=server.root_url, api_key="x", max_retries=0) as client,
+    ):
+        events = list(
+            client.messages.create(
+                model="claude-test", max_tokens=100, messages=ANTHROPIC_MESSAGES, stream=True
+            )
+        )
+        with client.messages.stream(
+            model="claude-test", max_tokens=100, messages=ANTHROPIC_MESSAGES
+        ) as helper:
+            assert "".join(helper.text_stream) == "Hi you there"
+    check_anthropic_events(events)
+
+
+async def test_anthropic_wire_bytes_name_each_event() -> None:
+    server = FakeOpenAIServer(word_model("Hi"))
+    body = {"model": "m", "max_tokens": 5, "messages": ANTHROPIC_MESSAGES, "stream": True}
+    async with server.async_client() as http:
+        response = await http.post("/messages", json=body)
+    events = SSEDecoder().feed(response.text)
+    assert [e.event for e in events] == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert all(e.json()["type"] == e.event for e in events)
+
+
+async def test_anthropic_errors_and_finishes() -> None:
+    cut = so.FakeReply("one two three", finish_reason="length")
+    dropped = so.FakeReply("one two three", faults=[so.Fault.disconnect_at(1)])
+    async with (
+        FakeOpenAIServer(word_model(cut, dropped), http_errors={1: 429}) as server,
+        anthropic.AsyncAnthropic(base_url=server.root_url, api_key="x", max_retries=0) as client,
+    ):
+        with pytest.raises(anthropic.RateLimitError, match="HTTP 429 on request 1"):
+            await client.messages.create(model="m", max_tokens=5, messages=ANTHROPIC_MESSAGES)
+        with pytest.raises(anthropic.BadRequestError, match="'messages' must be a non-empty"):
+            await client.messages.create(model="m", max_tokens=5, messages=[])
+        stream = await client.messages.create(
+            model="m", max_tokens=5, messages=ANTHROPIC_MESSAGES, stream=True
+        )
+        events = [e async for e in stream]
+        stream = await client.messages.create(
+            model="m", max_tokens=5, messages=ANTHROPIC_MESSAGES, stream=True
+        )
+        partial = [e async for e in stream]
+    assert events[-2].type == "message_delta"
+    assert events[-2].delta.stop_reason == "max_tokens"
+    assert [e.type for e in partial] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+    ]
+
+
+async def test_responses_async_client_parses_every_event() -> None:
+    model = word_model("Hi you there", delay=0.001)
+    async with (
+        FakeOpenAIServer(model) as server,
+        openai.AsyncOpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client,
+    ):
+        stream = await client.responses.create(model="gpt-test", input="hello", stream=True)
+        events = [event async for event in stream]
+        async with client.responses.stream(model="gpt-test", input="hello") as helper:
+            final = await helper.get_final_response()
+        response = await client.responses.create(
+            model="gpt-test", input=[{"role": "user", "content": "hello"}]
+        )
+    check_responses_events(events)
+    assert final.output_text == "Hi you there"
+    assert final.status == "completed"
+    assert response.output_text == "Hi you there"
+    assert response.status == "completed"
+    assert response.usage is not None
+    assert response.usage.output_tokens == 3
+    assert [c.prompt for c in model.calls] == ["hello"] * 3
+    assert [r.route for r in server.served] == ["responses"] * 3
+
+
+def test_responses_sync_client_parses_every_event() -> None:
+    with (
+        FakeOpenAIServer(word_model("Hi you there")) as server,
+        openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client,
+    ):
+        events = list(client.responses.create(model="gpt-test", input="hello", stream=True))
+        with client.responses.stream(model="gpt-test", input="hello") as helper:
+            texts = [e.delta for e in helper if e.type == "response.output_text.delta"]
+            final = helper.get_final_response()
+    check_responses_events(events)
+    assert "".join(texts) == final.output_text == "Hi you there"
+
+
+async def test_responses_length_finish_is_incomplete() -> None:
+    server = FakeOpenAIServer(word_model(so.FakeReply("one two", finish_reason="length")))
+    async with openai.AsyncOpenAI(
+        base_url=server.in_process_url, api_key="x", http_client=server.async_client()
+    ) as client:
+        events = [e async for e in await client.responses.create(model="m", input="x", stream=True)]
+        response = await client.responses.create(model="m", input="x")
+    strict_responses(events)
+    last = events[-1]
+    assert last.type == "response.incomplete"
+    assert last.response.incomplete_details is not None
+    assert last.response.incomplete_details.reason == "max_output_tokens"
+    assert response.status == "incomplete"
+    assert response.output_text == "one two"
+
+
+# --------------------------------------------------------------------------
+# the server's record of each request
+# --------------------------------------------------------------------------
+
+
+def test_served_records_a_complete_stream() -> None:
+    with (
+        FakeOpenAIServer(word_model("a b c", delay=0.001)) as server,
+        openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client,
+    ):
+        chunks = list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))
+    record = server.last_served
+    assert (record.number, record.route, record.stream, record.status) == (
+        1,
+        "chat.completions",
+        True,
+        200,
+    )
+    assert record.completed
+    assert record.stopped
+    assert record.disconnected_at is None
+    assert record.produced == 6  # role, three words, finish, usage
+    assert record.sent == len(chunks) + 1  # and [DONE]; the usage chunk was not asked for
+    assert record.call is not None
+    assert record.call.completed
+    assert record.started_at <= record.produced_at[0] <= record.headers_at  # type: ignore[operator]
+    assert record.stopped_at is not None
+    assert record.stopped_at >= record.produced_at[-1]
+
+
+def test_a_client_leaving_mid_stream_stops_generation_at_once() -> None:
+    model = word_model(" ".join(["word"] * 200), delay=0.02)
+    with FakeOpenAIServer(model) as server:
+        body = {"model": "m", "messages": MESSAGES, "stream": True}
+        with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body) as response:
+            lines = response.iter_lines()
+            for _ in range(6):
+                next(lines)
+        left = time.monotonic()  # the connection is closed with the response
+        record = server.last_served
+        assert record.wait_stopped(2.0)
+        assert record.disconnected_at is not None
+        assert record.disconnected_at >= left - 0.001
+        assert record.produced_after(left) <= 2
+        assert not record.completed
+        assert record.call is not None
+        assert record.call.closed_early
+
+
+def test_headers_delay_and_a_client_leaving_before_the_headers() -> None:
+    with FakeOpenAIServer(word_model("a b"), headers_delay=5.0) as server:
+        body = {"model": "m", "messages": MESSAGES, "stream": True}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=0.2)
+        record = server.last_served
+        assert record.wait_stopped(2.0)
+        assert record.disconnected_at is not None
+        assert record.call is None
+        assert record.headers_at is None
+        assert record.status is None
+        assert record.produced == 0
+        assert not record.completed
+        server.headers_delay = 0.05
+        body["stream"] = False
+        response = httpx.post(f"{server.base_url}/chat/completions", json=body)
+    assert response.json()["choices"][0]["message"]["content"] == "a b"
+    assert server.last_served.headers_at - server.last_served.started_at >= 0.05  # type: ignore[operator]
+
+
+def test_served_records_errors_and_bad_options() -> None:
+    server = FakeOpenAIServer("x", http_errors={1: 500})
+    with server:
+        first = httpx.post(f"{server.base_url}/responses", json={"model": "m", "input": "x"})
+        second = httpx.post(f"{server.base_url}/responses", json={"model": "m"})
+    assert (first.status_code, second.status_code) == (500, 400)
+    assert second.json()["error"]["message"] == "'input' must be a non-empty list"
+    assert [(r.route, r.status, r.call) for r in server.served] == [
+        ("responses", 500, None),
+        ("responses", 400, None),
+    ]
+    assert all(r.stopped and not r.produced for r in server.served)
+    with pytest.raises(ValueError, match="headers_delay must be a finite number"):
+        FakeOpenAIServer("x", headers_delay=-1)
+    with pytest.raises(IndexError, match="has not served a request yet"):
+        _ = FakeOpenAIServer("x").last_served
