@@ -7,19 +7,28 @@ text of the first ``limit`` tokens, stops pulling and closes the upstream.
 
 Without a ledger the operator is one sans-I/O processor (fused, sync and async
 streams). With a ledger it is one async shell stage that owns the same
-processor for its stream: for each chunk it pulls, it first tops up the
-processor's *allowance* by reserving blocks from the ledger (as many as the
-text received so far may need), then feeds the chunk, so nothing waits for
-the next chunk. However the stream ends it charges the ledger for the tokens
-it released and refunds the rest. The processor never awaits anything; all
-ledger I/O happens in the shell.
+processor for its stream. Before it pulls the first chunk it reserves a first
+share (at least one token, so a key with budget left never starves a stream,
+and a key with none left ends the stream before the source is even pulled).
+For each chunk it pulls, it first tops up the processor's *allowance* by
+reserving what the text received so far may need, then feeds the chunk, so
+nothing waits for the next chunk. A top-up asks for the exact count of the
+text that is final as *required* and for the rest of a whole block as
+*extra*; the ledger grants extra only from half of what is left (see
+:mod:`streamops._ledger`), and only a shortfall in the required part ends
+the stream. However the stream ends it charges the ledger for the tokens its
+consumer received, cancels reservations whose answer it never got, and
+refunds the rest, in one task shielded from cancellation but bounded by
+``cleanup_timeout``. The processor never awaits anything; all ledger I/O
+happens in the shell.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -223,6 +232,7 @@ class _Spec:
     key: str | None
     block: int
     fail_open: bool
+    cleanup_timeout: float
     on_exhausted: str
     warn_at: float | None
 
@@ -240,6 +250,7 @@ class _BudgetCore:
         "_pbytes",
         "_rel",
         "_splitter",
+        "_undo",
         "_warn_tokens",
         "allowance",
         "closed",
@@ -263,6 +274,9 @@ class _BudgetCore:
         self.closed = False  # the usage is final (closed, exhausted or aborted)
         self._rel = 0  # released characters of the counter's pending text
         self._pbytes = 0  # UTF-8 length of the counter's pending text
+        # The tokens released before the last output that ended the stream
+        # (see retract_last), or None while it runs.
+        self._undo: int | None = None
         if spec.ledger is None:
             self.allowance: int | None = spec.limit
             self.final = True
@@ -314,9 +328,22 @@ class _BudgetCore:
     def close(self) -> list[str]:
         if self.done:
             return []
+        before = self.released_tokens()
         out = self._exact(end_of_input=True)
+        if self._undo is None:
+            self._undo = before
         self._finish(self.used())
         return out
+
+    def retract_last(self) -> None:
+        """The output that ended the stream never reached the consumer: do not count it.
+
+        Called by the ledger shell when the stream is cancelled or fails
+        between the budget cut (or the end of input) and handing out its last
+        text, e.g. while the upstream closes.
+        """
+        if self._undo is not None and self.closed:
+            self._finish(self._undo)
 
     def abort(self) -> None:
         """The stream ended early: count what was released (the rest never reached anyone)."""
@@ -332,19 +359,20 @@ class _BudgetCore:
         return counter.committed + len(self._enc.encode_ordinary(counter.pending_text()[:rel]))
 
     # -- used by the ledger shell -------------------------------------------
-    def need_for(self, text: str) -> int:
-        """A tight upper bound on the tokens needed to release everything once ``text`` is fed.
+    def need_for(self, text: str) -> tuple[int, int]:
+        """What releasing everything needs once ``text`` is fed: ``(required, at most)``.
 
-        The text that is already final is counted exactly; only the tail that
-        later text may still change is counted by its bytes (at least one byte
-        per token), which is what lets :meth:`feed` release all of it.
+        ``required`` is the exact count of the text that is final (later text
+        cannot change it); ``at most`` adds the tail that may still change,
+        counted by its bytes (at least one byte per token), which is what lets
+        :meth:`feed` release all of it.
         """
         self.tighten()  # keeps the pending text (and so this encode) short
         counter = self.counter
         pending = counter.pending_text() + text
         cut = self._splitter.final_cut(pending)
-        final = len(self._enc.encode_ordinary(pending[:cut])) if cut else 0
-        return counter.committed + final + utf8_len(pending[cut:])
+        final = counter.committed + (len(self._enc.encode_ordinary(pending[:cut])) if cut else 0)
+        return final, final + utf8_len(pending[cut:])
 
     def exact_need(self) -> int:
         """The exact token count of the text received so far (changes no state)."""
@@ -355,6 +383,12 @@ class _BudgetCore:
         """Commit what is final and within the allowance, so :meth:`need` is tight."""
         if not self.done:
             self._exact(end_of_input=False, release=False)
+
+    def exhaust(self) -> None:
+        """End the stream now, at the allowance it has (the ledger has nothing left)."""
+        if not self.done:
+            self._undo = self.released_tokens()
+            self._exhaust([])
 
     def grant(self, tokens: int, *, final: bool) -> None:
         """Raise the allowance by ``tokens``; ``final`` means no more will come."""
@@ -423,6 +457,8 @@ class _BudgetCore:
         out = [pending[rel:end]] if end > rel else []
         if not self.final:
             return out  # wait: the ledger shell may grant more
+        if self._undo is None:
+            self._undo = counter.committed + len(enc.encode_ordinary(pending[:rel]))
         return self._exhaust(out)
 
     def _exhaust(self, out: list[str]) -> list[str]:
@@ -497,18 +533,24 @@ class _LedgerBudget(ShellStage):
         assert ledger is not None
         assert key is not None  # budget() requires a key with a ledger
         usage = core.usage
-        # Tokens reserved per bucket (a window may roll over mid-stream), and
-        # the last reservation of each, to refund through.
-        held: dict[str, list[Any]] = {}
-        settled: asyncio.Future[None] | None = None
+        book = _Book()
 
-        async def top_up(need: int) -> None:
-            short = need - (core.allowance or 0)
+        async def reserve(required: int, at_most: int) -> None:
+            """Top the allowance up to ``at_most`` (whole blocks); only ``required`` must come."""
+            allowance = core.allowance or 0
+            short = at_most - allowance
             if core.final or short <= 0:
                 return
-            want = -(-short // spec.block) * spec.block  # whole blocks
+            need = max(0, required - allowance)
+            want = -(-short // spec.block) * spec.block
+            if spec.limit is not None:  # never hold more than the local limit allows
+                want = max(need, min(want, spec.limit - allowance))
+            # Named before the call: if no answer comes (cancelled, timed out),
+            # the settlement cancels it, so an unanswered call charges nothing.
+            rid = uuid.uuid4().hex
+            book.unsure.append(rid)
             try:
-                got = await ledger.reserve(key, want)
+                got = await ledger.reserve(key, need, extra=want - need, rid=rid)
             except LedgerUnavailable as exc:
                 usage.ledger_error = str(exc)
                 report.emit("budget.ledger_unavailable", stage=self.name, error=str(exc))
@@ -516,45 +558,65 @@ class _LedgerBudget(ShellStage):
                     raise
                 core.open_allowance()
                 return
+            book.unsure.remove(rid)
             if got.tokens:
-                entry = held.setdefault(got.bucket, [got, 0])
+                entry = book.held.setdefault(got.bucket, [got, 0])
                 entry[0] = got
                 entry[1] += got.tokens
                 usage.ledger_reserved += got.tokens
-            core.grant(got.tokens, final=got.tokens < want)
+            core.grant(got.tokens, final=got.tokens < need)
 
         async def settle() -> None:
-            # Charge what was released; one task refunds the rest, shielded as
-            # a whole: however often the stream is cancelled meanwhile, every
-            # refund and the report's count complete.
-            nonlocal settled
-            if settled is None:
-                if not core.closed:
-                    core.abort()
-                spent = min(usage.completion_tokens, usage.ledger_reserved)
-                unused = usage.ledger_reserved - spent
-                settled = asyncio.ensure_future(self._refund(ledger, held, unused, usage, report))
+            # Charge what the consumer received; one task at a time cancels and
+            # refunds the rest, shielded: however often the stream is cancelled
+            # meanwhile, it completes, but never outlives cleanup_timeout.
+            if not core.closed:
+                core.abort()
             cancelled: asyncio.CancelledError | None = None
-            while not settled.done():
+            while True:
+                task = book.task
+                if task is None or task.done():
+                    job = self._settlement(ledger, book, usage, report)
+                    if job is None:
+                        break
+                    task = book.task = asyncio.ensure_future(job)
                 try:
-                    await asyncio.shield(settled)
+                    await asyncio.shield(task)
                 except asyncio.CancelledError as exc:
                     cancelled = cancelled or exc
             if cancelled is not None:
                 raise cancelled
 
+        async def settle_first() -> None:
+            # Settle at once, before the last text: the consumer may hold it for
+            # long. If the stream dies before handing it out, it is not charged.
+            try:
+                await settle()
+            except BaseException:
+                core.retract_last()
+                raise
+
         lens: Lens | None = None
         index = 0
         try:
+            # A first share before the first pull: a key with budget left gives
+            # every stream some; a key with none ends it without a request.
+            await reserve(1, spec.block)
+            if core.final and not core.allowance:
+                core.exhaust()
+                await _aclose(source)
+                await settle()
+                return
             while True:
                 try:
                     item = await anext(source)
                 except StopAsyncIteration:
-                    await top_up(core.exact_need())
+                    exact = core.exact_need()
+                    await reserve(exact, exact)
                     out = core.close()
-                    await settle()
                     if lens is not None:
                         out = lens.finish(out)
+                    await settle_first()
                     for x in out:
                         yield x
                     return
@@ -567,14 +629,18 @@ class _LedgerBudget(ShellStage):
                             raise ChunkTypeError(index, item, "str", _LENS_HINT)
                     text = lens.unwrap(item)
                 index += 1
-                await top_up(core.need_for(text))
+                await reserve(*core.need_for(text))
                 out = core.feed(text)
                 if lens is not None:
                     out = lens.wrap(item, out)
                 if core.done:
                     # At once, before the last chunk: the consumer may hold it for long.
-                    await _aclose(source)
-                    await settle()
+                    try:
+                        await _aclose(source)
+                    except BaseException:
+                        core.retract_last()
+                        raise
+                    await settle_first()
                     for x in out:
                         yield x
                     return
@@ -586,28 +652,63 @@ class _LedgerBudget(ShellStage):
             finally:
                 await settle()
 
-    async def _refund(
+    def _settlement(
+        self, ledger: Ledger, book: _Book, usage: BudgetUsage, report: StreamReport
+    ) -> Coroutine[Any, Any, None] | None:
+        """The next settling job for what the stream now owes back, or None if nothing is owed."""
+        if book.gave_up:
+            return None
+        spent = min(usage.completion_tokens, usage.ledger_reserved)
+        unused = usage.ledger_reserved - usage.ledger_refunded - spent
+        unsure, book.unsure = book.unsure, []
+        if unused <= 0 and not unsure:
+            return None
+        return self._settle(ledger, book, unsure, unused, usage, report)
+
+    async def _settle(
         self,
         ledger: Ledger,
-        held: dict[str, list[Any]],
+        book: _Book,
+        unsure: list[str],
         unused: int,
         usage: BudgetUsage,
         report: StreamReport,
     ) -> None:
-        # The newest bucket first: the tokens not used were reserved last.
-        for grant, tokens in reversed(list(held.values())):
-            back = min(unused, tokens)
-            if back <= 0:
-                break
-            try:
-                await ledger.refund(grant, back)
-            except LedgerUnavailable as exc:
-                # Fail closed: unrefunded tokens stay counted as spent.
-                usage.ledger_error = str(exc)
-                report.emit("budget.refund_failed", stage=self.name, tokens=unused)
-                return
-            unused -= back
-            usage.ledger_refunded += back
+        try:
+            async with asyncio.timeout(self.spec.cleanup_timeout):
+                for rid in unsure:
+                    await ledger.cancel(rid)
+                # The newest bucket first: the tokens not used were reserved last.
+                for grant, tokens in reversed(list(book.held.values())):
+                    back = min(unused, tokens)
+                    if back <= 0:
+                        break
+                    await ledger.refund(grant, back)
+                    unused -= back
+                    usage.ledger_refunded += back
+                    book.held[grant.bucket][1] -= back
+        except BaseException as exc:
+            book.gave_up = True
+            if not isinstance(exc, (LedgerUnavailable, TimeoutError)):
+                raise
+            # Fail closed: what was not refunded stays counted as spent.
+            error = str(exc) or f"no answer within cleanup_timeout={self.spec.cleanup_timeout}s"
+            usage.ledger_error = error
+            report.emit("budget.refund_failed", stage=self.name, tokens=unused, error=error)
+
+
+class _Book:
+    """A ledger stream's reservations: what it holds per bucket, and calls never answered."""
+
+    __slots__ = ("gave_up", "held", "task", "unsure")
+
+    def __init__(self) -> None:
+        # Per bucket (a window may roll over mid-stream): its last reservation,
+        # to refund through, and the tokens still held under it.
+        self.held: dict[str, list[Any]] = {}
+        self.unsure: list[str] = []  # names of reservations whose answer never came
+        self.task: asyncio.Future[None] | None = None
+        self.gave_up = False  # a settlement failed: stop trying
 
 
 _LENS_HINT = "register a lens with streamops.register_lens() for this chunk type"
@@ -637,6 +738,7 @@ def budget(
     key: str | None = None,
     block: int = 256,
     fail_open: bool = False,
+    cleanup_timeout: float = 5.0,
     on_exhausted: OnExhausted = "truncate",
     warn_at: float | None = 0.8,
     name: str = "budget",
@@ -663,10 +765,13 @@ def budget(
     are given as ``prompt_tokens`` or counted from ``prompt``.
 
     With ``ledger`` and ``key`` the stream also draws on a shared budget
-    (async streams only): before releasing text it reserves, in multiples of
-    ``block`` tokens, what the text may need, and however the stream ends it
-    is charged for the tokens it released and refunds the rest. An
-    unreachable ledger raises :class:`LedgerUnavailable` (``fail_open=True``
+    (async streams only): before releasing text it reserves, up to a
+    multiple of ``block`` tokens, what the text may need (less when the key's
+    budget runs low, so that concurrent streams all get a share), and however
+    the stream ends it is charged for the tokens its consumer received and
+    refunds the rest, within ``cleanup_timeout`` seconds even if cancelled
+    (a refund that cannot complete by then leaves the tokens counted). A
+    ledger that fails raises :class:`LedgerUnavailable` (``fail_open=True``
     goes on under the local limits instead).
 
     >>> list(budget(max_tokens=3)(["Hello, wor", "ld! How are you?"]))
@@ -681,6 +786,9 @@ def budget(
     if prompt_tokens is not None:
         check_int("prompt_tokens", prompt_tokens)
     check_int("block", block, least=1)
+    check_number("cleanup_timeout", cleanup_timeout)
+    if not cleanup_timeout > 0:
+        raise ValueError(f"cleanup_timeout must be positive, got {cleanup_timeout!r}")
     if on_exhausted not in ("truncate", "raise"):
         raise ValueError(f"on_exhausted must be 'truncate' or 'raise', got {on_exhausted!r}")
     if warn_at is not None and (not is_number(warn_at) or not 0 < warn_at <= 1):
@@ -693,7 +801,10 @@ def budget(
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
     if ledger is not None:
         if not isinstance(ledger, Ledger):
-            raise TypeError(f"ledger must implement Ledger, got {type(ledger).__name__}")
+            raise TypeError(
+                f"ledger must implement Ledger (reserve, cancel, refund, spent),"
+                f" got {type(ledger).__name__}"
+            )
         if not isinstance(key, str) or not key:
             raise ValueError("a ledger needs key=, a non-empty str naming the shared budget")
     elif key is not None:
@@ -740,6 +851,7 @@ def budget(
         key=key,
         block=block,
         fail_open=fail_open,
+        cleanup_timeout=cleanup_timeout,
         on_exhausted=on_exhausted,
         warn_at=warn_at,
     )

@@ -618,7 +618,10 @@ class Policy(_Section):
             return None
         ledger = None
         if b.ledger is not None:
-            ledger = self._ledger = self._ledger or _make_ledger(b)
+            # `is None`, not `or`: an empty MemoryLedger is falsy (it has __len__).
+            if self._ledger is None:
+                self._ledger = _make_ledger(b)
+            ledger = self._ledger
         return budget(
             max_tokens=b.max_tokens,
             max_cost=b.max_cost,

@@ -146,6 +146,22 @@ async def test_memory_ledger_is_shared_by_every_stream_of_a_policy() -> None:
     assert second.report.stop_reason == "budget"
 
 
+async def test_memory_ledger_is_shared_by_concurrent_streams_of_a_policy() -> None:
+    # All three pipelines are built before any of them draws on the (still
+    # empty) ledger: each must get the policy's one ledger, not a fresh one.
+    policy = Policy.from_dict({"budget": {"ledger": "memory", "key": "team", "ledger_limit": 40}})
+    words = [f" w{i}" for i in range(25)]
+    assert so.count_tokens("".join(words)) >= 25
+    streams = [policy.apply(_slow(*words, pause=0)) for _ in range(3)]
+    texts = await asyncio.gather(*(s.text() for s in streams))
+    received = sum(so.count_tokens(t) for t in texts)
+    assert received == 40
+    ledger = policy._ledger
+    assert isinstance(ledger, so.MemoryLedger)
+    assert await ledger.spent("team") == received
+    assert all(s.report["budget"].ledger_reserved > 0 for s in streams)
+
+
 def test_json_section_with_a_model_reference_and_an_inline_schema() -> None:
     ref = Policy.from_dict({"parse_json": {"model": "streamops._budget:ProviderUsage"}})
     values = list(ref.apply(['{"prompt_tokens": 3', ', "completion_tokens": 4}']))
