@@ -23,10 +23,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
+import inspect
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Generator,
     Iterable,
@@ -72,6 +74,12 @@ class Processor(Protocol[In_contra, Out]):
     when the stream ends before the end of input (the consumer left, an error,
     a cancellation, or a later processor said done), so that it can finalise
     its report section. Its output, if any, is discarded.
+
+    And it may define ``truncate()``: called instead of ``close`` when the input
+    ended *by force* (a budget cut before it, a quiet timeout or cancel, a
+    provider's ``length``/``content_filter`` finish). It returns what may be
+    released of the held text of an incomplete message: redaction masks a live
+    partial match there rather than releasing it.
     """
 
     @property
@@ -195,6 +203,16 @@ class Lens(Protocol):
 
 
 LensFactory = Callable[[Any], "Lens | None"]
+
+AsyncSource = (
+    AsyncIterable[T]
+    | Awaitable[AsyncIterable[T]]
+    | Callable[[], Awaitable[AsyncIterable[T]]]
+    | Callable[[], AsyncIterable[T]]
+)
+"""What an operator accepts to give an :class:`AsyncStream`: see ``Operator.__call__``."""
+SyncSource = Iterable[T] | Callable[[], Iterable[T]]
+"""What an operator accepts to give a :class:`SyncStream`."""
 _LENSES: list[LensFactory] = []
 
 
@@ -352,8 +370,17 @@ class _Chain:
         )
 
     def finish(self) -> list[Any]:
-        """Flush every processor at the end of input (a halted chain is already flushed)."""
-        out: list[Any] = [] if self.halted else self._drain(0, [])
+        """Flush every processor at the end of input (a halted chain is already flushed).
+
+        The input ended *by force* when a stop reason is already recorded (a
+        budget, a quiet timeout or cancel, a block) or the provider said it cut
+        the message (a lens's ``truncated``): processors are then truncated,
+        not closed, so that what they held back is never released as if the
+        text were complete.
+        """
+        lens = self.lens
+        forced = self.report.stop_reason is not None or bool(getattr(lens, "truncated", False))
+        out: list[Any] = [] if self.halted else self._drain(0, [], forced=forced)
         self.finished = True
         self._record(out)
         if self.lens is not None and self.text_out:
@@ -386,7 +413,7 @@ class _Chain:
         while True:
             if proc.done:
                 self.halted = True
-                out = self._drain(i + 1, out + proc.close())
+                out = self._drain(i + 1, out + proc.close(), forced=True)
                 self._record(out)
                 self._abort(procs[:i])  # cut off before the end of their input
                 raise _Halt(out)
@@ -418,8 +445,13 @@ class _Chain:
             if abort is not None:
                 abort()
 
-    def _drain(self, start: int, items: list[Any]) -> list[Any]:
-        """Feed ``items`` to processors from ``start`` on, closing each in turn."""
+    def _drain(self, start: int, items: list[Any], *, forced: bool) -> list[Any]:
+        """Feed ``items`` to processors from ``start`` on, ending each in turn.
+
+        ``forced``: the input was cut before its natural end, so a processor
+        with a ``truncate()`` hook (redaction masks a live partial match) ends
+        with it instead of ``close()``.
+        """
         procs = self.procs
         for i in range(start, len(procs)):
             proc = procs[i]
@@ -428,7 +460,11 @@ class _Chain:
                 if proc.done:
                     break
                 acc += proc.feed(x)
-            acc += proc.close()
+            # A processor before this one may have cut the text as it closed (a
+            # budget reached in its last pieces records its stop reason then).
+            forced = forced or self.report.stop_reason is not None
+            truncate = getattr(proc, "truncate", None) if forced else None
+            acc += proc.close() if truncate is None else truncate()
             if proc.done:
                 self.halted = True
             items = acc
@@ -477,16 +513,146 @@ def _wrong_chunk(exc: _WrongChunk, index: int) -> ChunkTypeError:
     return ChunkTypeError(index, exc.chunk, "str", hint)
 
 
-def _close(source: Iterator[Any]) -> None:
+def _close(source: object) -> None:
+    """Close a sync iterator or source object (``close()``); nothing if it has none."""
     close = getattr(source, "close", None)
     if close is not None:
-        close()
+        result = close()
+        if inspect.iscoroutine(result):  # an async close on a sync-iterated object
+            result.close()
 
 
-async def _aclose(source: AsyncIterator[Any]) -> None:
+async def _aclose(source: object) -> None:
+    """Close an async iterator or source object: ``aclose()``, else ``close()`` (awaited)."""
     aclose = getattr(source, "aclose", None)
     if aclose is not None:
         await aclose()
+        return
+    close = getattr(source, "close", None)
+    if close is not None:
+        result = close()
+        if inspect.isawaitable(result):
+            await result
+
+
+class _Awaited:
+    """The async iterator of a source that must first be awaited (a request in flight).
+
+    The awaitable is awaited at the first pull, inside whatever shells wrap the
+    source, so a first-chunk or total limit covers the wait for the response
+    headers and cancelling the stream cancels the request. ``aclose`` closes
+    what the awaitable gave (iterator and object) unless it was exhausted, or
+    the awaitable itself if it never ran (no "never awaited" warning).
+    """
+
+    __slots__ = ("_exhausted", "_it", "_obj", "_pending")
+
+    def __init__(self, pending: Any) -> None:
+        self._pending: Any = pending
+        self._it: AsyncIterator[Any] | None = None
+        self._obj: object = None
+        self._exhausted = False
+
+    def __aiter__(self) -> _Awaited:
+        return self
+
+    async def __anext__(self) -> Any:
+        it = self._it
+        if it is None:
+            pending, self._pending = self._pending, None
+            if pending is None:  # closed before it started, or already exhausted
+                raise StopAsyncIteration
+            obj = await pending
+            self._obj = obj
+            it = self._it = _async_iter_of(obj)
+        try:
+            return await it.__anext__()
+        except StopAsyncIteration:
+            self._exhausted = True
+            raise
+
+    def __del__(self) -> None:
+        # Dropped before the first pull: close the request that never started
+        # (a coroutine left unawaited would warn when collected).
+        if inspect.iscoroutine(self._pending):
+            self._pending.close()
+
+    async def aclose(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            if inspect.iscoroutine(pending):
+                pending.close()
+            elif isinstance(pending, asyncio.Future):
+                pending.cancel()
+        it, self._it = self._it, None
+        if it is not None and not self._exhausted:
+            await _aclose(it)
+            if self._obj is not it:
+                await _aclose(self._obj)
+
+
+async def _iterate_sync(it: Iterator[Any]) -> AsyncGenerator[Any, None]:
+    try:
+        for item in it:
+            yield item
+    finally:
+        _close(it)
+
+
+def _async_iter_of(obj: object) -> AsyncIterator[Any]:
+    """The async iterator over what an awaitable source gave."""
+    if isinstance(obj, (str, bytes, bytearray)):
+        raise TypeError(
+            f"the awaited source gave a bare {type(obj).__name__}, expected an iterable of chunks"
+        )
+    if hasattr(obj, "__aiter__"):
+        it: AsyncIterator[Any] = obj.__aiter__()
+        return it
+    if hasattr(obj, "__iter__"):
+        return _iterate_sync(iter(obj))
+    raise TypeError(
+        f"the awaited source gave {type(obj).__name__}, expected an iterable or async"
+        " iterable of chunks"
+    )
+
+
+def _open_source(source: Any) -> tuple[Any, object, bool]:
+    """Return ``(iterator, owner, is_async)`` for a source; see ``Operator.__call__``.
+
+    ``owner`` is the object to close on an early end besides the iterator
+    (``None`` when the iterator is the object itself).
+    """
+    if not hasattr(source, "__aiter__") and not hasattr(source, "__iter__"):
+        if inspect.isawaitable(source):
+            return _Awaited(source), None, True
+        if callable(source):
+            try:
+                inspect.signature(source).bind()
+            except TypeError:
+                raise TypeError(
+                    "a callable source must take no arguments (a factory of the stream),"
+                    f" got {source!r}"
+                ) from None
+            except ValueError:  # no signature (some builtins): just call it
+                pass
+            source = source()
+            if isinstance(source, (str, bytes, bytearray)):
+                kind = type(source).__name__
+                raise TypeError(
+                    f"the source factory returned a bare {kind}, expected an iterable of chunks"
+                )
+            if inspect.isawaitable(source) and not hasattr(source, "__aiter__"):
+                return _Awaited(source), None, True
+    if hasattr(source, "__aiter__"):
+        it = source.__aiter__()
+        return it, (None if it is source else source), True
+    if hasattr(source, "__iter__"):
+        it = iter(source)
+        return it, (None if it is source else source), False
+    raise TypeError(
+        "expected an iterable or async iterable of chunks, an awaitable giving one, or a"
+        f" zero-argument factory, got {type(source).__name__}"
+    )
 
 
 def _undelivered(chain: _Chain, batch: list[Any], delivered: int) -> None:
@@ -505,12 +671,22 @@ def _undelivered(chain: _Chain, batch: list[Any], delivered: int) -> None:
         report.retract_released(tail)
 
 
-def _drive_sync(source: Iterator[Any], chain: _Chain, *, first: bool) -> Generator[Any, None, None]:
+def _drive_sync(
+    source: Iterator[Any],
+    chain: _Chain,
+    *,
+    first: bool,
+    owner: object = None,
+    unstarted: list[object] | None = None,
+) -> Generator[Any, None, None]:
     report = chain.report
     last = chain.last
     feed = chain.feed
     n = n_out = start = 0
     out: list[Any] = []
+    exhausted = False
+    if unstarted is not None:
+        unstarted.clear()  # from now on this generator's finally closes them
     if last:
         _start(report)
     try:
@@ -522,10 +698,16 @@ def _drive_sync(source: Iterator[Any], chain: _Chain, *, first: bool) -> Generat
                 for x in out:
                     n_out += 1  # counted before the yield: a consumer that leaves has it
                     yield x
+            # A shell that ended the stream quietly (a timeout or cancel with
+            # on_timeout="end") recorded why: the source itself is not exhausted.
+            exhausted = report.stop_reason is None
         except _WrongChunk as exc:
             raise _wrong_chunk(exc, n - 1) from None
         except _Halt as halt:
             _close(source)  # at once: the consumer may hold the last chunk for long
+            if owner is not None:
+                _close(owner)
+                owner = None
             out = halt.out
             start = n_out
             for x in out:
@@ -550,19 +732,31 @@ def _drive_sync(source: Iterator[Any], chain: _Chain, *, first: bool) -> Generat
             report.chunks_in = n
         if last:
             report.chunks_out = n_out
-        _close(source)
-        if last:
-            _end(report)
+        try:
+            _close(source)
+        finally:
+            if owner is not None and not exhausted:
+                _close(owner)
+            if last:
+                _end(report)
 
 
 async def _drive_async(
-    source: AsyncIterator[Any], chain: _Chain, *, first: bool
+    source: AsyncIterator[Any],
+    chain: _Chain,
+    *,
+    first: bool,
+    owner: object = None,
+    unstarted: list[object] | None = None,
 ) -> AsyncGenerator[Any, None]:
     report = chain.report
     last = chain.last
     feed = chain.feed
     n = n_out = start = 0
     out: list[Any] = []
+    exhausted = False
+    if unstarted is not None:
+        unstarted.clear()  # from now on this generator's finally closes them
     if last:
         _start_async(report)
     try:
@@ -578,10 +772,14 @@ async def _drive_async(
                     for x in out:
                         n_out += 1
                         yield x
+            exhausted = report.stop_reason is None  # (see _drive_sync)
         except _WrongChunk as exc:
             raise _wrong_chunk(exc, n - 1) from None
         except _Halt as halt:
             await _aclose(source)  # at once: the consumer may hold the last chunk for long
+            if owner is not None:
+                await _aclose(owner)
+                owner = None
             out = halt.out
             start = n_out
             for x in out:
@@ -606,9 +804,13 @@ async def _drive_async(
             report.chunks_in = n
         if last:
             report.chunks_out = n_out
-        await _aclose(source)
-        if last:
-            _end(report)
+        try:
+            await _aclose(source)
+        finally:
+            if owner is not None and not exhausted:
+                await _aclose(owner)
+            if last:
+                _end(report)
 
 
 # --------------------------------------------------------------------------
@@ -627,11 +829,19 @@ class SyncStream(Iterator[T]):
     (['a', 'b'], <StopReason.COMPLETE: 'complete'>)
     """
 
-    __slots__ = ("_it", "report")
+    __slots__ = ("_it", "_unstarted", "report")
 
-    def __init__(self, it: Generator[T, None, None], report: StreamReport) -> None:
+    def __init__(
+        self,
+        it: Generator[T, None, None],
+        report: StreamReport,
+        unstarted: list[object] | None = None,
+    ) -> None:
         self._it = it
         self.report = report
+        # The source objects to close if the stream is closed before it starts
+        # (closing a generator that never ran does not run its ``finally``).
+        self._unstarted = unstarted
 
     def __iter__(self) -> Iterator[T]:
         return self._it
@@ -642,6 +852,10 @@ class SyncStream(Iterator[T]):
     def close(self) -> None:
         """Stop the stream and close the upstream; harmless if already closed."""
         self._it.close()
+        if self._unstarted:
+            sources, self._unstarted = self._unstarted, None
+            for obj in sources:
+                _close(obj)
 
     def __enter__(self) -> SyncStream[T]:
         return self
@@ -676,11 +890,17 @@ class AsyncStream(AsyncIterator[T]):
     (['a', 'b'], <StopReason.COMPLETE: 'complete'>)
     """
 
-    __slots__ = ("_it", "report")
+    __slots__ = ("_it", "_unstarted", "report")
 
-    def __init__(self, it: AsyncGenerator[T, None], report: StreamReport) -> None:
+    def __init__(
+        self,
+        it: AsyncGenerator[T, None],
+        report: StreamReport,
+        unstarted: list[object] | None = None,
+    ) -> None:
         self._it = it
         self.report = report
+        self._unstarted = unstarted  # as in SyncStream
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._it
@@ -691,6 +911,10 @@ class AsyncStream(AsyncIterator[T]):
     async def aclose(self) -> None:
         """Stop the stream and close the upstream; harmless if already closed."""
         await self._it.aclose()
+        if self._unstarted:
+            sources, self._unstarted = self._unstarted, None
+            for obj in sources:
+                await _aclose(obj)
 
     async def __aenter__(self) -> AsyncStream[T]:
         return self
@@ -781,7 +1005,7 @@ class Operator(Generic[In, Out]):
     @overload
     def __call__(
         self,
-        source: AsyncIterable[In],
+        source: AsyncSource[In],
         /,
         *,
         on_event: EventCallback | None = ...,
@@ -792,7 +1016,7 @@ class Operator(Generic[In, Out]):
     @overload
     def __call__(
         self,
-        source: Iterable[In],
+        source: SyncSource[In],
         /,
         *,
         on_event: EventCallback | None = ...,
@@ -803,7 +1027,7 @@ class Operator(Generic[In, Out]):
     @overload
     def __call__(
         self: Operator[str, str],
-        source: AsyncIterable[C],
+        source: AsyncSource[C],
         /,
         *,
         on_event: EventCallback | None = ...,
@@ -814,7 +1038,7 @@ class Operator(Generic[In, Out]):
     @overload
     def __call__(
         self: Operator[str, str],
-        source: Iterable[C],
+        source: SyncSource[C],
         /,
         *,
         on_event: EventCallback | None = ...,
@@ -824,7 +1048,7 @@ class Operator(Generic[In, Out]):
 
     def __call__(
         self,
-        source: Iterable[Any] | AsyncIterable[Any],
+        source: SyncSource[Any] | AsyncSource[Any],
         /,
         *,
         on_event: EventCallback | None = None,
@@ -832,6 +1056,17 @@ class Operator(Generic[In, Out]):
         lens: LensFactory | None = None,
     ) -> Any:
         """Apply the pipeline to ``source``; see the class docstring.
+
+        ``source`` is an iterable or async iterable of chunks (an OpenAI or
+        Anthropic stream object, an httpx response's iterator, a generator...),
+        or an awaitable that gives one (``client.chat.completions.create(...,
+        stream=True)`` not yet awaited), or a zero-argument callable returning
+        either. An awaitable is awaited inside the stream, at the first pull,
+        so time limits and the time to first chunk cover the request itself,
+        and a timeout or cancellation cancels it. A callable is called at once.
+        When the stream ends before the source is exhausted (a budget, a
+        ``break``, a timeout, an error, a cancellation), the source *object* is
+        closed (``aclose()`` or ``close()``), so the provider stops generating.
 
         ``on_event`` is called with every event of this stream; ``report`` lets
         several streams share one report; ``lens`` replaces the registered lens
@@ -846,29 +1081,30 @@ class Operator(Generic[In, Out]):
         for match, adapter in _SOURCE_ADAPTERS:
             if match(source):
                 return adapter(self, source, {"on_event": on_event, "report": report, "lens": lens})
+        it, owner, is_async = _open_source(source)
         if report is None:
             report = StreamReport(on_event=on_event)
         elif on_event is not None:
             report.subscribe(on_event)
-        if hasattr(source, "__aiter__"):
-            return AsyncStream(self._build(source.__aiter__(), report, lens, is_async=True), report)
-        if hasattr(source, "__iter__"):
-            return SyncStream(self._build(iter(source), report, lens, is_async=False), report)
-        raise TypeError(
-            f"expected an iterable or async iterable of chunks, got {type(source).__name__}"
-        )
+        unstarted = [it] if owner is None else [it, owner]
+        gen = self._build(it, owner, unstarted, report, lens, is_async=is_async)
+        if is_async:
+            return AsyncStream(gen, report, unstarted)
+        return SyncStream(gen, report, unstarted)
 
     def _groups(self) -> list[ShellStage | list[ProcessorStage]]:
         groups: list[ShellStage | list[ProcessorStage]] = []
         produces: type | Literal["same"] | None = "same"  # what the stages so far hand on
         for stage in self.stages:
             if isinstance(stage, ProcessorStage):
-                # Values that are not text (SSE events, wire-format dicts) reaching a
-                # stage that needs text start a new group, whose driver reads them
-                # through a lens; everything else fuses.
+                # A stage that needs text starts a new group, whose driver reads
+                # provider chunks through a lens, unless what reaches it is known to
+                # be its type. "same" before any typed stage is the source's own
+                # chunk type, which may be anything: pass-through stages first
+                # (identity, collect) do not make the chunks text.
                 boundary = (
                     stage.accepts is not None
-                    and produces != "same"
+                    and bool(groups)
                     and not (isinstance(produces, type) and issubclass(produces, stage.accepts))
                 )
                 if groups and isinstance(groups[-1], list) and not boundary:
@@ -886,9 +1122,23 @@ class Operator(Generic[In, Out]):
         return groups
 
     def _build(
-        self, it: Any, report: StreamReport, lens: LensFactory | None, *, is_async: bool
+        self,
+        it: Any,
+        owner: object,
+        unstarted: list[object],
+        report: StreamReport,
+        lens: LensFactory | None,
+        *,
+        is_async: bool,
     ) -> Any:
-        """Stack the drivers and shells of one stream over the source iterator ``it``."""
+        """Stack the drivers and shells of one stream over the source iterator ``it``.
+
+        ``owner`` is the object the iterator came from when it is another object
+        (an SDK stream whose ``__aiter__`` makes a new generator): the outermost
+        driver closes it on every early end, after the stages below it.
+        ``unstarted`` is emptied when the outermost driver starts: until then,
+        closing the stream closes those objects directly.
+        """
         groups = self._groups()
         # Shells pass chunks through one for one, so the first fused group
         # counts the upstream's chunks even when a shell comes before it.
@@ -897,9 +1147,13 @@ class Operator(Generic[In, Out]):
             if isinstance(group, ShellStage):
                 it = group.wrap_async(it, report) if is_async else group.wrap_sync(it, report)
             else:
-                chain = _Chain(group, report, last=n == len(groups) - 1, find_lens=lens)
+                last = n == len(groups) - 1
+                chain = _Chain(group, report, last=last, find_lens=lens)
                 drive = _drive_async if is_async else _drive_sync
-                it = drive(it, chain, first=first)
+                if last:
+                    it = drive(it, chain, first=first, owner=owner, unstarted=unstarted)
+                else:
+                    it = drive(it, chain, first=first)
                 first = False
         return it  # the last group is always a driver: a generator
 

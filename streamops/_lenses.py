@@ -175,12 +175,15 @@ class _ChunkLens(abc.ABC):
     (``_synth``) and whether an end chunk can carry text itself (``_carries``).
     """
 
-    __slots__ = ("_held", "_n", "_slot")
+    __slots__ = ("_held", "_n", "_slot", "truncated")
 
     def __init__(self) -> None:
         self._held: list[Any] = []
         self._n = 0
         self._slot: str | None = None  # the text of the chunk being fed; None: no text field
+        # The provider said it cut the message (a length or content-filter finish):
+        # the driver then truncates the operators instead of closing them.
+        self.truncated = False
 
     # -- hooks -------------------------------------------------------------
     @abc.abstractmethod
@@ -311,6 +314,24 @@ class BytesLens:
 # OpenAI Chat Completions
 # --------------------------------------------------------------------------
 
+# Finish and stop reasons that mean "the message was cut", by provider:
+# OpenAI, Anthropic, Gemini (upper case) and LangChain's copies of them.
+_CUT_FINISHES = frozenset(
+    {
+        "length",
+        "content_filter",
+        "max_tokens",
+        "refusal",
+        "model_context_window_exceeded",
+        "MAX_TOKENS",
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+    }
+)
+
 
 class OpenAIChatLens(_ChunkLens):
     """Lens for OpenAI ``ChatCompletionChunk`` objects and their wire-format dicts.
@@ -386,7 +407,12 @@ class OpenAIChatLens(_ChunkLens):
 
     def _is_end(self, chunk: Any) -> bool:
         choices = _get(chunk, "choices")
-        return not choices or _get(choices[0], "finish_reason") is not None
+        if not choices:
+            return True
+        finish = _get(choices[0], "finish_reason")
+        if finish in _CUT_FINISHES:
+            self.truncated = True
+        return finish is not None
 
     def _carries(self, chunk: Any) -> bool:
         return bool(_get(chunk, "choices"))
@@ -477,7 +503,10 @@ class OpenAIResponsesLens(_ChunkLens):
         return _replace(chunk, **changes)
 
     def _is_end(self, chunk: Any) -> bool:
-        return _get(chunk, "type") in _RESPONSE_ENDS
+        kind = _get(chunk, "type")
+        if kind in ("response.incomplete", "response.failed"):
+            self.truncated = True
+        return kind in _RESPONSE_ENDS
 
     def _synth(self, text: str) -> list[Any]:
         if self._last is None:  # pragma: no cover - text only comes from text deltas
@@ -626,6 +655,8 @@ class AnthropicLens(_ChunkLens):
         kind = _get(chunk, "type")
         if kind == "content_block_stop":
             return self._open is not None and _get(chunk, "index") == self._open
+        if kind == "message_delta" and _get(_get(chunk, "delta"), "stop_reason") in _CUT_FINISHES:
+            self.truncated = True
         return kind in ("message_delta", "message_stop")
 
     def _release(self, chunk: Any) -> Any:
@@ -748,6 +779,8 @@ class LangChainLens(_ChunkLens):
         if chunk.content or getattr(chunk, "tool_call_chunks", None):
             return False
         meta = chunk.response_metadata or {}
+        if meta.get("finish_reason") in _CUT_FINISHES or meta.get("stop_reason") in _CUT_FINISHES:
+            self.truncated = True
         return bool(
             meta.get("finish_reason")
             or meta.get("stop_reason")

@@ -136,6 +136,9 @@ class RedactReport(BaseModel):
     ``redacted``/``flagged``/``rejected`` count matches per pattern (rejected:
     its validator refused every match of the pattern at a position). ``on_overflow`` says whether
     the window fails closed (``"redact"``) or open (``"release"``).
+    ``truncated_matches`` counts partial matches masked because the stream
+    ended by force while they were open (a budget cut, a quiet timeout or
+    cancel, a provider's ``length`` finish): they are also in ``redacted``.
 
     >>> s = redact(["secret"])(["a secret", " here"])
     >>> s.text()
@@ -149,6 +152,7 @@ class RedactReport(BaseModel):
     rejected: dict[str, int] = Field(default_factory=dict)
     blocked_by: str | None = None
     window_overflows: int = 0
+    truncated_matches: int = 0
     on_overflow: OnOverflow = "redact"
     max_window: int = 0
     max_held: int = 0
@@ -664,6 +668,58 @@ class _Redactor:
         self._buf = self._buf[self._scan :]  # nothing held: keeps close() idempotent
         self._scan = len(self._buf)
         return out
+
+    def truncate(self) -> list[str]:
+        """End a message cut by force: mask a live partial match, never release it.
+
+        The held text exists because the attempt at its start is still open at
+        the end of the text read so far. A complete message would decide it
+        with more text; a truncated one never will, and its prefix may be most
+        of a secret (``sk-proj-4Ab1...``). So it is replaced as if it had
+        matched, with that pattern's action (``block`` stops, ``flag`` keeps the
+        text). Held text that no pattern's partial match covers (a lookahead
+        waiting for its context) is released as at a natural end.
+        """
+        if self.done:
+            return []
+        buf, scan, plan = self._buf, self._scan, self._plan
+        if self._anchor >= 0:  # dropping an overflowed attempt: it ends here, dropped
+            self._anchor = -1
+            self._scan = len(buf)
+            return []
+        if scan >= len(buf):
+            return []
+        live = None
+        try:
+            for branch in plan.branches:
+                bm = branch.regex.match(buf, scan, partial=True, timeout=plan.timeout)
+                if bm is not None:
+                    live = (branch, bm)
+                    break
+        except TimeoutError as exc:
+            self.done = True
+            raise RedactTimeout(_timeout_message(plan.timeout)) from exc
+        if live is None:
+            return self.close()
+        branch, bm = live
+        spec = branch.spec
+        action = spec.action or plan.action
+        if action == "flag":
+            return self.close()
+        self._scan = len(buf)
+        self.done = True  # the message is over: nothing may follow a masked end
+        section = self._section
+        section.truncated_matches += 1
+        if action == "block":
+            section.blocked_by = spec.name
+            self._report.stop(StopReason.BLOCKED, f"redact: {spec.name}")
+            self._event(spec.name, "block", 0)
+            return []
+        section.redacted[spec.name] = section.redacted.get(spec.name, 0) + 1
+        out = self._replace(spec, bm)
+        self._event(spec.name, "redact", len(out))
+        self._emitted += len(out)
+        return [out]
 
     def _candidate(self, buf: str, start: int, end: int) -> int:
         """Return the first position in ``[start, end)`` that may not be a decided miss.

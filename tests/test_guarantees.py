@@ -1,0 +1,358 @@
+"""The guarantees of DESIGN.md on the streams users have, not only on ``str`` from our fakes.
+
+Each test here reproduces a finding of the adversarial review (issue 15): the
+source *object* is closed, awaitables and factories are sources, pass-through
+stages fuse correctly over provider chunks, and a stream ended by force never
+releases the held-back prefix of a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from typing import Any
+
+import pytest
+
+import streamops as so
+
+SECRET = "sk-proj-4Ab12Cd34Ef56Gh78Ij90Kl12Mn34"
+PARTS = ["my key is sk-proj-4", "Ab12Cd34Ef56Gh78Ij90Kl12Mn34 ok"]
+
+
+class SDKAsyncStream:
+    """Shaped like openai's ``AsyncStream``: ``__aiter__`` makes a new generator each time,
+    and only ``close()`` on the object releases the response."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.closed = 0
+        self.pulled = 0
+        self._iterator = self._stream()
+
+    async def _stream(self) -> AsyncGenerator[Any, None]:
+        for item in self.items:
+            self.pulled += 1
+            yield item
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        async for item in self._iterator:
+            yield item
+
+    async def close(self) -> None:
+        self.closed += 1
+        await self._iterator.aclose()
+
+
+class SDKSyncStream:
+    """Shaped like openai's sync ``Stream``."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+        self.closed = 0
+        self.pulled = 0
+        self._iterator = self._stream()
+
+    def _stream(self) -> Generator[Any, None, None]:
+        for item in self.items:
+            self.pulled += 1
+            yield item
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from self._iterator
+
+    def close(self) -> None:
+        self.closed += 1
+        self._iterator.close()
+
+
+WORDS = [f"w{i} " for i in range(50)]
+
+
+# -- close what you were given ---------------------------------------------
+
+
+def test_budget_cut_closes_the_sync_source_object() -> None:
+    src = SDKSyncStream(WORDS)
+    out = list(so.budget(max_tokens=3)(src))
+    assert "".join(out)
+    assert src.closed == 1
+    assert src.pulled < 10
+
+
+def test_consumer_break_closes_the_sync_source_object() -> None:
+    src = SDKSyncStream(WORDS)
+    with so.redact()(src) as stream:
+        for _ in stream:
+            break
+    assert src.closed == 1
+
+
+async def test_budget_cut_closes_the_async_source_object() -> None:
+    src = SDKAsyncStream(WORDS)
+    out = [x async for x in so.budget(max_tokens=3)(src)]
+    assert out
+    assert src.closed == 1
+    assert src.pulled < 10
+
+
+async def test_consumer_break_closes_the_async_source_object() -> None:
+    src = SDKAsyncStream(WORDS)
+    async with so.redact()(src) as stream:
+        async for _ in stream:
+            break
+    assert src.closed == 1
+
+
+async def test_upstream_error_closes_the_source_object() -> None:
+    class Failing(SDKAsyncStream):
+        async def _stream(self) -> AsyncGenerator[Any, None]:
+            yield "a"
+            raise ConnectionResetError("gone")
+
+    src = Failing([])
+    with pytest.raises(ConnectionResetError):
+        async for _ in so.identity()(src):
+            pass
+    assert src.closed == 1
+
+
+async def test_natural_end_does_not_need_a_close_but_tolerates_one() -> None:
+    src = SDKAsyncStream(["a", "b"])
+    stream = so.redact()(src)
+    assert [x async for x in stream] == ["ab"]
+    await stream.aclose()
+    assert src.closed <= 1
+
+
+@pytest.mark.looptime
+async def test_timeout_closes_the_source_object() -> None:
+    class Stalling(SDKAsyncStream):
+        async def _stream(self) -> AsyncGenerator[Any, None]:
+            yield "a"
+            await asyncio.sleep(100)
+            yield "b"
+
+    src = Stalling([])
+    with pytest.raises(so.StreamTimeout):
+        async for _ in so.timeout(idle=1.0)(src):
+            pass
+    assert src.closed == 1
+
+
+# -- a source may still have to be awaited ---------------------------------
+
+
+async def test_coroutine_source_is_awaited_inside_the_stream() -> None:
+    async def create() -> SDKAsyncStream:
+        await asyncio.sleep(0)
+        return SDKAsyncStream(["Mail a@b.co", " now"])
+
+    stream = so.redact(["email"])(create())
+    assert isinstance(stream, so.AsyncStream)
+    assert "".join([x async for x in stream]) == "Mail [EMAIL] now"
+
+
+async def test_factory_source_is_called_and_awaited() -> None:
+    made: list[SDKAsyncStream] = []
+
+    async def create() -> SDKAsyncStream:
+        made.append(SDKAsyncStream(WORDS))
+        return made[-1]
+
+    out = [x async for x in so.budget(max_tokens=2)(create)]
+    assert out
+    assert made[0].closed == 1
+
+
+def test_sync_factory_source() -> None:
+    assert list(so.identity()(lambda: iter(["a", "b"]))) == ["a", "b"]
+
+
+@pytest.mark.looptime
+async def test_first_chunk_timeout_covers_the_request() -> None:
+    """The wait for response headers is inside the first-chunk limit, and cancelled."""
+    cancelled: list[bool] = []
+
+    async def create() -> SDKAsyncStream:
+        try:
+            await asyncio.sleep(30)  # headers never come
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+        return SDKAsyncStream(["late"])
+
+    stream = so.timeout(first_chunk=1.0, idle=0.5)(create())
+    with pytest.raises(so.StreamTimeout):
+        async for _ in stream:
+            pass
+    assert cancelled == [True]
+    assert stream.report.stop_reason == so.StopReason.TIMEOUT
+    assert asyncio.get_running_loop().time() == pytest.approx(1.0)
+
+
+@pytest.mark.looptime
+async def test_time_to_first_chunk_counts_the_request() -> None:
+    async def create() -> SDKAsyncStream:
+        await asyncio.sleep(2.0)
+        return SDKAsyncStream(["a"])
+
+    stream = so.collect()(create())
+    async for _ in stream:
+        pass
+    metrics = stream.report["collect"].metrics  # type: ignore[attr-defined]
+    assert metrics.time_to_first_chunk == pytest.approx(2.0)
+
+
+async def test_unstarted_coroutine_source_is_closed_without_warning() -> None:
+    async def create() -> SDKAsyncStream:
+        return SDKAsyncStream(["a"])
+
+    stream = so.redact()(create())
+    await stream.aclose()
+    del stream
+    gc.collect()  # a "never awaited" RuntimeWarning would be an error here
+    dropped = so.redact()(create())
+    del dropped
+    gc.collect()
+
+
+async def test_unstarted_stream_closes_its_source_object() -> None:
+    src = SDKAsyncStream(WORDS)
+    stream = so.redact()(src)
+    await stream.aclose()
+    assert src.closed == 1
+    sync_src = SDKSyncStream(WORDS)
+    so.redact()(sync_src).close()
+    assert sync_src.closed == 1
+
+
+def test_a_coroutine_on_a_sync_call_is_still_clear() -> None:
+    with pytest.raises(TypeError, match="iterable"):
+        so.identity()(42)  # type: ignore[call-overload]
+
+
+# -- pass-through stages anywhere ------------------------------------------
+
+OPENAI = [
+    {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": part}, "finish_reason": None}],
+    }
+    for part in ["Mail a@", "b.co now"]
+] + [
+    {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    }
+]
+
+
+def _content(chunks: list[Any]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        so.identity() | so.redact(["email"]),
+        so.collect() | so.redact(["email"]),
+        so.redact(["email"]) | so.identity() | so.redact(["email"]),
+        so.identity() | so.identity() | so.redact(["email"]) | so.collect(),
+    ],
+    ids=repr,
+)
+def test_pass_through_stages_before_text_stages_over_provider_dicts(
+    op: so.Operator[Any, Any],
+) -> None:
+    assert _content(list(op(OPENAI))) == "Mail [EMAIL] now"
+
+
+def test_policy_collect_then_parse_json_over_openai_chunks() -> None:
+    chunks = [
+        {**OPENAI[0], "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]}
+        for t in ['{"a": ', "[1, 2]}"]
+    ]
+    op = so.Policy.model_validate({"collect": {}, "parse_json": {}}).build()
+    assert list(op(chunks))[-1] == {"a": [1, 2]}
+
+
+# -- a truncated secret is a secret ----------------------------------------
+
+
+@pytest.mark.parametrize("n", [6, 7, 8, 9, 10, 11])
+def test_budget_cut_mid_secret_masks_the_held_prefix(n: int) -> None:
+    out = "".join((so.budget(max_tokens=n) | so.redact())(PARTS))
+    assert "sk-" not in out
+    assert out.startswith("my key is")
+
+
+def test_natural_end_still_releases_a_harmless_prefix() -> None:
+    # A complete message that ends with something that only looked like a secret's start.
+    assert "".join(so.redact()(["my key is sk-"])) == "my key is sk-"
+
+
+@pytest.mark.looptime
+async def test_quiet_timeout_mid_secret_masks_the_held_prefix() -> None:
+    async def slow() -> AsyncGenerator[str, None]:
+        yield PARTS[0]
+        await asyncio.sleep(100)
+        yield PARTS[1]
+
+    op = so.timeout(idle=1.0, on_timeout="end") | so.redact()
+    out = "".join([x async for x in op(slow())])
+    assert "sk-proj" not in out
+    assert out.startswith("my key is")
+
+
+async def test_quiet_cancel_mid_secret_masks_the_held_prefix() -> None:
+    token = so.CancelToken()
+
+    async def src() -> AsyncGenerator[str, None]:
+        yield PARTS[0]
+        token.cancel()
+        yield PARTS[1]
+
+    out = "".join([x async for x in (so.cancellable(token) | so.redact())(src())])
+    assert "sk-proj" not in out
+
+
+@pytest.mark.parametrize("finish", ["length", "content_filter"])
+def test_provider_truncation_mid_secret_masks_the_held_prefix(finish: str) -> None:
+    chunks = [
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": PARTS[0]}, "finish_reason": None}],
+        },
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
+        },
+    ]
+    out = _content(list(so.redact()(chunks)))
+    assert "sk-proj" not in out
+    assert out.startswith("my key is")
+
+
+@pytest.mark.parametrize(
+    "order",
+    ["budget|redact", "redact|budget", "timeout|redact|budget", "redact|timeout|budget"],
+)
+def test_composition_order_never_leaks(order: str) -> None:
+    ops = {
+        "budget": so.budget(max_tokens=7),
+        "redact": so.redact(),
+        "timeout": so.cancellable(so.CancelToken()),
+    }
+    op = so.identity()
+    for name in order.split("|"):
+        op = op | ops[name]
+    for k in range(1, len(PARTS[0]) + len(PARTS[1])):
+        text = PARTS[0] + PARTS[1]
+        out = "".join(op([text[:k], text[k:]]))
+        assert "sk-proj" not in out, (order, k, out)
