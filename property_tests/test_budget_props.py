@@ -109,3 +109,63 @@ def test_ledger_charges_exactly_what_the_consumer_received(
 
     received, spent = asyncio.run(main())
     assert spent == len(ENC.encode_ordinary(received))
+
+
+_WORDS = [" a", " the", " and", "!", " x", " budget", " ledger", " stream", " of", " red"]
+replies = st.lists(st.lists(st.sampled_from(_WORDS), max_size=25), min_size=1, max_size=5)
+
+
+class _View:
+    """One stream's view of a shared ledger: records what was left at its first reservation."""
+
+    def __init__(self, shared: so.MemoryLedger) -> None:
+        self.shared = shared
+        self.left_at_start: int | None = None
+
+    async def reserve(
+        self, key: str, tokens: int, *, extra: int = 0, rid: str | None = None
+    ) -> so.Reservation:
+        if self.left_at_start is None:  # (MemoryLedger calls never interleave)
+            self.left_at_start = self.shared.limit - await self.shared.spent(key)
+        return await self.shared.reserve(key, tokens, extra=extra, rid=rid)
+
+    async def cancel(self, rid: str) -> None:
+        await self.shared.cancel(rid)
+
+    async def refund(self, reservation: so.Reservation, tokens: int) -> None:
+        await self.shared.refund(reservation, tokens)
+
+    async def spent(self, key: str) -> int:
+        return await self.shared.spent(key)
+
+
+@given(replies, st.integers(1, 60), st.integers(1, 300), st.lists(st.integers(0, 3), max_size=8))
+def test_concurrent_ledger_streams_spend_what_they_deliver_and_none_starves(
+    words: list[list[str]], limit: int, block: int, pauses: list[int]
+) -> None:
+    shared = so.MemoryLedger(limit=limit)
+    views = [_View(shared) for _ in words]
+
+    async def source(reply: list[str], i: int) -> AsyncIterator[str]:
+        for j, word in enumerate(reply):
+            for _ in range(pauses[(i + j) % len(pauses)] if pauses else 0):
+                await asyncio.sleep(0)  # the streams interleave differently each example
+            yield word
+
+    async def one(reply: list[str], i: int) -> str:
+        op = so.budget(ledger=views[i], key="k", block=block)
+        async with op(source(reply, i)) as stream:
+            return await stream.text()
+
+    async def main() -> tuple[list[str], int]:
+        got = await asyncio.gather(*(one(reply, i) for i, reply in enumerate(words)))
+        return got, await shared.spent("k")
+
+    received, spent = asyncio.run(main())
+    counts = [len(ENC.encode_ordinary(t)) for t in received]
+    # Spend equals the tokens the consumers received, within the limit.
+    assert spent == sum(counts) <= limit
+    for reply, view, n in zip(words, views, counts, strict=True):
+        # No stream that started while budget remained ends with nothing.
+        if reply and view.left_at_start:
+            assert n > 0, (view.left_at_start, counts)

@@ -214,7 +214,9 @@ class BudgetPolicy(_Section):
     (``redis://host:6379/0``, needs ``streamops[redis]``); it needs ``key`` and
     ``ledger_limit`` (tokens per ``ledger_window``) and makes the pipeline
     async-only; ``ledger_timeout`` (seconds, default 1) bounds each call to
-    Redis, connecting included. ``encoding`` is resolved as
+    Redis, connecting and waiting for a pooled connection included;
+    ``ledger_max_connections`` (default 100) sizes the blocking pool shared by
+    every stream of the policy. ``encoding`` is resolved as
     :func:`streamops.budget` does (default ``"cl100k_base"``; ``"auto"``
     takes the encoding of ``model``), so an unavailable one fails at load.
 
@@ -233,6 +235,7 @@ class BudgetPolicy(_Section):
     ledger_limit: int | None = Field(default=None, ge=1)
     ledger_window: Literal["hour", "day"] | None = None
     ledger_timeout: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    ledger_max_connections: int = Field(default=100, ge=1)
     key: str | None = Field(default=None, min_length=1)
     block: int = Field(default=256, ge=1)
     fail_open: bool = False
@@ -847,7 +850,11 @@ def _make_ledger(b: BudgetPolicy) -> Ledger:
 
     # A hung Redis must not hang every stream: socket and call timeouts (fail_open decides).
     return RedisLedger.from_url(
-        b.ledger, limit=b.ledger_limit, window=b.ledger_window, timeout=b.ledger_timeout
+        b.ledger,
+        limit=b.ledger_limit,
+        window=b.ledger_window,
+        timeout=b.ledger_timeout,
+        max_connections=b.ledger_max_connections,
     )
 
 

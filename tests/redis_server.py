@@ -7,8 +7,10 @@ under ``CI=true`` (CI must not silently skip the Redis tests).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -50,16 +52,26 @@ def unused_port() -> int:
     return _free_port()
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    """Start ``redis-server`` for the module; yield its ``redis://`` URL; stop it after."""
+def _binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
         message = "redis-server is not installed (apt-get install -y redis-server)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message}; under CI=true the Redis tests must run", pytrace=False)
         pytest.skip(message)
+    return binary
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[str]:
+    """Run a ``redis-server`` of its own; yield its URL (``SERVERS[url]`` is its process).
+
+    For tests that kill or reconfigure the server. Skipped (or failed under
+    ``CI=true``) like the fixture when ``redis-server`` is missing.
+    """
+    binary = _binary()
     port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
     with tempfile.TemporaryDirectory() as workdir:
         proc = subprocess.Popen(
             [
@@ -80,14 +92,22 @@ def redis_url() -> Iterator[str]:
         )
         try:
             _wait_ready(port, proc)
-            url = f"redis://127.0.0.1:{port}/0"
             SERVERS[url] = proc
             yield url
         finally:
-            SERVERS.pop(f"redis://127.0.0.1:{port}/0", None)
-            proc.terminate()
+            SERVERS.pop(url, None)
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)  # (in case a test left it paused)
+                proc.terminate()
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """Start ``redis-server`` for the module; yield its ``redis://`` URL; stop it after."""
+    with running_redis() as url:
+        yield url

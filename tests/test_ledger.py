@@ -14,7 +14,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis_server import SERVERS, redis_url, unused_port
+from redis.exceptions import RedisError
+from redis_server import SERVERS, redis_url, running_redis, unused_port
 
 import streamops as so
 
@@ -299,3 +300,228 @@ async def test_redis_budget_end_to_end(redis_client: Redis) -> None:
             assert await stream.text() == " one two three four five"
 
     assert await _spent_after(run, ledger) == 5
+
+
+# -- faults on a real server -------------------------------------------------------
+#
+# Each fault is injected into a real redis-server: a frozen process (SIGSTOP:
+# connections are accepted, nothing is answered) for a delayed or hung reply,
+# CONFIG/REPLICAOF for server errors, SIGKILL for a dead server.
+
+
+async def _warm(ledger: so.RedisLedger) -> None:
+    """Load the scripts and leave an idle connection, so a reservation is sent at once."""
+    await ledger.reserve("warm-up", 0)
+    await ledger.cancel("warm-up")
+
+
+async def _received_and_spent(
+    op: so.Operator[str, str], chunks: list[str], ledger: so.Ledger
+) -> tuple[str, int]:
+    async with op(_aiter(chunks)) as stream:
+        text = await stream.text()
+    return text, await ledger.spent("k")
+
+
+@contextlib.asynccontextmanager
+async def _not_redis() -> AsyncIterator[str]:
+    """A TCP service on a free port that answers everything with an HTTP error."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.read(1024)
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def _faulty(fault: str, redis_url: str, client: Redis) -> AsyncIterator[so.RedisLedger]:
+    """A ledger whose server fails with ``fault``; the shared server is restored after."""
+    if fault == "not-redis":
+        async with _not_redis() as url:
+            ledger = so.RedisLedger.from_url(url, limit=100)
+            try:
+                yield ledger
+            finally:
+                await ledger.client.aclose()
+        return
+    if fault == "wrong-db":
+        ledger = so.RedisLedger.from_url(redis_url.rsplit("/", 1)[0] + "/99", limit=100)
+        try:
+            yield ledger
+        finally:
+            await ledger.client.aclose()
+        return
+    ledger = so.RedisLedger(client, limit=100)
+    await _warm(ledger)
+    if fault == "read-only":  # a failover left us talking to a replica
+        await client.replicaof("127.0.0.1", unused_port())
+        restore: Awaitable[object] = client.replicaof("NO", "ONE")
+    else:  # out of memory, nothing may be evicted
+        assert fault == "oom"
+        await client.config_set("maxmemory-policy", "noeviction")
+        await client.config_set("maxmemory", "1")
+        restore = client.config_set("maxmemory", "0")
+    try:
+        yield ledger
+    finally:
+        await restore
+
+
+FAULTS = ["read-only", "oom", "wrong-db", "not-redis"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_redis_server_errors_are_ledger_unavailable(
+    fault: str, redis_url: str, redis_client: Redis
+) -> None:
+    async with _faulty(fault, redis_url, redis_client) as ledger:
+        with pytest.raises(so.LedgerUnavailable, match="during reserve") as info:
+            await ledger.reserve("k", 1)
+        assert isinstance(info.value.__cause__, (RedisError, OSError))
+        assert not info.value.retryable
+        with pytest.raises(so.LedgerUnavailable, match="during cancel"):
+            await ledger.cancel("some-rid")
+        if fault in ("wrong-db", "not-redis"):  # (reads still work on a replica, or when full)
+            with pytest.raises(so.LedgerUnavailable, match="during spent"):
+                await ledger.spent("k")
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_redis_server_errors_honour_fail_open(
+    fault: str, redis_url: str, redis_client: Redis
+) -> None:
+    chunks = ["one two", " three four"]
+    async with _faulty(fault, redis_url, redis_client) as ledger:
+        closed = so.budget(max_tokens=3, ledger=ledger, key="k")
+        with pytest.raises(so.LedgerUnavailable):
+            await _received_and_spent(closed, chunks, ledger)
+        op = so.budget(max_tokens=3, ledger=ledger, key="k", fail_open=True)
+        async with op(_aiter(chunks)) as stream:
+            assert await stream.text() == "one two three"
+        assert any(e.kind == "budget.ledger_unavailable" for e in stream.report.events)
+
+
+@pytest.mark.parametrize("fail_open", [False, True], ids=["closed", "open"])
+async def test_a_killed_server_fails_closed_or_open_mid_stream(fail_open: bool) -> None:
+    with running_redis() as url:
+        ledger = so.RedisLedger.from_url(url, limit=1000, timeout=0.5)
+        op = so.budget(max_tokens=50, ledger=ledger, key="k", block=1, fail_open=fail_open)
+        gate = asyncio.Event()
+
+        async def source() -> AsyncIterator[str]:
+            yield "one two"
+            await gate.wait()
+            yield " three four five"
+
+        try:
+            async with op(source()) as stream:
+                await stream.__anext__()
+                SERVERS[url].kill()
+                SERVERS[url].wait()
+                gate.set()
+                if fail_open:  # unmetered, under the local limit
+                    assert await stream.text() == "one two three four five"
+                else:
+                    with pytest.raises(so.LedgerUnavailable, match="unreachable"):
+                        await stream.text()
+        finally:
+            await ledger.client.aclose()
+    events = [e.kind for e in stream.report.events]
+    assert "budget.ledger_unavailable" in events
+    assert "budget.refund_failed" in events  # what could not be given back stays spent
+
+
+async def test_200_streams_share_a_ledger_from_url_with_its_default_pool(redis_url: str) -> None:
+    ledger = so.RedisLedger.from_url(redis_url, limit=3000, prefix="pool:")
+    try:
+        received, usages = await _run_streams(ledger, block=16, cancel_some=False)
+        spent = await ledger.spent("tenant")
+        assert spent == sum(so.count_tokens(t) for t in received)
+        assert spent == sum(u.completion_tokens for u in usages)
+        assert all(u.ledger_error is None for u in usages)
+        assert spent > 3000 // 2
+    finally:
+        await ledger.client.aclose()
+
+
+async def test_cancelling_a_stream_while_its_reservation_is_in_flight_charges_nothing(
+    redis_url: str, redis_client: Redis
+) -> None:
+    ledger = so.RedisLedger(redis_client, limit=1000, timeout=None)
+    await _warm(ledger)
+    op = so.budget(ledger=ledger, key="k", block=64)
+    task = asyncio.create_task(_received_and_spent(op, ["Hello world"], ledger))
+    with _paused(redis_url):
+        await asyncio.sleep(0.05)  # the reservation is on the wire; no answer comes
+        task.cancel()
+        await asyncio.sleep(0.05)  # the stream's cancellation of it is on the wire too
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The server ran the reservation after all; it was cancelled, in either order.
+    assert await ledger.spent("k") == 0
+
+
+async def test_a_reservation_that_timed_out_is_cancelled_when_the_stream_ends(
+    redis_url: str, redis_client: Redis
+) -> None:
+    ledger = so.RedisLedger(redis_client, limit=1000, timeout=0.2)
+    await _warm(ledger)
+    gate = asyncio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        yield "Hello world"
+        await gate.wait()
+        yield " again"
+
+    op = so.budget(max_tokens=100, ledger=ledger, key="k", block=64, fail_open=True)
+    async with op(source()) as stream:
+        with _paused(redis_url):  # a delayed reply: later than the 0.2 s timeout
+            assert await stream.__anext__() == "Hello world"  # unmetered: fail open
+        gate.set()
+        assert await stream.text() == "Hello world again"
+    assert any(e.kind == "budget.ledger_unavailable" for e in stream.report.events)
+    # The reservation that timed out was granted once the server woke up, and
+    # cancelled when the stream ended: nothing stays charged.
+    assert await ledger.spent("k") == 0
+
+
+async def test_a_hung_redis_without_timeout_cannot_block_a_cancelled_stream(
+    redis_url: str, redis_client: Redis
+) -> None:
+    ledger = so.RedisLedger(redis_client, limit=1000, timeout=None)
+    await _warm(ledger)
+    gate = asyncio.Event()
+    got = asyncio.Event()
+    streams: list[so.AsyncStream[str]] = []
+
+    async def source() -> AsyncIterator[str]:
+        yield "Hello world"
+        await gate.wait()
+
+    async def consume() -> None:
+        op = so.budget(ledger=ledger, key="k", block=64, cleanup_timeout=0.2)
+        async with op(source()) as stream:
+            streams.append(stream)
+            async for _ in stream:
+                got.set()
+
+    task = asyncio.create_task(consume())
+    await got.wait()
+    with _paused(redis_url):
+        task.cancel()  # its refund gets no answer
+        done, _ = await asyncio.wait({task}, timeout=5)  # (a bound, not a timing claim)
+        assert task in done
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    events = [e.kind for e in streams[0].report.events]
+    assert "budget.refund_failed" in events

@@ -347,13 +347,20 @@ def test_budget_encoding_is_resolved_as_budget_does() -> None:
     assert usage.encoding == "cl100k_base"
 
 
-def test_redis_ledger_gets_socket_timeouts() -> None:
-    for extra, seconds in [({}, 1.0), ({"ledger_timeout": 0.25}, 0.25)]:
+def test_redis_ledger_gets_socket_timeouts_and_a_blocking_pool() -> None:
+    from redis.asyncio import BlockingConnectionPool
+
+    sized = {"ledger_timeout": 0.25, "ledger_max_connections": 7}
+    for extra, seconds, size in [({}, 1.0, 100), (sized, 0.25, 7)]:
         section = {"ledger": "redis://127.0.0.1:1/0", "key": "k", "ledger_limit": 5, **extra}
         policy = Policy.from_dict({"budget": section})
         policy.build()  # no connection is made until a stream draws on the ledger
         ledger: Any = policy._ledger
         assert type(ledger).__name__ == "RedisLedger"
         assert ledger.timeout == seconds
-        options = ledger.client.connection_pool.connection_kwargs
+        pool = ledger.client.connection_pool
+        assert isinstance(pool, BlockingConnectionPool)  # callers wait, not fail
+        assert pool.max_connections == size
+        assert pool.timeout == seconds
+        options = pool.connection_kwargs
         assert (options["socket_timeout"], options["socket_connect_timeout"]) == (seconds, seconds)
