@@ -35,7 +35,7 @@ from typing import Any, Literal
 import tiktoken
 from pydantic import BaseModel, PrivateAttr, computed_field
 
-from ._core import Lens, Operator, ProcessorStage, ShellStage, _find_lens
+from ._core import ChannelLens, Lens, Operator, ProcessorStage, ShellStage, _find_lens
 from ._errors import ChunkTypeError, StreamOpsError
 from ._ledger import Ledger, LedgerUnavailable, MemoryLedger, RedisLedger, Reservation
 from ._pricing import DEFAULT_PRICES, ModelPrice, PriceTable, PricingError
@@ -596,7 +596,7 @@ class _LedgerBudget(ShellStage):
                 core.retract_last()
                 raise
 
-        lens: Lens | None = None
+        lens: Lens | ChannelLens | None = None
         index = 0
         try:
             # A first share before the first pull: a key with budget left gives

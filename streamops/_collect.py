@@ -217,6 +217,10 @@ class _Collector:
     def close(self) -> list[Any]:
         return []
 
+    def fork(self) -> _Collector:
+        """Another content channel of the stream (a second text block): one record."""
+        return self
+
     def on_event(self, event: Event) -> None:
         if event.kind == "stream.start":
             self.started_at = event.time

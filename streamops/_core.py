@@ -24,6 +24,7 @@ import abc
 import asyncio
 import functools
 import inspect
+import json
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -36,6 +37,8 @@ from collections.abc import (
 )
 from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, TypeVar, overload, runtime_checkable
+
+import regex
 
 from ._errors import ChunkTypeError, StreamOpsError
 from ._report import EventCallback, StopReason, StreamReport
@@ -139,7 +142,7 @@ class ProcessorStage(Stage):
     that the processor never becomes ``done``, so the driver need not poll it.
     """
 
-    __slots__ = ("accepts", "can_stop", "factory", "produces")
+    __slots__ = ("accepts", "can_stop", "channels", "factory", "produces")
 
     def __init__(
         self,
@@ -149,12 +152,55 @@ class ProcessorStage(Stage):
         accepts: type | None = str,
         produces: type | Literal["same"] | None = str,
         can_stop: bool = True,
+        channels: Iterable[str] | None = None,
     ) -> None:
         super().__init__(name)
         self.factory = factory
         self.accepts = accepts
         self.produces = produces
         self.can_stop = can_stop
+        if channels is None:
+            # Text operators run on every text channel; pass-through stages
+            # (collectors) watch the answer only.
+            self.channels = ALL_CHANNELS if accepts is str else frozenset({"content"})
+        else:
+            self.channels = _check_channels(channels)
+
+    def applies_to(self, kind: str) -> bool:
+        """Whether this stage runs on text channels of ``kind`` (see ``ALL_CHANNELS``)."""
+        return kind in self.channels
+
+
+ALL_CHANNELS = frozenset({"content", "refusal", "reasoning", "tool_arguments"})
+"""The kinds of text channel a provider chunk may carry.
+
+``content`` is the answer; ``refusal`` a refusal message (OpenAI);
+``reasoning`` reasoning or thinking text (OpenAI-compatible
+``reasoning_content``, Anthropic thinking, Responses reasoning, LangChain
+reasoning blocks); ``tool_arguments`` the JSON arguments of a tool call, whose
+string values are what text operators see (so a replacement keeps them valid
+JSON). Each channel of a stream (each tool call, each content block) runs
+through the text operators with its own state.
+"""
+
+
+def _check_channels(channels: Iterable[str]) -> frozenset[str]:
+    if isinstance(channels, str):
+        channels = (channels,)
+    try:
+        kinds = frozenset(channels)
+    except TypeError:
+        raise TypeError(
+            f"channels must be an iterable of channel names, got {type(channels).__name__}"
+        ) from None
+    unknown = sorted(str(k) for k in kinds - ALL_CHANNELS)
+    if unknown:
+        raise ValueError(
+            f"unknown channel {unknown[0]!r}; channels are {', '.join(sorted(ALL_CHANNELS))}"
+        )
+    if not kinds:
+        raise ValueError("channels must name at least one channel")
+    return kinds
 
 
 class ShellStage(Stage, abc.ABC):
@@ -202,7 +248,32 @@ class Lens(Protocol):
         ...
 
 
-LensFactory = Callable[[Any], "Lens | None"]
+class ChannelLens(Protocol):
+    """A lens for chunks with several text channels (see ``_Channels``).
+
+    ``process`` feeds each text of a chunk to its channel through the
+    ``channels`` object it is given and returns the chunks to emit;
+    ``finish_channels`` ends the open channels at the end of the stream;
+    ``unwrap`` reads the answer text alone (for value operators);
+    ``truncated`` is true once the provider said it cut the message.
+    """
+
+    truncated: bool
+
+    def unwrap(self, chunk: Any, /) -> str:
+        """Return the answer text of ``chunk``."""
+        ...
+
+    def process(self, chunk: Any, channels: Any, /) -> list[Any]:
+        """Return the chunks to emit for ``chunk``."""
+        ...
+
+    def finish_channels(self, channels: Any, /) -> list[Any]:
+        """Return the chunks to emit at the end of the stream."""
+        ...
+
+
+LensFactory = Callable[[Any], "Lens | ChannelLens | None"]
 
 AsyncSource = (
     AsyncIterable[T]
@@ -225,7 +296,7 @@ def register_lens(factory: LensFactory) -> None:
     _LENSES.insert(0, factory)
 
 
-def _find_lens(chunk: Any) -> Lens | None:
+def _find_lens(chunk: Any) -> Lens | ChannelLens | None:
     for factory in _LENSES:
         lens = factory(chunk)
         if lens is not None:
@@ -324,6 +395,7 @@ class _Chain:
     """The per-stream state of one fused group of processors."""
 
     __slots__ = (
+        "channels",
         "feed",
         "find_lens",
         "finished",
@@ -333,6 +405,7 @@ class _Chain:
         "procs",
         "record",
         "report",
+        "stages",
         "text_out",
     )
 
@@ -343,11 +416,19 @@ class _Chain:
         *,
         last: bool,
         find_lens: LensFactory | None = None,
+        procs: list[Processor[Any, Any]] | None = None,
+        record: bool = True,
     ) -> None:
-        self.procs: list[Processor[Any, Any]] = [st.factory(report) for st in stages]
+        if procs is None:
+            procs = [
+                st.factory(report) if st.applies_to("content") else _Identity() for st in stages
+            ]
+        self.procs: list[Processor[Any, Any]] = procs
+        self.stages = stages
         self.report = report
         self.last = last
-        self.lens: Lens | None = None
+        self.lens: Any = None  # a Lens or a ChannelLens, found at the first chunk
+        self.channels: _Channels | None = None
         self.find_lens = _find_lens if find_lens is None else find_lens
         self.halted = self.finished = False
         # A pass-through stage produces whatever the stage before it did.
@@ -355,7 +436,7 @@ class _Chain:
         produces = kinds[-1] if kinds else "same"
         self.text_out = produces is str or produces == "same"
         # Only the outermost chain records the text handed to the consumer.
-        if not last:
+        if not last or not record:
             self.record = "none"
         else:
             self.record = "text" if produces is str else "check" if produces == "same" else "none"
@@ -379,13 +460,49 @@ class _Chain:
         text were complete.
         """
         lens = self.lens
-        forced = self.report.stop_reason is not None or bool(getattr(lens, "truncated", False))
-        out: list[Any] = [] if self.halted else self._drain(0, [], forced=forced)
+        channels = self.channels
+        if channels is not None:  # a channel lens ends each open channel itself
+            if self.halted:  # (and already did, at the halt)
+                return []
+            out: list[Any] = lens.finish_channels(channels)
+            channels.settle()
+            return out
+        out = self.end()
+        if lens is not None and self.text_out:
+            final: list[Any] = lens.finish(out)
+            return final
+        return out
+
+    def end(self, forced: bool | None = None) -> list[Any]:
+        """Flush every processor; ``forced`` (default: decided as in :meth:`finish`)."""
+        if self.halted or self.finished:
+            self.finished = True
+            return []
+        if forced is None:
+            lens = self.lens
+            forced = self.report.stop_reason is not None or bool(getattr(lens, "truncated", False))
+        out: list[Any] = self._drain(0, [], forced=forced)
         self.finished = True
         self._record(out)
-        if self.lens is not None and self.text_out:
-            return self.lens.finish(out)
         return out
+
+    def fork(self, kind: str) -> _Chain:
+        """A chain of the same stages for another text channel of this stream.
+
+        Each processor that defines ``fork()`` shares its stream-wide state with
+        the new one (a budget counts every channel); the others start fresh.
+        Stages that do not apply to ``kind`` pass the text through.
+        """
+        procs: list[Processor[Any, Any]] = []
+        for stage, proc in zip(self.stages, self.procs, strict=True):
+            if not stage.applies_to(kind):
+                procs.append(_Identity())
+                continue
+            fork = getattr(proc, "fork", None)
+            procs.append(fork() if fork is not None else stage.factory(self.report))
+        return _Chain(
+            self.stages, self.report, last=self.last, procs=procs, record=kind == "content"
+        )
 
     def _record(self, out: list[Any]) -> None:
         if out and (self.record == "text" or (self.record == "check" and type(out[0]) is str)):
@@ -400,11 +517,23 @@ class _Chain:
             self.lens = lens
         if not self.text_out:  # values (parsed JSON, say): the lens only reads the text
             return self.feed(lens.unwrap(item))
+        if hasattr(lens, "process"):  # a lens with several text channels
+            channels = self.channels
+            if channels is None:
+                channels = self.channels = _Channels(self)
+            out: list[Any] = lens.process(item, channels)
+            if channels.halted:
+                self.halted = True
+                out += lens.finish_channels(channels)
+                channels.settle()
+                raise _Halt(out)
+            return out
         try:
             texts = self.feed(lens.unwrap(item))
         except _Halt as halt:
             raise _Halt(lens.wrap(item, halt.out)) from None
-        return lens.wrap(item, texts)
+        wrapped: list[Any] = lens.wrap(item, texts)
+        return wrapped
 
     def _rest(self, i: int, out: list[Any]) -> list[Any]:
         """The general path from processor ``i`` on: zero or many items, or a halt."""
@@ -435,6 +564,8 @@ class _Chain:
 
     def abort(self) -> None:
         """The stream ended early: let processors not yet closed finalise."""
+        if self.channels is not None:
+            self.channels.abort()
         if not self.halted and not self.finished:
             self._abort(self.procs)
 
@@ -469,6 +600,208 @@ class _Chain:
                 self.halted = True
             items = acc
         return items
+
+
+class _Channels:
+    """The text channels of one stream read through a channel lens.
+
+    A channel lens (one with ``process(chunk, channels)`` and
+    ``finish_channels(channels)``) splits each chunk into the texts of its
+    channels, keyed by what makes a channel in that provider's stream (the
+    content of choice 0, one tool call, one content block), and feeds each
+    with :meth:`feed`. Every key gets its own chain of processors (the first
+    content key the stream's own chain, whose processors the others fork), so
+    a secret split across two chunks of one tool call is seen whole and a
+    secret can never leak because it arrived in another field. The lens ends a
+    channel at the provider's own block boundary with :meth:`end`, which
+    releases what the channel held, in order, before that boundary.
+    Tool-call arguments run through :class:`_JSONStrings`: operators see the
+    decoded string values, one string at a time.
+    """
+
+    __slots__ = ("_main", "_main_used", "_subs", "halted")
+
+    def __init__(self, main: _Chain) -> None:
+        self._main = main
+        self._main_used = False
+        self._subs: dict[Any, _Chain | _JSONStrings] = {}
+        self.halted = False
+
+    def _get(self, key: Any, kind: str) -> _Chain | _JSONStrings:
+        sub = self._subs.get(key)
+        if sub is None:
+            if kind == "content" and not self._main_used:
+                self._main_used = True
+                sub = self._main
+            elif kind == "tool_arguments":
+                sub = _JSONStrings(self._main)
+            else:
+                sub = self._main.fork(kind)
+            self._subs[key] = sub
+        return sub
+
+    def feed(self, key: Any, kind: str, text: str) -> str:
+        """Feed ``text`` to channel ``key`` (of ``kind``); return what it releases now."""
+        if not text or self.halted:
+            return ""
+        sub = self._get(key, kind)
+        try:
+            out = sub.feed(text)
+        except _Halt as halt:
+            self.halted = True
+            out = halt.out
+        return "".join(out)
+
+    def end(self, key: Any, *, forced: bool | None = None) -> str:
+        """End channel ``key`` (its message is over): return what it still held.
+
+        ``forced`` defaults to "the stream was cut" (a stop reason is recorded,
+        or the lens saw a truncating finish): a live partial secret is masked.
+        """
+        sub = self._subs.pop(key, None)
+        if sub is None:
+            return ""
+        if forced is None:
+            main = self._main
+            forced = main.report.stop_reason is not None or main.lens.truncated
+        return "".join(sub.end(forced))
+
+    def open_keys(self) -> list[Any]:
+        """The channels that are open, in the order they opened."""
+        return list(self._subs)
+
+    def settle(self) -> None:
+        """After the end: the stream's own chain is finished even if no content came."""
+        if not self._main_used:
+            self._main_used = True
+            self._main.end()
+        self._main.finished = True
+
+    def abort(self) -> None:
+        for sub in list(self._subs.values()):
+            if sub is not self._main:
+                sub.abort()
+        self._subs.clear()
+
+
+class _JSONStrings:
+    r"""Run text operators on the string values of a streamed JSON document.
+
+    Tool-call arguments are JSON: operators must see ``a@b.co`` even when it is
+    written ``a\u0040b.co``, and a replacement must leave valid JSON. This
+    splits the JSON text as it streams: outside strings it passes through;
+    inside a string the escapes are decoded, the text goes through a chain of
+    its own (each string is a complete message: closed at its closing quote,
+    so the usual exactness holds per string), and what it releases is encoded
+    again. Nothing inside a string is released before the operators release it.
+    """
+
+    __slots__ = ("_esc", "_high", "_main", "_sub")
+
+    _SPECIAL = regex.compile(r'["\\]')
+
+    def __init__(self, main: _Chain) -> None:
+        self._main = main
+        self._sub: _Chain | None = None  # the chain of the string being read
+        self._esc = ""  # an escape sequence read in part
+        self._high = ""  # a decoded high surrogate waiting for its pair
+
+    def feed(self, text: str) -> list[str]:
+        out: list[str] = []
+        i, n = 0, len(text)
+        try:
+            while i < n:
+                sub = self._sub
+                if sub is None:  # outside strings: up to the next opening quote
+                    j = text.find('"', i)
+                    if j < 0:
+                        out.append(text[i:])
+                        break
+                    out.append(text[i : j + 1])
+                    self._sub = self._main.fork("tool_arguments")
+                    i = j + 1
+                    continue
+                if self._esc:
+                    i = self._escape(text, i, out)
+                    continue
+                m = self._SPECIAL.search(text, i)
+                j = n if m is None else m.start()
+                if j > i:
+                    self._put(text[i:j], out)
+                if m is None:
+                    break
+                if text[j] == "\\":
+                    self._esc = "\\"
+                    i = j + 1
+                    continue
+                self._close_string(out, forced=False)  # the closing quote
+                out.append('"')
+                i = j + 1
+        except _Halt as halt:
+            self._sub = None
+            raise _Halt([*out, *self._encode(halt.out)]) from None
+        return ["".join(out)] if out else []
+
+    def _escape(self, text: str, i: int, out: list[str]) -> int:
+        esc = self._esc
+        if len(esc) == 1:  # the character after the backslash says how long it is
+            esc += text[i]
+            i += 1
+        need = 6 if esc[1] == "u" else 2
+        take = text[i : i + need - len(esc)]
+        esc += take
+        i += len(take)
+        if len(esc) < need:
+            self._esc = esc
+            return i
+        self._esc = ""
+        try:
+            char: str = json.loads(f'"{esc}"')
+        except ValueError:
+            char = esc  # not JSON: the consumer's parser will say so; keep it as text
+        if "\ud800" <= char <= "\udbff":
+            self._high = char
+            return i
+        if self._high:
+            high, self._high = self._high, ""
+            if "\udc00" <= char <= "\udfff":
+                char = (high + char).encode("utf-16", "surrogatepass").decode("utf-16")
+            else:
+                char = high + char
+        self._put(char, out)
+        return i
+
+    def _put(self, text: str, out: list[str]) -> None:
+        if self._high:
+            text, self._high = self._high + text, ""
+        assert self._sub is not None
+        out += self._encode(self._sub.feed(text))
+
+    @staticmethod
+    def _encode(pieces: list[Any]) -> list[str]:
+        text = "".join(pieces)
+        return [json.dumps(text, ensure_ascii=False)[1:-1]] if text else []
+
+    def _close_string(self, out: list[str], *, forced: bool | None) -> None:
+        sub, self._sub = self._sub, None
+        if self._high:
+            out += self._encode(sub.feed(self._high) if sub is not None else [])
+            self._high = ""
+        if sub is not None:
+            out += self._encode(sub.end(forced))
+
+    def end(self, forced: bool | None = None) -> list[str]:
+        """The arguments ended: a string still open was cut, so it is truncated."""
+        out: list[str] = []
+        self._esc = ""
+        if self._sub is not None:
+            self._close_string(out, forced=True)
+        return ["".join(out)] if out else []
+
+    def abort(self) -> None:
+        if self._sub is not None:
+            self._sub.abort()
+            self._sub = None
 
 
 # --------------------------------------------------------------------------

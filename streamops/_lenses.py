@@ -33,7 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from ._core import Lens, _find_lens, register_lens
+from ._core import ChannelLens, Lens, _find_lens, register_lens
 from ._errors import ChunkTypeError, StreamOpsError
 
 __all__ = [
@@ -143,7 +143,7 @@ def _replace(obj: Any, **changes: Any) -> Any:
     return new
 
 
-def find_lens(chunk: Any, /) -> Lens:
+def find_lens(chunk: Any, /) -> Lens | ChannelLens:
     """Return a fresh lens for ``chunk`` from the registered lens factories.
 
     Raises :class:`~streamops.ChunkTypeError` when no lens recognises it.
@@ -167,84 +167,86 @@ def find_lens(chunk: Any, /) -> Lens:
     return lens
 
 
-class _ChunkLens(abc.ABC):
-    """Shared logic of the provider lenses: one chunk out per chunk in, end chunks held.
+class _ChannelLens(abc.ABC):
+    """Shared logic of the provider lenses: every text channel of a chunk is a stream.
 
-    Subclasses say where the text is (``_read``/``_write``), which chunks end
-    the message (``_is_end``), how to make a chunk that carries only text
-    (``_synth``) and whether an end chunk can carry text itself (``_carries``).
+    ``process(chunk, channels)`` feeds each text field of the chunk to its
+    channel (``channels.feed(key, kind, text)``) and rebuilds the chunk with
+    what the operators released; a chunk that ends a channel (a block stop, a
+    finish reason) first gets that channel's held text (``channels.end(key)``)
+    in front of it, in the provider's own shape. A block stop that comes
+    before the provider says whether the message was cut (Anthropic's
+    ``content_block_stop`` before ``message_delta``, Responses' ``*.done``
+    events before ``response.incomplete``) is held until the next event
+    tells, so that a live partial secret of a cut message is masked, never
+    released. Chunks without text pass through unchanged, metadata and all.
+    ``unwrap`` reads the answer text alone (for value operators such as
+    :func:`~streamops.parse_json`).
     """
 
-    __slots__ = ("_held", "_n", "_slot", "truncated")
+    __slots__ = ("_n", "_pending", "truncated")
 
     def __init__(self) -> None:
-        self._held: list[Any] = []
         self._n = 0
-        self._slot: str | None = None  # the text of the chunk being fed; None: no text field
+        # Boundary chunks held until the next chunk says whether the message was cut.
+        self._pending: list[Any] = []
         # The provider said it cut the message (a length or content-filter finish):
-        # the driver then truncates the operators instead of closing them.
+        # the channels then end truncated instead of closed.
         self.truncated = False
 
-    # -- hooks -------------------------------------------------------------
     @abc.abstractmethod
-    def _read(self, chunk: Any) -> str | None:
-        """Return the chunk's text, or ``None`` when it has no text field."""
-
-    @abc.abstractmethod
-    def _write(self, chunk: Any, text: str) -> Any:
-        """Return a copy of ``chunk`` carrying ``text`` instead of its own."""
-
-    @abc.abstractmethod
-    def _synth(self, text: str) -> list[Any]:
-        """Return new chunks that carry ``text`` (flushed at the end of the stream)."""
-
-    def _is_end(self, chunk: Any) -> bool:
-        return False
-
-    def _carries(self, chunk: Any) -> bool:
-        return False
-
-    def _release(self, chunk: Any) -> Any:
-        """Called on every upstream chunk as it is handed out (state, rewrites)."""
-        return chunk
-
-    # -- the Lens protocol -------------------------------------------------
     def unwrap(self, chunk: Any, /) -> str:
-        """Return the text of ``chunk`` (``""`` for chunks that carry none)."""
-        self._slot = text = self._read(chunk)
+        """Return the answer text of ``chunk`` (``""`` if none)."""
+
+    @abc.abstractmethod
+    def _process(self, chunk: Any, channels: Any) -> list[Any]:
+        """Feed one chunk that is not held; return the chunks to emit for it."""
+
+    def _holds(self, chunk: Any) -> bool:
+        """Whether ``chunk`` is a boundary to hold until the next chunk (default: never)."""
+        return False
+
+    def _cuts(self, chunk: Any) -> bool:
+        """Whether ``chunk`` says the message was cut (a length finish, say)."""
+        return False
+
+    def _release(self, chunk: Any, channels: Any) -> list[Any]:
+        """Emit a held boundary chunk: the held text of what it ends, then itself."""
+        return [chunk]
+
+    def _flush(self, channels: Any) -> list[Any]:
+        """At the end of the stream: chunks carrying what the open channels still held."""
+        return []
+
+    def process(self, chunk: Any, channels: Any, /) -> list[Any]:
+        """Return the chunks to emit for ``chunk`` (see the class docstring)."""
         self._n += 1
-        return text or ""
+        if self._cuts(chunk):
+            self.truncated = True
+        if self._holds(chunk):
+            self._pending.append(chunk)
+            return []
+        out: list[Any] = []
+        if self._pending:
+            held, self._pending = self._pending, []
+            for c in held:
+                out += self._release(c, channels)
+        return out + self._process(chunk, channels)
 
-    def wrap(self, chunk: Any, texts: list[str], /) -> list[Any]:
-        """Return ``chunk`` carrying ``texts``, after any end chunks it releases."""
-        text = "".join(texts)
-        slot = self._slot
-        if self._is_end(chunk):
-            if slot:  # an end chunk that brought text: the text goes out now, the end waits
-                chunk = self._write(chunk, "")
-            self._held.append(chunk)
-            return self._synth(text) if text else []
-        # Text released with a chunk that has no text field goes before the held
-        # end chunks (the synthetic chunk belongs to the message they end).
-        out = self._synth(text) if text and slot is None else []
-        if self._held:
-            out += [self._release(c) for c in self._held]
-            self._held = []
-        if slot is not None and text != slot:
-            chunk = self._write(chunk, text)
-        out.append(self._release(chunk))
-        return out
+    def finish_channels(self, channels: Any, /) -> list[Any]:
+        """Return the held chunks and what the open channels still held, at the end."""
+        out: list[Any] = []
+        held, self._pending = self._pending, []
+        for c in held:
+            out += self._release(c, channels)
+        return out + self._flush(channels)
 
-    def finish(self, texts: list[str], /) -> list[Any]:
-        """Return the held end chunks, the text flushed at the end attached."""
-        text = "".join(texts)
-        held, self._held = self._held, []
-        if text:
-            if held and self._carries(held[0]):
-                held[0] = self._write(held[0], text)
-            else:
-                return self._synth(text) + [self._release(c) for c in held]
-        return [self._release(c) for c in held]
+    # The one-channel Lens protocol, for code that only reads the answer.
+    def wrap(self, chunk: Any, texts: list[str], /) -> list[Any]:  # pragma: no cover
+        raise NotImplementedError("a channel lens is driven through process()")
+
+    def finish(self, texts: list[str], /) -> list[Any]:  # pragma: no cover
+        raise NotImplementedError("a channel lens is driven through finish_channels()")
 
 
 # --------------------------------------------------------------------------
@@ -332,21 +334,34 @@ _CUT_FINISHES = frozenset(
     }
 )
 
+# delta fields that carry text, and their channel kind. ``reasoning_content``
+# is what OpenAI-compatible reasoning models (DeepSeek, vLLM, ...) stream;
+# ``reasoning`` what others (OpenRouter, Ollama) do.
+_OPENAI_FIELDS = (
+    ("content", "content"),
+    ("refusal", "refusal"),
+    ("reasoning_content", "reasoning"),
+    ("reasoning", "reasoning"),
+)
 
-class OpenAIChatLens(_ChunkLens):
+
+class OpenAIChatLens(_ChannelLens):
     """Lens for OpenAI ``ChatCompletionChunk`` objects and their wire-format dicts.
 
-    The operators see ``choices[0].delta.content``; roles, tool-call deltas
-    (parse them with :func:`streamops.parse_tool_calls` after the lens),
-    refusals, ids, ``system_fingerprint``, finish reasons and usage pass
-    through. The finish-reason chunk and the usage chunk (empty ``choices``)
-    are held until the end, and text the operators flush then is put in the
-    finish-reason chunk's ``delta.content``. When a chunk's text changes, its
-    ``logprobs`` are dropped (they would spell the original text).
+    Every text channel of ``choices[0].delta`` goes through the operators, each
+    with its own state: ``content``, ``refusal``, ``reasoning_content`` (and
+    ``reasoning``) and the ``function.arguments`` of each tool call (by its
+    ``index``; operators see the decoded JSON string values, so a replacement
+    keeps the arguments valid JSON). Roles, tool-call ids and names, ids,
+    ``system_fingerprint``, finish reasons and usage pass through. Text the
+    operators still hold when the finish-reason chunk comes is released just
+    before it (or in it, for a field it carries); a ``length`` or
+    ``content_filter`` finish ends the channels truncated. When a chunk's text
+    changes, its ``logprobs`` are dropped (they would spell the original).
 
-    One text pipeline runs per stream, so streams with several choices
-    (``n > 1``) are refused with :class:`LensError` rather than letting the
-    other choices bypass the operators.
+    Streams with several choices (``n > 1``) are refused with
+    :class:`LensError` rather than letting the other choices bypass the
+    operators.
 
     >>> import streamops as so
     >>> chunks = [
@@ -378,58 +393,114 @@ class OpenAIChatLens(_ChunkLens):
     def _choice(self, chunk: Any) -> Any:
         choices = _get(chunk, "choices")
         if choices is None and not isinstance(chunk, dict) and not hasattr(chunk, "choices"):
-            raise ChunkTypeError(self._n, chunk, "an OpenAI chat completion chunk")
+            raise ChunkTypeError(max(self._n - 1, 0), chunk, "an OpenAI chat completion chunk")
         if not choices:
             return None
         if len(choices) > 1 or _get(choices[0], "index") not in (0, None):
+            index = _get(choices[-1], "index")
             raise LensError(
-                f"chunk {self._n}: choice index {_get(choices[-1], 'index')}; streamops runs one"
-                " text pipeline per stream, so only n=1 streams can be wrapped (request n=1,"
+                f"chunk {max(self._n - 1, 0)}: choice index {index}; streamops runs one text"
+                " pipeline per stream, so only n=1 streams can be wrapped (request n=1,"
                 " or make one request per choice)"
             )
         return choices[0]
 
-    def _read(self, chunk: Any) -> str | None:
+    def unwrap(self, chunk: Any, /) -> str:
+        """Return ``choices[0].delta.content`` (``""`` if none)."""
         choice = self._choice(chunk)
-        if choice is None:
-            return None
+        content = _get(_get(choice, "delta"), "content") if choice is not None else None
+        return content if isinstance(content, str) else ""
+
+    def _process(self, chunk: Any, channels: Any) -> list[Any]:
+        choice = self._choice(chunk)
+        if choice is None:  # the usage chunk (empty choices)
+            return [chunk]
         self._template = chunk
-        content: str | None = _get(_get(choice, "delta"), "content")
-        return content
+        delta = _get(choice, "delta")
+        changes: dict[str, str] = {}
+        for field, kind in _OPENAI_FIELDS:
+            text = _get(delta, field)
+            if isinstance(text, str) and text:
+                out = channels.feed(field, kind, text)
+                if out != text:
+                    changes[field] = out
+        calls = _get(delta, "tool_calls")
+        new_calls: list[Any] | None = None
+        if calls:
+            for k, call in enumerate(calls):
+                function = _get(call, "function")
+                args = _get(function, "arguments")
+                if isinstance(args, str) and args:
+                    out = channels.feed(("tool", _get(call, "index")), "tool_arguments", args)
+                    if out != args:
+                        if new_calls is None:
+                            new_calls = list(calls)
+                        new_calls[k] = _replace(call, function=_replace(function, arguments=out))
+        if _get(choice, "finish_reason") is not None:  # every channel of the message ends
+            for key in channels.open_keys():  # its held text goes in this chunk, in order
+                text = channels.end(key)
+                if not text:
+                    continue
+                if isinstance(key, tuple):  # ("tool", index)
+                    if new_calls is None:
+                        new_calls = list(calls or [])
+                    new_calls.append(self._tool_delta(chunk, key[1], text))
+                else:
+                    changes[key] = changes.get(key, _get(delta, key) or "") + text
+        if changes or new_calls is not None:
+            chunk = self._write(chunk, choice, delta, changes, new_calls)
+        return [chunk]
 
-    def _write(self, chunk: Any, text: str) -> Any:
-        choice = _get(chunk, "choices")[0]
-        delta = _replace(_get(choice, "delta"), content=text)
-        changes: dict[str, Any] = {"delta": delta}
-        if _get(choice, "logprobs") is not None:
-            changes["logprobs"] = None
-        return _replace(chunk, choices=[_replace(choice, **changes)])
-
-    def _is_end(self, chunk: Any) -> bool:
-        choices = _get(chunk, "choices")
-        if not choices:
-            return True
-        finish = _get(choices[0], "finish_reason")
-        if finish in _CUT_FINISHES:
-            self.truncated = True
-        return finish is not None
-
-    def _carries(self, chunk: Any) -> bool:
-        return bool(_get(chunk, "choices"))
-
-    def _synth(self, text: str) -> list[Any]:
-        template = self._template
+    @staticmethod
+    def _tool_delta(template: Any, index: Any, text: str) -> Any:
+        call = {"index": index, "function": {"arguments": text}}
         if isinstance(template, dict):
-            choice: Any = {
-                "index": 0,
-                "delta": {"content": text},
-                "logprobs": None,
-                "finish_reason": None,
-            }
+            return call
+        from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
+
+        return ChoiceDeltaToolCall.model_validate(call)
+
+    def _cuts(self, chunk: Any) -> bool:
+        choices = _get(chunk, "choices")
+        return bool(choices) and _get(choices[0], "finish_reason") in _CUT_FINISHES
+
+    @staticmethod
+    def _write(
+        chunk: Any, choice: Any, delta: Any, changes: dict[str, str], calls: list[Any] | None
+    ) -> Any:
+        if calls is not None:
+            changes = {**changes, "tool_calls": calls}  # type: ignore[dict-item]
+        choice_changes: dict[str, Any] = {"delta": _replace(delta, **changes)}
+        if _get(choice, "logprobs") is not None:
+            choice_changes["logprobs"] = None
+        return _replace(chunk, choices=[_replace(choice, **choice_changes)])
+
+    def _flush(self, channels: Any) -> list[Any]:
+        out: list[Any] = []
+        for key in channels.open_keys():
+            text = channels.end(key)
+            if text:
+                out += self._synth(key, text)
+        return out
+
+    def _synth(self, key: Any, text: str) -> list[Any]:
+        """A chunk carrying only ``text`` for channel ``key`` (a field or a tool call)."""
+        template = self._template
+        if template is None:  # pragma: no cover - text only comes from chunks with a choice
+            raise LensError("released text before any chat completion chunk")
+        dicts = isinstance(template, dict)
+        delta: dict[str, Any]
+        if isinstance(key, tuple):  # ("tool", index)
+            delta = {"tool_calls": [self._tool_delta(template, key[1], text)]}
+        else:
+            delta = {key: text}
+        choice: Any
+        if dicts:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
         else:
             from openai.types.chat.chat_completion_chunk import Choice, ChoiceDelta
 
-            choice = Choice(index=0, delta=ChoiceDelta(content=text), finish_reason=None)
+            choice = Choice(index=0, delta=ChoiceDelta(**delta), finish_reason=None)
         changes: dict[str, Any] = {"choices": [choice]}
         if _get(template, "usage") is not None:
             changes["usage"] = None
@@ -440,30 +511,48 @@ class OpenAIChatLens(_ChunkLens):
 # OpenAI Responses API
 # --------------------------------------------------------------------------
 
-_RESPONSE_ENDS = frozenset(
+# delta event type -> (channel prefix, the event field of its index, kind)
+_RESPONSE_DELTAS = {
+    "response.output_text.delta": ("output_text", "content_index", "content"),
+    "response.refusal.delta": ("refusal", "content_index", "refusal"),
+    "response.reasoning_text.delta": ("reasoning_text", "content_index", "reasoning"),
+    "response.reasoning_summary_text.delta": ("summary", "summary_index", "reasoning"),
+    "response.function_call_arguments.delta": ("arguments", None, "tool_arguments"),
+}
+# done event type -> (channel prefix, index field, the field repeating the whole text)
+_RESPONSE_DONES = {
+    "response.output_text.done": ("output_text", "content_index", "text"),
+    "response.refusal.done": ("refusal", "content_index", "refusal"),
+    "response.reasoning_text.done": ("reasoning_text", "content_index", "text"),
+    "response.reasoning_summary_text.done": ("summary", "summary_index", "text"),
+    "response.function_call_arguments.done": ("arguments", None, "arguments"),
+}
+_RESPONSE_PART_DONES = frozenset(
     {
-        "response.output_text.done",
         "response.content_part.done",
+        "response.reasoning_summary_part.done",
         "response.output_item.done",
-        "response.completed",
-        "response.incomplete",
-        "response.failed",
     }
 )
+_RESPONSE_FINALS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
-class OpenAIResponsesLens(_ChunkLens):
+class OpenAIResponsesLens(_ChannelLens):
     """Lens for OpenAI Responses API stream events (SDK objects or dicts).
 
-    The operators see the ``delta`` of ``response.output_text.delta`` events,
-    all output text parts in one pipeline; every other event passes through
-    (reasoning, refusals and function-call argument deltas included). The
-    ``*.done`` events and ``response.completed`` repeat the whole text: they
-    are held until the text is final and their text fields are rewritten to
-    what was released for each part, so a removed secret cannot come back
-    through them. Text flushed at the end is sent as one more delta event for
-    the last text part (with that part's ids and the sequence number of its
-    last delta). ``logprobs`` of a changed delta are emptied.
+    Every text delta is a channel of its own: ``output_text``, ``refusal``,
+    reasoning text and reasoning summaries (per part), and function-call
+    arguments (per item; operators see the decoded JSON string values).
+    The ``*.done`` events, ``content_part.done``, ``output_item.done`` and the
+    final ``response.completed`` repeat the whole texts: they are rewritten to
+    what was released for each channel, so they always equal the
+    concatenated deltas, and a removed secret cannot come back through them.
+    A channel's held text is released as one more delta event just before its
+    ``*.done`` event; ``*.done`` events wait for the next event, which says
+    whether the response was cut (``response.incomplete``: a live partial
+    secret is then masked). Sequence numbers are shifted past inserted
+    events, so they stay unique and increasing. ``logprobs`` of a changed
+    delta are emptied.
 
     >>> import streamops as so
     >>> events = [
@@ -472,16 +561,19 @@ class OpenAIResponsesLens(_ChunkLens):
     ...     {"type": "response.output_text.done", "item_id": "m1", "output_index": 0,
     ...      "content_index": 0, "text": "Mail a@b.co", "logprobs": [], "sequence_number": 2},
     ... ]
-    >>> [e.get("delta", e.get("text")) for e in so.redact(["email"])(events)]
-    ['Mail ', '[EMAIL]', 'Mail [EMAIL]']
+    >>> [(e.get("delta", e.get("text")), e["sequence_number"])
+    ...  for e in so.redact(["email"])(events)]
+    [('Mail ', 1), ('[EMAIL]', 2), ('Mail [EMAIL]', 3)]
     """
 
-    __slots__ = ("_last", "_texts")
+    __slots__ = ("_last", "_seq", "_shift", "_texts")
 
     def __init__(self) -> None:
         super().__init__()
-        self._texts: dict[tuple[Any, Any], list[str]] = {}
-        self._last: Any = None
+        self._texts: dict[tuple[Any, ...], list[str]] = {}
+        self._last: dict[tuple[Any, ...], Any] = {}  # the last delta event of each channel
+        self._shift = 0  # events inserted so far: later sequence numbers move up by it
+        self._seq = -1  # the last sequence number handed out
 
     @classmethod
     def match(cls, chunk: Any, /) -> OpenAIResponsesLens | None:
@@ -489,68 +581,151 @@ class OpenAIResponsesLens(_ChunkLens):
         kind = _get(chunk, "type")
         return cls() if isinstance(kind, str) and kind.startswith("response.") else None
 
-    def _read(self, chunk: Any) -> str | None:
+    def unwrap(self, chunk: Any, /) -> str:
+        """Return the ``delta`` of an ``output_text`` delta event (``""`` otherwise)."""
         if _get(chunk, "type") != "response.output_text.delta":
-            return None
-        self._last = chunk
-        delta: str = _get(chunk, "delta")
-        return delta
+            return ""
+        delta = _get(chunk, "delta")
+        return delta if isinstance(delta, str) else ""
 
-    def _write(self, chunk: Any, text: str) -> Any:
-        changes: dict[str, Any] = {"delta": text}
-        if _get(chunk, "logprobs"):
-            changes["logprobs"] = []
-        return _replace(chunk, **changes)
+    @staticmethod
+    def _key(chunk: Any, prefix: str, index_field: str | None) -> tuple[Any, ...]:
+        index = None if index_field is None else _get(chunk, index_field)
+        return (prefix, _get(chunk, "item_id"), index)
 
-    def _is_end(self, chunk: Any) -> bool:
+    def _holds(self, chunk: Any) -> bool:
+        kind = _get(chunk, "type")
+        return kind in _RESPONSE_DONES or kind in _RESPONSE_PART_DONES
+
+    def _cuts(self, chunk: Any) -> bool:
         kind = _get(chunk, "type")
         if kind in ("response.incomplete", "response.failed"):
-            self.truncated = True
-        return kind in _RESPONSE_ENDS
+            return True
+        return kind == "response.output_item.done" and bool(
+            _get(_get(chunk, "item"), "status") == "incomplete"
+        )
 
-    def _synth(self, text: str) -> list[Any]:
-        if self._last is None:  # pragma: no cover - text only comes from text deltas
-            raise LensError("released text before any response.output_text.delta event")
-        return [self._release(self._write(self._last, text))]
+    def _numbered(self, chunk: Any) -> Any:
+        seq = _get(chunk, "sequence_number")
+        if seq is None:
+            return chunk
+        seq += self._shift
+        self._seq = seq
+        return chunk if not self._shift else _replace(chunk, sequence_number=seq)
 
-    def _full(self, item_id: Any, index: Any, old: str) -> str:
-        parts = self._texts.get((item_id, index))
+    def _insert(self, key: tuple[Any, ...], text: str) -> list[Any]:
+        """A delta event carrying ``text`` for channel ``key``, numbered after the last."""
+        last = self._last.get(key)
+        if last is None:  # pragma: no cover - text only comes from delta events
+            raise LensError(f"released text for {key} before any delta event")
+        self._texts.setdefault(key, []).append(text)
+        self._shift += 1
+        self._seq += 1
+        changes: dict[str, Any] = {"delta": text}
+        if _get(last, "logprobs"):
+            changes["logprobs"] = []
+        if _get(last, "sequence_number") is not None:
+            changes["sequence_number"] = self._seq
+        return [_replace(last, **changes)]
+
+    def _process(self, chunk: Any, channels: Any) -> list[Any]:
+        kind = _get(chunk, "type")
+        spec = _RESPONSE_DELTAS.get(kind)
+        if spec is not None:
+            prefix, index_field, channel = spec
+            key = self._key(chunk, prefix, index_field)
+            text = _get(chunk, "delta")
+            if isinstance(text, str):
+                self._last[key] = chunk
+                out = channels.feed(key, channel, text)
+                self._texts.setdefault(key, []).append(out)
+                if out != text:
+                    changes: dict[str, Any] = {"delta": out}
+                    if _get(chunk, "logprobs"):
+                        changes["logprobs"] = []
+                    chunk = _replace(chunk, **changes)
+        elif kind in _RESPONSE_FINALS:
+            return [*self._flush(channels), self._numbered(self._fix_final(chunk))]
+        return [self._numbered(chunk)]
+
+    def _release(self, chunk: Any, channels: Any) -> list[Any]:
+        kind = _get(chunk, "type")
+        done = _RESPONSE_DONES.get(kind)
+        if done is not None:
+            prefix, index_field, field = done
+            key = self._key(chunk, prefix, index_field)
+            text = channels.end(key)
+            out = self._insert(key, text) if text else []
+            changes: dict[str, Any] = {field: self._full(key, _get(chunk, field))}
+            if _get(chunk, "logprobs"):
+                changes["logprobs"] = []
+            return [*out, self._numbered(_replace(chunk, **changes))]
+        if kind == "response.content_part.done" or kind == "response.reasoning_summary_part.done":
+            part = _get(chunk, "part")
+            fixed = self._fix_part(part, _get(chunk, "item_id"), chunk)
+            if fixed is not part:
+                chunk = _replace(chunk, part=fixed)
+        elif kind == "response.output_item.done":
+            chunk = _replace(chunk, item=self._fix_item(_get(chunk, "item")))
+        return [self._numbered(chunk)]
+
+    def _flush(self, channels: Any) -> list[Any]:
+        out: list[Any] = []
+        for key in channels.open_keys():
+            text = channels.end(key)
+            if text:
+                out += self._insert(key, text)
+        return out
+
+    def _full(self, key: tuple[Any, ...], old: Any) -> Any:
+        parts = self._texts.get(key)
         return old if parts is None else "".join(parts)
 
-    def _fix_item(self, item: Any) -> Any:
-        content = _get(item, "content")
-        if not content or _get(item, "type") != "message":
-            return item
-        item_id = _get(item, "id")
-        new = [
-            _replace(part, text=self._full(item_id, i, _get(part, "text")))
-            if _get(part, "type") == "output_text"
-            else part
-            for i, part in enumerate(content)
-        ]
-        return _replace(item, content=new)
+    def _fix_part(self, part: Any, item_id: Any, event: Any) -> Any:
+        ptype = _get(part, "type")
+        if ptype == "output_text":
+            key = ("output_text", item_id, _get(event, "content_index"))
+            return _replace(part, text=self._full(key, _get(part, "text")), logprobs=[])
+        if ptype == "refusal":
+            key = ("refusal", item_id, _get(event, "content_index"))
+            return _replace(part, refusal=self._full(key, _get(part, "refusal")))
+        if ptype == "summary_text":
+            key = ("summary", item_id, _get(event, "summary_index"))
+            return _replace(part, text=self._full(key, _get(part, "text")))
+        if ptype == "reasoning_text":
+            key = ("reasoning_text", item_id, _get(event, "content_index"))
+            return _replace(part, text=self._full(key, _get(part, "text")))
+        return part
 
-    def _release(self, chunk: Any) -> Any:
-        kind = _get(chunk, "type")
-        key = (_get(chunk, "item_id"), _get(chunk, "content_index"))
-        if kind == "response.output_text.delta":
-            self._texts.setdefault(key, []).append(_get(chunk, "delta"))
-        elif kind == "response.output_text.done":
-            return _replace(chunk, text=self._full(*key, _get(chunk, "text")), logprobs=[])
-        elif kind == "response.content_part.done":
-            part = _get(chunk, "part")
-            if _get(part, "type") == "output_text":
-                text = self._full(*key, _get(part, "text"))
-                return _replace(chunk, part=_replace(part, text=text, logprobs=[]))
-        elif kind == "response.output_item.done":
-            return _replace(chunk, item=self._fix_item(_get(chunk, "item")))
-        elif kind in _RESPONSE_ENDS:
-            response = _get(chunk, "response")
-            output = _get(response, "output")
-            if output:
-                fixed = _replace(response, output=[self._fix_item(i) for i in output])
-                return _replace(chunk, response=fixed)
-        return chunk
+    def _fix_item(self, item: Any) -> Any:
+        itype, item_id = _get(item, "type"), _get(item, "id")
+        changes: dict[str, Any] = {}
+        if itype == "function_call":
+            changes["arguments"] = self._full(("arguments", item_id, None), _get(item, "arguments"))
+        for field, prefix in (("content", None), ("summary", "summary")):
+            parts = _get(item, field)
+            if not parts:
+                continue
+            new = []
+            for i, part in enumerate(parts):
+                ptype = _get(part, "type")
+                if prefix is None:
+                    fake = {"content_index": i}
+                    new.append(self._fix_part(part, item_id, fake))
+                elif ptype == "summary_text":
+                    new.append(self._fix_part(part, item_id, {"summary_index": i}))
+                else:
+                    new.append(part)
+            changes[field] = new
+        return _replace(item, **changes) if changes else item
+
+    def _fix_final(self, chunk: Any) -> Any:
+        response = _get(chunk, "response")
+        output = _get(response, "output")
+        if not output:
+            return chunk
+        fixed = _replace(response, output=[self._fix_item(i) for i in output])
+        return _replace(chunk, response=fixed)
 
 
 # --------------------------------------------------------------------------
@@ -571,20 +746,34 @@ _ANTHROPIC_RAW = frozenset(
 )
 # Events of the SDK's MessageStream helper that repeat the accumulated text.
 _ANTHROPIC_HELPERS = frozenset({"text", "citation", "thinking", "signature", "input_json"})
+# content block type -> (its channel kind, the field of its text in the block)
+_ANTHROPIC_BLOCKS = {
+    "text": ("content", "text"),
+    "thinking": ("reasoning", "thinking"),
+    "tool_use": ("tool_arguments", None),
+    "server_tool_use": ("tool_arguments", None),
+}
+# delta type -> (channel kind, its text field)
+_ANTHROPIC_DELTAS = {
+    "text_delta": ("content", "text"),
+    "thinking_delta": ("reasoning", "thinking"),
+    "input_json_delta": ("tool_arguments", "partial_json"),
+}
+_ANTHROPIC_DELTA_OF = {kind: (dtype, field) for dtype, (kind, field) in _ANTHROPIC_DELTAS.items()}
 
 
-class AnthropicLens(_ChunkLens):
+class AnthropicLens(_ChannelLens):
     """Lens for Anthropic Messages stream events (``anthropic.types`` objects or dicts).
 
-    The operators see ``text_delta`` texts of ``content_block_delta`` events
-    (and the initial text of a ``text`` block's ``content_block_start``), all
-    text blocks in one pipeline. ``input_json_delta`` (tool arguments:
-    :func:`streamops.parse_tool_calls` reads them), thinking, citations,
-    ``message_start`` and ``ping`` pass through. ``content_block_stop`` of the
-    open text block, ``message_delta`` (stop reason, usage) and
-    ``message_stop`` are held until the text is final; text flushed at the end
-    is sent as a ``content_block_delta`` before the held stop, or, if that
-    block was already closed, in a new text block after the last index.
+    Each content block is a channel with its own operator state: text blocks
+    (``text_delta``), thinking blocks (``thinking_delta``) and the JSON input
+    of tool-use blocks (``input_json_delta``; operators see the decoded
+    string values). ``message_start``, signatures, citations and ``ping``
+    pass through. A block's held text is released as one more delta at that
+    block's ``content_block_stop``, in order, so nothing moves to another
+    block. The stop waits for the next event: when that is a
+    ``message_delta`` with ``stop_reason`` ``max_tokens`` (or ``refusal``),
+    the message was cut and a live partial secret is masked.
 
     Wrap the raw events (``client.messages.create(..., stream=True)``), not
     the ``messages.stream()`` helper events: those carry snapshots of the whole
@@ -605,12 +794,11 @@ class AnthropicLens(_ChunkLens):
      ('content_block_delta', '[EMAIL]'), ('content_block_stop', None), ('message_stop', None)]
     """
 
-    __slots__ = ("_dicts", "_max_index", "_open")
+    __slots__ = ("_dicts", "_kinds")
 
     def __init__(self) -> None:
         super().__init__()
-        self._open: int | None = None  # index of the text block open downstream
-        self._max_index = -1
+        self._kinds: dict[Any, str] = {}  # block index -> channel kind
         self._dicts = True
 
     @classmethod
@@ -623,84 +811,104 @@ class AnthropicLens(_ChunkLens):
             return lens
         return None
 
-    def _read(self, chunk: Any) -> str | None:
+    def unwrap(self, chunk: Any, /) -> str:
+        """Return the text of a ``text_delta`` or a text block's start (``""`` otherwise)."""
         kind = _get(chunk, "type")
         if kind == "content_block_delta":
             delta = _get(chunk, "delta")
             if _get(delta, "type") == "text_delta":
-                text: str = _get(delta, "text")
-                return text
+                return _get(delta, "text") or ""
         elif kind == "content_block_start":
             block = _get(chunk, "content_block")
             if _get(block, "type") == "text":
-                start: str = _get(block, "text") or ""
-                return start
-        elif kind in _ANTHROPIC_HELPERS or (
+                return _get(block, "text") or ""
+        return ""
+
+    def _check(self, chunk: Any, kind: Any) -> None:
+        if kind in _ANTHROPIC_HELPERS or (
             kind in ("content_block_stop", "message_stop")
             and (_get(chunk, "content_block") is not None or _get(chunk, "message") is not None)
         ):
             raise LensError(
-                f"chunk {self._n}: Anthropic {kind!r} helper event from messages.stream() carries"
-                " the accumulated text; wrap the raw events of"
+                f"chunk {self._n - 1}: Anthropic {kind!r} helper event from messages.stream()"
+                " carries the accumulated text; wrap the raw events of"
                 " client.messages.create(..., stream=True) instead"
             )
-        return None
 
-    def _write(self, chunk: Any, text: str) -> Any:
-        if _get(chunk, "type") == "content_block_start":
-            return _replace(chunk, content_block=_replace(_get(chunk, "content_block"), text=text))
-        return _replace(chunk, delta=_replace(_get(chunk, "delta"), text=text))
-
-    def _is_end(self, chunk: Any) -> bool:
+    def _holds(self, chunk: Any) -> bool:
         kind = _get(chunk, "type")
-        if kind == "content_block_stop":
-            return self._open is not None and _get(chunk, "index") == self._open
-        if kind == "message_delta" and _get(_get(chunk, "delta"), "stop_reason") in _CUT_FINISHES:
-            self.truncated = True
-        return kind in ("message_delta", "message_stop")
+        self._check(chunk, kind)
+        return kind == "content_block_stop" and _get(chunk, "index") in self._kinds
 
-    def _release(self, chunk: Any) -> Any:
+    def _cuts(self, chunk: Any) -> bool:
+        return (
+            _get(chunk, "type") == "message_delta"
+            and _get(_get(chunk, "delta"), "stop_reason") in _CUT_FINISHES
+        )
+
+    def _process(self, chunk: Any, channels: Any) -> list[Any]:
         kind = _get(chunk, "type")
         if kind == "content_block_start":
             index = _get(chunk, "index")
-            self._max_index = max(self._max_index, index)
-            if _get(_get(chunk, "content_block"), "type") == "text":
-                self._open = index
-        elif kind == "content_block_stop" and _get(chunk, "index") == self._open:
-            self._open = None
-        return chunk
+            block = _get(chunk, "content_block")
+            spec = _ANTHROPIC_BLOCKS.get(_get(block, "type"))
+            if spec is None:
+                return [chunk]
+            channel, field = spec
+            self._kinds[index] = channel
+            text = _get(block, field) if field is not None else None
+            if field is not None and isinstance(text, str) and text:
+                out = channels.feed(index, channel, text)
+                if out != text:
+                    chunk = _replace(chunk, content_block=_replace(block, **{field: out}))
+            return [chunk]
+        if kind == "content_block_delta":
+            delta = _get(chunk, "delta")
+            spec = _ANTHROPIC_DELTAS.get(_get(delta, "type"))
+            if spec is None:
+                return [chunk]
+            channel, field = spec
+            index = _get(chunk, "index")
+            self._kinds.setdefault(index, channel)
+            text = _get(delta, field)
+            if isinstance(text, str) and text:
+                out = channels.feed(index, channel, text)
+                if out != text:
+                    chunk = _replace(chunk, delta=_replace(delta, **{field: out}))
+            return [chunk]
+        if kind in ("message_delta", "message_stop"):  # the message is over: every block too
+            return [*self._flush(channels), chunk]
+        return [chunk]
 
-    def _event(self, data: dict[str, Any]) -> Any:
+    def _release(self, chunk: Any, channels: Any) -> list[Any]:
+        index = _get(chunk, "index")
+        channel = self._kinds.pop(index, None)
+        text = channels.end(index)
+        if not text or channel is None:
+            return [chunk]
+        return [self._delta(index, channel, text), chunk]
+
+    def _flush(self, channels: Any) -> list[Any]:
+        out: list[Any] = []
+        for index in channels.open_keys():
+            text = channels.end(index)
+            channel = self._kinds.pop(index, "content")
+            if text:
+                out.append(self._delta(index, channel, text))
+        return out
+
+    def _delta(self, index: Any, channel: str, text: str) -> Any:
+        dtype, field = _ANTHROPIC_DELTA_OF[channel]
+        data = {
+            "type": "content_block_delta",
+            "index": index,
+            "delta": {"type": dtype, field: text},
+        }
         if self._dicts:
             return data
-        from anthropic import types as at
+        from anthropic.types import RawContentBlockDeltaEvent
 
-        classes: dict[str, Any] = {
-            "content_block_start": at.RawContentBlockStartEvent,
-            "content_block_delta": at.RawContentBlockDeltaEvent,
-            "content_block_stop": at.RawContentBlockStopEvent,
-        }
-        return classes[data["type"]].model_validate(data)
-
-    def _synth(self, text: str) -> list[Any]:
-        delta = {"type": "text_delta", "text": text}
-        if self._open is not None:
-            return [
-                self._event({"type": "content_block_delta", "index": self._open, "delta": delta})
-            ]
-        self._max_index += 1
-        index = self._max_index
-        return [
-            self._event(
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "text", "text": "", "citations": None},
-                }
-            ),
-            self._event({"type": "content_block_delta", "index": index, "delta": delta}),
-            self._event({"type": "content_block_stop", "index": index}),
-        ]
+        return RawContentBlockDeltaEvent.model_validate(data)
 
 
 # --------------------------------------------------------------------------
@@ -715,17 +923,26 @@ def _is_message_chunk(chunk: Any) -> bool:
     )
 
 
-class LangChainLens(_ChunkLens):
+# content block type -> the field of its text (reasoning blocks of several providers)
+_LC_REASONING_BLOCKS = {"thinking": "thinking", "reasoning": "reasoning"}
+
+
+class LangChainLens(_ChannelLens):
     """Lens for LangChain message chunks (``AIMessageChunk`` from a chat model's ``astream``).
 
-    The operators see ``content``: a ``str``, or the ``text`` of the text blocks
-    when ``content`` is a list of content blocks (the first text block then
-    carries the released text, other text blocks are dropped, other blocks
-    are kept). ``id``, tool-call chunks, ``response_metadata`` and
-    ``usage_metadata`` pass through, so ``chunk1 + chunk2`` still merges. A
-    chunk without content that ends the message (finish reason, usage, or
-    ``chunk_position="last"``) is held until the end and gets the text the
-    operators flush then.
+    Channels: the answer text (``content`` as a ``str``, or the text blocks
+    of a list of content blocks: the first text block then carries the
+    released text, other text blocks are dropped), reasoning (``thinking`` and
+    ``reasoning`` blocks, reasoning summaries, ``additional_kwargs
+    ["reasoning_content"]``), a refusal (``additional_kwargs["refusal"]``)
+    and the ``args`` of each tool-call chunk (by ``index``; operators see the
+    decoded JSON string values). ``id``, tool-call names and ids,
+    ``response_metadata`` and ``usage_metadata`` pass through, and a chunk
+    whose tool-call arguments changed is rebuilt so that its parsed
+    ``tool_calls`` agree, so ``chunk1 + chunk2`` still merges. The chunk that
+    ends the message (a finish reason, usage, or ``chunk_position="last"``)
+    gets the text the operators still held, in place; a ``length`` finish ends
+    the channels truncated.
 
     >>> import streamops as so
     >>> from langchain_core.messages import AIMessageChunk
@@ -745,11 +962,14 @@ class LangChainLens(_ChunkLens):
         """Return a lens for ``langchain_core`` message chunks, else ``None``."""
         return cls() if _is_message_chunk(chunk) else None
 
-    def _read(self, chunk: Any) -> str | None:
+    def _message(self, chunk: Any) -> Any:
         if not _is_message_chunk(chunk):
-            raise ChunkTypeError(self._n, chunk, "a LangChain message chunk")
-        self._template = chunk
-        content = chunk.content
+            raise ChunkTypeError(self._n - 1, chunk, "a LangChain message chunk")
+        return chunk
+
+    def unwrap(self, chunk: Any, /) -> str:
+        """Return the answer text of ``chunk`` (its text blocks when ``content`` is a list)."""
+        content = self._message(chunk).content
         if isinstance(content, str):
             return content
         return "".join(
@@ -758,29 +978,15 @@ class LangChainLens(_ChunkLens):
             if isinstance(block, str) or block.get("type") == "text"
         )
 
-    def _write(self, chunk: Any, text: str) -> Any:
-        content = chunk.content
-        if isinstance(content, str):
-            return _replace(chunk, content=text)
-        new: list[Any] = []
-        placed = False
-        for block in content:
-            if isinstance(block, str) or block.get("type") == "text":
-                if not placed:
-                    new.append(text if isinstance(block, str) else {**block, "text": text})
-                    placed = True
-            else:
-                new.append(block)
-        if not placed:
-            new.append({"type": "text", "text": text})
-        return _replace(chunk, content=new)
+    def _cuts(self, chunk: Any) -> bool:
+        meta = getattr(chunk, "response_metadata", None) or {}
+        return meta.get("finish_reason") in _CUT_FINISHES or meta.get("stop_reason") in (
+            _CUT_FINISHES
+        )
 
-    def _is_end(self, chunk: Any) -> bool:
-        if chunk.content or getattr(chunk, "tool_call_chunks", None):
-            return False
+    @staticmethod
+    def _ends(chunk: Any) -> bool:
         meta = chunk.response_metadata or {}
-        if meta.get("finish_reason") in _CUT_FINISHES or meta.get("stop_reason") in _CUT_FINISHES:
-            self.truncated = True
         return bool(
             meta.get("finish_reason")
             or meta.get("stop_reason")
@@ -788,11 +994,154 @@ class LangChainLens(_ChunkLens):
             or getattr(chunk, "chunk_position", None) == "last"
         )
 
-    def _carries(self, chunk: Any) -> bool:
-        return True
+    def _process(self, chunk: Any, channels: Any) -> list[Any]:
+        chunk = self._message(chunk)
+        self._template = chunk
+        changes: dict[str, Any] = {}
+        content = chunk.content
+        if isinstance(content, str):
+            if content:
+                out = channels.feed("content", "content", content)
+                if out != content:
+                    changes["content"] = out
+        else:
+            new = self._blocks(content, channels)
+            if new is not None:
+                changes["content"] = new
+        kwargs = chunk.additional_kwargs or {}
+        new_kwargs: dict[str, Any] | None = None
+        for field, channel in (("reasoning_content", "reasoning"), ("refusal", "refusal")):
+            text = kwargs.get(field)
+            if isinstance(text, str) and text:
+                out = channels.feed(field, channel, text)
+                if out != text:
+                    new_kwargs = {**(new_kwargs or kwargs), field: out}
+        calls = getattr(chunk, "tool_call_chunks", None) or []
+        new_calls: list[Any] | None = None
+        for k, call in enumerate(calls):
+            args = call.get("args")
+            if isinstance(args, str) and args:
+                out = channels.feed(("tool", call.get("index")), "tool_arguments", args)
+                if out != args:
+                    if new_calls is None:
+                        new_calls = list(calls)
+                    new_calls[k] = {**call, "args": out}
+        if self._ends(chunk):  # every channel of the message ends here, in place
+            for key in channels.open_keys():
+                text = channels.end(key)
+                if not text:
+                    continue
+                if key == "content":
+                    changes["content"] = _lc_append(changes.get("content", content), text)
+                elif isinstance(key, str):  # additional_kwargs
+                    base = new_kwargs or kwargs
+                    new_kwargs = {**base, key: (base.get(key) or "") + text}
+                elif key[0] == "tool":
+                    new_calls = list(new_calls if new_calls is not None else calls)
+                    new_calls.append(_lc_tool_chunk(key[1], text))
+                else:  # a reasoning block or summary
+                    changes["content"] = _lc_append(
+                        changes.get("content", content), text, block=_lc_block(key, text)
+                    )
+        if new_kwargs is not None:
+            changes["additional_kwargs"] = new_kwargs
+        if new_calls is not None:
+            return [_lc_rebuild(chunk, changes, new_calls)]
+        return [_replace(chunk, **changes)] if changes else [chunk]
 
-    def _synth(self, text: str) -> list[Any]:
-        return [type(self._template)(content=text, id=self._template.id)]
+    def _blocks(self, content: list[Any], channels: Any) -> list[Any] | None:
+        """Feed the blocks of a list ``content``; the new list, or ``None`` if unchanged."""
+        text = "".join(
+            b if isinstance(b, str) else b.get("text", "")
+            for b in content
+            if isinstance(b, str) or b.get("type") == "text"
+        )
+        changed = False
+        released = channels.feed("content", "content", text) if text else ""
+        new: list[Any] = []
+        placed = False
+        for i, block in enumerate(content):
+            if isinstance(block, str) or block.get("type") == "text":
+                if not placed:
+                    new.append(released if isinstance(block, str) else {**block, "text": released})
+                    placed = True
+                changed = changed or released != text
+                continue
+            field = _LC_REASONING_BLOCKS.get(block.get("type"))
+            value = block.get(field) if field is not None else None
+            if isinstance(value, str) and value:
+                key = ("block", block.get("index", i), field)
+                out = channels.feed(key, "reasoning", value)
+                if out != value:
+                    block = {**block, field: out}
+                    changed = True
+            summary = block.get("summary") if block.get("type") == "reasoning" else None
+            if isinstance(summary, list):
+                parts = []
+                for j, part in enumerate(summary):
+                    value = part.get("text") if isinstance(part, dict) else None
+                    if isinstance(value, str) and value:
+                        out = channels.feed(
+                            ("summary", block.get("index", i), j), "reasoning", value
+                        )
+                        if out != value:
+                            part = {**part, "text": out}
+                            changed = True
+                    parts.append(part)
+                block = {**block, "summary": parts}
+            new.append(block)
+        return new if changed else None
+
+    def _flush(self, channels: Any) -> list[Any]:
+        out: list[Any] = []
+        cls = type(self._template) if self._template is not None else None
+        for key in channels.open_keys():
+            text = channels.end(key)
+            if not text or cls is None:
+                continue
+            tid = self._template.id
+            if key == "content":
+                out.append(cls(content=text, id=tid))
+            elif isinstance(key, str):
+                out.append(cls(content="", id=tid, additional_kwargs={key: text}))
+            elif key[0] == "tool":
+                out.append(cls(content="", id=tid, tool_call_chunks=[_lc_tool_chunk(key[1], text)]))
+            else:
+                out.append(cls(content=[_lc_block(key, text)], id=tid))
+        return out
+
+
+def _lc_block(key: tuple[Any, ...], text: str) -> dict[str, Any]:
+    """The content block that carries flushed reasoning ``text`` of channel ``key``."""
+    kind, index, field = key
+    if kind == "summary":  # ("summary", block index, summary index)
+        part = {"type": "summary_text", "text": text, "index": field}
+        return {"type": "reasoning", "summary": [part], "index": index}
+    block = {"type": field, field: text}  # ("block", index, "thinking" or "reasoning")
+    return block if index is None else {**block, "index": index}
+
+
+def _lc_append(content: Any, text: str, *, block: dict[str, Any] | None = None) -> Any:
+    """``content`` with ``text`` added at its end (as text, or the given block)."""
+    if block is None and isinstance(content, str):
+        return content + text
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) and content else []
+    if not isinstance(content, str):
+        blocks = list(content)
+    blocks.append({"type": "text", "text": text} if block is None else block)
+    return blocks
+
+
+def _lc_tool_chunk(index: Any, args: str) -> dict[str, Any]:
+    return {"name": None, "args": args, "id": None, "index": index, "type": "tool_call_chunk"}
+
+
+def _lc_rebuild(chunk: Any, changes: dict[str, Any], calls: list[Any]) -> Any:
+    """A new chunk with ``calls`` as its tool-call chunks: LangChain parses them again."""
+    fields = {name: getattr(chunk, name) for name in chunk.model_fields_set}
+    fields.pop("tool_calls", None)
+    fields.pop("invalid_tool_calls", None)
+    return type(chunk)(**{**fields, **changes, "tool_call_chunks": calls})
 
 
 _ALL: tuple[Any, ...] = (

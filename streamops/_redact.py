@@ -1003,6 +1003,7 @@ def redact(
     on_overflow: OnOverflow = "redact",
     context: int = 64,
     timeout: float | None = 1.0,
+    channels: Iterable[str] | None = None,
     name: str = "redact",
 ) -> Operator[str, str]:
     """Return an operator that redacts secrets from a text stream, exactly and early.
@@ -1030,6 +1031,14 @@ def redact(
     the widest lookbehind of the patterns.
     ``timeout``: seconds per search when any pattern is not a built-in (those
     are vetted and run unguarded), else :class:`RedactTimeout`.
+    ``channels``: on provider chunks, which text channels to redact (default:
+    all of ``"content"``, ``"refusal"``, ``"reasoning"``, ``"tool_arguments"``;
+    see ``docs/providers.md``); each channel has its own state.
+
+    A stream that ends *by force* (a budget cut, a quiet timeout or cancel, a
+    provider's ``length`` finish) masks a live partial match instead of
+    releasing it (``report["redact"].truncated_matches`` counts them); only a
+    complete message releases a prefix that merely looked like a secret.
 
     >>> op = redact(["email", "openai_key"])
     >>> list(op(["mail me at jo", "e@example.com or use sk-abc", "defghijklmnopqrstuvwxyz0 ok"]))
@@ -1100,7 +1109,7 @@ def redact(
     def factory(report: StreamReport) -> _Redactor:
         return _Redactor(plan, report)
 
-    return Operator(ProcessorStage(name, factory))
+    return Operator(ProcessorStage(name, factory, channels=channels))
 
 
 def _combined_pattern(op: Operator[Any, Any]) -> regex.Pattern[str]:

@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._core import (
     AsyncStream,
+    ChannelLens,
     Lens,
     SyncStream,
     _end,
@@ -59,6 +60,8 @@ from ._core import (
 )
 from ._errors import StreamOpsError
 from ._report import EventCallback, StopReason, StreamReport
+
+_Reader = Lens | ChannelLens  # what reads the text of provider chunks
 
 __all__: list[str] = [
     "Backoff",
@@ -438,7 +441,7 @@ def _side_channel(chunk: Any) -> bool:
     )
 
 
-def _carries_output(chunk: Any, lens: Lens | None) -> bool:
+def _carries_output(chunk: Any, lens: _Reader | None) -> bool:
     """Whether handing ``chunk`` to the consumer commits the stream.
 
     ``str`` and bytes chunks carry text when non-empty. Provider chunks carry
@@ -516,9 +519,9 @@ class _RetryState:
         self.current: RetryAttempt | None = None
         self.inner: StreamReport | None = None
         self.held: list[Any] = []  # buffered mode: the attempt; else text-free chunks so far
-        self.probe: Lens | None = None  # reads this attempt's chunks before the commit point
+        self.probe: _Reader | None = None  # reads this attempt's chunks before the commit point
         self.texts: list[str] = []
-        self.lens: Lens | None = None  # reads the released chunks
+        self.lens: _Reader | None = None  # reads the released chunks
         self.committed = False
         self.running: SuccessCallback | None = None  # the side effect in progress
 

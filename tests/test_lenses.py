@@ -202,8 +202,7 @@ def test_openai_text_in_the_finish_chunk_goes_out_before_the_finish() -> None:
     out = list(so.redact(["email"])([source[0], last]))
     assert [(c.choices[0].delta.content, c.choices[0].finish_reason) for c in out] == [
         ("Hi ", None),
-        ("there ", None),
-        ("", "length"),
+        ("there ", "length"),  # its own text, then what was held, then the finish
     ]
 
 
@@ -348,7 +347,8 @@ def test_anthropic_events_keep_types_and_metadata(fmt: Any) -> None:
     assert out[-3:] == source[-3:]  # content_block_stop, message_delta (usage), message_stop
 
 
-def test_anthropic_tool_use_deltas_pass_through_and_late_text_opens_a_block() -> None:
+def test_anthropic_held_text_is_flushed_in_its_own_block_before_the_tool_call() -> None:
+    """Issue 15: held text used to come out in a new block after the tool call."""
     raw: list[dict[str, Any]] = [
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "bob"}},
@@ -374,22 +374,22 @@ def test_anthropic_tool_use_deltas_pass_through_and_late_text_opens_a_block() ->
     }
     source = [adapter[d["type"]].model_validate(d) for d in raw]
     out = list(so.redact(["email"])(source))
-    assert out[3:6] == source[3:6]  # the tool_use block, unchanged and undelayed
     kinds = [(e.type, e.index if hasattr(e, "index") else None) for e in out]
     assert kinds == [
         ("content_block_start", 0),
+        ("content_block_delta", 0),
         ("content_block_delta", 0),
         ("content_block_stop", 0),
         ("content_block_start", 1),
         ("content_block_delta", 1),
         ("content_block_stop", 1),
-        ("content_block_start", 2),
-        ("content_block_delta", 2),
-        ("content_block_stop", 2),
         ("message_stop", None),
     ]
-    assert isinstance(out[7], at.RawContentBlockDeltaEvent)
-    assert out[7].delta.text == "bob"  # type: ignore[union-attr]
+    assert isinstance(out[2], at.RawContentBlockDeltaEvent)
+    assert out[2].delta.text == "bob"  # type: ignore[union-attr]
+    assert out[4:7] == source[3:6]  # the tool_use block, unchanged
+    updates = list(so.parse_tool_calls()(out))
+    assert updates[-1].arguments == {"a": 1}
 
 
 def test_anthropic_helper_events_are_refused() -> None:

@@ -1,0 +1,497 @@
+"""Every text channel of a provider chunk is a stream (issue 15).
+
+Refusals, reasoning, thinking and tool-call arguments used to pass through
+unredacted. Each channel now runs through the text operators with its own
+state, held text is flushed at the provider's own block boundary, and tool
+arguments stay valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from anthropic import types as at
+from langchain_core.messages import AIMessageChunk
+from openai.types.chat import ChatCompletionChunk
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
+
+import streamops as so
+
+KEY = "sk-proj-4Ab12Cd34Ef56Gh78Ij90Kl12Mn34"
+MAIL = "jo.smith@example.com"
+
+
+def splits(text: str, n: int = 3) -> list[str]:
+    """Cut ``text`` in ``n`` pieces, each boundary inside the secrets above."""
+    size = max(1, len(text) // n)
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def dump(chunk: Any) -> str:
+    if isinstance(chunk, dict):
+        return json.dumps(chunk)
+    return chunk.model_dump_json() if hasattr(chunk, "model_dump_json") else repr(chunk)
+
+
+def assert_clean(out: list[Any]) -> None:
+    for chunk in out:
+        text = dump(chunk)
+        assert KEY[:12] not in text, text
+        assert "smith@" not in text, text
+
+
+# -- OpenAI Chat Completions -------------------------------------------------
+
+
+def oa(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def openai_stream(field: str, text: str, *, objects: bool) -> list[Any]:
+    chunks = [oa({"role": "assistant"})]
+    chunks += [oa({field: piece}) for piece in splits(text)]
+    chunks.append(oa({}, "stop"))
+    if objects:
+        return [ChatCompletionChunk.model_validate(c) for c in chunks]
+    return chunks
+
+
+def field_text(out: list[Any], field: str) -> str:
+    parts = []
+    for c in out:
+        delta = c["choices"][0]["delta"] if isinstance(c, dict) else c.choices[0].delta
+        value = delta.get(field) if isinstance(delta, dict) else getattr(delta, field, None)
+        parts.append(value or "")
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
+@pytest.mark.parametrize("field", ["content", "refusal", "reasoning_content", "reasoning"])
+def test_openai_every_text_field_is_redacted(field: str, objects: bool) -> None:
+    text = f"note {KEY} and {MAIL} end."
+    out = list(so.redact()(openai_stream(field, text, objects=objects)))
+    assert_clean(out)
+    assert field_text(out, field) == "note [OPENAI_KEY] and [EMAIL] end."
+    assert len(out) == len(splits(text)) + 2  # one out per chunk in
+
+
+def tool_stream(args: str, *, objects: bool, index: int = 0) -> list[Any]:
+    head = {"index": index, "id": "call_1", "type": "function", "function": {"name": "send"}}
+    chunks = [oa({"role": "assistant", "tool_calls": [head]})]
+    chunks += [
+        oa({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        for piece in splits(args, 5)
+    ]
+    chunks.append(oa({}, "tool_calls"))
+    if objects:
+        return [ChatCompletionChunk.model_validate(c) for c in chunks]
+    return chunks
+
+
+def merged_arguments(out: list[Any]) -> str:
+    parts = []
+    for c in out:
+        delta = c["choices"][0]["delta"] if isinstance(c, dict) else c.choices[0].delta.model_dump()
+        for call in delta.get("tool_calls") or []:
+            parts.append((call.get("function") or {}).get("arguments") or "")
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
+def test_openai_tool_arguments_are_redacted_and_stay_valid_json(objects: bool) -> None:
+    args = json.dumps({"to": MAIL, "token": KEY, "n": 3, "note": 'say "hi"\n'})
+    out = list(so.redact()(tool_stream(args, objects=objects)))
+    assert_clean(out)
+    parsed = json.loads(merged_arguments(out))
+    assert parsed == {"to": "[EMAIL]", "token": "[OPENAI_KEY]", "n": 3, "note": 'say "hi"\n'}
+
+
+def test_tool_arguments_with_json_escapes_are_decoded_before_matching() -> None:
+    escaped = '{"to": "jo.smith\\u0040example.com", "emoji": "\\ud83d\\ude00 ok"}'
+    out = list(so.redact()(tool_stream(escaped, objects=False)))
+    parsed = json.loads(merged_arguments(out))
+    assert parsed == {"to": "[EMAIL]", "emoji": "\U0001f600 ok"}
+
+
+def test_parse_tool_calls_reads_redacted_arguments() -> None:
+    args = json.dumps({"to": MAIL})
+    out = list(so.redact()(tool_stream(args, objects=True)))
+    updates = list(so.parse_tool_calls()(out))
+    assert updates[-1].arguments == {"to": "[EMAIL]"}
+
+
+def test_each_tool_call_is_its_own_channel() -> None:
+    # A secret split across two different tool calls is two harmless halves.
+    half = len(MAIL) // 2
+    chunks = [
+        oa({"tool_calls": [{"index": 0, "function": {"arguments": f'{{"a": "{MAIL[:half]}'}}]}),
+        oa({"tool_calls": [{"index": 1, "function": {"arguments": f'{{"b": "{MAIL[half:]}"}}'}}]}),
+        oa({"tool_calls": [{"index": 0, "function": {"arguments": '"}'}}]}),
+        oa({}, "tool_calls"),
+    ]
+    out = list(so.redact()(chunks))
+    assert merged_arguments(out).count("smith") == 1
+
+
+def test_channels_option_selects_what_is_redacted() -> None:
+    text = f"mail {MAIL} now"
+    out = list(
+        so.redact(channels=["content"])(openai_stream("reasoning_content", text, objects=False))
+    )
+    assert field_text(out, "reasoning_content") == text
+    with pytest.raises(ValueError, match="unknown channel 'thoughts'"):
+        so.redact(channels=["thoughts"])
+    with pytest.raises(TypeError, match="channels must be an iterable"):
+        so.redact(channels=3)  # type: ignore[arg-type]
+
+
+def test_length_finish_masks_a_partial_secret_in_every_channel() -> None:
+    chunks = [
+        oa({"reasoning_content": "the key: " + KEY[:10], "content": "use " + KEY[:9]}),
+        oa({}, "length"),
+    ]
+    out = list(so.redact()(chunks))
+    assert_clean(out)
+    assert "sk-proj" not in json.dumps(out)
+
+
+def test_report_released_text_is_the_answer_only() -> None:
+    chunks = [oa({"reasoning_content": "think", "content": "answer"}), oa({}, "stop")]
+    stream = so.redact()(chunks)
+    list(stream)
+    assert stream.report.released_text == "answer"
+
+
+# -- Anthropic ----------------------------------------------------------------
+
+
+def anthropic_events(*, objects: bool, stop_reason: str = "end_turn") -> list[Any]:
+    thinking = f"the user mailed {MAIL} and "
+    args = json.dumps({"token": KEY})
+    raw: list[dict[str, Any]] = [
+        {
+            "type": "message_start",
+            "message": {
+                "id": "m1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            },
+        },
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+        },
+        *[
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "thinking_delta", "thinking": p},
+            }
+            for p in splits(thinking)
+        ],
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "text_delta", "text": "Calling the tool for jo"},
+        },
+        {"type": "content_block_stop", "index": 1},
+        {
+            "type": "content_block_start",
+            "index": 2,
+            "content_block": {"type": "tool_use", "id": "t1", "name": "f", "input": {}},
+        },
+        *[
+            {
+                "type": "content_block_delta",
+                "index": 2,
+                "delta": {"type": "input_json_delta", "partial_json": p},
+            }
+            for p in splits(args, 4)
+        ],
+        {"type": "content_block_stop", "index": 2},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": {"output_tokens": 9},
+        },
+        {"type": "message_stop"},
+    ]
+    if not objects:
+        return raw
+    adapter: TypeAdapter[Any] = TypeAdapter(at.RawMessageStreamEvent)
+    return [adapter.validate_python(e) for e in raw]
+
+
+def _g(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+@pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
+def test_anthropic_thinking_and_tool_input_are_redacted_block_by_block(objects: bool) -> None:
+    source = anthropic_events(objects=objects)
+    out = list(so.redact()(source))
+    assert_clean(out)
+    blocks: dict[int, list[str]] = {}
+    order: list[tuple[str, Any]] = []
+    for e in out:
+        order.append((_g(e, "type"), _g(e, "index")))
+        if _g(e, "type") == "content_block_delta":
+            d = _g(e, "delta")
+            text = _g(d, "thinking") or _g(d, "text") or _g(d, "partial_json") or ""
+            blocks.setdefault(_g(e, "index"), []).append(text)
+    assert "".join(blocks[0]) == "the user mailed [EMAIL] and "
+    assert "".join(blocks[1]) == "Calling the tool for jo"  # "jo" flushed in its own block
+    assert json.loads("".join(blocks[2])) == {"token": "[OPENAI_KEY]"}
+    # Every delta of a block comes before that block's stop, blocks in order.
+    stops = [i for i, (kind, _) in enumerate(order) if kind == "content_block_stop"]
+    for index, stop in zip((0, 1, 2), stops, strict=True):
+        assert all(
+            pos < stop
+            for pos, (kind, idx) in enumerate(order)
+            if kind == "content_block_delta" and idx == index
+        )
+    assert {type(e) for e in out} == {type(e) for e in source}
+
+
+def test_anthropic_max_tokens_masks_a_partial_secret_at_the_block_stop() -> None:
+    events: list[dict[str, Any]] = [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "use " + KEY[:12]},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {}},
+        {"type": "message_stop"},
+    ]
+    out = list(so.redact()(events))
+    assert_clean(out)
+    assert [e["type"] for e in out][-3:] == ["content_block_stop", "message_delta", "message_stop"]
+
+
+# -- OpenAI Responses -----------------------------------------------------------
+
+
+def responses_events(*, objects: bool, final: str = "response.completed") -> list[Any]:
+    text = f"Mail {MAIL} now"
+    reasoning = f"key is {KEY}."
+    args = json.dumps({"to": MAIL})
+    seq = iter(range(1000))
+    ev: list[dict[str, Any]] = []
+
+    def add(data: dict[str, Any]) -> None:
+        ev.append({**data, "sequence_number": next(seq)})
+
+    base = {"id": "r1", "object": "response", "created_at": 1, "model": "m", "output": []}
+    response = {
+        **base,
+        "status": "in_progress",
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+    add({"type": "response.created", "response": response})
+    rs = {"type": "reasoning", "id": "rs1", "summary": []}
+    add({"type": "response.output_item.added", "output_index": 0, "item": rs})
+    for p in splits(reasoning):
+        add(
+            {
+                "type": "response.reasoning_summary_text.delta",
+                "item_id": "rs1",
+                "output_index": 0,
+                "summary_index": 0,
+                "delta": p,
+            }
+        )
+    add(
+        {
+            "type": "response.reasoning_summary_text.done",
+            "item_id": "rs1",
+            "output_index": 0,
+            "summary_index": 0,
+            "text": reasoning,
+        }
+    )
+    rs_done = {**rs, "summary": [{"type": "summary_text", "text": reasoning}]}
+    add({"type": "response.output_item.done", "output_index": 0, "item": rs_done})
+    msg = {
+        "type": "message",
+        "id": "m1",
+        "role": "assistant",
+        "status": "in_progress",
+        "content": [],
+    }
+    add({"type": "response.output_item.added", "output_index": 1, "item": msg})
+    for p in splits(text):
+        add(
+            {
+                "type": "response.output_text.delta",
+                "item_id": "m1",
+                "output_index": 1,
+                "content_index": 0,
+                "delta": p,
+                "logprobs": [],
+            }
+        )
+    add(
+        {
+            "type": "response.output_text.done",
+            "item_id": "m1",
+            "output_index": 1,
+            "content_index": 0,
+            "text": text,
+            "logprobs": [],
+        }
+    )
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    add(
+        {
+            "type": "response.content_part.done",
+            "item_id": "m1",
+            "output_index": 1,
+            "content_index": 0,
+            "part": part,
+        }
+    )
+    msg_done = {**msg, "status": "completed", "content": [part]}
+    add({"type": "response.output_item.done", "output_index": 1, "item": msg_done})
+    fc = {
+        "type": "function_call",
+        "id": "fc1",
+        "call_id": "call_1",
+        "name": "send",
+        "arguments": "",
+        "status": "in_progress",
+    }
+    add({"type": "response.output_item.added", "output_index": 2, "item": fc})
+    for p in splits(args, 4):
+        add(
+            {
+                "type": "response.function_call_arguments.delta",
+                "item_id": "fc1",
+                "output_index": 2,
+                "delta": p,
+            }
+        )
+    add(
+        {
+            "type": "response.function_call_arguments.done",
+            "item_id": "fc1",
+            "output_index": 2,
+            "arguments": args,
+        }
+    )
+    fc_done = {**fc, "arguments": args, "status": "completed"}
+    add({"type": "response.output_item.done", "output_index": 2, "item": fc_done})
+    status = "completed" if final == "response.completed" else "incomplete"
+    add(
+        {
+            "type": final,
+            "response": {**response, "status": status, "output": [rs_done, msg_done, fc_done]},
+        }
+    )
+    if not objects:
+        return ev
+    adapter: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+    return [adapter.validate_python(e) for e in ev]
+
+
+@pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
+def test_responses_every_channel_and_every_done_event_agree(objects: bool) -> None:
+    out = list(so.redact()(responses_events(objects=objects)))
+    assert_clean(out)
+    data = [e if isinstance(e, dict) else e.model_dump(mode="json") for e in out]
+    seqs = [e["sequence_number"] for e in data]
+    assert seqs == sorted(set(seqs))  # unique and increasing
+    deltas: dict[str, str] = {}
+    for e in data:
+        if e["type"].endswith(".delta"):
+            deltas[e["type"]] = deltas.get(e["type"], "") + e["delta"]
+    assert deltas["response.output_text.delta"] == "Mail [EMAIL] now"
+    assert deltas["response.reasoning_summary_text.delta"] == "key is [OPENAI_KEY]."
+    assert json.loads(deltas["response.function_call_arguments.delta"]) == {"to": "[EMAIL]"}
+    done = {e["type"]: e for e in data}
+    assert done["response.output_text.done"]["text"] == deltas["response.output_text.delta"]
+    assert (
+        done["response.reasoning_summary_text.done"]["text"]
+        == (deltas["response.reasoning_summary_text.delta"])
+    )
+    assert (
+        done["response.function_call_arguments.done"]["arguments"]
+        == (deltas["response.function_call_arguments.delta"])
+    )
+    final = done["response.completed"]["response"]["output"]
+    assert final[0]["summary"][0]["text"] == deltas["response.reasoning_summary_text.delta"]
+    assert final[1]["content"][0]["text"] == deltas["response.output_text.delta"]
+    assert final[2]["arguments"] == deltas["response.function_call_arguments.delta"]
+    # A delta never comes after the done event of its channel.
+    kinds = [e["type"] for e in data]
+    assert kinds.index("response.output_text.done") > max(
+        i for i, k in enumerate(kinds) if k == "response.output_text.delta"
+    )
+
+
+# -- LangChain ------------------------------------------------------------------
+
+
+def test_langchain_reasoning_tool_args_and_kwargs_are_redacted() -> None:
+    args = json.dumps({"token": KEY})
+    chunks = [
+        AIMessageChunk(
+            content=[{"type": "thinking", "thinking": f"mail {MAIL[:6]}", "index": 0}], id="r1"
+        ),
+        AIMessageChunk(
+            content=[{"type": "thinking", "thinking": f"{MAIL[6:]} ok", "index": 0}], id="r1"
+        ),
+        AIMessageChunk(content="", additional_kwargs={"reasoning_content": "also " + KEY}, id="r1"),
+        AIMessageChunk(
+            content="",
+            id="r1",
+            tool_call_chunks=[{"name": "f", "args": args[:15], "id": "t1", "index": 0}],
+        ),
+        AIMessageChunk(
+            content="",
+            id="r1",
+            tool_call_chunks=[{"name": None, "args": args[15:], "id": None, "index": 0}],
+        ),
+        AIMessageChunk(content="done", id="r1", response_metadata={"finish_reason": "stop"}),
+    ]
+    out = list(so.redact()(chunks))
+    assert_clean(out)
+    merged = out[0]
+    for c in out[1:]:
+        merged = merged + c
+    assert merged.tool_calls[0]["args"] == {"token": "[OPENAI_KEY]"}
+    assert merged.additional_kwargs["reasoning_content"] == "also [OPENAI_KEY]"
+    thinking = "".join(b.get("thinking", "") for b in merged.content if isinstance(b, dict))
+    assert thinking == "mail [EMAIL] ok"
+
+
+# -- chains with several stages -------------------------------------------------
+
+
+@pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
+def test_collect_and_identity_around_channels(objects: bool) -> None:
+    op = so.identity() | so.redact() | so.collect() | so.redact(["email"])
+    stream = op(openai_stream("refusal", f"no, {MAIL}", objects=objects))
+    out = list(stream)
+    assert_clean(out)
+    assert field_text(out, "refusal") == "no, [EMAIL]"
