@@ -254,7 +254,8 @@ class ChannelLens(Protocol):
     ``process`` feeds each text of a chunk to its channel through the
     ``channels`` object it is given and returns the chunks to emit;
     ``finish_channels`` ends the open channels at the end of the stream;
-    ``unwrap`` reads the answer text alone (for value operators);
+    ``unwrap`` reads the answer text alone (for value operators), ``texts``
+    every text of a chunk;
     ``truncated`` is true once the provider said it cut the message.
     """
 
@@ -262,6 +263,10 @@ class ChannelLens(Protocol):
 
     def unwrap(self, chunk: Any, /) -> str:
         """Return the answer text of ``chunk``."""
+        ...
+
+    def texts(self, chunk: Any, /) -> list[str]:
+        """Return every text ``chunk`` carries, in all its channels (read only)."""
         ...
 
     def process(self, chunk: Any, channels: Any, /) -> list[Any]:

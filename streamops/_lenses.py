@@ -199,6 +199,13 @@ class _ChannelLens(abc.ABC):
         """Return the answer text of ``chunk`` (``""`` if none)."""
 
     @abc.abstractmethod
+    def texts(self, chunk: Any, /) -> list[str]:
+        """Return every text ``chunk`` carries, in all its channels (read only).
+
+        What a ledger budget reserves for before the chunk is fed.
+        """
+
+    @abc.abstractmethod
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
         """Feed one chunk that is not held; return the chunks to emit for it."""
 
@@ -411,6 +418,19 @@ class OpenAIChatLens(_ChannelLens):
         content = _get(_get(choice, "delta"), "content") if choice is not None else None
         return content if isinstance(content, str) else ""
 
+    def texts(self, chunk: Any, /) -> list[str]:
+        """Return the texts of every field and tool call of ``choices[0].delta``."""
+        choice = self._choice(chunk)
+        if choice is None:
+            return []
+        delta = _get(choice, "delta")
+        out = [t for f, _ in _OPENAI_FIELDS if isinstance(t := _get(delta, f), str) and t]
+        for call in _get(delta, "tool_calls") or ():
+            args = _get(_get(call, "function"), "arguments")
+            if isinstance(args, str) and args:
+                out.append(args)
+        return out
+
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
         choice = self._choice(chunk)
         if choice is None:  # the usage chunk (empty choices)
@@ -587,6 +607,13 @@ class OpenAIResponsesLens(_ChannelLens):
             return ""
         delta = _get(chunk, "delta")
         return delta if isinstance(delta, str) else ""
+
+    def texts(self, chunk: Any, /) -> list[str]:
+        """Return the ``delta`` of a text, reasoning or arguments delta event."""
+        if _get(chunk, "type") in _RESPONSE_DELTAS:
+            delta = _get(chunk, "delta")
+            return [delta] if isinstance(delta, str) and delta else []
+        return []
 
     @staticmethod
     def _key(chunk: Any, prefix: str, index_field: str | None) -> tuple[Any, ...]:
@@ -824,6 +851,20 @@ class AnthropicLens(_ChannelLens):
                 return _get(block, "text") or ""
         return ""
 
+    def texts(self, chunk: Any, /) -> list[str]:
+        """Return the text of a block start or a text, thinking or input JSON delta."""
+        kind = _get(chunk, "type")
+        text: Any = None
+        if kind == "content_block_delta":
+            delta = _get(chunk, "delta")
+            spec = _ANTHROPIC_DELTAS.get(_get(delta, "type"))
+            text = _get(delta, spec[1]) if spec is not None else None
+        elif kind == "content_block_start":
+            block = _get(chunk, "content_block")
+            spec2 = _ANTHROPIC_BLOCKS.get(_get(block, "type"))
+            text = _get(block, spec2[1]) if spec2 is not None and spec2[1] else None
+        return [text] if isinstance(text, str) and text else []
+
     def _check(self, chunk: Any, kind: Any) -> None:
         if kind in _ANTHROPIC_HELPERS or (
             kind in ("content_block_stop", "message_stop")
@@ -977,6 +1018,23 @@ class LangChainLens(_ChannelLens):
             for block in content
             if isinstance(block, str) or block.get("type") == "text"
         )
+
+    def texts(self, chunk: Any, /) -> list[str]:
+        """Return the answer, reasoning, refusal and tool-argument texts of ``chunk``."""
+        chunk = self._message(chunk)
+        out = [self.unwrap(chunk)]
+        if not isinstance(chunk.content, str):
+            for block in chunk.content:
+                if isinstance(block, dict):
+                    field = _LC_REASONING_BLOCKS.get(block.get("type"))
+                    if field is not None:
+                        out.append(block.get(field) or "")
+                    for part in block.get("summary") or ():
+                        out.append(part.get("text") or "" if isinstance(part, dict) else "")
+        kwargs = chunk.additional_kwargs or {}
+        out += [kwargs.get(f) or "" for f in ("reasoning_content", "refusal")]
+        out += [c.get("args") or "" for c in getattr(chunk, "tool_call_chunks", None) or ()]
+        return [t for t in out if isinstance(t, str) and t]
 
     def _cuts(self, chunk: Any) -> bool:
         meta = getattr(chunk, "response_metadata", None) or {}
