@@ -1042,12 +1042,12 @@ def _drive_sync(
         except _WrongChunk as exc:
             raise _wrong_chunk(exc, n - 1) from None
         except _Halt as halt:
+            out = halt.out  # (see _drive_async)
+            start = n_out
             _close(source)  # at once: the consumer may hold the last chunk for long
             if owner is not None:
                 _close(owner)
                 owner = None
-            out = halt.out
-            start = n_out
             for x in out:
                 n_out += 1
                 yield x
@@ -1093,6 +1093,7 @@ async def _drive_async(
     n = n_out = start = 0
     out: list[Any] = []
     exhausted = False
+    batch = False  # `out` is a batch whose delivery `start` tracks (not the fast path's)
     if unstarted is not None:
         unstarted.clear()  # from now on this generator's finally closes them
     if last:
@@ -1111,15 +1112,19 @@ async def _drive_async(
                         n_out += 1
                         yield x
             exhausted = report.stop_reason is None  # (see _drive_sync)
+            batch = True
         except _WrongChunk as exc:
             raise _wrong_chunk(exc, n - 1) from None
         except _Halt as halt:
+            # Recorded as released, not yet delivered: a cancellation during the
+            # close below takes it back (the consumer never received it).
+            out = halt.out
+            start = n_out
+            batch = True
             await _aclose(source)  # at once: the consumer may hold the last chunk for long
             if owner is not None:
                 await _aclose(owner)
                 owner = None
-            out = halt.out
-            start = n_out
             for x in out:
                 n_out += 1
                 yield x
@@ -1133,7 +1138,7 @@ async def _drive_async(
     except BaseException as exc:
         chain.abort()
         if last:
-            if len(out) > 1 and chain.record != "none":
+            if (batch or len(out) > 1) and chain.record != "none":
                 _undelivered(chain, out, n_out - start)
             _on_error(report, exc)
         raise

@@ -729,11 +729,6 @@ async def test_cut_text_is_not_charged_when_the_consumer_is_cancelled_during_the
     assert await ledger.spent("k") == so.count_tokens(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fused driver (_core._drive_async) records a halt's output as released"
-    " before it closes the upstream; the fix belongs in _core.py",
-)
 async def test_fused_budget_cut_text_is_not_released_when_cancelled_during_the_close() -> None:
     source = _SlowClose(["one two", " three four", " five six"])
     received: list[str] = []
