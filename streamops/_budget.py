@@ -28,14 +28,25 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import tiktoken
-from pydantic import BaseModel, PrivateAttr, computed_field
+from pydantic import BaseModel, Field, PrivateAttr, computed_field
 
-from ._core import ChannelLens, Lens, Operator, ProcessorStage, ShellStage, _find_lens
+from ._core import (
+    ALL_CHANNELS,
+    ChannelLens,
+    Lens,
+    Operator,
+    ProcessorStage,
+    ShellStage,
+    _Chain,
+    _check_channels,
+    _find_lens,
+    _Halt,
+)
 from ._errors import ChunkTypeError, StreamOpsError
 from ._ledger import Ledger, LedgerUnavailable, MemoryLedger, RedisLedger, Reservation
 from ._pricing import DEFAULT_PRICES, ModelPrice, PriceTable, PricingError
@@ -127,7 +138,11 @@ class BudgetUsage(BaseModel):
 
     ``completion_tokens`` counts the streamed text (capped at ``limit`` when
     the budget cut it; when the stream ended early, because the consumer left,
-    an error or a cancellation, it counts the text the budget had released);
+    an error or a cancellation, it counts the text the budget had released).
+    On provider chunks it is the sum over every text channel the budget
+    counts (answer, refusal, reasoning, tool-call arguments: what providers
+    bill as completion tokens), each channel counted on its own;
+    ``channel_tokens`` splits it by kind of channel once the stream ended.
     ``cost`` is ``None`` when no price is known. Integrations
     that see the provider's own usage call :meth:`record_provider_usage`;
     ``usage_mismatch`` then says whether the provider counted differently.
@@ -157,8 +172,18 @@ class BudgetUsage(BaseModel):
     ledger_reserved: int = 0
     ledger_refunded: int = 0
     ledger_error: str | None = None
+    channel_tokens: dict[str, int] = Field(default_factory=dict)
     _live: Callable[[], int] | None = PrivateAttr(default=None)
     _price: ModelPrice | None = PrivateAttr(default=None)
+    _pool: Any = PrivateAttr(default=None)  # the stream's _Pool (its channels join it)
+
+    def __eq__(self, other: object) -> bool:
+        # The fields only: the private links to a stream's live state differ per stream.
+        if not isinstance(other, BudgetUsage):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
 
     def tokens_so_far(self) -> int:
         """Completion tokens streamed so far, for a live display.
@@ -235,62 +260,66 @@ class _Spec:
     cleanup_timeout: float
     on_exhausted: str
     warn_at: float | None
+    channels: frozenset[str]
 
 
-class _BudgetCore:
-    """Per-stream processor: releases text within the allowance, cuts it exactly at the end.
+class _Pool:
+    """What the text channels of one stream share: the allowance, the total, the stop, the usage.
 
-    Invariant: everything the counter has committed was released (committed
-    tokens never exceed the allowance), so the unreleased text is a suffix of
-    the counter's pending text, starting at offset ``rel``.
+    Providers bill reasoning and tool-call tokens as completion tokens, so one
+    budget covers every channel of a stream. Each channel is a
+    :class:`_BudgetCore` with its own token counter (tokens never span
+    channels); the pool adds them up. A channel's room is the allowance less
+    what the other channels use: the tokens of the channels that ended, and
+    for the open ones their committed tokens plus the exact count of their
+    pending text (as if it ended now). The channel that reaches the allowance
+    cuts the stream for all; the others then keep the text they took in
+    before the cut, which was counted.
     """
 
     __slots__ = (
-        "_enc",
-        "_pbytes",
-        "_rel",
-        "_splitter",
-        "_undo",
-        "_warn_tokens",
         "allowance",
         "closed",
-        "counter",
+        "closed_tokens",
         "done",
         "final",
+        "kinds",
+        "open",
         "report",
         "spec",
+        "stopped",
+        "undo",
         "usage",
+        "warn_tokens",
     )
 
     def __init__(self, spec: _Spec, report: StreamReport) -> None:
         self.spec = spec
         self.report = report
-        self._enc = spec.encoding
-        self._splitter = _splitter_for(spec.encoding)
-        # Smaller batches than the counter's default keep the byte bound (and so
-        # the hold-back near the limit and the ledger's reservations) tight.
-        self.counter = TokenCounter(spec.encoding, batch=1024)
-        self.done = False
-        self.closed = False  # the usage is final (closed, exhausted or aborted)
-        self._rel = 0  # released characters of the counter's pending text
-        self._pbytes = 0  # UTF-8 length of the counter's pending text
+        self.open: list[_BudgetCore] = []  # the channels taking text, in the order they came
+        self.closed_tokens = 0  # the tokens of the channels that ended
+        self.kinds: dict[str, int] = {}  # the same, per kind of channel
+        self.done = False  # the stream was cut: no channel takes more
+        self.stopped = False  # the usage is final for good (cut or aborted)
+        self.closed = False  # the usage is final: every channel ended (or stopped)
         # The tokens released before the last output that ended the stream
         # (see retract_last), or None while it runs.
-        self._undo: int | None = None
+        self.undo: int | None = None
         if spec.ledger is None:
             self.allowance: int | None = spec.limit
             self.final = True
         else:  # the ledger shell grants the allowance block by block
             self.allowance = 0
             self.final = False
-        self._warn_tokens = (
+        self.warn_tokens = (
             None
             if spec.warn_at is None or spec.limit is None
             else math.ceil(spec.warn_at * spec.limit)
         )
         self.usage = report.section("budget", self._new_usage)
-        self.usage._live = self.counter.count
+        self.usage._live = self.live
         self.usage._price = spec.price
+        self.usage._pool = self
 
     def _new_usage(self) -> BudgetUsage:
         spec = self.spec
@@ -304,92 +333,70 @@ class _BudgetCore:
             ledger_key=spec.key,
         )
 
-    # -- the Processor protocol ---------------------------------------------
-    def feed(self, text: str, /) -> list[str]:
+    # -- channels ------------------------------------------------------------
+    def join(self, core: _BudgetCore) -> None:
+        self.open.append(core)
         if self.done:
-            return []
-        counter = self.counter
+            core.done = True
+        if self.closed and not self.stopped:  # a new block after the others ended
+            self.closed = False
+            self.usage._live = self.live
+
+    def ended(self, core: _BudgetCore) -> None:
+        """Channel ``core`` ended: its count is final."""
+        try:
+            self.open.remove(core)
+        except ValueError:  # pragma: no cover - ended twice
+            return
+        tokens = core.used_now()
+        self.closed_tokens += tokens
+        self.kinds[core.kind] = self.kinds.get(core.kind, 0) + tokens
+        if not self.open and not self.stopped:
+            self.finish(self.used())
+
+    def room(self, core: _BudgetCore) -> int | None:
+        """The allowance left to ``core``: the allowance less what the other channels use."""
         allowance = self.allowance
-        before = counter.committed
-        self._pbytes += utf8_len(text)
-        if allowance is None or before + self._pbytes <= allowance:
-            # Every token that can start in the text so far fits: release it all.
-            rel = self._rel
-            held = counter.pending_text()[rel:] if rel < counter.pending_chars else ""
-            counter.feed(text)
-            if counter.committed != before:
-                self._pbytes = utf8_len(counter.pending_text())
-                self._check_warn()
-            self._rel = counter.pending_chars
-            return [held + text] if held or text else []
-        counter.append(text)
-        return self._exact(end_of_input=False)
+        if allowance is None or (len(self.open) == 1 and not self.closed_tokens):
+            return allowance
+        others = self.closed_tokens + sum(c.used_now() for c in self.open if c is not core)
+        return allowance - others
 
-    def close(self) -> list[str]:
-        if self.done:
-            return []
-        before = self.released_tokens()
-        out = self._exact(end_of_input=True)
-        if self._undo is None:
-            self._undo = before
-        self._finish(self.used())
-        return out
+    # -- counts --------------------------------------------------------------
+    def used(self) -> int:
+        """Tokens delivered: every channel's count, capped at the allowance when cut."""
+        total = self.closed_tokens + sum(c.used_now() for c in self.open)
+        return total if self.allowance is None else min(total, self.allowance)
 
-    def retract_last(self) -> None:
-        """The output that ended the stream never reached the consumer: do not count it.
-
-        Called by the ledger shell when the stream is cancelled or fails
-        between the budget cut (or the end of input) and handing out its last
-        text, e.g. while the upstream closes.
-        """
-        if self._undo is not None and self.closed:
-            self._finish(self._undo)
-
-    def abort(self) -> None:
-        """The stream ended early: count what was released (the rest never reached anyone)."""
-        if not self.closed:
-            self._finish(self.released_tokens())
-
-    def released_tokens(self) -> int:
-        """The token count of the text released so far."""
-        counter = self.counter
-        rel = self._rel
-        if rel <= 0:
-            return counter.committed
-        return counter.committed + len(self._enc.encode_ordinary(counter.pending_text()[:rel]))
-
-    # -- used by the ledger shell -------------------------------------------
-    def need_for(self, text: str) -> tuple[int, int]:
-        """What releasing everything needs once ``text`` is fed: ``(required, at most)``.
-
-        ``required`` is the exact count of the text that is final (later text
-        cannot change it); ``at most`` adds the tail that may still change,
-        counted by its bytes (at least one byte per token), which is what lets
-        :meth:`feed` release all of it.
-        """
-        self.tighten()  # keeps the pending text (and so this encode) short
-        counter = self.counter
-        pending = counter.pending_text() + text
-        cut = self._splitter.final_cut(pending)
-        final = counter.committed + (len(self._enc.encode_ordinary(pending[:cut])) if cut else 0)
-        return final, final + utf8_len(pending[cut:])
+    def released(self, *, but: _BudgetCore | None = None) -> int:
+        """The tokens of the text released so far (``but`` one channel)."""
+        return self.closed_tokens + sum(c.released_tokens() for c in self.open if c is not but)
 
     def exact_need(self) -> int:
         """The exact token count of the text received so far (changes no state)."""
-        counter = self.counter
-        return counter.committed + len(self._enc.encode_ordinary(counter.pending_text()))
+        return self.closed_tokens + sum(c.exact_count() for c in self.open)
 
-    def tighten(self) -> None:
-        """Commit what is final and within the allowance, so :meth:`need` is tight."""
-        if not self.done:
-            self._exact(end_of_input=False, release=False)
+    def live(self) -> int:
+        return self.usage.completion_tokens if self.closed else self.exact_need()
 
-    def exhaust(self) -> None:
-        """End the stream now, at the allowance it has (the ledger has nothing left)."""
-        if not self.done:
-            self._undo = self.released_tokens()
-            self._exhaust([])
+    def need_for(self, texts: list[str], into: _BudgetCore | None = None) -> tuple[int, int]:
+        """What releasing everything needs once ``texts`` are fed: ``(required, at most)``.
 
+        ``into`` is the channel the texts go to when it is known (a ``str``
+        stream); else each text may open a channel or go to any, so it adds
+        its bytes to the bound (at least one byte per token).
+        """
+        required = at_most = self.closed_tokens
+        joined = "".join(texts)
+        for core in self.open:
+            final, most = core.need_for(joined if core is into else "")
+            required += final
+            at_most += most
+        if into is None or into not in self.open:
+            at_most += utf8_len(joined)
+        return required, at_most
+
+    # -- the allowance -------------------------------------------------------
     def grant(self, tokens: int, *, final: bool) -> None:
         """Raise the allowance by ``tokens``; ``final`` means no more will come."""
         limit = self.spec.limit
@@ -404,10 +411,231 @@ class _BudgetCore:
         self.allowance = self.spec.limit
         self.final = True
 
-    def used(self) -> int:
-        """Tokens delivered: the text's count, capped at the allowance when cut."""
-        count = self.exact_need()
-        return count if self.allowance is None else min(count, self.allowance)
+    def exhaust(self) -> None:
+        """End the stream now, at the allowance it has (the ledger has nothing left)."""
+        if not self.done:
+            self.undo = self.released()
+            self.cut([])
+
+    def cut(self, out: list[str]) -> list[str]:
+        """The allowance is reached: every channel stops; ``out`` is the cut channel's last text."""
+        self.done = True
+        for core in self.open:
+            core.done = True
+        usage = self.usage
+        usage.exhausted = True
+        self.report.stop(StopReason.BUDGET)
+        self.report.emit("budget.exhausted", stage=self.spec.name, limit=self.allowance)
+        self.stopped = True
+        self.finish(self.used())
+        if self.spec.on_exhausted == "raise":
+            raise BudgetExceeded(
+                f"token budget of {self.allowance} exhausted",
+                limit=self.allowance or 0,
+                remainder="".join(out),
+            )
+        return out
+
+    # -- the end -------------------------------------------------------------
+    def abort(self) -> None:
+        """The stream ended early: count what was released (the rest never reached anyone)."""
+        if not self.closed and not self.stopped:
+            self.stopped = True
+            self.finish(self.released(), released=True)
+
+    def retract_last(self) -> None:
+        """The output that ended the stream never reached the consumer: do not count it."""
+        if self.undo is not None and self.closed:
+            self.stopped = True
+            self.finish(self.undo)
+
+    def finish(self, completion_tokens: int, *, released: bool = False) -> None:
+        self.closed = True
+        usage = self.usage
+        usage._live = None
+        usage.completion_tokens = completion_tokens
+        kinds = dict(self.kinds)
+        for core in self.open:
+            n = core.released_tokens() if released else core.used_now()
+            kinds[core.kind] = kinds.get(core.kind, 0) + n
+        usage.channel_tokens = {k: n for k, n in kinds.items() if n}
+        self.check_warn(completion_tokens)
+        if self.spec.price is not None:
+            usage.cost = self.spec.price.cost(
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
+            )
+
+    def check_warn(self, tokens: int | None = None) -> None:
+        warn = self.warn_tokens
+        if warn is None or self.usage.warned:
+            return
+        if tokens is None:
+            tokens = self.closed_tokens + sum(c.counter.committed for c in self.open)
+        if tokens >= warn:
+            self.usage.warned = True
+            self.report.emit(
+                "budget.warning", stage=self.spec.name, tokens=tokens, limit=self.spec.limit
+            )
+
+
+class _BudgetCore:
+    """Per-channel processor: releases text within the allowance, cuts it exactly at the end.
+
+    One core per text channel of a stream (the first made by the stage, the
+    others by :meth:`fork`), all drawing on one :class:`_Pool`. Invariant:
+    everything the counter has committed was released (committed tokens
+    never exceed the channel's room), so the unreleased text is a suffix of
+    the counter's pending text, starting at offset ``rel``.
+    """
+
+    __slots__ = (
+        "_enc",
+        "_pbytes",
+        "_prov",
+        "_rel",
+        "_splitter",
+        "cap",
+        "counter",
+        "done",
+        "ended",
+        "kind",
+        "pool",
+        "report",
+        "spec",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        spec: _Spec,
+        report: StreamReport,
+        *,
+        pool: _Pool | None = None,
+        kind: str = "content",
+    ) -> None:
+        self.spec = spec
+        self.report = report
+        self._enc = spec.encoding
+        self._splitter = _splitter_for(spec.encoding)
+        # Smaller batches than the counter's default keep the byte bound (and so
+        # the hold-back near the limit and the ledger's reservations) tight.
+        self.counter = TokenCounter(spec.encoding, batch=1024)
+        self.done = False
+        self.ended = False  # this channel's text is over
+        self._rel = 0  # released characters of the counter's pending text
+        self._pbytes = 0  # UTF-8 length of the counter's pending text
+        self._prov = -1  # the exact count of the pending text, or -1 when stale
+        self.cap: int | None = None  # where the stream was cut in this channel
+        self.kind = kind
+        self.pool = _Pool(spec, report) if pool is None else pool
+        self.usage = self.pool.usage
+        self.pool.join(self)
+
+    def fork(self, kind: str | None = None) -> _BudgetCore:
+        """The core of another text channel of this stream: its own counter, the same budget."""
+        return _BudgetCore(self.spec, self.report, pool=self.pool, kind=kind or "other")
+
+    # The stream-wide state, for callers that look at one core.
+    @property
+    def allowance(self) -> int | None:
+        return self.pool.allowance
+
+    @property
+    def final(self) -> bool:
+        return self.pool.final
+
+    @property
+    def closed(self) -> bool:
+        return self.pool.closed
+
+    # -- the Processor protocol ---------------------------------------------
+    def feed(self, text: str, /) -> list[str]:
+        if self.done:
+            return []
+        self._prov = -1
+        counter = self.counter
+        allowance = self.pool.room(self)
+        before = counter.committed
+        self._pbytes += utf8_len(text)
+        if allowance is None or before + self._pbytes <= allowance:
+            # Every token that can start in the text so far fits: release it all.
+            rel = self._rel
+            held = counter.pending_text()[rel:] if rel < counter.pending_chars else ""
+            counter.feed(text)
+            if counter.committed != before:
+                self._pbytes = utf8_len(counter.pending_text())
+                self.pool.check_warn()
+            self._rel = counter.pending_chars
+            return [held + text] if held or text else []
+        counter.append(text)
+        return self._exact(end_of_input=False)
+
+    def close(self) -> list[str]:
+        if self.ended:
+            return []
+        # A channel cut by another keeps what it took in before the cut (it was
+        # counted); the channel that was cut keeps nothing more.
+        out = [] if self.cap is not None else self._exact(end_of_input=True)
+        self.ended = True
+        self.pool.ended(self)
+        return out
+
+    def retract_last(self) -> None:
+        """The output that ended the stream never reached the consumer: do not count it.
+
+        Called by the ledger shell when the stream is cancelled or fails
+        between the budget cut (or the end of input) and handing out its last
+        text, e.g. while the upstream closes.
+        """
+        self.pool.retract_last()
+
+    def abort(self) -> None:
+        """The stream ended early: count what was released (the rest never reached anyone)."""
+        self.pool.abort()
+
+    def released_tokens(self) -> int:
+        """The token count of the text this channel released so far."""
+        if self.ended:
+            return self.used_now()
+        counter = self.counter
+        rel = self._rel
+        if rel <= 0:
+            return counter.committed
+        return counter.committed + len(self._enc.encode_ordinary(counter.pending_text()[:rel]))
+
+    def exact_count(self) -> int:
+        """The exact token count of this channel's text so far (changes no state)."""
+        prov = self._prov
+        if prov < 0:
+            prov = self._prov = len(self._enc.encode_ordinary(self.counter.pending_text()))
+        return self.counter.committed + prov
+
+    def used_now(self) -> int:
+        """What this channel uses of the allowance: its count, capped where it was cut."""
+        count = self.exact_count()
+        cap = self.cap
+        return count if cap is None or count < cap else cap
+
+    # -- used by the ledger shell -------------------------------------------
+    def need_for(self, text: str) -> tuple[int, int]:
+        """What releasing this channel needs once ``text`` is fed: ``(required, at most)``.
+
+        ``required`` is the exact count of the text that is final (later text
+        cannot change it); ``at most`` adds the tail that may still change,
+        counted by its bytes (at least one byte per token), which is what lets
+        :meth:`feed` release all of it.
+        """
+        self.tighten()  # keeps the pending text (and so this encode) short
+        counter = self.counter
+        pending = counter.pending_text() + text
+        cut = self._splitter.final_cut(pending)
+        final = counter.committed + (len(self._enc.encode_ordinary(pending[:cut])) if cut else 0)
+        return final, final + utf8_len(pending[cut:])
+
+    def tighten(self) -> None:
+        """Commit what is final and within the allowance, so :meth:`need_for` is tight."""
+        if not self.done:
+            self._exact(end_of_input=False, release=False)
 
     # -- internals -----------------------------------------------------------
     def _release_to(self, end: int) -> list[str]:
@@ -419,6 +647,7 @@ class _BudgetCore:
 
     def _exact(self, *, end_of_input: bool, release: bool = True) -> list[str]:
         """Find exactly what is within the allowance; commit and release it."""
+        self._prov = -1
         counter = self.counter
         enc = self._enc
         pending = counter.pending_text()
@@ -426,14 +655,15 @@ class _BudgetCore:
         if not release and self._rel < cut:
             return []  # committing would leave unreleased text behind the commit point
         tokens = enc.encode_ordinary(pending[:cut]) if cut else []
-        allowance = self.allowance
-        room = None if allowance is None else allowance - counter.committed
+        pool = self.pool
+        allowance = pool.room(self)
+        room = None if allowance is None else max(0, allowance - counter.committed)
         tail = pending[cut:]
         if room is None or len(tokens) < room or (len(tokens) == room and not tail):
             counter.commit_text(pending[:cut], len(tokens))
             self._rel -= cut
             self._pbytes = utf8_len(tail)
-            self._check_warn()
+            pool.check_warn()
             if not release:
                 return []
             out = [pending[self._rel + cut : cut]] if self._rel < 0 else []
@@ -455,47 +685,17 @@ class _BudgetCore:
         rel = self._rel
         self._rel = max(rel, end)
         out = [pending[rel:end]] if end > rel else []
-        if not self.final:
+        if pool.done:  # another channel cut the stream: keep what fits, no second cut
+            self.cap = counter.committed + room
+            return out
+        if not pool.final:
             return out  # wait: the ledger shell may grant more
-        if self._undo is None:
-            self._undo = counter.committed + len(enc.encode_ordinary(pending[:rel]))
-        return self._exhaust(out)
-
-    def _exhaust(self, out: list[str]) -> list[str]:
+        if pool.undo is None:
+            pool.undo = pool.released(but=self) + counter.committed
+            pool.undo += len(enc.encode_ordinary(pending[:rel])) if rel > 0 else 0
+        self.cap = counter.committed + room
         self.done = True
-        usage = self.usage
-        usage.exhausted = True
-        self.report.stop(StopReason.BUDGET)
-        self.report.emit("budget.exhausted", stage=self.spec.name, limit=self.allowance)
-        self._finish(self.used())
-        if self.spec.on_exhausted == "raise":
-            raise BudgetExceeded(
-                f"token budget of {self.allowance} exhausted",
-                limit=self.allowance or 0,
-                remainder="".join(out),
-            )
-        return out
-
-    def _check_warn(self, tokens: int | None = None) -> None:
-        warn = self._warn_tokens
-        if tokens is None:
-            tokens = self.counter.committed
-        if warn is not None and not self.usage.warned and tokens >= warn:
-            self.usage.warned = True
-            self.report.emit(
-                "budget.warning", stage=self.spec.name, tokens=tokens, limit=self.spec.limit
-            )
-
-    def _finish(self, completion_tokens: int) -> None:
-        self.closed = True
-        usage = self.usage
-        usage._live = None
-        usage.completion_tokens = completion_tokens
-        self._check_warn(completion_tokens)
-        if self.spec.price is not None:
-            usage.cost = self.spec.price.cost(
-                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
-            )
+        return pool.cut(out)
 
 
 def _joined(pieces: list[str]) -> list[str]:
@@ -523,23 +723,38 @@ class _LedgerBudget(ShellStage):
         self.spec = spec
 
     def wrap_async(self, source: AsyncIterator[Any], report: StreamReport) -> AsyncIterator[Any]:
-        return self._run(source, _BudgetCore(self.spec, report), report)
+        return self._run(source, _Pool(self.spec, report), report)
 
     async def _run(
-        self, source: AsyncIterator[Any], core: _BudgetCore, report: StreamReport
+        self, source: AsyncIterator[Any], pool: _Pool, report: StreamReport
     ) -> AsyncGenerator[Any, None]:
         spec = self.spec
         ledger, key = spec.ledger, spec.key
         assert ledger is not None
         assert key is not None  # budget() requires a key with a ledger
-        usage = core.usage
+        usage = pool.usage
         book = _Book()
+        # The stream's processors run through the pool's own chain (str or
+        # provider chunks, every channel, forks, halting), as in the fused
+        # driver; this loop only reserves before each feed and settles after.
+        made: list[_BudgetCore] = []
+
+        def factory(report: StreamReport) -> _BudgetCore:
+            # The answer's channel first; the stage makes the channels it does
+            # not fork (when the answer is not counted) in the same pool.
+            made.append(_BudgetCore(spec, report, pool=pool, kind="other" if made else "content"))
+            return made[-1]
+
+        chain = _Chain(
+            [ProcessorStage(self.name, factory, channels=spec.channels)], report, last=False
+        )
+        main = made[0] if made else None  # the channel a str chunk goes to
 
         async def reserve(required: int, at_most: int) -> None:
             """Top the allowance up to ``at_most`` (whole blocks); only ``required`` must come."""
-            allowance = core.allowance or 0
+            allowance = pool.allowance or 0
             short = at_most - allowance
-            if core.final or short <= 0:
+            if pool.final or short <= 0:
                 return
             need = max(0, required - allowance)
             want = -(-short // spec.block) * spec.block
@@ -556,7 +771,7 @@ class _LedgerBudget(ShellStage):
                 report.emit("budget.ledger_unavailable", stage=self.name, error=str(exc))
                 if not spec.fail_open:
                     raise
-                core.open_allowance()
+                pool.open_allowance()
                 return
             book.unsure.remove(rid)
             if got.tokens:
@@ -564,14 +779,14 @@ class _LedgerBudget(ShellStage):
                 entry[0] = got
                 entry[1] += got.tokens
                 usage.ledger_reserved += got.tokens
-            core.grant(got.tokens, final=got.tokens < need)
+            pool.grant(got.tokens, final=got.tokens < need)
 
         async def settle() -> None:
             # Charge what the consumer received; one task at a time cancels and
             # refunds the rest, shielded: however often the stream is cancelled
             # meanwhile, it completes, but never outlives cleanup_timeout.
-            if not core.closed:
-                core.abort()
+            if not pool.closed:
+                pool.abort()
             cancelled: asyncio.CancelledError | None = None
             while True:
                 task = book.task
@@ -593,17 +808,17 @@ class _LedgerBudget(ShellStage):
             try:
                 await settle()
             except BaseException:
-                core.retract_last()
+                pool.retract_last()
                 raise
 
-        lens: Lens | ChannelLens | None = None
+        lens: Lens | ChannelLens | None = None  # reads what each chunk may need
         index = 0
         try:
             # A first share before the first pull: a key with budget left gives
             # every stream some; a key with none ends it without a request.
             await reserve(1, spec.block)
-            if core.final and not core.allowance:
-                core.exhaust()
+            if pool.final and not pool.allowance:
+                pool.exhaust()
                 await _aclose(source)
                 await settle()
                 return
@@ -611,34 +826,34 @@ class _LedgerBudget(ShellStage):
                 try:
                     item = await anext(source)
                 except StopAsyncIteration:
-                    exact = core.exact_need()
+                    exact = pool.exact_need()
                     await reserve(exact, exact)
-                    out = core.close()
-                    if lens is not None:
-                        out = lens.finish(out)
+                    if pool.undo is None:
+                        pool.undo = pool.released()
+                    out = chain.finish()
                     await settle_first()
                     for x in out:
                         yield x
                     return
                 if isinstance(item, str):
-                    text = item
+                    need = pool.need_for([item], into=main)
                 else:
                     if lens is None:
                         lens = _find_lens(item)
                         if lens is None:
                             raise ChunkTypeError(index, item, "str", _LENS_HINT)
-                    text = lens.unwrap(item)
+                    need = pool.need_for(_texts(lens, item))
                 index += 1
-                await reserve(*core.need_for(text))
-                out = core.feed(text)
-                if lens is not None:
-                    out = lens.wrap(item, out)
-                if core.done:
+                await reserve(*need)
+                try:
+                    out = chain.feed(item)
+                except _Halt as halt:
                     # At once, before the last chunk: the consumer may hold it for long.
                     try:
                         await _aclose(source)
+                        out = halt.out + chain.finish()
                     except BaseException:
-                        core.retract_last()
+                        pool.retract_last()
                         raise
                     await settle_first()
                     for x in out:
@@ -646,6 +861,9 @@ class _LedgerBudget(ShellStage):
                     return
                 for x in out:
                     yield x
+        except BaseException:
+            chain.abort()
+            raise
         finally:
             try:
                 await _aclose(source)
@@ -697,6 +915,17 @@ class _LedgerBudget(ShellStage):
             report.emit("budget.refund_failed", stage=self.name, tokens=unused, error=error)
 
 
+def _texts(lens: Lens | ChannelLens, item: Any) -> list[str]:
+    """Every text ``item`` carries, read with the shell's own lens (not the chain's)."""
+    texts = getattr(lens, "texts", None)
+    if texts is not None:  # a channel lens: every channel, read only
+        found: list[str] = texts(item)
+        return found
+    # A one-channel lens (bytes, say): this lens sees every chunk once, in
+    # order, so its unwrap keeps its own state (a decoder) right.
+    return [lens.unwrap(item)]
+
+
 class _Book:
     """A ledger stream's reservations: what it holds per bucket, and calls never answered."""
 
@@ -741,6 +970,7 @@ def budget(
     cleanup_timeout: float = 5.0,
     on_exhausted: OnExhausted = "truncate",
     warn_at: float | None = 0.8,
+    channels: Iterable[str] | None = None,
     name: str = "budget",
 ) -> Operator[str, str]:
     """Return an operator that cuts a text stream at a token or cost budget, exactly.
@@ -754,6 +984,17 @@ def budget(
     Text is released as soon as it is certain to be within budget (only text
     within a few bytes of the limit is held back). ``warn_at`` (a fraction of
     the limit) emits a ``budget.warning`` event once.
+
+    On provider chunks the budget counts every text channel the provider
+    bills as completion tokens: the answer, refusals, reasoning or thinking,
+    and tool-call arguments (their decoded string values). It is one budget
+    per stream: each channel is counted on its own (tokens never span
+    channels) against one shared limit, tokens count in the order they
+    arrive, and when the total reaches the limit in any channel the stream is
+    cut there, at that character, and stops. ``channels`` selects what is
+    counted (default: all of ``"content"``, ``"refusal"``, ``"reasoning"``,
+    ``"tool_arguments"``); ``report["budget"].channel_tokens`` splits the
+    count by kind.
 
     ``encoding`` is a tiktoken name or ``tiktoken.Encoding`` (default
     ``"cl100k_base"``; ``None`` means the default too), or ``"auto"`` for the
@@ -811,6 +1052,7 @@ def budget(
         raise ValueError("key= is only meaningful with ledger=")
     if max_tokens is None and max_cost is None and ledger is None:
         raise ValueError("budget() needs max_tokens, max_cost or ledger")
+    kinds = ALL_CHANNELS if channels is None else _check_channels(channels)
 
     enc = resolve_encoding(encoding, model=model)
     if prompt is not None:
@@ -854,11 +1096,19 @@ def budget(
         cleanup_timeout=cleanup_timeout,
         on_exhausted=on_exhausted,
         warn_at=warn_at,
+        channels=kinds,
     )
     if ledger is None:
 
         def factory(report: StreamReport) -> _BudgetCore:
+            if "content" not in kinds:
+                # The stage makes each counted channel (none is forked from the
+                # answer's): they join the stream's pool through its report.
+                usage = report.sections.get("budget")
+                pool = usage._pool if isinstance(usage, BudgetUsage) else None
+                if isinstance(pool, _Pool) and pool.spec is spec:
+                    return _BudgetCore(spec, report, pool=pool, kind="other")
             return _BudgetCore(spec, report)
 
-        return Operator(ProcessorStage(name, factory))
+        return Operator(ProcessorStage(name, factory, channels=kinds))
     return Operator(_LedgerBudget(spec))
