@@ -99,6 +99,18 @@ class Processor(Protocol[In_contra, Out]):
         ...
 
 
+class Masked(str):
+    """Text that replaced a live partial secret when a stream was cut by force.
+
+    A processor's ``truncate()`` returns it for its mask (redaction's label),
+    so that later truncating processors in the chain see the text before it
+    but not the mask itself: a mask is not the end of the secret they may be
+    holding. The driver hands it on as a plain ``str``.
+    """
+
+    __slots__ = ()
+
+
 class _Identity:
     """Pass every item through unchanged (the unit of composition)."""
 
@@ -282,8 +294,8 @@ LensFactory = Callable[[Any], "Lens | ChannelLens | None"]
 
 AsyncSource = (
     AsyncIterable[T]
-    | Awaitable[AsyncIterable[T]]
-    | Callable[[], Awaitable[AsyncIterable[T]]]
+    | Awaitable[AsyncIterable[T] | Iterable[T]]
+    | Callable[[], Awaitable[AsyncIterable[T] | Iterable[T]]]
     | Callable[[], AsyncIterable[T]]
 )
 """What an operator accepts to give an :class:`AsyncStream`: see ``Operator.__call__``."""
@@ -401,6 +413,7 @@ class _Chain:
 
     __slots__ = (
         "channels",
+        "cuts_at_start",
         "feed",
         "find_lens",
         "finished",
@@ -431,6 +444,7 @@ class _Chain:
         self.procs: list[Processor[Any, Any]] = procs
         self.stages = stages
         self.report = report
+        self.cuts_at_start = report.cuts
         self.last = last
         self.lens: Any = None  # a Lens or a ChannelLens, found at the first chunk
         self.channels: _Channels | None = None
@@ -478,14 +492,21 @@ class _Chain:
             return final
         return out
 
+    def _cut(self) -> bool:
+        """Whether this stream was stopped (a budget, a quiet timeout, a block) so far.
+
+        Counted per stream: a report shared with earlier streams keeps their
+        stop reason, which says nothing about this one.
+        """
+        return self.report.cuts > self.cuts_at_start
+
     def end(self, forced: bool | None = None) -> list[Any]:
         """Flush every processor; ``forced`` (default: decided as in :meth:`finish`)."""
         if self.halted or self.finished:
             self.finished = True
             return []
         if forced is None:
-            lens = self.lens
-            forced = self.report.stop_reason is not None or bool(getattr(lens, "truncated", False))
+            forced = self._cut() or bool(getattr(self.lens, "truncated", False))
         out: list[Any] = self._drain(0, [], forced=forced)
         self.finished = True
         self._record(out)
@@ -589,6 +610,10 @@ class _Chain:
         with it instead of ``close()``.
         """
         procs = self.procs
+        # What truncating processors made of their held text (a mask) skips the
+        # later truncating ones: it comes after the text they hold, so it must
+        # not decide their live partial match (a mask is not the secret's end).
+        masks: list[Any] = []
         for i in range(start, len(procs)):
             proc = procs[i]
             acc: list[Any] = []
@@ -598,13 +623,23 @@ class _Chain:
                 acc += proc.feed(x)
             # A processor before this one may have cut the text as it closed (a
             # budget reached in its last pieces records its stop reason then).
-            forced = forced or self.report.stop_reason is not None
+            forced = forced or self._cut()
             truncate = getattr(proc, "truncate", None) if forced else None
-            acc += proc.close() if truncate is None else truncate()
+            if truncate is None:
+                for x in masks:
+                    if proc.done:
+                        break
+                    acc += proc.feed(x)
+                masks = []
+                acc += proc.close()
+            else:  # its released text goes on; its mask comes before the earlier ones
+                ended = truncate()
+                acc += [x for x in ended if type(x) is not Masked]
+                masks = [x for x in ended if type(x) is Masked] + masks
             if proc.done:
                 self.halted = True
             items = acc
-        return items
+        return items + [str(x) for x in masks]
 
 
 class _Channels:
@@ -668,7 +703,7 @@ class _Channels:
             return ""
         if forced is None:
             main = self._main
-            forced = main.report.stop_reason is not None or main.lens.truncated
+            forced = main._cut() or main.lens.truncated
         return "".join(sub.end(forced))
 
     def open_keys(self) -> list[Any]:
@@ -873,6 +908,14 @@ async def _aclose(source: object) -> None:
             await result
 
 
+_CLOSING: set[asyncio.Task[None]] = set()  # closes of dropped streams, kept alive while running
+
+
+async def _aclose_all(sources: list[object]) -> None:
+    for obj in sources:
+        await _aclose(obj)
+
+
 class _Awaited:
     """The async iterator of a source that must first be awaited (a request in flight).
 
@@ -960,6 +1003,8 @@ def _open_source(source: Any) -> tuple[Any, object, bool]:
     ``owner`` is the object to close on an early end besides the iterator
     (``None`` when the iterator is the object itself).
     """
+    if isinstance(source, asyncio.Future):  # (a Future also defines __iter__)
+        return _Awaited(source), None, True
     if not hasattr(source, "__aiter__") and not hasattr(source, "__iter__"):
         if inspect.isawaitable(source):
             return _Awaited(source), None, True
@@ -1014,7 +1059,7 @@ def _drive_sync(
     chain: _Chain,
     *,
     first: bool,
-    owner: object = None,
+    owner: list[object] | None = None,
     unstarted: list[object] | None = None,
 ) -> Generator[Any, None, None]:
     report = chain.report
@@ -1022,7 +1067,7 @@ def _drive_sync(
     feed = chain.feed
     n = n_out = start = 0
     out: list[Any] = []
-    exhausted = False
+    exhausted = closed = False
     if unstarted is not None:
         unstarted.clear()  # from now on this generator's finally closes them
     if last:
@@ -1038,16 +1083,16 @@ def _drive_sync(
                     yield x
             # A shell that ended the stream quietly (a timeout or cancel with
             # on_timeout="end") recorded why: the source itself is not exhausted.
-            exhausted = report.stop_reason is None
+            exhausted = not chain._cut()
         except _WrongChunk as exc:
             raise _wrong_chunk(exc, n - 1) from None
         except _Halt as halt:
             out = halt.out  # (see _drive_async)
             start = n_out
+            closed = True
             _close(source)  # at once: the consumer may hold the last chunk for long
-            if owner is not None:
-                _close(owner)
-                owner = None
+            if owner:
+                _close(owner.pop())
             for x in out:
                 n_out += 1
                 yield x
@@ -1071,10 +1116,11 @@ def _drive_sync(
         if last:
             report.chunks_out = n_out
         try:
-            _close(source)
+            if not closed:
+                _close(source)
         finally:
-            if owner is not None and not exhausted:
-                _close(owner)
+            if owner and last and not exhausted:
+                _close(owner.pop())
             if last:
                 _end(report)
 
@@ -1084,7 +1130,7 @@ async def _drive_async(
     chain: _Chain,
     *,
     first: bool,
-    owner: object = None,
+    owner: list[object] | None = None,
     unstarted: list[object] | None = None,
 ) -> AsyncGenerator[Any, None]:
     report = chain.report
@@ -1092,7 +1138,7 @@ async def _drive_async(
     feed = chain.feed
     n = n_out = start = 0
     out: list[Any] = []
-    exhausted = False
+    exhausted = closed = False
     batch = False  # `out` is a batch whose delivery `start` tracks (not the fast path's)
     if unstarted is not None:
         unstarted.clear()  # from now on this generator's finally closes them
@@ -1111,7 +1157,7 @@ async def _drive_async(
                     for x in out:
                         n_out += 1
                         yield x
-            exhausted = report.stop_reason is None  # (see _drive_sync)
+            exhausted = not chain._cut()  # (see _drive_sync)
             batch = True
         except _WrongChunk as exc:
             raise _wrong_chunk(exc, n - 1) from None
@@ -1120,11 +1166,10 @@ async def _drive_async(
             # close below takes it back (the consumer never received it).
             out = halt.out
             start = n_out
-            batch = True
+            batch = closed = True
             await _aclose(source)  # at once: the consumer may hold the last chunk for long
-            if owner is not None:
-                await _aclose(owner)
-                owner = None
+            if owner:
+                await _aclose(owner.pop())
             for x in out:
                 n_out += 1
                 yield x
@@ -1148,10 +1193,11 @@ async def _drive_async(
         if last:
             report.chunks_out = n_out
         try:
-            await _aclose(source)
+            if not closed:
+                await _aclose(source)
         finally:
-            if owner is not None and not exhausted:
-                await _aclose(owner)
+            if owner and last and not exhausted:
+                await _aclose(owner.pop())
             if last:
                 _end(report)
 
@@ -1187,6 +1233,9 @@ class SyncStream(Iterator[T]):
         self._unstarted = unstarted
 
     def __iter__(self) -> Iterator[T]:
+        # The generator is handed out (a for loop may drop this object at once):
+        # from now on closing its sources is the generator's own business.
+        self._unstarted = None
         return self._it
 
     def __next__(self) -> T:
@@ -1199,6 +1248,11 @@ class SyncStream(Iterator[T]):
             sources, self._unstarted = self._unstarted, None
             for obj in sources:
                 _close(obj)
+
+    def __del__(self) -> None:
+        # Dropped before it started: its generator's finally never runs.
+        if self._unstarted:
+            self.close()
 
     def __enter__(self) -> SyncStream[T]:
         return self
@@ -1246,6 +1300,7 @@ class AsyncStream(AsyncIterator[T]):
         self._unstarted = unstarted  # as in SyncStream
 
     def __aiter__(self) -> AsyncIterator[T]:
+        self._unstarted = None  # (see SyncStream.__iter__)
         return self._it
 
     def __anext__(self) -> Any:  # an awaitable of T, exactly as the generator's
@@ -1258,6 +1313,23 @@ class AsyncStream(AsyncIterator[T]):
             sources, self._unstarted = self._unstarted, None
             for obj in sources:
                 await _aclose(obj)
+
+    def __del__(self) -> None:
+        # Dropped before it started: close its source on the running loop, as
+        # asyncio does for an abandoned async generator (nothing to do without one).
+        if not self._unstarted:
+            return
+        sources, self._unstarted = self._unstarted, None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            for obj in sources:
+                if isinstance(obj, _Awaited):
+                    obj.__del__()
+            return
+        task = loop.create_task(_aclose_all(sources))
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
 
     async def __aenter__(self) -> AsyncStream[T]:
         return self
@@ -1483,6 +1555,9 @@ class Operator(Generic[In, Out]):
         closing the stream closes those objects directly.
         """
         groups = self._groups()
+        # Any driver that halts closes the owner at once; the outermost one also
+        # on every other early end. The cell makes that happen once.
+        owner_cell: list[object] = [] if owner is None else [owner]
         # Shells pass chunks through one for one, so the first fused group
         # counts the upstream's chunks even when a shell comes before it.
         first = True
@@ -1494,9 +1569,9 @@ class Operator(Generic[In, Out]):
                 chain = _Chain(group, report, last=last, find_lens=lens)
                 drive = _drive_async if is_async else _drive_sync
                 if last:
-                    it = drive(it, chain, first=first, owner=owner, unstarted=unstarted)
+                    it = drive(it, chain, first=first, owner=owner_cell, unstarted=unstarted)
                 else:
-                    it = drive(it, chain, first=first)
+                    it = drive(it, chain, first=first, owner=owner_cell)
                 first = False
         return it  # the last group is always a driver: a generator
 

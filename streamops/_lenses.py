@@ -1022,15 +1022,15 @@ class LangChainLens(_ChannelLens):
     def texts(self, chunk: Any, /) -> list[str]:
         """Return the answer, reasoning, refusal and tool-argument texts of ``chunk``."""
         chunk = self._message(chunk)
-        out = [self.unwrap(chunk)]
+        out: list[Any] = [self.unwrap(chunk)]
         if not isinstance(chunk.content, str):
             for block in chunk.content:
                 if isinstance(block, dict):
-                    field = _LC_REASONING_BLOCKS.get(block.get("type"))
+                    field = _LC_REASONING_BLOCKS.get(str(block.get("type")))
                     if field is not None:
                         out.append(block.get(field) or "")
                     for part in block.get("summary") or ():
-                        out.append(part.get("text") or "" if isinstance(part, dict) else "")
+                        out.append((part.get("text") or "") if isinstance(part, dict) else "")
         kwargs = chunk.additional_kwargs or {}
         out += [kwargs.get(f) or "" for f in ("reasoning_content", "refusal")]
         out += [c.get("args") or "" for c in getattr(chunk, "tool_call_chunks", None) or ()]

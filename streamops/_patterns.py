@@ -36,6 +36,11 @@ class PatternSpec:
     shorter matches of the pattern at the same start are tried, longest first,
     then the later patterns, as if the validator were part of the pattern.
     ``action`` overrides the operator's default action for this pattern.
+    ``evidence`` is a regex that a *partial* match must contain to be masked
+    when the stream is cut by force (a budget, a ``length`` finish): a cut
+    mid-way through ``jo.smith@exa`` is masked, a cut after the plain word
+    ``Paris`` (which could have begun an address) is not. ``None`` masks every
+    live partial match (the safe default for user patterns).
     Numbered group references (``\\1``) are refused: patterns are combined into
     one alternation, use named groups instead.
 
@@ -51,6 +56,7 @@ class PatternSpec:
     validator: Callable[[str], bool] | None = None
     action: Action | None = None
     description: str = ""
+    evidence: str | None = None
 
     @property
     def placeholder(self) -> str:
@@ -115,6 +121,7 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         r"-----END (?:[A-Z0-9]{1,12} ){0,2}PRIVATE KEY(?: BLOCK)?-----",
         "secrets",
         description="PEM/OpenSSH/PGP private-key blocks, header to footer (multi-line).",
+        evidence="-----BEGIN ",
     ),
     PatternSpec(
         "jwt",
@@ -122,18 +129,21 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         r"\.[A-Za-z0-9_-]{0,1024}" + _TOKEN_END,
         "secrets",
         description="JSON Web Tokens: base64url header and payload starting with '{\"'.",
+        evidence=r"eyJ[A-Za-z0-9_-]{4}",
     ),
     PatternSpec(
         "anthropic_key",
         _TOKEN_START + r"sk-ant-[a-z]{3,8}[0-9]{2}-[A-Za-z0-9_-]{32,200}" + _TOKEN_END,
         "secrets",
         description="Anthropic API keys (sk-ant-api03-..., sk-ant-admin01-...).",
+        evidence="sk-ant-",
     ),
     PatternSpec(
         "openai_key",
         _TOKEN_START + r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}" + _TOKEN_END,
         "secrets",
         description="OpenAI API keys (sk-..., sk-proj-..., sk-svcacct-...).",
+        evidence="sk-",
     ),
     PatternSpec(
         "aws_access_key_id",
@@ -141,6 +151,7 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         r"[A-Z0-9]{16}(?![A-Za-z0-9])",
         "secrets",
         description="AWS access key ids (AKIA..., ASIA..., 20 characters).",
+        evidence="A[A-Z]{3}[A-Z0-9]",
     ),
     PatternSpec(
         "github_token",
@@ -149,24 +160,28 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         + _TOKEN_END,
         "secrets",
         description="GitHub tokens: ghp_, gho_, ghu_, ghs_, ghr_ and fine-grained github_pat_.",
+        evidence=r"gh[pousr]_|github_pat_",
     ),
     PatternSpec(
         "slack_token",
         _TOKEN_START + r"xox[baprs]-[A-Za-z0-9-]{10,250}" + _TOKEN_END,
         "secrets",
         description="Slack tokens (xoxb-, xoxa-, xoxp-, xoxr-, xoxs-).",
+        evidence=r"xox[baprs]-",
     ),
     PatternSpec(
         "stripe_key",
         _TOKEN_START + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}" + _TOKEN_END,
         "secrets",
         description="Stripe secret and restricted keys (sk_live_, rk_live_, *_test_).",
+        evidence=r"[sr]k_",
     ),
     PatternSpec(
         "google_api_key",
         _TOKEN_START + r"AIza[0-9A-Za-z_-]{35}" + _TOKEN_END,
         "secrets",
         description="Google API keys (AIza + 35 characters).",
+        evidence="AIza",
     ),
     PatternSpec(
         "email",
@@ -174,6 +189,7 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])",
         "pii",
         description="Email addresses (ASCII local part and domain).",
+        evidence="@",
     ),
     PatternSpec(
         "credit_card",
@@ -186,6 +202,7 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         "financial",
         validator=luhn_valid,
         description="Payment cards: 13-19 digits, unbroken or in printed groups, Luhn-checked.",
+        evidence=r"[0-9](?:[ -]?[0-9]){5}",
     ),
     PatternSpec(
         "iban",
@@ -194,18 +211,21 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         "financial",
         validator=iban_valid,
         description="International bank account numbers, mod-97 checked.",
+        evidence=r"[A-Z]{2}[0-9]{2}",
     ),
     PatternSpec(
         "us_ssn",
         r"(?<![0-9-])(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![0-9-])",
         "pii",
         description="US social security numbers written AAA-GG-SSSS (invalid ranges excluded).",
+        evidence=r"[0-9]{3}-",
     ),
     PatternSpec(
         "ipv4",
         rf"(?<![0-9.])(?:{_OCTET}\.){{3}}{_OCTET}(?![0-9]|\.[0-9])",
         "network",
         description="IPv4 addresses in dotted-quad form.",
+        evidence=r"[0-9]\.[0-9]{1,3}\.",
     ),
     PatternSpec(
         "ipv6",
@@ -222,6 +242,7 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         r")(?![\w:]|\.[0-9])",
         "network",
         description="IPv6 addresses, full and '::'-compressed (not the IPv4-embedded form).",
+        evidence=r":[0-9A-Fa-f]*:",
     ),
     PatternSpec(
         "phone",
@@ -240,6 +261,7 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         "pii",
         validator=_phone_digits_ok,
         description="Phone numbers: E.164 (+44 20 7946 0958), North American and European formats.",
+        evidence=r"[0-9](?:[^0-9]{0,3}[0-9]){6}",
     ),
 )
 

@@ -61,7 +61,7 @@ from typing import Any, Literal
 import regex
 from pydantic import BaseModel, Field
 
-from ._core import Operator, ProcessorStage
+from ._core import Masked, Operator, ProcessorStage
 from ._errors import StreamOpsError
 from ._patterns import (
     BUILTIN_STARTS,
@@ -492,6 +492,9 @@ def builtin_width(spec: PatternSpec) -> int:
     return _parse(spec.pattern, False).getwidth()[1]
 
 
+_Pattern = regex.Pattern[str]  # (a field of _Compiled is called `regex`)
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     spec: PatternSpec
@@ -499,6 +502,7 @@ class _Compiled:
     source: str  # the rewritten branch, wrapped in its scoped flags
     reach: int  # how many released characters its lookbehinds may read
     starts: str | None  # where a match may start (one character), None if unknown
+    evidence: _Pattern | None  # what a partial match needs to be masked at a cut
 
 
 def _source_and_flags(spec: PatternSpec) -> tuple[str, int]:
@@ -542,7 +546,15 @@ def _compile(spec: PatternSpec) -> _Compiled:
     if compiled.fullmatch("") is not None:
         raise RedactPatternError(f"{where} matches the empty string")
     reach = _lookbehind_reach(src, verbose, where)
-    return _Compiled(spec, compiled, source, reach, _start_class(src, flags))
+    evidence = None
+    if spec.evidence is not None:
+        try:
+            evidence = regex.compile(spec.evidence)
+        except regex.error as exc:
+            raise RedactPatternError(
+                f"invalid evidence of pattern {spec.name!r} ({spec.evidence!r}): {exc}"
+            ) from None
+    return _Compiled(spec, compiled, source, reach, _start_class(src, flags), evidence)
 
 
 @functools.lru_cache(maxsize=512)
@@ -670,42 +682,49 @@ class _Redactor:
         return out
 
     def truncate(self) -> list[str]:
-        """End a message cut by force: mask a live partial match, never release it.
+        """End a message cut by force: mask a live partial secret, never release it.
 
-        The held text exists because the attempt at its start is still open at
+        The held text exists because an attempt at its start is still open at
         the end of the text read so far. A complete message would decide it
         with more text; a truncated one never will, and its prefix may be most
-        of a secret (``sk-proj-4Ab1...``). So it is replaced as if it had
-        matched, with that pattern's action (``block`` stops, ``flag`` keeps the
-        text). Held text that no pattern's partial match covers (a lookahead
-        waiting for its context) is released as at a natural end.
+        of a secret (``sk-proj-4Ab1...``). So from the first position where a
+        pattern's partial match reaches the end and shows that pattern's
+        ``evidence`` (the ``@`` of an address, the ``sk-`` of a key), the text
+        is replaced as if it had matched, with that pattern's action (``block``
+        stops, ``flag`` keeps the text). A callable replacement is not given a
+        partial match: the pattern's label is used. The text before that
+        position, and held text with no such partial match (the plain word
+        ``Paris``, which could only have begun an address), are released as at
+        the natural end of a text that ends there.
         """
         if self.done:
             return []
-        buf, scan, plan = self._buf, self._scan, self._plan
+        buf, scan = self._buf, self._scan
         if self._anchor >= 0:  # dropping an overflowed attempt: it ends here, dropped
             self._anchor = -1
             self._scan = len(buf)
             return []
         if scan >= len(buf):
             return []
-        live = None
         try:
-            for branch in plan.branches:
-                bm = branch.regex.match(buf, scan, partial=True, timeout=plan.timeout)
-                if bm is not None:
-                    live = (branch, bm)
-                    break
+            found = self._live_secret(buf, scan)
         except TimeoutError as exc:
             self.done = True
-            raise RedactTimeout(_timeout_message(plan.timeout)) from exc
-        if live is None:
+            raise RedactTimeout(_timeout_message(self._plan.timeout)) from exc
+        if found is None:
             return self.close()
-        branch, bm = live
+        cut, branch = found
         spec = branch.spec
-        action = spec.action or plan.action
+        action = spec.action or self._plan.action
         if action == "flag":
             return self.close()
+        out: list[str] = []
+        if cut > scan:  # the text before the secret, as if the message ended there
+            self._buf = buf[:cut]
+            out = self.close()
+            if self._blocked():
+                return out
+        self._buf = buf
         self._scan = len(buf)
         self.done = True  # the message is over: nothing may follow a masked end
         section = self._section
@@ -714,12 +733,41 @@ class _Redactor:
             section.blocked_by = spec.name
             self._report.stop(StopReason.BLOCKED, f"redact: {spec.name}")
             self._event(spec.name, "block", 0)
-            return []
+            return out
         section.redacted[spec.name] = section.redacted.get(spec.name, 0) + 1
-        out = self._replace(spec, bm)
-        self._event(spec.name, "redact", len(out))
-        self._emitted += len(out)
-        return [out]
+        rep = self._plan.replacement
+        if rep is None or (callable(rep) and not isinstance(rep, KeyedHash)):
+            masked = spec.placeholder
+        else:
+            partial = branch.regex.match(buf, cut, partial=True)
+            assert partial is not None  # found just above
+            masked = self._replace(spec, partial)
+        self._event(spec.name, "redact", len(masked))
+        self._emitted += len(masked)
+        return [*out, Masked(masked)]
+
+    def _blocked(self) -> bool:
+        return self.done  # (a method: a block while closing must not be narrowed away)
+
+    def _live_secret(self, buf: str, start: int) -> tuple[int, _Compiled] | None:
+        """The first position from ``start`` where a partial match shows its evidence."""
+        plan = self._plan
+        timeout = plan.timeout
+        q = start
+        while q < len(buf):
+            m = plan.combined.search(buf, q, partial=True, timeout=timeout)
+            if m is None:
+                return None
+            p = m.start()
+            for branch in plan.branches:
+                bm = branch.regex.match(buf, p, partial=True, timeout=timeout)
+                if bm is None or not bm.partial:
+                    continue
+                evidence = branch.evidence
+                if evidence is None or evidence.search(bm.group()) is not None:
+                    return p, branch
+            q = p + 1
+        return None
 
     def _candidate(self, buf: str, start: int, end: int) -> int:
         """Return the first position in ``[start, end)`` that may not be a decided miss.

@@ -112,6 +112,7 @@ class StreamReport:
         "chunks_out",
         "clock",
         "counters",
+        "cuts",
         "error",
         "events",
         "sections",
@@ -130,6 +131,10 @@ class StreamReport:
         self.error: BaseException | None = None
         self.chunks_in = 0
         self.chunks_out = 0
+        # How many times a stream of this report was stopped before its end (a
+        # budget, a quiet timeout, a block...): the driver compares it with its
+        # value when the stream started to tell a cut from a natural end.
+        self.cuts = 0
         self.counters: Counter[str] = Counter()
         self.sections: dict[str, BaseModel] = {}
         self.events: list[Event] = []
@@ -142,7 +147,13 @@ class StreamReport:
 
     # -- stop reason -------------------------------------------------------
     def stop(self, reason: StopReason | str, detail: str | None = None) -> bool:
-        """Record why the stream stopped; return False if a reason was already set."""
+        """Record why the stream stopped; return False if a reason was already set.
+
+        Every stop but ``complete`` also counts in :attr:`cuts`, even when a
+        reason was already set (a report shared by several streams).
+        """
+        if reason != StopReason.COMPLETE:
+            self.cuts += 1
         if self.stop_reason is not None:
             return False
         self.stop_reason = StopReason(reason)

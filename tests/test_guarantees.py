@@ -356,3 +356,128 @@ def test_composition_order_never_leaks(order: str) -> None:
         text = PARTS[0] + PARTS[1]
         out = "".join(op([text[:k], text[k:]]))
         assert "sk-proj" not in out, (order, k, out)
+
+
+# -- adversarial review of the above (each reproduced, then fixed) ----------------
+
+
+async def test_a_task_or_future_source_is_awaited() -> None:
+    async def request() -> list[str]:
+        return ["mail a@b.co"]
+
+    task = asyncio.ensure_future(request())
+    stream = so.redact(["email"])(task)
+    assert isinstance(stream, so.AsyncStream)
+    assert [x async for x in stream] == ["mail ", "[EMAIL]"]
+    done = asyncio.ensure_future(request())
+    await done
+    assert "".join([x async for x in so.redact(["email"])(done)]) == "mail [EMAIL]"
+
+
+class CountingSelfIterator:
+    """A source whose ``__aiter__`` is itself: closing it twice would count twice."""
+
+    def __init__(self, items: list[str]) -> None:
+        self.items = iter(items)
+        self.closed = 0
+
+    def __aiter__(self) -> CountingSelfIterator:
+        return self
+
+    async def __anext__(self) -> str:
+        try:
+            return next(self.items)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+async def test_a_source_is_closed_once_at_a_halt() -> None:
+    src = CountingSelfIterator(WORDS)
+    assert [x async for x in (so.budget(max_tokens=3) | so.redact())(src)]
+    assert src.closed == 1
+
+
+@pytest.mark.looptime
+async def test_a_halt_in_an_earlier_group_closes_the_source_object_at_once() -> None:
+    src = SDKAsyncStream(WORDS)
+    op = so.budget(max_tokens=3) | so.timeout(total=10) | so.redact()
+    closed_when_last_in_hand = []
+    text = ""
+    async for piece in op(src):
+        text += piece
+        closed_when_last_in_hand.append(src.closed)
+    assert closed_when_last_in_hand[-1] == 1
+    assert src.closed == 1
+
+
+def test_a_shared_report_does_not_make_a_later_natural_end_forced() -> None:
+    report = so.StreamReport()
+    list(so.budget(max_tokens=2)(["one two three four"], report=report))
+    assert list(so.redact()(["write to bob"], report=report)) == ["write to ", "bob"]
+
+
+def test_dropping_an_unstarted_sync_stream_closes_its_source() -> None:
+    src = SDKSyncStream(WORDS)
+    stream = so.redact()(src)
+    del stream
+    gc.collect()
+    assert src.closed == 1
+
+
+async def test_dropping_an_unstarted_async_stream_closes_its_source() -> None:
+    src = SDKAsyncStream(WORDS)
+    stream = so.redact()(src)
+    del stream
+    gc.collect()
+    await asyncio.sleep(0)  # the close runs as a task on the loop
+    assert src.closed == 1
+
+
+def test_a_cut_after_a_plain_word_does_not_mask_it() -> None:
+    """Only a partial match with its pattern's evidence is masked at a forced end."""
+    chunks: list[dict[str, Any]] = [
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": f}],
+        }
+        for t, f in [("The capital of France is", None), (" Paris", None), ("", "length")]
+    ]
+    out = _content(list(so.redact()(chunks)))
+    assert out == "The capital of France is Paris"
+    del chunks[1]
+    chunks[0]["choices"][0]["delta"]["content"] = "Call 555-234-56"
+    assert _content(list(so.redact()(chunks))) == "Call [PHONE]"
+    chunks[0]["choices"][0]["delta"]["content"] = "Call 555 23"  # too little to tell
+    assert _content(list(so.redact()(chunks))) == "Call 555 23"
+
+
+def test_composed_redactors_never_leak_at_a_cut() -> None:
+    src = ["card 4111 1111 1111 1111"]
+    for n in range(3, 12):
+        for op in (
+            so.budget(max_tokens=n) | so.redact(["email"]) | so.redact(["credit_card"]),
+            so.budget(max_tokens=n) | so.redact(["credit_card"]) | so.redact(["email"]),
+            so.budget(max_tokens=n) | so.redact(["email", "credit_card"]),
+        ):
+            out = "".join(op(src))
+            assert "4111 1111" not in out, (n, op, out)
+
+
+def test_a_callable_replacement_is_not_given_a_partial_match_at_a_cut() -> None:
+    op = so.redact(
+        [r"(?P<pre>ABC)-(?P<num>[0-9]{5,9})"],
+        replacement=lambda m: m.group("pre") + "-" + m.group("num")[-2:],
+    )
+    chunks = [
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": f}],
+        }
+        for t, f in [("id=ABC-12", None), ("", "length")]
+    ]
+    assert _content(list(op(chunks))) == "id=[REDACTED]"
