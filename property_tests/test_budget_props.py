@@ -169,3 +169,73 @@ def test_concurrent_ledger_streams_spend_what_they_deliver_and_none_starves(
         # No stream that started while budget remained ends with nothing.
         if reply and view.left_at_start:
             assert n > 0, (view.left_at_start, counts)
+
+
+# -- provider chunks: one budget over every channel ---------------------------------
+
+
+def _oa(**delta: str) -> dict[str, object]:
+    return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+
+
+def _channel(out: list[object], name: str) -> str:
+    text = ""
+    for chunk in out:
+        assert isinstance(chunk, dict)
+        text += chunk["choices"][0]["delta"].get(name) or ""
+    return text
+
+
+def _reasoning_then_answer(reasoning: str, answer: str, cuts: list[int]) -> list[dict[str, object]]:
+    chunks = [_oa(reasoning_content=p) for p in split(reasoning, cuts)]
+    return chunks + [_oa(content=p) for p in split(answer, cuts)]
+
+
+@given(texts, texts, st.lists(st.integers(0, 10_000), max_size=20), st.integers(0, 40))
+def test_one_budget_over_reasoning_then_answer(
+    reasoning: str, answer: str, cuts: list[int], limit: int
+) -> None:
+    stream = so.budget(max_tokens=limit)(_reasoning_then_answer(reasoning, answer, cuts))
+    out: list[object] = list(stream)
+    n_r = len(ENC.encode_ordinary(reasoning))
+    n_a = len(ENC.encode_ordinary(answer))
+    got_r, got_a = _channel(out, "reasoning_content"), _channel(out, "content")
+    # Each channel counted on its own, tokens in the order they arrive.
+    assert got_r == expected_prefix(reasoning, limit)
+    assert got_a == (expected_prefix(answer, limit - n_r) if limit > n_r else "")
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert usage.completion_tokens == min(limit, n_r + n_a)
+    assert sum(usage.channel_tokens.values()) == usage.completion_tokens
+    assert stream.report.stop_reason == ("budget" if n_r + n_a > limit else "complete")
+
+
+@given(
+    texts,
+    texts,
+    st.lists(st.integers(0, 10_000), max_size=12),
+    st.integers(0, 30),
+    st.integers(1, 8),
+)
+def test_ledger_budget_over_channels_is_the_local_budget(
+    reasoning: str, answer: str, cuts: list[int], limit: int, block: int
+) -> None:
+    ledger = so.MemoryLedger(limit=limit)
+    chunks = _reasoning_then_answer(reasoning, answer, cuts)
+
+    async def source() -> AsyncIterator[dict[str, object]]:
+        for chunk in chunks:
+            yield chunk
+
+    async def main() -> tuple[list[object], int]:
+        op = so.budget(ledger=ledger, key="k", block=block)
+        async with op(source()) as stream:
+            out: list[object] = [c async for c in stream]
+        return out, await ledger.spent("k")
+
+    out, spent = asyncio.run(main())
+    local: list[object] = list(so.budget(max_tokens=limit)(chunks))
+    for name in ("reasoning_content", "content"):
+        assert _channel(out, name) == _channel(local, name)
+    n = len(ENC.encode_ordinary(reasoning)) + len(ENC.encode_ordinary(answer))
+    assert spent == min(limit, n)

@@ -279,6 +279,7 @@ class _Pool:
 
     __slots__ = (
         "allowance",
+        "arrivals",
         "closed",
         "closed_tokens",
         "done",
@@ -299,6 +300,7 @@ class _Pool:
         self.open: list[_BudgetCore] = []  # the channels taking text, in the order they came
         self.closed_tokens = 0  # the tokens of the channels that ended
         self.kinds: dict[str, int] = {}  # the same, per kind of channel
+        self.arrivals = 0  # channels that got text so far
         self.done = False  # the stream was cut: no channel takes more
         self.stopped = False  # the usage is final for good (cut or aborted)
         self.closed = False  # the usage is final: every channel ended (or stopped)
@@ -405,11 +407,20 @@ class _Pool:
             allowance, final = limit, True
         self.allowance = allowance
         self.final = self.final or final
+        self._reclaim()
+
+    def _reclaim(self) -> None:
+        # More allowance: the channels waiting for it claim it in the order their text came.
+        if len(self.open) > 1 or self.closed_tokens:
+            waiting = [c for c in self.open if c.cap is None and c.limit_at is not None]
+            for core in sorted(waiting, key=lambda c: c.seq):
+                core.limit_at = self.room(core)
 
     def open_allowance(self) -> None:
         """Stop metering against the ledger (fail open): only static limits apply."""
         self.allowance = self.spec.limit
         self.final = True
+        self._reclaim()
 
     def exhaust(self) -> None:
         """End the stream now, at the allowance it has (the ledger has nothing left)."""
@@ -499,8 +510,10 @@ class _BudgetCore:
         "done",
         "ended",
         "kind",
+        "limit_at",
         "pool",
         "report",
+        "seq",
         "spec",
         "usage",
     )
@@ -526,6 +539,9 @@ class _BudgetCore:
         self._pbytes = 0  # UTF-8 length of the counter's pending text
         self._prov = -1  # the exact count of the pending text, or -1 when stale
         self.cap: int | None = None  # where the stream was cut in this channel
+        # The allowance this channel had when its text last came (see used_now).
+        self.limit_at: int | None = None
+        self.seq = -1  # when its first text came, among the stream's channels (-1: none yet)
         self.kind = kind
         self.pool = _Pool(spec, report) if pool is None else pool
         self.usage = self.pool.usage
@@ -554,7 +570,11 @@ class _BudgetCore:
             return []
         self._prov = -1
         counter = self.counter
-        allowance = self.pool.room(self)
+        pool = self.pool
+        if self.seq < 0:
+            self.seq = pool.arrivals
+            pool.arrivals += 1
+        allowance = self.limit_at = pool.room(self)
         before = counter.committed
         self._pbytes += utf8_len(text)
         if allowance is None or before + self._pbytes <= allowance:
@@ -564,7 +584,7 @@ class _BudgetCore:
             counter.feed(text)
             if counter.committed != before:
                 self._pbytes = utf8_len(counter.pending_text())
-                self.pool.check_warn()
+                pool.check_warn()
             self._rel = counter.pending_chars
             return [held + text] if held or text else []
         counter.append(text)
@@ -611,10 +631,16 @@ class _BudgetCore:
         return self.counter.committed + prov
 
     def used_now(self) -> int:
-        """What this channel uses of the allowance: its count, capped where it was cut."""
+        """What this channel claims of the allowance.
+
+        Its count, but no more than the allowance it had when its text came
+        (tokens count in the order they arrive: text a channel holds back
+        over its room does not take the room of text that came before it in
+        another channel), nor more than where it was cut.
+        """
         count = self.exact_count()
-        cap = self.cap
-        return count if cap is None or count < cap else cap
+        limit = self.limit_at if self.cap is None else self.cap
+        return count if limit is None or count < limit else limit
 
     # -- used by the ledger shell -------------------------------------------
     def need_for(self, text: str) -> tuple[int, int]:
@@ -657,6 +683,8 @@ class _BudgetCore:
         tokens = enc.encode_ordinary(pending[:cut]) if cut else []
         pool = self.pool
         allowance = pool.room(self)
+        if release:
+            self.limit_at = allowance
         room = None if allowance is None else max(0, allowance - counter.committed)
         tail = pending[cut:]
         if room is None or len(tokens) < room or (len(tokens) == room and not tail):
