@@ -740,8 +740,11 @@ class _LedgerBudget(ShellStage):
     """The budget with a ledger: one async stage that owns the stream's processor.
 
     For each chunk it pulls, it reserves what the text may need *before*
-    feeding the chunk, so text is released as soon as it arrives. It unwraps
-    provider chunks with the registered lenses, as the fused driver does.
+    feeding the chunk, so text is released as soon as it arrives: for a
+    provider chunk, what every text it carries may need in all channels
+    (``lens.texts``), read with a lens of its own. The stream's processors
+    run through the core's own chain (``_Chain``), which reads and rebuilds
+    provider chunks, gives each channel its core and halts at the cut.
     """
 
     __slots__ = ("spec",)
