@@ -101,7 +101,8 @@ def run(quick: bool = False) -> list[BenchResult]:
         f"{baseline * per:.0f} ns, 6 generators each running a processor "
         f"{per_stage * per:.0f} ns, fused async {ours_async * per:.0f} ns, fused sync "
         f"{ours_sync * per:.0f} ns. Each fused identity stage is a real Python call of "
-        "its processor's feed(); identity stages are not optimised away."
+        "its processor (feed_one(): one item in, one out, no list); identity stages are "
+        "not optimised away."
     )
     workload = f"{n:,} chunks"
     name = "core: 6 fused identities"

@@ -214,10 +214,15 @@ class _Collector:
         self.chunks.append(item)
         return [item]
 
+    def feed_one(self, item: Any, /) -> Any:
+        self.times.append(self.clock())
+        self.chunks.append(item)
+        return item
+
     def close(self) -> list[Any]:
         return []
 
-    def fork(self) -> _Collector:
+    def fork(self, kind: str | None = None) -> _Collector:
         """Another content channel of the stream (a second text block): one record."""
         return self
 

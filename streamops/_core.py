@@ -78,6 +78,10 @@ class Processor(Protocol[In_contra, Out]):
     a cancellation, or a later processor said done), so that it can finalise
     its report section. Its output, if any, is discarded.
 
+    A processor that never becomes done and turns every item into exactly one
+    item may also define ``feed_one(item) -> out``: the fused chain then calls
+    it instead of ``feed`` (no list per item); ``feed`` must agree with it.
+
     And it may define ``truncate()``: called instead of ``close`` when the input
     ended *by force* (a budget cut before it, a quiet timeout or cancel, a
     provider's ``length``/``content_filter`` finish). It returns what may be
@@ -119,6 +123,10 @@ class _Identity:
 
     def feed(self, item: Any, /) -> list[Any]:
         return [item]
+
+    @staticmethod
+    def feed_one(item: Any, /) -> Any:
+        return item
 
     def close(self) -> list[Any]:
         return []
@@ -371,36 +379,46 @@ def _compile_feed(
     released text), ``"check"`` (record if it is text) or ``"none"``.
     """
     names: dict[str, Any] = {"rest": rest, "lensed": lensed, "accepts": accepts}
-    names["record"] = released.extend
-    for i, proc in enumerate(procs):
-        names[f"f{i}"] = proc.feed
+    names["record"] = released.append
+    kinds: list[str] = []
+    for i, (proc, stage) in enumerate(zip(procs, stages, strict=True)):
+        one = None if stage.can_stop else getattr(proc, "feed_one", None)
+        names[f"f{i}"] = proc.feed if one is None else one
         names[f"p{i}"] = proc
-    shape = (accepts is not None, record, tuple(stage.can_stop for stage in stages))
-    return _builder(*shape)(**names)
+        kinds.append("one" if one is not None else "stop" if stage.can_stop else "list")
+    return _builder(accepts is not None, record, tuple(kinds))(**names)
 
 
 @functools.lru_cache(maxsize=256)
 def _builder(
-    checks_type: bool, record: str, can_stop: tuple[bool, ...]
+    checks_type: bool, record: str, kinds: tuple[str, ...]
 ) -> Callable[..., Callable[[Any], list[Any]]]:
-    """Compile a chain shape once; every stream of that shape reuses the code."""
+    """Compile a chain shape once; every stream of that shape reuses the code.
+
+    ``kinds`` per stage: ``"one"`` (its ``feed_one`` maps one item to one
+    item, never stops: a plain call, no list), ``"list"`` (``feed``, never
+    stops) or ``"stop"`` (``feed``, and ``done`` is polled).
+    """
     body = ["def feed(item):"]
     if checks_type:
         body.append("    if not isinstance(item, accepts): return lensed(item)")
-    if not can_stop:
-        body.append("    out = [item]")
-    for i, stops in enumerate(can_stop):
-        arg = "item" if i == 0 else "out[0]"
-        body.append(f"    out = f{i}({arg})")
-        halt = f"p{i}.done or " if stops else ""
-        body.append(f"    if {halt}len(out) != 1: return rest({i}, out)")
+    x = "item"  # the one item flowing through, as an expression
+    for i, kind in enumerate(kinds):
+        if kind == "one":
+            body.append(f"    x = f{i}({x})")
+        else:
+            body.append(f"    out = f{i}({x})")
+            halt = f"p{i}.done or " if kind == "stop" else ""
+            body.append(f"    if {halt}len(out) != 1: return rest({i}, out)")
+            body.append("    x = out[0]")
+        x = "x"
     if record == "text":
-        body.append("    record(out)")
+        body.append(f"    record({x})")
     elif record == "check":
-        body.append("    if type(out[0]) is str: record(out)")
-    body.append("    return out")
+        body.append(f"    if type({x}) is str: record({x})")
+    body.append(f"    return [{x}]")
     params = ["rest", "lensed", "accepts", "record"]
-    params += [f"{kind}{i}" for i in range(len(can_stop)) for kind in ("f", "p")]
+    params += [f"{kind}{i}" for i in range(len(kinds)) for kind in ("f", "p")]
     source = f"def build({', '.join(params)}):\n" + "\n".join("    " + line for line in body)
     namespace: dict[str, Any] = {}
     exec(source + "\n    return feed\n", namespace)  # only calls the objects passed in
@@ -423,6 +441,7 @@ class _Chain:
         "procs",
         "record",
         "report",
+        "seeds",
         "stages",
         "text_out",
     )
@@ -437,10 +456,18 @@ class _Chain:
         procs: list[Processor[Any, Any]] | None = None,
         record: bool = True,
     ) -> None:
+        # Every stage's processor of this stream: the content chain runs those that
+        # apply to content, and other channels fork them (a budget over reasoning
+        # only is still one budget per stream).
+        self.seeds: list[Processor[Any, Any]]
         if procs is None:
+            self.seeds = [st.factory(report) for st in stages]
             procs = [
-                st.factory(report) if st.applies_to("content") else _Identity() for st in stages
+                seed if st.applies_to("content") else _Identity()
+                for st, seed in zip(stages, self.seeds, strict=True)
             ]
+        else:
+            self.seeds = procs
         self.procs: list[Processor[Any, Any]] = procs
         self.stages = stages
         self.report = report
@@ -515,17 +542,17 @@ class _Chain:
     def fork(self, kind: str) -> _Chain:
         """A chain of the same stages for another text channel of this stream.
 
-        Each processor that defines ``fork()`` shares its stream-wide state with
-        the new one (a budget counts every channel); the others start fresh.
+        Each processor that defines ``fork(kind)`` shares its stream-wide state
+        with the new one (a budget counts every channel); the others start fresh.
         Stages that do not apply to ``kind`` pass the text through.
         """
         procs: list[Processor[Any, Any]] = []
-        for stage, proc in zip(self.stages, self.procs, strict=True):
+        for stage, seed in zip(self.stages, self.seeds, strict=True):
             if not stage.applies_to(kind):
                 procs.append(_Identity())
                 continue
-            fork = getattr(proc, "fork", None)
-            procs.append(fork() if fork is not None else stage.factory(self.report))
+            fork = getattr(seed, "fork", None)
+            procs.append(fork(kind) if fork is not None else stage.factory(self.report))
         return _Chain(
             self.stages, self.report, last=self.last, procs=procs, record=kind == "content"
         )
@@ -535,6 +562,12 @@ class _Chain:
             self.report.record_released(out)
 
     def _lensed(self, item: Any) -> list[Any]:
+        channels = self.channels
+        if channels is not None:  # the hot path of a channel lens
+            out: list[Any] = self.lens.process(item, channels)
+            if channels.halted:
+                self._halt_channels(out)
+            return out
         lens = self.lens
         if lens is None:
             lens = self.find_lens(item)
@@ -544,15 +577,10 @@ class _Chain:
         if not self.text_out:  # values (parsed JSON, say): the lens only reads the text
             return self.feed(lens.unwrap(item))
         if hasattr(lens, "process"):  # a lens with several text channels
-            channels = self.channels
-            if channels is None:
-                channels = self.channels = _Channels(self)
-            out: list[Any] = lens.process(item, channels)
+            channels = self.channels = _Channels(self)
+            out = lens.process(item, channels)
             if channels.halted:
-                self.halted = True
-                out += lens.finish_channels(channels)
-                channels.settle()
-                raise _Halt(out)
+                self._halt_channels(out)
             return out
         try:
             texts = self.feed(lens.unwrap(item))
@@ -560,6 +588,14 @@ class _Chain:
             raise _Halt(lens.wrap(item, halt.out)) from None
         wrapped: list[Any] = lens.wrap(item, texts)
         return wrapped
+
+    def _halt_channels(self, out: list[Any]) -> None:
+        """A channel stopped the stream: end the others (truncated), then halt."""
+        assert self.channels is not None
+        out += self.lens.finish_channels(self.channels)
+        self.channels.settle()
+        self.halted = True
+        raise _Halt(out)
 
     def _rest(self, i: int, out: list[Any]) -> list[Any]:
         """The general path from processor ``i`` on: zero or many items, or a halt."""
@@ -684,13 +720,15 @@ class _Channels:
         """Feed ``text`` to channel ``key`` (of ``kind``); return what it releases now."""
         if not text or self.halted:
             return ""
-        sub = self._get(key, kind)
+        sub = self._subs.get(key)
+        if sub is None:
+            sub = self._get(key, kind)
         try:
             out = sub.feed(text)
         except _Halt as halt:
             self.halted = True
             out = halt.out
-        return "".join(out)
+        return out[0] if len(out) == 1 else "".join(out)
 
     def end(self, key: Any, *, forced: bool | None = None) -> str:
         """End channel ``key`` (its message is over): return what it still held.

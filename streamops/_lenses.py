@@ -64,13 +64,31 @@ class LensError(StreamOpsError, ValueError):
 
 
 def _get(obj: Any, name: str) -> Any:
-    """Read a field of an SDK object or of its wire-format dict."""
+    """Read a field of an SDK object or of its wire-format dict (``None`` if absent).
+
+    Pydantic models are read from their ``__dict__`` and extras: ``getattr``
+    of a missing field goes through ``BaseModel.__getattr__`` and an
+    exception, which cost more per chunk than the text operators.
+    """
+    if type(obj) is dict:
+        return obj.get(name)
+    values = getattr(obj, "__dict__", None)
+    if values is not None:
+        if name in values:
+            return values[name]
+        if hasattr(type(obj), "__pydantic_fields__"):
+            extra = obj.__pydantic_extra__
+            return None if extra is None else extra.get(name)
     if isinstance(obj, dict):
         return obj.get(name)
     return getattr(obj, name, None)
 
 
 _object_setattr = object.__setattr__  # pydantic models refuse plain attribute writes
+# BaseModel's slots, written through their descriptors (no attribute lookup).
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _object_new = object.__new__
 # Per class: (unknown keys go to the extras, the model's fields) for a pydantic
 # model copied the way BaseModel copies, None for anything else.
@@ -112,27 +130,26 @@ def _replace(obj: Any, **changes: Any) -> Any:
         new = _object_new(cls)
         values = obj.__dict__.copy()
         extra = obj.__pydantic_extra__
-        if extra is not None:
-            extra = extra.copy()
-        if allow_extra:
+        if allow_extra and not changes.keys() <= fields.keys():
+            extra = {} if extra is None else extra.copy()
             for key, value in changes.items():
                 if key in fields:
                     values[key] = value
                 else:
-                    if extra is None:
-                        extra = {}
                     extra[key] = value
         else:
             values.update(changes)
+            if extra is not None:
+                extra = extra.copy()
         _object_setattr(new, "__dict__", values)
-        _object_setattr(new, "__pydantic_extra__", extra)
+        _set_extra(new, extra)
         fields_set = obj.__pydantic_fields_set__.copy()  # not union(): it may grow the table
         fields_set.update(changes)
-        _object_setattr(new, "__pydantic_fields_set__", fields_set)
-        private = getattr(obj, "__pydantic_private__", None)
+        _set_fields_set(new, fields_set)
+        private = obj.__pydantic_private__
         if private is not None:
             private = {k: v for k, v in private.items() if v is not PydanticUndefined}
-        _object_setattr(new, "__pydantic_private__", private)
+        _set_private(new, private)
         return new
     model_copy = getattr(obj, "model_copy", None)
     if model_copy is not None:
@@ -186,6 +203,10 @@ class _ChannelLens(abc.ABC):
 
     __slots__ = ("_n", "_pending", "truncated")
 
+    # False when the lens never holds a chunk and its _process sets ``truncated``
+    # itself: process() then skips the generic hooks (the per-chunk hot path).
+    _generic = True
+
     def __init__(self) -> None:
         self._n = 0
         # Boundary chunks held until the next chunk says whether the message was cut.
@@ -228,6 +249,8 @@ class _ChannelLens(abc.ABC):
     def process(self, chunk: Any, channels: Any, /) -> list[Any]:
         """Return the chunks to emit for ``chunk`` (see the class docstring)."""
         self._n += 1
+        if not self._generic:
+            return self._process(chunk, channels)
         if self._cuts(chunk):
             self.truncated = True
         if self._holds(chunk):
@@ -350,6 +373,19 @@ _OPENAI_FIELDS = (
     ("reasoning_content", "reasoning"),
     ("reasoning", "reasoning"),
 )
+_OPENAI_KINDS = dict(_OPENAI_FIELDS)
+_OPENAI_RANK = {field: rank for rank, (field, _) in enumerate(_OPENAI_FIELDS)}
+
+
+def _fields(obj: Any) -> Any:
+    """The (name, value) pairs of a dict or an SDK model (fields and extras)."""
+    if type(obj) is dict:
+        return obj.items()
+    values = getattr(obj, "__dict__", None)
+    if values is None:
+        return ()
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return (*values.items(), *extra.items()) if extra else values.items()
 
 
 class OpenAIChatLens(_ChannelLens):
@@ -431,6 +467,8 @@ class OpenAIChatLens(_ChannelLens):
                 out.append(args)
         return out
 
+    _generic = False
+
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
         choice = self._choice(chunk)
         if choice is None:  # the usage chunk (empty choices)
@@ -438,14 +476,24 @@ class OpenAIChatLens(_ChannelLens):
         self._template = chunk
         delta = _get(choice, "delta")
         changes: dict[str, str] = {}
-        for field, kind in _OPENAI_FIELDS:
-            text = _get(delta, field)
-            if isinstance(text, str) and text:
-                out = channels.feed(field, kind, text)
-                if out != text:
-                    changes[field] = out
-        calls = _get(delta, "tool_calls")
+        calls: Any = None
         new_calls: list[Any] | None = None
+        # Only the fields the delta has (most deltas have one), not a probe of each;
+        # fed in one fixed order (content first), whatever the order of the keys.
+        found: list[tuple[int, str, str]] = []
+        for field, value in _fields(delta):
+            if field == "tool_calls":
+                calls = value
+                continue
+            rank = _OPENAI_RANK.get(field)
+            if rank is not None and value and type(value) is str:
+                found.append((rank, field, value))
+        if len(found) > 1:
+            found.sort()
+        for _, field, value in found:
+            out = channels.feed(field, _OPENAI_KINDS[field], value)
+            if out != value:
+                changes[field] = out
         if calls:
             for k, call in enumerate(calls):
                 function = _get(call, "function")
@@ -456,7 +504,10 @@ class OpenAIChatLens(_ChannelLens):
                         if new_calls is None:
                             new_calls = list(calls)
                         new_calls[k] = _replace(call, function=_replace(function, arguments=out))
-        if _get(choice, "finish_reason") is not None:  # every channel of the message ends
+        finish = _get(choice, "finish_reason")
+        if finish is not None:  # every channel of the message ends
+            if finish in _CUT_FINISHES:
+                self.truncated = True
             for key in channels.open_keys():  # its held text goes in this chunk, in order
                 text = channels.end(key)
                 if not text:
@@ -479,10 +530,6 @@ class OpenAIChatLens(_ChannelLens):
         from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
         return ChoiceDeltaToolCall.model_validate(call)
-
-    def _cuts(self, chunk: Any) -> bool:
-        choices = _get(chunk, "choices")
-        return bool(choices) and _get(choices[0], "finish_reason") in _CUT_FINISHES
 
     @staticmethod
     def _write(

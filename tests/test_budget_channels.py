@@ -39,74 +39,6 @@ def splits(text: str, size: int = 4) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-@pytest.fixture
-def kinds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let the chain tell a budget's fork which kind of channel it counts.
-
-    ``_Chain.fork(kind)`` calls ``proc.fork()`` without the kind, so a budget
-    labels the channels it did not start with ``"other"`` in
-    ``channel_tokens``. This is the change asked of ``_core.py``: pass the kind
-    to processors whose ``fork`` takes it. (Harmless once it is made.)
-    """
-    from streamops._budget import _BudgetCore
-    from streamops._core import _Chain, _Identity
-
-    def fork(self: Any, kind: str) -> Any:
-        procs: list[Any] = []
-        for stage, proc in zip(self.stages, self.procs, strict=True):
-            if not stage.applies_to(kind):
-                procs.append(_Identity())
-                continue
-            make = getattr(proc, "fork", None)
-            if make is None:
-                procs.append(stage.factory(self.report))
-            else:
-                procs.append(make(kind) if isinstance(proc, _BudgetCore) else make())
-        return _Chain(
-            self.stages, self.report, last=self.last, procs=procs, record=kind == "content"
-        )
-
-    monkeypatch.setattr(_Chain, "fork", fork)
-
-
-@pytest.fixture
-def flush(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let a halt in one channel end the stream's own chain like the others.
-
-    ``_Chain._lensed`` marks the chain halted *before* ending the open
-    channels, so when another channel cuts the stream, the answer's channel
-    (the chain itself) drops what its processors held instead of ending
-    them: text a budget had counted and not yet released is lost (never a
-    leak: a held secret prefix is dropped too). The change asked of
-    ``_core.py``: set ``self.halted = True`` after ``finish_channels`` and
-    ``settle``. (Harmless once it is made.)
-    """
-    from streamops._core import _Chain, _Channels, _Halt, _WrongChunk
-
-    def _lensed(self: Any, item: Any) -> list[Any]:
-        lens = self.lens
-        if lens is None:
-            lens = self.find_lens(item)
-            if lens is None:
-                raise _WrongChunk(item)
-            self.lens = lens
-        if not self.text_out or not hasattr(lens, "process"):
-            return original(self, item)
-        channels = self.channels
-        if channels is None:
-            channels = self.channels = _Channels(self)
-        out: list[Any] = lens.process(item, channels)
-        if channels.halted:
-            out += lens.finish_channels(channels)
-            channels.settle()
-            self.halted = True
-            raise _Halt(out)
-        return out
-
-    original = _Chain._lensed
-    monkeypatch.setattr(_Chain, "_lensed", _lensed)
-
-
 def usage_of(stream: Any) -> so.BudgetUsage:
     usage = stream.report["budget"]
     assert isinstance(usage, so.BudgetUsage)
@@ -209,7 +141,7 @@ class ATracked:
 
 
 @pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
-def test_reasoning_tokens_count_against_the_answer(objects: bool, kinds: None) -> None:
+def test_reasoning_tokens_count_against_the_answer(objects: bool) -> None:
     reasoning = "one two three four five six seven eight"
     assert ntok(reasoning) == 8
     source = Tracked(openai_chunks(objects=objects, reasoning=reasoning))
@@ -241,7 +173,7 @@ def test_the_cut_can_fall_in_the_reasoning(objects: bool) -> None:
 
 
 @pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
-def test_every_channel_counts_exactly_within_budget(objects: bool, kinds: None) -> None:
+def test_every_channel_counts_exactly_within_budget(objects: bool) -> None:
     stream = so.budget(max_tokens=1000)(openai_chunks(objects=objects, tools=True))
     out = list(stream)
     assert field(out, "reasoning_content") == REASONING
@@ -295,7 +227,7 @@ def test_channels_option_without_the_answer_is_still_one_budget() -> None:
     assert usage_of(stream).completion_tokens == 3
 
 
-def test_interleaved_channels_share_one_allowance(flush: None) -> None:
+def test_interleaved_channels_share_one_allowance() -> None:
     # Tokens count in the order they arrive; in one chunk, content comes first.
     chunks = [
         oa({"reasoning_content": "alpha beta", "content": "one two"}),
@@ -433,7 +365,7 @@ def blocks(out: list[Any]) -> dict[int, str]:
 
 
 @pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
-def test_anthropic_thinking_text_and_tool_input_are_one_budget(objects: bool, kinds: None) -> None:
+def test_anthropic_thinking_text_and_tool_input_are_one_budget(objects: bool) -> None:
     stream = so.budget(max_tokens=1000)(anthropic_events(objects=objects))
     out = list(stream)
     got = blocks(out)
@@ -586,12 +518,9 @@ async def test_cancelled_ledger_stream_on_channels_charges_what_it_released() ->
 @pytest.mark.parametrize("order", ["budget_first", "redact_first"])
 @pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
 @pytest.mark.parametrize("cut", range(1, 16))
-@pytest.mark.parametrize("fixed", [False, True], ids=["core", "flush"])
 def test_a_cut_in_reasoning_never_leaks_a_partial_secret_in_content(
-    order: str, objects: bool, cut: int, fixed: bool, request: pytest.FixtureRequest
+    order: str, objects: bool, cut: int
 ) -> None:
-    if fixed:
-        request.getfixturevalue("flush")
     chunks = [
         oa({"content": "use " + KEY[:6]}),
         oa({"content": KEY[6:14]}),
@@ -629,12 +558,7 @@ def test_a_cut_never_leaks_on_anthropic_channels(order: str, cut: int) -> None:
 
 
 @pytest.mark.parametrize("order", ["budget_first", "redact_first"])
-@pytest.mark.parametrize("fixed", [False, True], ids=["core", "flush"])
-async def test_ledger_cut_never_leaks_across_channels(
-    order: str, fixed: bool, request: pytest.FixtureRequest
-) -> None:
-    if fixed:
-        request.getfixturevalue("flush")
+async def test_ledger_cut_never_leaks_across_channels(order: str) -> None:
     for cut in range(1, 16):
         chunks = [
             oa({"content": "use " + KEY[:12]}),
