@@ -35,6 +35,7 @@ as :meth:`tiktoken.Encoding.encode_ordinary` does.
 from __future__ import annotations
 
 import functools
+import unicodedata
 import hashlib
 import os
 import tempfile
@@ -307,19 +308,32 @@ class _Splitter:
         """
         if self.sync is not None:
             m = self.sync.search(text)
-            if m is not None:
+            if m is not None and not _unsure(text[m.start() : m.end()]):
                 return m.end()
         if not scan:
             return 0
         starts = self.piece_starts(text)
         # Encoding the committed text on its own must split it as the whole
         # text does; a cut right after whitespace would not (``\s++$`` and
-        # ``\s+(?!\S)`` see the end of text), so such cuts are skipped.
+        # ``\s+(?!\S)`` see the end of text), so such cuts are skipped, and so
+        # are cuts next to a character the two regex engines may class apart.
         for i in range(len(starts) - _PROVISIONAL_PIECES - 1, 0, -1):
             cut = starts[i]
-            if not text[cut - 1].isspace():
+            if not text[cut - 1].isspace() and not _unsure(text[starts[i - 1] : starts[i + 1]]):
                 return cut
         return 0
+
+
+def _unsure(text: str) -> bool:
+    """Whether ``text`` has a character unassigned in this Python's Unicode database.
+
+    The ``regex`` module, tiktoken's Rust regex and ``unicodedata`` each carry
+    their own Unicode version: a character assigned in a newer one (a letter
+    to ``regex``, punctuation to tiktoken) splits into pieces differently, so
+    no cut is final next to one. Such characters are rare: ASCII text skips
+    the check.
+    """
+    return not text.isascii() and any(unicodedata.category(c) == "Cn" for c in text)
 
 
 @functools.cache

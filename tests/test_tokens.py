@@ -234,3 +234,17 @@ def test_piece_rules_hold_exhaustively(pattern: str) -> None:
 def test_piece_starts_fall_back_when_the_pattern_skips_text() -> None:
     splitter = _Splitter(r"\w+")
     assert splitter.piece_starts("ab, cd") == [0, 4, 6]
+
+
+def test_no_cut_next_to_a_character_the_regex_engines_class_apart() -> None:
+    """Found by the ledger property: U+3D000 is a letter to ``regex``, not to tiktoken.
+
+    A cut after it looked final to our splitter and counted ``'ll`` as one
+    token, where tiktoken, seeing the whole text, makes ``'`` and ``ll``.
+    """
+    text = " :\U0003d000'll\r\n"
+    for k in range(len(text) + 1):
+        counter = so.TokenCounter(ENC)
+        counter.feed(text[:k])
+        counter.feed(text[k:])
+        assert counter.count() == len(ENC.encode_ordinary(text))
