@@ -49,6 +49,7 @@ from ._core import (
     register_lens,
 )
 from ._errors import (
+    AsyncioRequiredError,
     ChunkTypeError,
     StreamOpsError,
 )
@@ -155,6 +156,7 @@ __all__ = (
     "AnthropicLens",
     "AsyncStream",
     "AsyncTeeBranch",
+    "AsyncioRequiredError",
     "Backoff",
     "BudgetExceeded",
     "BudgetPolicy",

@@ -47,7 +47,7 @@ from ._core import (
     _find_lens,
     _Halt,
 )
-from ._errors import ChunkTypeError, StreamOpsError
+from ._errors import ChunkTypeError, StreamOpsError, require_asyncio
 from ._ledger import Ledger, LedgerUnavailable, MemoryLedger, RedisLedger, Reservation
 from ._pricing import DEFAULT_PRICES, ModelPrice, PriceTable, PricingError
 from ._report import StopReason, StreamReport
@@ -845,6 +845,7 @@ class _LedgerBudget(ShellStage):
         lens: Lens | ChannelLens | None = None  # reads what each chunk may need
         index = 0
         try:
+            require_asyncio("budget(ledger=...)")  # its settlement is shielded on asyncio
             # A first share before the first pull: a key with budget left gives
             # every stream some; a key with none ends it without a request.
             await reserve(1, spec.block)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ("ChunkTypeError", "StreamOpsError")
+__all__ = ("AsyncioRequiredError", "ChunkTypeError", "StreamOpsError")
 
 
 class StreamOpsError(Exception):
@@ -57,3 +57,37 @@ class ChunkTypeError(StreamOpsError, TypeError):
         super().__init__(message)
         self.index = index
         self.chunk_type = type(chunk)
+
+
+class AsyncioRequiredError(StreamOpsError, RuntimeError):
+    """Raised when an async stream that needs asyncio is pulled outside it.
+
+    :func:`~streamops.timeout` and :func:`~streamops.cancellable` (the loop's
+    clock, timer handles, ``Task.cancel()``), :func:`~streamops.retry` (its
+    backoff sleeps and shielded side effects) and a budget with a ledger (its
+    shielded settlement) run on asyncio; under trio (or with no loop at all)
+    the first pull raises this error, after closing the upstream. The text
+    operators (redact, budget without a ledger, parse_json, collect) need no
+    event loop and work under trio too. It is not raised for sync streams.
+
+    >>> print(AsyncioRequiredError("timeout"))
+    timeout() needs asyncio: iterate the stream inside an asyncio task ...
+    """
+
+    def __init__(self, name: str) -> None:
+        call = name if name.endswith(")") else f"{name}()"
+        super().__init__(
+            f"{call} needs asyncio: iterate the stream inside an asyncio task (e.g. under"
+            " asyncio.run()); no asyncio event loop is running in this thread, and trio or"
+            " other event loops are not supported"
+        )
+
+
+def require_asyncio(name: str) -> None:
+    """Raise :class:`AsyncioRequiredError` unless an asyncio loop runs in this thread."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise AsyncioRequiredError(name) from None

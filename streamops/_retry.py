@@ -58,7 +58,7 @@ from ._core import (
     _start,
     _start_async,
 )
-from ._errors import StreamOpsError
+from ._errors import StreamOpsError, require_asyncio
 from ._report import EventCallback, StopReason, StreamReport
 
 _Reader = Lens | ChannelLens  # what reads the text of provider chunks
@@ -921,6 +921,7 @@ async def _async_attempts(
     n_out = chunks = 0
     _start_async(report)
     try:
+        require_asyncio("retry")  # backoff sleeps and shielded side effects
         while True:
             error: Exception | None = None
             chunks = 0

@@ -43,7 +43,7 @@ from typing import Any, Literal, TypeAlias
 from pydantic import BaseModel
 
 from ._core import Operator, ShellStage
-from ._errors import StreamOpsError
+from ._errors import AsyncioRequiredError, StreamOpsError
 from ._report import StopReason, StreamReport
 
 __all__: list[str] = ["CancelToken", "StreamTimeout", "cancellable", "timeout"]
@@ -90,26 +90,6 @@ class StreamTimeout(StreamOpsError, TimeoutError):
         self.after = after
         self.allowed = allowed
         self.chunks = chunks
-
-
-class AsyncioRequiredError(StreamOpsError, RuntimeError):
-    """Raised when a stream with :func:`timeout` or :func:`cancellable` is pulled outside asyncio.
-
-    Their async shells use asyncio's event loop (its clock, its timer handles,
-    ``Task.cancel()``), so they must be iterated inside an asyncio task; under
-    trio (or with no loop at all) the first pull raises this error, after
-    closing the upstream. It is not raised for sync streams, which need no loop.
-
-    >>> print(AsyncioRequiredError("timeout"))
-    timeout() needs asyncio: iterate the stream inside an asyncio task ...
-    """
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"{name}() needs asyncio: iterate the stream inside an asyncio task (e.g. under"
-            " asyncio.run()); no asyncio event loop is running in this thread, and trio or"
-            " other event loops are not supported"
-        )
 
 
 class CancelToken:

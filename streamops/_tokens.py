@@ -35,11 +35,11 @@ as :meth:`tiktoken.Encoding.encode_ordinary` does.
 from __future__ import annotations
 
 import functools
-import unicodedata
 import hashlib
 import os
 import tempfile
 import types
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
