@@ -383,71 +383,18 @@ class RetryReport(BaseModel):
 # --------------------------------------------------------------------------
 
 _BINARY = (bytes, bytearray, memoryview)
-# Provider events that frame a message but carry none of its output (Anthropic
-# Messages, OpenAI Responses). Held before the first text, they are released
-# with it, so a retry never sends a second ``message_start``.
-_FRAMING_EVENTS = frozenset(
-    {
-        "message_start",
-        "content_block_start",
-        "content_block_stop",
-        "message_delta",
-        "message_stop",
-        "ping",
-        "response.created",
-        "response.queued",
-        "response.in_progress",
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.content_part.done",
-        "response.output_item.done",
-        "response.output_text.done",
-        "response.completed",
-        "response.incomplete",
-    }
-)
 
 
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-
-
-def _fields(obj: Any) -> Iterable[tuple[str, Any]]:
-    if isinstance(obj, dict):
-        return obj.items()
-    if isinstance(obj, BaseModel):
-        return obj  # pydantic iterates (name, value), extra fields included
-    return ()
-
-
-def _side_channel(chunk: Any) -> bool:
-    """Whether a chunk with no content text carries another channel's output."""
-    kind = _get(chunk, "type")
-    choices = _get(chunk, "choices")
-    if isinstance(choices, list):  # OpenAI chat: refusal, reasoning, tool calls
-        return any(v for c in choices for k, v in _fields(_get(c, "delta")) if k != "role")
-    if kind == "content_block_delta":  # Anthropic: thinking, tool input, signature
-        return any(v for k, v in _fields(_get(chunk, "delta")) if k != "type")
-    if isinstance(kind, str) and kind.startswith("response."):
-        return kind.endswith(".delta") and bool(_get(chunk, "delta"))
-    if kind in _FRAMING_EVENTS:
-        return False
-    # LangChain message chunks: content blocks (reasoning), tool-call chunks, kwargs.
-    extra = _get(chunk, "additional_kwargs")
-    return bool(
-        _get(chunk, "tool_call_chunks")
-        or (isinstance(extra, dict) and any(extra.values()))
-        or (kind is None and _get(chunk, "content"))
-    )
-
-
+# Provider events that frame a message but carry none of its output (a role
+# chunk, Anthropic's message_start, a tool call's header) are held before the
+# first text and released with it, so a retry never sends a second one.
 def _carries_output(chunk: Any, lens: _Reader | None) -> bool:
     """Whether handing ``chunk`` to the consumer commits the stream.
 
     ``str`` and bytes chunks carry text when non-empty. Provider chunks carry
-    output when their lens reads text from them or another channel (refusal,
-    reasoning, tool calls) is non-empty. A chunk no lens knows counts as output:
-    a duplicate is worse than a retry not made.
+    output when their lens reads text from any of their channels (answer,
+    refusal, reasoning, tool-call arguments: ``texts()``). A chunk no lens
+    knows counts as output: a duplicate is worse than a retry not made.
     """
     if isinstance(chunk, str):
         return chunk != ""
@@ -456,9 +403,8 @@ def _carries_output(chunk: Any, lens: _Reader | None) -> bool:
     if lens is None:
         return True
     try:
-        if lens.unwrap(chunk):
-            return True
-        return _side_channel(chunk)
+        texts = getattr(lens, "texts", None)
+        return any(texts(chunk)) if texts is not None else bool(lens.unwrap(chunk))
     except Exception:
         return True
 

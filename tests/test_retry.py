@@ -1370,14 +1370,18 @@ def test_anthropic_framing_is_never_sent_twice(fmt: str) -> None:
 
 
 def test_tool_call_and_reasoning_chunks_commit_at_once() -> None:
-    """Side channels carry output: they are released at once and commit the stream."""
+    """Side channels carry output: their text is released at once and commits the stream.
+
+    (A tool call's header alone, a name and no arguments yet, is framing: it is
+    held like a role chunk, so a failure right after it is still retried.)
+    """
     tool = {
         "choices": [
             {
                 "index": 0,
                 "delta": {
                     "tool_calls": [
-                        {"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}
+                        {"index": 0, "id": "c1", "function": {"name": "f", "arguments": '{"a'}}
                     ]
                 },
             }
