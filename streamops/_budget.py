@@ -44,8 +44,8 @@ from ._core import (
     ShellStage,
     _Chain,
     _check_channels,
-    _find_lens,
     _Halt,
+    _lens_for,
 )
 from ._errors import ChunkTypeError, StreamOpsError, require_asyncio
 from ._ledger import Ledger, LedgerUnavailable, MemoryLedger, RedisLedger, Reservation
@@ -777,7 +777,10 @@ class _LedgerBudget(ShellStage):
             return made[-1]
 
         chain = _Chain(
-            [ProcessorStage(self.name, factory, channels=spec.channels)], report, last=False
+            [ProcessorStage(self.name, factory, channels=spec.channels)],
+            report,
+            last=False,
+            find_lens=report.lens_factory,
         )
         main = made[0] if made else None  # the channel a str chunk goes to
 
@@ -871,7 +874,7 @@ class _LedgerBudget(ShellStage):
                     need = pool.need_for([item], into=main)
                 else:
                     if lens is None:
-                        lens = _find_lens(item)
+                        lens = _lens_for(report, item)
                         if lens is None:
                             raise ChunkTypeError(index, item, "str", _LENS_HINT)
                     need = pool.need_for(_texts(lens, item))

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, PrivateAttr, computed_field
 
-from ._core import AsyncStream, Operator, ProcessorStage, SyncStream, _find_lens
+from ._core import AsyncStream, Operator, ProcessorStage, SyncStream, _lens_for
 from ._report import ChunkEvent, Event, StopReason, StreamReport, format_event
 from ._tokens import get_encoding
 
@@ -245,7 +245,7 @@ class _Collector:
                 parts.append(chunk)
                 continue
             if lens is None:
-                lens = _find_lens(chunk)
+                lens = _lens_for(self.report, chunk)
                 if lens is None:
                     continue
             try:

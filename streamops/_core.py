@@ -329,6 +329,12 @@ def _find_lens(chunk: Any) -> Lens | ChannelLens | None:
     return None
 
 
+def _lens_for(report: StreamReport, chunk: Any) -> Lens | ChannelLens | None:
+    """A fresh lens for ``chunk``: the stream's own ``lens=`` if it was given one."""
+    factory = report.lens_factory
+    return _find_lens(chunk) if factory is None else factory(chunk)
+
+
 SourceAdapter = Callable[["Operator[Any, Any]", Any, dict[str, Any]], Any]
 _SOURCE_ADAPTERS: list[tuple[Callable[[Any], bool], SourceAdapter]] = []
 
@@ -1539,6 +1545,8 @@ class Operator(Generic[In, Out]):
             report = StreamReport(on_event=on_event)
         elif on_event is not None:
             report.subscribe(on_event)
+        if lens is not None:
+            report.lens_factory = lens
         unstarted = [it] if owner is None else [it, owner]
         gen = self._build(it, owner, unstarted, report, lens, is_async=is_async)
         if is_async:

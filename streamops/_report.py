@@ -115,6 +115,7 @@ class StreamReport:
         "cuts",
         "error",
         "events",
+        "lens_factory",
         "sections",
         "stop_detail",
         "stop_reason",
@@ -139,6 +140,9 @@ class StreamReport:
         self.sections: dict[str, BaseModel] = {}
         self.events: list[Event] = []
         self.clock = clock
+        # The stream's own lens lookup (``op(source, lens=...)``), for stages
+        # that read provider chunks themselves (collect, a ledger budget, retry).
+        self.lens_factory: Callable[[Any], Any] | None = None
         # (callback, kinds) pairs; kinds None means every event.
         self._callbacks: list[tuple[EventCallback, frozenset[str] | None]] = []
         self._released: list[str] = []

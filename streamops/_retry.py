@@ -53,7 +53,7 @@ from ._core import (
     Lens,
     SyncStream,
     _end,
-    _find_lens,
+    _lens_for,
     _on_error,
     _start,
     _start_async,
@@ -526,7 +526,7 @@ class _RetryState:
         if self.buffered:
             return []
         if self.probe is None and not isinstance(item, (str, *_BINARY)):
-            self.probe = _find_lens(item)
+            self.probe = _lens_for(self.report, item)
         if not _carries_output(item, self.probe):
             return []
         self.held = []
@@ -543,7 +543,7 @@ class _RetryState:
             self.report.record_released([item])
             return
         if self.lens is None:
-            self.lens = _find_lens(item)
+            self.lens = _lens_for(self.report, item)
         if self.lens is not None:
             self.texts.append(self.lens.unwrap(item))
 
@@ -1041,6 +1041,7 @@ def retry(
     sleep: Callable[[float], object] | None = ...,
     on_event: EventCallback | None = ...,
     report: StreamReport | None = ...,
+    lens: Callable[[Any], Any] | None = ...,
 ) -> AsyncStream[T]: ...
 
 
@@ -1060,6 +1061,7 @@ def retry(
     sleep: Callable[[float], object] | None = ...,
     on_event: EventCallback | None = ...,
     report: StreamReport | None = ...,
+    lens: Callable[[Any], Any] | None = ...,
 ) -> SyncStream[T]: ...
 
 
@@ -1078,6 +1080,7 @@ def retry(
     sleep: Callable[[float], object] | None = None,
     on_event: EventCallback | None = None,
     report: StreamReport | None = None,
+    lens: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Stream from ``factory()``, retrying failures that happen before anything escaped.
 
@@ -1132,6 +1135,9 @@ def retry(
       cancellation is re-raised after); a callback still running at the
       deadline is cancelled, recorded (``side_effects_interrupted``) and
       :class:`SideEffectError` raised (or the cancellation, if there was one).
+    - ``lens``: how to read provider chunks this stream cannot recognise (a
+      lens factory, as ``op(source, lens=...)`` takes): the commit point and
+      the released text read them through it.
     - ``sleep``: the wait function, ``asyncio.sleep`` for async streams (so
       virtual time such as ``looptime`` makes it instant) and ``time.sleep``
       (blocking) for sync ones; inject one to test.
@@ -1208,6 +1214,8 @@ def retry(
         report = StreamReport(on_event=on_event)
     elif on_event is not None:
         report.subscribe(on_event)
+    if lens is not None:
+        report.lens_factory = lens
     state = _RetryState(
         factories,
         attempts=attempts,

@@ -481,3 +481,62 @@ def test_a_callable_replacement_is_not_given_a_partial_match_at_a_cut() -> None:
         for t, f in [("id=ABC-12", None), ("", "length")]
     ]
     assert _content(list(op(chunks))) == "id=[REDACTED]"
+
+
+# -- a per-call lens= reaches every stage that reads chunks -----------------------
+
+
+class Msg:
+    """A chunk type no registered lens knows."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class MsgLens:
+    def unwrap(self, chunk: Any, /) -> str:
+        return str(chunk.text)
+
+    def wrap(self, chunk: Any, texts: list[str], /) -> list[Any]:
+        return [Msg("".join(texts))]
+
+    def finish(self, texts: list[str], /) -> list[Any]:
+        return [Msg("".join(texts))] if texts else []
+
+
+def msg_lens(chunk: Any) -> MsgLens | None:
+    return MsgLens() if isinstance(chunk, Msg) else None
+
+
+def test_per_call_lens_reaches_collect_and_ledger_budget() -> None:
+    msgs = [Msg("mail a@"), Msg("b.co"), Msg(" done")]
+    stream = (so.collect() | so.redact(["email"]))(msgs, lens=msg_lens)
+    assert "".join(m.text for m in stream) == "mail [EMAIL] done"
+    assert so.Collected.of(stream).text == "mail a@b.co done"
+
+    async def ledgered() -> str:
+        op = so.budget(max_tokens=100, ledger=so.MemoryLedger(limit=100), key="k")
+        out = [m async for m in op(_aiter(msgs), lens=msg_lens)]
+        return "".join(m.text for m in out)
+
+    assert asyncio.run(ledgered()) == "mail a@b.co done"
+
+
+def test_per_call_lens_reaches_retry() -> None:
+    calls: list[int] = []
+
+    def upstream() -> Iterator[Any]:
+        calls.append(1)
+        yield Msg("")  # no text: framing, held
+        if len(calls) == 1:
+            raise ConnectionResetError("before any text")
+        yield Msg("hello")
+
+    stream = so.retry(upstream, backoff=so.Backoff(initial=0, jitter=0), lens=msg_lens)
+    assert [m.text for m in stream] == ["", "hello"]
+    assert len(calls) == 2
+
+
+async def _aiter(items: list[Any]) -> AsyncGenerator[Any, None]:
+    for item in items:
+        yield item
