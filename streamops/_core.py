@@ -955,8 +955,15 @@ async def _aclose(source: object) -> None:
 _CLOSING: set[asyncio.Task[None]] = set()  # closes of dropped streams, kept alive while running
 
 
-async def _aclose_all(sources: list[object]) -> None:
-    for obj in sources:
+def _close_all(*objs: object) -> None:
+    """Close each object in turn (``None`` and objects without ``close`` are skipped)."""
+    for obj in objs:
+        _close(obj)
+
+
+async def _aclose_all(*objs: object) -> None:
+    """Close each object in turn, the async way (see :func:`_aclose`)."""
+    for obj in objs:
         await _aclose(obj)
 
 
@@ -1371,7 +1378,7 @@ class AsyncStream(AsyncIterator[T]):
                 if isinstance(obj, _Awaited):
                     obj.__del__()
             return
-        task = loop.create_task(_aclose_all(sources))
+        task = loop.create_task(_aclose_all(*sources))
         _CLOSING.add(task)
         task.add_done_callback(_CLOSING.discard)
 

@@ -52,6 +52,8 @@ from ._core import (
     ChannelLens,
     Lens,
     SyncStream,
+    _aclose_all,
+    _close_all,
     _end,
     _lens_for,
     _on_error,
@@ -773,13 +775,6 @@ def _sync_iter(made: object) -> Iterator[Any]:
     return iter(made)
 
 
-def _close_sync(*objs: object) -> None:
-    for obj in objs:
-        close = getattr(obj, "close", None)
-        if close is not None:
-            close()
-
-
 def _sync_attempts(
     state: _RetryState, sleep: Callable[[float], object]
 ) -> Generator[Any, None, None]:
@@ -820,7 +815,7 @@ def _sync_attempts(
                         n_out += 1
                         yield out
                     committed = state.committed
-            _close_sync(it, made)  # before any wait: the next attempt starts clean
+            _close_all(it, made)  # before any wait: the next attempt starts clean
             made = it = None
             if error is not None:
                 sleep(state.failed(error, chunks))
@@ -838,7 +833,7 @@ def _sync_attempts(
     finally:
         report.chunks_in = report.chunks_out = n_out
         state.stopped(chunks)
-        _close_sync(it, made)
+        _close_all(it, made)
         _end(report)
 
 
@@ -846,15 +841,6 @@ def _async_iter(made: object) -> AsyncIterator[Any]:
     if not hasattr(made, "__aiter__"):
         raise _not_a_stream(made, "an async", _KIND_HINT)
     return made.__aiter__()  # type: ignore[no-any-return]
-
-
-async def _close_async(*objs: object) -> None:
-    for obj in objs:
-        close = getattr(obj, "aclose", None) or getattr(obj, "close", None)
-        if close is not None:
-            result = close()
-            if inspect.isawaitable(result):
-                await result
 
 
 async def _async_attempts(
@@ -900,7 +886,7 @@ async def _async_attempts(
                         n_out += 1
                         yield out
                     committed = state.committed
-            await _close_async(it, made)  # before any wait: the next attempt starts clean
+            await _aclose_all(it, made)  # before any wait: the next attempt starts clean
             made = it = None
             if error is not None:
                 await sleep(state.failed(error, chunks))
@@ -918,7 +904,7 @@ async def _async_attempts(
     finally:
         report.chunks_in = report.chunks_out = n_out
         state.stopped(chunks)
-        await _close_async(it, made)
+        await _aclose_all(it, made)
         _end(report)
 
 
@@ -972,7 +958,7 @@ class _RetrySyncStream(SyncStream[T]):
     def close(self) -> None:
         """Stop the stream and close the upstream; harmless if already closed."""
         super().close()
-        _close_sync(self._state.discard())
+        _close_all(self._state.discard())
 
 
 class _RetryAsyncStream(AsyncStream[T]):
@@ -987,7 +973,7 @@ class _RetryAsyncStream(AsyncStream[T]):
     async def aclose(self) -> None:
         """Stop the stream and close the upstream; harmless if already closed."""
         await super().aclose()
-        await _close_async(self._state.discard())
+        await _aclose_all(self._state.discard())
 
 
 # --------------------------------------------------------------------------
@@ -1206,7 +1192,7 @@ def retry(
         for cb in callbacks:
             if inspect.iscoroutinefunction(cb):
                 if pending is not None:
-                    _close_sync(pending.value)
+                    _close_all(pending.value)
                 raise TypeError(
                     f"retry: on_success callback {cb.__qualname__} is async but the stream is sync"
                 )
