@@ -540,3 +540,23 @@ def test_per_call_lens_reaches_retry() -> None:
 async def _aiter(items: list[Any]) -> AsyncGenerator[Any, None]:
     for item in items:
         yield item
+
+
+def test_a_stream_left_open_at_asyncio_run_shutdown_closes_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src = SDKAsyncStream(WORDS)
+    timed = SDKAsyncStream(WORDS)
+
+    async def main() -> None:
+        stream = (so.redact() | so.budget(max_tokens=40))(src)
+        await stream.__anext__()  # one piece, then the app returns without closing
+        other = (so.timeout(idle=5) | so.redact())(timed)
+        await other.__anext__()
+        main.streams = (stream, other)  # type: ignore[attr-defined]
+
+    with caplog.at_level("ERROR", logger="asyncio"):
+        asyncio.run(main())
+    assert [r.getMessage() for r in caplog.records] == []
+    assert src.closed == 1
+    assert timed.closed == 1
