@@ -25,7 +25,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from itertools import pairwise
 from typing import Annotated, Any, get_args, get_origin
 
-import pytest
 import regex
 from anthropic.types import RawMessageStreamEvent
 from hypothesis import assume, given, settings
@@ -683,7 +682,6 @@ def channel(kind: str, chunks: list[Any], name: str) -> str:
     return "".join(texts)
 
 
-@pytest.mark.xfail(strict=False, reason="side channels: in progress")
 @given(
     st.sampled_from(SIDE_KINDS),
     separate_text,

@@ -519,9 +519,13 @@ class _Chain:
             out: list[Any] = lens.finish_channels(channels)
             channels.settle()
             return out
-        out = self.end()
+        forced = self.halted or self._cut() or bool(getattr(lens, "truncated", False))
+        out = self.end(forced)
         if lens is not None and self.text_out:
-            final: list[Any] = lens.finish(out)
+            # A lens may hold part of a unit the cut left incomplete (the bytes of
+            # half a character): ``truncate`` drops it where ``finish`` would fail.
+            end = getattr(lens, "truncate", None) if forced else None
+            final: list[Any] = lens.finish(out) if end is None else end(out)
             return final
         return out
 

@@ -341,6 +341,12 @@ class BytesLens:
         text = "".join(texts) + tail
         return [text.encode()] if text else []
 
+    def truncate(self, texts: list[str], /) -> list[Any]:
+        """The stream was cut: the bytes of a character it left incomplete are dropped."""
+        self._decoder.reset()
+        text = "".join(texts)
+        return [text.encode()] if text else []
+
 
 # --------------------------------------------------------------------------
 # OpenAI Chat Completions
