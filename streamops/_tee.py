@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
+from ._core import _aclose_all, _close_all, _open_source
 from ._errors import StreamOpsError
 
 __all__ = ("AsyncTeeBranch", "TeeBranch", "TeeOverflowError", "tee")
@@ -67,6 +68,7 @@ class _Shared:
         "live",
         "max_buffer",
         "overflowed",
+        "owner",
         "policy",
         "pulled",
         "pulling",
@@ -75,8 +77,11 @@ class _Shared:
         "upstream",
     )
 
-    def __init__(self, upstream: Any, n: int, max_buffer: int | None, policy: Overflow) -> None:
+    def __init__(
+        self, upstream: Any, n: int, max_buffer: int | None, policy: Overflow, owner: object
+    ) -> None:
         self.upstream = upstream
+        self.owner = owner  # the source object the iterator came from (an SDK stream)
         self.buffers: list[deque[Any]] = [deque() for _ in range(n)]
         self.active = [True] * n  # still receiving items
         self.started = [False] * n  # the branch's generator has run (async only)
@@ -179,11 +184,16 @@ def _sync_branch(shared: _Shared, i: int) -> Generator[Any, None, None]:
         _close_sync(shared, i)
 
 
+def _to_close(shared: _Shared) -> tuple[object, ...]:
+    """The upstream iterator, and the source object too unless it ran to its end."""
+    if shared.owner is None or (shared.ended and shared.end is None):
+        return (shared.upstream,)
+    return (shared.upstream, shared.owner)
+
+
 def _close_sync(shared: _Shared, i: int) -> None:
     if shared.deactivate(i):
-        close = getattr(shared.upstream, "close", None)
-        if close is not None:
-            close()
+        _close_all(*_to_close(shared))
 
 
 async def _async_branch(shared: _Shared, i: int) -> AsyncGenerator[Any, None]:
@@ -233,9 +243,7 @@ async def _async_branch(shared: _Shared, i: int) -> AsyncGenerator[Any, None]:
 
 async def _close_async(shared: _Shared, i: int) -> None:
     if shared.deactivate(i):
-        aclose = getattr(shared.upstream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await _aclose_all(*_to_close(shared))
 
 
 _closing: set[asyncio.Task[Any]] = set()  # strong references: the loop keeps only weak ones
@@ -251,14 +259,12 @@ def _close_dropped(shared: _Shared, i: int) -> None:
     """
     if not shared.deactivate(i):
         return
-    aclose = getattr(shared.upstream, "aclose", None)
-    if aclose is None:
-        return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
-    task = loop.create_task(aclose(), name="streamops.tee: close the upstream of dropped branches")
+    name = "streamops.tee: close the upstream of dropped branches"
+    task = loop.create_task(_aclose_all(*_to_close(shared)), name=name)
     _closing.add(task)
     task.add_done_callback(_closed)
 
@@ -492,10 +498,10 @@ def tee(
         raise ValueError(f"max_buffer must be a positive int or None, got {max_buffer!r}")
     if on_overflow not in _POLICIES:
         raise ValueError(f"on_overflow must be one of {', '.join(_POLICIES)}; got {on_overflow!r}")
-    if isinstance(source, AsyncIterable):
-        shared = _Shared(source.__aiter__(), n, max_buffer, on_overflow)
+    # The same sources as an operator's: an SDK stream object (closed with the
+    # last branch), an awaitable request (awaited by the first pull), a factory.
+    it, owner, is_async = _open_source(source)
+    shared = _Shared(it, n, max_buffer, on_overflow, owner)
+    if is_async:
         return tuple(AsyncTeeBranch[T](shared, i) for i in range(n))
-    if isinstance(source, Iterable):
-        shared = _Shared(iter(source), n, max_buffer, on_overflow)
-        return tuple(TeeBranch[T](shared, i) for i in range(n))
-    raise TypeError(f"expected an iterable or async iterable, got {type(source).__name__}")
+    return tuple(TeeBranch[T](shared, i) for i in range(n))

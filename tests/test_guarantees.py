@@ -560,3 +560,23 @@ def test_a_stream_left_open_at_asyncio_run_shutdown_closes_quietly(
     assert [r.getMessage() for r in caplog.records] == []
     assert src.closed == 1
     assert timed.closed == 1
+
+
+async def test_tee_closes_the_source_object_with_its_last_branch() -> None:
+    src = SDKAsyncStream(WORDS)
+    a, b = so.tee(src, 2)
+    assert await a.__anext__() == WORDS[0]
+    await a.aclose()
+    assert src.closed == 0  # one branch still reads
+    assert await b.__anext__() == WORDS[0]
+    await b.aclose()
+    assert src.closed == 1
+
+
+def test_tee_of_a_sync_sdk_stream_and_of_a_factory() -> None:
+    src = SDKSyncStream(WORDS)
+    a, b = so.tee(lambda: src, 2)
+    assert next(a) == next(b) == WORDS[0]
+    a.close()
+    b.close()
+    assert src.closed == 1

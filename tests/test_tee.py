@@ -375,7 +375,7 @@ async def test_async_error_policy_with_slow_and_fast() -> None:
     ("args", "kwargs", "error", "message"),
     [
         (("text",), {}, TypeError, "got a bare str"),
-        ((42,), {}, TypeError, "expected an iterable or async iterable, got int"),
+        ((42,), {}, TypeError, "expected an iterable or async iterable of chunks.*got int"),
         (([], 0), {}, ValueError, "n must be at least one"),
         (([], 2.0), {}, TypeError, "n must be an int"),
         (([], True), {}, TypeError, "n must be an int"),
