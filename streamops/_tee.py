@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable
+from collections.abc import AsyncGenerator, Generator
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from ._core import _aclose_all, _close_all, _open_source
+from ._core import AsyncSource, SyncSource, _aclose_all, _close_all, _open_source
 from ._errors import StreamOpsError
 
 __all__ = ("AsyncTeeBranch", "TeeBranch", "TeeOverflowError", "tee")
@@ -407,7 +407,7 @@ def _is_int(value: object) -> bool:
 
 @overload
 def tee(
-    source: AsyncIterable[T],
+    source: AsyncSource[T],
     n: int = ...,
     /,
     *,
@@ -418,7 +418,7 @@ def tee(
 
 @overload
 def tee(
-    source: Iterable[T],
+    source: SyncSource[T],
     n: int = ...,
     /,
     *,
@@ -428,7 +428,7 @@ def tee(
 
 
 def tee(
-    source: Iterable[T] | AsyncIterable[T],
+    source: SyncSource[T] | AsyncSource[T],
     n: int = 2,
     /,
     *,
