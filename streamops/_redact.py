@@ -239,12 +239,25 @@ def _skip_class(src: str, i: int, nested: bool) -> int:
             return len(src)
 
 
-def _rewrite(src: str, *, verbose: bool, nested_sets: bool, word: bool, where: str) -> str:
+def _rewrite(
+    src: str,
+    *,
+    verbose: bool,
+    nested_sets: bool,
+    word: bool,
+    where: str,
+    lists: dict[str, str] | None = None,
+    inline: list[tuple[str, str]] | None = None,
+) -> str:
     """Make end assertions read ahead; refuse what a stream cannot decide exactly.
 
     Refused: numbered group references, ``\\G`` (it matches where a search starts,
-    which is a chunk boundary) and, under the WORD flag, word boundaries (Unicode
-    word boundaries can depend on any number of characters after them).
+    which is a chunk boundary), fuzzy constraints (``{e<=1}``) and, under the WORD
+    flag, word boundaries (Unicode word boundaries can depend on any number of
+    characters after them). Named lists ``\\L<name>`` are renamed through
+    ``lists`` (patterns are combined, and two may use one name for two lists); the
+    flags turned on and off by inline groups (``(?i:``, ``(?-f)``) are appended to
+    ``inline``.
     """
 
     def refuse(what: str) -> RedactPatternError:
@@ -277,6 +290,10 @@ def _rewrite(src: str, *, verbose: bool, nested_sets: bool, word: bool, where: s
                 raise refuse(src[i : i + 2])
             elif nxt == "g" and re.match(r"<[+-]?[0-9]", src[i + 2 : i + 5]):
                 raise refuse(src[i : src.find(">", i) + 1])
+            elif nxt == "L" and lists is not None and (ln := re.match(r"<(\w+)>", src[i + 2 :])):
+                out.append(f"\\L<{lists.get(ln.group(1), ln.group(1))}>")
+                i += 2 + ln.end()
+                continue
             else:
                 out.append(src[i : i + 2])
             i += 2
@@ -294,6 +311,17 @@ def _rewrite(src: str, *, verbose: bool, nested_sets: bool, word: bool, where: s
             i = j
         elif c == "(" and (ref := re.match(r"\(\?(?:[0-9]+\)|R\)|\([0-9])", src[i : i + 5])):
             raise refuse(ref.group())
+        elif c == "{" and (fuzzy := _FUZZY.match(src, i)):
+            raise RedactPatternError(
+                f"{where} uses fuzzy matching ({fuzzy.group()}...}}): the regex module's partial"
+                " matching does not explore fuzzy paths the way a whole-text search does, so"
+                " the output would depend on the chunking (and differ from regex.sub); list"
+                " the variants instead, or write a literal brace as \\{"
+            )
+        elif c == "(" and inline is not None and (grp := _INLINE_FLAGS.match(src, i)):
+            inline.append((grp.group(1), grp.group(2) or ""))
+            out.append(grp.group())
+            i = grp.end()
         elif c == "#" and verbose:
             j = src.find("\n", i)
             j = n if j < 0 else j
@@ -305,6 +333,11 @@ def _rewrite(src: str, *, verbose: bool, nested_sets: bool, word: bool, where: s
     return "".join(out)
 
 
+# A fuzzy constraint after an item: `{e<=1}`, `{1<=e<=2}`, `{2i+2d+1s<=4}`, `{i<=1,d<=1}`
+# (a repeat `{m,n}` has no letter; `regex` reads any other brace as one of these).
+_FUZZY = re.compile(r"\{[\s0-9<=+]*[eids]")
+# An inline flag group: `(?i)`, `(?V1i-f:`; group 1 the flags on, group 2 those off.
+_INLINE_FLAGS = re.compile(r"\(\?\^?([a-zA-Z0-9]*)(?:-([a-zA-Z]+))?[:)]")
 # An inline flag group that turns the WORD flag on: `(?w)`, `(?iw:`.
 _INLINE_WORD = re.compile(r"\(\?\^?[a-zA-Z0-9]*w[a-zA-Z0-9]*[:)]")
 
@@ -493,6 +526,7 @@ def builtin_width(spec: PatternSpec) -> int:
 
 
 _Pattern = regex.Pattern[str]  # (a field of _Compiled is called `regex`)
+_Lists = tuple[tuple[str, frozenset[str]], ...]  # named lists (`\\L<name>`) of a pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +537,7 @@ class _Compiled:
     reach: int  # how many released characters its lookbehinds may read
     starts: str | None  # where a match may start (one character), None if unknown
     evidence: _Pattern | None  # what a partial match needs to be masked at a cut
+    lists: _Lists = ()  # its named lists, renamed apart from other patterns' lists
 
 
 def _source_and_flags(spec: PatternSpec) -> tuple[str, int]:
@@ -527,22 +562,70 @@ def _source_and_flags(spec: PatternSpec) -> tuple[str, int]:
     )
 
 
-def _compile(spec: PatternSpec) -> _Compiled:
+# Flags a stream cannot keep exact, and why (inline letters in brackets).
+_REFUSED_FLAGS = (
+    (regex.POSIX, "POSIX (?p)", "leftmost-longest across the whole alternation"),
+    (regex.REVERSE, "REVERSE (?r)", "searches backwards from the end of the text"),
+    (regex.BESTMATCH, "BESTMATCH (?b)", "only changes fuzzy matching, which is refused"),
+    (regex.ENHANCEMATCH, "ENHANCEMATCH (?e)", "only changes fuzzy matching, which is refused"),
+)
+
+
+def _refuse_flags(flags: int, inline: list[tuple[str, str]], where: str) -> None:
+    """Refuse flags whose semantics the streaming filter cannot reproduce exactly.
+
+    Full case folding (``FULLCASE``, ``(?f)``, implied by ``(?i)`` under ``V1``):
+    the ``regex`` module's partial search misreports where an attempt starts under
+    it (splitting ``ssh-rsa`` after ``ss`` released the key), and a scoped
+    ``(?fi:ß)`` no longer matches ``ß``; with no ignore-case anywhere it changes
+    nothing and is accepted.
+    """
+    for flag, name, why in _REFUSED_FLAGS:
+        if flags & flag or any(name[-2] in on for on, _off in inline):
+            raise RedactPatternError(
+                f"{where} uses the {name} flag, which a stream cannot keep exact ({why});"
+                " compile the pattern without it"
+            )
+    folds = flags & regex.IGNORECASE or any("i" in on and "f" not in off for on, off in inline)
+    full = flags & regex.FULLCASE or any("f" in on for on, _off in inline)
+    if folds and full:
+        raise RedactPatternError(
+            f"{where} uses full case folding (the FULLCASE flag: (?f), or (?i) under V1):"
+            " the regex module's partial matching is not exact under it, so a secret split"
+            " across chunks could leak; use simple case folding: (?V1i-f) or (?i) without"
+            " (?f), or compile without regex.FULLCASE"
+        )
+
+
+def _compile(spec: PatternSpec, index: int = 0) -> _Compiled:
     src, flags = _source_and_flags(spec)
     where = f"pattern {spec.name!r} ({src!r})"
+    named: dict[str, frozenset[str]] = dict(getattr(spec.pattern, "named_lists", None) or {})
     try:
-        flags = regex.compile(src, flags).flags
+        flags = _regex(src, flags, named).flags
     except regex.error as exc:
         raise RedactPatternError(f"invalid {where}: {exc}") from None
     verbose = bool(flags & regex.VERBOSE)
     word = bool(flags & regex.WORD) or _INLINE_WORD.search(src) is not None
+    rename = {name: f"redact{index}_{name}" for name in named}
+    inline: list[tuple[str, str]] = []
     rewritten = _rewrite(
-        src, verbose=verbose, nested_sets=bool(flags & regex.V1), word=word, where=where
+        src,
+        verbose=verbose,
+        nested_sets=bool(flags & regex.V1),
+        word=word,
+        where=where,
+        lists=rename,
+        inline=inline,
     )
+    _refuse_flags(flags, inline, where)
+    lists = tuple(sorted((rename[name], items) for name, items in named.items()))
     scoped = "".join(letter for flag, letter in _SCOPED_FLAGS if flags & flag)
+    if flags & regex.V1 and not flags & regex.FULLCASE:
+        scoped += "-f"  # a V1 alternation turns full case folding back on in (?i:...)
     tail = "\n" if flags & regex.VERBOSE else ""  # ends a trailing verbose comment
     source = f"(?{scoped}:{rewritten}{tail})"
-    compiled = regex.compile(source, flags & (regex.V0 | regex.V1))
+    compiled = _regex(source, flags & (regex.V0 | regex.V1), lists)
     if compiled.fullmatch("") is not None:
         raise RedactPatternError(f"{where} matches the empty string")
     reach = _lookbehind_reach(src, verbose, where)
@@ -554,13 +637,20 @@ def _compile(spec: PatternSpec) -> _Compiled:
             raise RedactPatternError(
                 f"invalid evidence of pattern {spec.name!r} ({spec.evidence!r}): {exc}"
             ) from None
-    return _Compiled(spec, compiled, source, reach, _start_class(src, flags), evidence)
+    starts = _start_class(src, flags)
+    return _Compiled(spec, compiled, source, reach, starts, evidence, lists)
+
+
+def _regex(source: str, flags: int, lists: _Lists | dict[str, frozenset[str]]) -> _Pattern:
+    """Compile with named lists (``regex.compile``'s keyword arguments)."""
+    compile_: Callable[..., _Pattern] = regex.compile
+    return compile_(source, flags, **dict(lists))
 
 
 @functools.lru_cache(maxsize=512)
-def _pinned(source: str, after: int, version: int) -> regex.Pattern[str]:
+def _pinned(source: str, after: int, version: int, lists: _Lists = ()) -> regex.Pattern[str]:
     """``source`` forced to end exactly ``after`` characters before the end of the slice."""
-    return regex.compile(f"(?:{source})(?=[\\s\\S]{{{after}}}\\Z)", version)
+    return _regex(f"(?:{source})(?=[\\s\\S]{{{after}}}\\Z)", version, lists)
 
 
 def _specs(
@@ -639,7 +729,9 @@ class _Redactor:
         "_emitted",
         "_key",
         "_plan",
+        "_probe_at",
         "_report",
+        "_resync",
         "_scan",
         "_section",
         "done",
@@ -657,6 +749,8 @@ class _Redactor:
         self._scan = 0  # where the held text starts in _buf
         self._emitted = 0  # characters released so far (offsets of events)
         self._anchor = -1  # after a fail-closed overflow: where the attempt being dropped began
+        self._resync = -1  # ... the least resume point known so far (_follow)
+        self._probe_at = -1  # ... the first position not yet known to be clear of it
         self.done = False
 
     @property
@@ -750,18 +844,23 @@ class _Redactor:
         return self.done  # (a method: a block while closing must not be narrowed away)
 
     def _live_secret(self, buf: str, start: int) -> tuple[int, _Compiled] | None:
-        """The first position from ``start`` where a partial match shows its evidence."""
+        """The first position from ``start`` where an open match shows its evidence.
+
+        Open: a partial match, or a complete one that reaches the end of the
+        text (it could still grow, or a longer one could still pass the
+        validator that rejects it: 15 digits of a card fail Luhn, 16 pass).
+        """
         plan = self._plan
         timeout = plan.timeout
-        q = start
-        while q < len(buf):
+        q, n = start, len(buf)
+        while q < n:
             m = plan.combined.search(buf, q, partial=True, timeout=timeout)
             if m is None:
                 return None
             p = m.start()
             for branch in plan.branches:
                 bm = branch.regex.match(buf, p, partial=True, timeout=timeout)
-                if bm is None or not bm.partial:
+                if bm is None or not (bm.partial or bm.end() == n):
                     continue
                 evidence = branch.evidence
                 if evidence is None or evidence.search(bm.group()) is not None:
@@ -802,8 +901,14 @@ class _Redactor:
         try:
             while scan < n or self._anchor >= 0:
                 if self._anchor >= 0:  # dropping an overflowed attempt: is it decided now?
-                    scan = self._follow(buf, scan, final)
-                    if self._anchor >= 0 or self.done:
+                    resumed = self._follow(buf, scan, final)
+                    if resumed is None:  # not yet: everything read so far is dropped
+                        scan = n
+                        if final:
+                            self._anchor = -1
+                        break
+                    scan = resumed
+                    if self.done:
                         break
                     continue
                 end = min(n, scan + window)
@@ -869,6 +974,8 @@ class _Redactor:
             self._scan -= cut
             if self._anchor >= 0:
                 self._anchor -= cut
+                self._resync -= cut
+                self._probe_at -= cut
         if not pieces:
             return []
         return ["".join(pieces)]
@@ -914,7 +1021,9 @@ class _Redactor:
         self._emitted += len(out)
         return stop
 
-    def _validated(self, buf: str, p: int, endpos: int, partial: bool = False) -> _Found:
+    def _validated(
+        self, buf: str, p: int, endpos: int, partial: bool = False, count: bool = True
+    ) -> _Found:
         """The validated leftmost-longest match at ``p``, whose first match is decided.
 
         Branches in order; a branch's own match first, and when its validator rejects
@@ -942,13 +1051,14 @@ class _Redactor:
             while limit < endpos and plan.probe.match(buf, p, limit, partial=True, timeout=timeout):
                 limit = min(endpos, 2 * limit - p)
             for e in range(bm.end() - 1, p, -1):
-                pm = _pinned(branch.source, limit - e, plan.version).match(
+                pm = _pinned(branch.source, limit - e, plan.version, branch.lists).match(
                     buf, p, limit, timeout=timeout
                 )
                 if pm is not None and validator(pm.group()):
                     return branch, pm
-            name = branch.spec.name
-            self._section.rejected[name] = self._section.rejected.get(name, 0) + 1
+            if count:
+                name = branch.spec.name
+                self._section.rejected[name] = self._section.rejected.get(name, 0) + 1
         return None
 
     def _replace(self, spec: PatternSpec, m: regex.Match[str]) -> str:
@@ -968,11 +1078,30 @@ class _Redactor:
         return out
 
     def _overflow(self, buf: str, start: int, pieces: list[str]) -> int:
-        """An attempt still undecided after a full window: fail closed or open."""
+        """An attempt still undecided after a full window: fail closed or open.
+
+        The action of the patterns whose attempt at ``start`` is open decides:
+        ``block`` blocks, only ``flag`` patterns fail open (``flag`` never deletes
+        text), else the text is dropped until no open attempt covers it (``_follow``).
+        """
         plan = self._plan
         self._section.window_overflows += 1
-        if plan.on_overflow == "release":  # give up on the attempt at `start` only
-            pieces.append(buf[start])
+        end = start + plan.window
+        actions = {
+            (b.spec.action or plan.action, b.spec.name)
+            for b in plan.branches
+            if b.regex.match(buf, start, end, partial=True, timeout=plan.timeout) is not None
+        }
+        blocking = sorted(name for action, name in actions if action == "block")
+        if blocking and plan.on_overflow == "redact":
+            self.done = True
+            self._section.blocked_by = blocking[0]
+            self._report.stop(StopReason.BLOCKED, f"redact: {blocking[0]} outgrew the window")
+            self._report.emit("redact.overflow", stage=plan.stage, offset=self._emitted)
+            self._event(blocking[0], "block", 0)
+            return len(buf)
+        if plan.on_overflow == "release" or all(action == "flag" for action, _ in actions):
+            pieces.append(buf[start])  # give up on the attempt at `start` only
             self._emitted += 1
             self._report.emit("redact.overflow", stage=plan.stage, offset=self._emitted - 1)
             return start + 1
@@ -983,49 +1112,85 @@ class _Redactor:
         pieces.append(out)
         self._emitted += len(out)
         self._anchor = start  # keep dropping while that attempt goes on (_follow)
-        return start + plan.window
+        self._resync, self._probe_at = end, start
+        return end
 
-    def _decided(self, buf: str, a: int, endpos: int) -> bool:
-        """No path of the attempt at ``a`` reads past ``endpos``."""
+    def _settle(self, buf: str, q: int, endpos: int, at_end: bool) -> int | None:
+        """Where the attempt at ``q`` ends, seeing ``buf[:endpos]``: the end of its
+        validated match, ``q`` when it fails, ``None`` while more text may change it
+        (the decision ``_run`` makes, first match only: a lazy rule whose match
+        ended is decided even though a longer path could still read on)."""
         plan = self._plan
-        return plan.probe.match(buf, a, endpos, partial=True, timeout=plan.timeout) is None
+        timeout = plan.timeout
+        if not at_end:
+            m = plan.combined.match(buf, q, endpos, partial=True, timeout=timeout)
+            if m is None:
+                return q
+            if m.partial or plan.first.match(buf, q, endpos, partial=True, timeout=timeout):
+                return None
+        found = self._validated(buf, q, endpos, partial=not at_end, count=False)
+        if isinstance(found, _Undecided):
+            return None
+        return q if found is None else found[1].end()
 
-    def _follow(self, buf: str, scan: int, final: bool) -> int:
-        """Drop text after a fail-closed overflow while the attempt at the anchor goes on.
+    def _covers(self, buf: str, q: int, r: int, final: bool) -> bool:
+        """The attempt at ``q`` may still take ``buf[r]`` into a match: it is undecided
+        reading up to ``buf[r]`` (or that is not read yet), or its match runs past ``r``."""
+        n = len(buf)
+        if r >= n:
+            return not final  # the end of the text, or text not read yet
+        e = self._settle(buf, q, r + 1, final and r + 1 == n)
+        return e is None or e > r
 
-        The attempt at ``a`` was undecided at ``a + window``. Let ``x`` be the least
-        end of text at which it is decided (text-determined, found by bisection).
-        Everything up to ``max(a + window, x - 1, e)`` is dropped, ``e`` being the end
-        of its match if it matched: the character that decided it is the first one
-        kept. While it is undecided, every character read so far is below ``x - 1``,
-        so it is dropped at once (nothing held). Bounded: an attempt still undecided
+    def _follow(self, buf: str, scan: int, final: bool) -> int | None:
+        """Drop text after a fail-closed overflow until no open attempt covers it.
+
+        The attempt at ``a`` was undecided at ``a + window``. Text is dropped up to
+        the least ``r >= a + window`` such that no attempt starting in ``[a, r)``
+        may take ``buf[r]`` into a match (``_covers``): not the overflowed attempt
+        (``r`` is at least the character that decided it, which is the first one
+        kept when it failed, and the end of its match), nor a secret that began
+        inside the dropped text (resuming inside it would release its tail). Each
+        position's least ``r`` is found by bisection (covering is monotone in ``r``),
+        positions no pattern can start at are skipped. ``r`` only depends on the
+        text. Nothing is held meanwhile: while ``r`` is unknown it lies beyond
+        the text read, which is dropped at once. Bounded: an ``r`` more than
         ``2 * window`` characters after ``a`` ends the stream (stop reason
-        ``blocked``): where that secret ends cannot be known.
+        ``blocked``): where that secret ends cannot be known. Returns ``None``
+        while ``r`` is unknown, else ``r`` (the new scan).
         """
         plan = self._plan
         a, n = self._anchor, len(buf)
         cap = a + 2 * plan.window
-        lim = min(n, cap)
-        if not self._decided(buf, a, lim):
-            if lim == cap:
-                self.done = True
-                self._anchor = -1
-                self._section.blocked_by = "window_overflow"
-                self._report.stop(StopReason.BLOCKED, "redact: a possible match outgrew the window")
-                return n
-            if final:  # decided by the end of the text: drop it all
-                self._anchor = -1
-            return n
-        lo, hi = a + plan.window, lim  # undecided at lo, decided at hi
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self._decided(buf, a, mid):
-                hi = mid
-            else:
-                lo = mid
-        m = plan.combined.match(buf, a, hi, timeout=plan.timeout)
+        r, q = self._resync, self._probe_at
+        top = min(cap, n if final else n - 1)  # the largest r that can be checked
+        while True:
+            q = self._candidate(buf, q, min(n, r + 1)) if q < r else q
+            if q >= r:
+                break
+            if self._covers(buf, q, r, final):
+                if top <= r or self._covers(buf, q, top, final):
+                    self._resync, self._probe_at = r, q
+                    if top < cap:
+                        return None  # wait for the text that decides it
+                    self.done = True
+                    self._anchor = -1
+                    self._section.blocked_by = "window_overflow"
+                    self._report.stop(
+                        StopReason.BLOCKED, "redact: a possible match outgrew the window"
+                    )
+                    return n
+                lo, hi = r, top  # covered at lo, clear at hi
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if self._covers(buf, q, mid, final):
+                        lo = mid
+                    else:
+                        hi = mid
+                r = hi
+            q += 1
         self._anchor = -1
-        return max(scan, hi - 1, 0 if m is None else m.end())
+        return max(scan, r)
 
     def _event(self, name: str, action: str, length: int) -> None:
         self._report.emit(
@@ -1115,7 +1280,7 @@ def redact(
             "replacement must be None, a str, a KeyedHash or a callable,"
             f" got {type(replacement).__name__}"
         )
-    branches = tuple(_compile(spec) for spec in specs)
+    branches = tuple(_compile(spec, i) for i, spec in enumerate(specs))
     versions = {b.regex.flags & (regex.V0 | regex.V1) for b in branches}
     if len(versions) > 1:
         raise RedactPatternError("patterns mix regex versions V0 and V1; use one version")
@@ -1127,6 +1292,7 @@ def redact(
                 " characters); raise max_window or leave that pattern out"
             )
     alternation = "|".join(b.source for b in branches)
+    lists = {name: items for b in branches for name, items in b.lists}
     builtin_only = all(s in _BUILTIN_SET for s in specs)
     # The prefilter: a position is a candidate when any pattern may start there; the
     # built-ins share one condition, a user pattern needs its own (else no prefilter).
@@ -1137,9 +1303,9 @@ def redact(
         guard = "|".join(([BUILTIN_STARTS] if len(user) < len(branches) else []) + known)
     plan = _Plan(
         branches=branches,
-        combined=regex.compile(alternation, version),
-        probe=regex.compile(f"(?:{alternation})(?!)", version),
-        first=regex.compile(f"(?>{alternation})(?!)", version),
+        combined=_regex(alternation, version, lists),
+        probe=_regex(f"(?:{alternation})(?!)", version, lists),
+        first=_regex(f"(?>{alternation})(?!)", version, lists),
         guard=None if guard is None else regex.compile(guard, version),
         replacement=replacement,
         action=action,

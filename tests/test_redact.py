@@ -604,3 +604,132 @@ def test_case_insensitive_user_pattern_every_split() -> None:
     assert expected == "a # K3 k45x # # #"
     assert guard_of(op) is not None
     assert_every_split(op, text, expected)
+
+
+# -- issue 16: flags a stream cannot decide exactly are refused, the rest kept -----
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"(?V1i)ssh-rsa\s+AAAA[A-Za-z0-9+/]{8,}",
+        r"(?fi)ssh-rsa\s+AAAA[A-Za-z0-9+/]{8,}",
+        r"(?V1)x(?i:ssh)",
+        r"(?i)x(?f:ss)",
+        regex.compile(r"ssh", regex.IGNORECASE | regex.FULLCASE),
+        regex.compile(r"ssh", regex.IGNORECASE | regex.V1),
+    ],
+)
+def test_full_case_folding_is_refused_naming_the_flag(pattern: str | regex.Pattern[str]) -> None:
+    with pytest.raises(so.RedactPatternError, match=r"full case folding.*FULLCASE"):
+        so.redact([pattern])
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"(?V1i-f)ssh-rsa\s+AAAA[A-Za-z0-9+/]{8,}", r"(?V1-f)x (?i:ssh-rsa\s+AAAA\S{8,})"]
+)
+def test_simple_case_folding_under_v1_is_exact_in_every_split(pattern: str) -> None:
+    text = "x SSH-RSA AAAAB3NzaC1yc2EAAAADAQAB y ß ss"
+    op = so.redact([pattern], replacement="#")
+    expected = regex.sub(pattern, "#", text)
+    assert expected in ("x # y ß ss", "# y ß ss")
+    assert_every_split(op, text, expected)
+
+
+def test_v1_case_insensitive_group_keeps_simple_folding_in_the_alternation() -> None:
+    # `(?i:...)` inside a V1 alternation would fold fully again: the filter scopes `-f`
+    op = so.redact([r"(?V1i-f)ss"], replacement="#")
+    assert feed_all(op, ["a ß SS b"]) == "a ß # b"
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"(?:hunter2){e<=1}", r"x{1<=e<=2}", r"ab{2i+2d+1s<=4}", r"(?:pass){i<=1,d<=1}"]
+)
+def test_fuzzy_matching_is_refused(pattern: str) -> None:
+    with pytest.raises(so.RedactPatternError, match="fuzzy"):
+        so.redact([pattern])
+
+
+def test_braces_that_are_not_fuzzy_are_accepted() -> None:
+    op = so.redact([r"a{2,3}\{e\}[{e}]"], replacement="#")
+    assert feed_all(op, ["xaa{e}e!"]) == "x#!"
+
+
+@pytest.mark.parametrize(
+    ("flag", "name"),
+    [
+        (regex.POSIX, "POSIX"),
+        (regex.REVERSE, "REVERSE"),
+        (regex.BESTMATCH, "BESTMATCH"),
+        (regex.ENHANCEMATCH, "ENHANCEMATCH"),
+    ],
+)
+def test_compiled_pattern_flags_a_stream_cannot_keep_are_refused(flag: int, name: str) -> None:
+    with pytest.raises(so.RedactPatternError, match=name):
+        so.redact([regex.compile(r"ab|abc", flag)])
+    with pytest.raises(so.RedactPatternError, match=name):  # inline too: (?p), (?r), (?b), (?e)
+        so.redact([f"(?{'prbe'['PRBE'.index(name[0])]})ab|abc"])
+
+
+def test_compiled_pattern_with_named_lists_is_supported() -> None:
+    words = regex.compile(r"\b\L<words>\b", words=["foo", "foobar"])
+    other = regex.compile(r"<\L<words>>", words=["x"])  # the same list name, another list
+    op = so.redact([words, other], replacement="#")
+    text = "a foobar foob <x> <foo> foo"
+    assert_every_split(op, text, "a # foob # <#> #")
+
+
+# -- issue 16: fail closed means closed ------------------------------------------
+
+
+def test_overflow_never_resumes_inside_a_secret_that_began_in_the_dropped_text() -> None:
+    # The `key...=` rule overflows and fails at "-"; the key began inside the dropped
+    # text: resuming at "-" released "-proj-Ab12..." (regex.sub redacts the whole key).
+    pats = [r"(?i)key[a-z0-9 ]*=", r"sk-[A-Za-z0-9-]{10,}"]
+    text = "a the key is now in this line sk-proj-Ab12Cd34 zz"
+    assert regex.sub("|".join(pats), "#", text) == "a the key is now in this line # zz"
+    op = so.redact(pats, replacement="#", max_window=24)
+    assert_every_split(op, text, "a the # zz")
+    # a secret running past 2 * max_window from the overflow blocks: its end is unknown
+    s = so.redact(pats, replacement="#", max_window=16)([text])
+    assert s.text() == "a the #"
+    assert s.report.stop_reason == so.StopReason.BLOCKED
+
+
+def test_overflow_resumes_only_where_no_open_attempt_covers_the_text() -> None:
+    pats = [r"<[a-z ]{0,100}>", r"sk-[A-Za-z0-9-]{10,}"]
+    text = "a <b c d e f g h i j k l sk-proj-Ab12Cd34 zz"
+    op = so.redact(pats, replacement="#", max_window=24)
+    assert_every_split(op, text, "a # zz")
+
+
+def test_overflow_of_a_block_pattern_blocks() -> None:
+    big = so.PatternSpec("big", r"<[a-z ]{0,100}>", action="block")
+    op = so.redact([big], max_window=16)
+    text = "x <" + "a" * 30 + "> y"
+    assert_every_split(op, text, "x ")
+    s = op([text])
+    assert s.text() == "x "
+    assert s.report.stop_reason == so.StopReason.BLOCKED
+    assert s.report["redact"].blocked_by == "big"  # type: ignore[attr-defined]
+
+
+def test_overflow_of_a_flag_pattern_never_deletes_text() -> None:
+    big = so.PatternSpec("big", r"<[a-z ]{0,100}>", action="flag")
+    op = so.redact([big], max_window=16)
+    text = "x <" + "a" * 30 + "> y <ab> z"
+    assert_every_split(op, text, text)
+    s = op([text])
+    s.text()
+    assert s.report["redact"].window_overflows == 1  # type: ignore[attr-defined]
+
+
+def test_lazy_rule_whose_match_ended_is_not_an_overflow() -> None:
+    pattern = r"(?s)BEGIN.*?END"
+    text = "BEGIN 0123456789012345678901 END and then the rest of a long answer, not blocked"
+    expected = regex.sub(pattern, "[REDACTED]", text)
+    op = so.redact([pattern], max_window=16)
+    s = op([text])
+    assert s.text() == expected
+    assert s.report.stop_reason != so.StopReason.BLOCKED
+    assert_every_split(op, text, expected)
