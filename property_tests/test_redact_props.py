@@ -310,3 +310,63 @@ def test_builtins_with_user_patterns_match_the_filter_without_prefilter(
     assert run(op, [text]) == expected
     assert run(op, chunked(text, cut)) == expected
     assert run(op, list(text)) == expected
+
+
+# Issue 16: the flags the filter accepts (i, m, s, x, and V1 with simple case folding;
+# full case folding is refused) keep the output equal to regex.sub for every chunking,
+# with and without window overflows.
+FLAG_BODIES = [*TRAPS, r"^ab", r"x.y", r"c$", r"(?:sk|k)-[a-z]{2}", r"<[a-z ]{0,40}>"]
+FLAG_PIECES = [*PIECES, "SK", "K", "X", "Y", "<", ">", "\u017f", "zz ", "sk-QWERTYUIOP"]
+flag_text = st.lists(st.sampled_from(FLAG_PIECES), max_size=40).map("".join)
+flag_sets = st.sets(st.sampled_from("imsx")).map(lambda s: "".join(sorted(s)))
+
+
+def flagged(body: str, flags: str, v1: bool) -> tuple[str, str]:
+    """The pattern given to the filter, and the same scoped for the reference."""
+    off = "-f" if v1 and "i" in flags else ""  # simple case folding under V1
+    tail = "\n" if "x" in flags else ""
+    inline = f"{'V1' if v1 else ''}{flags}{off}"
+    return f"(?{inline}){body}" if inline else body, f"(?{flags}{off}:{body}{tail})"
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(FLAG_BODIES), flag_sets), min_size=1, max_size=3),
+    st.booleans(),
+    flag_text,
+    cuts,
+)
+@settings(max_examples=150)
+def test_accepted_flag_combinations_match_regex_sub_for_every_chunking(
+    bodies: list[tuple[str, str]], v1: bool, text: str, cut: list[int]
+) -> None:
+    pairs = [flagged(body, flags, v1) for body, flags in bodies]
+    op = so.redact([p for p, _ in pairs], replacement="#")
+    expected = regex.sub("|".join(r for _, r in pairs), "#", text, flags=regex.V1 if v1 else 0)
+    assert run(op, [text]) == expected
+    assert run(op, chunked(text, cut)) == expected
+    assert run(op, list(text)) == expected
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(FLAG_BODIES), flag_sets), min_size=1, max_size=3),
+    st.booleans(),
+    st.sampled_from(["redact", "release"]),
+    flag_text,
+    cuts,
+)
+@settings(max_examples=150)
+def test_overflow_with_flags_is_chunking_invariant_and_never_leaks_a_key(
+    bodies: list[tuple[str, str]], v1: bool, mode: str, text: str, cut: list[int]
+) -> None:
+    pairs = [flagged(body, flags, v1) for body, flags in bodies]
+    key = flagged(r"sk-[A-Z]{10}", "", v1)
+    patterns = [p for p, _ in pairs] + [key[0]]
+    op = so.redact(patterns, replacement="#", max_window=16, on_overflow=mode)  # type: ignore[arg-type]
+    whole = run(op, [text])
+    assert run(op, chunked(text, cut)) == whole
+    assert run(op, list(text)) == whole
+    if mode == "redact":  # fail closed: no part of a key regex.sub redacts is released
+        alternation = "|".join([*(r for _, r in pairs), key[1]])
+        reference_out = regex.sub(alternation, "#", text, flags=regex.V1 if v1 else 0)
+        if "RTYU" not in reference_out:
+            assert "RTYU" not in whole

@@ -13,6 +13,7 @@ pattern at the same start are tried (longest first), then the later patterns; se
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -308,3 +309,23 @@ def builtin_patterns(*selectors: str) -> tuple[PatternSpec, ...]:
 def is_builtin_selector(name: str) -> bool:
     """True when ``name`` names a built-in pattern or category."""
     return name in _BY_NAME or name in _CATEGORIES
+
+
+# A string that may have been meant as a built-in name: a bare lowercase identifier.
+_NAME_LIKE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def closest_builtin(text: str) -> str | None:
+    """The built-in name or category ``text`` looks like a misspelling of, if any.
+
+    Only a bare lowercase identifier that is not itself a selector is a
+    candidate (``"emial"`` -> ``"email"``, ``"secret"`` -> ``"secrets"``);
+    ``difflib`` decides what is close.
+
+    >>> closest_builtin("emial"), closest_builtin("password"), closest_builtin("e-mail")
+    ('email', None, None)
+    """
+    if not _NAME_LIKE.fullmatch(text) or is_builtin_selector(text):
+        return None
+    close = difflib.get_close_matches(text, [*_BY_NAME, *_CATEGORIES], n=1, cutoff=0.75)
+    return close[0] if close else None

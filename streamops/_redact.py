@@ -68,6 +68,7 @@ from ._patterns import (
     Action,
     PatternSpec,
     builtin_patterns,
+    closest_builtin,
     iban_valid,
     is_builtin_selector,
     luhn_valid,
@@ -81,6 +82,7 @@ with warnings.catch_warnings():  # the stdlib parser, for widths only (re._parse
 __all__ = [
     "KeyedHash",
     "PatternSpec",
+    "RedactMatch",
     "RedactPatternError",
     "RedactReport",
     "RedactTimeout",
@@ -90,7 +92,7 @@ __all__ = [
     "redact",
 ]
 
-Replacement = str | Callable[[regex.Match[str]], str]
+Replacement = str | Callable[["RedactMatch"], str]
 OnOverflow = Literal["redact", "release"]
 _ACTIONS = ("redact", "block", "flag")
 _DEFAULT_LABEL = "[REDACTED]"
@@ -102,7 +104,10 @@ class RedactPatternError(StreamOpsError, ValueError):
 
     At construction: invalid regex syntax, a pattern matching the empty string,
     numbered group references (``\\1``, ``(?1)``: patterns are combined into one
-    alternation, use named groups), mixed ``V0``/``V1`` versions. Mid-stream:
+    alternation, use named groups), mixed ``V0``/``V1`` versions, what a stream
+    cannot decide exactly (full case folding, fuzzy constraints, the ``POSIX``,
+    ``REVERSE``, ``BESTMATCH`` and ``ENHANCEMATCH`` flags, ``\\G``), and a bare
+    word that looks like a misspelled built-in name (``"emial"``). Mid-stream:
     a pattern that matched the empty string. Not raised for a slow pattern:
     that is :class:`RedactTimeout`.
 
@@ -140,7 +145,7 @@ class RedactReport(BaseModel):
     ended by force while they were open (a budget cut, a quiet timeout or
     cancel, a provider's ``length`` finish): they are also in ``redacted``.
 
-    >>> s = redact(["secret"])(["a secret", " here"])
+    >>> s = redact(["hunter2"])(["a hunter2", " here"])
     >>> s.text()
     'a [REDACTED] here'
     >>> s.report["redact"].redacted
@@ -156,6 +161,61 @@ class RedactReport(BaseModel):
     on_overflow: OnOverflow = "redact"
     max_window: int = 0
     max_held: int = 0
+
+
+class RedactMatch:
+    """The match a replacement callable is given: one secret, at its place in the stream.
+
+    Groups are the pattern's own (``group()``, ``m["name"]``, ``groups()``,
+    ``groupdict()``, as on ``regex.Match``); ``start()``, ``end()`` and ``span()``
+    are offsets in the whole *input* stream (characters before redaction), the
+    same whatever the chunking, where a ``regex.Match`` would only know the
+    filter's internal buffer. ``pattern`` is the pattern's name.
+
+    >>> op = redact([PatternSpec("key", r"sk-(?P<id>[0-9]{3})")],
+    ...             replacement=lambda m: f"<{m.pattern} {m['id']} at {m.start()}>")
+    >>> "".join(op(["a sk-", "123 b"]))
+    'a <key 123 at 2> b'
+    """
+
+    __slots__ = ("_match", "_offset", "pattern")
+
+    def __init__(self, match: regex.Match[str], offset: int, pattern: str) -> None:
+        self._match = match
+        self._offset = offset  # the stream offset of the buffer's first character
+        self.pattern = pattern
+
+    def group(self, *groups: int | str) -> Any:
+        """The text of one group (the whole match by default), or a tuple of several."""
+        return self._match.group(*groups)
+
+    def __getitem__(self, group: int | str) -> str | Any:
+        return self._match[group]
+
+    def groups(self, default: Any = None) -> tuple[str | Any, ...]:
+        """The text of every numbered group."""
+        return self._match.groups(default)
+
+    def groupdict(self, default: Any = None) -> dict[str, str | Any]:
+        """The text of every named group, by name."""
+        return self._match.groupdict(default)
+
+    def start(self, group: int | str = 0) -> int:
+        """Where ``group`` starts in the input stream (-1 when it did not take part)."""
+        at = self._match.start(group)
+        return at if at < 0 else at + self._offset
+
+    def end(self, group: int | str = 0) -> int:
+        """Where ``group`` ends in the input stream (-1 when it did not take part)."""
+        at = self._match.end(group)
+        return at if at < 0 else at + self._offset
+
+    def span(self, group: int | str = 0) -> tuple[int, int]:
+        """``(start(group), end(group))``."""
+        return self.start(group), self.end(group)
+
+    def __repr__(self) -> str:
+        return f"<RedactMatch {self.pattern} span={self.span()}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,8 +435,19 @@ def _reach(tree: sre_parse.SubPattern) -> int:
 _ONE_CHAR_ESCAPES = re.compile(r"\\\\|\\[pP]\{[^}]*\}|\\[pP][A-Za-z]|\\N\{[^}]*\}")
 
 
+def _stdlib_flags(group: re.Match[str]) -> str:
+    """An inline flag group with only the letters the stdlib parser knows (no V1, f, w...)."""
+    on = "".join(c for c in group.group(1) if c in "aimsux")
+    off = "".join(c for c in group.group(2) or "" if c in "imsx")
+    end = group.group()[-1]
+    if not on and not off:
+        return "" if end == ")" else "(?:"
+    return f"(?{on}{'-' + off if off else ''}{end}"
+
+
 def _parse(src: str, verbose: bool) -> sre_parse.SubPattern:
     src = _ONE_CHAR_ESCAPES.sub(lambda m: m.group() if m.group() == "\\\\" else ".", src)
+    src = _INLINE_FLAGS.sub(_stdlib_flags, src)
     with warnings.catch_warnings():  # "possible nested set": V1 sets only widen the bound
         warnings.simplefilter("ignore", FutureWarning)
         return sre_parse.parse(src, re.VERBOSE if verbose else 0)
@@ -668,6 +739,13 @@ def _specs(
             specs.append(item)
         elif isinstance(item, str) and is_builtin_selector(item):
             specs += builtin_patterns(item)
+        elif isinstance(item, str) and (meant := closest_builtin(item)) is not None:
+            raise RedactPatternError(
+                f"patterns[{i}] {item!r} is not a built-in pattern or category; did you mean"
+                f" {meant!r}? To redact the text {item!r} itself, pass"
+                f" PatternSpec('my_name', {item!r}) or a regex that is not a bare word,"
+                f" such as {f'(?:{item})'!r}"
+            )
         elif isinstance(item, (str, re.Pattern, regex.Pattern)):
             specs.append(PatternSpec(f"pattern_{i}", item, label=_DEFAULT_LABEL))
         else:
@@ -725,6 +803,7 @@ class _Redactor:
 
     __slots__ = (
         "_anchor",
+        "_base",
         "_buf",
         "_emitted",
         "_key",
@@ -746,6 +825,7 @@ class _Redactor:
         rep = plan.replacement
         self._key = (rep.key or secrets.token_bytes(32)) if isinstance(rep, KeyedHash) else b""
         self._buf = ""  # released context tail + held text
+        self._base = 0  # the input offset of _buf[0] (offsets a replacement callable sees)
         self._scan = 0  # where the held text starts in _buf
         self._emitted = 0  # characters released so far (offsets of events)
         self._anchor = -1  # after a fail-closed overflow: where the attempt being dropped began
@@ -771,6 +851,7 @@ class _Redactor:
         if self.done:
             return []
         out = self._run(final=True, reopen=False)
+        self._base += self._scan
         self._buf = self._buf[self._scan :]  # nothing held: keeps close() idempotent
         self._scan = len(self._buf)
         return out
@@ -971,6 +1052,7 @@ class _Redactor:
         if keep > 2 * ctx + 256:
             cut = keep - ctx
             self._buf = buf[cut:]
+            self._base += cut
             self._scan -= cut
             if self._anchor >= 0:
                 self._anchor -= cut
@@ -1068,11 +1150,14 @@ class _Redactor:
         if isinstance(rep, str):
             return rep
         if isinstance(rep, KeyedHash):
-            digest = hmac.new(self._key, m.group().encode(), hashlib.sha256).hexdigest()
+            # surrogatepass: a lone surrogate (text decoded with errors="surrogateescape",
+            # a JSON "\\ud800") is still text to hash, not a crash mid-stream
+            secret = m.group().encode("utf-8", "surrogatepass")
+            digest = hmac.new(self._key, secret, hashlib.sha256).hexdigest()
             label = spec.placeholder
             tag = digest[: rep.digits]
             return f"{label[:-1]}:{tag}]" if label.endswith("]") else f"{label}:{tag}"
-        out = rep(m)
+        out = rep(RedactMatch(m, self._base, spec.name))
         if not isinstance(out, str):
             raise TypeError(f"replacement callable returned {type(out).__name__}, expected str")
         return out

@@ -12,7 +12,7 @@ import regex
 
 import streamops as so
 from streamops._core import ProcessorStage
-from streamops._redact import _combined_pattern, _Redactor
+from streamops._redact import RedactMatch, _combined_pattern, _Redactor
 
 
 def splits(text: str) -> Iterator[list[str]]:
@@ -733,3 +733,53 @@ def test_lazy_rule_whose_match_ended_is_not_an_overflow() -> None:
     assert s.text() == expected
     assert s.report.stop_reason != so.StopReason.BLOCKED
     assert_every_split(op, text, expected)
+
+
+# -- issue 16: names, surrogates, replacement callables --------------------------
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [("emial", "email"), ("secret", "secrets"), ("phones", "phone"), ("ipv5", "ipv6")],
+)
+def test_misspelled_builtin_name_is_an_error_with_a_suggestion(typo: str, meant: str) -> None:
+    with pytest.raises(so.RedactPatternError, match=f"did you mean '{meant}'") as info:
+        so.redact([typo])
+    assert "PatternSpec" in str(info.value)  # how to redact the word on purpose
+
+
+def test_a_literal_word_on_purpose() -> None:
+    assert feed_all(so.redact([so.PatternSpec("w", "emial")], replacement="#"), ["an emial"]) == (
+        "an #"
+    )
+    assert feed_all(so.redact([r"(?:emial)"], replacement="#"), ["an emial"]) == "an #"
+    assert feed_all(so.redact(["password"], replacement="#"), ["my password"]) == "my #"
+
+
+def test_keyed_hash_accepts_lone_surrogates() -> None:
+    op = so.redact([r"k[\s\S]{2}"], replacement=so.KeyedHash(key=b"k"))
+    out = feed_all(op, ["a k\ud800z and k\ud800z"])
+    first, second = out[2:], out.split(" and ")[1]
+    assert first.startswith("[REDACTED:")
+    assert first.split(" ")[0] == second
+    proc = processor(so.redact([r"k[\s\S]{8}"], replacement=so.KeyedHash()))
+    assert proc.feed("a k\ud800zzz") == ["a "]
+    assert "\ud800" not in "".join(proc.truncate())  # a cut masks it with its hash
+
+
+def test_replacement_callable_sees_a_stable_view_with_stream_offsets() -> None:
+    seen: list[tuple[int, int, str, dict[str, str | None]]] = []
+
+    def rep(m: RedactMatch) -> str:
+        seen.append((m.start(), m.end(), m.group(), m.groupdict()))
+        return f"<{m.pattern}:{m.start()}-{m.end()}:{m.group('body')}:{m['body']}>"
+
+    text = "x" * 500 + " sk-abc " + "y" * 300 + " sk-def."
+    op = so.redact([so.PatternSpec("key", r"sk-(?P<body>[a-z]{3})")], replacement=rep)
+    expected = "x" * 500 + " <key:501-507:abc:abc> " + "y" * 300 + " <key:809-815:def:def>."
+    assert feed_all(op, [text]) == expected
+    for size in (1, 3, 4, 7, 64):
+        assert feed_all(op, [text[i : i + size] for i in range(0, len(text), size)]) == expected
+    assert seen[0] == (501, 507, "sk-abc", {"body": "abc"})
+    m = seen[0]
+    assert text[m[0] : m[1]] == m[2]
