@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import Field
 
 import streamops as so
 from streamops._json_parser import JSONParser
@@ -320,3 +321,146 @@ def test_nesting_deeper_than_the_recursion_limit(
     with pytest.raises(so.JSONStreamError) as info:
         run(so.parse_json(), chunks(bad))
     assert info.value.offset == at
+
+
+# -- model mode follows model_validate_json (issue 17) ------------------------------
+#
+# Models are drawn with Optional, unions, discriminated unions, aliases, Annotated
+# validators, nested lists/dicts/tuples and RootModel; documents are drawn to
+# match them, with wrong leaves and extra keys mixed in when ``noisy``. The rule:
+# for every chunking, acceptance and the final value are model_validate_json's,
+# and an error's path is one of the paths model_validate_json reports (the
+# first one when the error comes from the final validation).
+
+_NOISE = st.sampled_from([0, -1, "s", "", None, [], {}, True, 1.5, ["x"], {"k": 1}])
+_model_names = itertools.count()
+
+
+def _lenient(v: Any) -> Any:
+    return len(v) if isinstance(v, (str, list)) else v
+
+
+@st.composite
+def _typed(draw: st.DrawFn, depth: int, noisy: bool) -> tuple[Any, st.SearchStrategy[Any]]:
+    """A type pydantic validates and a strategy for JSON values meant to match it."""
+    from typing import Annotated, Literal, Optional, Union
+
+    from pydantic import AfterValidator, BeforeValidator
+
+    def noise(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.one_of(values, values, values, _NOISE) if noisy else values
+
+    kinds = ["int", "str", "bool", "before", "after", "literal"]
+    if depth < 3:
+        kinds += ["optional", "list", "dict", "tuple", "model", "model", "union", "tagged"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "int":
+        return int, noise(st.integers(-3, 3))
+    if kind == "str":
+        return str, noise(st.text("ab", max_size=3))
+    if kind == "bool":
+        return bool, noise(st.booleans())
+    if kind == "literal":
+        return Literal["x", 1], noise(st.sampled_from(["x", 1]))
+    if kind == "before":
+        tp = Annotated[int, BeforeValidator(_lenient)]
+        return tp, noise(st.integers(0, 3) | st.text("a", max_size=2) | st.lists(st.just(1)))
+    if kind == "after":
+        return Annotated[int, AfterValidator(lambda v: v + 1)], noise(st.integers(0, 3))
+    if kind in ("model", "union", "tagged"):
+        count = 1 if kind == "model" else 2
+        tag = kind == "tagged"
+        made = [draw(_model(depth + 1, noisy, tag=f"t{i}" if tag else None)) for i in range(count)]
+        if count == 1:
+            return made[0]
+        types = tuple(m for m, _ in made)
+        values = st.one_of(*(v for _, v in made))
+        if tag:
+            return Annotated[Union[types], Field(discriminator="kind")], values  # noqa: UP007
+        return Union[types], values  # noqa: UP007  # built from a tuple at run time
+    inner, values = draw(_typed(depth + 1, noisy))
+    if kind == "optional":
+        return Optional[inner], st.none() | values  # noqa: UP045  # as the issue spells it
+    if kind == "list":
+        return list[inner], noise(st.lists(values, max_size=3))  # type: ignore[valid-type]
+    if kind == "dict":
+        return dict[str, inner], noise(st.dictionaries(st.sampled_from("pq"), values, max_size=2))  # type: ignore[valid-type]
+    other, more = draw(_typed(depth + 1, noisy))
+    return tuple[inner, other], noise(st.tuples(values, more).map(list))  # type: ignore[valid-type]
+
+
+@st.composite
+def _model(
+    draw: st.DrawFn, depth: int, noisy: bool, tag: str | None = None
+) -> tuple[Any, st.SearchStrategy[Any]]:
+    from typing import Literal
+
+    from pydantic import ConfigDict, create_model
+
+    config = ConfigDict(
+        strict=draw(st.booleans()),
+        extra=draw(st.sampled_from(["ignore", "forbid", "allow"])),
+        validate_by_name=draw(st.booleans()),
+    )
+    fields: dict[str, Any] = {}
+    keys: dict[str, st.SearchStrategy[Any]] = {}
+    optional: dict[str, st.SearchStrategy[Any]] = {}
+    if tag is not None:
+        fields["kind"] = (Literal[tag], ...)
+        keys["kind"] = st.just(tag)
+    for name in draw(st.lists(st.sampled_from("abc"), min_size=1, max_size=3, unique=True)):
+        tp, values = draw(_typed(depth, noisy))
+        alias = draw(st.sampled_from([None, name.upper()]))
+        required = draw(st.booleans())
+        default: Any = ... if required else None
+        fields[name] = (tp, Field(default, alias=alias)) if alias else (tp, default)
+        key = alias or name
+        if alias and config["validate_by_name"] and draw(st.booleans()):
+            key = name
+        (keys if required else optional)[key] = values
+        if noisy and alias and draw(st.booleans()):
+            optional[name if key != name else alias] = _NOISE  # the other spelling too
+    if noisy:
+        optional["zz"] = _NOISE
+    model = create_model(f"M{next(_model_names)}", __config__=config, **fields)
+    return model, st.fixed_dictionaries(keys, optional=optional)
+
+
+@st.composite
+def _models_and_documents(draw: st.DrawFn) -> tuple[Any, str]:
+    from pydantic import RootModel
+
+    noisy = draw(st.booleans())
+    if draw(st.booleans()):
+        target, values = draw(_model(0, noisy))
+    else:
+        tp, values = draw(_typed(0, noisy))
+        target = RootModel[tp]  # type: ignore[valid-type]
+    doc = draw(values)
+    order = draw(st.randoms())
+    if isinstance(doc, dict) and draw(st.booleans()):  # keys in another order
+        items = list(doc.items())
+        order.shuffle(items)
+        doc = dict(items)
+    return target, json.dumps(doc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), _models_and_documents())
+def test_model_mode_follows_model_validate_json(data: st.DataObject, case: tuple[Any, str]) -> None:
+    from pydantic import ValidationError
+
+    from streamops._json_models import error_pointer
+
+    target, text = case
+    chunks = split(data.draw, text)
+    try:
+        expected = target.model_validate_json(text)
+    except ValidationError as exc:
+        doc = json.loads(text)
+        paths = [error_pointer(e["loc"], doc, e["type"]) for e in exc.errors()]
+        with pytest.raises(so.JSONValidationError) as info:
+            run(so.parse_json(model=target), chunks)
+        assert info.value.path in paths
+    else:
+        assert run(so.parse_json(model=target), chunks)[-1] == expected

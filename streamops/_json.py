@@ -138,7 +138,7 @@ class _Processor:
         for ev in p.events:
             if ev.op == "done":
                 if ev.path:
-                    validator.done(ev.path, ev.value, p.offset)
+                    validator.done(ev.path, ev.value, p.offset, p.value)
                 else:
                     out.append(validator.final(ev.value, p.offset))
         if not out and changed and not self._multiple:
@@ -194,9 +194,12 @@ def parse_json(
     Options (all keyword-only):
 
     - ``model``: a pydantic model (or any type, or a ``TypeAdapter``). Each
-      field and item is validated as soon as it is complete (a wrong first
-      field fails at once with :class:`JSONValidationError`); partial results
-      are ``model_construct`` instances; the last item is fully validated.
+      field and item is checked as soon as it is complete (a wrong first
+      field fails at once with :class:`JSONValidationError`), but only where
+      ``model_validate_json`` of the whole text fails too, following
+      pydantic's core schema (see :mod:`streamops._json_models`); partial
+      results are ``model_construct`` instances; the last item is the model's
+      own validation of the whole document.
       Validation is in pydantic's JSON mode, under the model's config (so
       ``strict=True`` applies field by field and accepts what
       ``model_validate_json`` of the whole text accepts, e.g. an ISO string

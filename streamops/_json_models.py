@@ -3,48 +3,76 @@
 pydantic's ``experimental_allow_partial`` cannot validate a ``BaseModel`` root
 until every required field arrived (pydantic-core #1523), and re-validating the
 growing value on every chunk would be quadratic. Instead each field or item is
-validated against its own sub-schema when the parser reports it complete, so a
-wrong type in the first field fails at once; the root is validated in full at
-the end. Sub-schemas are found by walking the type: model fields (by alias or
-name), ``list``/``set``/``tuple`` items, ``dict`` values, ``TypedDict`` keys and
-``Optional``. A field behind a ``before``/``wrap``/``plain`` validator (which
-may rewrite the raw value) is checked only by the final validation.
+checked against its own sub-schema when the parser reports it complete, so a
+wrong type in the first field fails at once; the root is validated in full, by
+the target's own validator, at the end.
 
-Validation is in pydantic's JSON mode, on the subtree re-serialised: the input
-*is* JSON, and JSON mode differs from Python mode (in strict mode a string is a
-valid ``datetime``, ``UUID`` or ``Enum`` and an array a valid ``tuple`` only in
-JSON mode), so the result is what ``model_validate_json`` of the whole text
-gives. Each sub-schema's adapter is built with the config of the model (or
-``TypedDict``, or root adapter) it belongs to, so ``strict`` and the like apply
-field by field, as soon as the field is complete.
+The rule: acceptance, the final value and the error path are those of
+``validate_json`` of the whole text, and an early rejection happens only where
+that call rejects (at one of the paths it reports). So the sub-schemas come
+from pydantic's **core schema** (what pydantic itself validates with), not from
+type hints, and the walk checks early only what is sure to fail in the end:
+
+- *Walking down.* ``definitions``/``definition-ref``, ``default``, ``nullable``,
+  ``function-after`` (its inner schema runs first), ``json-or-python`` (JSON
+  side), ``lax-or-strict`` (lax side, the weaker) and ``chain`` (its first step)
+  are passed through; a ``model`` or ``typed-dict`` brings its own config into
+  force for what it contains, as in pydantic-core; ``RootModel`` goes to its
+  root's schema. Members: ``model-fields``/``typed-dict`` fields by the key
+  pydantic looks up, ``list``/``set``/``tuple`` items, ``dict`` values.
+- *Not checking early* (the final validation decides): anything behind a
+  ``before``/``wrap``/``plain`` validator (it may rewrite the raw value), a
+  custom ``__init__``, dataclasses, custom error types; a field that more than
+  one key can fill (alias and name, ``AliasChoices``, ``AliasPath``), since
+  another key may still come and win; a key of a discriminated union whose tag
+  has not arrived.
+- *Unions.* A member of a ``union`` is rejected early only if every branch that
+  can hold a container of its parent's kind rejects it (then every branch
+  fails, and so does the union); a ``tagged-union`` checks the branch its tag
+  (already in the parent) selects.
+- *Extra keys* are rejected as soon as they are complete under
+  ``extra='forbid'``, and checked against the extras schema if one is given.
+
+An early check validates the complete subtree, re-serialised, in JSON mode
+(JSON mode differs from Python mode: in strict mode a string is a valid
+``datetime``, ``UUID`` or ``Enum`` only in JSON mode) with a ``SchemaValidator``
+built once per sub-schema from a *stripped* copy of it: ``after`` validators
+removed, ``before``/``wrap``/``plain`` ones replaced by ``any``, no
+``__post_init__``/``model_post_init``. So no user function runs early (it may
+read other fields through ``info.data`` or a validation context), and the
+stripped schema accepts everything the real one accepts.
+
+Error paths are JSON Pointers into the document: pydantic's ``loc`` also holds
+union branch labels, discriminator tags and ``[key]``; :func:`error_pointer`
+keeps only the steps that exist in the document (and the name of a missing
+member). One exception to the rule, as for the parser: with a duplicate key
+the last one wins in the end, but an earlier value was already checked.
 """
 
 from __future__ import annotations
 
 import json
-import types
-import typing
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Union, get_args, get_origin
+from collections.abc import Sequence
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator
 
 from ._errors import StreamOpsError
 
 __all__ = ("JSONValidationError",)
 
-_ITEMS = (list, set, frozenset, Sequence, typing.Sequence)
-_RAW_MODES = ("before", "wrap", "plain")
-
 
 class JSONValidationError(StreamOpsError, ValueError):
     """Raised when a streamed value does not validate against the ``model`` given to parse_json.
 
-    Raised as soon as the offending field or item is complete, not at the end.
-    ``path`` is the JSON Pointer of the first invalid value, ``errors`` is
-    pydantic's error list (``ValidationError.errors()``) and ``offset`` the
-    character offset at the end of the chunk that completed the value. Invalid JSON
-    raises :class:`JSONStreamError` instead.
+    Raised as soon as the offending field or item is complete, not at the end,
+    but only where ``model_validate_json`` of the whole text would fail too.
+    ``path`` is the JSON Pointer of the invalid value in the document (one of
+    the paths ``model_validate_json`` reports), ``errors`` is pydantic's error
+    list (``ValidationError.errors()``, its ``loc`` relative to ``path`` for an
+    early error) and ``offset`` the character offset at the end of the chunk
+    that completed the value. Invalid JSON raises :class:`JSONStreamError` instead.
 
     >>> import streamops as so
     >>> from pydantic import BaseModel
@@ -71,169 +99,545 @@ def _pointer(parts: Sequence[object]) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def _own_config(tp: Any) -> ConfigDict | None:
-    """The config a model or ``TypedDict`` gives the members it contains."""
-    base = _strip(tp)
-    if isinstance(base, type) and issubclass(base, BaseModel):
-        return base.model_config
-    config: ConfigDict | None = getattr(base, "__pydantic_config__", None)
-    return config
+def _pointer_parts(loc: Sequence[Any], doc: Any, error_type: str) -> list[Any]:
+    parts: list[Any] = []
+    cur: Any = doc
+    last = len(loc) - 1
+    for i, step in enumerate(loc):
+        if isinstance(cur, dict):
+            found = isinstance(step, str) and step in cur
+        else:
+            found = isinstance(cur, list) and type(step) is int and 0 <= step < len(cur)
+        if found:
+            parts.append(step)
+            cur = cur[step]
+        elif i == last and error_type == "missing":
+            parts.append(step)  # a member that is not there: its would-be pointer
+        # anything else is not in the document: a union branch label, a tag, "[key]"
+    return parts
 
 
-def _make_adapter(tp: Any, config: ConfigDict | None) -> TypeAdapter[Any]:
-    """An adapter for ``tp`` under the config of the type that contains it."""
-    if config:
-        try:
-            return TypeAdapter(tp, config=config)
-        except PydanticUserError as exc:
-            # A model, dataclass or TypedDict has its own config: pydantic uses
-            # that one (also inside the parent) and refuses a second one.
-            if exc.code != "type-adapter-config-unused":
-                raise
-    return TypeAdapter(tp)
+def error_pointer(loc: Sequence[Any], doc: Any, error_type: str) -> str:
+    """The JSON Pointer into ``doc`` of a pydantic error at ``loc``.
+
+    Steps of ``loc`` that are not in the document (union branch labels,
+    discriminator tags, ``[key]``) are dropped; the last step of a ``missing``
+    error is kept (the member that should be there).
+
+    >>> doc = {"pets": [{"kind": "cat", "lives": "x"}]}
+    >>> error_pointer(("pets", 0, "cat", "lives"), doc, "int_parsing")
+    '/pets/0/lives'
+    """
+    return _pointer(_pointer_parts(loc, doc, error_type))
+
+
+# -- the stripped schema ---------------------------------------------------------
+
+_ANY: dict[str, Any] = {"type": "any"}
+_OPAQUE = frozenset(
+    ("function-before", "function-wrap", "function-plain", "dataclass", "call", "arguments")
+)
+# Keys of a core schema whose values are schemas (or lists of them).
+_SUB_KEYS = (
+    "schema",
+    "keys_schema",
+    "values_schema",
+    "lax_schema",
+    "strict_schema",
+    "json_schema",
+    "python_schema",
+    "extras_schema",
+    "extras_keys_schema",
+)
+# Schemas that never accept a JSON object or array (in JSON mode).
+_SCALARS = frozenset(
+    (
+        "int",
+        "float",
+        "decimal",
+        "str",
+        "bool",
+        "none",
+        "literal",
+        "date",
+        "time",
+        "datetime",
+        "timedelta",
+        "uuid",
+        "url",
+        "multi-host-url",
+        "bytes",
+        "complex",
+    )
+)
+_ARRAYS = frozenset(("list", "set", "frozenset", "generator", "tuple"))
+_OBJECTS = frozenset(("model-fields", "typed-dict", "dict"))
+
+
+class _Schemas:
+    """The definitions of one core schema and its stripped copies, shared by every node."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.defs: dict[str, dict[str, Any]] = {}
+        self._collect(schema)
+        self._stripped: dict[int, dict[str, Any]] = {}
+        self._stripped_defs: dict[str, dict[str, Any]] = {}
+        self._validators: dict[tuple[int, int], SchemaValidator] = {}
+
+    def _collect(self, schema: Any) -> None:
+        stack = [schema]
+        seen: set[int] = set()
+        while stack:
+            s = stack.pop()
+            if isinstance(s, (list, tuple)):
+                stack.extend(s)
+                continue
+            if not isinstance(s, dict) or id(s) in seen:
+                continue
+            seen.add(id(s))
+            if isinstance(s.get("ref"), str) and "type" in s:
+                self.defs.setdefault(s["ref"], s)
+            for key, v in s.items():
+                if key not in ("metadata", "config", "default", "serialization", "cls"):
+                    stack.append(v)
+
+    def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """``schema`` with ``definitions`` and ``definition-ref`` looked through."""
+        for _ in range(100):  # a ref to a ref to ...: bounded
+            t = schema.get("type")
+            if t == "definitions":
+                schema = schema["schema"]
+            elif t == "definition-ref":
+                target = self.defs.get(schema["schema_ref"])
+                if target is None:
+                    return _ANY
+                schema = target
+            else:
+                return schema
+        return _ANY
+
+    def strip(self, schema: Any) -> Any:
+        """A copy that accepts at least what ``schema`` accepts and runs no user function."""
+        if not isinstance(schema, dict):
+            return schema
+        if schema.get("type") == "definition-ref":
+            target = self.defs.get(schema["schema_ref"])
+            return _ANY if target is None else self.strip(target)
+        ref = schema.get("ref")
+        if isinstance(ref, str):
+            if ref not in self._stripped_defs:
+                self._stripped_defs[ref] = _ANY  # a recursive schema meets itself
+                body = self._strip_body(schema)
+                self._stripped_defs[ref] = {**body, "ref": ref}
+            return {"type": "definition-ref", "schema_ref": ref}
+        done = self._stripped.get(id(schema))
+        if done is None:
+            done = self._stripped[id(schema)] = self._strip_body(schema)
+        return done
+
+    def _strip_body(self, schema: dict[str, Any]) -> dict[str, Any]:
+        t = schema.get("type")
+        if t in _OPAQUE or (t == "model" and schema.get("custom_init")):
+            return _ANY
+        if t == "function-after":
+            inner = self.strip(schema["schema"])
+            return dict(inner) if isinstance(inner, dict) else _ANY
+        if t == "chain":
+            steps = schema.get("steps") or [_ANY]
+            return dict(self.strip(steps[0]))
+        if t == "definitions":
+            for d in schema.get("definitions", ()):
+                self.strip(d)
+            return dict(self.strip(schema["schema"]))
+        out = {k: v for k, v in schema.items() if k not in ("ref", "serialization", "post_init")}
+        for key in _SUB_KEYS:
+            if isinstance(out.get(key), dict):
+                out[key] = self.strip(out[key])
+        items = out.get("items_schema")
+        if isinstance(items, dict):
+            out["items_schema"] = self.strip(items)
+        elif isinstance(items, list):
+            out["items_schema"] = [self.strip(s) for s in items]
+        choices = out.get("choices")
+        if isinstance(choices, list):
+            out["choices"] = [
+                (self.strip(c[0]), c[1]) if isinstance(c, tuple) else self.strip(c) for c in choices
+            ]
+        elif isinstance(choices, dict):
+            out["choices"] = {k: self.strip(c) for k, c in choices.items()}
+        fields = out.get("fields")
+        if isinstance(fields, dict):
+            out["fields"] = {n: {**f, "schema": self.strip(f["schema"])} for n, f in fields.items()}
+        return out
+
+    def validator(self, schema: dict[str, Any], config: dict[str, Any] | None) -> SchemaValidator:
+        key = (id(schema), id(config))
+        v = self._validators.get(key)
+        if v is None:
+            root = self.strip(schema)
+            defs = self._reachable(root)
+            wrapped = {"type": "definitions", "schema": root, "definitions": defs} if defs else root
+            v = self._validators[key] = SchemaValidator(wrapped, config)  # type: ignore[arg-type]
+        return v
+
+    def _reachable(self, root: Any) -> list[dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        stack = [root]
+        while stack:
+            s = stack.pop()
+            if isinstance(s, (list, tuple)):
+                stack.extend(s)
+            elif isinstance(s, dict):
+                if s.get("type") == "definition-ref" and isinstance(s.get("schema_ref"), str):
+                    ref = s["schema_ref"]
+                    if ref not in found and ref in self._stripped_defs:
+                        found[ref] = self._stripped_defs[ref]
+                        stack.append(found[ref])
+                    continue
+                for k, v in s.items():
+                    if k not in ("metadata", "config", "default", "cls"):
+                        stack.append(v)
+        return list(found.values())
+
+
+# -- the nodes ------------------------------------------------------------------
+
+
+class _Structural:
+    """A branch that cannot hold the parent at all (a scalar, or the other container kind)."""
+
+
+_NO = _Structural()
+
+
+class _Forbidden:
+    """An extra key under ``extra='forbid'``: its value is rejected once complete."""
+
+    __slots__ = ()
+
+    def check(self, value: Any, text: str) -> Any:
+        raise _EarlyError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": (),
+                    "msg": "Extra inputs are not permitted",
+                    "input": value,
+                }
+            ]
+        )
+
+    def child(self, key: str, parent: Any) -> Any:
+        return _NO
+
+
+_FORBIDDEN = _Forbidden()
+
+
+class _EarlyError(Exception):
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.errors = errors
+
+
+def _combine(results: list[Any]) -> Any:
+    """The member node of a union: None (no early check) if any branch leaves it open."""
+    nodes: list[Any] = []
+    for r in results:
+        if r is None:
+            return None
+        if r is _NO:
+            continue
+        nodes.extend(r.nodes if isinstance(r, _AnyOf) else [r])
+    if not nodes:
+        return None  # every branch rejects the parent: its own check will say so
+    return nodes[0] if len(nodes) == 1 else _AnyOf(nodes)
+
+
+class _AnyOf:
+    """A member of a union: rejected only if every branch rejects it."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes: list[Any]) -> None:
+        self.nodes = nodes
+
+    def check(self, value: Any, text: str) -> Any:
+        first: _EarlyError | None = None
+        for node in self.nodes:
+            try:
+                return node.check(value, text)
+            except _EarlyError as exc:
+                first = first or exc
+        assert first is not None
+        raise first
+
+    def child(self, key: str, parent: Any) -> Any:
+        return _combine([n.child(key, parent) for n in self.nodes])
 
 
 class _Node:
-    """The sub-schema at one place in the document, with its children cached.
+    """One place in the core schema, under the config in force there; children cached."""
 
-    ``config`` is the config in force here (of the enclosing model, ``TypedDict``
-    or root adapter); members of a model or ``TypedDict`` get that type's own.
-    """
-
-    __slots__ = ("_adapter", "_children", "_keyed", "config", "tp")
+    __slots__ = ("_children", "_inner", "_schemas", "config", "schema")
 
     def __init__(
-        self, tp: Any, config: ConfigDict | None, adapter: TypeAdapter[Any] | None = None
+        self, schemas: _Schemas, schema: dict[str, Any], config: dict[str, Any] | None
     ) -> None:
-        self.tp = tp
+        self._schemas = schemas
+        self.schema = schema
         self.config = config
-        self._adapter = adapter
-        self._children: dict[str, _Node | None] = {}
-        # Whether members differ by key (model fields, tuple positions) or share
-        # one sub-schema (list items, dict values): worked out once, not per value.
-        base = _strip(tp)
-        self._keyed = (
-            isinstance(base, type) and (issubclass(base, BaseModel) or typing.is_typeddict(base))
-        ) or get_origin(base) is tuple
+        self._children: dict[Any, Any] = {}
+        self._inner: tuple[dict[str, Any], dict[str, Any] | None] | None = None
 
-    @property
-    def adapter(self) -> TypeAdapter[Any]:
-        if self._adapter is None:
-            self._adapter = _make_adapter(self.tp, self.config)
-        return self._adapter
-
-    def child(self, key: str) -> _Node | None:
-        cache_key = key if self._keyed else ""
+    def check(self, value: Any, text: str) -> Any:
+        """Validate ``value`` (whose JSON is ``text``); raise _EarlyError if invalid."""
+        validator = self._schemas.validator(self.schema, self.config)
         try:
-            return self._children[cache_key]
-        except KeyError:
-            tp = _child_type(self.tp, key)
-            own = _own_config(self.tp)  # a model's config governs its fields, even if empty
-            node = None if tp is None else _Node(tp, self.config if own is None else own)
-            self._children[cache_key] = node
-            return node
+            return validator.validate_json(text)
+        except ValidationError as exc:
+            raise _EarlyError([dict(e) for e in exc.errors()]) from exc
 
+    def _container(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The schema that says what members are, and the config in force for them."""
+        if self._inner is None:
+            schemas = self._schemas
+            schema, config = self.schema, self.config
+            for _ in range(1000):
+                schema = schemas.resolve(schema)
+                t = schema.get("type")
+                if t in ("default", "nullable", "function-after"):
+                    schema = schema["schema"]
+                elif t == "json-or-python":
+                    schema = schema["json_schema"]
+                elif t == "lax-or-strict":
+                    schema = schema["lax_schema"]
+                elif t == "chain":
+                    schema = (schema.get("steps") or [_ANY])[0]
+                elif t == "model":
+                    if schema.get("custom_init"):
+                        schema = _ANY
+                        break
+                    config = schema.get("config", config)
+                    schema = schema["schema"]
+                elif t == "typed-dict":
+                    config = schema.get("config", config)
+                    break
+                else:
+                    break
+            self._inner = (schema, config)
+        return self._inner
 
-def _strip(tp: Any) -> Any:
-    while get_origin(tp) is Annotated:
-        tp = get_args(tp)[0]
-    return tp
-
-
-def _child_type(tp: Any, key: str) -> Any:
-    """The type of ``tp``'s member ``key``, or None when it cannot be known early."""
-    base = _strip(tp)
-    if isinstance(base, type) and issubclass(base, BaseModel):
-        return _field_type(base, key)
-    if isinstance(base, type) and typing.is_typeddict(base):
-        return typing.get_type_hints(base, include_extras=True).get(key)
-    origin, args = get_origin(base), get_args(base)
-    if origin is Union or origin is types.UnionType:
-        members = [a for a in args if a is not type(None)]
-        return _child_type(members[0], key) if len(members) == 1 else None
-    if not args:
-        return None
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return args[0]
-        return args[int(key)] if key.isdigit() and int(key) < len(args) else None
-    if origin in _ITEMS:
-        return args[0]
-    if origin is dict or origin is Mapping:
-        return args[1]
-    return None
-
-
-def _field_type(model: type[BaseModel], key: str) -> Any:
-    decorators = model.__pydantic_decorators__
-    if any(d.info.mode in ("before", "wrap") for d in decorators.model_validators.values()):
-        return None
-    for name, field in model.model_fields.items():
-        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
-        if key not in (name, alias):
-            continue
-        for d in decorators.field_validators.values():
-            if d.info.mode in _RAW_MODES and (name in d.info.fields or "*" in d.info.fields):
+    def child(self, key: str, parent: Any) -> Any:
+        """The node of member ``key`` of ``parent`` (a dict or list), ``_NO`` or None."""
+        schema, config = self._container()
+        t = schema.get("type")
+        is_obj = isinstance(parent, dict)
+        if t in _SCALARS or (t == "enum" and _scalar_enum(schema)):
+            return _NO
+        if t in _ARRAYS:
+            return self._item(schema, config, key) if not is_obj else _NO
+        if t in _OBJECTS:
+            if not is_obj:
+                return _NO
+            if t == "dict":
+                return self._cached("", schema.get("values_schema"), config)
+            return self._field(schema, config, key)
+        if t == "union":
+            if schema.get("custom_error_type") or schema.get("strict"):
                 return None
-        if field.metadata:
-            return Annotated[(field.annotation, *field.metadata)]
-        return field.annotation
-    return None
+            branches = self._children.get("|")
+            if branches is None:
+                branches = self._children["|"] = [
+                    _Node(self._schemas, c[0] if isinstance(c, tuple) else c, config)
+                    for c in schema["choices"]
+                ]
+            return _combine([b.child(key, parent) for b in branches])
+        if t == "tagged-union":
+            return self._tagged(schema, config, key, parent)
+        return None
+
+    def _cached(self, slot: Any, schema: Any, config: dict[str, Any] | None) -> _Node | None:
+        if not isinstance(schema, dict):
+            return None
+        node = self._children.get(slot)
+        if node is None:
+            node = self._children[slot] = _Node(self._schemas, schema, config)
+        return node
+
+    def _item(self, schema: dict[str, Any], config: dict[str, Any] | None, key: str) -> Any:
+        items = schema.get("items_schema")
+        if schema["type"] != "tuple":
+            return self._cached("", items, config)
+        if not isinstance(items, list) or not key.isdigit():
+            return None
+        i = int(key)
+        variadic = schema.get("variadic_item_index")
+        if variadic is None:
+            return self._cached(i, items[i], config) if i < len(items) else None
+        if i < variadic:
+            return self._cached(i, items[i], config)
+        if variadic == len(items) - 1:  # nothing after the variadic part
+            return self._cached(variadic, items[variadic], config)
+        return None  # an item after the variadic part is placed from the end
+
+    def _field(self, schema: dict[str, Any], config: dict[str, Any] | None, key: str) -> Any:
+        keys = self._children.get("keys")
+        if keys is None:
+            keys = self._children["keys"] = _field_keys(schema, config)
+        single, used = keys
+        name = single.get(key)
+        if name is not None:
+            return self._cached(("field", name), schema["fields"][name]["schema"], config)
+        if key in used:
+            return None  # a field more than one key can fill: the last to come may win
+        extra = schema.get("extra_behavior") or (config or {}).get("extra_fields_behavior")
+        if extra == "forbid":
+            return _FORBIDDEN
+        if extra == "allow":
+            return self._cached("extra", schema.get("extras_schema"), config)
+        return None
+
+    def _tagged(
+        self, schema: dict[str, Any], config: dict[str, Any] | None, key: str, parent: Any
+    ) -> Any:
+        if schema.get("custom_error_type") or not isinstance(parent, dict):
+            return None if isinstance(parent, dict) else _NO
+        disc = schema.get("discriminator")
+        if isinstance(disc, list) and len(disc) == 1 and len(disc[0]) == 1:
+            disc = disc[0][0]
+        if not isinstance(disc, str) or key == disc:
+            return None
+        tag = parent.get(disc)
+        if not isinstance(tag, (str, int)):
+            return None  # not arrived yet (or not a tag): the final validation decides
+        try:
+            branch = schema["choices"].get(tag)
+        except TypeError:
+            return None
+        if not isinstance(branch, dict):
+            return None
+        node = self._cached(("tag", tag), branch, config)
+        return None if node is None else node.child(key, parent)
 
 
-def schema_root(target: Any) -> _Node:
-    """The schema tree of ``target`` (a type or a TypeAdapter), shared by every stream."""
-    if isinstance(target, TypeAdapter):
-        # TypeAdapter keeps its type and config privately; without the type only
-        # the root is checked.
-        return _Node(getattr(target, "_type", None), getattr(target, "_config", None), target)
-    return _Node(target, None, TypeAdapter(target))
+def _scalar_enum(schema: dict[str, Any]) -> bool:
+    return all(
+        isinstance(getattr(m, "value", None), (str, int, float, bool, type(None)))
+        for m in schema.get("members", ())
+    )
+
+
+def _field_keys(
+    schema: dict[str, Any], config: dict[str, Any] | None
+) -> tuple[dict[str, str], set[Any]]:
+    """Keys that alone fill a field (key -> field name), and the first step of every key path."""
+    config = config or {}
+    by_alias = config.get("validate_by_alias", True)
+    by_name = config.get("validate_by_name", config.get("populate_by_name", False))
+    single: dict[str, str] = {}
+    used: set[Any] = set()
+    for name, field in schema.get("fields", {}).items():
+        alias = field.get("validation_alias")
+        paths: list[list[Any]] = []
+        if alias is None:
+            paths.append([name])
+        else:
+            if by_alias:
+                if isinstance(alias, str):
+                    paths.append([alias])
+                elif alias and isinstance(alias[0], list):
+                    paths.extend(list(p) for p in alias)  # AliasChoices
+                else:
+                    paths.append(list(alias))  # AliasPath
+            if by_name:
+                paths.append([name])
+        used.update(p[0] for p in paths if p)
+        if len(paths) == 1 and len(paths[0]) == 1 and isinstance(paths[0][0], str):
+            single.setdefault(paths[0][0], name)
+    return single, used
+
+
+# -- the root and one stream's validator -----------------------------------------
+
+
+def _core_config(adapter: TypeAdapter[Any]) -> dict[str, Any] | None:
+    """The core config the adapter validates with (a TypeAdapter's own ``config``)."""
+    try:
+        # SchemaValidator pickles as (schema, config): the config it was built with.
+        config = adapter.validator.__reduce__()[1][1]
+    except (AttributeError, IndexError, TypeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+class _Root:
+    """What every stream of one operator shares: the adapter, the schema walk, the model."""
+
+    __slots__ = ("adapter", "model", "node")
+
+    def __init__(self, target: Any) -> None:
+        adapter = target if isinstance(target, TypeAdapter) else TypeAdapter(target)
+        self.adapter: TypeAdapter[Any] = adapter
+        schema = dict(adapter.core_schema)
+        self.node = _Node(_Schemas(schema), schema, _core_config(adapter))
+        tp = getattr(adapter, "_type", None)
+        self.model = tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def schema_root(target: Any) -> _Root:
+    """The schema walk of ``target`` (a type or a TypeAdapter), shared by every stream."""
+    return _Root(target)
 
 
 class _Validator:
-    """Validate completed subtrees as their ``done`` events arrive; build partial results."""
+    """Check completed subtrees as their ``done`` events arrive; build partial results."""
 
-    __slots__ = ("_fields", "_model", "_root")
+    __slots__ = ("_fields", "_root")
 
-    def __init__(self, root: _Node) -> None:
+    def __init__(self, root: _Root) -> None:
         self._root = root
-        tp = _strip(root.tp)
-        self._model = tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
         self._fields: dict[str, Any] = {}
 
-    def done(self, path: str, value: Any, offset: int) -> None:
-        """Validate the complete value at ``path`` (not the root) against its sub-schema."""
-        node: _Node | None = self._root
+    def done(self, path: str, value: Any, offset: int, doc: Any) -> None:
+        """Check the complete ``value`` at ``path`` (not the root) in the live document ``doc``.
+
+        Raises :class:`JSONValidationError` only if the value makes the whole
+        document invalid, whatever may still come (see the module doc).
+        """
         parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+        node: Any = self._root.node
+        cur = doc
+        steps: list[Any] = []
         for part in parts:
-            if node is None or node.tp is None:
+            if isinstance(cur, dict):
+                steps.append(part)
+                nxt = cur.get(part)
+            elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+                steps.append(int(part))
+                nxt = cur[int(part)]
+            else:
+                return  # the live document moved on (a later value): leave it to the end
+            node = node.child(part, cur)
+            if node is None or node is _NO:
                 return
-            node = node.child(part)
-        if node is None:
-            return
-        result = self._check(node.adapter, value, parts, offset)
-        if len(parts) == 1 and self._model is not None:
+            cur = nxt
+        try:
+            text = json.dumps(value)
+        except RecursionError:
+            return  # deeper than json.dumps goes: the final validation decides
+        try:
+            result = node.check(value, text)
+        except _EarlyError as exc:
+            errors = [{**e, "loc": (*steps, *e["loc"])} for e in exc.errors]
+            raise _error(errors, doc, offset) from None
+        if len(steps) == 1 and self._root.model is not None:
             self._fields[parts[0]] = result
 
     def final(self, value: Any, offset: int) -> Any:
-        """Validate the complete root value; return the validated result."""
+        """Validate the complete root value with the target's own validator; return the result."""
         self._fields = {}
-        return self._check(self._root.adapter, value, [], offset)
-
-    def partial(self, value: Any) -> Any:
-        """The partial result to show: a model built without validation, or the raw value.
-
-        Fields already complete hold their validated values; the field still
-        streaming holds its raw partial JSON value; missing fields are absent.
-        """
-        if self._model is None or not isinstance(value, dict):
-            return value
-        fields = self._fields
-        data = {k: fields.get(k, v) for k, v in value.items()}
-        return self._model.model_construct(**data)
-
-    @staticmethod
-    def _check(adapter: TypeAdapter[Any], value: Any, parts: list[str], offset: int) -> Any:
+        adapter = self._root.adapter
         try:
             # JSON mode, as model_validate_json of the text (see the module doc).
             # Re-serialising is exact: the value came from JSON (floats round-trip,
@@ -246,9 +650,31 @@ class _Validator:
                 return adapter.validate_python(value)
             return adapter.validate_json(text)
         except ValidationError as exc:
-            errors: list[dict[str, Any]] = [dict(e) for e in exc.errors()]
-            path = _pointer([*parts, *errors[0]["loc"]]) if errors else _pointer(parts)
-            message = f"invalid value at {path or '(root)'} (offset {offset}): " + "; ".join(
-                f"{_pointer(e['loc']) or '(here)'}: {e['msg']}" for e in errors[:3]
-            )
-            raise JSONValidationError(message, path=path, errors=errors, offset=offset) from exc
+            raise _error([dict(e) for e in exc.errors()], value, offset) from exc
+
+    def partial(self, value: Any) -> Any:
+        """The partial result to show: a model built without validation, or the raw value.
+
+        Fields already complete hold their checked values; the field still
+        streaming holds its raw partial JSON value; missing fields are absent.
+        """
+        model = self._root.model
+        if model is None:
+            return value
+        if isinstance(value, dict):
+            fields = self._fields
+            value = {k: fields.get(k, v) for k, v in value.items()}
+        if model.__pydantic_root_model__:
+            return model.model_construct(root=value)
+        if not isinstance(value, dict):
+            return value
+        return model.model_construct(**value)
+
+
+def _error(errors: list[dict[str, Any]], doc: Any, offset: int) -> JSONValidationError:
+    first = errors[0] if errors else None
+    path = error_pointer(first["loc"], doc, first["type"]) if first else ""
+    message = f"invalid value at {path or '(root)'} (offset {offset}): " + "; ".join(
+        f"{error_pointer(e['loc'], doc, e['type']) or '(root)'}: {e['msg']}" for e in errors[:3]
+    )
+    return JSONValidationError(message, path=path, errors=errors, offset=offset)
