@@ -70,8 +70,9 @@ class JSONValidationError(StreamOpsError, ValueError):
     but only where ``model_validate_json`` of the whole text would fail too.
     ``path`` is the JSON Pointer of the invalid value in the document (one of
     the paths ``model_validate_json`` reports), ``errors`` is pydantic's error
-    list (``ValidationError.errors()``, its ``loc`` relative to ``path`` for an
-    early error) and ``offset`` the character offset at the end of the chunk
+    list (``ValidationError.errors()``; for an early error each ``loc`` starts
+    with the document's steps down to the checked value) and ``offset`` the
+    character offset at the end of the chunk
     that completed the value. Invalid JSON raises :class:`JSONStreamError` instead.
 
     >>> import streamops as so
