@@ -752,7 +752,12 @@ class _Channels:
         if forced is None:
             main = self._main
             forced = main._cut() or main.lens.truncated
-        return "".join(sub.end(forced))
+        try:
+            out = sub.end(forced)
+        except _Halt as halt:  # the end of a tool's arguments met the budget
+            self.halted = True
+            out = halt.out
+        return "".join(out)
 
     def open_keys(self) -> list[Any]:
         """The channels that are open, in the order they opened."""
@@ -773,24 +778,37 @@ class _Channels:
 
 
 class _JSONStrings:
-    r"""Run text operators on the string values of a streamed JSON document.
+    r"""Run text operators on a streamed JSON document (tool-call arguments).
 
     Tool-call arguments are JSON: operators must see ``a@b.co`` even when it is
-    written ``a\u0040b.co``, and a replacement must leave valid JSON. This
-    splits the JSON text as it streams: outside strings it passes through;
-    inside a string the escapes are decoded, the text goes through a chain of
-    its own (each string is a complete message: closed at its closing quote,
-    so the usual exactness holds per string), and what it releases is encoded
-    again. Nothing inside a string is released before the operators release it.
+    written ``a\u0040b.co``, a card number even when it is a JSON number, and
+    a replacement must leave valid JSON. This splits the JSON text as it
+    streams into *messages*, each run through a chain of its own (feed, then
+    closed: the usual exactness holds per message):
+
+    - each string value or key, decoded (escapes, surrogate pairs); what the
+      chain releases is encoded again, as it is released;
+    - each number; one the operators changed comes out as a JSON string
+      (``4111...1111`` becomes ``"[CREDIT_CARD]"``), so the document stays valid;
+    - the structure between them (``{``, ``": ``, literals...), so a budget
+      counts every character the provider billed (its count is per message:
+      within a few tokens of the encoding of the whole document).
+
+    Structure and numbers are held until the next string starts or the
+    arguments end (a number is only complete then). An escape that is not
+    valid JSON ends the string's message and passes through unchanged (the
+    consumer's parser reports it); a lone surrogate is written as an escape.
     """
 
-    __slots__ = ("_esc", "_high", "_main", "_sub")
+    __slots__ = ("_esc", "_high", "_main", "_raw", "_sub")
 
     _SPECIAL = regex.compile(r'["\\]')
+    _NUMBER = regex.compile(r"-?[0-9][0-9.eE+-]*")
 
     def __init__(self, main: _Chain) -> None:
         self._main = main
         self._sub: _Chain | None = None  # the chain of the string being read
+        self._raw = ""  # text outside strings, held to the next string or the end
         self._esc = ""  # an escape sequence read in part
         self._high = ""  # a decoded high surrogate waiting for its pair
 
@@ -799,13 +817,14 @@ class _JSONStrings:
         i, n = 0, len(text)
         try:
             while i < n:
-                sub = self._sub
-                if sub is None:  # outside strings: up to the next opening quote
+                if self._sub is None:  # outside strings: up to the next opening quote
                     j = text.find('"', i)
                     if j < 0:
-                        out.append(text[i:])
+                        self._raw += text[i:]
                         break
-                    out.append(text[i : j + 1])
+                    self._raw += text[i:j]
+                    self._outside(out, forced=False)
+                    out.append('"')
                     self._sub = self._main.fork("tool_arguments")
                     i = j + 1
                     continue
@@ -830,6 +849,33 @@ class _JSONStrings:
             raise _Halt([*out, *self._encode(halt.out)]) from None
         return ["".join(out)] if out else []
 
+    def _message(self, text: str, out: list[str], *, number: bool, forced: bool) -> None:
+        """Run ``text`` through a chain of its own, start to end, into ``out``.
+
+        A halt (the budget) raises ``_Halt([])``: what was released is in ``out``.
+        """
+        chain = self._main.fork("tool_arguments")
+        halted = False
+        try:
+            released = "".join([*chain.feed(text), *chain.end(forced)])
+        except _Halt as halt:
+            released, halted = "".join(halt.out), True
+        out.append(_jsonify(text, released) if number else released)
+        if halted:
+            raise _Halt([])
+
+    def _outside(self, out: list[str], *, forced: bool) -> None:
+        """Release the structure and numbers held since the last string."""
+        raw, self._raw = self._raw, ""
+        pos = 0
+        for m in self._NUMBER.finditer(raw):
+            if m.start() > pos:
+                self._message(raw[pos : m.start()], out, number=False, forced=False)
+            self._message(m.group(), out, number=True, forced=forced)
+            pos = m.end()
+        if pos < len(raw):
+            self._message(raw[pos:], out, number=False, forced=False)
+
     def _escape(self, text: str, i: int, out: list[str]) -> int:
         esc = self._esc
         if len(esc) == 1:  # the character after the backslash says how long it is
@@ -845,9 +891,14 @@ class _JSONStrings:
         self._esc = ""
         try:
             char: str = json.loads(f'"{esc}"')
-        except ValueError:
-            char = esc  # not JSON: the consumer's parser will say so; keep it as text
+        except ValueError:  # not JSON: end this string's message, pass the escape on as is
+            self._close_string(out, forced=False)
+            out.append(esc)
+            self._sub = self._main.fork("tool_arguments")
+            return i
         if "\ud800" <= char <= "\udbff":
+            if self._high:
+                self._put("", out)  # two high surrogates in a row: the first is alone
             self._high = char
             return i
         if self._high:
@@ -868,13 +919,14 @@ class _JSONStrings:
     @staticmethod
     def _encode(pieces: list[Any]) -> list[str]:
         text = "".join(pieces)
-        return [json.dumps(text, ensure_ascii=False)[1:-1]] if text else []
+        return [_json_body(text)] if text else []
 
     def _close_string(self, out: list[str], *, forced: bool | None) -> None:
         sub, self._sub = self._sub, None
         if self._high:
-            out += self._encode(sub.feed(self._high) if sub is not None else [])
-            self._high = ""
+            if sub is not None and not forced:  # a lone high surrogate: written escaped
+                out += self._encode(sub.feed(self._high))
+            self._high = ""  # (cut between the halves of a pair: dropped)
         if sub is not None:
             out += self._encode(sub.end(forced))
 
@@ -882,14 +934,39 @@ class _JSONStrings:
         """The arguments ended: a string still open was cut, so it is truncated."""
         out: list[str] = []
         self._esc = ""
-        if self._sub is not None:
-            self._close_string(out, forced=True)
+        try:
+            if self._sub is not None:
+                self._close_string(out, forced=True)
+            elif self._raw:
+                self._outside(out, forced=bool(forced))
+        except _Halt:
+            raise _Halt(["".join(out)]) from None
         return ["".join(out)] if out else []
 
     def abort(self) -> None:
+        self._raw = ""
         if self._sub is not None:
             self._sub.abort()
             self._sub = None
+
+
+_SURROGATE = regex.compile("[\ud800-\udfff]")
+
+
+def _json_body(text: str) -> str:
+    """``text`` as the inside of a JSON string (lone surrogates escaped: encodable)."""
+    body = json.dumps(text, ensure_ascii=False)[1:-1]
+    if _SURROGATE.search(body) is None:
+        return body
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", body)
+
+
+def _jsonify(number: str, out: str) -> str:
+    """A JSON number as the operators released it: changed, it becomes a JSON string.
+
+    (Cut short, by a budget, it stays a prefix of itself.)
+    """
+    return out if number.startswith(out) else json.dumps(out, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------
@@ -1565,30 +1642,35 @@ class Operator(Generic[In, Out]):
         return SyncStream(gen, report, unstarted)
 
     def _groups(self) -> list[ShellStage | list[ProcessorStage]]:
+        """Split the stages into fused groups of processors and the shells between them.
+
+        A group that starts with a stage needing text reads provider chunks
+        through a lens at its start, and hands chunks of the source's type on
+        (the lens rebuilds them). Inside it, what a stage produces is what the
+        next one gets. A stage needing text therefore fuses only into a group
+        whose stages so far produce its type; after a shell, or after
+        pass-through stages at a group's start (identity, collect), the chunks
+        are the source's own again and it starts a new group.
+        """
         groups: list[ShellStage | list[ProcessorStage]] = []
-        produces: type | Literal["same"] | None = "same"  # what the stages so far hand on
+        produces: type | Literal["same"] | None = "same"  # what the current group hands on
         for stage in self.stages:
-            if isinstance(stage, ProcessorStage):
-                # A stage that needs text starts a new group, whose driver reads
-                # provider chunks through a lens, unless what reaches it is known to
-                # be its type. "same" before any typed stage is the source's own
-                # chunk type, which may be anything: pass-through stages first
-                # (identity, collect) do not make the chunks text.
-                boundary = (
-                    stage.accepts is not None
-                    and bool(groups)
-                    and not (isinstance(produces, type) and issubclass(produces, stage.accepts))
-                )
-                if groups and isinstance(groups[-1], list) and not boundary:
-                    groups[-1].append(stage)
-                else:
-                    groups.append([stage])
-                if stage.produces != "same":
-                    produces = stage.produces
-            elif isinstance(stage, ShellStage):
+            if isinstance(stage, ShellStage):
                 groups.append(stage)
-            else:  # pragma: no cover - guarded in __init__
+                produces = "same"
+                continue
+            if not isinstance(stage, ProcessorStage):  # pragma: no cover - guarded in __init__
                 raise TypeError(f"unknown stage type {type(stage).__name__}")
+            fuses = bool(groups) and isinstance(groups[-1], list)
+            if fuses and stage.accepts is not None:
+                fuses = isinstance(produces, type) and issubclass(produces, stage.accepts)
+            if fuses:
+                groups[-1].append(stage)  # type: ignore[union-attr]
+            else:
+                groups.append([stage])
+                produces = "same"
+            if stage.produces != "same":
+                produces = stage.produces
         if not groups or not isinstance(groups[-1], list):
             groups.append([])  # the outermost driver always runs
         return groups

@@ -63,6 +63,13 @@ ANSWER = "The answer is forty-two, as everyone knows by now."
 ARGS = {"city": "Paris, France", "note": 'say "hi" to José'}
 
 
+def args_tokens(args: dict[str, str]) -> int:
+    """The tokens a budget counts for ``json.dumps(args)``: strings decoded, then the rest."""
+    strings = [s for kv in args.items() for s in kv]
+    structure = ["{", *([": ", ", "] * len(args))[:-1], "}"]
+    return sum(ntok(s) for s in strings) + sum(ntok(s) for s in structure)
+
+
 def openai_chunks(
     *, objects: bool, reasoning: str = REASONING, answer: str = ANSWER, tools: bool = False
 ) -> list[Any]:
@@ -179,8 +186,9 @@ def test_every_channel_counts_exactly_within_budget(objects: bool) -> None:
     assert field(out, "reasoning_content") == REASONING
     assert field(out, "content") == ANSWER
     assert json.loads(arguments(out)) == ARGS
-    # Tool-call arguments are counted as the string values operators see.
-    tool_tokens = sum(ntok(k) + ntok(v) for k, v in ARGS.items())
+    # Tool-call arguments are counted message by message: each string value
+    # (decoded, as operators see it), each number, the structure between them.
+    tool_tokens = args_tokens(ARGS)
     usage = usage_of(stream)
     assert usage.channel_tokens == {
         "reasoning": ntok(REASONING),
@@ -372,7 +380,7 @@ def test_anthropic_thinking_text_and_tool_input_are_one_budget(objects: bool) ->
     assert got[0] == THINKING
     assert got[1] == TEXT
     assert json.loads(got[2]) == ARGS
-    tool_tokens = sum(ntok(k) + ntok(v) for k, v in ARGS.items())
+    tool_tokens = args_tokens(ARGS)
     usage = usage_of(stream)
     assert usage.completion_tokens == ntok(THINKING) + ntok(TEXT) + tool_tokens
     assert usage.channel_tokens == {
@@ -427,7 +435,7 @@ async def test_ledger_budget_charges_every_channel(objects: bool) -> None:
     assert field(out, "reasoning_content") == REASONING
     assert field(out, "content") == ANSWER
     assert json.loads(arguments(out)) == ARGS
-    total = ntok(REASONING) + ntok(ANSWER) + sum(ntok(k) + ntok(v) for k, v in ARGS.items())
+    total = ntok(REASONING) + ntok(ANSWER) + args_tokens(ARGS)
     assert usage_of(stream).completion_tokens == total
     assert await ledger.spent("k") == total
     assert stream.report.stop_reason is so.StopReason.COMPLETE

@@ -495,3 +495,35 @@ def test_collect_and_identity_around_channels(objects: bool) -> None:
     out = list(stream)
     assert_clean(out)
     assert field_text(out, "refusal") == "no, [EMAIL]"
+
+
+# -- second review: tool arguments are billed and redacted whole ------------------
+
+
+def test_a_budget_counts_the_numbers_and_structure_of_tool_arguments() -> None:
+    doc = json.dumps({"values": list(range(2000))})
+    stream = so.budget(max_tokens=50)(tool_stream(doc, objects=False))
+    out = list(stream)
+    assert stream.report.stop_reason is so.StopReason.BUDGET
+    released = merged_arguments(out)
+    assert 20 < len(released) < 400  # cut near 50 tokens, not all 12,000 characters
+
+
+def test_numbers_in_tool_arguments_are_redacted_into_strings() -> None:
+    args = '{"card": 4111111111111111, "n": 42, "ok": true}'
+    out = list(so.redact()(tool_stream(args, objects=True)))
+    assert json.loads(merged_arguments(out)) == {"card": "[CREDIT_CARD]", "n": 42, "ok": True}
+
+
+def test_escaped_lone_surrogates_stay_encodable() -> None:
+    for args, finish in [('{"k": "hi \\ud83d', "length"), ('{"k": "\\ud83d"}', "tool_calls")]:
+        chunks = tool_stream(args, objects=True)
+        chunks[-1] = ChatCompletionChunk.model_validate(oa({}, finish))
+        for chunk in so.redact()(chunks):
+            chunk.model_dump_json()  # no lone surrogate that cannot be encoded
+
+
+def test_an_invalid_escape_passes_through_unchanged() -> None:
+    args = '{"k":"\\u00zz"}'
+    out = merged_arguments(list(so.redact()(tool_stream(args, objects=False))))
+    assert out == args  # the consumer's parser reports it, as it would have

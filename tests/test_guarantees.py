@@ -580,3 +580,28 @@ def test_tee_of_a_sync_sdk_stream_and_of_a_factory() -> None:
     a.close()
     b.close()
     assert src.closed == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pay with 4111111111111", "pay with [CREDIT_CARD]"),  # 13 digits: a card, Luhn-invalid
+        ("pay with 411111111111111", "pay with [CREDIT_CARD]"),  # 15 of 16
+        ("iban DE893704004405320130", "iban [IBAN]"),  # 20 of 22 characters
+        ("Here: GB82 WEST 1234", "Here: [IBAN]"),
+        ("tok eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.", "tok [JWT]"),
+    ],
+)
+def test_a_cut_masks_an_open_complete_match_a_longer_text_could_validate(
+    text: str, expected: str
+) -> None:
+    """A complete match at the cut (rejected by its validator, or still growing) is open."""
+    chunks: list[dict[str, Any]] = [
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": f}],
+        }
+        for t, f in [(text, None), ("", "length")]
+    ]
+    assert _content(list(so.redact()(chunks))) == expected

@@ -158,14 +158,14 @@ def test_openai_tool_call_deltas_pass_through() -> None:
     source = [chat_chunk(content="Calling a@b.co"), chat_chunk(tool_calls=[call])]
     source.append(chat_chunk(tool_calls=[args]))
     out = list(so.redact(["email"])(source))
-    assert out[1] is source[1]
-    assert out[2] is source[2]
+    assert out[1] is source[1]  # the tool call's header: no text
     assert out[0].choices[0].delta.content == "Calling "
-    # No finish chunk: the text held to the end comes in a chunk of its own.
+    # No finish chunk: the text held to the end comes in chunks of its own (the
+    # rest of the arguments, ": 1}", waited: a number is complete at its end).
     assert out[3].choices[0].delta.content == "[EMAIL]"
     assert out[3].id == "c1"
     assert out[3].choices[0].finish_reason is None
-    updates = list(so.parse_tool_calls()(out[1:3]))
+    updates = list(so.parse_tool_calls()(out))
     assert updates[-1].arguments == {"x": 1}
 
 
@@ -308,16 +308,20 @@ def test_responses_events_rewrite_every_copy_of_the_text() -> None:
 
 
 def test_responses_other_events_pass_through() -> None:
-    args = {
+    created = {"type": "response.created", "response": {"id": "r1"}, "sequence_number": 0}
+    args: dict[str, Any] = {
         "type": "response.function_call_arguments.delta",
         "item_id": "fc_1",
         "output_index": 1,
-        "delta": '{"a": 1}',
+        "delta": '{"a": "b"}',
         "sequence_number": 5,
     }
-    out = list(redact()([args]))
-    assert out == [args]
-    assert out[0] is args
+    out = list(redact()([created, args]))
+    assert out[0] is created
+    # Arguments are a channel: the same text, in order ("}" after the last string
+    # waits for the end of the arguments), with sequence numbers still increasing.
+    assert "".join(e["delta"] for e in out[1:]) == args["delta"]
+    assert [e["sequence_number"] for e in out] == [0, 5, 6]
 
 
 # --------------------------------------------------------------------------
@@ -382,12 +386,13 @@ def test_anthropic_held_text_is_flushed_in_its_own_block_before_the_tool_call() 
         ("content_block_stop", 0),
         ("content_block_start", 1),
         ("content_block_delta", 1),
+        ("content_block_delta", 1),  # ": 1}": a number is complete at its end
         ("content_block_stop", 1),
         ("message_stop", None),
     ]
     assert isinstance(out[2], at.RawContentBlockDeltaEvent)
     assert out[2].delta.text == "bob"  # type: ignore[union-attr]
-    assert out[4:7] == source[3:6]  # the tool_use block, unchanged
+    assert out[4] == source[3]  # the tool_use block's start, unchanged
     updates = list(so.parse_tool_calls()(out))
     assert updates[-1].arguments == {"a": 1}
 
