@@ -98,6 +98,7 @@ from ._policy import (
 from ._redact import (
     KeyedHash,
     PatternSpec,
+    RedactMatch,
     RedactPatternError,
     RedactReport,
     RedactTimeout,
@@ -204,6 +205,7 @@ __all__ = (
     "Processor",
     "ProcessorStage",
     "ProviderUsage",
+    "RedactMatch",
     "RedactPatternError",
     "RedactPolicy",
     "RedactReport",

@@ -703,7 +703,8 @@ class _BudgetCore:
             if tail.isascii():
                 certain = min(len(tail), spare)
             else:
-                certain = len(tail.encode("utf-8")[:spare].decode("utf-8", "ignore"))
+                head = tail.encode("utf-8", "surrogatepass")[:spare]  # (lone surrogates too)
+                certain = len(head.decode("utf-8", "ignore"))
             return _joined(out + self._release_to(certain))
         # The allowance ends inside the final text: the text of its first
         # `room` tokens, backed off to a whole character.

@@ -201,7 +201,7 @@ class _ChannelLens(abc.ABC):
     :func:`~streamops.parse_json`).
     """
 
-    __slots__ = ("_n", "_pending", "truncated")
+    __slots__ = ("_ended", "_n", "_pending", "truncated")
 
     # False when the lens never holds a chunk and its _process sets ``truncated``
     # itself: process() then skips the generic hooks (the per-chunk hot path).
@@ -214,6 +214,10 @@ class _ChannelLens(abc.ABC):
         # The provider said it cut the message (a length or content-filter finish):
         # the channels then end truncated instead of closed.
         self.truncated = False
+        # The provider said the message is complete (a finish reason, a stop
+        # event): a stream that ends without it (a dropped connection, an error
+        # event) ended by force.
+        self._ended = False
 
     @abc.abstractmethod
     def unwrap(self, chunk: Any, /) -> str:
@@ -265,6 +269,8 @@ class _ChannelLens(abc.ABC):
 
     def finish_channels(self, channels: Any, /) -> list[Any]:
         """Return the held chunks and what the open channels still held, at the end."""
+        if not self._ended:
+            self.truncated = True
         out: list[Any] = []
         held, self._pending = self._pending, []
         for c in held:
@@ -512,6 +518,7 @@ class OpenAIChatLens(_ChannelLens):
                         new_calls[k] = _replace(call, function=_replace(function, arguments=out))
         finish = _get(choice, "finish_reason")
         if finish is not None:  # every channel of the message ends
+            self._ended = True
             if finish in _CUT_FINISHES:
                 self.truncated = True
             for key in channels.open_keys():  # its held text goes in this chunk, in order
@@ -679,7 +686,7 @@ class OpenAIResponsesLens(_ChannelLens):
 
     def _cuts(self, chunk: Any) -> bool:
         kind = _get(chunk, "type")
-        if kind in ("response.incomplete", "response.failed"):
+        if kind in ("response.incomplete", "response.failed", "error"):
             return True
         return kind == "response.output_item.done" and bool(
             _get(_get(chunk, "item"), "status") == "incomplete"
@@ -725,6 +732,7 @@ class OpenAIResponsesLens(_ChannelLens):
                         changes["logprobs"] = []
                     chunk = _replace(chunk, **changes)
         elif kind in _RESPONSE_FINALS:
+            self._ended = True
             return [*self._flush(channels), self._numbered(self._fix_final(chunk))]
         return [self._numbered(chunk)]
 
@@ -935,9 +943,9 @@ class AnthropicLens(_ChannelLens):
         return kind == "content_block_stop" and _get(chunk, "index") in self._kinds
 
     def _cuts(self, chunk: Any) -> bool:
-        return (
-            _get(chunk, "type") == "message_delta"
-            and _get(_get(chunk, "delta"), "stop_reason") in _CUT_FINISHES
+        kind = _get(chunk, "type")
+        return kind == "error" or (
+            kind == "message_delta" and _get(_get(chunk, "delta"), "stop_reason") in _CUT_FINISHES
         )
 
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
@@ -971,6 +979,7 @@ class AnthropicLens(_ChannelLens):
                     chunk = _replace(chunk, delta=_replace(delta, **{field: out}))
             return [chunk]
         if kind in ("message_delta", "message_stop"):  # the message is over: every block too
+            self._ended = True
             return [*self._flush(channels), chunk]
         return [chunk]
 
@@ -1138,6 +1147,7 @@ class LangChainLens(_ChannelLens):
                         new_calls = list(calls)
                     new_calls[k] = {**call, "args": out}
         if self._ends(chunk):  # every channel of the message ends here, in place
+            self._ended = True
             for key in channels.open_keys():
                 text = channels.end(key)
                 if not text:

@@ -745,3 +745,9 @@ async def test_fused_budget_cut_text_is_not_released_when_cancelled_during_the_c
     with pytest.raises(asyncio.CancelledError):
         await task
     assert stream.report.released_text == "".join(received)
+
+
+def test_a_cut_near_a_lone_surrogate_does_not_crash() -> None:
+    text = "ab \ud83d cd ef gh ij"
+    for op in (so.budget(max_tokens=3) | so.redact(), so.redact() | so.budget(max_tokens=3)):
+        assert "".join(op([text])).startswith("ab \ud83d")

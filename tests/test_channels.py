@@ -527,3 +527,32 @@ def test_an_invalid_escape_passes_through_unchanged() -> None:
     args = '{"k":"\\u00zz"}'
     out = merged_arguments(list(so.redact()(tool_stream(args, objects=False))))
     assert out == args  # the consumer's parser reports it, as it would have
+
+
+def test_a_stream_without_its_end_event_ended_by_force() -> None:
+    """No finish reason, no message_stop, an error event: the message is not complete."""
+    partial = "my key is sk-proj-Ab12Cd34"
+    no_finish = [oa({"content": partial})]  # the connection dropped before [DONE]
+    anthropic_error = [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": partial},
+        },
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    ]
+    responses_error = [
+        {
+            "type": "response.output_text.delta",
+            "item_id": "m1",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": partial,
+            "sequence_number": 1,
+        },
+        {"type": "error", "code": "server_error", "message": "boom", "sequence_number": 2},
+    ]
+    for source in (no_finish, anthropic_error, anthropic_error[:2], responses_error):
+        out = list(so.redact()(source))
+        assert "sk-proj" not in json.dumps(out), source
