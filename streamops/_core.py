@@ -721,13 +721,20 @@ class _Channels:
                 sub = self._main
             elif kind == "tool_arguments":
                 sub = _JSONStrings(self._main)
+            elif kind == "tool_input":  # a tool's input that is free text, not JSON
+                sub = self._main.fork("tool_arguments")
             else:
                 sub = self._main.fork(kind)
             self._subs[key] = sub
         return sub
 
     def feed(self, key: Any, kind: str, text: str) -> str:
-        """Feed ``text`` to channel ``key`` (of ``kind``); return what it releases now."""
+        """Feed ``text`` to channel ``key`` (of ``kind``); return what it releases now.
+
+        ``kind`` is one of :data:`ALL_CHANNELS`, or ``"tool_input"``: a tool's
+        input that is free text (code, a custom tool's input), selected as
+        ``"tool_arguments"`` but not read as JSON.
+        """
         if not text or self.halted:
             return ""
         sub = self._subs.get(key)

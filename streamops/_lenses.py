@@ -387,6 +387,19 @@ _OPENAI_FIELDS = (
 )
 _OPENAI_KINDS = dict(_OPENAI_FIELDS)
 _OPENAI_RANK = {field: rank for rank, (field, _) in enumerate(_OPENAI_FIELDS)}
+# delta fields holding an object whose one field is text: (that field, channel kind).
+# ``function_call`` is the deprecated functions API; ``audio`` an audio answer's transcript.
+_OPENAI_NESTED = {
+    "function_call": ("arguments", "tool_arguments"),
+    "audio": ("transcript", "content"),
+}
+
+
+def _nested(delta: Any, key: str, data: dict[str, Any]) -> Any:
+    """The value of field ``key`` of ``delta``'s type holding ``data`` (a model, or the dict)."""
+    if type(delta) is dict:
+        return data
+    return _get(type(delta).model_validate({key: data}), key)
 
 
 def _fields(obj: Any) -> Any:
@@ -473,6 +486,10 @@ class OpenAIChatLens(_ChannelLens):
             return []
         delta = _get(choice, "delta")
         out = [t for f, _ in _OPENAI_FIELDS if isinstance(t := _get(delta, f), str) and t]
+        for field, (sub, _) in _OPENAI_NESTED.items():
+            text = _get(_get(delta, field), sub)
+            if isinstance(text, str) and text:
+                out.append(text)
         for call in _get(delta, "tool_calls") or ():
             args = _get(_get(call, "function"), "arguments")
             if isinstance(args, str) and args:
@@ -487,7 +504,7 @@ class OpenAIChatLens(_ChannelLens):
             return [chunk]
         self._template = chunk
         delta = _get(choice, "delta")
-        changes: dict[str, str] = {}
+        changes: dict[str, Any] = {}
         calls: Any = None
         new_calls: list[Any] | None = None
         # Only the fields the delta has (most deltas have one), not a probe of each;
@@ -496,6 +513,15 @@ class OpenAIChatLens(_ChannelLens):
         for field, value in _fields(delta):
             if field == "tool_calls":
                 calls = value
+                continue
+            nested = _OPENAI_NESTED.get(field)
+            if nested is not None and value is not None:
+                sub, kind = nested
+                text = _get(value, sub)
+                if isinstance(text, str) and text:
+                    out = channels.feed(field, kind, text)
+                    if out != text:
+                        changes[field] = _replace(value, **{sub: out})
                 continue
             rank = _OPENAI_RANK.get(field)
             if rank is not None and value and type(value) is str:
@@ -529,6 +555,14 @@ class OpenAIChatLens(_ChannelLens):
                     if new_calls is None:
                         new_calls = list(calls or [])
                     new_calls.append(self._tool_delta(chunk, key[1], text))
+                elif key in _OPENAI_NESTED:
+                    sub = _OPENAI_NESTED[key][0]
+                    value = changes.get(key, _get(delta, key))
+                    changes[key] = (
+                        _nested(delta, key, {sub: text})
+                        if value is None
+                        else _replace(value, **{sub: (_get(value, sub) or "") + text})
+                    )
                 else:
                     changes[key] = changes.get(key, _get(delta, key) or "") + text
         if changes or new_calls is not None:
@@ -546,10 +580,10 @@ class OpenAIChatLens(_ChannelLens):
 
     @staticmethod
     def _write(
-        chunk: Any, choice: Any, delta: Any, changes: dict[str, str], calls: list[Any] | None
+        chunk: Any, choice: Any, delta: Any, changes: dict[str, Any], calls: list[Any] | None
     ) -> Any:
         if calls is not None:
-            changes = {**changes, "tool_calls": calls}  # type: ignore[dict-item]
+            changes = {**changes, "tool_calls": calls}
         choice_changes: dict[str, Any] = {"delta": _replace(delta, **changes)}
         if _get(choice, "logprobs") is not None:
             choice_changes["logprobs"] = None
@@ -572,6 +606,8 @@ class OpenAIChatLens(_ChannelLens):
         delta: dict[str, Any]
         if isinstance(key, tuple):  # ("tool", index)
             delta = {"tool_calls": [self._tool_delta(template, key[1], text)]}
+        elif key in _OPENAI_NESTED:
+            delta = {key: {_OPENAI_NESTED[key][0]: text}}
         else:
             delta = {key: text}
         choice: Any
@@ -598,14 +634,29 @@ _RESPONSE_DELTAS = {
     "response.reasoning_text.delta": ("reasoning_text", "content_index", "reasoning"),
     "response.reasoning_summary_text.delta": ("summary", "summary_index", "reasoning"),
     "response.function_call_arguments.delta": ("arguments", None, "tool_arguments"),
+    "response.mcp_call_arguments.delta": ("mcp_arguments", None, "tool_arguments"),
+    "response.custom_tool_call_input.delta": ("custom_input", None, "tool_input"),
+    "response.code_interpreter_call_code.delta": ("code", None, "tool_input"),
+    "response.audio.transcript.delta": ("transcript", None, "content"),
 }
 # done event type -> (channel prefix, index field, the field repeating the whole text)
-_RESPONSE_DONES = {
+_RESPONSE_DONES: dict[str, tuple[str, str | None, str | None]] = {
     "response.output_text.done": ("output_text", "content_index", "text"),
     "response.refusal.done": ("refusal", "content_index", "refusal"),
     "response.reasoning_text.done": ("reasoning_text", "content_index", "text"),
     "response.reasoning_summary_text.done": ("summary", "summary_index", "text"),
     "response.function_call_arguments.done": ("arguments", None, "arguments"),
+    "response.mcp_call_arguments.done": ("mcp_arguments", None, "arguments"),
+    "response.custom_tool_call_input.done": ("custom_input", None, "input"),
+    "response.code_interpreter_call_code.done": ("code", None, "code"),
+    "response.audio.transcript.done": ("transcript", None, None),
+}
+# output item type -> (its text field, the channel prefix of that field)
+_RESPONSE_ITEM_TEXTS = {
+    "function_call": ("arguments", "arguments"),
+    "mcp_call": ("arguments", "mcp_arguments"),
+    "custom_tool_call": ("input", "custom_input"),
+    "code_interpreter_call": ("code", "code"),
 }
 _RESPONSE_PART_DONES = frozenset(
     {
@@ -744,10 +795,13 @@ class OpenAIResponsesLens(_ChannelLens):
             key = self._key(chunk, prefix, index_field)
             text = channels.end(key)
             out = self._insert(key, text) if text else []
-            changes: dict[str, Any] = {field: self._full(key, _get(chunk, field))}
+            changes: dict[str, Any] = {}
+            if field is not None:
+                changes[field] = self._full(key, _get(chunk, field))
             if _get(chunk, "logprobs"):
                 changes["logprobs"] = []
-            return [*out, self._numbered(_replace(chunk, **changes))]
+            done = _replace(chunk, **changes) if changes else chunk
+            return [*out, self._numbered(done)]
         if kind == "response.content_part.done" or kind == "response.reasoning_summary_part.done":
             part = _get(chunk, "part")
             fixed = self._fix_part(part, _get(chunk, "item_id"), chunk)
@@ -788,8 +842,12 @@ class OpenAIResponsesLens(_ChannelLens):
     def _fix_item(self, item: Any) -> Any:
         itype, item_id = _get(item, "type"), _get(item, "id")
         changes: dict[str, Any] = {}
-        if itype == "function_call":
-            changes["arguments"] = self._full(("arguments", item_id, None), _get(item, "arguments"))
+        text_field = _RESPONSE_ITEM_TEXTS.get(itype)
+        if text_field is not None:
+            name, channel = text_field
+            value = _get(item, name)
+            if value is not None:
+                changes[name] = self._full((channel, item_id, None), value)
         for field, prefix in (("content", None), ("summary", "summary")):
             parts = _get(item, field)
             if not parts:

@@ -556,3 +556,35 @@ def test_a_stream_without_its_end_event_ended_by_force() -> None:
     for source in (no_finish, anthropic_error, anthropic_error[:2], responses_error):
         out = list(so.redact()(source))
         assert "sk-proj" not in json.dumps(out), source
+
+
+def test_more_channels_openai_and_responses() -> None:
+    """Found by review: the deprecated function_call, audio transcripts, MCP, custom
+    tool and code-interpreter inputs passed through unredacted."""
+    chunks = [
+        oa({"function_call": {"name": "f", "arguments": '{"key": "' + KEY[:10]}}),
+        oa({"function_call": {"arguments": KEY[10:] + '"}'}}),
+        oa({"audio": {"id": "a1", "transcript": "mail " + MAIL}}),
+        oa({}, "stop"),
+    ]
+    for source in (chunks, [ChatCompletionChunk.model_validate(c) for c in chunks]):
+        assert_clean(list(so.redact()(source)))
+    adapter: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+    events: list[dict[str, Any]] = []
+    for n, (kind, field) in enumerate(
+        [
+            ("response.mcp_call_arguments", "arguments"),
+            ("response.custom_tool_call_input", "input"),
+            ("response.code_interpreter_call_code", "code"),
+        ]
+    ):
+        text = json.dumps({"k": KEY}) if "mcp" in kind else f"key = '{KEY}'"
+        base = {"item_id": f"i{n}", "output_index": n}
+        events += [
+            {"type": f"{kind}.delta", "delta": text[:15], **base},
+            {"type": f"{kind}.delta", "delta": text[15:], **base},
+            {"type": f"{kind}.done", field: text, **base},
+        ]
+    events = [{**e, "sequence_number": i} for i, e in enumerate(events)]
+    for source in (events, [adapter.validate_python(e) for e in events]):
+        assert_clean(list(so.redact()(source)))
