@@ -1112,11 +1112,12 @@ class LangChainLens(_ChannelLens):
     [('Mail ', 'r1'), ('[EMAIL]', 'r1')]
     """
 
-    __slots__ = ("_template",)
+    __slots__ = ("_template", "_text_at")
 
     def __init__(self) -> None:
         super().__init__()
         self._template: Any = None
+        self._text_at: Any = None  # the index of the text block being read, if any
 
     @classmethod
     def match(cls, chunk: Any, /) -> LangChainLens | None:
@@ -1176,6 +1177,21 @@ class LangChainLens(_ChannelLens):
         chunk = self._message(chunk)
         self._template = chunk
         changes: dict[str, Any] = {}
+        # Tool calls first: content blocks and additional_kwargs may mirror their
+        # arguments (langchain-anthropic's input_json_delta blocks, the raw tool
+        # calls langchain-openai keeps), and a mirror must say what they say.
+        calls = getattr(chunk, "tool_call_chunks", None) or []
+        new_calls: list[Any] | None = None
+        released_args: dict[Any, str] = {}
+        for k, call in enumerate(calls):
+            args = call.get("args")
+            if isinstance(args, str) and args:
+                out = channels.feed(("tool", call.get("index")), "tool_arguments", args)
+                released_args[call.get("index")] = out
+                if out != args:
+                    if new_calls is None:
+                        new_calls = list(calls)
+                    new_calls[k] = {**call, "args": out}
         content = chunk.content
         if isinstance(content, str):
             if content:
@@ -1183,7 +1199,7 @@ class LangChainLens(_ChannelLens):
                 if out != content:
                     changes["content"] = out
         else:
-            new = self._blocks(content, channels)
+            new = self._blocks(content, channels, released_args)
             if new is not None:
                 changes["content"] = new
         kwargs = chunk.additional_kwargs or {}
@@ -1194,16 +1210,9 @@ class LangChainLens(_ChannelLens):
                 out = channels.feed(field, channel, text)
                 if out != text:
                     new_kwargs = {**(new_kwargs or kwargs), field: out}
-        calls = getattr(chunk, "tool_call_chunks", None) or []
-        new_calls: list[Any] | None = None
-        for k, call in enumerate(calls):
-            args = call.get("args")
-            if isinstance(args, str) and args:
-                out = channels.feed(("tool", call.get("index")), "tool_arguments", args)
-                if out != args:
-                    if new_calls is None:
-                        new_calls = list(calls)
-                    new_calls[k] = {**call, "args": out}
+        mirrored = self._mirror(kwargs.get("tool_calls"), channels, released_args, bool(calls))
+        if mirrored is not None:
+            new_kwargs = {**(new_kwargs or kwargs), "tool_calls": mirrored}
         if self._ends(chunk):  # every channel of the message ends here, in place
             self._ended = True
             for key in channels.open_keys():
@@ -1211,7 +1220,9 @@ class LangChainLens(_ChannelLens):
                 if not text:
                     continue
                 if key == "content":
-                    changes["content"] = _lc_append(changes.get("content", content), text)
+                    changes["content"] = _lc_append(
+                        changes.get("content", content), text, index=self._text_at
+                    )
                 elif isinstance(key, str):  # additional_kwargs
                     base = new_kwargs or kwargs
                     new_kwargs = {**base, key: (base.get(key) or "") + text}
@@ -1228,25 +1239,91 @@ class LangChainLens(_ChannelLens):
             return [_lc_rebuild(chunk, changes, new_calls)]
         return [_replace(chunk, **changes)] if changes else [chunk]
 
-    def _blocks(self, content: list[Any], channels: Any) -> list[Any] | None:
-        """Feed the blocks of a list ``content``; the new list, or ``None`` if unchanged."""
-        text = "".join(
-            b if isinstance(b, str) else b.get("text", "")
-            for b in content
-            if isinstance(b, str) or b.get("type") == "text"
-        )
-        changed = False
-        released = channels.feed("content", "content", text) if text else ""
+    @staticmethod
+    def _mirror(
+        raw: Any, channels: Any, released: dict[Any, str], has_chunks: bool
+    ) -> list[Any] | None:
+        """The raw tool calls of ``additional_kwargs``, saying what the tool channels released."""
+        if not isinstance(raw, list) or not raw:
+            return None
         new: list[Any] = []
-        placed = False
-        for i, block in enumerate(content):
-            if isinstance(block, str) or block.get("type") == "text":
-                if not placed:
-                    new.append(released if isinstance(block, str) else {**block, "text": released})
-                    placed = True
-                changed = changed or released != text
+        changed = False
+        for n, call in enumerate(raw):
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict):
+                new.append(call)
                 continue
-            field = _LC_REASONING_BLOCKS.get(block.get("type"))
+            args = function.get("arguments")
+            if not isinstance(args, str) or not args:
+                new.append(call)
+                continue
+            index = call.get("index", n)
+            if index in released:
+                out = released[index]
+            elif has_chunks:  # a mirror of a call whose chunk carried no text yet
+                out = ""
+            else:  # no tool-call chunks: the raw calls are the channel
+                out = channels.feed(("tool", index), "tool_arguments", args)
+            if out != args:
+                call = {**call, "function": {**function, "arguments": out}}
+                changed = True
+            new.append(call)
+        return new if changed else None
+
+    def _end_text(self, channels: Any, new: list[Any]) -> bool:
+        """The text block being read ended (another block began): put its held text."""
+        flushed = channels.end("content")
+        index, self._text_at = self._text_at, None
+        if not flushed:
+            return False
+        block = {"type": "text", "text": flushed}
+        new.append(block if index is None else {**block, "index": index})
+        return True
+
+    def _blocks(
+        self, content: list[Any], channels: Any, released_args: dict[Any, str]
+    ) -> list[Any] | None:
+        """Feed the blocks of a list ``content``; the new list, or ``None`` if unchanged.
+
+        Each text block's text goes through the answer's channel; when a block
+        with another ``index`` begins (a tool call after the text), the text
+        channel ends there and what it held is put in a text block of its own
+        index, before the new block (never after the tool call).
+        """
+        changed = False
+        new: list[Any] = []
+        for i, block in enumerate(content):
+            if isinstance(block, str):
+                out = channels.feed("content", "content", block) if block else ""
+                changed = changed or out != block
+                new.append(out)
+                continue
+            btype = block.get("type")
+            index = block.get("index")
+            if index is not None and self._text_at is not None and index != self._text_at:
+                changed = self._end_text(channels, new) or changed
+            if btype == "text":
+                if index is not None:
+                    self._text_at = index
+                text = block.get("text", "")
+                out = channels.feed("content", "content", text) if text else ""
+                if out != text:
+                    block = {**block, "text": out}
+                    changed = True
+                new.append(block)
+                continue
+            partial = block.get("partial_json")
+            if isinstance(partial, str) and partial:  # a mirror of a tool call's arguments
+                key = index if index is not None else i
+                out = (
+                    released_args[key]
+                    if key in released_args
+                    else channels.feed(("tool", key), "tool_arguments", partial)
+                )
+                if out != partial:
+                    block = {**block, "partial_json": out}
+                    changed = True
+            field = _LC_REASONING_BLOCKS.get(btype)
             value = block.get(field) if field is not None else None
             if isinstance(value, str) and value:
                 key = ("block", block.get("index", i), field)
@@ -1254,7 +1331,7 @@ class LangChainLens(_ChannelLens):
                 if out != value:
                     block = {**block, field: out}
                     changed = True
-            summary = block.get("summary") if block.get("type") == "reasoning" else None
+            summary = block.get("summary") if btype == "reasoning" else None
             if isinstance(summary, list):
                 parts = []
                 for j, part in enumerate(summary):
@@ -1300,14 +1377,20 @@ def _lc_block(key: tuple[Any, ...], text: str) -> dict[str, Any]:
     return block if index is None else {**block, "index": index}
 
 
-def _lc_append(content: Any, text: str, *, block: dict[str, Any] | None = None) -> Any:
+def _lc_append(
+    content: Any, text: str, *, block: dict[str, Any] | None = None, index: Any = None
+) -> Any:
     """``content`` with ``text`` added at its end (as text, or the given block)."""
     if block is None and isinstance(content, str):
         return content + text
     blocks = [{"type": "text", "text": content}] if isinstance(content, str) and content else []
     if not isinstance(content, str):
         blocks = list(content)
-    blocks.append({"type": "text", "text": text} if block is None else block)
+    if block is None:
+        block = {"type": "text", "text": text}
+        if index is not None:
+            block["index"] = index
+    blocks.append(block)
     return blocks
 
 

@@ -588,3 +588,43 @@ def test_more_channels_openai_and_responses() -> None:
     events = [{**e, "sequence_number": i} for i, e in enumerate(events)]
     for source in (events, [adapter.validate_python(e) for e in events]):
         assert_clean(list(so.redact()(source)))
+
+
+def test_langchain_text_held_at_a_tool_block_stays_before_it_and_mirrors_agree() -> None:
+    """Found by review: held text came after the tool call; tool-call mirrors leaked."""
+    chunks = [
+        AIMessageChunk(content=[{"type": "text", "text": "Write to bob", "index": 0}], id="r"),
+        AIMessageChunk(
+            content=[
+                {"type": "tool_use", "id": "t1", "name": "f", "input": {}, "index": 1},
+                {"type": "input_json_delta", "partial_json": '{"key": "' + KEY, "index": 1},
+            ],
+            tool_call_chunks=[{"name": "f", "args": '{"key": "' + KEY, "id": "t1", "index": 1}],
+            additional_kwargs={
+                "tool_calls": [
+                    {
+                        "index": 1,
+                        "id": "t1",
+                        "function": {"name": "f", "arguments": '{"key": "' + KEY},
+                    }
+                ]
+            },
+            id="r",
+        ),
+        AIMessageChunk(
+            content=[{"type": "input_json_delta", "partial_json": '"}', "index": 1}],
+            tool_call_chunks=[{"name": None, "args": '"}', "id": None, "index": 1}],
+            id="r",
+        ),
+        AIMessageChunk(content="", id="r", response_metadata={"stop_reason": "tool_use"}),
+    ]
+    out = list(so.redact()(chunks))
+    assert_clean(out)
+    merged = out[0]
+    for c in out[1:]:
+        merged = merged + c
+    texts = [b for b in merged.content if isinstance(b, dict) and b.get("type") == "text"]
+    assert "".join(b["text"] for b in texts) == "Write to bob"
+    kinds = [b.get("type") for b in merged.content if isinstance(b, dict)]
+    assert kinds.index("text") < kinds.index("tool_use")
+    assert merged.tool_calls[0]["args"] == {"key": "[OPENAI_KEY]"}

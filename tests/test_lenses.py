@@ -436,12 +436,18 @@ def test_langchain_content_blocks() -> None:
         {"type": "tool_use", "id": "t1", "name": "f", "input": {}, "index": 1},
     ]
     out = list(so.redact(["email"])([AIMessageChunk(content=blocks, id="r1")]))
-    assert out[0].content == [
-        {"type": "text", "text": "mail ", "index": 0},
-        {"type": "tool_use", "id": "t1", "name": "f", "input": {}, "index": 1},
+    # The text block ends where the tool_use block begins: its held text goes
+    # there, in a text block of its own index, before the tool call.
+    assert out == [
+        AIMessageChunk(
+            content=[
+                {"type": "text", "text": "mail ", "index": 0},
+                {"type": "text", "text": "[EMAIL]", "index": 0},
+                {"type": "tool_use", "id": "t1", "name": "f", "input": {}, "index": 1},
+            ],
+            id="r1",
+        )
     ]
-    assert out[1].content == "[EMAIL]"
-    assert out[1].id == "r1"
 
 
 # --------------------------------------------------------------------------
