@@ -60,9 +60,10 @@ def _lens_row(size: int, repeat: int, fmt: Any, kind: str) -> BenchResult:
         ours_s=ours / n,
         baseline_s=baseline / n,
         baseline="redact() over the str of the same chunks",
-        target=2.0,
+        target=1.5,  # issue 15: redact over ChatCompletionChunk objects <= 1.5x over str
         unit="s/chunk",
-        note=f"{changed} of {n} chunks carry changed text and are rebuilt",
+        note=f"{changed} of {n} chunks carry changed text and are rebuilt (every channel of"
+        " each chunk is read; a changed SDK chunk is three pydantic copies)",
     )
 
 
