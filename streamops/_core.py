@@ -759,11 +759,15 @@ class _Channels:
         if forced is None:
             main = self._main
             forced = main._cut() or main.lens.truncated
+        report = self._main.report
+        cuts = report.cuts
         try:
             out = sub.end(forced)
         except _Halt as halt:  # the end of a tool's arguments met the budget
             self.halted = True
             out = halt.out
+        if report.cuts > cuts:  # a stage stopped the stream as it closed (a block)
+            self.halted = True
         return "".join(out)
 
     def open_keys(self) -> list[Any]:
@@ -790,47 +794,57 @@ class _JSONStrings:
     Tool-call arguments are JSON: operators must see ``a@b.co`` even when it is
     written ``a\u0040b.co``, a card number even when it is a JSON number, and
     a replacement must leave valid JSON. This splits the JSON text as it
-    streams into *messages*, each run through a chain of its own (feed, then
+    streams into *messages*, each run through a chain of its own (fed, then
     closed: the usual exactness holds per message):
 
     - each string value or key, decoded (escapes, surrogate pairs); what the
       chain releases is encoded again, as it is released;
-    - each number; one the operators changed comes out as a JSON string
-      (``4111...1111`` becomes ``"[CREDIT_CARD]"``), so the document stays valid;
-    - the structure between them (``{``, ``": ``, literals...), so a budget
-      counts every character the provider billed (its count is per message:
-      within a few tokens of the encoding of the whole document).
+    - each number, complete at the character after it; one the operators
+      changed comes out as a JSON string (``4111...1111`` becomes
+      ``"[CREDIT_CARD]"``), so the document stays valid;
+    - each run of structure between them (``{``, ``": ``, ``, ``, literals),
+      complete where a number or a string begins, so a budget counts every
+      character the provider billed (per message: within a few tokens of the
+      encoding of the whole document) and can stop a long array of numbers.
 
-    Structure and numbers are held until the next string starts or the
-    arguments end (a number is only complete then). An escape that is not
-    valid JSON ends the string's message and passes through unchanged (the
-    consumer's parser reports it); a lone surrogate is written as an escape.
+    A stage that stops the stream (a ``block``, the budget) stops it here too.
+    Arguments that turn out not to be JSON (a character no JSON document has
+    outside its strings, such as ``'``) are from there on one plain text
+    message, so nothing is split apart. An escape that is not valid JSON ends
+    the string's message and passes through unchanged (the consumer's parser
+    reports it); a lone surrogate is written as an escape.
     """
 
-    __slots__ = ("_esc", "_high", "_main", "_raw", "_sub")
+    __slots__ = ("_esc", "_high", "_main", "_plain", "_raw", "_sub")
 
     _SPECIAL = regex.compile(r'["\\]')
     _NUMBER = regex.compile(r"-?[0-9][0-9.eE+-]*")
+    _STRUCTURE = regex.compile(r"[\s{}\[\]:,]|true|false|null|[tfn]")  # JSON outside strings
+    _NUMBER_START = regex.compile(r"[-0-9]")
 
     def __init__(self, main: _Chain) -> None:
         self._main = main
         self._sub: _Chain | None = None  # the chain of the string being read
-        self._raw = ""  # text outside strings, held to the next string or the end
+        self._plain: _Chain | None = None  # not JSON after all: one plain message
+        self._raw = ""  # text outside strings not yet complete
         self._esc = ""  # an escape sequence read in part
         self._high = ""  # a decoded high surrogate waiting for its pair
 
     def feed(self, text: str) -> list[str]:
+        if self._plain is not None:
+            return self._plain.feed(text)
         out: list[str] = []
         i, n = 0, len(text)
         try:
             while i < n:
                 if self._sub is None:  # outside strings: up to the next opening quote
                     j = text.find('"', i)
+                    self._raw += text[i:] if j < 0 else text[i:j]
+                    plain = self._outside(out, final=j >= 0)
+                    if plain is not None:  # not JSON: the rest is one plain message
+                        return ["".join([*out, *plain.feed(text[n if j < 0 else j :])])]
                     if j < 0:
-                        self._raw += text[i:]
                         break
-                    self._raw += text[i:j]
-                    self._outside(out, forced=False)
                     out.append('"')
                     self._sub = self._main.fork("tool_arguments")
                     i = j + 1
@@ -859,29 +873,54 @@ class _JSONStrings:
     def _message(self, text: str, out: list[str], *, number: bool, forced: bool) -> None:
         """Run ``text`` through a chain of its own, start to end, into ``out``.
 
-        A halt (the budget) raises ``_Halt([])``: what was released is in ``out``.
+        A stop (the budget, a ``block``) raises ``_Halt([])``: what was released
+        is in ``out``.
         """
         chain = self._main.fork("tool_arguments")
+        report = chain.report
+        cuts = report.cuts
         halted = False
         try:
             released = "".join([*chain.feed(text), *chain.end(forced)])
         except _Halt as halt:
             released, halted = "".join(halt.out), True
-        out.append(_jsonify(text, released) if number else released)
+        halted = halted or report.cuts > cuts  # a block as it closed
+        if number and released != text and not (halted and text.startswith(released)):
+            released = json.dumps(released, ensure_ascii=False)  # changed: a JSON string
+        out.append(released)
         if halted:
             raise _Halt([])
 
-    def _outside(self, out: list[str], *, forced: bool) -> None:
-        """Release the structure and numbers held since the last string."""
-        raw, self._raw = self._raw, ""
-        pos = 0
-        for m in self._NUMBER.finditer(raw):
-            if m.start() > pos:
-                self._message(raw[pos : m.start()], out, number=False, forced=False)
-            self._message(m.group(), out, number=True, forced=forced)
-            pos = m.end()
-        if pos < len(raw):
-            self._message(raw[pos:], out, number=False, forced=False)
+    def _outside(self, out: list[str], *, final: bool) -> _Chain | None:
+        """Release the complete structure runs and numbers held outside strings.
+
+        ``final``: a string or the end follows, so what is held is complete.
+        Returns the plain chain when the text is not JSON (the rest goes to it).
+        """
+        raw = self._raw
+        pos, n = 0, len(raw)
+        while pos < n:
+            m = self._NUMBER.match(raw, pos)
+            if m is not None:
+                if m.end() == n and not final:
+                    break  # the number may go on
+                self._message(m.group(), out, number=True, forced=False)
+                pos = m.end()
+                continue
+            s = self._NUMBER_START.search(raw, pos)
+            end = n if s is None else s.start()
+            run = raw[pos:end]
+            if self._STRUCTURE.sub("", run):  # not JSON: one plain message from here
+                self._raw = ""
+                plain = self._plain = self._main.fork("tool_arguments")
+                out += plain.feed(raw[pos:])
+                return plain
+            if s is None and not final:
+                break  # the run may go on (a literal, say)
+            self._message(run, out, number=False, forced=False)
+            pos = end
+        self._raw = raw[pos:]
+        return None
 
     def _escape(self, text: str, i: int, out: list[str]) -> int:
         esc = self._esc
@@ -935,26 +974,34 @@ class _JSONStrings:
                 out += self._encode(sub.feed(self._high))
             self._high = ""  # (cut between the halves of a pair: dropped)
         if sub is not None:
+            cuts = sub.report.cuts
             out += self._encode(sub.end(forced))
+            if sub.report.cuts > cuts:  # a stage stopped the stream (a block) as it closed
+                raise _Halt([])
 
     def end(self, forced: bool | None = None) -> list[str]:
         """The arguments ended: a string still open was cut, so it is truncated."""
+        if self._plain is not None:
+            return self._plain.end(forced)
         out: list[str] = []
         self._esc = ""
         try:
             if self._sub is not None:
                 self._close_string(out, forced=True)
             elif self._raw:
-                self._outside(out, forced=bool(forced))
+                plain = self._outside(out, final=True)
+                if plain is not None:
+                    out += plain.end(forced)
         except _Halt:
             raise _Halt(["".join(out)]) from None
         return ["".join(out)] if out else []
 
     def abort(self) -> None:
         self._raw = ""
-        if self._sub is not None:
-            self._sub.abort()
-            self._sub = None
+        for chain in (self._sub, self._plain):
+            if chain is not None:
+                chain.abort()
+        self._sub = self._plain = None
 
 
 _SURROGATE = regex.compile("[\ud800-\udfff]")
@@ -966,14 +1013,6 @@ def _json_body(text: str) -> str:
     if _SURROGATE.search(body) is None:
         return body
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", body)
-
-
-def _jsonify(number: str, out: str) -> str:
-    """A JSON number as the operators released it: changed, it becomes a JSON string.
-
-    (Cut short, by a budget, it stays a prefix of itself.)
-    """
-    return out if number.startswith(out) else json.dumps(out, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------

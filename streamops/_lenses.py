@@ -651,6 +651,7 @@ _RESPONSE_DONES: dict[str, tuple[str, str | None, str | None]] = {
     "response.code_interpreter_call_code.done": ("code", None, "code"),
     "response.audio.transcript.done": ("transcript", None, None),
 }
+_RESPONSE_KINDS = {prefix: kind for prefix, _, kind in _RESPONSE_DELTAS.values()}
 # output item type -> (its text field, the channel prefix of that field)
 _RESPONSE_ITEM_TEXTS = {
     "function_call": ("arguments", "arguments"),
@@ -697,10 +698,11 @@ class OpenAIResponsesLens(_ChannelLens):
     [('Mail ', 1), ('[EMAIL]', 2), ('Mail [EMAIL]', 3)]
     """
 
-    __slots__ = ("_last", "_seq", "_shift", "_texts")
+    __slots__ = ("_channels", "_last", "_seq", "_shift", "_texts")
 
     def __init__(self) -> None:
         super().__init__()
+        self._channels: Any = None
         self._texts: dict[tuple[Any, ...], list[str]] = {}
         self._last: dict[tuple[Any, ...], Any] = {}  # the last delta event of each channel
         self._shift = 0  # events inserted so far: later sequence numbers move up by it
@@ -767,6 +769,7 @@ class OpenAIResponsesLens(_ChannelLens):
         return [_replace(last, **changes)]
 
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
+        self._channels = channels
         kind = _get(chunk, "type")
         spec = _RESPONSE_DELTAS.get(kind)
         if spec is not None:
@@ -788,6 +791,7 @@ class OpenAIResponsesLens(_ChannelLens):
         return [self._numbered(chunk)]
 
     def _release(self, chunk: Any, channels: Any) -> list[Any]:
+        self._channels = channels
         kind = _get(chunk, "type")
         done = _RESPONSE_DONES.get(kind)
         if done is not None:
@@ -820,8 +824,20 @@ class OpenAIResponsesLens(_ChannelLens):
         return out
 
     def _full(self, key: tuple[Any, ...], old: Any) -> Any:
+        """The released text of channel ``key``, for an event that repeats it whole.
+
+        A text that came with no delta (a done event or an item not streamed)
+        goes through the operators here, once, as a complete message.
+        """
         parts = self._texts.get(key)
-        return old if parts is None else "".join(parts)
+        if parts is not None:
+            return "".join(parts)
+        kind = _RESPONSE_KINDS.get(key[0])
+        if not isinstance(old, str) or not old or kind is None or self._channels is None:
+            return old
+        text = self._channels.feed(key, kind, old) + self._channels.end(key, forced=False)
+        self._texts[key] = [text]
+        return text
 
     def _fix_part(self, part: Any, item_id: Any, event: Any) -> Any:
         ptype = _get(part, "type")
@@ -1112,12 +1128,15 @@ class LangChainLens(_ChannelLens):
     [('Mail ', 'r1'), ('[EMAIL]', 'r1')]
     """
 
-    __slots__ = ("_template", "_text_at")
+    __slots__ = ("_mirrors", "_template", "_text_at")
 
     def __init__(self) -> None:
         super().__init__()
         self._template: Any = None
         self._text_at: Any = None  # the index of the text block being read, if any
+        # Where this stream repeats tool-call arguments besides tool_call_chunks:
+        # "kwargs" (additional_kwargs["tool_calls"]) and/or "blocks" (input_json_delta).
+        self._mirrors: set[str] = set()
 
     @classmethod
     def match(cls, chunk: Any, /) -> LangChainLens | None:
@@ -1210,6 +1229,8 @@ class LangChainLens(_ChannelLens):
                 out = channels.feed(field, channel, text)
                 if out != text:
                     new_kwargs = {**(new_kwargs or kwargs), field: out}
+        if kwargs.get("tool_calls"):
+            self._mirrors.add("kwargs")
         mirrored = self._mirror(kwargs.get("tool_calls"), channels, released_args, bool(calls))
         if mirrored is not None:
             new_kwargs = {**(new_kwargs or kwargs), "tool_calls": mirrored}
@@ -1229,6 +1250,15 @@ class LangChainLens(_ChannelLens):
                 elif key[0] == "tool":
                     new_calls = list(new_calls if new_calls is not None else calls)
                     new_calls.append(_lc_tool_chunk(key[1], text))
+                    # ...and in the copies the stream keeps of the arguments.
+                    if "kwargs" in self._mirrors:
+                        base = new_kwargs or kwargs
+                        raw = [*(base.get("tool_calls") or []), _lc_raw_call(key[1], text)]
+                        new_kwargs = {**base, "tool_calls": raw}
+                    if "blocks" in self._mirrors:
+                        changes["content"] = _lc_append(
+                            changes.get("content", content), text, block=_lc_json(key[1], text)
+                        )
                 else:  # a reasoning block or summary
                     changes["content"] = _lc_append(
                         changes.get("content", content), text, block=_lc_block(key, text)
@@ -1313,6 +1343,8 @@ class LangChainLens(_ChannelLens):
                 new.append(block)
                 continue
             partial = block.get("partial_json")
+            if isinstance(partial, str):
+                self._mirrors.add("blocks")
             if isinstance(partial, str) and partial:  # a mirror of a tool call's arguments
                 key = index if index is not None else i
                 out = (
@@ -1361,7 +1393,20 @@ class LangChainLens(_ChannelLens):
             elif isinstance(key, str):
                 out.append(cls(content="", id=tid, additional_kwargs={key: text}))
             elif key[0] == "tool":
-                out.append(cls(content="", id=tid, tool_call_chunks=[_lc_tool_chunk(key[1], text)]))
+                kwargs = (
+                    {"tool_calls": [_lc_raw_call(key[1], text)]}
+                    if "kwargs" in self._mirrors
+                    else {}
+                )
+                content = [_lc_json(key[1], text)] if "blocks" in self._mirrors else ""
+                out.append(
+                    cls(
+                        content=content,
+                        id=tid,
+                        tool_call_chunks=[_lc_tool_chunk(key[1], text)],
+                        additional_kwargs=kwargs,
+                    )
+                )
             else:
                 out.append(cls(content=[_lc_block(key, text)], id=tid))
         return out
@@ -1392,6 +1437,17 @@ def _lc_append(
             block["index"] = index
     blocks.append(block)
     return blocks
+
+
+def _lc_raw_call(index: Any, args: str) -> dict[str, Any]:
+    """A raw tool-call delta (``additional_kwargs["tool_calls"]``) carrying ``args``."""
+    return {"index": index, "function": {"arguments": args}}
+
+
+def _lc_json(index: Any, args: str) -> dict[str, Any]:
+    """An ``input_json_delta`` content block carrying ``args``."""
+    block: dict[str, Any] = {"type": "input_json_delta", "partial_json": args}
+    return block if index is None else {**block, "index": index}
 
 
 def _lc_tool_chunk(index: Any, args: str) -> dict[str, Any]:

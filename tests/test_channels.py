@@ -628,3 +628,100 @@ def test_langchain_text_held_at_a_tool_block_stays_before_it_and_mirrors_agree()
     kinds = [b.get("type") for b in merged.content if isinstance(b, dict)]
     assert kinds.index("text") < kinds.index("tool_use")
     assert merged.tool_calls[0]["args"] == {"key": "[OPENAI_KEY]"}
+
+
+# -- third review ----------------------------------------------------------------
+
+
+def test_block_in_tool_arguments_ends_the_stream() -> None:
+    for args in (json.dumps({"k": KEY, "x": 1}), '{"n": 4111111111111111, "k": "x"}'):
+        source = [*tool_stream(args, objects=False), oa({"content": "after"})]
+        stream = so.redact(action="block")(source)
+        out = list(stream)
+        assert stream.report.stop_reason is so.StopReason.BLOCKED
+        assert "after" not in json.dumps(out)
+        assert_clean(out)
+
+
+def test_a_budget_stops_an_array_of_numbers_early() -> None:
+    doc = json.dumps({"values": list(range(3000))})
+    pulled: list[int] = []
+
+    def source() -> Any:
+        for i, chunk in enumerate(tool_stream(doc, objects=False)):
+            pulled.append(i)
+            yield chunk
+
+    stream = so.budget(max_tokens=50)(source())
+    list(stream)
+    assert stream.report.stop_reason is so.StopReason.BUDGET
+    assert len(pulled) < 20  # not the whole array before the cut
+
+
+def test_a_number_replaced_by_nothing_stays_valid_json() -> None:
+    args = '{"n": 4111111111111111, "m": [4111111111111111]}'
+    for replacement in ("", "X"):
+        out = merged_arguments(
+            list(so.redact(replacement=replacement)(tool_stream(args, objects=False)))
+        )
+        assert json.loads(out) == {"n": replacement, "m": [replacement]}
+
+
+def test_arguments_that_are_not_json_are_one_plain_message() -> None:
+    for args in (f"{{'k': '{KEY}'}}", "{'k': '4111 1111 1111 1111'}", "key=AKIAIOSFODNN7EXAMPLE"):
+        out = list(so.redact()(tool_stream(args, objects=False)))
+        text = merged_arguments(out)
+        assert KEY[:8] not in text
+        assert "4111 1111" not in text
+        assert "AKIAIOSF" not in text
+
+
+def test_langchain_argument_copies_get_their_tail_too() -> None:
+    args = json.dumps({"n": 5, "key": KEY})
+    chunks = [
+        AIMessageChunk(
+            content=[{"type": "input_json_delta", "partial_json": piece, "index": 1}],
+            tool_call_chunks=[{"name": None, "args": piece, "id": None, "index": 1}],
+            additional_kwargs={"tool_calls": [{"index": 1, "function": {"arguments": piece}}]},
+            id="r",
+        )
+        for piece in splits(args, 4)
+    ]
+    chunks.append(AIMessageChunk(content="", id="r", response_metadata={"stop_reason": "tool_use"}))
+    merged = None
+    for c in so.redact()(chunks):
+        merged = c if merged is None else merged + c
+    assert merged is not None
+    expected = {"n": 5, "key": "[OPENAI_KEY]"}
+    assert merged.tool_calls[0]["args"] == expected
+    raw = merged.additional_kwargs["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(raw) == expected
+    blocks = [b for b in merged.content if isinstance(b, dict)]
+    assert json.loads("".join(b["partial_json"] for b in blocks)) == expected
+
+
+def test_responses_texts_that_came_with_no_delta_are_redacted() -> None:
+    item: dict[str, Any] = {
+        "type": "mcp_call",
+        "id": "i1",
+        "name": "f",
+        "server_label": "s",
+        "arguments": json.dumps({"k": KEY}),
+        "status": "completed",
+    }
+    events: list[dict[str, Any]] = [
+        {
+            "type": "response.output_text.done",
+            "item_id": "m1",
+            "output_index": 0,
+            "content_index": 0,
+            "text": f"mail {MAIL}",
+            "logprobs": [],
+        },
+        {"type": "response.output_item.done", "output_index": 1, "item": item},
+        {"type": "response.completed", "response": {"id": "r", "output": [item]}},
+    ]
+    events = [{**e, "sequence_number": i} for i, e in enumerate(events)]
+    out = list(so.redact()(events))
+    assert_clean(out)
+    assert out[0]["text"] == "mail [EMAIL]"
