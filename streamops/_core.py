@@ -891,10 +891,12 @@ class _JSONStrings:
         if halted:
             raise _Halt([])
 
-    def _outside(self, out: list[str], *, final: bool) -> _Chain | None:
+    def _outside(self, out: list[str], *, final: bool, cut: bool = False) -> _Chain | None:
         """Release the complete structure runs and numbers held outside strings.
 
         ``final``: a string or the end follows, so what is held is complete.
+        ``cut``: the arguments end here, so a number still open at their end
+        was cut short (the document around it is not closed), as an open string is.
         Returns the plain chain when the text is not JSON (the rest goes to it).
         """
         raw = self._raw
@@ -904,7 +906,8 @@ class _JSONStrings:
             if m is not None:
                 if m.end() == n and not final:
                     break  # the number may go on
-                self._message(m.group(), out, number=True, forced=False)
+                forced = cut and m.end() == n
+                self._message(m.group(), out, number=True, forced=forced)
                 pos = m.end()
                 continue
             s = self._NUMBER_START.search(raw, pos)
@@ -989,7 +992,7 @@ class _JSONStrings:
             if self._sub is not None:
                 self._close_string(out, forced=True)
             elif self._raw:
-                plain = self._outside(out, final=True)
+                plain = self._outside(out, final=True, cut=True)
                 if plain is not None:
                     out += plain.end(forced)
         except _Halt:

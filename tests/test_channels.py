@@ -725,3 +725,9 @@ def test_responses_texts_that_came_with_no_delta_are_redacted() -> None:
     out = list(so.redact()(events))
     assert_clean(out)
     assert out[0]["text"] == "mail [EMAIL]"
+
+
+def test_an_open_number_at_the_end_of_the_arguments_is_cut_like_an_open_string() -> None:
+    for args in ('{"k": 4111111111111', '{"k": "4111 1111 1111 1'):
+        out = merged_arguments(list(so.redact()(tool_stream(args, objects=False))))
+        assert "4111" not in out, out
