@@ -505,9 +505,9 @@ class _Chain:
     def finish(self) -> list[Any]:
         """Flush every processor at the end of input (a halted chain is already flushed).
 
-        The input ended *by force* when a stop reason is already recorded (a
-        budget, a quiet timeout or cancel, a block) or the provider said it cut
-        the message (a lens's ``truncated``): processors are then truncated,
+        The input ended *by force* when this stream was stopped (a budget, a
+        quiet timeout or cancel, a block: see :meth:`_cut`) or the provider said
+        it cut the message (a lens's ``truncated``): processors are then truncated,
         not closed, so that what they held back is never released as if the
         text were complete.
         """
