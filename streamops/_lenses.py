@@ -10,17 +10,21 @@ chunk (duck typing), only to build a synthetic chunk of their type.
 
 The contract of every lens here:
 
-- one chunk out per chunk in, carrying the text released while that chunk was
-  fed (possibly ``""``); chunks without text (role chunks, tool-call deltas,
-  framing events) pass through unchanged, metadata and all;
-- *end chunks* (a finish reason, usage, Anthropic's ``content_block_stop`` /
-  ``message_delta`` / ``message_stop``, Responses ``*.done`` events) are held
-  back until the text is final: text still held by the operators at the end is
-  attached to the first of them (OpenAI) or put in a text chunk just before
-  them. Text already released is never delayed by this;
-- chunk fields that copy the text (logprobs, Responses' ``*.done`` full texts)
-  are cleared or rewritten to the released text, so nothing the operators
-  removed leaks around them.
+- every text channel of a chunk (the answer, a refusal, reasoning or
+  thinking, each tool call's arguments) is fed to its own channel through
+  ``channels.feed(key, kind, text)``, and the chunk is rebuilt with what the
+  operators released (possibly ``""``); chunks without text (role chunks, a
+  tool call's header, framing events) pass through unchanged, metadata and all;
+- what a channel still holds goes out at the provider's own boundary for it,
+  in order: in the OpenAI finish chunk or LangChain's last chunk, or as one
+  more delta just before an Anthropic block's stop or a Responses ``*.done``;
+  boundary events that come before the provider says whether the message was
+  cut wait for the next event (so a cut is known before the held text goes);
+- a message the provider cut (``length``, ``max_tokens``, ``incomplete``, an
+  error event, no end event at all) ends its channels *truncated*;
+- chunk fields that copy the text (logprobs, Responses' ``*.done`` full texts,
+  LangChain's copies of tool arguments) are cleared or rewritten to the
+  released text, so nothing the operators removed leaks around them.
 """
 
 from __future__ import annotations
