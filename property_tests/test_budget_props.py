@@ -188,7 +188,11 @@ def _channel(out: list[object], name: str) -> str:
 
 def _reasoning_then_answer(reasoning: str, answer: str, cuts: list[int]) -> list[dict[str, object]]:
     chunks = [_oa(reasoning_content=p) for p in split(reasoning, cuts)]
-    return chunks + [_oa(content=p) for p in split(answer, cuts)]
+    finish: dict[str, object] = {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    }
+    return [*chunks, *(_oa(content=p) for p in split(answer, cuts)), finish]
 
 
 @given(texts, texts, st.lists(st.integers(0, 10_000), max_size=20), st.integers(0, 40))

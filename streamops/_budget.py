@@ -878,7 +878,13 @@ class _LedgerBudget(ShellStage):
                         lens = _lens_for(report, item)
                         if lens is None:
                             raise ChunkTypeError(index, item, "str", _LENS_HINT)
-                    need = pool.need_for(_texts(lens, item))
+                    texts = _texts(lens, item)
+                    need = pool.need_for(texts)
+                    if not texts:
+                        # A chunk without text may end channels (a finish reason, a
+                        # block stop): what they hold is released now, so it must fit.
+                        exact = pool.exact_need()
+                        need = (max(need[0], exact), max(need[1], exact))
                 index += 1
                 await reserve(*need)
                 try:

@@ -52,6 +52,7 @@ EXIT_INTERRUPTED = 130
 _EXIT_BY_REASON = {
     StopReason.COMPLETE: EXIT_OK,
     StopReason.CLOSED: EXIT_OK,
+    StopReason.TRUNCATED: EXIT_OK,  # the provider's own cut: the answer is what it sent
     StopReason.BUDGET: EXIT_BUDGET,
     StopReason.TIMEOUT: EXIT_TIMEOUT,
     StopReason.BLOCKED: EXIT_BLOCKED,

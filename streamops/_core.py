@@ -518,7 +518,9 @@ class _Chain:
                 return []
             out: list[Any] = lens.finish_channels(channels)
             channels.settle()
+            self._provider_cut()
             return out
+        self._provider_cut()
         forced = self.halted or self._cut() or bool(getattr(lens, "truncated", False))
         out = self.end(forced)
         if lens is not None and self.text_out:
@@ -528,6 +530,11 @@ class _Chain:
             final: list[Any] = lens.finish(out) if end is None else end(out)
             return final
         return out
+
+    def _provider_cut(self) -> None:
+        """Record a message the provider cut (unless the stream was stopped already)."""
+        if getattr(self.lens, "truncated", False):
+            self.report.stop(StopReason.TRUNCATED, "the provider cut the message")
 
     def _cut(self) -> bool:
         """Whether this stream was stopped (a budget, a quiet timeout, a block) so far.

@@ -44,6 +44,11 @@ class StopReason(StrEnum):
     """An exception (from upstream or an operator) ended the stream."""
     CLOSED = "closed"
     """The consumer stopped iterating (``break``, ``close()``/``aclose()``)."""
+    TRUNCATED = "truncated"
+    """The provider cut the message: a ``length``/``content_filter``/``max_tokens``
+    finish, an incomplete response, an error event, or no end event at all.
+    Text the operators held was truncated, not released as if complete, and
+    side effects (``retry(on_success=...)``) do not run."""
 
 
 class Event(BaseModel):

@@ -605,3 +605,28 @@ def test_a_cut_masks_an_open_complete_match_a_longer_text_could_validate(
         for t, f in [(text, None), ("", "length")]
     ]
     assert _content(list(so.redact()(chunks))) == expected
+
+
+def test_a_message_the_provider_cut_is_reported_and_runs_no_side_effect() -> None:
+    def chunks() -> list[dict[str, Any]]:
+        return [
+            {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": f}],
+            }
+            for t, f in [("The answer is", None), ("", "length")]
+        ]
+
+    stream = so.redact()(chunks())
+    list(stream)
+    assert stream.report.stop_reason is so.StopReason.TRUNCATED
+    ran: list[str] = []
+    retried = so.retry(lambda: so.redact()(chunks()), on_success=lambda t, r: ran.append(t))
+    list(retried)
+    assert ran == []  # side effects only after a natural, complete end
+    complete = chunks()
+    complete[-1]["choices"][0]["finish_reason"] = "stop"
+    done = so.redact()(complete)
+    list(done)
+    assert done.report.stop_reason is so.StopReason.COMPLETE
