@@ -281,13 +281,6 @@ class _ChannelLens(abc.ABC):
             out += self._release(c, channels)
         return out + self._flush(channels)
 
-    # The one-channel Lens protocol, for code that only reads the answer.
-    def wrap(self, chunk: Any, texts: list[str], /) -> list[Any]:  # pragma: no cover
-        raise NotImplementedError("a channel lens is driven through process()")
-
-    def finish(self, texts: list[str], /) -> list[Any]:  # pragma: no cover
-        raise NotImplementedError("a channel lens is driven through finish_channels()")
-
 
 # --------------------------------------------------------------------------
 # bytes

@@ -52,6 +52,7 @@ Loopback only unless ``allow_remote=True``.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import contextlib
@@ -271,25 +272,27 @@ class _Tally:
         self.usage = data.get("usage") or self.usage
 
 
-class _Encoder:
+class _Encoder(abc.ABC):
     """Turns the model's OpenAI chunk dicts into one wire's SSE bytes, statefully."""
 
-    def feed(self, data: dict[str, Any]) -> list[bytes]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def feed(self, data: dict[str, Any]) -> list[bytes]:
+        """The SSE bytes for one chunk of the fake model."""
 
     def end(self) -> list[bytes]:
         """The closing events after a natural end (none after a disconnect fault)."""
         return []
 
 
-class _Wire:
+class _Wire(abc.ABC):
     """One route's request parsing, error shape, stream encoder and JSON body."""
 
     route: Route
     path: str
 
-    def prompt(self, body: dict[str, Any]) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def prompt(self, body: dict[str, Any]) -> str:
+        """The fake model's prompt from the request body."""
 
     def error(self, status: int, message: str) -> Any:
         from starlette.responses import JSONResponse
@@ -300,11 +303,13 @@ class _Wire:
         headers = {"retry-after": "0"} if status == 429 else None
         return JSONResponse(body, status_code=status, headers=headers)
 
-    def encoder(self, call: FakeCall, body: dict[str, Any]) -> _Encoder:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def encoder(self, call: FakeCall, body: dict[str, Any]) -> _Encoder:
+        """The stateful SSE encoder of one streamed answer."""
 
-    def complete(self, call: FakeCall, tally: _Tally) -> dict[str, Any]:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def complete(self, call: FakeCall, tally: _Tally) -> dict[str, Any]:
+        """The JSON body of a non-streamed answer."""
 
 
 # -- chat completions ------------------------------------------------------
