@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks._common import BenchResult, best_of, format_table
 from streamops import parse_json
-from streamops._json_parser import JSONParser
+from streamops._json._parser import JSONParser
 
 
 def make_document(size: int, *, seed: int = 7) -> str:

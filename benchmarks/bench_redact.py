@@ -20,8 +20,8 @@ from __future__ import annotations
 import random
 
 import streamops as so
-from streamops._core import ProcessorStage
-from streamops._redact import _combined_pattern, _Redactor
+from streamops._core._driver import ProcessorStage
+from streamops._redact._filter import _combined_pattern, _Redactor
 
 from ._common import BenchResult, best_of, format_table
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import streamops as so
-from streamops._core import _aiter
+from streamops._core._driver import _aiter
 
 chunks = st.lists(st.text(max_size=8), max_size=20)
 

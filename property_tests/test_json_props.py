@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from pydantic import Field
 
 import streamops as so
-from streamops._json_parser import JSONParser
+from streamops._json._parser import JSONParser
 
 _SCALARS = (
     st.none()
@@ -450,7 +450,7 @@ def _models_and_documents(draw: st.DrawFn) -> tuple[Any, str]:
 def test_model_mode_follows_model_validate_json(data: st.DataObject, case: tuple[Any, str]) -> None:
     from pydantic import ValidationError
 
-    from streamops._json_models import error_pointer
+    from streamops._json._models import error_pointer
 
     target, text = case
     chunks = split(data.draw, text)

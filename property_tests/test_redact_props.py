@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import streamops as so
-from streamops._core import ProcessorStage
-from streamops._patterns import BUILTIN_STARTS
-from streamops._redact import _Plan, _Redactor
+from streamops._core._driver import ProcessorStage
+from streamops._redact._filter import _Plan, _Redactor
+from streamops._redact._patterns import BUILTIN_STARTS
 
 # Patterns chosen for the traps: growth, priority, end assertions, lookarounds.
 TRAPS = [

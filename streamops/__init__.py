@@ -8,8 +8,7 @@
 
 from __future__ import annotations
 
-from . import _aiostream  # registers the aiostream source adapter (never imports aiostream)
-from ._budget import (
+from ._budget._processor import (
     DEFAULT_PRICES,
     BudgetExceeded,
     BudgetUsage,
@@ -36,7 +35,7 @@ from ._collect import (
     collect,
     events,
 )
-from ._core import (
+from ._core._driver import (
     AsyncStream,
     Lens,
     Operator,
@@ -48,21 +47,18 @@ from ._core import (
     identity,
     register_lens,
 )
-from ._errors import (
+from ._core._errors import (
     AsyncioRequiredError,
     ChunkTypeError,
     StreamOpsError,
 )
-from ._fake import (
-    Chunking,
-    FakeCall,
-    FakeModelExhausted,
-    FakeReply,
-    FakeStreamingModel,
-    FakeUpstreamError,
-    Fault,
+from ._core._report import (
+    ChunkEvent,
+    Event,
+    StopReason,
+    StreamReport,
 )
-from ._json import (
+from ._json._operator import (
     JSONDelta,
     JSONReport,
     JSONStreamError,
@@ -71,16 +67,7 @@ from ._json import (
     parse_json,
     parse_tool_calls,
 )
-from ._lenses import (
-    AnthropicLens,
-    BytesLens,
-    LangChainLens,
-    LensError,
-    OpenAIChatLens,
-    OpenAIResponsesLens,
-    find_lens,
-)
-from ._policy import (
+from ._policy._policy import (
     PIPELINE_ORDER,
     BudgetPolicy,
     CollectPolicy,
@@ -95,7 +82,29 @@ from ._policy import (
     load_policy,
     preset_names,
 )
-from ._redact import (
+from ._providers import (
+    _aiostream,  # registers the aiostream source adapter (never imports aiostream)
+)
+from ._providers._lenses import (
+    AnthropicLens,
+    BytesLens,
+    LangChainLens,
+    LensError,
+    OpenAIChatLens,
+    OpenAIResponsesLens,
+    find_lens,
+)
+from ._providers._sse import (
+    SSEDecoder,
+    SSEError,
+    SSEEvent,
+    sse_decode,
+    sse_format,
+    sse_json,
+    sse_response,
+    to_sse,
+)
+from ._redact._filter import (
     KeyedHash,
     PatternSpec,
     RedactMatch,
@@ -107,12 +116,6 @@ from ._redact import (
     luhn_valid,
     redact,
 )
-from ._report import (
-    ChunkEvent,
-    Event,
-    StopReason,
-    StreamReport,
-)
 from ._retry import (
     Backoff,
     RetryAttempt,
@@ -121,20 +124,6 @@ from ._retry import (
     StreamInterrupted,
     is_retryable,
     retry,
-)
-from ._server import (
-    FakeOpenAIServer,
-    serve,
-)
-from ._sse import (
-    SSEDecoder,
-    SSEError,
-    SSEEvent,
-    sse_decode,
-    sse_format,
-    sse_json,
-    sse_response,
-    to_sse,
 )
 from ._tee import (
     AsyncTeeBranch,
@@ -147,6 +136,19 @@ from ._timeout import (
     StreamTimeout,
     cancellable,
     timeout,
+)
+from .testing._fake import (
+    Chunking,
+    FakeCall,
+    FakeModelExhausted,
+    FakeReply,
+    FakeStreamingModel,
+    FakeUpstreamError,
+    Fault,
+)
+from .testing._server import (
+    FakeOpenAIServer,
+    serve,
 )
 
 __version__ = "0.1.0"

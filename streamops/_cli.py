@@ -33,17 +33,17 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from ._budget import BudgetExceeded, BudgetUsage
+from ._budget._processor import BudgetExceeded, BudgetUsage
 from ._collect import Collected
-from ._core import Operator
-from ._errors import StreamOpsError
-from ._fake import FakeStreamingModel
-from ._lenses import find_lens
-from ._policy import Policy, PolicyError, load_policy
-from ._redact import RedactReport
-from ._report import StopReason, StreamReport
-from ._sse import sse_json
+from ._core._driver import Operator
+from ._core._errors import StreamOpsError
+from ._core._report import StopReason, StreamReport
+from ._policy._policy import Policy, PolicyError, load_policy
+from ._providers._lenses import find_lens
+from ._providers._sse import sse_json
+from ._redact._filter import RedactReport
 from ._timeout import StreamTimeout
+from .testing._fake import FakeStreamingModel
 
 __all__: list[str] = []
 
@@ -440,13 +440,13 @@ def _check_policy(args: argparse.Namespace) -> int:
 
 def _fake_server(args: argparse.Namespace, extra: list[str]) -> int:
     try:
-        server = importlib.import_module("streamops._server")
+        server = importlib.import_module("streamops.testing._server")
     except ImportError as exc:
-        if exc.name not in ("streamops._server", "starlette", "uvicorn"):
+        if exc.name not in ("streamops.testing._server", "starlette", "uvicorn"):
             raise
         raise _Usage(
             "fake-server needs the server extra: pip install 'streamops[server]'"
-            if exc.name != "streamops._server"
+            if exc.name != "streamops.testing._server"
             else "fake-server is not available in this version of streamops"
         ) from None
     parser = argparse.ArgumentParser(

@@ -47,7 +47,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._core import (
+from ._core._driver import (
     AsyncStream,
     ChannelLens,
     Lens,
@@ -60,8 +60,8 @@ from ._core import (
     _start,
     _start_async,
 )
-from ._errors import StreamOpsError, require_asyncio
-from ._report import EventCallback, StopReason, StreamReport
+from ._core._errors import StreamOpsError, require_asyncio
+from ._core._report import EventCallback, StopReason, StreamReport
 
 _Reader = Lens | ChannelLens  # what reads the text of provider chunks
 

@@ -24,8 +24,8 @@ from collections.abc import AsyncGenerator, Generator
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from ._core import AsyncSource, SyncSource, _aclose_all, _close_all, _open_source
-from ._errors import StreamOpsError
+from ._core._driver import AsyncSource, SyncSource, _aclose_all, _close_all, _open_source
+from ._core._errors import StreamOpsError
 
 __all__ = ("AsyncTeeBranch", "TeeBranch", "TeeOverflowError", "tee")
 

@@ -42,9 +42,9 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel
 
-from ._core import Operator, ShellStage
-from ._errors import AsyncioRequiredError, StreamOpsError
-from ._report import StopReason, StreamReport
+from ._core._driver import Operator, ShellStage
+from ._core._errors import AsyncioRequiredError, StreamOpsError
+from ._core._report import StopReason, StreamReport
 
 __all__: list[str] = ["CancelToken", "StreamTimeout", "cancellable", "timeout"]
 

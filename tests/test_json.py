@@ -1,4 +1,4 @@
-"""Unit tests of the incremental JSON parser family (streamops._json*)."""
+"""Unit tests of the incremental JSON parser family (streamops._json._operator*)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 import streamops as so
-from streamops._json_parser import JSONParser
+from streamops._json._parser import JSONParser
 
 
 def run(op: so.Operator[Any, Any], chunks: Iterable[Any]) -> list[Any]:

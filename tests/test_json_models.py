@@ -29,7 +29,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 import streamops as so
-from streamops._json_models import error_pointer
+from streamops._json._models import error_pointer
 
 
 def _split(text: str, size: int) -> list[str]:

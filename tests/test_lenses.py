@@ -20,7 +20,7 @@ from openai.types.responses import (
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 import streamops as so
-import streamops._lenses as lenses
+import streamops._providers._lenses as lenses
 from streamops import AnthropicLens, BytesLens, LangChainLens, LensError, OpenAIChatLens
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"

@@ -8,7 +8,7 @@ import pytest
 import regex
 
 import streamops as so
-from streamops._patterns import BUILTIN_STARTS
+from streamops._redact._patterns import BUILTIN_STARTS
 
 # name -> (texts the pattern must redact entirely, texts it must leave alone)
 CASES: dict[str, tuple[list[str], list[str]]] = {

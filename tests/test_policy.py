@@ -163,7 +163,7 @@ async def test_memory_ledger_is_shared_by_concurrent_streams_of_a_policy() -> No
 
 
 def test_json_section_with_a_model_reference_and_an_inline_schema() -> None:
-    ref = Policy.from_dict({"parse_json": {"model": "streamops._budget:ProviderUsage"}})
+    ref = Policy.from_dict({"parse_json": {"model": "streamops._budget._processor:ProviderUsage"}})
     values = list(ref.apply(['{"prompt_tokens": 3', ', "completion_tokens": 4}']))
     assert values[-1] == so.ProviderUsage(prompt_tokens=3, completion_tokens=4)
     schema = {

@@ -8,7 +8,7 @@ TTFT then cover the request itself".
 
 The stock ``openai`` and ``anthropic`` clients talk to the fake server on a
 loopback socket. The server records when it produced each chunk and when it
-stopped generating (:class:`streamops._server.ServedRequest`), so every test
+stopped generating (:class:`streamops.testing.ServedRequest`), so every test
 checks a behaviour, not a speed: after the operator stops (budget cut,
 ``break`` and close, timeout, cancel), the server stops within one chunk
 interval, i.e. it produces at most ``SLACK`` more chunks. A server that keeps
@@ -36,7 +36,7 @@ import openai
 import pytest
 
 import streamops as so
-from streamops._server import FakeOpenAIServer, ServedRequest
+from streamops.testing import FakeOpenAIServer, ServedRequest
 
 INTERVAL = 0.03  # seconds between two chunks of the fake model
 SLACK = 2  # chunks the server may still produce after the stop (one interval, plus one)

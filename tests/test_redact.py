@@ -11,8 +11,8 @@ import pytest
 import regex
 
 import streamops as so
-from streamops._core import ProcessorStage
-from streamops._redact import RedactMatch, _combined_pattern, _Redactor
+from streamops._core._driver import ProcessorStage
+from streamops._redact._filter import RedactMatch, _combined_pattern, _Redactor
 
 
 def splits(text: str) -> Iterator[list[str]]:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import streamops as so
-from streamops._core import _aiter
+from streamops._core._driver import _aiter
 
 
 class Thing:

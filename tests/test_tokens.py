@@ -17,8 +17,8 @@ import tiktoken.registry
 from tiktoken.load import load_tiktoken_bpe
 
 import streamops as so
-from streamops import _tokens
-from streamops._tokens import _CL100K, _LETTER_RUN_PATTERNS, _O200K, _R50K, _Splitter
+from streamops._budget import _tokens
+from streamops._budget._tokens import _CL100K, _LETTER_RUN_PATTERNS, _O200K, _R50K, _Splitter
 
 ENC = so.get_encoding("cl100k_base")
 

@@ -37,8 +37,8 @@ def test_mypy_strict_bites_and_types_flow(tmp_path: Path) -> None:
         ["--config-file", str(ROOT / "pyproject.toml"), "--no-incremental", str(target)]
     )
     assert status == 1, err
-    assert 'Revealed type is "streamops._core.SyncStream[Any]"' in out
-    assert 'Revealed type is "streamops._core.SyncStream[str]"' in out
-    assert 'Revealed type is "streamops._core.SyncStream[snippet.Chunk]"' in out
+    assert 'Revealed type is "streamops._core._driver.SyncStream[Any]"' in out
+    assert 'Revealed type is "streamops._core._driver.SyncStream[str]"' in out
+    assert 'Revealed type is "streamops._core._driver.SyncStream[snippet.Chunk]"' in out
     assert "Function is missing a type annotation" in out
     assert "Incompatible types in assignment" in out

@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import pytest
 
-from .testing import FakeStreamingModel, VirtualClock, assert_closed
+from . import FakeStreamingModel, VirtualClock, assert_closed
 
 __all__ = ("assert_closed_fixture", "fake_model", "virtual_clock")
 

@@ -48,8 +48,8 @@ import tiktoken
 import tiktoken.model
 import tiktoken.registry
 
-from ._errors import StreamOpsError
-from ._validate import check_int
+from .._core._errors import StreamOpsError
+from .._core._validate import check_int
 
 __all__ = (
     "EncodingUnavailable",
@@ -200,7 +200,7 @@ def resolve_encoding(
     >>> resolve_encoding("auto", model="gpt-4o")
     Traceback (most recent call last):
     ...
-    streamops._tokens.EncodingUnavailable: tiktoken encoding 'o200k_base' is not available ...
+    streamops._budget._tokens.EncodingUnavailable: tiktoken encoding 'o200k_base' is not available ...
     """
     if model is not None and not isinstance(model, str):
         raise TypeError(f"model must be a str, got {type(model).__name__}")

@@ -37,8 +37,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from ._core import ChannelLens, Lens, _find_lens, register_lens
-from ._errors import ChunkTypeError, StreamOpsError
+from .._core._driver import ChannelLens, Lens, _find_lens, register_lens
+from .._core._errors import ChunkTypeError, StreamOpsError
 
 __all__ = [
     "AnthropicLens",
@@ -63,7 +63,7 @@ class LensError(StreamOpsError, ValueError):
     >>> BytesLens().unwrap(b"\\xff")
     Traceback (most recent call last):
     ...
-    streamops._lenses.LensError: chunk 0: invalid UTF-8 (invalid start byte); pass errors=...
+    streamops._providers._lenses.LensError: chunk 0: invalid UTF-8 (invalid start byte); pass errors=...
     """
 
 
@@ -175,7 +175,7 @@ def find_lens(chunk: Any, /) -> Lens | ChannelLens:
     >>> so.find_lens(42)
     Traceback (most recent call last):
     ...
-    streamops._errors.ChunkTypeError: chunk 0 has type int, expected str or a chunk type ...
+    streamops._core._errors.ChunkTypeError: chunk 0 has type int, expected str or a chunk type ...
     """
     lens = _find_lens(chunk)
     if lens is None:

@@ -58,7 +58,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import SchemaValidator
 
-from ._errors import StreamOpsError
+from .._core._errors import StreamOpsError
 
 __all__ = ("JSONValidationError",)
 

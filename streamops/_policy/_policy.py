@@ -40,19 +40,19 @@ from pydantic import (
     model_validator,
 )
 
-from ._budget import budget
-from ._collect import EventLogger, collect
-from ._core import Operator, ProcessorStage, identity
-from ._errors import StreamOpsError
-from ._json import parse_json
-from ._ledger import Ledger, MemoryLedger
-from ._patterns import PatternSpec, builtin_patterns, is_builtin_selector
-from ._pricing import DEFAULT_PRICES, PricingError
-from ._redact import KeyedHash, RedactPatternError, redact
-from ._report import EventCallback
-from ._retry import Backoff, retry
-from ._timeout import timeout
-from ._tokens import resolve_encoding
+from .._budget._ledger import Ledger, MemoryLedger
+from .._budget._pricing import DEFAULT_PRICES, PricingError
+from .._budget._processor import budget
+from .._budget._tokens import resolve_encoding
+from .._collect import EventLogger, collect
+from .._core._driver import Operator, ProcessorStage, identity
+from .._core._errors import StreamOpsError
+from .._core._report import EventCallback
+from .._json._operator import parse_json
+from .._redact._filter import KeyedHash, RedactPatternError, redact
+from .._redact._patterns import PatternSpec, builtin_patterns, is_builtin_selector
+from .._retry import Backoff, retry
+from .._timeout import timeout
 
 __all__ = [
     "PIPELINE_ORDER",
@@ -89,7 +89,7 @@ PIPELINE_ORDER = ("timeout", "redact", "budget", "collect", "parse_json")
   attempt fails was never released and the attempt can be retried.
 """
 
-_PRESETS = "_presets"
+_PRESETS = "presets"
 _POLICY_FORMATS = (".json", ".toml", ".yaml", ".yml")
 
 
@@ -104,7 +104,7 @@ class PolicyError(StreamOpsError, ValueError):
     >>> Policy.from_dict({"budget": {"max_tokens": "many"}}, source="p.toml")
     Traceback (most recent call last):
     ...
-    streamops._policy.PolicyError: p.toml: budget.max_tokens: Input should be a valid integer, ...
+    streamops._policy._policy.PolicyError: p.toml: budget.max_tokens: Input should be a valid integer, ...
     """
 
     def __init__(self, source: str, errors: list[tuple[str, str]]) -> None:
@@ -294,7 +294,7 @@ class JSONPolicy(_Section):
 
     >>> schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     >>> JSONPolicy(json_schema=schema).target()
-    <class 'streamops._policy.Schema'>
+    <class 'streamops._policy._policy.Schema'>
     """
 
     model: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
@@ -458,7 +458,11 @@ class Policy(_Section):
             raise PolicyError(
                 f"preset {name!r}", [("", f"no such preset; presets: {', '.join(names)}")]
             )
-        text = resources.files("streamops").joinpath(_PRESETS, f"{name}.toml").read_text("utf-8")
+        text = (
+            resources.files("streamops._policy")
+            .joinpath(_PRESETS, f"{name}.toml")
+            .read_text("utf-8")
+        )
         return cls.from_dict(_parse(text, ".toml", f"preset {name!r}"), source=f"preset {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -664,7 +668,7 @@ def preset_names() -> list[str]:
     >>> preset_names()
     ['cost-capped', 'safe-chat', 'strict-json']
     """
-    folder = resources.files("streamops").joinpath(_PRESETS)
+    folder = resources.files("streamops._policy").joinpath(_PRESETS)
     return sorted(
         p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
     )
@@ -846,7 +850,7 @@ def _make_ledger(b: BudgetPolicy) -> Ledger:
         raise PolicyError(
             "policy", [("budget.ledger", "a redis ledger needs: pip install 'streamops[redis]'")]
         )
-    from ._ledger import RedisLedger
+    from .._budget._ledger import RedisLedger
 
     # A hung Redis must not hang every stream: socket and call timeouts (fail_open decides).
     return RedisLedger.from_url(

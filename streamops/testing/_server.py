@@ -67,8 +67,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
+from .._providers._sse import _event_stream_response, sse_format
 from ._fake import FakeCall, FakeReply, FakeStreamingModel, _check_delay, _count_tokens
-from ._sse import _event_stream_response, sse_format
 
 __all__ = ["FakeOpenAIServer", "serve"]
 

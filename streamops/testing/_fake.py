@@ -31,8 +31,8 @@ from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._errors import StreamOpsError
-from ._tokens import get_encoding
+from .._budget._tokens import get_encoding
+from .._core._errors import StreamOpsError
 
 __all__ = (
     "Chunking",
@@ -75,7 +75,7 @@ class FakeUpstreamError(StreamOpsError, ConnectionError):
     >>> list(model.stream())
     Traceback (most recent call last):
     ...
-    streamops._fake.FakeUpstreamError: fake upstream error at chunk 1
+    streamops.testing._fake.FakeUpstreamError: fake upstream error at chunk 1
     """
 
 
@@ -88,7 +88,7 @@ class FakeModelExhausted(StreamOpsError, LookupError):
     >>> model.invoke("2")
     Traceback (most recent call last):
     ...
-    streamops._fake.FakeModelExhausted: call 2: all 1 replies were used (cycle=False)
+    streamops.testing._fake.FakeModelExhausted: call 2: all 1 replies were used (cycle=False)
     """
 
 

@@ -1,9 +1,9 @@
 """Incremental JSON parsing of text streams (issue 7): ``parse_json`` and friends.
 
-The parser core is sans-I/O (:mod:`streamops._json_parser`); this module wraps
+The parser core is sans-I/O (:mod:`streamops._json._parser`); this module wraps
 it as an operator, records the ``"json"`` report section, and plugs in pydantic
-validation (:mod:`streamops._json_models`) and tool-call arguments
-(:mod:`streamops._json_tools`).
+validation (:mod:`streamops._json._models`) and tool-call arguments
+(:mod:`streamops._json._tools`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, PydanticUserError, TypeAdapter
 
-from ._core import Operator, ProcessorStage
-from ._json_models import JSONValidationError, _Validator, schema_root
-from ._json_parser import JSONDelta, JSONParser, JSONStreamError
-from ._json_tools import ToolCallUpdate, parse_tool_calls
-from ._report import StreamReport
+from .._core._driver import Operator, ProcessorStage
+from .._core._report import StreamReport
+from ._models import JSONValidationError, _Validator, schema_root
+from ._parser import JSONDelta, JSONParser, JSONStreamError
+from ._tools import ToolCallUpdate, parse_tool_calls
 
 __all__ = [
     "JSONDelta",
@@ -197,7 +197,7 @@ def parse_json(
       field and item is checked as soon as it is complete (a wrong first
       field fails at once with :class:`JSONValidationError`), but only where
       ``model_validate_json`` of the whole text fails too, following
-      pydantic's core schema (see :mod:`streamops._json_models`); partial
+      pydantic's core schema (see :mod:`streamops._json._models`); partial
       results are ``model_construct`` instances; the last item is the model's
       own validation of the whole document.
       Validation is in pydantic's JSON mode, under the model's config (so

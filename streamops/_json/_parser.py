@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
-from ._errors import StreamOpsError
+from .._core._errors import StreamOpsError
 
 __all__ = ("JSONDelta", "JSONParser", "JSONStreamError")
 
@@ -117,7 +117,7 @@ class JSONStreamError(StreamOpsError, ValueError):
     >>> list(so.parse_json()(['{"a": 1', "x}"]))
     Traceback (most recent call last):
     ...
-    streamops._json_parser.JSONStreamError: invalid JSON at offset 7: expected ',' or '}', got 'x'
+    streamops._json._parser.JSONStreamError: invalid JSON at offset 7: expected ',' or '}', got 'x'
     """
 
     def __init__(self, message: str, *, offset: int, expected: str, got: str | None) -> None:

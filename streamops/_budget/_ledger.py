@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from ._errors import StreamOpsError
-from ._validate import check_int, check_number
+from .._core._errors import StreamOpsError
+from .._core._validate import check_int, check_number
 
 if TYPE_CHECKING:  # redis is an optional extra
     from redis.asyncio import Redis
@@ -65,7 +65,7 @@ class LedgerUnavailable(StreamOpsError, ConnectionError):
     >>> raise LedgerUnavailable("redis at localhost:1 is unreachable")
     Traceback (most recent call last):
     ...
-    streamops._ledger.LedgerUnavailable: redis at localhost:1 is unreachable
+    streamops._budget._ledger.LedgerUnavailable: redis at localhost:1 is unreachable
     """
 
     # Failing closed is a policy decision: another attempt or a fallback model

@@ -61,8 +61,9 @@ from typing import Any, Literal
 import regex
 from pydantic import BaseModel, Field
 
-from ._core import Masked, Operator, ProcessorStage
-from ._errors import StreamOpsError
+from .._core._driver import Masked, Operator, ProcessorStage
+from .._core._errors import StreamOpsError
+from .._core._report import StopReason, StreamReport
 from ._patterns import (
     BUILTIN_STARTS,
     Action,
@@ -73,7 +74,6 @@ from ._patterns import (
     is_builtin_selector,
     luhn_valid,
 )
-from ._report import StopReason, StreamReport
 
 with warnings.catch_warnings():  # the stdlib parser, for widths only (re._parser is private)
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -114,7 +114,7 @@ class RedactPatternError(StreamOpsError, ValueError):
     >>> redact(["a(b"])
     Traceback (most recent call last):
     ...
-    streamops._redact.RedactPatternError: invalid pattern 'pattern_0' ('a(b'): missing )...
+    streamops._redact._filter.RedactPatternError: invalid pattern 'pattern_0' ('a(b'): missing )...
     """
 
 
@@ -129,7 +129,7 @@ class RedactTimeout(StreamOpsError, TimeoutError):
     >>> list(op(["a" * 60]))
     Traceback (most recent call last):
     ...
-    streamops._redact.RedactTimeout: redaction search exceeded 0.01 s (catastrophic ...
+    streamops._redact._filter.RedactTimeout: redaction search exceeded 0.01 s (catastrophic ...
     """
 
     retryable = False  # fail closed is a policy decision: the same text would time out again

@@ -27,10 +27,10 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel
 
-from ._core import AsyncStream, Operator, ProcessorStage, SyncStream
-from ._errors import ChunkTypeError, StreamOpsError
+from .._core._driver import AsyncStream, Operator, ProcessorStage, SyncStream
+from .._core._errors import ChunkTypeError, StreamOpsError
+from .._core._report import StreamReport
 from ._lenses import _usage
-from ._report import StreamReport
 
 __all__ = [
     "SSEDecoder",
@@ -85,7 +85,7 @@ class SSEError(StreamOpsError, ValueError):
     >>> SSEEvent("{oops", id="7").json()
     Traceback (most recent call last):
     ...
-    streamops._sse.SSEError: SSE event (id '7') data is not JSON at offset 1: Expecting ...
+    streamops._providers._sse.SSEError: SSE event (id '7') data is not JSON at offset 1: Expecting ...
     """
 
     def __init__(self, event: SSEEvent, cause: json.JSONDecodeError) -> None:

@@ -1,7 +1,7 @@
 """Token and cost budgets: cut a stream exactly at N tokens, locally or against a shared ledger.
 
 ``budget()`` counts the tokens of the text passing through with the exact
-incremental counter of :mod:`streamops._tokens`, releases text as soon as it
+incremental counter of :mod:`streamops._budget._tokens`, releases text as soon as it
 is certain to be within budget, and when the budget runs out emits exactly the
 text of the first ``limit`` tokens, stops pulling and closes the upstream.
 
@@ -15,7 +15,7 @@ reserving what the text received so far may need, then feeds the chunk, so
 nothing waits for the next chunk. A top-up asks for the exact count of the
 text that is final as *required* and for the rest of a whole block as
 *extra*; the ledger grants extra only from half of what is left (see
-:mod:`streamops._ledger`), and only a shortfall in the required part ends
+:mod:`streamops._budget._ledger`), and only a shortfall in the required part ends
 the stream. However the stream ends it charges the ledger for the tokens its
 consumer received, cancels reservations whose answer it never got, and
 refunds the rest, in one task shielded from cancellation but bounded by
@@ -35,7 +35,7 @@ from typing import Any, Literal
 import tiktoken
 from pydantic import BaseModel, Field, PrivateAttr, computed_field
 
-from ._core import (
+from .._core._driver import (
     ALL_CHANNELS,
     ChannelLens,
     Lens,
@@ -47,10 +47,11 @@ from ._core import (
     _Halt,
     _lens_for,
 )
-from ._errors import ChunkTypeError, StreamOpsError, require_asyncio
+from .._core._errors import ChunkTypeError, StreamOpsError, require_asyncio
+from .._core._report import StopReason, StreamReport
+from .._core._validate import check_int, check_number, check_str, is_number
 from ._ledger import Ledger, LedgerUnavailable, MemoryLedger, RedisLedger, Reservation
 from ._pricing import DEFAULT_PRICES, ModelPrice, PriceTable, PricingError
-from ._report import StopReason, StreamReport
 from ._tokens import (
     DEFAULT_ENCODING,
     EncodingUnavailable,
@@ -61,7 +62,6 @@ from ._tokens import (
     resolve_encoding,
     utf8_len,
 )
-from ._validate import check_int, check_number, check_str, is_number
 
 __all__ = (
     "DEFAULT_PRICES",

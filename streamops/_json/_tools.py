@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._core import Operator, ProcessorStage
-from ._errors import ChunkTypeError
-from ._json_parser import JSONParser, JSONStreamError
-from ._report import StreamReport
+from .._core._driver import Operator, ProcessorStage
+from .._core._errors import ChunkTypeError
+from .._core._report import StreamReport
+from ._parser import JSONParser, JSONStreamError
 
 __all__ = ("ToolCallUpdate", "parse_tool_calls")
 

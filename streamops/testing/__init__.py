@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 
+from ._clock import VirtualClock, run, virtual_time
 from ._fake import (
     Chunking,
     FakeCall,
@@ -40,16 +41,18 @@ from ._fake import (
     FakeUpstreamError,
     Fault,
 )
-from ._fake_clock import VirtualClock, run, virtual_time
+from ._server import FakeOpenAIServer, ServedRequest
 
 __all__ = (
     "Chunking",
     "FakeCall",
     "FakeModelExhausted",
+    "FakeOpenAIServer",
     "FakeReply",
     "FakeStreamingModel",
     "FakeUpstreamError",
     "Fault",
+    "ServedRequest",
     "VirtualClock",
     "assert_closed",
     "run",

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._errors import StreamOpsError
+from .._core._errors import StreamOpsError
 
 __all__ = ("DEFAULT_PRICES", "ModelPrice", "PriceTable", "PricingError")
 
