@@ -1,0 +1,193 @@
+"""``streamops serve``: an OpenAI- and Anthropic-compatible gateway applying a policy to streams.
+
+Any client in any language points its SDK's base URL at the gateway; every
+answer then goes through a streamops policy on its way back (redaction exact
+across chunk boundaries in every channel, exact token budgets, timeouts), and
+every request through the policy's input rules on its way out. Keys, per-key
+policies, daily budgets and rate limits (shared in Redis), Prometheus metrics
+and a playground page complete it. The command line and HTTP contract are in
+DESIGN.md ("Gateway"); the user guide is docs/gateway.md.
+
+- :func:`cli_main`: ``streamops serve ARGS`` (the arguments after ``serve``);
+- :func:`create_app`: the ASGI app for a :class:`GatewayConfig` (tests, embedding);
+- ``python -m streamops._gateway ARGS`` runs :func:`cli_main`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from ._app import Gateway, UpstreamError
+from ._config import (
+    UPSTREAM_KEY_ENV,
+    GatewayConfig,
+    GatewayConfigError,
+    GatewayKey,
+    KeyStore,
+    build_parser,
+    config_from_args,
+)
+
+__all__ = [
+    "Gateway",
+    "GatewayConfig",
+    "GatewayConfigError",
+    "GatewayKey",
+    "KeyStore",
+    "UpstreamError",
+    "app_from_env",
+    "cli_main",
+    "create_app",
+    "load_config",
+]
+
+_ARGV_ENV = "STREAMOPS_GATEWAY_ARGV"
+
+
+def load_config(argv: Sequence[str]) -> GatewayConfig:
+    """Parse and validate ``serve`` arguments.
+
+    Raises :class:`GatewayConfigError`, or ``SystemExit`` for usage errors (argparse).
+    """
+    args = build_parser().parse_args(list(argv))
+    return config_from_args(args, argv)
+
+
+def create_app(config: GatewayConfig) -> Any:
+    """Return the gateway's Starlette app for ``config`` (its lifespan opens the clients)."""
+    return Gateway(config).app()
+
+
+def app_from_env() -> Any:
+    """The app of one ``--workers`` process: its arguments come from the parent's environment."""
+    argv = json.loads(os.environ[_ARGV_ENV])
+    _setup_logging()
+    return create_app(load_config(argv))
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("streamops.gateway")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise GatewayConfigError(
+            f"--host/--port: cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from exc
+    return sock
+
+
+def _banner(config: GatewayConfig, port: int) -> str:
+    keys = (
+        f"keys: {len(config.keys)} from {config.keys_file}"
+        f" (upstream credential from ${UPSTREAM_KEY_ENV}"
+        + ("" if config.upstream_key else ", which is NOT set")
+        + ")"
+        if config.keys is not None
+        else "keys: none (every request accepted; the client's Authorization is forwarded)"
+    )
+    lines = [
+        f"streamops gateway listening on http://{config.host}:{port}/v1 (Ctrl-C to stop)",
+        f"  policy: {config.policy}; {keys}",
+        f"  upstreams: {', '.join(config.upstreams)}"
+        + (f"; anthropic: {config.anthropic_upstream}" if config.anthropic_upstream else ""),
+        f"  {config.describe_state()}",
+        f"  workers: {config.workers}" + ("; playground: /playground" if config.playground else ""),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+async def _check_redis(config: GatewayConfig) -> None:
+    from ._state import State
+
+    state = State(config)
+    await state.start()
+    await state.close()
+
+
+def cli_main(argv: list[str]) -> int:
+    """Run ``streamops serve`` with ``argv`` (the arguments after ``serve``); return the exit code.
+
+    Bad options, an unreadable or invalid keys file or policy, a bad upstream
+    URL, an unreachable Redis: one ``streamops serve: error: ...`` line and
+    exit status 2, before anything listens.
+    """
+    import uvicorn
+
+    try:
+        config = load_config(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
+        return exc.code if isinstance(exc.code, int) else 2
+    except GatewayConfigError as exc:
+        sys.stderr.write(f"streamops serve: error: {exc}\n")
+        return 2
+    if config.redis is not None:
+        try:
+            asyncio.run(_check_redis(config))
+        except Exception as exc:
+            sys.stderr.write(f"streamops serve: error: {exc}\n")
+            return 2
+    _setup_logging()
+    if config.workers > 1:
+        os.environ[_ARGV_ENV] = json.dumps(list(argv))
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="streamops-metrics-")
+        sys.stderr.write(_banner(config, config.port))
+        uvicorn.run(
+            "streamops._gateway:app_from_env",
+            factory=True,
+            host=config.host,
+            port=config.port,
+            workers=config.workers,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        return 0
+    try:
+        sock = _bind(config.host, config.port)
+    except GatewayConfigError as exc:
+        sys.stderr.write(f"streamops serve: error: {exc}\n")
+        return 2
+    try:
+        port = sock.getsockname()[1]
+        sys.stderr.write(_banner(config, port))
+        sys.stderr.flush()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(config),
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=5,
+            )
+        )
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            return 0
+        if not server.started:
+            sys.stderr.write("streamops serve: error: the gateway did not start (see above)\n")
+            return 1
+    finally:
+        sock.close()
+    return 0

@@ -1,0 +1,730 @@
+"""The gateway's ASGI application: authenticate, limit, filter both ways, forward, account.
+
+One request, in order (nothing reaches the upstream until every check passed):
+
+1. the body is read (400 if it is not a JSON object);
+2. with ``--keys``, the client's key (``Authorization: Bearer`` or
+   ``x-api-key``) is hashed and looked up in constant time (401, in the
+   wire's error shape);
+3. the key's rate limit and daily budget are checked (429 with ``retry-after``);
+4. the key's policy's input rules redact or block the request's texts (400 on
+   a block: the secret never leaves);
+5. the upstream is asked for a stream (always, also for ``stream: false``),
+   and its events run through the key's policy: the policy's operators, with
+   the provider lens picked from the first event, plus a ``daily`` budget
+   stage on the key's ledger; :func:`streamops.retry` wraps it all, with the
+   other ``--upstream`` URLs as fallbacks before the first text;
+6. the response's headers wait for the first event the policy releases, so an
+   upstream failure before it becomes the wire's HTTP error (429, 502, 504);
+   after it, failures become the wire's error event;
+7. the stream ends as the provider would (see :mod:`._wires`), the upstream is
+   closed the moment the client leaves or stops reading, and one JSON log line
+   and the metrics record the request (never its text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamops as so
+
+from ._compat import BudgetExceeded, LedgerUnavailable, StreamInterrupted
+from ._config import GatewayConfig, GatewayKey
+from ._metrics import Metrics
+from ._state import State
+from ._wires import WIRES, Usage, Wire, Writer
+
+__all__ = ["Gateway", "UpstreamError"]
+
+log = logging.getLogger("streamops.gateway")
+_END = object()
+
+
+class UpstreamError(ConnectionError):
+    """The upstream answered with an HTTP error, broke its stream or sent an error event.
+
+    ``retryable`` follows the status: 408, 409, 429 and 5xx (and broken
+    streams) are tried again on the next upstream; other 4xx are not.
+    """
+
+    def __init__(self, status: int, message: str, upstream: str) -> None:
+        super().__init__(f"upstream {upstream} answered {status}: {message}")
+        self.status = status
+        self.upstream = upstream
+        self.detail = message
+        self.retryable = status in (408, 409, 429) or status >= 500
+
+
+@dataclass
+class _Request:
+    """What one request did: for the log line and the metrics (never text unless asked)."""
+
+    route: str
+    started: float = field(default_factory=time.monotonic)
+    key: str = "-"
+    model: str | None = None
+    stream: bool = False
+    status: int = 0
+    upstream: str | None = None
+    attempts: int = 0
+    upstream_first: float | None = None
+    upstream_last: float | None = None
+    first_out: float | None = None
+    added: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    provider_usage: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    rejected: str | None = None
+    input_redactions: dict[str, int] = field(default_factory=dict)
+    report: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _upstream_message(raw: bytes) -> str:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw[:200].decode("utf-8", "replace") or "no body"
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    return raw[:200].decode("utf-8", "replace")
+
+
+def _budget_usage(report: Any) -> Any:
+    if report is None:
+        return None
+    sections = report.sections
+    return sections.get("daily") or sections.get("budget")
+
+
+class _EventStream:
+    """An SSE response that stops the body when the client leaves or stops reading.
+
+    The body is pulled only as fast as the client reads (each ``send`` waits
+    while the transport's buffer is full), so a slow client never makes the
+    gateway buffer more than the socket buffers; a client that reads nothing
+    for ``send_timeout`` seconds gets its stream cut (the upstream is closed).
+    A disconnect cancels the body at once, which closes the upstream request.
+    """
+
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        *,
+        send_timeout: float,
+        on_slow: Callable[[], None],
+    ) -> None:
+        self.body = body
+        self.send_timeout = send_timeout
+        self.on_slow = on_slow
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def stream() -> None:
+            headers = [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no"),
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            async for chunk in self.body:
+                try:
+                    async with asyncio.timeout(self.send_timeout):
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except TimeoutError:
+                    self.on_slow()
+                    return  # the response stays incomplete: the server drops the connection
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        work = asyncio.ensure_future(stream())
+        watch = asyncio.ensure_future(gone())
+        try:
+            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, watch):
+                task.cancel()
+            for task in (work, watch):
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await task
+            await self.body.aclose()  # type: ignore[attr-defined]
+
+
+class Gateway:
+    """The gateway of one process: configuration, shared state, metrics, upstream client."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.state = State(config)
+        self.metrics = Metrics()
+        self.client: Any = None
+        self.ready = False
+        self._pipelines: dict[tuple[str | None, str | None], so.Operator[Any, Any]] = {}
+
+    # -- lifecycle ---------------------------------------------------------
+    async def startup(self) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.config.upstream_timeout, connect=10.0, pool=30.0),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
+        )
+        await self.state.start()
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        if self.client is not None:
+            await self.client.aclose()
+        await self.state.close()
+
+    def app(self) -> Any:
+        """The Starlette application serving every route."""
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Any) -> AsyncIterator[None]:
+            await self.startup()
+            try:
+                yield
+            finally:
+                await self.shutdown()
+
+        def endpoint(wire: Wire) -> Callable[[Any], Awaitable[Any]]:
+            async def handle(request: Any) -> Any:
+                return await self.handle(wire, request)
+
+            return handle
+
+        routes = [Route(w.path, endpoint(w), methods=["POST"]) for w in WIRES]
+        routes += [
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+        ]
+        if self.config.playground:
+            from ._playground import routes as playground_routes
+
+            routes += playground_routes(self)
+        return Starlette(routes=routes, lifespan=lifespan)
+
+    # -- small routes ------------------------------------------------------
+    async def healthz(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        if not self.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def metrics_endpoint(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
+
+    async def models(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse, Response
+
+        wire = WIRES[0]
+        if self.config.keys is not None and self._authenticate(wire, request) is None:
+            return JSONResponse(wire.error_body(401, "invalid API key", "invalid_api_key"), 401)
+        headers = self._upstream_headers(wire, request)
+        headers.pop("content-type", None)
+        try:
+            answer = await self.client.get(self.config.upstreams[0] + "/models", headers=headers)
+        except Exception as exc:
+            self.metrics.upstream_errors.labels(self.config.upstreams[0], type(exc).__name__).inc()
+            body = wire.error_body(
+                502, f"upstream unreachable: {type(exc).__name__}", "upstream_error"
+            )
+            return JSONResponse(body, 502)
+        media = answer.headers.get("content-type", "application/json")
+        return Response(answer.content, status_code=answer.status_code, media_type=media)
+
+    # -- helpers -----------------------------------------------------------
+    def _authenticate(self, wire: Wire, request: Any) -> GatewayKey | None:
+        assert self.config.keys is not None
+        presented = wire.presented_key(request.headers)
+        return None if presented is None else self.config.keys.lookup(presented)
+
+    def _upstream_headers(self, wire: Wire, request: Any) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        incoming = request.headers
+        for name in (
+            "anthropic-version",
+            "anthropic-beta",
+            "openai-organization",
+            "openai-project",
+        ):
+            if name in incoming:
+                headers[name] = incoming[name]
+        if wire.route == "messages":
+            headers.setdefault("anthropic-version", "2023-06-01")
+        if self.config.keys is None:  # no gateway keys: the client's credential goes upstream
+            for name in ("authorization", "x-api-key"):
+                if name in incoming:
+                    headers[name] = incoming[name]
+            return headers
+        credential = self.config.upstream_key
+        if credential:
+            if wire.route == "messages":
+                headers["x-api-key"] = credential
+            if wire.route != "messages" or self.config.anthropic_upstream is None:
+                headers["authorization"] = f"Bearer {credential}"
+        return headers
+
+    def pipeline(self, policy_spec: str | None, key: GatewayKey | None) -> so.Operator[Any, Any]:
+        """The operator a key's streams run through: its policy, then its daily budget."""
+        cache_key = (policy_spec, None if key is None else key.name)
+        op = self._pipelines.get(cache_key)
+        if op is None:
+            policy = self.config.policy_for(policy_spec)
+            ledger = None if key is None else self.state.ledger(key)
+            if ledger is None:
+                op = policy.build()
+            else:
+                assert key is not None
+                # The daily budget goes before collect, so the report shows what was delivered.
+                op = policy.model_copy(update={"collect": None}).build()
+                op = op | so.budget(ledger=ledger, key=key.name, name="daily", warn_at=None)
+                if policy.collect is not None:
+                    c = policy.collect
+                    op = op | so.collect(name=c.name, encoding=c.encoding)
+            self._pipelines[cache_key] = op
+        return op
+
+    def _error(
+        self, ctx: _Request, wire: Wire, status: int, message: str, code: str, **headers: str
+    ) -> Any:
+        from starlette.responses import JSONResponse
+
+        ctx.status = status
+        ctx.error = ctx.error or code
+        return JSONResponse(wire.error_body(status, message, code), status, headers=headers or None)
+
+    def map_error(self, exc: BaseException) -> tuple[int, str, str]:
+        """The HTTP status, error code and message of a failure, as the client sees it."""
+        import httpx
+
+        cause = exc
+        if isinstance(exc, StreamInterrupted) and exc.__cause__ is not None:
+            cause = exc.__cause__
+        if isinstance(cause, UpstreamError):
+            status = cause.status
+            if status in (401, 403) and self.config.keys is not None:
+                return 502, "upstream_auth", "the upstream refused the gateway's credential"
+            if status == 429:
+                return 429, "upstream_rate_limited", f"upstream rate limit: {cause.detail}"
+            if 400 <= status < 500:
+                return status, "upstream_rejected", cause.detail
+            return 502, "upstream_error", f"upstream error {status}: {cause.detail}"
+        if isinstance(cause, (TimeoutError, httpx.TimeoutException)):
+            return 504, "upstream_timeout", f"the upstream timed out ({type(cause).__name__})"
+        if isinstance(cause, LedgerUnavailable):
+            return 503, "budget_store_unavailable", "the budget store is unavailable"
+        if isinstance(cause, BudgetExceeded):
+            return 429, "budget_exceeded", "the token budget is exhausted"
+        if isinstance(cause, (httpx.HTTPError, OSError, ConnectionError)):
+            return 502, "upstream_unreachable", f"the upstream failed: {type(cause).__name__}"
+        if isinstance(cause, so.StreamOpsError):
+            return (
+                502,
+                "policy_error",
+                f"the gateway's policy stopped the stream: {type(cause).__name__}",
+            )
+        return 500, "internal_error", f"gateway error: {type(cause).__name__}"
+
+    def _apply_input(
+        self, policy: so.Policy, wire: Wire, body: dict[str, Any], ctx: _Request
+    ) -> bool:
+        """Run the policy's input rules over the request's texts; False if it is blocked."""
+        build = getattr(policy, "build_input", None)
+        op = build() if build is not None else None
+        if op is None:
+            return True
+        for ref in wire.texts(body):
+            stream = op([ref.text])
+            text = "".join(stream)
+            report = stream.report
+            section = report.sections.get("redact")
+            if section is not None:
+                for rule, count in section.redacted.items():
+                    ctx.input_redactions[rule] = ctx.input_redactions.get(rule, 0) + count
+                    self.metrics.redactions.labels(rule, "input").inc(count)
+            if report.stop_reason == so.StopReason.BLOCKED:
+                return False
+            ref.text = text
+        return True
+
+    async def _read_upstream(
+        self, url: str, wire: Wire, payload: dict[str, Any], headers: dict[str, str], ctx: _Request
+    ) -> AsyncIterator[dict[str, Any]]:
+        """One attempt: the upstream's SSE events as dicts (its connection closed on exit)."""
+        import httpx
+
+        ctx.upstream = url
+        ctx.attempts += 1
+        sent = time.monotonic()
+        try:
+            async with self.client.stream("POST", url, json=payload, headers=headers) as answer:
+                if answer.status_code >= 400:
+                    raise UpstreamError(
+                        answer.status_code, _upstream_message(await answer.aread()), url
+                    )
+                decoder = so.SSEDecoder()
+                async for raw in answer.aiter_bytes():
+                    for event in decoder.feed(raw):
+                        data = event.data
+                        if not data:
+                            continue
+                        if data == "[DONE]":
+                            return
+                        try:
+                            item = json.loads(data)
+                        except ValueError:
+                            raise UpstreamError(
+                                502, "the upstream sent an event that is not JSON", url
+                            ) from None
+                        if not isinstance(item, dict):
+                            raise UpstreamError(
+                                502, "the upstream sent an event that is not an object", url
+                            )
+                        failure = wire.upstream_error(item)
+                        if failure is not None:
+                            raise UpstreamError(502, failure, url)
+                        now = time.monotonic()
+                        if ctx.upstream_first is None:
+                            ctx.upstream_first = now - sent
+                        ctx.upstream_last = now
+                        self._note_usage(item, ctx)
+                        yield item
+        except UpstreamError as exc:
+            self.metrics.upstream_errors.labels(url, f"http_{exc.status}").inc()
+            raise
+        except (httpx.HTTPError, OSError) as exc:
+            self.metrics.upstream_errors.labels(url, type(exc).__name__).inc()
+            raise
+
+    @staticmethod
+    def _note_usage(item: dict[str, Any], ctx: _Request) -> None:
+        usage = item.get("usage")
+        kind = item.get("type")
+        if kind == "message_start":
+            usage = (item.get("message") or {}).get("usage")
+        elif kind in ("response.completed", "response.incomplete"):
+            usage = (item.get("response") or {}).get("usage")
+        if isinstance(usage, dict):
+            for name, value in usage.items():
+                if isinstance(value, int):
+                    ctx.provider_usage[name] = value
+
+    def _usage(self, wire: Wire, body: dict[str, Any], ctx: _Request, report: Any) -> Usage:
+        """The usage of a cut answer: tokens delivered, and the prompt's count."""
+        prompt = ctx.provider_usage.get("input_tokens", ctx.provider_usage.get("prompt_tokens"))
+        if prompt is None:
+            prompt = so.count_tokens("\n".join(ref.text for ref in wire.texts(body)))
+        section = _budget_usage(report)
+        completion = section.completion_tokens if section is not None else 0
+        return Usage(prompt, completion)
+
+    # -- the POST routes ---------------------------------------------------
+    async def handle(self, wire: Wire, request: Any) -> Any:
+        ctx = _Request(wire.route)
+        try:
+            response = await self._handle(wire, request, ctx)
+        except BaseException:
+            self._finish(ctx)
+            raise
+        if not isinstance(response, _EventStream):
+            self._finish(ctx)
+        return response
+
+    async def _handle(self, wire: Wire, request: Any, ctx: _Request) -> Any:
+        from starlette.responses import JSONResponse
+
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return self._error(ctx, wire, 400, "the request body is not JSON", "invalid_json")
+        if not isinstance(body, dict):
+            return self._error(
+                ctx, wire, 400, "the request body must be a JSON object", "invalid_request"
+            )
+        ctx.model = body.get("model") if isinstance(body.get("model"), str) else None
+        ctx.stream = bool(body.get("stream"))
+        key: GatewayKey | None = None
+        if self.config.keys is not None:
+            key = self._authenticate(wire, request)
+            if key is None:
+                ctx.rejected = "unauthenticated"
+                return self._error(ctx, wire, 401, "invalid API key", "invalid_api_key")
+            ctx.key = key.name
+        policy_spec = None if key is None else key.policy
+        policy = self.config.policy_for(policy_spec)
+        if key is not None:
+            try:
+                allowed, retry_after = await self.state.allow_request(key)
+                over = key.daily_tokens is not None and (
+                    await self.state.spent_today(key) >= key.daily_tokens
+                )
+            except LedgerUnavailable:
+                return self._error(
+                    ctx, wire, 503, "the budget store is unavailable", "budget_store_unavailable"
+                )
+            if not allowed:
+                ctx.rejected = "rate_limited"
+                message = f"rate limit of {key.requests_per_minute} requests per minute reached"
+                return self._error(
+                    ctx,
+                    wire,
+                    429,
+                    message,
+                    "rate_limit_exceeded",
+                    **{"retry-after": str(retry_after)},
+                )
+            if over:
+                ctx.rejected = "daily_budget"
+                message = f"daily token budget of {key.daily_tokens} exhausted for this key"
+                return self._error(
+                    ctx, wire, 429, message, "daily_budget_exhausted", **{"retry-after": "3600"}
+                )
+        if not self._apply_input(policy, wire, body, ctx):
+            ctx.rejected = "input_blocked"
+            message = "the request was blocked by the gateway's input rules"
+            return self._error(ctx, wire, 400, message, "input_blocked")
+
+        payload = wire.upstream_body(body)
+        headers = self._upstream_headers(wire, request)
+        op = self.pipeline(policy_spec, key)
+        urls = (
+            self.config.anthropic_urls()
+            if wire.route == "messages"
+            else [u + wire.path.removeprefix("/v1") for u in self.config.upstreams]
+        )
+
+        def attempt(url: str) -> Any:
+            return op(self._read_upstream(url, wire, payload, headers, ctx))
+
+        factories = [functools.partial(attempt, url) for url in urls]
+        settings = policy.retry
+        out: Any = so.retry(
+            factories[0],
+            attempts=1 if settings is None else settings.attempts,
+            mode="before_first_chunk" if settings is None else settings.mode,
+            backoff=None if settings is None else settings.backoff,
+            fallbacks=factories[1:],
+            on_event=policy.on_event(),
+            kind="async",
+        )
+        self.metrics.active.labels(wire.route).inc()
+        ctx.extra["active"] = True
+        try:
+            first: Any = await anext(out)
+        except StopAsyncIteration:
+            first = _END
+        except Exception as exc:
+            await out.aclose()
+            ctx.report = out.report
+            status, code, message = self.map_error(exc)
+            ctx.error = code
+            if status == 500:
+                log.exception("gateway error before the first event")
+            return self._error(ctx, wire, status, message, code)
+        except BaseException:
+            await out.aclose()
+            raise
+        ctx.first_out = time.monotonic()
+        if ctx.upstream_last is not None:
+            ctx.added = ctx.first_out - ctx.upstream_last
+        if first is _END and out.report.stop_reason == so.StopReason.BUDGET and key is not None:
+            over = (
+                key.daily_tokens is not None
+                and await self.state.spent_today(key) >= key.daily_tokens
+            )
+            if over:
+                ctx.report = out.report
+                ctx.rejected = "daily_budget"
+                message = f"daily token budget of {key.daily_tokens} exhausted for this key"
+                return self._error(
+                    ctx, wire, 429, message, "daily_budget_exhausted", **{"retry-after": "3600"}
+                )
+        if ctx.stream:
+            writer = wire.writer(body)
+            ctx.status = 200
+            return _EventStream(
+                self._stream(wire, body, ctx, out, first, writer),
+                send_timeout=self.config.slow_client_timeout,
+                on_slow=functools.partial(self._slow, ctx),
+            )
+        writer = wire.writer(payload)  # the upstream request: a chat answer keeps its usage
+        assembler = wire.assembler(body)
+        try:
+            if first is not _END:
+                for data in writer.feed(first):
+                    assembler.add(data)
+            async for item in out:
+                for data in writer.feed(item):
+                    assembler.add(data)
+        except Exception as exc:
+            status, code, message = self.map_error(exc)
+            ctx.report = out.report
+            return self._error(ctx, wire, status, message, code)
+        finally:
+            await out.aclose()
+        report = ctx.report = out.report
+        if report.stop_reason == so.StopReason.BUDGET:
+            for data in writer.cut(self._usage(wire, body, ctx, report)):
+                assembler.add(data)
+        elif report.stop_reason == so.StopReason.BLOCKED:
+            return self._error(
+                ctx, wire, 400, "the answer was blocked by the gateway's policy", "content_blocked"
+            )
+        elif not writer.complete:
+            return self._error(
+                ctx, wire, 502, "the upstream ended the answer early", "upstream_incomplete"
+            )
+        ctx.status = 200
+        return JSONResponse(assembler.body())
+
+    def _slow(self, ctx: _Request) -> None:
+        ctx.error = "slow_client"
+        log.warning(
+            "cut a stream: the client read nothing for %ss", self.config.slow_client_timeout
+        )
+
+    async def _stream(
+        self, wire: Wire, body: dict[str, Any], ctx: _Request, out: Any, first: Any, writer: Writer
+    ) -> AsyncIterator[bytes]:
+        encode = writer.encode
+        try:
+            try:
+                if first is not _END:
+                    for data in writer.feed(first):
+                        yield encode(data)
+                async for item in out:
+                    for data in writer.feed(item):
+                        yield encode(data)
+            except Exception as exc:
+                status, code, message = self.map_error(exc)
+                ctx.error = code
+                yield encode(writer.error(status, message, code))
+                return
+            report = out.report
+            if report.stop_reason == so.StopReason.BUDGET:
+                for data in writer.cut(self._usage(wire, body, ctx, report)):
+                    yield encode(data)
+                yield writer.done()
+            elif report.stop_reason == so.StopReason.BLOCKED:
+                ctx.error = "content_blocked"
+                message = "the answer was blocked by the gateway's policy"
+                yield encode(writer.error(400, message, "content_blocked"))
+            elif writer.complete:
+                yield writer.done()
+            else:
+                ctx.error = "upstream_incomplete"
+                yield encode(
+                    writer.error(502, "the upstream ended the answer early", "upstream_incomplete")
+                )
+        finally:
+            await out.aclose()
+            ctx.report = out.report
+            self._finish(ctx)
+
+    # -- accounting --------------------------------------------------------
+    def _finish(self, ctx: _Request) -> None:
+        if ctx.extra.pop("active", False):
+            self.metrics.active.labels(ctx.route).dec()
+        if ctx.extra.get("finished"):
+            return
+        ctx.extra["finished"] = True
+        m = self.metrics
+        m.requests.labels(ctx.key, ctx.route, str(ctx.status)).inc()
+        if ctx.rejected is not None:
+            m.rejected.labels(ctx.key, ctx.route, ctx.rejected).inc()
+        report = ctx.report
+        line: dict[str, Any] = {
+            "event": "request",
+            "route": ctx.route,
+            "key": ctx.key,
+            "model": ctx.model,
+            "stream": ctx.stream,
+            "status": ctx.status,
+            "duration_ms": round((time.monotonic() - ctx.started) * 1e3, 2),
+        }
+        if ctx.rejected:
+            line["rejected"] = ctx.rejected
+        if ctx.error:
+            line["error"] = ctx.error
+        if ctx.input_redactions:
+            line["input_redactions"] = ctx.input_redactions
+        if ctx.upstream is not None:
+            line["upstream"] = ctx.upstream
+            line["attempts"] = ctx.attempts
+        if ctx.first_out is not None:
+            ttft = ctx.first_out - ctx.started
+            line["ttft_ms"] = round(ttft * 1e3, 2)
+            m.ttft.labels(ctx.route).observe(ttft)
+        if ctx.added is not None:
+            line["added_ms"] = round(ctx.added * 1e3, 3)
+            m.added.labels(ctx.route).observe(ctx.added)
+        if report is not None:
+            reason = str(report.stop_reason) if report.stop_reason is not None else "unknown"
+            if ctx.error == "slow_client":
+                reason = "slow_client"
+            m.stops.labels(ctx.key, ctx.route, reason).inc()
+            summary: dict[str, Any] = {
+                "stop_reason": reason,
+                "chunks_in": report.chunks_in,
+                "chunks_out": report.chunks_out,
+            }
+            redact = report.sections.get("redact")
+            if redact is not None:
+                summary["redacted"] = dict(redact.redacted)
+                if redact.blocked_by:
+                    summary["blocked_by"] = redact.blocked_by
+                for rule, count in redact.redacted.items():
+                    m.redactions.labels(rule, "output").inc(count)
+            usage = _budget_usage(report)
+            tokens_out = (
+                usage.completion_tokens
+                if usage is not None
+                else ctx.provider_usage.get(
+                    "completion_tokens", ctx.provider_usage.get("output_tokens", 0)
+                )
+            )
+            tokens_in = ctx.provider_usage.get(
+                "prompt_tokens", ctx.provider_usage.get("input_tokens", 0)
+            )
+            summary["tokens_out"] = tokens_out
+            summary["tokens_in"] = tokens_in
+            m.tokens_out.labels(ctx.key).inc(tokens_out)
+            m.tokens_in.labels(ctx.key).inc(tokens_in)
+            budget = report.sections.get("budget")
+            if budget is not None:
+                summary["budget_exhausted"] = bool(budget.exhausted)
+                if budget.cost is not None:
+                    summary["cost_usd"] = budget.cost
+                    m.cost.labels(ctx.key).inc(budget.cost)
+            daily = report.sections.get("daily")
+            if daily is not None:
+                summary["daily_exhausted"] = bool(daily.exhausted)
+            if report.error is not None:
+                summary["error_type"] = type(report.error).__name__
+            line["report"] = summary
+        log.info(json.dumps(line, separators=(",", ":"), default=str))

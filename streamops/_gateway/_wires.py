@@ -1,0 +1,700 @@
+"""The three wires the gateway speaks: request shapes, error shapes, stream endings.
+
+Each :class:`Wire` knows, for its route, how the client authenticates, what
+the request's texts are (for input rules and prompt counts), how to ask the
+upstream for a stream, and how errors look. A :class:`Writer` follows the
+filtered events on their way to the client so that the gateway can end a
+stream the way the provider would when a policy stops it early:
+
+- budget cut: OpenAI chat gets a chunk with ``finish_reason: "length"`` and,
+  when asked for (``stream_options.include_usage``), the usage chunk;
+  Anthropic gets the ``content_block_stop`` of every open block, then
+  ``message_delta`` with ``stop_reason: "max_tokens"`` and the usage, then
+  ``message_stop``; Responses gets the ``*.done`` events of every open part
+  and item and ``response.incomplete`` (``max_output_tokens``) with usage;
+- block, timeout, upstream failure mid-stream: the wire's own error event.
+
+The gateway always streams from the upstream (a non-streaming request is
+streamed upstream and assembled here, after the policy), so one code path
+applies the policy to both; :class:`Assembler` builds the JSON body of each
+wire from the same events a streaming client would have received.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["WIRES", "Assembler", "TextRef", "Usage", "Wire", "Writer"]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class Usage:
+    """Token counts of one answer, as the gateway reports them on a cut."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class TextRef:
+    """A place in the request body holding text: ``container[key]`` is a ``str``."""
+
+    container: Any
+    key: Any
+
+    @property
+    def text(self) -> str:
+        value: str = self.container[self.key]
+        return value
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self.container[self.key] = value
+
+
+def _content_refs(message: Any, field: str, part_types: tuple[str, ...]) -> Iterator[TextRef]:
+    """The texts of a message's content: a string, or text parts of a list."""
+    if not isinstance(message, dict):
+        return
+    content = message.get(field)
+    if isinstance(content, str):
+        yield TextRef(message, field)
+    elif isinstance(content, list):
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") in part_types and isinstance(part.get("text"), str):
+                yield TextRef(part, "text")
+            elif part.get("type") in ("tool_result", "function_call_output"):
+                yield from _content_refs(part, "content", part_types)
+                if isinstance(part.get("output"), str):
+                    yield TextRef(part, "output")
+
+
+class Writer(abc.ABC):
+    """Follows one answer's events to the client; ends it as the provider would."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.sent = 0
+        """Events handed out so far."""
+
+    @abc.abstractmethod
+    def feed(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """Track one filtered event; return what to send (possibly nothing)."""
+
+    @property
+    @abc.abstractmethod
+    def complete(self) -> bool:
+        """True once the provider's own end event went through."""
+
+    @abc.abstractmethod
+    def cut(self, usage: Usage) -> list[dict[str, Any]]:
+        """The events that end a stream cut by a budget: the provider's length finish."""
+
+    @abc.abstractmethod
+    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
+        """The wire's error event."""
+
+    @abc.abstractmethod
+    def encode(self, data: dict[str, Any]) -> bytes:
+        """One event as SSE bytes."""
+
+    def done(self) -> bytes:
+        """What follows the last event (``data: [DONE]`` on OpenAI chat)."""
+        return b""
+
+
+class Assembler(abc.ABC):
+    """Builds a non-streamed answer's JSON body from the events a stream would have sent."""
+
+    @abc.abstractmethod
+    def add(self, data: dict[str, Any]) -> None:
+        """Take one event."""
+
+    @abc.abstractmethod
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the whole answer."""
+
+
+class Wire(abc.ABC):
+    """One route: its request texts, upstream request, error shape, writer and assembler."""
+
+    route: str
+    path: str
+
+    @abc.abstractmethod
+    def texts(self, body: dict[str, Any]) -> list[TextRef]:
+        """Every text of the request the model would read (input rules apply to them)."""
+
+    def upstream_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body sent upstream: the same request, always streamed."""
+        return {**body, "stream": True}
+
+    def presented_key(self, headers: Any) -> str | None:
+        """The client's key: ``Authorization: Bearer KEY`` (OpenAI wire)."""
+        auth = headers.get("authorization")
+        if auth and auth[:7].lower() == "bearer ":
+            return str(auth[7:].strip()) or None
+        return None
+
+    @abc.abstractmethod
+    def error_body(self, status: int, message: str, code: str) -> dict[str, Any]:
+        """The JSON body of an error response."""
+
+    @abc.abstractmethod
+    def writer(self, body: dict[str, Any]) -> Writer:
+        """A fresh writer for one streamed answer."""
+
+    @abc.abstractmethod
+    def assembler(self, body: dict[str, Any]) -> Assembler:
+        """A fresh assembler for one non-streamed answer."""
+
+    def upstream_error(self, data: dict[str, Any]) -> str | None:
+        """The message of an in-stream error event from the upstream (``None``: not one)."""
+        error = data.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message") or "upstream error")
+        return None
+
+
+_OPENAI_KINDS = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_denied",
+    404: "not_found",
+    429: "rate_limit_exceeded",
+}
+
+
+def _openai_error(status: int, message: str, code: str) -> dict[str, Any]:
+    kind = _OPENAI_KINDS.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+# --------------------------------------------------------------------------
+# OpenAI chat completions
+# --------------------------------------------------------------------------
+
+_CHUNK_HEAD = ("id", "object", "created", "model", "system_fingerprint", "service_tier")
+
+
+class ChatWriter(Writer):
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body)
+        self.want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        self.head: dict[str, Any] = {}
+        self.finished = False
+        self.usage_sent = False
+
+    def feed(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        if not self.head:
+            self.head = {k: data[k] for k in _CHUNK_HEAD if k in data}
+        choices = data.get("choices")
+        if "usage" in data:
+            if not self.want_usage:
+                if not choices and data.get("usage"):
+                    return []  # the usage chunk the client did not ask for
+                data = {k: v for k, v in data.items() if k != "usage"}
+            elif data.get("usage"):
+                self.usage_sent = True
+        for choice in choices or ():
+            if choice.get("finish_reason"):
+                self.finished = True
+        self.sent += 1
+        return [data]
+
+    @property
+    def complete(self) -> bool:
+        return self.finished
+
+    def _head(self) -> dict[str, Any]:
+        head = {
+            "id": "chatcmpl-gateway",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": self.body.get("model") or "",
+        }
+        return {**head, **self.head}
+
+    def cut(self, usage: Usage) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if not self.finished:
+            choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}
+            chunk = {**self._head(), "choices": [choice]}
+            if self.want_usage:
+                chunk["usage"] = None
+            out.append(chunk)
+            self.finished = True
+        if self.want_usage and not self.usage_sent:
+            numbers = {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+            }
+            out.append({**self._head(), "choices": [], "usage": numbers})
+            self.usage_sent = True
+        self.sent += len(out)
+        return out
+
+    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
+        return _openai_error(status, message, code)
+
+    def encode(self, data: dict[str, Any]) -> bytes:
+        return b"data: " + dumps(data).encode() + b"\n\n"
+
+    def done(self) -> bytes:
+        return b"data: [DONE]\n\n"
+
+
+class ChatAssembler(Assembler):
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.request = body
+        self.head: dict[str, Any] = {}
+        self.message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+        self.texts: dict[str, list[str]] = {}
+        self.tools: dict[int, dict[str, Any]] = {}
+        self.finish: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def add(self, data: dict[str, Any]) -> None:
+        if not self.head:
+            self.head = {k: data[k] for k in _CHUNK_HEAD if k in data}
+        self.usage = data.get("usage") or self.usage
+        for choice in data.get("choices") or ():
+            delta = choice.get("delta") or {}
+            for name in ("content", "refusal", "reasoning_content", "reasoning"):
+                if isinstance(delta.get(name), str):
+                    self.texts.setdefault(name, []).append(delta[name])
+            for call in delta.get("tool_calls") or ():
+                slot = self.tools.setdefault(
+                    call.get("index", 0),
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                slot["id"] = call.get("id") or slot["id"]
+                fn = call.get("function") or {}
+                slot["function"]["name"] += fn.get("name") or ""
+                slot["function"]["arguments"] += fn.get("arguments") or ""
+            self.finish = choice.get("finish_reason") or self.finish
+
+    def body(self) -> dict[str, Any]:
+        message = dict(self.message)
+        for name, parts in self.texts.items():
+            message[name] = "".join(parts)
+        if self.tools:
+            message["tool_calls"] = [self.tools[i] for i in sorted(self.tools)]
+        head = {"id": "chatcmpl-gateway", "created": 0, "model": self.request.get("model") or ""}
+        head.update({k: v for k, v in self.head.items() if k != "object"})
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self.finish}
+        return {**head, "object": "chat.completion", "choices": [choice], "usage": self.usage}
+
+
+class Chat(Wire):
+    route = "chat.completions"
+    path = "/v1/chat/completions"
+
+    def texts(self, body: dict[str, Any]) -> list[TextRef]:
+        refs: list[TextRef] = []
+        for message in body.get("messages") or ():
+            refs += _content_refs(message, "content", ("text",))
+        return refs
+
+    def upstream_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        options = {**(body.get("stream_options") or {}), "include_usage": True}
+        return {**body, "stream": True, "stream_options": options}
+
+    def error_body(self, status: int, message: str, code: str) -> dict[str, Any]:
+        return _openai_error(status, message, code)
+
+    def writer(self, body: dict[str, Any]) -> Writer:
+        return ChatWriter(body)
+
+    def assembler(self, body: dict[str, Any]) -> Assembler:
+        return ChatAssembler(body)
+
+
+# --------------------------------------------------------------------------
+# Anthropic messages
+# --------------------------------------------------------------------------
+
+_ANTHROPIC_KINDS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def _anthropic_error(status: int, message: str) -> dict[str, Any]:
+    kind = _ANTHROPIC_KINDS.get(status, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _sse_event(data: dict[str, Any]) -> bytes:
+    return (
+        b"event: " + str(data.get("type")).encode() + b"\ndata: " + dumps(data).encode() + b"\n\n"
+    )
+
+
+class MessagesWriter(Writer):
+    def __init__(self, body: dict[str, Any], prompt_tokens: int = 0) -> None:
+        super().__init__(body)
+        self.prompt_tokens = prompt_tokens
+        self.started = False
+        self.open: list[int] = []
+        self.delta_sent = False
+        self.stopped = False
+
+    def feed(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = data.get("type")
+        if kind == "message_start":
+            self.started = True
+            usage = (data.get("message") or {}).get("usage") or {}
+            self.prompt_tokens = usage.get("input_tokens", self.prompt_tokens)
+        elif kind == "content_block_start":
+            self.open.append(data.get("index", 0))
+        elif kind == "content_block_stop":
+            index = data.get("index", 0)
+            if index in self.open:
+                self.open.remove(index)
+        elif kind == "message_delta":
+            self.delta_sent = True
+        elif kind == "message_stop":
+            self.stopped = True
+        self.sent += 1
+        return [data]
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped
+
+    def cut(self, usage: Usage) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if not self.started:
+            out.append(
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_gateway",
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [],
+                        "model": self.body.get("model") or "",
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": 0},
+                    },
+                }
+            )
+        out += [{"type": "content_block_stop", "index": i} for i in self.open]
+        self.open = []
+        if not self.delta_sent:
+            delta = {"stop_reason": "max_tokens", "stop_sequence": None}
+            numbers = {"output_tokens": usage.completion_tokens}
+            out.append({"type": "message_delta", "delta": delta, "usage": numbers})
+        if not self.stopped:
+            out.append({"type": "message_stop"})
+        self.started = self.delta_sent = self.stopped = True
+        self.sent += len(out)
+        return out
+
+    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
+        return _anthropic_error(status, message)
+
+    def encode(self, data: dict[str, Any]) -> bytes:
+        return _sse_event(data)
+
+
+class MessagesAssembler(Assembler):
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.request = body
+        self.message: dict[str, Any] = {}
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.json: dict[int, list[str]] = {}
+        self.delta: dict[str, Any] = {}
+        self.usage: dict[str, Any] = {}
+
+    def add(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "message_start":
+            self.message = dict(data.get("message") or {})
+            self.usage.update(self.message.get("usage") or {})
+        elif kind == "content_block_start":
+            index = data.get("index", 0)
+            self.blocks[index] = dict(data.get("content_block") or {})
+        elif kind == "content_block_delta":
+            index = data.get("index", 0)
+            block = self.blocks.setdefault(index, {"type": "text", "text": ""})
+            delta = data.get("delta") or {}
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                block["text"] = block.get("text", "") + delta.get("text", "")
+            elif dtype == "thinking_delta":
+                block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
+            elif dtype == "signature_delta":
+                block["signature"] = block.get("signature", "") + delta.get("signature", "")
+            elif dtype == "input_json_delta":
+                self.json.setdefault(index, []).append(delta.get("partial_json", ""))
+        elif kind == "message_delta":
+            self.delta.update(data.get("delta") or {})
+            self.usage.update(data.get("usage") or {})
+
+    def body(self) -> dict[str, Any]:
+        for index, parts in self.json.items():
+            text = "".join(parts)
+            try:
+                self.blocks[index]["input"] = json.loads(text) if text else {}
+            except ValueError:
+                self.blocks[index]["input"] = {}
+        message = {
+            "id": "msg_gateway",
+            "type": "message",
+            "role": "assistant",
+            "model": self.request.get("model") or "",
+            "stop_sequence": None,
+            **self.message,
+        }
+        message["content"] = [self.blocks[i] for i in sorted(self.blocks)]
+        message["stop_reason"] = self.delta.get("stop_reason")
+        message["stop_sequence"] = self.delta.get("stop_sequence")
+        message["usage"] = {"input_tokens": 0, "output_tokens": 0, **self.usage}
+        return message
+
+
+class Messages(Wire):
+    route = "messages"
+    path = "/v1/messages"
+
+    def texts(self, body: dict[str, Any]) -> list[TextRef]:
+        refs: list[TextRef] = list(_content_refs(body, "system", ("text",)))
+        for message in body.get("messages") or ():
+            refs += _content_refs(message, "content", ("text",))
+        return refs
+
+    def presented_key(self, headers: Any) -> str | None:
+        key = headers.get("x-api-key")
+        if key:
+            return str(key).strip() or None
+        return super().presented_key(headers)
+
+    def error_body(self, status: int, message: str, code: str) -> dict[str, Any]:
+        return _anthropic_error(status, message)
+
+    def writer(self, body: dict[str, Any]) -> Writer:
+        return MessagesWriter(body)
+
+    def assembler(self, body: dict[str, Any]) -> Assembler:
+        return MessagesAssembler(body)
+
+    def upstream_error(self, data: dict[str, Any]) -> str | None:
+        if data.get("type") == "error":
+            return str((data.get("error") or {}).get("message") or "upstream error")
+        return None
+
+
+# --------------------------------------------------------------------------
+# OpenAI Responses
+# --------------------------------------------------------------------------
+
+_RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed")
+
+
+class ResponsesWriter(Writer):
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body)
+        self.response: dict[str, Any] = {}
+        self.seq = -1
+        self.items: dict[int, dict[str, Any]] = {}
+        self.parts: dict[tuple[int, int], dict[str, Any]] = {}
+        self.arguments: dict[int, list[str]] = {}
+        self.finished_items: dict[int, dict[str, Any]] = {}
+        self.ended = False
+
+    def feed(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = data.get("type")
+        seq = data.get("sequence_number")
+        if isinstance(seq, int):
+            self.seq = max(self.seq, seq)
+        oi = data.get("output_index", 0)
+        if kind in ("response.created", "response.in_progress"):
+            self.response = dict(data.get("response") or {})
+        elif kind == "response.output_item.added":
+            self.items[oi] = dict(data.get("item") or {})
+        elif kind == "response.content_part.added":
+            part = dict(data.get("part") or {})
+            self.parts[(oi, data.get("content_index", 0))] = {
+                "item_id": data.get("item_id"),
+                "part": part,
+                "text": [],
+            }
+        elif kind in ("response.output_text.delta", "response.refusal.delta"):
+            slot = self.parts.get((oi, data.get("content_index", 0)))
+            if slot is not None:
+                slot["text"].append(data.get("delta") or "")
+        elif kind == "response.function_call_arguments.delta":
+            self.arguments.setdefault(oi, []).append(data.get("delta") or "")
+        elif kind == "response.content_part.done":
+            self.parts.pop((oi, data.get("content_index", 0)), None)
+        elif kind == "response.output_item.done":
+            self.items.pop(oi, None)
+            self.finished_items[oi] = dict(data.get("item") or {})
+        elif kind in _RESPONSE_ENDS:
+            self.ended = True
+        self.sent += 1
+        return [data]
+
+    @property
+    def complete(self) -> bool:
+        return self.ended
+
+    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        self.seq += 1
+        return {"type": kind, **fields, "sequence_number": self.seq}
+
+    def cut(self, usage: Usage) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if not self.response:
+            out.append(
+                self._event(
+                    "response.created",
+                    response={
+                        "id": "resp_gateway",
+                        "object": "response",
+                        "created_at": 0,
+                        "status": "in_progress",
+                        "model": self.body.get("model") or "",
+                        "output": [],
+                        "parallel_tool_calls": True,
+                        "tool_choice": "auto",
+                        "tools": [],
+                    },
+                )
+            )
+            self.response = dict(out[-1]["response"])
+        closed: dict[int, list[dict[str, Any]]] = {}
+        for (oi, ci), slot in sorted(self.parts.items()):
+            text = "".join(slot["text"])
+            part = dict(slot["part"])
+            where = {"item_id": slot["item_id"], "output_index": oi, "content_index": ci}
+            if part.get("type") == "refusal":
+                part["refusal"] = text
+                out.append(self._event("response.refusal.done", **where, refusal=text))
+            else:
+                part["text"] = text
+                out.append(
+                    self._event("response.output_text.done", **where, text=text, logprobs=[])
+                )
+            out.append(self._event("response.content_part.done", **where, part=part))
+            closed.setdefault(oi, []).append(part)
+        self.parts = {}
+        for oi, item in sorted(self.items.items()):
+            item = dict(item)
+            if oi in closed:
+                item["content"] = [*(item.get("content") or []), *closed[oi]]
+            if item.get("type") == "function_call":
+                args = "".join(self.arguments.get(oi, []))
+                item["arguments"] = args
+                out.append(
+                    self._event(
+                        "response.function_call_arguments.done",
+                        item_id=item.get("id"),
+                        output_index=oi,
+                        arguments=args,
+                    )
+                )
+            if "status" in item:
+                item["status"] = "incomplete"
+            out.append(self._event("response.output_item.done", output_index=oi, item=item))
+            self.finished_items[oi] = item
+        self.items = {}
+        final = {
+            **self.response,
+            "status": "incomplete",
+            "incomplete_details": {"reason": "max_output_tokens"},
+            "output": [self.finished_items[i] for i in sorted(self.finished_items)],
+            "usage": {
+                "input_tokens": usage.prompt_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": usage.completion_tokens,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": usage.total_tokens,
+            },
+        }
+        out.append(self._event("response.incomplete", response=final))
+        self.ended = True
+        self.sent += len(out)
+        return out
+
+    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
+        return self._event("error", code=code, message=message, param=None)
+
+    def encode(self, data: dict[str, Any]) -> bytes:
+        return _sse_event(data)
+
+
+class ResponsesAssembler(Assembler):
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.request = body
+        self.final: dict[str, Any] = {}
+
+    def add(self, data: dict[str, Any]) -> None:
+        if data.get("type") in (*_RESPONSE_ENDS, "response.created"):
+            self.final = dict(data.get("response") or {})
+
+    def body(self) -> dict[str, Any]:
+        return self.final
+
+
+class Responses(Wire):
+    route = "responses"
+    path = "/v1/responses"
+
+    def texts(self, body: dict[str, Any]) -> list[TextRef]:
+        refs: list[TextRef] = []
+        if isinstance(body.get("instructions"), str):
+            refs.append(TextRef(body, "instructions"))
+        given = body.get("input")
+        if isinstance(given, str):
+            refs.append(TextRef(body, "input"))
+        elif isinstance(given, list):
+            for item in given:
+                refs += _content_refs(item, "content", ("input_text", "text", "output_text"))
+                if isinstance(item, dict) and isinstance(item.get("output"), str):
+                    refs.append(TextRef(item, "output"))
+        return refs
+
+    def error_body(self, status: int, message: str, code: str) -> dict[str, Any]:
+        return _openai_error(status, message, code)
+
+    def writer(self, body: dict[str, Any]) -> Writer:
+        return ResponsesWriter(body)
+
+    def assembler(self, body: dict[str, Any]) -> Assembler:
+        return ResponsesAssembler(body)
+
+    def upstream_error(self, data: dict[str, Any]) -> str | None:
+        if data.get("type") == "error":
+            return str(data.get("message") or "upstream error")
+        if data.get("type") == "response.failed":
+            error = (data.get("response") or {}).get("error") or {}
+            return str(error.get("message") or "the upstream response failed")
+        return None
+
+
+WIRES: tuple[Wire, ...] = (Chat(), Responses(), Messages())
