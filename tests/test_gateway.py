@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ from typing import Any
 import anthropic
 import httpx
 import openai
+import pytest
 
 import streamops as so
 from streamops._gateway import GatewayConfig, load_config
 from streamops._gateway._thread import GatewayServer
-from streamops.testing import FakeOpenAIServer
+from streamops.testing import FakeOpenAIServer, Fault
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 ANSWER = f"Sure. The key is {SECRET} and the mail is ann@example.com, bye."
@@ -157,3 +159,264 @@ def test_models_and_healthz_pass_through() -> None:
         # The fake upstream has no /v1/models: its 404 passes through unchanged.
         assert httpx.get(gw.base_url + "/models").status_code == 404
         assert httpx.get(gw.root_url + "/playground").status_code == 404  # off by default
+
+
+# --------------------------------------------------------------------------
+# keys, budgets, errors
+# --------------------------------------------------------------------------
+
+
+def test_unknown_key_gets_401_in_each_wire_and_the_upstream_is_never_called(
+    tmp_path: Path,
+) -> None:
+    keys = keys_file(tmp_path, team_a={"key": "sk-team-a"})
+    with (
+        fake() as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys) as gw,
+    ):
+        oa = openai.OpenAI(base_url=gw.base_url, api_key="sk-wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as info:
+            oa.chat.completions.create(model="m", messages=USER, stream=True)
+        assert info.value.status_code == 401
+        assert info.value.code == "invalid_api_key"
+        with pytest.raises(openai.AuthenticationError):
+            oa.responses.create(model="m", input="hi")
+        an = anthropic.Anthropic(base_url=gw.root_url, api_key="sk-wrong", max_retries=0)
+        with pytest.raises(anthropic.AuthenticationError) as ainfo:
+            an.messages.create(model="m", max_tokens=5, messages=USER)
+        assert ainfo.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+        assert httpx.post(gw.base_url + "/chat/completions", json={}).status_code == 401
+        assert up.requests == 0
+        # The right key passes, and the gateway's own credential goes upstream.
+        good = openai.OpenAI(base_url=gw.base_url, api_key="sk-team-a", max_retries=0)
+        assert good.chat.completions.create(model="m", messages=USER).choices[0].message.content
+
+
+def test_upstream_gets_the_gateway_credential_never_the_clients(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, str]] = []
+    monkeypatch.setenv("STREAMOPS_UPSTREAM_API_KEY", "sk-upstream")
+    keys = keys_file(tmp_path, team_a={"key": "sk-team-a"})
+    with fake() as up:
+        inner = up.app
+
+        async def spy(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                seen.append({k.decode(): v.decode() for k, v in scope["headers"]})
+            await inner(scope, receive, send)
+
+        up._server.config.app = spy  # the running uvicorn server reads config.loaded_app
+        up._server.config.loaded_app = spy
+        with gateway("--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys) as gw:
+            client = openai.OpenAI(base_url=gw.base_url, api_key="sk-team-a", max_retries=0)
+            client.chat.completions.create(model="m", messages=USER)
+            an = anthropic.Anthropic(base_url=gw.root_url, api_key="sk-team-a", max_retries=0)
+            an.messages.create(model="m", max_tokens=5, messages=USER)
+    assert seen[0]["authorization"] == "Bearer sk-upstream"
+    assert seen[1]["x-api-key"] == "sk-upstream"
+    assert all("sk-team-a" not in json.dumps(h) for h in seen)
+
+
+def test_without_keys_the_clients_authorization_is_forwarded() -> None:
+    with fake() as up:
+        inner = up.app
+        seen: list[str] = []
+
+        async def spy(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                seen.append(dict(scope["headers"]).get(b"authorization", b"").decode())
+            await inner(scope, receive, send)
+
+        up._server.config.loaded_app = spy
+        with gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw:
+            openai.OpenAI(
+                base_url=gw.base_url, api_key="sk-client", max_retries=0
+            ).chat.completions.create(model="m", messages=USER)
+    assert seen == ["Bearer sk-client"]
+
+
+LONG = " ".join(f"word{i}" for i in range(120))
+
+
+def test_daily_budget_cuts_the_stream_exactly_then_429(tmp_path: Path) -> None:
+    keys = keys_file(tmp_path, team_a={"key": "sk-a", "daily_tokens": 50})
+    with (
+        fake(LONG) as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys) as gw,
+    ):
+        client = openai.OpenAI(base_url=gw.base_url, api_key="sk-a", max_retries=0)
+        chunks = list(
+            client.chat.completions.create(
+                model="m", messages=USER, stream=True, stream_options={"include_usage": True}
+            )
+        )
+        text = chat_text(chunks)
+        assert so.count_tokens(text) == 50
+        assert LONG.startswith(text)
+        assert chunks[-2].choices[0].finish_reason == "length"
+        usage = chunks[-1].usage
+        assert usage is not None
+        assert usage.completion_tokens == 50
+        assert up.last_served.stopped  # the upstream was closed at the cut
+        with pytest.raises(openai.RateLimitError) as info:
+            client.chat.completions.create(model="m", messages=USER, stream=True)
+        assert info.value.code == "daily_budget_exhausted"
+        an = anthropic.Anthropic(base_url=gw.root_url, api_key="sk-a", max_retries=0)
+        with pytest.raises(anthropic.RateLimitError):
+            an.messages.create(model="m", max_tokens=5, messages=USER)
+        assert up.requests == 1
+
+
+def test_budget_cut_on_anthropic_and_responses_ends_as_the_provider_would(tmp_path: Path) -> None:
+    keys = keys_file(
+        tmp_path,
+        a={"key": "sk-a", "daily_tokens": 20},
+        b={"key": "sk-b", "daily_tokens": 20},
+        c={"key": "sk-c", "daily_tokens": 20},
+        d={"key": "sk-d", "daily_tokens": 20},
+    )
+    with (
+        fake(LONG) as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys) as gw,
+    ):
+        an = anthropic.Anthropic(base_url=gw.root_url, api_key="sk-a", max_retries=0)
+        with an.messages.stream(model="m", max_tokens=500, messages=USER) as stream:
+            text = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        assert so.count_tokens(text) == 20
+        assert final.stop_reason == "max_tokens"
+        assert final.usage.output_tokens == 20
+        whole = anthropic.Anthropic(
+            base_url=gw.root_url, api_key="sk-b", max_retries=0
+        ).messages.create(model="m", max_tokens=500, messages=USER)
+        assert whole.stop_reason == "max_tokens"
+        assert whole.content[0].type == "text"
+        assert whole.content[0].text == text
+        oa = openai.OpenAI(base_url=gw.base_url, api_key="sk-c", max_retries=0)
+        events = list(oa.responses.create(model="m", input="hi", stream=True))
+        assert events[-1].type == "response.incomplete"
+        assert events[-1].response.output_text == text
+        assert events[-1].response.incomplete_details is not None
+        assert events[-1].response.incomplete_details.reason == "max_output_tokens"
+        seqs = [e.sequence_number for e in events]
+        assert seqs == sorted(set(seqs))
+        plain = openai.OpenAI(base_url=gw.base_url, api_key="sk-d", max_retries=0)
+        resp = plain.responses.create(model="m", input="hi")
+        assert resp.status == "incomplete"
+        assert resp.output_text == text
+
+
+def test_client_disconnect_closes_the_upstream_within_100ms() -> None:
+    with (
+        fake(LONG, chunking="word", delay=0.02) as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw,
+    ):
+        client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        stream = client.chat.completions.create(model="m", messages=USER, stream=True)
+        for i, _ in enumerate(stream):
+            if i == 3:
+                break
+        left = time.monotonic()
+        stream.close()
+        record = up.last_served
+        assert record.wait_stopped(2.0)
+    assert record.disconnected_at is not None
+    assert record.disconnected_at - left < 0.1
+    assert record.stopped_at is not None
+    assert record.stopped_at - left < 0.1
+    assert record.produced < 60
+
+
+def test_upstream_errors_map_to_each_wires_shape() -> None:
+    model = so.FakeStreamingModel("fine", format="openai-dict")
+    errors = {1: 500, 2: 429, 3: 400, 4: 500, 5: 503}
+    with (
+        FakeOpenAIServer(model, http_errors=errors) as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw,
+    ):
+        oa = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as e502:
+            oa.chat.completions.create(model="m", messages=USER, stream=True)
+        assert e502.value.status_code == 502
+        with pytest.raises(openai.RateLimitError):
+            oa.chat.completions.create(model="m", messages=USER)
+        with pytest.raises(openai.BadRequestError):
+            oa.responses.create(model="m", input="hi", stream=True)
+        an = anthropic.Anthropic(base_url=gw.root_url, api_key="x", max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as a502:
+            an.messages.create(model="m", max_tokens=5, messages=USER)
+        assert a502.value.status_code == 502
+        assert a502.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+        with pytest.raises(anthropic.APIStatusError) as a502b:
+            an.messages.create(model="m", max_tokens=5, messages=USER, stream=True)
+        assert a502b.value.status_code == 502
+        bad = httpx.post(gw.base_url + "/messages", content=b"{not json")
+        assert bad.status_code == 400
+        assert bad.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_headers_timeout_is_504(tmp_path: Path) -> None:
+    policy = tmp_path / "quick.toml"
+    policy.write_text("[timeout]\nfirst_chunk = 0.2\n")
+    model = so.FakeStreamingModel("late", format="openai-dict")
+    with (
+        FakeOpenAIServer(model, headers_delay=2.0) as up,
+        gateway("--upstream", up.base_url, "--policy", str(policy)) as gw,
+    ):
+        oa = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        start = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as info:
+            oa.chat.completions.create(model="m", messages=USER, stream=True)
+        assert info.value.status_code == 504
+        assert time.monotonic() - start < 1.5
+        assert up.last_served.wait_stopped(1.0)  # the slow request was abandoned
+
+
+def test_fallback_upstream_before_the_first_text() -> None:
+    broken = so.FakeStreamingModel("never", format="openai-dict")
+    with (
+        FakeOpenAIServer(broken, http_errors={1: 503}) as bad,
+        fake() as good,
+        gateway(
+            "--upstream", bad.base_url, "--upstream", good.base_url, "--policy", "safe-chat"
+        ) as gw,
+    ):
+        oa = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        chunks = list(oa.chat.completions.create(model="m", messages=USER, stream=True))
+        assert chat_text(chunks).startswith("Sure. The key is [OPENAI_KEY]")
+        assert bad.requests == 1
+        assert good.requests == 1
+
+
+def test_mid_stream_upstream_failure_is_the_wires_error_event() -> None:
+    model = so.FakeStreamingModel(
+        LONG, format="openai-dict", faults=[Fault.disconnect_at(5)], chunking="word"
+    )
+    with (
+        FakeOpenAIServer(model) as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw,
+    ):
+        oa = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        got: list[Any] = []
+        with pytest.raises(openai.APIError, match="ended the answer early"):
+            got.extend(oa.chat.completions.create(model="m", messages=USER, stream=True))
+        an = anthropic.Anthropic(base_url=gw.root_url, api_key="x", max_retries=0)
+        with pytest.raises(anthropic.APIStatusError, match="ended the answer early"):
+            list(an.messages.create(model="m", max_tokens=5, messages=USER, stream=True))
+
+
+def test_rate_limit_per_key(tmp_path: Path) -> None:
+    keys = keys_file(tmp_path, a={"key": "sk-a", "requests_per_minute": 2})
+    with (
+        fake() as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys) as gw,
+    ):
+        oa = openai.OpenAI(base_url=gw.base_url, api_key="sk-a", max_retries=0)
+        oa.chat.completions.create(model="m", messages=USER)
+        oa.chat.completions.create(model="m", messages=USER)
+        with pytest.raises(openai.RateLimitError) as info:
+            oa.chat.completions.create(model="m", messages=USER)
+        assert info.value.code == "rate_limit_exceeded"
+        assert int(info.value.response.headers["retry-after"]) >= 1
+        assert up.requests == 2

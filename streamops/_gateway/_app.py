@@ -107,7 +107,45 @@ def _budget_usage(report: Any) -> Any:
     if report is None:
         return None
     sections = report.sections
-    return sections.get("daily") or sections.get("budget")
+    return sections.get("budget")
+
+
+def _with_daily_budget(policy: so.Policy, ledger: so.Ledger, key: str) -> so.Operator[Any, Any]:
+    """The policy's pipeline with its budget stage drawing on the key's daily ledger.
+
+    One budget stage, not two: stages of one stream share the report's
+    ``"budget"`` section, so a second budget would mix its counts into the
+    first. The section's settings map to :func:`streamops.budget` as
+    :meth:`streamops.Policy.build` maps them; the stage keeps its place
+    (timeout, redact, budget, collect, parse_json).
+    """
+    b = policy.budget
+    if b is not None and b.ledger is not None:
+        raise ValueError("a policy with a budget ledger cannot also take a key's daily_tokens")
+    head = policy.model_copy(update={"budget": None, "collect": None, "parse_json": None})
+    tail = policy.model_copy(
+        update={"timeout": None, "redact": None, "budget": None, "retry": None, "events": None}
+    )
+    if b is None:
+        budget = so.budget(ledger=ledger, key=key, warn_at=None)
+    else:
+        budget = so.budget(
+            max_tokens=b.max_tokens,
+            max_cost=b.max_cost,
+            model=b.model,
+            encoding=so.resolve_encoding(b.encoding, model=b.model),
+            prompt_tokens=b.prompt_tokens,
+            on_exhausted=b.on_exhausted,
+            warn_at=b.warn_at,
+            block=b.block,
+            fail_open=b.fail_open,
+            ledger=ledger,
+            key=key,
+        )
+    op = head.build() | budget
+    if tail.collect is not None or tail.parse_json is not None:
+        op = op | tail.build()
+    return op
 
 
 class _EventStream:
@@ -300,12 +338,7 @@ class Gateway:
                 op = policy.build()
             else:
                 assert key is not None
-                # The daily budget goes before collect, so the report shows what was delivered.
-                op = policy.model_copy(update={"collect": None}).build()
-                op = op | so.budget(ledger=ledger, key=key.name, name="daily", warn_at=None)
-                if policy.collect is not None:
-                    c = policy.collect
-                    op = op | so.collect(name=c.name, encoding=c.encoding)
+                op = _with_daily_budget(policy, ledger, key.name)
             self._pipelines[cache_key] = op
         return op
 
@@ -721,9 +754,6 @@ class Gateway:
                 if budget.cost is not None:
                     summary["cost_usd"] = budget.cost
                     m.cost.labels(ctx.key).inc(budget.cost)
-            daily = report.sections.get("daily")
-            if daily is not None:
-                summary["daily_exhausted"] = bool(daily.exhausted)
             if report.error is not None:
                 summary["error_type"] = type(report.error).__name__
             line["report"] = summary

@@ -349,6 +349,13 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] = ()) -> Gate
     for key in keys.keys if keys is not None else ():
         if key.policy is not None and key.policy not in policies:
             policies[key.policy] = _load(key.policy, f"--keys {args.keys}: keys.{key.name}.policy")
+    for key in keys.keys if keys is not None else ():
+        budget = policies[key.policy or args.policy].budget
+        if key.daily_tokens is not None and budget is not None and budget.ledger is not None:
+            raise GatewayConfigError(
+                f"--keys {args.keys}: keys.{key.name}: daily_tokens cannot combine with a policy"
+                " whose budget has its own ledger (drop one of them)"
+            )
     return GatewayConfig(
         upstreams=upstreams,
         policy=args.policy,
