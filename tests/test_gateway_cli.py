@@ -1,0 +1,321 @@
+"""`streamops serve` as a process: --help, errors at start, metrics, logs, budgets in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from redis_server import running_redis
+
+import streamops as so
+from streamops._gateway import cli_main, load_config
+from streamops._gateway._thread import GatewayServer
+from streamops.testing import FakeOpenAIServer
+
+USER: Any = [{"role": "user", "content": "hi"}]
+SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+
+
+def write_keys(tmp_path: Path, **keys: dict[str, Any]) -> str:
+    lines = []
+    for name, entry in keys.items():
+        lines.append(f"[keys.{name}]")
+        for field, value in entry.items():
+            if field == "key":
+                field, value = "sha256", hashlib.sha256(value.encode()).hexdigest()
+            lines.append(f"{field} = {json.dumps(value)}")
+    path = tmp_path / "keys.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+# --------------------------------------------------------------------------
+# the command line
+# --------------------------------------------------------------------------
+
+
+def test_serve_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for option in ("--upstream", "--policy", "--port", "--host", "--keys", "--redis"):
+        assert option in out
+    for option in ("--workers", "--anthropic-upstream", "--playground"):
+        assert option in out
+
+
+def test_serve_help_as_a_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "streamops._gateway", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "usage: streamops serve" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--upstream", "ftp://x/v1"], "expected an http:// or https:// URL"),
+        (["--upstream", "http://127.0.0.1:9"], "ends in /v1"),
+        (["--upstream", "http://h:99999/v1"], "out of range"),
+        (["--policy", "no-such-preset"], "--policy"),
+        (["--redis", "http://localhost"], "--redis"),
+        (["--workers", "0"], "--workers"),
+    ],
+)
+def test_bad_options_fail_at_start(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = {"--upstream": "http://127.0.0.1:9/v1", "--policy": "safe-chat"}
+    argv: list[str] = []
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    for option, value in {**base, **given}.items():
+        argv += [option, value]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("streamops serve: error: ")
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[keys.a\n", "invalid TOML"),
+        ("[keys.a]\nsha256 = 'abc'\n", "expected 64 hex digits"),
+        ("[keys.a]\nsha256 = '" + "0" * 64 + "'\ncolour = 1\n", "unknown field(s) ['colour']"),
+        ("[keys.a]\nsha256 = '" + "0" * 64 + "'\ndaily_tokens = -5\n", "daily_tokens"),
+        ("[keys.a]\nsha256 = '" + "0" * 64 + "'\npolicy = 'nope.toml'\n", "keys.a.policy"),
+        ("", "no keys"),
+    ],
+)
+def test_bad_keys_file_fails_at_start(
+    tmp_path: Path, text: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys.toml"
+    path.write_text(text)
+    argv = ["--upstream", "http://127.0.0.1:9/v1", "--policy", "safe-chat", "--keys", str(path)]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--keys {path}" in err
+    assert message in err
+
+
+def test_missing_keys_file_and_bad_policy_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--upstream", "http://127.0.0.1:9/v1", "--policy", "safe-chat"]
+    assert cli_main([*argv, "--keys", str(tmp_path / "none.toml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    bad = tmp_path / "p.toml"
+    bad.write_text("[budget]\nmax_tokens = 'many'\n")
+    assert cli_main(["--upstream", "http://127.0.0.1:9/v1", "--policy", str(bad)]) == 2
+    assert "budget.max_tokens" in capsys.readouterr().err
+
+
+def test_unreachable_redis_fails_at_start(capsys: pytest.CaptureFixture[str]) -> None:
+    from redis_server import unused_port
+
+    argv = ["--upstream", "http://127.0.0.1:9/v1", "--policy", "safe-chat"]
+    assert cli_main([*argv, "--redis", f"redis://127.0.0.1:{unused_port()}/0"]) == 2
+    assert "cannot reach Redis" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# gateway processes
+# --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve_process(*args: str) -> Iterator[tuple[str, list[str]]]:
+    """Run `python -m streamops._gateway ARGS --port 0`; yield its base URL and banner."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamops._gateway", *args, "--port", "0"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        banner: list[str] = []
+        url = None
+        deadline = time.monotonic() + 30
+        while url is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"the gateway exited: {''.join(banner)}")
+            banner.append(line)
+            found = re.search(r"listening on (http://\S+/v1)", line)
+            if found:
+                url = found.group(1)
+        for _ in range(4):
+            banner.append(proc.stderr.readline())
+        assert url is not None
+        for _ in range(200):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url.removesuffix("/v1") + "/healthz").status_code == 200:
+                    break
+            time.sleep(0.05)
+        yield url, banner
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_without_redis_the_banner_says_state_is_per_process() -> None:
+    with (
+        FakeOpenAIServer("hello") as up,
+        serve_process("--upstream", up.base_url, "--policy", "safe-chat") as (url, banner),
+    ):
+        text = "".join(banner)
+        assert "per-process memory" in text
+        assert "--redis" in text
+        reply = openai.OpenAI(base_url=url, api_key="x", max_retries=0).chat.completions.create(
+            model="m", messages=USER
+        )
+        assert reply.choices[0].message.content == "hello"
+
+
+ANSWER = " ".join(f"w{i}" for i in range(40))  # 80 tokens: "w", digits
+
+
+def test_two_gateway_processes_on_one_redis_enforce_one_daily_budget(tmp_path: Path) -> None:
+    limit = 200
+    keys = write_keys(tmp_path, team={"key": "sk-team", "daily_tokens": limit})
+    model = so.FakeStreamingModel(ANSWER, format="openai-dict", chunking="word", delay=0.002)
+    per_answer = so.count_tokens(ANSWER)
+    with running_redis() as redis_url, FakeOpenAIServer(model) as up:
+        args = ["--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys]
+        with (
+            serve_process(*args, "--redis", redis_url) as (one, banner),
+            serve_process(*args, "--redis", redis_url) as (two, _),
+        ):
+            assert "state: redis at" in "".join(banner)
+
+            async def answer(url: str) -> int:
+                async with openai.AsyncOpenAI(base_url=url, api_key="sk-team", max_retries=0) as c:
+                    try:
+                        stream = await c.chat.completions.create(
+                            model="m", messages=USER, stream=True
+                        )
+                    except openai.RateLimitError:
+                        return -1
+                    text = "".join(
+                        [ch.choices[0].delta.content or "" async for ch in stream if ch.choices]
+                    )
+                    return so.count_tokens(text)
+
+            async def main() -> list[int]:
+                return await asyncio.gather(*(answer(u) for u in [one, two] * 4))
+
+            delivered = asyncio.run(main())
+            total = sum(n for n in delivered if n > 0)
+            # Spend = tokens delivered, shared across both processes: never over the limit.
+            assert total <= limit
+            assert total >= limit - per_answer  # the budget was really spent, not refused early
+            assert any(n == -1 or n < per_answer for n in delivered)  # someone was cut or refused
+
+            async def spent() -> int:
+                ledger = so.RedisLedger.from_url(
+                    redis_url, limit=limit, window="day", prefix="streamops:gateway:{team}:budget:"
+                )
+                try:
+                    return await ledger.spent("team")
+                finally:
+                    await ledger.client.aclose()
+
+            assert asyncio.run(spent()) == total
+            # Once spent, both processes refuse before calling the upstream.
+            if total == limit:
+                before = up.requests
+                for url in (one, two):
+                    with pytest.raises(openai.RateLimitError):
+                        openai.OpenAI(
+                            base_url=url, api_key="sk-team", max_retries=0
+                        ).chat.completions.create(model="m", messages=USER)
+                assert up.requests == before
+
+
+# --------------------------------------------------------------------------
+# metrics and the log line
+# --------------------------------------------------------------------------
+
+
+def test_metrics_and_one_log_line_per_request_without_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = write_keys(tmp_path, team={"key": "sk-team"})
+    prompt = "my password is hunter2, mail me at bob@example.com"
+    answer = f"The key is {SECRET}, reach ann@example.com."
+    model = so.FakeStreamingModel(answer, format="openai-dict", chunking=4)
+    with FakeOpenAIServer(model) as up:
+        config = load_config(
+            ["--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys, "--port", "0"]
+        )
+        with GatewayServer(config) as gw, caplog.at_level(logging.INFO, "streamops.gateway"):
+            client = openai.OpenAI(base_url=gw.base_url, api_key="sk-team", max_retries=0)
+            list(
+                client.chat.completions.create(
+                    model="m",
+                    messages=[{"role": "user", "content": prompt}],
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            )
+            with pytest.raises(openai.AuthenticationError):
+                openai.OpenAI(
+                    base_url=gw.base_url, api_key="sk-nope", max_retries=0
+                ).chat.completions.create(model="m", messages=USER)
+            metrics = httpx.get(gw.root_url + "/metrics").text
+    assert (
+        'streamops_gateway_requests_total{key="team",route="chat.completions",status="200"} 1.0'
+        in metrics
+    )
+    assert (
+        'streamops_gateway_requests_total{key="-",route="chat.completions",status="401"} 1.0'
+        in metrics
+    )
+    stops = 'streamops_gateway_stream_stops_total{key="team",reason="complete",'
+    assert stops + 'route="chat.completions"} 1.0' in metrics
+    assert 'streamops_gateway_redactions_total{direction="output",rule="openai_key"} 1.0' in metrics
+    assert "streamops_gateway_ttft_seconds_bucket" in metrics
+    assert "streamops_gateway_added_ttft_seconds_count" in metrics
+    assert 'streamops_gateway_active_streams{route="chat.completions"} 0.0' in metrics
+    assert "streamops_gateway_tokens_out_total" in metrics
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "streamops.gateway"]
+    assert len(lines) == 2
+    ok, refused = lines
+    assert ok["status"] == 200
+    assert ok["key"] == "team"
+    assert ok["report"]["stop_reason"] == "complete"
+    assert ok["report"]["redacted"] == {"openai_key": 1, "email": 1}
+    assert ok["report"]["tokens_out"] > 0
+    assert refused["status"] == 401
+    assert refused["rejected"] == "unauthenticated"
+    logged = json.dumps(lines)
+    for text in ("hunter2", "bob@example.com", SECRET, "ann@example.com", "sk-team"):
+        assert text not in logged
