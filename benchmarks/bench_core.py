@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import streamops as so
 from streamops._core._driver import _Identity
+from streamops.lowlevel import Processor
 
 from ._common import BenchResult, format_table, interleaved
 
@@ -32,9 +33,7 @@ async def _passthrough(source: AsyncIterator[str]) -> AsyncIterator[str]:
         yield item
 
 
-async def _per_stage(
-    source: AsyncIterator[str], proc: so.Processor[str, str]
-) -> AsyncIterator[str]:
+async def _per_stage(source: AsyncIterator[str], proc: Processor[str, str]) -> AsyncIterator[str]:
     """One generator per stage running a processor: the design fusion replaces."""
     async for item in source:
         for out in proc.feed(item):

@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import streamops as so
+from streamops.testing import FakeReply
 from streamops.testing import run as run_virtual
 
 from ._common import BenchResult, best_of, format_table
@@ -36,15 +37,15 @@ def run(quick: bool = False) -> list[BenchResult]:
     """Measure the fake model's per-chunk cost and the price of virtual time."""
     n = 2_000 if quick else 100_000
     chunks = [f"tok{i % 97} " for i in range(n)]
-    model = so.FakeStreamingModel(so.FakeReply(chunks=chunks))
+    model = so.FakeStreamingModel(FakeReply(chunks=chunks))
     repeat = 2 if quick else 5
 
     floor_s = best_of(lambda: asyncio.run(_drain(_floor(chunks))), repeat=repeat)
     fake_s = best_of(lambda: asyncio.run(_drain(model.astream())), repeat=repeat)
 
     m = 200 if quick else 1_000
-    slow = so.FakeStreamingModel(so.FakeReply(chunks=chunks[:m]), delay=1.0)
-    instant = so.FakeStreamingModel(so.FakeReply(chunks=chunks[:m]))
+    slow = so.FakeStreamingModel(FakeReply(chunks=chunks[:m]), delay=1.0)
+    instant = so.FakeStreamingModel(FakeReply(chunks=chunks[:m]))
     virtual_s = best_of(lambda: run_virtual(_drain(slow.astream())), repeat=repeat)
     instant_s = best_of(lambda: asyncio.run(_drain(instant.astream())), repeat=repeat)
     return [

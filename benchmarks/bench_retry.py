@@ -3,7 +3,7 @@
 Target: at most 3x the passthrough. On the success path retry is one
 generator over the attempt's iterator, like the passthrough, plus its
 per-chunk bookkeeping: the commit point, the attempt's chunk count, the text
-released (for ``StreamInterrupted`` and ``on_success``) and the report's counts.
+released (for ``StreamInterruptedError`` and ``on_success``) and the report's counts.
 """
 
 from __future__ import annotations

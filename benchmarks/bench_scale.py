@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import streamops as so
+from streamops.testing import FakeReply
 
 from ._common import BenchResult, format_table
 
@@ -105,7 +106,7 @@ def measure(streams: int, *, piped: bool, concurrent: bool) -> dict[str, Any]:
     """
     chunks = reply_chunks()
     op, label = pipeline()
-    model = so.FakeStreamingModel(so.FakeReply(chunks=chunks))
+    model = so.FakeStreamingModel(FakeReply(chunks=chunks))
 
     def open_stream() -> AsyncIterator[Any]:
         source = model.astream()

@@ -16,6 +16,7 @@ import openai
 from openai.types.chat import ChatCompletionChunk
 
 import streamops as so
+from streamops.testing import FakeOpenAIServer
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 REPLY = f"Set OPENAI_API_KEY={SECRET} and retry. Questions? Write to ops@example.com."
@@ -43,7 +44,7 @@ async def ask(client: openai.AsyncOpenAI, prompt: str) -> tuple[str, list[ChatCo
 async def amain() -> tuple[str, list[ChatCompletionChunk]]:
     model = so.FakeStreamingModel(REPLY, chunking=6, format="openai-dict")
     async with (
-        so.FakeOpenAIServer(model) as server,
+        FakeOpenAIServer(model) as server,
         openai.AsyncOpenAI(base_url=server.base_url, api_key="x") as client,
     ):
         return await ask(client, "How do I call the API?")

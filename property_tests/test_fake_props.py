@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import streamops as so
-from streamops.testing import run
+from streamops.testing import Chunking, Fault, run
 
 # Surrogates cannot be encoded to UTF-8, so no real model could stream them.
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=80)
@@ -18,7 +18,7 @@ chunkings = st.one_of(
     st.sampled_from(["char", "word", "token", "random"]),
     st.integers(1, 12),
     st.builds(
-        lambda lo, extra: so.Chunking.random(lo, lo + extra), st.integers(1, 6), st.integers(0, 6)
+        lambda lo, extra: Chunking.random(lo, lo + extra), st.integers(1, 6), st.integers(0, 6)
     ),
 )
 seeds = st.integers(0, 2**32)
@@ -31,7 +31,7 @@ async def _collect(model: so.FakeStreamingModel) -> list[tuple[float, Any]]:
 
 @given(text=texts, chunking=chunkings, seed=seeds)
 def test_chunks_concatenate_back_to_the_text(
-    text: str, chunking: str | int | so.Chunking, seed: int
+    text: str, chunking: str | int | Chunking, seed: int
 ) -> None:
     model = so.FakeStreamingModel(text, chunking=chunking, seed=seed)
     chunks = list(model.stream())
@@ -42,7 +42,7 @@ def test_chunks_concatenate_back_to_the_text(
 
 @given(text=texts, chunking=chunkings, seed=seeds, jitter=st.floats(0, 2))
 def test_same_seed_same_chunks_and_timings_sync_and_async(
-    text: str, chunking: str | int | so.Chunking, seed: int, jitter: float
+    text: str, chunking: str | int | Chunking, seed: int, jitter: float
 ) -> None:
     def make() -> so.FakeStreamingModel:
         return so.FakeStreamingModel(text, chunking=chunking, seed=seed, delay=0.5, jitter=jitter)
@@ -57,11 +57,11 @@ def test_same_seed_same_chunks_and_timings_sync_and_async(
 
 @given(data=st.data(), text=texts, chunking=chunkings)
 def test_raise_fires_exactly_at_the_requested_chunk(
-    data: st.DataObject, text: str, chunking: str | int | so.Chunking
+    data: st.DataObject, text: str, chunking: str | int | Chunking
 ) -> None:
     n = len(list(so.FakeStreamingModel(text, chunking=chunking).stream()))
     index = data.draw(st.integers(0, n), label="index")
-    model = so.FakeStreamingModel(text, chunking=chunking, faults=[so.Fault.raise_at(index)])
+    model = so.FakeStreamingModel(text, chunking=chunking, faults=[Fault.raise_at(index)])
     got: list[str] = []
     with pytest.raises(so.FakeUpstreamError, match=f"^fake upstream error at chunk {index}$"):
         got.extend(model.stream())
@@ -72,12 +72,12 @@ def test_raise_fires_exactly_at_the_requested_chunk(
 
 @given(data=st.data(), text=texts, chunking=chunkings)
 def test_disconnect_fires_exactly_at_the_requested_chunk(
-    data: st.DataObject, text: str, chunking: str | int | so.Chunking
+    data: st.DataObject, text: str, chunking: str | int | Chunking
 ) -> None:
     n = len(list(so.FakeStreamingModel(text, chunking=chunking).stream()))
     index = data.draw(st.integers(0, n), label="index")
     model = so.FakeStreamingModel(
-        text, chunking=chunking, format="openai-dict", faults=[so.Fault.disconnect_at(index)]
+        text, chunking=chunking, format="openai-dict", faults=[Fault.disconnect_at(index)]
     )
     chunks = list(model.stream())
     call = model.last_call
@@ -97,7 +97,7 @@ def test_stall_delays_exactly_the_requested_chunk(
 ) -> None:
     index = data.draw(st.integers(0, words - 1), label="index")
     model = so.FakeStreamingModel(
-        " ".join(["w"] * words), delay=delay, faults=[so.Fault.stall_at(index, stall)]
+        " ".join(["w"] * words), delay=delay, faults=[Fault.stall_at(index, stall)]
     )
     times = [t for t, _ in run(_collect(model))]
     # Whole-second delays under virtual time: the clock reads exact floats.

@@ -173,7 +173,7 @@ def check(
     else:
         assert side_effects == []
     if read_all and outcome == "interrupted":
-        assert isinstance(error, so.StreamInterrupted)
+        assert isinstance(error, so.StreamInterruptedError)
         assert error.released == "".join(chunks)
         assert isinstance(error.__cause__, FakeUpstreamError)
     elif read_all and outcome == "failed":
@@ -198,7 +198,7 @@ def test_sync_retry_never_duplicates_and_side_effects_once(sc: Scenario) -> None
     with s:
         try:
             got.extend(s if sc.take is None else itertools.islice(s, sc.take))
-        except (so.StreamInterrupted, FakeUpstreamError) as exc:
+        except (so.StreamInterruptedError, FakeUpstreamError) as exc:
             error = exc
     check(sc, models, got, error, side_effects, handles)
 
@@ -229,7 +229,7 @@ def test_async_retry_never_duplicates_and_side_effects_once(sc: Scenario, delay:
                         got.append(await anext(s))
                     except StopAsyncIteration:
                         break
-        except (so.StreamInterrupted, FakeUpstreamError) as exc:
+        except (so.StreamInterruptedError, FakeUpstreamError) as exc:
             return got, exc
         return got, None
 
@@ -414,7 +414,7 @@ def test_provider_streams_commit_at_the_first_text(sc: ProviderScenario, delay: 
         else:
             with s:
                 got.extend(s if sc.take is None else itertools.islice(s, sc.take))
-    except (so.StreamInterrupted, FakeUpstreamError) as exc:
+    except (so.StreamInterruptedError, FakeUpstreamError) as exc:
         error = exc
 
     outcome, released, made = sc.expected()
@@ -433,7 +433,7 @@ def test_provider_streams_commit_at_the_first_text(sc: ProviderScenario, delay: 
     if read_all:
         assert len(calls) == made
         if outcome == "interrupted":
-            assert isinstance(error, so.StreamInterrupted)
+            assert isinstance(error, so.StreamInterruptedError)
             assert error.released == received == released
             assert isinstance(error.__cause__, FakeUpstreamError)
         elif outcome == "failed":

@@ -4,26 +4,39 @@
 >>> op = so.redact() | so.budget(max_tokens=50)
 >>> "".join(op(["mail ann@exa", "mple.com"]))
 'mail [EMAIL]'
+
+This module holds the operators, their reports and every error. Two more
+public modules: :mod:`streamops.testing` (the fake model, virtual time, the
+fake OpenAI/Anthropic server, the pytest plugin) and :mod:`streamops.lowlevel`
+(the extension API: processors, stages, lenses). Everything else
+(``streamops._*``) is private and may change in any release.
 """
 
 from __future__ import annotations
 
-from ._budget._processor import (
-    DEFAULT_PRICES,
-    BudgetExceeded,
-    BudgetUsage,
-    EncodingUnavailable,
+import warnings
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+from typing import Any
+
+from ._budget._ledger import (
     Ledger,
-    LedgerUnavailable,
     MemoryLedger,
-    ModelPrice,
-    PriceTable,
-    PricingError,
-    ProviderUsage,
     RedisLedger,
     Reservation,
-    TokenCounter,
+)
+from ._budget._pricing import (
+    DEFAULT_PRICES,
+    ModelPrice,
+    PriceTable,
+)
+from ._budget._processor import (
+    BudgetUsage,
+    ProviderUsage,
     budget,
+)
+from ._budget._tokens import (
+    TokenCounter,
     count_tokens,
     get_encoding,
     resolve_encoding,
@@ -37,21 +50,33 @@ from ._collect import (
 )
 from ._core._driver import (
     AsyncStream,
-    Lens,
     Operator,
-    Processor,
-    ProcessorStage,
-    ShellStage,
-    Stage,
     SyncStream,
     identity,
-    register_lens,
 )
 from ._core._errors import (
     AsyncioRequiredError,
+    BudgetExceededError,
     ChunkTypeError,
+    EncodingUnavailableError,
+    FakeModelExhaustedError,
+    FakeUpstreamError,
+    JSONStreamError,
+    JSONValidationError,
+    LedgerUnavailableError,
+    LensError,
+    PolicyError,
+    PricingError,
+    RedactPatternError,
+    RedactTimeoutError,
+    SideEffectError,
+    SSEError,
+    StreamInterruptedError,
     StreamOpsError,
+    StreamTimeout,
+    TeeOverflowError,
 )
+from ._core._public import fixup_module_metadata
 from ._core._report import (
     ChunkEvent,
     Event,
@@ -59,12 +84,14 @@ from ._core._report import (
     StreamReport,
 )
 from ._json._operator import (
-    JSONDelta,
     JSONReport,
-    JSONStreamError,
-    JSONValidationError,
-    ToolCallUpdate,
     parse_json,
+)
+from ._json._parser import (
+    JSONDelta,
+)
+from ._json._tools import (
+    ToolCallUpdate,
     parse_tool_calls,
 )
 from ._policy._policy import (
@@ -75,28 +102,22 @@ from ._policy._policy import (
     EventsPolicy,
     JSONPolicy,
     Policy,
-    PolicyError,
     RedactPolicy,
     RetryPolicy,
     TimeoutPolicy,
     load_policy,
     preset_names,
 )
-from ._providers import (
-    _aiostream,  # registers the aiostream source adapter (never imports aiostream)
-)
+from ._providers import _aiostream  # registers the aiostream source adapter (never imports it)
 from ._providers._lenses import (
     AnthropicLens,
     BytesLens,
     LangChainLens,
-    LensError,
     OpenAIChatLens,
     OpenAIResponsesLens,
-    find_lens,
 )
 from ._providers._sse import (
     SSEDecoder,
-    SSEError,
     SSEEvent,
     sse_decode,
     sse_format,
@@ -106,52 +127,41 @@ from ._providers._sse import (
 )
 from ._redact._filter import (
     KeyedHash,
-    PatternSpec,
     RedactMatch,
-    RedactPatternError,
     RedactReport,
-    RedactTimeout,
+    redact,
+)
+from ._redact._patterns import (
+    PatternSpec,
     builtin_patterns,
     iban_valid,
     luhn_valid,
-    redact,
 )
 from ._retry import (
     Backoff,
     RetryAttempt,
     RetryReport,
-    SideEffectError,
-    StreamInterrupted,
     is_retryable,
     retry,
 )
 from ._tee import (
     AsyncTeeBranch,
     TeeBranch,
-    TeeOverflowError,
     tee,
 )
 from ._timeout import (
     CancelToken,
-    StreamTimeout,
     cancellable,
     timeout,
 )
 from .testing._fake import (
-    Chunking,
-    FakeCall,
-    FakeModelExhausted,
-    FakeReply,
     FakeStreamingModel,
-    FakeUpstreamError,
-    Fault,
-)
-from .testing._server import (
-    FakeOpenAIServer,
-    serve,
 )
 
-__version__ = "0.1.0"
+try:
+    __version__: str = _dist_version("streamops")
+except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = (
     "DEFAULT_PRICES",
@@ -161,28 +171,23 @@ __all__ = (
     "AsyncTeeBranch",
     "AsyncioRequiredError",
     "Backoff",
-    "BudgetExceeded",
+    "BudgetExceededError",
     "BudgetPolicy",
     "BudgetUsage",
     "BytesLens",
     "CancelToken",
     "ChunkEvent",
     "ChunkTypeError",
-    "Chunking",
     "CollectPolicy",
     "Collected",
     "CustomPattern",
-    "EncodingUnavailable",
+    "EncodingUnavailableError",
     "Event",
     "EventLogger",
     "EventsPolicy",
-    "FakeCall",
-    "FakeModelExhausted",
-    "FakeOpenAIServer",
-    "FakeReply",
+    "FakeModelExhaustedError",
     "FakeStreamingModel",
     "FakeUpstreamError",
-    "Fault",
     "JSONDelta",
     "JSONPolicy",
     "JSONReport",
@@ -191,8 +196,7 @@ __all__ = (
     "KeyedHash",
     "LangChainLens",
     "Ledger",
-    "LedgerUnavailable",
-    "Lens",
+    "LedgerUnavailableError",
     "LensError",
     "MemoryLedger",
     "ModelPrice",
@@ -204,14 +208,12 @@ __all__ = (
     "PolicyError",
     "PriceTable",
     "PricingError",
-    "Processor",
-    "ProcessorStage",
     "ProviderUsage",
     "RedactMatch",
     "RedactPatternError",
     "RedactPolicy",
     "RedactReport",
-    "RedactTimeout",
+    "RedactTimeoutError",
     "RedisLedger",
     "Reservation",
     "RetryAttempt",
@@ -220,11 +222,9 @@ __all__ = (
     "SSEDecoder",
     "SSEError",
     "SSEEvent",
-    "ShellStage",
     "SideEffectError",
-    "Stage",
     "StopReason",
-    "StreamInterrupted",
+    "StreamInterruptedError",
     "StreamMetrics",
     "StreamOpsError",
     "StreamReport",
@@ -241,7 +241,6 @@ __all__ = (
     "collect",
     "count_tokens",
     "events",
-    "find_lens",
     "get_encoding",
     "iban_valid",
     "identity",
@@ -252,10 +251,8 @@ __all__ = (
     "parse_tool_calls",
     "preset_names",
     "redact",
-    "register_lens",
     "resolve_encoding",
     "retry",
-    "serve",
     "sse_decode",
     "sse_format",
     "sse_json",
@@ -265,4 +262,44 @@ __all__ = (
     "to_sse",
 )
 
+fixup_module_metadata(__name__, globals(), __all__)
 del _aiostream
+
+# Names of 0.1 that moved or were renamed: they still work for one release and
+# warn. (module, name) is where the name lives now.
+_DEPRECATED: dict[str, tuple[str, str]] = {
+    "BudgetExceeded": ("streamops", "BudgetExceededError"),
+    "EncodingUnavailable": ("streamops", "EncodingUnavailableError"),
+    "FakeModelExhausted": ("streamops", "FakeModelExhaustedError"),
+    "LedgerUnavailable": ("streamops", "LedgerUnavailableError"),
+    "RedactTimeout": ("streamops", "RedactTimeoutError"),
+    "StreamInterrupted": ("streamops", "StreamInterruptedError"),
+    "Chunking": ("streamops.testing", "Chunking"),
+    "FakeCall": ("streamops.testing", "FakeCall"),
+    "FakeOpenAIServer": ("streamops.testing", "FakeOpenAIServer"),
+    "FakeReply": ("streamops.testing", "FakeReply"),
+    "Fault": ("streamops.testing", "Fault"),
+    "serve": ("streamops.testing", "serve"),
+    "Lens": ("streamops.lowlevel", "Lens"),
+    "Processor": ("streamops.lowlevel", "Processor"),
+    "ProcessorStage": ("streamops.lowlevel", "ProcessorStage"),
+    "ShellStage": ("streamops.lowlevel", "ShellStage"),
+    "Stage": ("streamops.lowlevel", "Stage"),
+    "find_lens": ("streamops.lowlevel", "find_lens"),
+    "register_lens": ("streamops.lowlevel", "register_lens"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, new = _DEPRECATED[name]
+    except KeyError:
+        raise AttributeError(f"module 'streamops' has no attribute {name!r}") from None
+    warnings.warn(
+        f"streamops.{name} is deprecated and will be removed in 0.3; use {module}.{new}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    import importlib
+
+    return getattr(importlib.import_module(module), new)

@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from ._budget._processor import BudgetExceeded, BudgetUsage
+from ._budget._processor import BudgetExceededError, BudgetUsage
 from ._collect import Collected
 from ._core._driver import Operator
 from ._core._errors import StreamOpsError
@@ -109,7 +109,7 @@ def _load(spec: str) -> tuple[Policy, Operator[Any, Any]]:
 def _exit_code(report: StreamReport, error: BaseException | None) -> int:
     if isinstance(error, StreamTimeout):
         return EXIT_TIMEOUT
-    if isinstance(error, BudgetExceeded):
+    if isinstance(error, BudgetExceededError):
         return EXIT_BUDGET
     if error is not None:
         return EXIT_ERROR

@@ -298,7 +298,7 @@ def _load_encoding(encoding: str | _Encoding) -> _Encoding:
                 f"encoding must be a name or a tiktoken Encoding, got {type(encoding).__name__}"
             )
         return encoding
-    return get_encoding(encoding)  # EncodingUnavailable (a ValueError) says how to fix it
+    return get_encoding(encoding)  # EncodingUnavailableError (a ValueError) says how to fix it
 
 
 def collect(

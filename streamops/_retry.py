@@ -3,7 +3,7 @@
 ``retry(factory)`` calls ``factory()`` for a fresh upstream on every attempt.
 The *commit point* is the first text handed to the consumer: before it, a
 failure is retried (after a backoff); after it, a failure that would have been
-retried raises :class:`StreamInterrupted` carrying the released text, on every
+retried raises :class:`StreamInterruptedError` carrying the released text, on every
 attempt alike, never a silent restart that would send the consumer the same
 text twice. Chunks that carry no text (an OpenAI role chunk, Anthropic's
 ``message_start``) are held until the first text and released with it, so a
@@ -60,7 +60,7 @@ from ._core._driver import (
     _start,
     _start_async,
 )
-from ._core._errors import StreamOpsError, require_asyncio
+from ._core._errors import SideEffectError, StreamInterruptedError, require_asyncio
 from ._core._report import EventCallback, StopReason, StreamReport
 
 _Reader = Lens | ChannelLens  # what reads the text of provider chunks
@@ -70,7 +70,7 @@ __all__: list[str] = [
     "RetryAttempt",
     "RetryReport",
     "SideEffectError",
-    "StreamInterrupted",
+    "StreamInterruptedError",
     "is_retryable",
     "retry",
 ]
@@ -87,59 +87,6 @@ _MAX_MESSAGE = 500  # error messages in the report are truncated: reports get lo
 # --------------------------------------------------------------------------
 # errors
 # --------------------------------------------------------------------------
-
-
-class StreamInterrupted(StreamOpsError):
-    """Raised when an upstream error of a retryable kind comes after text was released.
-
-    Retrying then would send the consumer the same text twice, so the stream
-    stops instead: ``released`` is the text the consumer received, ``attempt``
-    the (1-based) attempt that failed, and ``__cause__`` the upstream error
-    (a mid-stream :class:`~streamops.StreamTimeout` under the default
-    ``retry_on``, for example). The same on every attempt, the last one
-    included: whether attempts were left does not change the type. It is not
-    raised for an error ``retry_on`` does not retry (a ``ValueError``, a JSON
-    error, a policy decision such as ``BudgetExceeded``): that error is raised
-    unchanged. Nor is it raised for a failure before the first text (that is
-    retried) or in ``mode="buffered"`` (nothing is released before an attempt
-    completes). It is never retried itself (``retryable = False``).
-
-    >>> err = StreamInterrupted("lost connection", released="Hel", attempt=1)
-    >>> err.released, err.attempt, err.retryable
-    ('Hel', 1, False)
-    """
-
-    retryable = False
-    released: str
-
-    def __init__(self, *args: object, released: str, attempt: int) -> None:
-        super().__init__(*args, released=released)
-        self.attempt = attempt
-
-
-class SideEffectError(StreamOpsError):
-    """Raised when an ``on_success`` callback of :func:`retry` fails.
-
-    The stream itself completed: ``released`` is its full text and
-    ``callback`` the callable that failed (``__cause__`` is its error). The
-    generation is not retried: it succeeded, and retrying it could repeat the
-    side effects that already ran. Callbacks after the failing one do not run.
-    The report says both: its stop reason stays ``complete`` and its
-    ``error`` is this exception (also in ``report["retry"].side_effect_error``
-    and a ``retry.side_effect_failed`` event), all before ``stream.end``.
-
-    >>> def save(text, report): ...
-    >>> err = SideEffectError("save failed", released="Hi", callback=save)
-    >>> err.callback is save, err.retryable
-    (True, False)
-    """
-
-    retryable = False
-    released: str
-
-    def __init__(self, *args: object, released: str, callback: Callable[..., object]) -> None:
-        super().__init__(*args, released=released)
-        self.callback = callback
 
 
 # --------------------------------------------------------------------------
@@ -619,13 +566,13 @@ class _RetryState:
     def _decide(self, exc: Exception) -> float | BaseException:
         # An error that would not be retried anyway passes through unwrapped
         # (callers' ``except`` keep working). One that would, after text was
-        # released, is always StreamInterrupted: whether attempts were left
+        # released, is always StreamInterruptedError: whether attempts were left
         # does not change what the consumer has to handle.
         n = len(self.section.attempts)
         if not self.retryable(exc):
             return exc
         if self.committed:
-            return StreamInterrupted(
+            return StreamInterruptedError(
                 f"attempt {n} failed after {len(self.text)} characters were released"
                 f" ({type(exc).__name__}: {exc}); not retried, it would repeat them",
                 released=self.text,
@@ -1090,7 +1037,7 @@ def retry(
       ``content_block_start``) are held and released with the first text, or
       at the end; a failed attempt's are dropped. A chunk carrying another
       channel (refusal, reasoning, a tool call) counts as text. A failure after
-      the first text that ``retry_on`` retries raises :class:`StreamInterrupted`
+      the first text that ``retry_on`` retries raises :class:`StreamInterruptedError`
       (with the released text, ``from`` the cause) on every attempt, the last
       included; an error ``retry_on`` does not retry is raised unchanged.
     - ``mode="buffered"``: each attempt's output is held until the attempt

@@ -25,34 +25,13 @@ from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from ._core._driver import AsyncSource, SyncSource, _aclose_all, _close_all, _open_source
-from ._core._errors import StreamOpsError
+from ._core._errors import StreamOpsError, TeeOverflowError
 
 __all__ = ("AsyncTeeBranch", "TeeBranch", "TeeOverflowError", "tee")
 
 T = TypeVar("T")
 Overflow = Literal["wait", "drop_oldest", "error"]
 _POLICIES = ("wait", "drop_oldest", "error")
-
-
-class TeeOverflowError(StreamOpsError, BufferError):
-    """Raised by a tee branch whose buffer overflowed.
-
-    With ``on_overflow="error"`` the branch that fell ``max_buffer`` items
-    behind raises it on its next read (the other branches go on). A sync tee
-    with ``on_overflow="wait"`` cannot wait in one thread: the branch that would
-    have to wait for a slower one raises it instead, loses nothing, and reads
-    on once the slower branch has caught up. It is not raised for errors
-    of the upstream, which every branch re-raises unchanged.
-
-    >>> err = TeeOverflowError(1, 8, "fell behind")
-    >>> err.branch, err.max_buffer, isinstance(err, BufferError)
-    (1, 8, True)
-    """
-
-    def __init__(self, branch: int, max_buffer: int, message: str) -> None:
-        super().__init__(f"tee branch {branch}: {message} (max_buffer={max_buffer})")
-        self.branch = branch
-        self.max_buffer = max_buffer
 
 
 class _Shared:
@@ -480,7 +459,7 @@ def tee(
     >>> next(fast)
     Traceback (most recent call last):
     ...
-    streamops._tee.TeeOverflowError: tee branch 0: would wait for branch 1, ...
+    streamops.TeeOverflowError: tee branch 0: would wait for branch 1, ...
     >>> next(slow), next(slow)  # the slow branch catches up...
     (0, 1)
     >>> list(zip(fast, slow))  # ...and the fast one reads on, nothing lost

@@ -43,53 +43,13 @@ from typing import Any, Literal, TypeAlias
 from pydantic import BaseModel
 
 from ._core._driver import Operator, ShellStage
-from ._core._errors import AsyncioRequiredError, StreamOpsError
+from ._core._errors import AsyncioRequiredError, StreamTimeout
 from ._core._report import StopReason, StreamReport
 
 __all__: list[str] = ["CancelToken", "StreamTimeout", "cancellable", "timeout"]
 
 Limit: TypeAlias = Literal["first_chunk", "idle", "total"]
 _CANCELLED: Literal["cancelled"] = "cancelled"  # the watchdog's reason for a cancelled token
-
-
-class StreamTimeout(StreamOpsError, TimeoutError):
-    """Raised by :func:`timeout` when the upstream is too slow.
-
-    ``limit`` says which limit fired (``"first_chunk"``, ``"idle"`` or
-    ``"total"``), ``after`` how long the stream had waited on its upstream for
-    that limit (seconds), ``allowed`` the configured limit, ``chunks`` how many
-    chunks the upstream had delivered, and ``released`` the text the consumer
-    had received. By the time it is raised the upstream has been closed.
-
-    It is not raised for a stream stopped by a :class:`CancelToken` (that ends
-    quietly), nor with ``timeout(..., on_timeout="end")``. Being a
-    ``TimeoutError``, ``except TimeoutError`` catches it too.
-
-    >>> exc = StreamTimeout("idle", 10.0, 10.0, chunks=3, released="Hel")
-    >>> print(exc)
-    idle timeout: waited 10s on the upstream after 3 chunks (limit 10s)
-    >>> isinstance(exc, TimeoutError), exc.limit, exc.released
-    (True, 'idle', 'Hel')
-    """
-
-    def __init__(
-        self,
-        limit: Limit,
-        after: float,
-        allowed: float,
-        *,
-        chunks: int,
-        released: str | None = None,
-    ) -> None:
-        super().__init__(
-            f"{limit} timeout: waited {after:.6g}s on the upstream after {chunks}"
-            f" chunk{'' if chunks == 1 else 's'} (limit {allowed:g}s)",
-            released=released,
-        )
-        self.limit: Limit = limit
-        self.after = after
-        self.allowed = allowed
-        self.chunks = chunks
 
 
 class CancelToken:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import streamops as so
+from streamops.testing import Chunking
 
 ENC = so.get_encoding("cl100k_base")
 TEXT = "The quick brown fox jumps over the lazy dog. It's 12345 times faster! 😀 日本語 end."
@@ -89,7 +90,7 @@ def test_upstream_is_closed_right_after_the_budget_is_reached() -> None:
 def test_fake_model_is_closed_after_at_most_one_more_chunk() -> None:
     reply = " ".join(f"token{i}" for i in range(200))
     model = so.FakeStreamingModel(reply, chunking="word")
-    chunks = so.Chunking.words().split(reply)
+    chunks = Chunking.words().split(reply)
     stream = so.budget(max_tokens=30)(model.stream("prompt"))
     assert stream.text() == prefix(reply, 30)
     call = model.calls[0]
@@ -125,7 +126,7 @@ def test_raise_mode_carries_released_and_remainder() -> None:
         for piece in stream:
             received.append(piece)
 
-    with pytest.raises(so.BudgetExceeded) as info:
+    with pytest.raises(so.BudgetExceededError) as info:
         consume()
     exc = info.value
     assert isinstance(exc, so.StreamOpsError)
@@ -220,7 +221,7 @@ def test_one_encoding_resolver() -> None:
     assert so.resolve_encoding(None, model="gpt-4o") is ENC  # model does not pick it
     assert so.resolve_encoding("auto", model="gpt-4") is ENC
     assert so.get_encoding(model="gpt-4") is so.resolve_encoding("auto", model="gpt-4")
-    with pytest.raises(so.EncodingUnavailable, match="o200k_base"):
+    with pytest.raises(so.EncodingUnavailableError, match="o200k_base"):
         so.get_encoding(model="gpt-4o")
 
 
@@ -309,17 +310,21 @@ def test_operator_is_reusable_and_composes() -> None:
         ({"max_cost": 1.0, "model": "unknown-model"}, so.PricingError, "no price for model"),
         ({"max_tokens": 5, "pricing": {"a": 1}}, TypeError, "pricing must be"),
         ({"max_tokens": 5, "prompt": "a", "prompt_tokens": 1}, ValueError, "not both"),
-        ({"max_tokens": 5, "encoding": "nope"}, so.EncodingUnavailable, "unknown tiktoken"),
+        ({"max_tokens": 5, "encoding": "nope"}, so.EncodingUnavailableError, "unknown tiktoken"),
         ({"max_tokens": 5, "name": ""}, ValueError, "name must be"),
-        ({"max_tokens": 5, "model": "gpt-4o", "encoding": "auto"}, so.EncodingUnavailable, "o200k"),
+        (
+            {"max_tokens": 5, "model": "gpt-4o", "encoding": "auto"},
+            so.EncodingUnavailableError,
+            "o200k",
+        ),
         (
             {"max_tokens": 5, "model": "gpt-4o-2099", "encoding": "auto"},
-            so.EncodingUnavailable,
+            so.EncodingUnavailableError,
             "o200k",
         ),
         (
             {"max_tokens": 5, "model": "my-model", "encoding": "auto"},
-            so.EncodingUnavailable,
+            so.EncodingUnavailableError,
             "does not know",
         ),
         ({"max_tokens": 5, "encoding": "auto"}, ValueError, "needs model="),
@@ -425,21 +430,21 @@ class _DownLedger:
     async def reserve(
         self, key: str, tokens: int, *, extra: int = 0, rid: str | None = None
     ) -> so.Reservation:
-        raise so.LedgerUnavailable("ledger is down")
+        raise so.LedgerUnavailableError("ledger is down")
 
     async def cancel(self, rid: str) -> None:
-        raise so.LedgerUnavailable("ledger is down")
+        raise so.LedgerUnavailableError("ledger is down")
 
     async def refund(self, reservation: so.Reservation, tokens: int) -> None:
-        raise so.LedgerUnavailable("ledger is down")
+        raise so.LedgerUnavailableError("ledger is down")
 
     async def spent(self, key: str) -> int:
-        raise so.LedgerUnavailable("ledger is down")
+        raise so.LedgerUnavailableError("ledger is down")
 
 
 async def test_unreachable_ledger_fails_closed() -> None:
     op = so.budget(max_tokens=50, ledger=_DownLedger(), key="k")
-    with pytest.raises(so.LedgerUnavailable, match="down"):
+    with pytest.raises(so.LedgerUnavailableError, match="down"):
         async with op(_aiter(["Hello", " world"])) as stream:
             await stream.text()
 

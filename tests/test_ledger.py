@@ -98,7 +98,7 @@ async def test_unreachable_redis_is_a_clear_error() -> None:
     client = Redis(port=unused_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
     ledger = so.RedisLedger(client, limit=10)
     try:
-        with pytest.raises(so.LedgerUnavailable, match="unreachable during reserve"):
+        with pytest.raises(so.LedgerUnavailableError, match="unreachable during reserve"):
             await ledger.reserve("u", 1)
         with pytest.raises(ConnectionError):
             await ledger.spent("u")
@@ -125,7 +125,9 @@ async def test_a_hung_redis_times_out(redis_url: str, redis_client: Redis) -> No
         with _paused(redis_url):
             for lg in (ledger, own):
                 start = loop.time()
-                with pytest.raises(so.LedgerUnavailable, match=r"reserve: no answer within 0\.2s"):
+                with pytest.raises(
+                    so.LedgerUnavailableError, match=r"reserve: no answer within 0\.2s"
+                ):
                     await lg.reserve("u", 1)
                 assert loop.time() - start < 2
             # fail_open takes over instead of blocking the stream forever
@@ -385,14 +387,14 @@ async def test_redis_server_errors_are_ledger_unavailable(
     fault: str, redis_url: str, redis_client: Redis
 ) -> None:
     async with _faulty(fault, redis_url, redis_client) as ledger:
-        with pytest.raises(so.LedgerUnavailable, match="during reserve") as info:
+        with pytest.raises(so.LedgerUnavailableError, match="during reserve") as info:
             await ledger.reserve("k", 1)
         assert isinstance(info.value.__cause__, (RedisError, OSError))
         assert not info.value.retryable
-        with pytest.raises(so.LedgerUnavailable, match="during cancel"):
+        with pytest.raises(so.LedgerUnavailableError, match="during cancel"):
             await ledger.cancel("some-rid")
         if fault in ("wrong-db", "not-redis"):  # (reads still work on a replica, or when full)
-            with pytest.raises(so.LedgerUnavailable, match="during spent"):
+            with pytest.raises(so.LedgerUnavailableError, match="during spent"):
                 await ledger.spent("k")
 
 
@@ -403,7 +405,7 @@ async def test_redis_server_errors_honour_fail_open(
     chunks = ["one two", " three four"]
     async with _faulty(fault, redis_url, redis_client) as ledger:
         closed = so.budget(max_tokens=3, ledger=ledger, key="k")
-        with pytest.raises(so.LedgerUnavailable):
+        with pytest.raises(so.LedgerUnavailableError):
             await _received_and_spent(closed, chunks, ledger)
         op = so.budget(max_tokens=3, ledger=ledger, key="k", fail_open=True)
         async with op(_aiter(chunks)) as stream:
@@ -432,7 +434,7 @@ async def test_a_killed_server_fails_closed_or_open_mid_stream(fail_open: bool) 
                 if fail_open:  # unmetered, under the local limit
                     assert await stream.text() == "one two three four five"
                 else:
-                    with pytest.raises(so.LedgerUnavailable, match="unreachable"):
+                    with pytest.raises(so.LedgerUnavailableError, match="unreachable"):
                         await stream.text()
         finally:
             await ledger.client.aclose()

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 import streamops as so
 import streamops._providers._lenses as lenses
 from streamops import AnthropicLens, BytesLens, LangChainLens, LensError, OpenAIChatLens
+from streamops.lowlevel import find_lens, register_lens
+from streamops.testing import Fault
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 REPLY = f"The key is {SECRET} so keep it. Mail bob"
@@ -61,21 +63,21 @@ def dump(chunk: Any) -> str:
 )
 def test_detection_picks_the_provider_lens(fmt: Any, lens: type) -> None:
     first = next(model(fmt).stream("hi"))
-    assert type(so.find_lens(first)) is lens
+    assert type(find_lens(first)) is lens
 
 
 def test_detection_of_bytes_and_responses_events() -> None:
-    assert type(so.find_lens(b"x")) is BytesLens
-    assert type(so.find_lens(bytearray(b"x"))) is BytesLens
+    assert type(find_lens(b"x")) is BytesLens
+    assert type(find_lens(bytearray(b"x"))) is BytesLens
     event = {"type": "response.created", "response": {}}
-    assert type(so.find_lens(event)) is so.OpenAIResponsesLens
+    assert type(find_lens(event)) is so.OpenAIResponsesLens
 
 
 def test_unknown_chunk_type_says_how_to_register_a_lens() -> None:
     with pytest.raises(so.ChunkTypeError, match=r"chunk 1 has type float.*register_lens"):
         list(redact()(["a", 1.5]))
     with pytest.raises(TypeError, match="register_lens"):
-        so.find_lens(object())
+        find_lens(object())
 
 
 def test_a_registered_lens_handles_a_custom_chunk_type() -> None:
@@ -94,7 +96,7 @@ def test_a_registered_lens_handles_a_custom_chunk_type() -> None:
         def finish(self, texts: list[str], /) -> list[Any]:
             return [Msg("".join(texts))] if texts else []
 
-    so.register_lens(lambda chunk: MsgLens() if isinstance(chunk, Msg) else None)
+    register_lens(lambda chunk: MsgLens() if isinstance(chunk, Msg) else None)
     out = list(redact()([Msg("mail a@b.co"), Msg(" now")]))
     assert [m.text for m in out] == ["mail ", "[EMAIL] ", "now"]  # "now" could start an email
 
@@ -207,7 +209,7 @@ def test_openai_text_in_the_finish_chunk_goes_out_before_the_finish() -> None:
 
 
 def test_openai_disconnected_stream_flushes_into_a_new_chunk() -> None:
-    m = model("openai", "Mail bob", chunking="word", faults=[so.Fault.disconnect_at(2)])
+    m = model("openai", "Mail bob", chunking="word", faults=[Fault.disconnect_at(2)])
     out = list(so.redact(["email"])(m.stream("hi")))
     assert [c.choices[0].delta.content for c in out] == ["", "", "Mail ", "bob"]
     assert out[-1].choices[0].finish_reason is None

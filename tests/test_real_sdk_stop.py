@@ -36,7 +36,7 @@ import openai
 import pytest
 
 import streamops as so
-from streamops.testing import FakeOpenAIServer, ServedRequest
+from streamops.testing import FakeOpenAIServer, FakeReply, Fault, ServedRequest
 
 INTERVAL = 0.03  # seconds between two chunks of the fake model
 SLACK = 2  # chunks the server may still produce after the stop (one interval, plus one)
@@ -52,10 +52,10 @@ ASYNC_PATTERNS: list[Pattern] = ["stream", "awaitable", "factory"]
 SYNC_PATTERNS: list[Pattern] = ["stream", "factory"]
 
 
-def script(prompt: Any) -> so.FakeReply:
+def script(prompt: Any) -> FakeReply:
     if prompt == "stall":  # four text chunks, then a stall
-        return so.FakeReply(LONG, faults=[so.Fault.stall_at(4, STALL)])
-    return so.FakeReply(LONG)
+        return FakeReply(LONG, faults=[Fault.stall_at(4, STALL)])
+    return FakeReply(LONG)
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ def test_failure_after_first_chunk_raises_stream_interrupted() -> None:
     ran: list[str] = []
     s = so.retry(model.stream, backoff=NO_WAIT, on_success=lambda t, r: ran.append(t))
     got: list[str] = []
-    with pytest.raises(so.StreamInterrupted) as info:
+    with pytest.raises(so.StreamInterruptedError) as info:
         drain(s, got)
     err = info.value
     assert got == ["one", " two"]
@@ -132,7 +132,7 @@ def test_error_never_retried_passes_through_after_the_first_chunk(error: Excepti
     with pytest.raises(type(error)) as info:
         drain(s, got)
     assert got == ["one", " two"]
-    assert type(info.value) is type(error)  # not wrapped in StreamInterrupted
+    assert type(info.value) is type(error)  # not wrapped in StreamInterruptedError
     assert len(model.calls) == 1
     assert s.report.error is info.value
     failure = next(e for e in s.report.events if e.kind == "retry.failure")
@@ -163,7 +163,7 @@ def test_mid_stream_timeout_with_the_default_retry_on_is_interrupted() -> None:
     async def main() -> list[str]:
         s = so.retry(lambda: so.timeout(idle=5.0)(model.astream()), backoff=NO_WAIT)
         got: list[str] = []
-        with pytest.raises(so.StreamInterrupted) as info:
+        with pytest.raises(so.StreamInterruptedError) as info:
             await adrain(s, got)
         assert isinstance(info.value.__cause__, so.StreamTimeout)  # the cause is kept
         assert info.value.released == "one two"
@@ -179,7 +179,7 @@ def test_last_attempt_failing_after_the_first_chunk_is_interrupted_too() -> None
     )
     s = so.retry(model.stream, attempts=2, backoff=NO_WAIT)
     got: list[str] = []
-    with pytest.raises(so.StreamInterrupted) as info:  # the same type as on attempt 1
+    with pytest.raises(so.StreamInterruptedError) as info:  # the same type as on attempt 1
         drain(s, got)
     assert got == ["one"]
     assert info.value.released == "one"
@@ -360,7 +360,7 @@ def test_is_retryable_streamops_errors() -> None:
     assert so.is_retryable(so.StreamTimeout("idle", 10.0, 10.0, chunks=0, released=""))
     assert so.is_retryable(FakeUpstreamError("x"))
     assert not so.is_retryable(PolicyError("budget exhausted"))
-    assert not so.is_retryable(so.StreamInterrupted("x", released="", attempt=1))
+    assert not so.is_retryable(so.StreamInterruptedError("x", released="", attempt=1))
     assert not so.is_retryable(so.SideEffectError("x", released="", callback=print))
     assert not so.is_retryable(so.StreamOpsError("generic"))
 
@@ -599,10 +599,10 @@ def test_async_retry_sleeps_on_the_loop() -> None:
 def test_async_stream_interrupted_after_first_chunk() -> None:
     model = FakeStreamingModel("x y z", faults=fail_at(1), delay=1.0)
 
-    async def main() -> tuple[list[str], so.StreamInterrupted]:
+    async def main() -> tuple[list[str], so.StreamInterruptedError]:
         got: list[str] = []
         s = so.retry(model.astream, backoff=NO_WAIT)
-        with pytest.raises(so.StreamInterrupted) as info:
+        with pytest.raises(so.StreamInterruptedError) as info:
             await adrain(s, got)
         return got, info.value
 
@@ -1240,9 +1240,9 @@ def _policy_upstream(which: str, calls: list[str], name: str) -> Any:
 @pytest.mark.parametrize(
     ("which", "error"),
     [
-        ("budget", so.BudgetExceeded),
-        ("redact_timeout", so.RedactTimeout),
-        ("ledger", so.LedgerUnavailable),
+        ("budget", so.BudgetExceededError),
+        ("redact_timeout", so.RedactTimeoutError),
+        ("ledger", so.LedgerUnavailableError),
     ],
 )
 @pytest.mark.parametrize(
@@ -1275,7 +1275,7 @@ def test_policy_decisions_are_never_retried_nor_sent_to_fallbacks(
         return info.value
 
     err = run(main())
-    assert type(err) is error  # unchanged, never StreamInterrupted
+    assert type(err) is error  # unchanged, never StreamInterruptedError
     assert calls == ["primary"]
 
 
@@ -1395,7 +1395,7 @@ def test_tool_call_and_reasoning_chunks_commit_at_once() -> None:
 
         s = so.retry(upstream, backoff=NO_WAIT)
         got: list[Any] = []
-        with pytest.raises(so.StreamInterrupted):
+        with pytest.raises(so.StreamInterruptedError):
             drain(s, got)
         assert got == [ROLE_DICT, chunk]
 
@@ -1423,7 +1423,7 @@ def test_what_commits_among_plain_chunks(head: list[Any], commits: bool) -> None
 
     s = so.retry(factory, backoff=NO_WAIT, kind="sync")
     if commits:
-        with pytest.raises(so.StreamInterrupted):
+        with pytest.raises(so.StreamInterruptedError):
             list(s)
         assert len(made) == 1
     else:
@@ -1451,7 +1451,7 @@ def test_a_mid_stream_failure_is_stream_interrupted_on_every_attempt(
         kind="async" if is_async else "sync",
     )
     got: list[str] = []
-    with pytest.raises(so.StreamInterrupted) as info:
+    with pytest.raises(so.StreamInterruptedError) as info:
         _consume(s, is_async, into=got)
     assert got == ["one"]
     assert info.value.released == "one"

@@ -15,7 +15,8 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 
 import streamops as so
-from streamops import FakeOpenAIServer, SSEDecoder, serve, sse_response, to_sse
+from streamops import SSEDecoder, sse_response, to_sse
+from streamops.testing import FakeOpenAIServer, FakeReply, Fault, serve
 from streamops.testing._server import add_fake_server_arguments, fake_server_from_args
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
@@ -154,8 +155,8 @@ async def test_wire_format_is_openai_exact() -> None:
 
 
 async def test_faults_mid_stream() -> None:
-    disconnect = so.FakeReply("a b c", faults=[so.Fault.disconnect_at(1)])
-    broken = so.FakeReply("a b c", faults=[so.Fault.raise_at(2)])
+    disconnect = FakeReply("a b c", faults=[Fault.disconnect_at(1)])
+    broken = FakeReply("a b c", faults=[Fault.raise_at(2)])
     server = FakeOpenAIServer(scripted(disconnect, broken, chunking="word"))
     response = await wire(server, {"model": "m", "messages": MESSAGES, "stream": True})
     assert "[DONE]" not in response.text
@@ -165,7 +166,7 @@ async def test_faults_mid_stream() -> None:
 
 
 async def test_non_streaming_failure_is_a_500() -> None:
-    broken = so.FakeReply("a b c", faults=[so.Fault.raise_at(2)])
+    broken = FakeReply("a b c", faults=[Fault.raise_at(2)])
     server = FakeOpenAIServer(scripted(broken, chunking="word"))
     response = await wire(server, {"model": "m", "messages": MESSAGES})
     assert response.status_code == 500
@@ -433,8 +434,8 @@ async def test_anthropic_wire_bytes_name_each_event() -> None:
 
 
 async def test_anthropic_errors_and_finishes() -> None:
-    cut = so.FakeReply("one two three", finish_reason="length")
-    dropped = so.FakeReply("one two three", faults=[so.Fault.disconnect_at(1)])
+    cut = FakeReply("one two three", finish_reason="length")
+    dropped = FakeReply("one two three", faults=[Fault.disconnect_at(1)])
     async with (
         FakeOpenAIServer(word_model(cut, dropped), http_errors={1: 429}) as server,
         anthropic.AsyncAnthropic(base_url=server.root_url, api_key="x", max_retries=0) as client,
@@ -498,7 +499,7 @@ def test_responses_sync_client_parses_every_event() -> None:
 
 
 async def test_responses_length_finish_is_incomplete() -> None:
-    server = FakeOpenAIServer(word_model(so.FakeReply("one two", finish_reason="length")))
+    server = FakeOpenAIServer(word_model(FakeReply("one two", finish_reason="length")))
     async with openai.AsyncOpenAI(
         base_url=server.in_process_url, api_key="x", http_client=server.async_client()
     ) as client:

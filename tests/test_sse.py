@@ -16,6 +16,8 @@ from starlette.routing import Route
 import streamops as so
 from streamops import SSEDecoder, SSEEvent, sse_decode, sse_format, sse_json
 from streamops._core._driver import ProcessorStage
+from streamops.lowlevel import find_lens
+from streamops.testing import Chunking, Fault
 
 
 def decode(*chunks: bytes | str) -> list[SSEEvent]:
@@ -164,7 +166,7 @@ def test_sse_decode_events_after_done_in_the_same_read_are_dropped() -> None:
 
 def openai_wire(text_pieces: list[str]) -> bytes:
     chunks = so.FakeStreamingModel(
-        "".join(text_pieces), chunking=so.Chunking.fixed(4), format="openai-dict"
+        "".join(text_pieces), chunking=Chunking.fixed(4), format="openai-dict"
     ).stream("hi")
     body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
     return body.encode()
@@ -191,7 +193,7 @@ def test_responses_api_sse_stream_is_redacted() -> None:
          "content_index": 0, "text": "Mail a@b.co now", "logprobs": [], "sequence_number": 3},
     ]  # fmt: skip
     raw = "".join(sse_format(json.dumps(e), event=e["type"]) for e in events).encode()
-    assert isinstance(so.find_lens(events[0]), so.OpenAIResponsesLens)
+    assert isinstance(find_lens(events[0]), so.OpenAIResponsesLens)
     out: list[Any] = list((sse_json(done=None) | so.redact(["email"]))([raw[:50], raw[50:]]))
     assert [e["type"] for e in out][-1] == "response.output_text.done"
     assert out[-1]["text"] == "Mail [EMAIL] now"
@@ -261,7 +263,7 @@ def test_to_sse_encodes_models_events_and_custom_data() -> None:
 
 
 def test_to_sse_error_sends_the_report_then_raises() -> None:
-    model = so.FakeStreamingModel("a b c", faults=[so.Fault.raise_at(2)])
+    model = so.FakeStreamingModel("a b c", faults=[Fault.raise_at(2)])
     out: list[bytes] = []
     with pytest.raises(so.FakeUpstreamError):
         out.extend(so.to_sse(so.identity()(model.stream())))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import streamops as so
-from streamops.testing import FakeStreamingModel, assert_closed
+from streamops.testing import FakeStreamingModel, Fault, assert_closed
 
 pytestmark = pytest.mark.looptime  # virtual time: the loop clock starts at 0 in every test
 
@@ -354,7 +354,7 @@ async def test_two_timeout_stages() -> None:
 
 
 async def test_with_the_fake_model_stall() -> None:
-    model = FakeStreamingModel("one two three four", delay=0.5, faults=[so.Fault.stall_at(2, 60.0)])
+    model = FakeStreamingModel("one two three four", delay=0.5, faults=[Fault.stall_at(2, 60.0)])
     stream = so.timeout(idle=5.0)(model.astream("hi"))
     with pytest.raises(so.StreamTimeout) as info:
         await consume(stream)

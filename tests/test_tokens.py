@@ -42,7 +42,7 @@ def test_wrong_encoding_type_is_a_type_error(bad: Any) -> None:
 
 
 def test_unknown_encoding_and_model_are_clear_errors() -> None:
-    with pytest.raises(so.EncodingUnavailable, match="unknown tiktoken encoding 'nope'"):
+    with pytest.raises(so.EncodingUnavailableError, match="unknown tiktoken encoding 'nope'"):
         so.get_encoding("nope")
     with pytest.raises(ValueError, match="model 'no-such-model'"):
         so.get_encoding(model="no-such-model")
@@ -66,7 +66,7 @@ def test_missing_encoding_fails_fast_without_network(
         raise AssertionError("a download was attempted")
 
     monkeypatch.setattr("requests.get", no_network)
-    with pytest.raises(so.EncodingUnavailable) as info:
+    with pytest.raises(so.EncodingUnavailableError) as info:
         so.get_encoding("r50k_base")
     message = str(info.value)
     assert "not available offline" in message
@@ -133,7 +133,7 @@ def test_a_corrupt_cached_file_fails_fast_without_network(
     monkeypatch.setattr("requests.get", no_network)
     url = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
     (cache_dir / hashlib.sha1(url.encode()).hexdigest()).write_bytes(b"garbage")
-    with pytest.raises(so.EncodingUnavailable, match="not available offline"):
+    with pytest.raises(so.EncodingUnavailableError, match="not available offline"):
         so.get_encoding("r50k_base")
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from .._core._errors import StreamOpsError
+from .._core._errors import LedgerUnavailableError
 from .._core._validate import check_int, check_number
 
 if TYPE_CHECKING:  # redis is an optional extra
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # redis is an optional extra
 
 __all__ = (
     "Ledger",
-    "LedgerUnavailable",
+    "LedgerUnavailableError",
     "MemoryLedger",
     "RedisLedger",
     "Reservation",
@@ -52,25 +52,6 @@ _WINDOW_SECONDS = {"hour": 3600, "day": 86400}
 # How long a ledger remembers a named reservation (or its cancellation): far
 # longer than a reservation call and its cancellation can be apart.
 _RID_SECONDS = 60
-
-
-class LedgerUnavailable(StreamOpsError, ConnectionError):
-    """Raised when a ledger cannot be reached (e.g. Redis is down or times out).
-
-    A budget with a ledger fails closed by default: the stream raises this
-    error instead of streaming unmetered. With ``fail_open=True`` the stream
-    goes on under its own limits and the failure is recorded as an event.
-    It is not raised when the budget is merely used up.
-
-    >>> raise LedgerUnavailable("redis at localhost:1 is unreachable")
-    Traceback (most recent call last):
-    ...
-    streamops._budget._ledger.LedgerUnavailable: redis at localhost:1 is unreachable
-    """
-
-    # Failing closed is a policy decision: another attempt or a fallback model
-    # would stream (and bill) unmetered against the same unreachable ledger.
-    retryable = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +81,7 @@ class Ledger(Protocol):
     ``cancel`` refunds what was granted under ``rid`` (if anything);
     ``refund`` gives back unused tokens of a reservation; ``spent`` reads the
     current total. Every failure to reach or use the store is raised as
-    :class:`LedgerUnavailable`.
+    :class:`LedgerUnavailableError`.
     """
 
     async def reserve(
@@ -361,7 +342,7 @@ class RedisLedger:
     a minute under ``prefix + "rid:" + rid``. Every Redis error (connection
     refused or lost, a read-only replica, out of memory, a wrong database
     index, something that is not Redis on the port) becomes
-    :class:`LedgerUnavailable` chained to it, and so does a call that takes
+    :class:`LedgerUnavailableError` chained to it, and so does a call that takes
     longer than ``timeout`` seconds (``None``: no limit), so a failing server
     cannot break or block a stream and ``fail_open`` can take over. A named
     reservation that timed out may still be granted on the server; the budget
@@ -433,7 +414,7 @@ class RedisLedger:
         return self._b.limit
 
     async def _run(self, what: str, call: Awaitable[Any]) -> int:
-        """Await one Redis call and read its integer answer; any failure is LedgerUnavailable."""
+        """Await one Redis call and read its integer answer (LedgerUnavailableError on failure)."""
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
         from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -442,15 +423,15 @@ class RedisLedger:
             async with asyncio.timeout(self.timeout):
                 return int(await call or 0)
         except TimeoutError as exc:  # asyncio.timeout's expiry, or the socket's
-            raise LedgerUnavailable(
+            raise LedgerUnavailableError(
                 f"redis ledger unreachable during {what}: no answer within {self.timeout}s"
             ) from exc
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise LedgerUnavailable(f"redis ledger unreachable during {what}: {exc}") from exc
+            raise LedgerUnavailableError(f"redis ledger unreachable during {what}: {exc}") from exc
         except (RedisError, ValueError, TypeError) as exc:
             # The server answered, but not as a working Redis primary does: a
             # read-only replica, out of memory, a wrong database, not Redis at all.
-            raise LedgerUnavailable(
+            raise LedgerUnavailableError(
                 f"redis ledger failed during {what}: {type(exc).__name__}: {exc}"
             ) from exc
 

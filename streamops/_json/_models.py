@@ -58,42 +58,9 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import SchemaValidator
 
-from .._core._errors import StreamOpsError
+from .._core._errors import JSONValidationError
 
 __all__ = ("JSONValidationError",)
-
-
-class JSONValidationError(StreamOpsError, ValueError):
-    """Raised when a streamed value does not validate against the ``model`` given to parse_json.
-
-    Raised as soon as the offending field or item is complete, not at the end,
-    but only where ``model_validate_json`` of the whole text would fail too.
-    ``path`` is the JSON Pointer of the invalid value in the document (one of
-    the paths ``model_validate_json`` reports), ``errors`` is pydantic's error
-    list (``ValidationError.errors()``; for an early error each ``loc`` starts
-    with the document's steps down to the checked value) and ``offset`` the
-    character offset at the end of the chunk
-    that completed the value. Invalid JSON raises :class:`JSONStreamError` instead.
-
-    >>> import streamops as so
-    >>> from pydantic import BaseModel
-    >>> class User(BaseModel):
-    ...     age: int
-    ...     name: str
-    >>> try:
-    ...     list(so.parse_json(model=User)(['{"age": "old", ', '"name": "Al"}']))
-    ... except so.JSONValidationError as exc:
-    ...     print(exc.path, exc.errors[0]["type"], exc.offset)
-    /age int_parsing 15
-    """
-
-    def __init__(
-        self, message: str, *, path: str, errors: list[dict[str, Any]], offset: int
-    ) -> None:
-        super().__init__(message)
-        self.path = path
-        self.errors = errors
-        self.offset = offset
 
 
 def _pointer(parts: Sequence[object]) -> str:

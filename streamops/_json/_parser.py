@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
-from .._core._errors import StreamOpsError
+from .._core._errors import JSONStreamError
 
 __all__ = ("JSONDelta", "JSONParser", "JSONStreamError")
 
@@ -103,28 +103,6 @@ _EXPECTED = {
     _END: "end of input",
     _PROSE_STATE: "'{' or '['",
 }
-
-
-class JSONStreamError(StreamOpsError, ValueError):
-    """Raised when streamed text is not valid JSON, as soon as the bad character arrives.
-
-    ``offset`` is the zero-based character offset in the whole stream (not in
-    the chunk), ``expected`` says what would have been valid there and ``got``
-    is the offending character (``None`` at the end of input). It is not raised
-    for a document that is merely incomplete when ``recover=True``.
-
-    >>> import streamops as so
-    >>> list(so.parse_json()(['{"a": 1', "x}"]))
-    Traceback (most recent call last):
-    ...
-    streamops._json._parser.JSONStreamError: invalid JSON at offset 7: expected ',' or '}', got 'x'
-    """
-
-    def __init__(self, message: str, *, offset: int, expected: str, got: str | None) -> None:
-        super().__init__(message)
-        self.offset = offset
-        self.expected = expected
-        self.got = got
 
 
 class JSONDelta(NamedTuple):

@@ -46,7 +46,7 @@ from .._budget._processor import budget
 from .._budget._tokens import resolve_encoding
 from .._collect import EventLogger, collect
 from .._core._driver import Operator, ProcessorStage, identity
-from .._core._errors import StreamOpsError
+from .._core._errors import PolicyError
 from .._core._report import EventCallback
 from .._json._operator import parse_json
 from .._redact._filter import KeyedHash, RedactPatternError, redact
@@ -91,27 +91,6 @@ PIPELINE_ORDER = ("timeout", "redact", "budget", "collect", "parse_json")
 
 _PRESETS = "presets"
 _POLICY_FORMATS = (".json", ".toml", ".yaml", ".yml")
-
-
-class PolicyError(StreamOpsError, ValueError):
-    """Raised for a policy that cannot be read, validated or built, on one line.
-
-    The message names the file (``source``) and, for each problem, the field
-    path (``budget.max_tokens``, ``redact.custom[0].pattern``). ``errors`` holds
-    ``(path, message)`` pairs. It is not raised for problems of the stream the
-    policy is applied to: those are the operators' own errors.
-
-    >>> Policy.from_dict({"budget": {"max_tokens": "many"}}, source="p.toml")
-    Traceback (most recent call last):
-    ...
-    streamops._policy._policy.PolicyError: p.toml: budget.max_tokens: Input should be a valid integer, ...
-    """
-
-    def __init__(self, source: str, errors: list[tuple[str, str]]) -> None:
-        self.source = source
-        self.errors = errors
-        parts = [f"{path}: {msg}" if path else msg for path, msg in errors]
-        super().__init__(f"{source}: " + "; ".join(parts))
 
 
 class _Section(BaseModel):

@@ -38,7 +38,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from .._core._driver import ChannelLens, Lens, _find_lens, register_lens
-from .._core._errors import ChunkTypeError, StreamOpsError
+from .._core._errors import ChunkTypeError, LensError
 
 __all__ = [
     "AnthropicLens",
@@ -49,22 +49,6 @@ __all__ = [
     "OpenAIResponsesLens",
     "find_lens",
 ]
-
-
-class LensError(StreamOpsError, ValueError):
-    """Raised when a chunk of a recognised provider cannot be mapped to text safely.
-
-    Examples: an OpenAI stream with more than one choice (``n > 1``), invalid
-    UTF-8 in a bytes stream with ``errors="strict"``, Anthropic helper events
-    that carry snapshots of the whole text. It is not raised for chunk types no
-    lens knows: that is a :class:`~streamops.ChunkTypeError`.
-
-    >>> from streamops import BytesLens
-    >>> BytesLens().unwrap(b"\\xff")
-    Traceback (most recent call last):
-    ...
-    streamops._providers._lenses.LensError: chunk 0: invalid UTF-8 (invalid start byte); pass errors=...
-    """
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -170,12 +154,12 @@ def find_lens(chunk: Any, /) -> Lens | ChannelLens:
     Raises :class:`~streamops.ChunkTypeError` when no lens recognises it.
 
     >>> import streamops as so
-    >>> type(so.find_lens({"object": "chat.completion.chunk", "choices": []})).__name__
+    >>> type(find_lens({"object": "chat.completion.chunk", "choices": []})).__name__
     'OpenAIChatLens'
-    >>> so.find_lens(42)
+    >>> find_lens(42)
     Traceback (most recent call last):
     ...
-    streamops._core._errors.ChunkTypeError: chunk 0 has type int, expected str or a chunk type ...
+    streamops.ChunkTypeError: chunk 0 has type int, expected str or a chunk type ...
     """
     lens = _find_lens(chunk)
     if lens is None:

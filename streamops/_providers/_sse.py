@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeAlias
 from pydantic import BaseModel
 
 from .._core._driver import AsyncStream, Operator, ProcessorStage, SyncStream
-from .._core._errors import ChunkTypeError, StreamOpsError
+from .._core._errors import ChunkTypeError, SSEError
 from .._core._report import StreamReport
 from ._lenses import _usage
 
@@ -70,32 +70,6 @@ class SSEEvent:
             return json.loads(self.data)
         except json.JSONDecodeError as exc:
             raise SSEError(self, exc) from exc
-
-
-class SSEError(StreamOpsError, ValueError):
-    """Raised when the data of an SSE event is not the JSON it should be (:func:`sse_json`).
-
-    ``event`` is the :class:`SSEEvent`, ``offset`` the zero-based character
-    offset in its data where the JSON broke; the ``json.JSONDecodeError`` is
-    the ``__cause__``. It is not raised for malformed SSE framing: the format
-    has no invalid input (unknown fields and stray lines are ignored, as the
-    spec says), nor for a chunk that is not bytes or text (that is a
-    :class:`~streamops.ChunkTypeError`).
-
-    >>> SSEEvent("{oops", id="7").json()
-    Traceback (most recent call last):
-    ...
-    streamops._providers._sse.SSEError: SSE event (id '7') data is not JSON at offset 1: Expecting ...
-    """
-
-    def __init__(self, event: SSEEvent, cause: json.JSONDecodeError) -> None:
-        where = f" (id {event.id!r})" if event.id else ""
-        super().__init__(
-            f"SSE event{where} data is not JSON at offset {cause.pos}: {cause.msg}:"
-            f" {event.data[:80]!r}"
-        )
-        self.event = event
-        self.offset = cause.pos
 
 
 class SSEDecoder:

@@ -62,7 +62,7 @@ import regex
 from pydantic import BaseModel, Field
 
 from .._core._driver import Masked, Operator, ProcessorStage
-from .._core._errors import StreamOpsError
+from .._core._errors import RedactPatternError, RedactTimeoutError
 from .._core._report import StopReason, StreamReport
 from ._patterns import (
     BUILTIN_STARTS,
@@ -85,7 +85,7 @@ __all__ = [
     "RedactMatch",
     "RedactPatternError",
     "RedactReport",
-    "RedactTimeout",
+    "RedactTimeoutError",
     "builtin_patterns",
     "iban_valid",
     "luhn_valid",
@@ -97,42 +97,6 @@ OnOverflow = Literal["redact", "release"]
 _ACTIONS = ("redact", "block", "flag")
 _DEFAULT_LABEL = "[REDACTED]"
 _BUILTIN_SET = frozenset(builtin_patterns())
-
-
-class RedactPatternError(StreamOpsError, ValueError):
-    """Raised for a pattern :func:`redact` cannot use, naming the pattern.
-
-    At construction: invalid regex syntax, a pattern matching the empty string,
-    numbered group references (``\\1``, ``(?1)``: patterns are combined into one
-    alternation, use named groups), mixed ``V0``/``V1`` versions, what a stream
-    cannot decide exactly (full case folding, fuzzy constraints, the ``POSIX``,
-    ``REVERSE``, ``BESTMATCH`` and ``ENHANCEMATCH`` flags, ``\\G``), and a bare
-    word that looks like a misspelled built-in name (``"emial"``). Mid-stream:
-    a pattern that matched the empty string. Not raised for a slow pattern:
-    that is :class:`RedactTimeout`.
-
-    >>> redact(["a(b"])
-    Traceback (most recent call last):
-    ...
-    streamops._redact._filter.RedactPatternError: invalid pattern 'pattern_0' ('a(b'): missing )...
-    """
-
-
-class RedactTimeout(StreamOpsError, TimeoutError):
-    """Raised when one pattern search exceeds the operator's ``timeout`` (a ReDoS guard).
-
-    The filter fails closed: the text it was holding back is never released.
-    It is not raised by :func:`streamops.timeout`, whose limits are about the
-    upstream's pace (that is ``StreamTimeout``).
-
-    >>> op = redact([r"(a|aa)+b"], timeout=0.01)
-    >>> list(op(["a" * 60]))
-    Traceback (most recent call last):
-    ...
-    streamops._redact._filter.RedactTimeout: redaction search exceeded 0.01 s (catastrophic ...
-    """
-
-    retryable = False  # fail closed is a policy decision: the same text would time out again
 
 
 class RedactReport(BaseModel):
@@ -885,7 +849,7 @@ class _Redactor:
             found = self._live_secret(buf, scan)
         except TimeoutError as exc:
             self.done = True
-            raise RedactTimeout(_timeout_message(self._plan.timeout)) from exc
+            raise RedactTimeoutError(_timeout_message(self._plan.timeout)) from exc
         if found is None:
             return self.close()
         cut, branch = found
@@ -1038,7 +1002,7 @@ class _Redactor:
                         break
         except TimeoutError as exc:
             self.done = True
-            raise RedactTimeout(_timeout_message(timeout)) from exc
+            raise RedactTimeoutError(_timeout_message(timeout)) from exc
         finally:
             self._scan = scan
         if self.done:
@@ -1328,7 +1292,7 @@ def redact(
     ``context``: characters of released input kept for lookbehinds, raised to
     the widest lookbehind of the patterns.
     ``timeout``: seconds per search when any pattern is not a built-in (those
-    are vetted and run unguarded), else :class:`RedactTimeout`.
+    are vetted and run unguarded), else :class:`RedactTimeoutError`.
     ``channels``: on provider chunks, which text channels to redact (default:
     all of ``"content"``, ``"refusal"``, ``"reasoning"``, ``"tool_arguments"``;
     see ``docs/providers.md``); each channel has its own state.

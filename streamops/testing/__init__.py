@@ -31,22 +31,16 @@ from __future__ import annotations
 
 import asyncio
 
+from .._core._errors import FakeModelExhaustedError, FakeUpstreamError
+from .._core._public import fixup_module_metadata
 from ._clock import VirtualClock, run, virtual_time
-from ._fake import (
-    Chunking,
-    FakeCall,
-    FakeModelExhausted,
-    FakeReply,
-    FakeStreamingModel,
-    FakeUpstreamError,
-    Fault,
-)
-from ._server import FakeOpenAIServer, ServedRequest
+from ._fake import Chunking, FakeCall, FakeReply, FakeStreamingModel, Fault
+from ._server import FakeOpenAIServer, ServedRequest, serve
 
 __all__ = (
     "Chunking",
     "FakeCall",
-    "FakeModelExhausted",
+    "FakeModelExhaustedError",
     "FakeOpenAIServer",
     "FakeReply",
     "FakeStreamingModel",
@@ -56,6 +50,7 @@ __all__ = (
     "VirtualClock",
     "assert_closed",
     "run",
+    "serve",
     "virtual_time",
 )
 
@@ -133,3 +128,7 @@ def _assert_no_tasks() -> None:
     if left:
         names = ", ".join(sorted(t.get_name() for t in left))
         raise AssertionError(f"{len(left)} task(s) left running: {names}")
+
+
+# The errors belong to streamops (they are re-exported here for convenience).
+fixup_module_metadata(__name__, globals(), [n for n in __all__ if not n.endswith("Error")])

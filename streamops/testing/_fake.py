@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._budget._tokens import get_encoding
-from .._core._errors import StreamOpsError
+from .._core._errors import FakeModelExhaustedError, FakeUpstreamError
 
 __all__ = (
     "Chunking",
     "FakeCall",
-    "FakeModelExhausted",
+    "FakeModelExhaustedError",
     "FakeReply",
     "FakeStreamingModel",
     "FakeUpstreamError",
@@ -62,34 +62,6 @@ _SDKS = {
 _ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens"}
 # A fixed creation time keeps provider-shaped chunks identical across runs.
 _CREATED = 1_700_000_000
-
-
-class FakeUpstreamError(StreamOpsError, ConnectionError):
-    """Raised by a :meth:`Fault.raise_at` fault that names no exception of its own.
-
-    It stands for a broken upstream connection, so it is also a
-    ``ConnectionError`` (what retry policies usually treat as transient). It is
-    never raised by a real stream: only by the fake model.
-
-    >>> model = FakeStreamingModel("a b", faults=[Fault.raise_at(1)])
-    >>> list(model.stream())
-    Traceback (most recent call last):
-    ...
-    streamops.testing._fake.FakeUpstreamError: fake upstream error at chunk 1
-    """
-
-
-class FakeModelExhausted(StreamOpsError, LookupError):
-    """Raised when a model built with ``cycle=False`` is called after its last reply.
-
-    >>> model = FakeStreamingModel(["only"], cycle=False)
-    >>> model.invoke("1")
-    'only'
-    >>> model.invoke("2")
-    Traceback (most recent call last):
-    ...
-    streamops.testing._fake.FakeModelExhausted: call 2: all 1 replies were used (cycle=False)
-    """
 
 
 # --------------------------------------------------------------------------
@@ -637,7 +609,7 @@ class FakeStreamingModel:
     chunk, as :meth:`Fault.raise_at` raises it), or a callable
     ``prompt -> str | FakeReply``. Call *k* gets reply
     *k* of the list, cycling unless ``cycle=False`` (then an extra call raises
-    :class:`FakeModelExhausted`).
+    :class:`FakeModelExhaustedError`).
 
     Options (keyword-only):
 
@@ -785,7 +757,7 @@ class FakeStreamingModel:
         elif index < len(self._prepared) or self.cycle:
             prepared = self._prepared[index % len(self._prepared)]
         else:
-            raise FakeModelExhausted(
+            raise FakeModelExhaustedError(
                 f"call {index + 1}: all {len(self._prepared)} replies were used (cycle=False)"
             )
         response = "".join(prepared.chunks)
