@@ -17,14 +17,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import keyword
 import logging
 import os
 import tomllib
 from collections.abc import AsyncIterable, Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Union, get_args
+from typing import Any, Literal, get_args
 
 import regex
 from pydantic import (
@@ -35,7 +34,6 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
-    create_model,
     field_validator,
     model_validator,
 )
@@ -49,6 +47,7 @@ from .._core._driver import Operator, ProcessorStage, identity
 from .._core._errors import PolicyError
 from .._core._report import EventCallback
 from .._json._operator import parse_json
+from .._json._schema import schema_type
 from .._redact._filter import KeyedHash, RedactPatternError, redact
 from .._redact._patterns import PatternSpec, builtin_patterns, is_builtin_selector
 from .._retry import Backoff, retry
@@ -296,7 +295,7 @@ class JSONPolicy(_Section):
     @classmethod
     def _supported(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         if schema is not None:
-            _schema_type(schema, "json_schema")
+            schema_type(schema, "json_schema")
         return schema
 
     @model_validator(mode="after")
@@ -310,7 +309,7 @@ class JSONPolicy(_Section):
         if self.model is not None:
             return _import_ref(self.model)
         if self.json_schema is not None:
-            return _schema_type(self.json_schema, "json_schema")
+            return schema_type(self.json_schema, "json_schema")
         return None
 
 
@@ -380,6 +379,10 @@ class Policy(_Section):
     retry: RetryPolicy | None = None
     collect: CollectPolicy | None = None
     events: EventsPolicy | None = None
+    input: RedactPolicy | None = None
+    """Rules for the *request's* texts (``[input]``, the ``redact`` keys): a gateway
+    (``streamops serve``) redacts them, or refuses the request on ``action = "block"``,
+    before it reaches the provider. Not part of :meth:`build`; see :meth:`build_input`."""
 
     # One in-memory ledger per policy object, shared by every pipeline it builds.
     _ledger: Ledger | None = PrivateAttr(default=None)
@@ -474,6 +477,20 @@ class Policy(_Section):
         for op in ops[1:]:
             pipeline = pipeline | op
         return pipeline
+
+    def build_input(self) -> Operator[Any, Any] | None:
+        """Return the operator of the ``input`` section (``None`` without one).
+
+        Run each text of a request through it before the request is sent: its
+        report's stop reason is ``blocked`` when ``action = "block"`` matched.
+
+        >>> p = Policy.from_dict({"input": {"patterns": ["email"]}})
+        >>> "".join(p.build_input()(["mail ann@example.com"]))
+        'mail [EMAIL]'
+        """
+        if self.input is None:
+            return None
+        return self.model_copy(update={"redact": self.input})._build_redact()
 
     def on_event(self) -> EventCallback | None:
         """Return the event callback of the ``events`` section (``None`` when not logging)."""
@@ -751,73 +768,6 @@ def _import_ref(ref: str) -> Any:
     except Exception as exc:  # pydantic raises several types for "not a type"
         raise ValueError(f"{ref!r} is not a type pydantic can validate: {exc}") from None
     return obj
-
-
-_SCALARS: dict[str, Any] = {
-    "string": str,
-    "integer": int,
-    "number": float,
-    "boolean": bool,
-    "null": None,
-}
-_SCHEMA_KEYS = frozenset(
-    {"type", "properties", "required", "additionalProperties", "items", "enum"}
-    | {"title", "description", "$schema"}
-)
-
-
-def _schema_type(schema: object, where: str) -> Any:
-    """Translate the supported subset of JSON Schema into a type pydantic validates."""
-    if not isinstance(schema, dict):
-        raise ValueError(f"{where} must be a JSON Schema object")
-    unknown = sorted(set(schema) - _SCHEMA_KEYS)
-    if unknown:
-        raise ValueError(
-            f"{where}: unsupported JSON Schema keyword(s) {unknown};"
-            f" supported: {sorted(_SCHEMA_KEYS)}"
-        )
-    if "enum" in schema:
-        values = schema["enum"]
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"{where}.enum must be a non-empty list")
-        return Literal[tuple(values)]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        members = tuple(_schema_type({**schema, "type": k}, where) for k in kind)
-        return Union[members]  # noqa: UP007 - a runtime-built union needs the subscript form
-    if kind is None:
-        return Any
-    if kind in _SCALARS:
-        return _SCALARS[kind]
-    if kind == "array":
-        return list[_schema_type(schema.get("items", {}), f"{where}.items")]  # type: ignore[misc]
-    if kind == "object":
-        return _object_type(schema, where)
-    raise ValueError(f"{where}.type {kind!r} is not a JSON Schema type")
-
-
-def _object_type(schema: dict[str, Any], where: str) -> Any:
-    props = schema.get("properties", {})
-    required = schema.get("required", [])
-    if not isinstance(props, dict) or not isinstance(required, list):
-        raise ValueError(f"{where}: properties must be an object and required a list")
-    missing = [r for r in required if r not in props]
-    if missing:
-        raise ValueError(f"{where}.required names properties that are not defined: {missing}")
-    if not props:
-        return dict[str, Any]
-    fields: dict[str, Any] = {}
-    for name, sub in props.items():
-        if not name.isidentifier() or keyword.iskeyword(name) or name.startswith(("_", "model_")):
-            raise ValueError(f"{where}.properties: property name {name!r} is not supported")
-        tp = _schema_type(sub, f"{where}.properties.{name}")
-        fields[name] = (tp, ...) if name in required else (tp | None, None)
-    extra: Literal["forbid", "allow"] = (
-        "forbid" if schema.get("additionalProperties") is False else "allow"
-    )
-    title = schema.get("title")
-    model_name = title if isinstance(title, str) and title.isidentifier() else "Schema"
-    return create_model(model_name, __config__=ConfigDict(extra=extra), **fields)
 
 
 def _make_ledger(b: BudgetPolicy) -> Ledger:
