@@ -420,3 +420,31 @@ def test_rate_limit_per_key(tmp_path: Path) -> None:
         assert info.value.code == "rate_limit_exceeded"
         assert int(info.value.response.headers["retry-after"]) >= 1
         assert up.requests == 2
+
+
+def test_input_rules_redact_or_block_before_the_upstream(tmp_path: Path) -> None:
+    redacting = tmp_path / "in-redact.toml"
+    redacting.write_text('[input]\npatterns = ["secrets", "email"]\n')
+    blocking = tmp_path / "in-block.toml"
+    blocking.write_text('[input]\npatterns = ["secrets"]\naction = "block"\n')
+    keys = keys_file(
+        tmp_path,
+        r={"key": "sk-r", "policy": str(redacting)},
+        b={"key": "sk-b", "policy": str(blocking)},
+    )
+    prompt = f"my key is {SECRET}, mail ann@example.com"
+    with (
+        fake("ok") as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys) as gw,
+    ):
+        oa = openai.OpenAI(base_url=gw.base_url, api_key="sk-r", max_retries=0)
+        oa.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}])
+        call = up.model.last_call
+        assert call is not None
+        assert call.prompt == "my key is [OPENAI_KEY], mail [EMAIL]"
+        an = anthropic.Anthropic(base_url=gw.root_url, api_key="sk-b", max_retries=0)
+        with pytest.raises(anthropic.BadRequestError, match="input rules"):
+            an.messages.create(
+                model="m", max_tokens=5, messages=[{"role": "user", "content": prompt}]
+            )
+        assert up.requests == 1
