@@ -462,10 +462,9 @@ def test_octal_escape_is_not_a_group_reference() -> None:
     assert feed_all(so.redact([r"\101x"], replacement="#"), ["Ax"]) == "#"
 
 
-def test_zero_width_match_mid_stream_is_an_error() -> None:
-    op = so.redact([r"(?=q)"])
+def test_zero_width_match_is_refused_at_construction_not_mid_stream() -> None:
     with pytest.raises(so.RedactPatternError, match="empty string"):
-        feed_all(op, ["a q"])
+        so.redact([r"(?=q)"])
 
 
 @pytest.mark.parametrize(
@@ -783,3 +782,47 @@ def test_replacement_callable_sees_a_stable_view_with_stream_offsets() -> None:
     assert seen[0] == (501, 507, "sk-abc", {"body": "abc"})
     m = seen[0]
     assert text[m[0] : m[1]] == m[2]
+
+
+# -- issue 16: graphemes, long lookbehinds, empty matches ----------------------
+
+
+def test_grapheme_waits_for_a_following_combining_mark() -> None:
+    # `\X` took "e" alone when the chunk ended there; the accent arrived after.
+    pattern = r"a\X"
+    for text in ("xae\u0301z", "xae\u0301\u0302z", "xa\U0001f44d\U0001f3fdz", "xaez"):
+        expected = regex.sub(pattern, "#", text)
+        assert_every_split(so.redact([pattern], replacement="#"), text, expected)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"(?<=\A[\s\S]{0,70})K",
+        r"(?<=^[\s\S]{64,70})K",
+        r"(?<=\b.{64})K",
+        r"(?m)(?<=^.{64})K",
+        r"(?<=\A.{200})K",
+    ],
+)
+def test_long_lookbehind_with_start_assertions_is_chunking_invariant(pattern: str) -> None:
+    # The trimmed buffer's first character looked like the start of the text to
+    # `\A`/`^`, and like a word boundary to `\b`, when the lookbehind reached it.
+    rng = random.Random(pattern)
+    for _ in range(30):
+        text = "".join(rng.choice("ab K\n.") for _ in range(rng.randrange(60, 700)))
+        expected = regex.sub(pattern, "#", text)
+        op = so.redact([pattern], replacement="#")
+        assert feed_all(op, [text]) == expected
+        for size in (1, 3, 4, 7, 64):
+            chunks = [text[i : i + size] for i in range(0, len(text), size)]
+            assert feed_all(op, chunks) == expected, (size, text)
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"(?<=a)x?", r"x|(?=q)", r"(?<![a-z])\d*", r"\b", r"(?:ab)?(?=c)", r"x{0,3}"]
+)
+def test_pattern_that_can_match_empty_text_in_context_is_refused(pattern: str) -> None:
+    # It passed construction and then ended the stream at the first empty match.
+    with pytest.raises(so.RedactPatternError, match="can match the empty string"):
+        so.redact([pattern])

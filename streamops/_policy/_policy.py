@@ -49,7 +49,7 @@ from .._core._report import EventCallback
 from .._json._operator import parse_json
 from .._json._schema import schema_type
 from .._redact._filter import KeyedHash, RedactPatternError, redact
-from .._redact._patterns import PatternSpec, builtin_patterns, is_builtin_selector
+from .._redact._patterns import PatternSpec, builtin_patterns, closest_builtin, is_builtin_selector
 from .._retry import Backoff, retry
 from .._timeout import timeout
 
@@ -134,6 +134,12 @@ class CustomPattern(_Section):
     @classmethod
     def _compiles(cls, pattern: str, info: ValidationInfo) -> str:
         name = info.data.get("name", "pattern")
+        if (meant := closest_builtin(pattern)) is not None:
+            raise ValueError(
+                f"{pattern!r} looks like the built-in {meant!r} misspelled; did you mean"
+                f" {meant!r}? List built-ins in redact.patterns; to match the text itself,"
+                f" write a regex that is not a bare word, such as {f'(?:{pattern})'!r}"
+            )
         try:
             # redact() runs every check a pattern needs (syntax, empty match, group refs).
             redact([PatternSpec(name, pattern)], timeout=None)
@@ -171,7 +177,8 @@ class RedactPolicy(_Section):
     def _known(cls, patterns: list[str]) -> list[str]:
         unknown = [p for p in patterns if not is_builtin_selector(p)]
         if unknown:
-            raise ValueError(f"unknown built-in pattern or category {unknown}")
+            hints = [f"did you mean {m!r}?" for p in unknown if (m := closest_builtin(p))]
+            raise ValueError(f"unknown built-in pattern or category {unknown} {' '.join(hints)}")
         return patterns
 
     @model_validator(mode="after")
@@ -181,6 +188,17 @@ class RedactPolicy(_Section):
         names = [c.name for c in self.custom]
         if len(set(names)) != len(names):
             raise ValueError(f"custom pattern names must be unique, got {names}")
+        # What build() will run, checked now: a policy that loads also builds.
+        try:
+            redact(
+                [*self.patterns, *(c.spec() for c in self.custom)],
+                action=self.action,
+                max_window=self.max_window,
+                on_overflow=self.on_overflow,
+                timeout=self.timeout,
+            )
+        except (RedactPatternError, ValueError, TypeError) as exc:
+            raise ValueError(str(exc)) from None
         return self
 
 

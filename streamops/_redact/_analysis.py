@@ -135,6 +135,10 @@ def _rewrite(
                 )
             if nxt and nxt in _END_ESCAPES:
                 out.append(f"(?:{_PEEK1}\\{nxt})")
+            elif nxt == "X":
+                # A grapheme cluster's end depends on the character after it (a
+                # combining mark extends it): read one more before deciding.
+                out.append(f"(?:\\X{_PEEK1})")
             elif nxt and nxt in "123456789" and not re.fullmatch(r"[0-7]{3}", src[i + 1 : i + 4]):
                 raise refuse(src[i : i + 2])
             elif nxt == "g" and re.match(r"<[+-]?[0-9]", src[i + 2 : i + 5]):
@@ -240,6 +244,15 @@ def _parse(src: str, verbose: bool) -> sre_parse.SubPattern:
     with warnings.catch_warnings():  # "possible nested set": V1 sets only widen the bound
         warnings.simplefilter("ignore", FutureWarning)
         return sre_parse.parse(src, re.VERBOSE if verbose else 0)
+
+
+def _min_width(src: str, verbose: bool) -> int | None:
+    """The fewest characters a match may read, lookarounds being zero-width
+    (``None`` when the standard library's parser cannot read the pattern)."""
+    try:
+        return int(_parse(src, verbose).getwidth()[0])
+    except (re.error, ValueError, TypeError, IndexError, KeyError, OverflowError):
+        return None
 
 
 def _lookbehind_reach(src: str, verbose: bool, where: str) -> int:
@@ -486,8 +499,12 @@ def _compile(spec: PatternSpec, index: int = 0) -> _Compiled:
     tail = "\n" if flags & regex.VERBOSE else ""  # ends a trailing verbose comment
     source = f"(?{scoped}:{rewritten}{tail})"
     compiled = _regex(source, flags & (regex.V0 | regex.V1), lists)
-    if compiled.fullmatch("") is not None:
-        raise RedactPatternError(f"{where} matches the empty string")
+    if compiled.fullmatch("") is not None or _min_width(src, verbose) == 0:
+        raise RedactPatternError(
+            f"{where} can match the empty string (here or next to some text): a pattern that"
+            " matches the empty string would insert its replacement between characters;"
+            " make it read at least one character"
+        )
     reach = _lookbehind_reach(src, verbose, where)
     evidence = None
     if spec.evidence is not None:

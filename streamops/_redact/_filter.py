@@ -875,7 +875,10 @@ def redact(
         window=max_window,
         on_overflow=on_overflow,
         # Lookbehinds must see the same released text whatever the chunking.
-        context=max(context, *(b.reach for b in branches)),
+        # One more than the widest lookbehind: the buffer's first character is then never
+        # read by one, where `\A`/`^` would take it for the start and `\b` see no
+        # character before it.
+        context=max(context, *(b.reach + 1 for b in branches)),
         # The built-in library is vetted (bounded, no nested quantifiers) and runs
         # unguarded: the guard polls a clock and about doubles the cost of a search.
         timeout=None if builtin_only else timeout,
