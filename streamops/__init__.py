@@ -109,6 +109,7 @@ from ._policy._policy import (
     preset_names,
 )
 from ._providers import _aiostream  # registers the aiostream source adapter (never imports it)
+from ._providers import _langchain_events  # refuses astream_events() events, with advice
 from ._providers._lenses import (
     AnthropicLens,
     BytesLens,

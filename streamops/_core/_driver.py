@@ -23,6 +23,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
+import sys
 import inspect
 import json
 from collections.abc import (
@@ -1609,6 +1610,17 @@ class Operator(Generic[In, Out]):
     def __repr__(self) -> str:
         return " | ".join(stage.name for stage in self.stages) or "identity"
 
+    def as_runnable(self) -> Any:
+        """Return this operator as a LangChain runnable that streams chunk by chunk.
+
+        ``model | so.redact().as_runnable() | StrOutputParser()``: see
+        :func:`streamops.langchain.as_runnable`. Needs langchain-core
+        (``pip install 'streamops[langchain]'``).
+        """
+        from ..langchain import as_runnable  # (the core imports no integration eagerly)
+
+        return as_runnable(self)
+
     @overload
     def __call__(
         self,
@@ -1680,7 +1692,8 @@ class Operator(Generic[In, Out]):
         lookup for non-text chunks: it is called with the first such chunk and
         returns the :class:`Lens` to use (or ``None`` to refuse the chunk).
         """
-        if isinstance(source, (str, bytes, bytearray)):
+        if isinstance(source, (str, bytes, bytearray)) or _is_lc_message(source):
+            _langchain_misuse(self, source)
             kind = type(source).__name__
             raise TypeError(
                 f"expected an iterable of chunks, got a bare {kind}; wrap it: op([text])"
@@ -1773,6 +1786,32 @@ class Operator(Generic[In, Out]):
                     it = drive(it, chain, first=first, owner=owner_cell)
                 first = False
         return it  # the last group is always a driver: a generator
+
+
+def _is_lc_message(obj: object) -> bool:
+    """Whether ``obj`` is one LangChain message (an iterable of its fields, not of chunks)."""
+    return any(
+        c.__name__ == "BaseMessage" and c.__module__.startswith("langchain_core")
+        for c in type(obj).__mro__
+    )
+
+
+def _langchain_misuse(op: Operator[Any, Any], source: object) -> None:
+    """Raise the right advice when LangChain calls an operator with one whole value.
+
+    ``chain | op`` makes LangChain wrap the operator in a ``RunnableLambda``,
+    which calls it once with the whole output of the chain (a ``str`` or a
+    message), after buffering the stream.
+    """
+    caller = sys._getframe(2).f_globals.get("__name__", "")
+    if _is_lc_message(source) or caller.startswith("langchain_core"):
+        raise TypeError(
+            f"LangChain called the operator {op!r} with one whole"
+            f" {type(source).__name__}: `chain | op` makes a RunnableLambda, which"
+            " buffers the stream and cannot redact what the model already emitted;"
+            " use `chain | op.as_runnable()` to stream through it, or wrap the model:"
+            " streamops.langchain.wrap_chat_model(model, op)"
+        )
 
 
 def identity() -> Operator[Any, Any]:

@@ -747,7 +747,10 @@ class FakeStreamingModel:
         return _Prepared(reply, chunks, delays, faults)
 
     def _begin(
-        self, prompt: Any, method: Literal["stream", "astream", "invoke", "ainvoke"]
+        self,
+        prompt: Any,
+        method: Literal["stream", "astream", "invoke", "ainvoke"],
+        fmt: str | None = None,
     ) -> tuple[FakeCall, list[_Step]]:
         index = len(self.calls)
         if self._script is not None:
@@ -763,7 +766,8 @@ class FakeStreamingModel:
         response = "".join(prepared.chunks)
         call = FakeCall(index, prompt, method, response, prepared.chunks, prepared.delays)
         self.calls.append(call)
-        fmt = "text" if method.endswith("invoke") else self.format
+        if fmt is None:
+            fmt = "text" if method.endswith("invoke") else self.format
         return call, self._steps(prepared, _Shaper(fmt, index, prompt, response, self.model_name))
 
     def _steps(self, prepared: _Prepared, shaper: _Shaper) -> list[_Step]:
@@ -871,3 +875,26 @@ class FakeStreamingModel:
     async def ainvoke(self, prompt: Any = "", /) -> str:
         """Async :meth:`invoke`: sleeps on the loop like :meth:`astream`."""
         return "".join([piece async for piece in self._run_async(*self._begin(prompt, "ainvoke"))])
+
+    # -- LangChain ---------------------------------------------------------
+    def as_langchain(self) -> Any:
+        """Return this fake as a LangChain chat model (a ``BaseChatModel``).
+
+        Same script, chunking, faults and (virtual) timing; it yields
+        ``AIMessageChunk`` objects whatever this model's ``format``. See
+        :func:`streamops.langchain.fake_chat_model`. Needs langchain-core
+        (``pip install 'streamops[langchain]'``).
+
+        >>> model = FakeStreamingModel("Hi there").as_langchain()
+        >>> [c.content for c in model.stream("hello")][:2]
+        ['Hi', ' there']
+        """
+        from ..langchain import fake_chat_model
+
+        return fake_chat_model(self)
+
+    def _langchain_stream(self, prompt: str) -> Generator[Any, None, None]:
+        return self._run_sync(*self._begin(prompt, "stream", "langchain"))
+
+    def _langchain_astream(self, prompt: str) -> AsyncGenerator[Any, None]:
+        return self._run_async(*self._begin(prompt, "astream", "langchain"))
