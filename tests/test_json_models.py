@@ -342,3 +342,26 @@ class Node(BaseModel):
 def test_recursive_model() -> None:
     check(Node, '{"name": "a", "children": [{"name": "b", "children": [{"name": 3}]}]}')
     check(Node, '{"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}]}')
+
+
+class Bounded(BaseModel):
+    pair: tuple[int, int] | None = None
+    few: Annotated[list[int], Field(max_length=2)] = []
+    nested: Annotated[list[list[int]], Field(max_length=1)] = []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"pair": [null, null, null]}',
+        '{"pair": [null, null]}',
+        '{"few": ["x", 1, 2]}',
+        '{"few": ["x"]}',
+        '{"nested": [["x"], []]}',
+    ],
+)
+def test_bounded_arrays_report_what_validate_json_reports(text: str) -> None:
+    # An array that ends too long reports only "too_long" at the array: an
+    # early rejection of one of its items would name a path the final
+    # validation does not report.
+    check(Bounded, text)

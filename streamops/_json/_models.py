@@ -435,6 +435,8 @@ class _Node:
 
     def _item(self, schema: dict[str, Any], config: dict[str, Any] | None, key: str) -> Any:
         items = schema.get("items_schema")
+        if schema.get("max_length") is not None:
+            return None  # an array that ends too long reports only that, not its items
         if schema["type"] != "tuple":
             return self._cached("", items, config)
         if not isinstance(items, list) or not key.isdigit():
@@ -442,7 +444,7 @@ class _Node:
         i = int(key)
         variadic = schema.get("variadic_item_index")
         if variadic is None:
-            return self._cached(i, items[i], config) if i < len(items) else None
+            return None  # a fixed tuple: likewise (too many items hide the items' errors)
         if i < variadic:
             return self._cached(i, items[i], config)
         if variadic == len(items) - 1:  # nothing after the variadic part
