@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import streamops as so
-from streamops._core._driver import _Identity
+from streamops._core._stages import _Identity
 from streamops.lowlevel import Processor
 
 from ._common import BenchResult, format_table, interleaved

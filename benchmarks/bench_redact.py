@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 
 import streamops as so
-from streamops._core._driver import ProcessorStage
+from streamops._core._stages import ProcessorStage
 from streamops._redact._filter import _combined_pattern, _Redactor
 
 from ._common import BenchResult, best_of, format_table

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import streamops as so
-from streamops._core._driver import ProcessorStage
+from streamops._core._stages import ProcessorStage
 from streamops._redact._filter import _Plan, _Redactor
 from streamops._redact._patterns import BUILTIN_STARTS
 

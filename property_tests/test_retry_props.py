@@ -307,7 +307,7 @@ def provider_scenarios(draw: st.DrawFn) -> ProviderScenario:
 
 
 def _text_of(chunks: list[object]) -> str:
-    from streamops._core._driver import _find_lens
+    from streamops._core._stages import _find_lens
 
     out = []
     lens = None

@@ -48,12 +48,7 @@ from ._collect import (
     collect,
     events,
 )
-from ._core._driver import (
-    AsyncStream,
-    Operator,
-    SyncStream,
-    identity,
-)
+from ._core._driver import AsyncStream, Operator, SyncStream, identity
 from ._core._errors import (
     AsyncioRequiredError,
     BudgetExceededError,
@@ -109,6 +104,7 @@ from ._policy._policy import (
     preset_names,
 )
 from ._providers import _aiostream  # registers the aiostream source adapter (never imports it)
+from ._providers._gemini import GeminiLens
 from ._providers import _langchain_events  # refuses astream_events() events, with advice
 from ._providers._lenses import (
     AnthropicLens,
@@ -189,6 +185,7 @@ __all__ = (
     "FakeModelExhaustedError",
     "FakeStreamingModel",
     "FakeUpstreamError",
+    "GeminiLens",
     "JSONDelta",
     "JSONPolicy",
     "JSONReport",

@@ -22,8 +22,9 @@ from typing import Any, Protocol
 from pydantic import BaseModel, PrivateAttr, computed_field
 
 from ._budget._tokens import get_encoding
-from ._core._driver import AsyncStream, Operator, ProcessorStage, SyncStream, _lens_for
+from ._core._driver import AsyncStream, Operator, SyncStream
 from ._core._report import ChunkEvent, Event, StopReason, StreamReport, format_event
+from ._core._stages import ProcessorStage, _lens_for
 
 __all__ = ("Collected", "EventLogger", "StreamMetrics", "collect", "events")
 

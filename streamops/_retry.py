@@ -47,21 +47,11 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._core._driver import (
-    AsyncStream,
-    ChannelLens,
-    Lens,
-    SyncStream,
-    _aclose_all,
-    _close_all,
-    _end,
-    _lens_for,
-    _on_error,
-    _start,
-    _start_async,
-)
+from ._core._driver import AsyncStream, SyncStream, _end, _on_error, _start, _start_async
 from ._core._errors import SideEffectError, StreamInterruptedError, require_asyncio
 from ._core._report import EventCallback, StopReason, StreamReport
+from ._core._sources import _aclose_all, _close_all
+from ._core._stages import ChannelLens, Lens, _lens_for
 
 _Reader = Lens | ChannelLens  # what reads the text of provider chunks
 

@@ -24,8 +24,8 @@ from collections.abc import AsyncGenerator, Generator
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from ._core._driver import AsyncSource, SyncSource, _aclose_all, _close_all, _open_source
 from ._core._errors import StreamOpsError, TeeOverflowError
+from ._core._sources import AsyncSource, SyncSource, _aclose_all, _close_all, _open_source
 
 __all__ = ("AsyncTeeBranch", "TeeBranch", "TeeOverflowError", "tee")
 

@@ -42,9 +42,10 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel
 
-from ._core._driver import Operator, ShellStage
+from ._core._driver import Operator
 from ._core._errors import AsyncioRequiredError, StreamTimeout
 from ._core._report import StopReason, StreamReport
+from ._core._stages import ShellStage
 
 __all__: list[str] = ["CancelToken", "StreamTimeout", "cancellable", "timeout"]
 

@@ -32,7 +32,8 @@ an operator or a lens.
 
 from __future__ import annotations
 
-from ._core._driver import (
+from ._core._public import fixup_module_metadata
+from ._core._stages import (
     ALL_CHANNELS,
     ChannelLens,
     Lens,
@@ -44,7 +45,6 @@ from ._core._driver import (
     Stage,
     register_lens,
 )
-from ._core._public import fixup_module_metadata
 from ._providers._lenses import find_lens
 
 __all__ = (

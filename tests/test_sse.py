@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 import streamops as so
 from streamops import SSEDecoder, SSEEvent, sse_decode, sse_format, sse_json
-from streamops._core._driver import ProcessorStage
+from streamops._core._stages import ProcessorStage
 from streamops.lowlevel import find_lens
 from streamops.testing import Chunking, Fault
 

@@ -35,22 +35,26 @@ from typing import Any, Literal
 import tiktoken
 from pydantic import BaseModel, Field, PrivateAttr, computed_field
 
-from .._core._driver import (
+from .._core._channels import _Halt
+from .._core._driver import Operator, _Chain
+from .._core._errors import (
+    BudgetExceededError,
+    ChunkTypeError,
+    LedgerUnavailableError,
+    require_asyncio,
+)
+from .._core._report import StopReason, StreamReport
+from .._core._stages import (
     ALL_CHANNELS,
     ChannelLens,
     Lens,
-    Operator,
     ProcessorStage,
     ShellStage,
-    _Chain,
     _check_channels,
-    _Halt,
     _lens_for,
 )
-from .._core._errors import BudgetExceededError, ChunkTypeError, require_asyncio
-from .._core._report import StopReason, StreamReport
 from .._core._validate import check_int, check_number, check_str, is_number
-from ._ledger import Ledger, LedgerUnavailableError, MemoryLedger, RedisLedger, Reservation
+from ._ledger import Ledger, MemoryLedger, RedisLedger, Reservation
 from ._pricing import DEFAULT_PRICES, ModelPrice, PriceTable, PricingError
 from ._tokens import (
     DEFAULT_ENCODING,

@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, PydanticUserError, TypeAdapter
 
-from .._core._driver import Operator, ProcessorStage
+from .._core._driver import Operator
 from .._core._report import StreamReport
+from .._core._stages import ProcessorStage
 from ._models import JSONValidationError, _Validator, schema_root
 from ._parser import JSONDelta, JSONParser, JSONStreamError
 from ._tools import ToolCallUpdate, parse_tool_calls

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._core._driver import Operator, ProcessorStage
+from .._core._driver import Operator
 from .._core._errors import ChunkTypeError
 from .._core._report import StreamReport
+from .._core._stages import ProcessorStage
 from ._parser import JSONParser, JSONStreamError
 
 __all__ = ("ToolCallUpdate", "parse_tool_calls")

@@ -43,9 +43,10 @@ from .._budget._pricing import DEFAULT_PRICES, PricingError
 from .._budget._processor import budget
 from .._budget._tokens import resolve_encoding
 from .._collect import EventLogger, collect
-from .._core._driver import Operator, ProcessorStage, identity
+from .._core._driver import Operator, identity
 from .._core._errors import PolicyError
 from .._core._report import EventCallback
+from .._core._stages import ProcessorStage
 from .._json._operator import parse_json
 from .._json._schema import schema_type
 from .._redact._filter import KeyedHash, RedactPatternError, redact
@@ -290,7 +291,7 @@ class JSONPolicy(_Section):
 
     >>> schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     >>> JSONPolicy(json_schema=schema).target()
-    <class 'streamops._policy._policy.Schema'>
+    <class '...Schema'>
     """
 
     model: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")

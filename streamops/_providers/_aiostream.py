@@ -17,7 +17,8 @@ import sys
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from .._core._driver import Operator, register_source_adapter
+from .._core._driver import Operator
+from .._core._stages import register_source_adapter
 
 
 def _is_aiostream(source: Any) -> bool:

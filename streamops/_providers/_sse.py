@@ -27,9 +27,10 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel
 
-from .._core._driver import AsyncStream, Operator, ProcessorStage, SyncStream
+from .._core._driver import AsyncStream, Operator, SyncStream
 from .._core._errors import ChunkTypeError, SSEError
 from .._core._report import StreamReport
+from .._core._stages import ProcessorStage
 from ._lenses import _usage
 
 __all__ = [
