@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -826,3 +827,96 @@ def test_pattern_that_can_match_empty_text_in_context_is_refused(pattern: str) -
     # It passed construction and then ended the stream at the first empty match.
     with pytest.raises(so.RedactPatternError, match="can match the empty string"):
         so.redact([pattern])
+
+
+# -- issue 16: bounded cost and hold-back ---------------------------------------
+
+
+def test_cpu_budget_per_stream_fails_closed_with_a_clear_stop_reason() -> None:
+    # Each search stayed under its own timeout, so a slow stream never raised.
+    slow = r"(?:a|aa)+(?:a|aa)+b"
+    op = so.redact([slow], timeout=0.05, cpu_budget=0.2)
+    chunks = ["x " + "a" * 22 + "!"] * 400
+    started = time.perf_counter()
+    s = op(chunks)
+    out = s.text()
+    assert time.perf_counter() - started < 5
+    assert s.report.stop_reason == so.StopReason.BLOCKED
+    assert s.report["redact"].blocked_by == "cpu_budget"  # type: ignore[attr-defined]
+    assert "CPU budget" in (s.report.stop_detail or "")
+    assert len(out) < len("".join(chunks))
+    # with no per-search timeout the budget still bounds one search
+    s = so.redact([slow], timeout=None, cpu_budget=0.2)(["a" * 40 + "!"])
+    assert s.text() == ""
+    assert s.report["redact"].blocked_by == "cpu_budget"  # type: ignore[attr-defined]
+
+
+def test_cpu_budget_is_checked() -> None:
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="cpu_budget must be positive"):
+            so.redact(["email"], cpu_budget=bad)
+    with pytest.raises(ValueError, match="max_hold must be a positive int"):
+        so.redact(["email"], max_hold=0)
+    with pytest.raises(ValueError, match="hold_seconds must be positive"):
+        so.redact(["email"], hold_seconds=0)
+
+
+def test_open_attempt_is_not_rematched_on_every_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 3 kB private key in 4-character chunks was matched again from its start on
+    # each of its 800 chunks (quadratic); now again only when the held text doubles.
+    body = "".join(random.Random(3).choice("ABCDEFabcdef0123456789+/") for _ in range(3000))
+    pem = f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----"
+    text = f"key:\n{pem}\nbye"
+    calls = 0
+    real = _Redactor._run
+
+    def counting(self: _Redactor, *, final: bool, reopen: bool) -> list[str]:
+        nonlocal calls
+        calls += 1
+        return real(self, final=final, reopen=reopen)
+
+    monkeypatch.setattr(_Redactor, "_run", counting)
+    chunks = [text[i : i + 4] for i in range(0, len(text), 4)]
+    assert feed_all(so.redact(["private_key"]), chunks) == "key:\n[PRIVATE_KEY]\nbye"
+    assert calls < 60  # 16 chunks below the doubling floor, then one per doubling
+
+
+def test_hold_bound_in_characters_fails_closed() -> None:
+    pattern = r"<[a-z ]{0,500}>"
+    text = "a <" + "b" * 100 + "> c"
+    op = so.redact([pattern], replacement="#", max_hold=32)
+    s = op([text])
+    assert s.text() == "a # c"  # nothing of the held attempt released, resumed after it
+    assert s.report["redact"].window_overflows == 1  # type: ignore[attr-defined]
+    for size in (1, 4, 7):
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        proc = processor(op)
+        held = 0
+        for chunk in chunks:
+            proc.feed(chunk)
+            held = max(held, proc.held)
+        assert held <= 32 + size
+    # without the bound the whole attempt is held and redacted
+    assert feed_all(so.redact([pattern], replacement="#"), [text]) == "a # c"
+
+
+def test_hold_bound_in_seconds_fails_closed_on_the_stream_clock() -> None:
+    now = [0.0]
+    report = so.StreamReport(clock=lambda: now[0])
+    proc = processor(so.redact([r"<[a-z ]{0,500}>"], replacement="#", hold_seconds=1.0), report)
+    assert proc.feed("a <bb") == ["a "]
+    now[0] = 0.5
+    assert proc.feed("bb") == []
+    now[0] = 1.5
+    assert proc.feed("b") == ["#"]  # held a second: failed closed, nothing released
+    assert proc.feed("bb> c") == [" c"]  # dropped to the end of that attempt
+    assert proc.close() == []
+
+
+def test_hold_back_statistics_are_reported() -> None:
+    s = so.redact(["email"])(["mail jo", "e@exam", "ple.com now", " ok"])
+    s.text()
+    section = s.report["redact"]
+    assert section.max_held == 8  # type: ignore[attr-defined]  # "joe@exam"
+    assert section.held_p99 == section.max_held  # type: ignore[attr-defined]
+    assert 0 < section.held_mean < section.max_held  # type: ignore[attr-defined]

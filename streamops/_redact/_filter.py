@@ -52,6 +52,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -104,6 +105,10 @@ class RedactReport(BaseModel):
     ``truncated_matches`` counts partial matches masked because the stream
     ended by force while they were open (a budget cut, a quiet timeout or
     cancel, a provider's ``length`` finish): they are also in ``redacted``.
+    ``max_held``, ``held_mean``, ``held_p99``: characters held back after each
+    chunk (the latency redaction adds). ``blocked_by`` names the pattern that
+    blocked, or ``"window_overflow"`` / ``"cpu_budget"`` when failing closed
+    ended the stream.
 
     >>> s = redact(["hunter2"])(["a hunter2", " here"])
     >>> s.text()
@@ -121,6 +126,8 @@ class RedactReport(BaseModel):
     on_overflow: OnOverflow = "redact"
     max_window: int = 0
     max_held: int = 0
+    held_mean: float = 0.0
+    held_p99: int = 0
 
 
 class RedactMatch:
@@ -265,6 +272,10 @@ class _Plan:
     timeout: float | None
     stage: str
     version: int  # regex V0/V1 flag of every branch
+    hold: int = 0  # the most characters one attempt is held: min(window, max_hold)
+    hold_seconds: float | None = None
+    cpu_budget: float | None = None
+    user: bool = False  # some pattern is not a built-in
 
 
 def _timeout_message(timeout: float | None) -> str:
@@ -284,13 +295,22 @@ class _Redactor:
         "_base",
         "_buf",
         "_emitted",
+        "_force",
+        "_held_at",
+        "_held_since",
+        "_holds",
         "_key",
+        "_pending",
+        "_pending_len",
         "_plan",
         "_probe_at",
+        "_recheck",
         "_report",
         "_resync",
         "_scan",
         "_section",
+        "_spent",
+        "_timeout",
         "done",
     )
 
@@ -309,26 +329,144 @@ class _Redactor:
         self._anchor = -1  # after a fail-closed overflow: where the attempt being dropped began
         self._resync = -1  # ... the least resume point known so far (_follow)
         self._probe_at = -1  # ... the first position not yet known to be clear of it
+        self._pending: list[str] = []  # text not yet joined to _buf (see feed)
+        self._pending_len = 0
+        self._recheck = 0  # held length at which the open attempt is looked at again
+        self._spent = 0.0  # seconds spent matching (the CPU budget)
+        self._timeout = plan.timeout  # per search: the guard, or what is left of the budget
+        self._force = False  # the hold time bound is reached: decide the open attempt now
+        self._held_at = -1  # the stream offset of the oldest held character ...
+        self._held_since = 0.0  # ... and when it became the oldest
+        self._holds: dict[int, int] = {}  # held length after each chunk -> how many chunks
         self.done = False
 
     @property
     def held(self) -> int:
         """Characters currently held back."""
-        return len(self._buf) - self._scan
+        return len(self._buf) + self._pending_len - self._scan
+
+    def _flush(self) -> None:
+        """Join the chunks that arrived while the open attempt was not looked at."""
+        if self._pending:
+            self._buf += "".join(self._pending)
+            self._pending.clear()
+            self._pending_len = 0
 
     def feed(self, text: str, /) -> list[str]:
         if self.done or not text:
             return []
+        size = len(self._buf) + self._pending_len
         # An attempt still undecided before this text starts the held text: look at it
         # first (most chunks only extend it) instead of searching from scratch.
-        reopen = self._scan < len(self._buf)
-        self._buf += text
-        return self._run(final=False, reopen=reopen)
+        reopen = self._scan < size
+        plan = self._plan
+        if reopen and plan.hold_seconds is not None:
+            self._force = self._report.clock() - self._held_since >= plan.hold_seconds
+        start = self._anchor if self._anchor >= 0 else self._scan
+        if start < size and not self._force and size + len(text) - start < self._recheck:
+            self._pending.append(text)  # joined when looked at: no copy of the buffer
+            self._pending_len += len(text)
+            # Linear cost: an open attempt (or, after an overflow, the attempt being
+            # dropped) is matched again from its start only once the text since its start
+            # has doubled (or reaches the hold bound), not on every chunk. Its outcome
+            # only depends on the text, so deciding it later changes no output; the text
+            # meanwhile is held, not released or dropped.
+            out: list[str] = []
+        else:
+            self._flush()
+            self._buf += text
+            out = self._timed(final=False, reopen=reopen)
+        self._observe()
+        return out
+
+    def _timed(self, *, final: bool, reopen: bool) -> list[str]:
+        """``_run`` within the stream's CPU budget for matching: past it, fail closed."""
+        budget = self._plan.cpu_budget
+        if budget is None:
+            return self._run(final=final, reopen=reopen)
+        left = max(1e-3, budget - self._spent)
+        guard = self._plan.timeout
+        # A search of a user pattern stops at what is left of the budget, too (built-ins
+        # are bounded and run unguarded: the guard would double their cost).
+        if self._plan.user:
+            self._timeout = left if guard is None else min(guard, left)
+        started = time.perf_counter()
+        try:
+            out = self._run(final=final, reopen=reopen)
+        except RedactTimeoutError:
+            if self._timeout is not None and (guard is None or self._timeout < guard):
+                self._spent = budget
+                return self._exhausted()
+            raise
+        finally:
+            self._spent += time.perf_counter() - started
+        if self._spent > budget and not self.done:
+            return [*out, *self._exhausted()]
+        return out
+
+    def _exhausted(self) -> list[str]:
+        """The CPU budget ran out: drop the held text and end the stream (fail closed)."""
+        budget = self._plan.cpu_budget
+        self.done = True
+        self._scan = len(self._buf)
+        self._anchor = -1
+        self._section.blocked_by = "cpu_budget"
+        self._report.stop(
+            StopReason.BLOCKED,
+            f"redact: matching took more than its CPU budget of {budget} s; held text withheld",
+        )
+        self._report.emit("redact.cpu_budget", stage=self._plan.stage, offset=self._emitted)
+        return []
+
+    def _observe(self) -> None:
+        """Hold-back bookkeeping after a chunk: statistics, when the open attempt is
+        looked at again, and since when the oldest held character has been held."""
+        if self.done:
+            held = 0
+            self._finish_stats()
+        else:
+            held = len(self._buf) + self._pending_len - self._scan
+        holds = self._holds
+        holds[held] = holds.get(held, 0) + 1
+        span = held if self._anchor < 0 else len(self._buf) + self._pending_len - self._anchor
+        if span == 0:
+            self._recheck = 0
+            return
+        if span >= self._recheck:
+            # looked at just now: again once doubled, and at the hold bound
+            if self._anchor >= 0:  # (what is not looked at yet is held: bound it too)
+                self._recheck = span + min(span, self._plan.hold) if span >= 64 else 0
+            else:
+                self._recheck = min(2 * span, self._plan.hold) if span >= 64 else 0
+        at = self._base + self._scan
+        if at != self._held_at:
+            self._held_at, self._held_since = at, self._report.clock()
+
+    def _finish_stats(self) -> None:
+        section = self._section
+        section.max_held, section.held_mean, section.held_p99 = self.hold_stats()
+
+    def hold_stats(self) -> tuple[int, float, int]:
+        """Held characters after each chunk so far: maximum, mean and 99th percentile."""
+        holds = self._holds
+        total = sum(holds.values())
+        if not total:
+            return 0, 0.0, 0
+        mean = sum(k * v for k, v in holds.items()) / total
+        rank, p99 = 0.99 * total, 0
+        for k in sorted(holds):
+            rank -= holds[k]
+            p99 = k
+            if rank <= 0:
+                break
+        return max(holds), mean, p99
 
     def close(self) -> list[str]:
         if self.done:
             return []
-        out = self._run(final=True, reopen=False)
+        self._flush()
+        out = self._timed(final=True, reopen=False)
+        self._finish_stats()
         self._base += self._scan
         self._buf = self._buf[self._scan :]  # nothing held: keeps close() idempotent
         self._scan = len(self._buf)
@@ -352,6 +490,8 @@ class _Redactor:
         """
         if self.done:
             return []
+        self._flush()
+        self._finish_stats()
         buf, scan = self._buf, self._scan
         if self._anchor >= 0:  # dropping an overflowed attempt: it ends here, dropped
             self._anchor = -1
@@ -410,7 +550,7 @@ class _Redactor:
         validator that rejects it: 15 digits of a card fail Luhn, 16 pass).
         """
         plan = self._plan
-        timeout = plan.timeout
+        timeout = self._timeout
         q, n = start, len(buf)
         while q < n:
             m = plan.combined.search(buf, q, partial=True, timeout=timeout)
@@ -442,18 +582,18 @@ class _Redactor:
         # before it. The probe stops at `c` (not `end`: it would try every position of
         # the window); an attempt that reads past `c` is flagged even if more text would
         # decide it, which only makes the caller look at that position exactly.
-        m = plan.combined.search(buf, start, end, partial=True, timeout=plan.timeout)
+        m = plan.combined.search(buf, start, end, partial=True, timeout=self._timeout)
         if m is None:
             return end
         c = m.start()
         if m.partial or c == start:
             return c
-        p = plan.first.search(buf, start, c, partial=True, timeout=plan.timeout)
+        p = plan.first.search(buf, start, c, partial=True, timeout=self._timeout)
         return c if p is None else p.start()
 
     def _run(self, *, final: bool, reopen: bool) -> list[str]:
         plan = self._plan
-        buf, scan, window, timeout = self._buf, self._scan, plan.window, plan.timeout
+        buf, scan, window, timeout = self._buf, self._scan, plan.hold, self._timeout
         combined, first = plan.combined, plan.first
         n = len(buf)
         pieces: list[str] = []
@@ -507,9 +647,11 @@ class _Redactor:
                 if not (m.partial or first.match(buf, scan, end, partial=True, timeout=timeout)):
                     found = self._validated(buf, scan, end, partial=True)
                 if isinstance(found, _Undecided):
-                    if end < scan + window:
+                    if end < scan + window and not self._force:
                         break  # undecided: wait for more text
-                    scan = self._overflow(buf, scan, pieces)  # undecided after a full window
+                    # undecided after a full window, or held for the hold time bound
+                    self._force = False
+                    scan = self._overflow(buf, scan, end, pieces)
                 else:
                     scan = self._apply(m, found, buf, scan, pieces)
                     if self.done:
@@ -521,9 +663,6 @@ class _Redactor:
             self._scan = scan
         if self.done:
             self._scan = n
-        held = n - self._scan
-        if held > self._section.max_held:
-            self._section.max_held = held
         # Keep a bounded tail of released input for lookbehinds; trim in batches.
         ctx = plan.context
         keep = self._scan if self._anchor < 0 else self._anchor
@@ -592,7 +731,7 @@ class _Redactor:
         come after ``endpos``), ``_UNDECIDED`` when one of them still reads past it.
         """
         plan = self._plan
-        timeout = plan.timeout
+        timeout = self._timeout
         checked = not partial
         for branch in plan.branches:
             bm = branch.regex.match(buf, p, endpos, timeout=timeout)
@@ -640,7 +779,7 @@ class _Redactor:
             raise TypeError(f"replacement callable returned {type(out).__name__}, expected str")
         return out
 
-    def _overflow(self, buf: str, start: int, pieces: list[str]) -> int:
+    def _overflow(self, buf: str, start: int, end: int, pieces: list[str]) -> int:
         """An attempt still undecided after a full window: fail closed or open.
 
         The action of the patterns whose attempt at ``start`` is open decides:
@@ -649,11 +788,10 @@ class _Redactor:
         """
         plan = self._plan
         self._section.window_overflows += 1
-        end = start + plan.window
         actions = {
             (b.spec.action or plan.action, b.spec.name)
             for b in plan.branches
-            if b.regex.match(buf, start, end, partial=True, timeout=plan.timeout) is not None
+            if b.regex.match(buf, start, end, partial=True, timeout=self._timeout) is not None
         }
         blocking = sorted(name for action, name in actions if action == "block")
         if blocking and plan.on_overflow == "redact":
@@ -684,7 +822,7 @@ class _Redactor:
         (the decision ``_run`` makes, first match only: a lazy rule whose match
         ended is decided even though a longer path could still read on)."""
         plan = self._plan
-        timeout = plan.timeout
+        timeout = self._timeout
         if not at_end:
             m = plan.combined.match(buf, q, endpos, partial=True, timeout=timeout)
             if m is None:
@@ -779,6 +917,9 @@ def redact(
     on_overflow: OnOverflow = "redact",
     context: int = 64,
     timeout: float | None = 1.0,
+    max_hold: int | None = None,
+    hold_seconds: float | None = None,
+    cpu_budget: float | None = 10.0,
     channels: Iterable[str] | None = None,
     name: str = "redact",
 ) -> Operator[str, str]:
@@ -807,6 +948,13 @@ def redact(
     the widest lookbehind of the patterns.
     ``timeout``: seconds per search when any pattern is not a built-in (those
     are vetted and run unguarded), else :class:`RedactTimeoutError`.
+    ``max_hold`` / ``hold_seconds``: a latency bound. An attempt still undecided
+    after ``max_hold`` characters (default ``max_window``), or whose first
+    character has been held ``hold_seconds`` (checked when a chunk arrives, on
+    the stream's clock), gets the overflow action at once (``on_overflow``).
+    ``cpu_budget``: seconds of matching per stream, built-ins included
+    (``None``: unbounded); past it the held text is dropped and the stream ends
+    (stop reason ``blocked``, ``report["redact"].blocked_by == "cpu_budget"``).
     ``channels``: on provider chunks, which text channels to redact (default:
     all of ``"content"``, ``"refusal"``, ``"reasoning"``, ``"tool_arguments"``;
     see ``docs/providers.md``); each channel has its own state.
@@ -836,6 +984,11 @@ def redact(
         raise ValueError(f"context must be a positive int, got {context!r}")
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be positive or None, got {timeout!r}")
+    if max_hold is not None and (isinstance(max_hold, bool) or max_hold < 1):
+        raise ValueError(f"max_hold must be a positive int or None, got {max_hold!r}")
+    for label, value in (("hold_seconds", hold_seconds), ("cpu_budget", cpu_budget)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{label} must be positive or None, got {value!r}")
     if not (replacement is None or isinstance(replacement, (str, KeyedHash))) and not callable(
         replacement
     ):
@@ -884,6 +1037,10 @@ def redact(
         timeout=None if builtin_only else timeout,
         stage=name,
         version=version,
+        hold=max_window if max_hold is None else min(max_hold, max_window),
+        hold_seconds=hold_seconds,
+        cpu_budget=cpu_budget,
+        user=not builtin_only,
     )
 
     def factory(report: StreamReport) -> _Redactor:
