@@ -541,7 +541,7 @@ def test_langchain_chunks_add_up_to_a_message_with_usage() -> None:
         ({"first_chunk_delay": -0.1}, "first_chunk_delay must be"),
         ({"jitter": float("nan")}, "jitter must be"),
         ({"delay": float("inf")}, "delay must be"),
-        ({"format": "gemini"}, "unknown format 'gemini'"),
+        ({"format": "cohere"}, "unknown format 'cohere'"),
         ({"chunking": "sentence"}, "unknown chunking 'sentence'"),
         ({"chunking": 0}, "chunk size must be at least 1"),
         ({"faults": [Fault.raise_at(3)]}, r"responses\[0\]: fault raise at chunk 3 is out"),

@@ -44,7 +44,16 @@ __all__ = (
     "Fault",
 )
 
-ChunkFormat = Literal["text", "openai", "openai-dict", "anthropic", "anthropic-dict", "langchain"]
+ChunkFormat = Literal[
+    "text",
+    "openai",
+    "openai-dict",
+    "anthropic",
+    "anthropic-dict",
+    "langchain",
+    "gemini",
+    "gemini-dict",
+]
 _FORMATS: tuple[str, ...] = (
     "text",
     "openai",
@@ -52,13 +61,18 @@ _FORMATS: tuple[str, ...] = (
     "anthropic",
     "anthropic-dict",
     "langchain",
+    "gemini",
+    "gemini-dict",
 )
 # Which optional SDK each object format needs, and the extra that installs it.
 _SDKS = {
     "openai": ("openai", "openai"),
     "anthropic": ("anthropic", "anthropic"),
     "langchain": ("langchain_core", "langchain"),
+    "gemini": ("google.genai", "gemini"),
 }
+# Gemini's finish reasons for ours.
+_GEMINI_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
 _ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens"}
 # A fixed creation time keeps provider-shaped chunks identical across runs.
 _CREATED = 1_700_000_000
@@ -476,6 +490,25 @@ class _Shaper:
         }
         return classes[data["type"]].model_validate(data)
 
+    def _gemini(self, parts: list[dict[str, Any]], **extra: Any) -> Any:
+        data: dict[str, Any] = {
+            "candidates": [{"content": {"role": "model", "parts": parts}, "index": 0, **extra}],
+            "modelVersion": self.model_name,
+            "responseId": f"fake{self.call}",
+        }
+        if "finishReason" in extra:
+            prompt_tokens, completion_tokens = self._usage
+            data["usageMetadata"] = {
+                "promptTokenCount": prompt_tokens,
+                "candidatesTokenCount": completion_tokens,
+                "totalTokenCount": prompt_tokens + completion_tokens,
+            }
+        if self.fmt == "gemini-dict":
+            return data
+        from google.genai import types
+
+        return types.GenerateContentResponse.model_validate(data)
+
     def _choice(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
 
@@ -512,6 +545,8 @@ class _Shaper:
             return text
         if self.fmt.startswith("openai"):
             return self._openai([self._choice({"content": text})])
+        if self.fmt.startswith("gemini"):
+            return self._gemini([{"text": text}])
         if self.fmt.startswith("anthropic"):
             return self._anthropic(
                 {
@@ -529,6 +564,9 @@ class _Shaper:
         if self.fmt == "text":
             return []
         prompt_tokens, completion_tokens = self._usage
+        if self.fmt.startswith("gemini"):
+            finish = _GEMINI_FINISH.get(finish_reason, finish_reason.upper())
+            return [self._gemini([], finishReason=finish)]
         if self.fmt.startswith("openai"):
             usage = {
                 "prompt_tokens": prompt_tokens,
@@ -625,7 +663,9 @@ class FakeStreamingModel:
     - ``format``: ``"text"`` (``str`` chunks, the default), ``"openai"``
       (``ChatCompletionChunk`` objects), ``"openai-dict"``, ``"anthropic"``
       (``anthropic.types`` stream events), ``"anthropic-dict"``,
-      ``"langchain"`` (``AIMessageChunk``). Provider formats end with the
+      ``"langchain"`` (``AIMessageChunk``), ``"gemini"`` (google-genai
+      ``GenerateContentResponse`` objects; ``"stop"`` becomes ``STOP``,
+      ``"length"`` ``MAX_TOKENS``), ``"gemini-dict"``. Provider formats end with the
       finish reason and token usage (cl100k counts of prompt and reply).
     - ``sync_sleep``: ``.stream``/``.invoke`` sleep for real when true. Off by
       default, so sync tests are instant; they yield the same chunks.

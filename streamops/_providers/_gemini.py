@@ -1,0 +1,309 @@
+"""The Gemini lens: google-genai ``GenerateContentResponse`` stream chunks and their JSON.
+
+``client.models.generate_content_stream(...)`` (and ``client.aio.models...``)
+yields one ``GenerateContentResponse`` per server-sent event; its
+``candidates[0].content.parts`` carry the text. The channels:
+
+- answer text (parts with ``text`` and no ``thought``): ``"content"``;
+- thought summaries (parts with ``thought=True``): ``"reasoning"``, ended as
+  soon as the answer begins, its held text put in a thought part of its own
+  just before the first answer part;
+- each function call's ``args`` (complete in one chunk: a dict) go through a
+  tool-arguments channel as JSON and come back as a dict; streamed
+  ``partial_args`` string values go through a free-text tool channel per
+  ``json_path``; ``executable_code.code`` likewise;
+- ``finish_reason`` ends every channel in that chunk (held answer text joins
+  its last answer part, or a new one); ``MAX_TOKENS``, ``SAFETY``,
+  ``RECITATION``, ``BLOCKLIST``, ``PROHIBITED_CONTENT``, ``SPII`` and a
+  stream with no finish reason end them *truncated*.
+
+``usage_metadata``, ``model_version``, ``response_id``, safety ratings,
+thought signatures and every other field pass through. The wire format (the
+REST ``alt=sse`` JSON, camelCase keys) works the same as dicts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .._core._errors import ChunkTypeError, LensError
+from ..lowlevel import register_lens
+from ._lenses import _CUT_FINISHES, _ChannelLens, _get, _replace
+
+__all__ = ("GeminiLens",)
+
+_CAMEL = {
+    "finish_reason": "finishReason",
+    "function_call": "functionCall",
+    "partial_args": "partialArgs",
+    "json_path": "jsonPath",
+    "string_value": "stringValue",
+    "executable_code": "executableCode",
+    "usage_metadata": "usageMetadata",
+}
+
+
+def _g(obj: Any, name: str) -> Any:
+    """Field ``name`` of an SDK object, or of its wire-format dict (camelCase)."""
+    value = _get(obj, name)
+    if value is None and type(obj) is dict and name in _CAMEL:
+        value = obj.get(_CAMEL[name])
+    return value
+
+
+def _key(obj: Any, name: str) -> str:
+    """The key ``name`` has in ``obj`` (camelCase in a wire dict that uses it)."""
+    if type(obj) is dict and name not in obj and _CAMEL.get(name, name) in obj:
+        return _CAMEL[name]
+    return name
+
+
+def _finish(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def _is_gemini(chunk: Any) -> bool:
+    cls = type(chunk)
+    if cls.__name__ == "GenerateContentResponse" and cls.__module__.startswith("google.genai"):
+        return True
+    return (
+        type(chunk) is dict
+        and "candidates" in chunk
+        and "choices" not in chunk
+        and isinstance(chunk["candidates"], list)
+    )
+
+
+class GeminiLens(_ChannelLens):
+    """Lens for google-genai ``GenerateContentResponse`` chunks (objects or wire JSON).
+
+    See the module docstring for the channels. A stream with several
+    candidates (``candidate_count > 1``) is refused with
+    :class:`~streamops.LensError`.
+
+    >>> import streamops as so
+    >>> from google.genai import types
+    >>> def chunk(text, finish=None):
+    ...     return types.GenerateContentResponse.model_validate({"candidates": [
+    ...         {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": finish}]})
+    >>> out = list(so.redact(["email"])([chunk("Mail ann@exa"), chunk("mple.com", "STOP")]))
+    >>> [c.text for c in out]
+    ['Mail ', '[EMAIL]']
+    >>> out[-1].candidates[0].finish_reason
+    <FinishReason.STOP: 'STOP'>
+    """
+
+    __slots__ = ("_calls", "_part_type", "_template")
+
+    _generic = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._template: Any = None
+        self._part_type: Any = None
+        self._calls = 0
+
+    @classmethod
+    def match(cls, chunk: Any, /) -> GeminiLens | None:
+        """Return a lens for Gemini stream chunks (objects or dicts), else ``None``."""
+        return cls() if _is_gemini(chunk) else None
+
+    def _candidate(self, chunk: Any) -> Any:
+        if not _is_gemini(chunk):
+            raise ChunkTypeError(max(self._n - 1, 0), chunk, "a Gemini GenerateContentResponse")
+        candidates = _g(chunk, "candidates")
+        if not candidates:
+            return None
+        if len(candidates) > 1:
+            raise LensError(
+                f"chunk {max(self._n - 1, 0)}: {len(candidates)} candidates; streamops runs"
+                " one text pipeline per stream, so only candidate_count=1 streams can be wrapped"
+            )
+        return candidates[0]
+
+    @staticmethod
+    def _parts(candidate: Any) -> list[Any]:
+        content = _g(candidate, "content")
+        return list(_g(content, "parts") or ()) if content is not None else []
+
+    def unwrap(self, chunk: Any, /) -> str:
+        """Return the answer text of ``chunk`` (its text parts that are not thoughts)."""
+        candidate = self._candidate(chunk)
+        if candidate is None:
+            return ""
+        return "".join(
+            t
+            for p in self._parts(candidate)
+            if isinstance(t := _g(p, "text"), str) and not _g(p, "thought")
+        )
+
+    def texts(self, chunk: Any, /) -> list[str]:
+        """Return every text of ``chunk``: answer, thoughts, function-call arguments, code."""
+        candidate = self._candidate(chunk)
+        out: list[str] = []
+        for part in self._parts(candidate) if candidate is not None else ():
+            text = _g(part, "text")
+            if isinstance(text, str) and text:
+                out.append(text)
+            call = _g(part, "function_call")
+            if call is not None:
+                args = _g(call, "args")
+                if args:
+                    out.append(json.dumps(args))
+                for arg in _g(call, "partial_args") or ():
+                    value = _g(arg, "string_value")
+                    if isinstance(value, str) and value:
+                        out.append(value)
+            code = _g(_g(part, "executable_code"), "code")
+            if isinstance(code, str) and code:
+                out.append(code)
+        return out
+
+    def _new_part(self, chunk: Any, **fields: Any) -> Any:
+        if type(chunk) is dict:
+            return fields
+        if self._part_type is None:
+            from google.genai import types
+
+            self._part_type = types.Part
+        return self._part_type(**fields)
+
+    def _process(self, chunk: Any, channels: Any) -> list[Any]:
+        candidate = self._candidate(chunk)
+        if candidate is None:  # prompt feedback or usage alone
+            return [chunk]
+        self._template = chunk
+        parts = self._parts(candidate)
+        new_parts: list[Any] = []
+        changed = False
+        for part in parts:
+            if self._part_type is None and type(part) is not dict:
+                self._part_type = type(part)
+            text = _g(part, "text")
+            if isinstance(text, str):
+                thought = bool(_g(part, "thought"))
+                if not thought and "thought" in channels.open_keys():
+                    held = channels.end("thought")  # the thoughts are over
+                    if held:
+                        new_parts.append(self._new_part(chunk, text=held, thought=True))
+                        changed = True
+                key = "thought" if thought else "content"
+                out = channels.feed(key, "reasoning" if thought else "content", text)
+                if out != text:
+                    part = _replace(part, text=out)
+                    changed = True
+            call = _g(part, "function_call")
+            if call is not None or _g(part, "executable_code") is not None:
+                # A call ends the text before it: its held text goes before the call.
+                for key in ("thought", "content"):
+                    held = channels.end(key) if key in channels.open_keys() else ""
+                    if held:
+                        fields: dict[str, Any] = {"text": held}
+                        if key == "thought":
+                            fields["thought"] = True
+                        new_parts.append(self._new_part(chunk, **fields))
+                        changed = True
+            if call is not None:
+                new_call = self._call(call, channels)
+                if new_call is not call:
+                    part = _replace(part, **{_key(part, "function_call"): new_call})
+                    changed = True
+            code_obj = _g(part, "executable_code")
+            code = _g(code_obj, "code")
+            if isinstance(code, str) and code:
+                self._calls += 1
+                code_key = ("code", self._calls)
+                out = channels.feed(code_key, "tool_input", code) + channels.end(code_key)
+                if out != code:
+                    part = _replace(
+                        part, **{_key(part, "executable_code"): _replace(code_obj, code=out)}
+                    )
+                    changed = True
+            new_parts.append(part)
+        finish = _finish(_g(candidate, "finish_reason"))
+        if finish is not None:
+            self._ended = True
+            if finish in _CUT_FINISHES:
+                self.truncated = True
+            for key in channels.open_keys():
+                held = channels.end(key)
+                if not held:
+                    continue
+                changed = True
+                if key == "content":
+                    new_parts.append(self._new_part(chunk, text=held))
+                elif key == "thought":
+                    new_parts.append(self._new_part(chunk, text=held, thought=True))
+        if not changed:
+            return [chunk]
+        return [self._with_parts(chunk, candidate, new_parts)]
+
+    def _call(self, call: Any, channels: Any) -> Any:
+        """The function call with its arguments through the tool channels."""
+        new = call
+        args = _g(call, "args")
+        if args:
+            self._calls += 1
+            key = ("tool", self._calls)
+            text = json.dumps(args, ensure_ascii=False)
+            out = channels.feed(key, "tool_arguments", text) + channels.end(key)
+            if out != text:
+                try:
+                    value = json.loads(out)
+                except ValueError:  # cut short by a budget: no arguments rather than a part
+                    value = None
+                new = _replace(new, args=value)
+        partials = _g(call, "partial_args")
+        if partials:
+            new_partials = []
+            for arg in partials:
+                value = _g(arg, "string_value")
+                if isinstance(value, str) and value:
+                    path = _g(arg, "json_path")
+                    out = channels.feed(("partial", path), "tool_input", value)
+                    if not _g(arg, "will_continue"):
+                        out += channels.end(("partial", path))
+                    if out != value:
+                        arg = _replace(arg, **{_key(arg, "string_value"): out})
+                new_partials.append(arg)
+            new = _replace(new, **{_key(call, "partial_args"): new_partials})
+        return new
+
+    @staticmethod
+    def _with_parts(chunk: Any, candidate: Any, parts: list[Any]) -> Any:
+        content = _g(candidate, "content")
+        if content is None:
+            if type(chunk) is dict:
+                content = {"role": "model", "parts": parts}
+            else:
+                from google.genai import types
+
+                content = types.Content(role="model", parts=parts)
+        else:
+            content = _replace(content, parts=parts)
+        new_candidate = _replace(candidate, content=content)
+        return _replace(chunk, candidates=[new_candidate])
+
+    def _flush(self, channels: Any) -> list[Any]:
+        template = self._template
+        parts = []
+        for key in channels.open_keys():
+            held = channels.end(key)
+            if held and template is not None:
+                fields: dict[str, Any] = {"text": held}
+                if key == "thought":
+                    fields["thought"] = True
+                parts.append(self._new_part(template, **fields))
+        if not parts or template is None:
+            return []
+        candidate = self._candidate(template)
+        finish_key = _key(candidate, "finish_reason")
+        candidate = _replace(candidate, **{finish_key: None})
+        chunk = self._with_parts(template, candidate, parts)
+        return [_replace(chunk, **{_key(chunk, "usage_metadata"): None})]
+
+
+register_lens(GeminiLens.match)
