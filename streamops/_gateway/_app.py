@@ -36,7 +36,6 @@ from typing import Any
 
 import streamops as so
 
-from ._compat import BudgetExceeded, LedgerUnavailable, StreamInterrupted
 from ._config import GatewayConfig, GatewayKey
 from ._metrics import Metrics
 from ._state import State
@@ -356,7 +355,7 @@ class Gateway:
         import httpx
 
         cause = exc
-        if isinstance(exc, StreamInterrupted) and exc.__cause__ is not None:
+        if isinstance(exc, so.StreamInterruptedError) and exc.__cause__ is not None:
             cause = exc.__cause__
         if isinstance(cause, UpstreamError):
             status = cause.status
@@ -369,9 +368,9 @@ class Gateway:
             return 502, "upstream_error", f"upstream error {status}: {cause.detail}"
         if isinstance(cause, (TimeoutError, httpx.TimeoutException)):
             return 504, "upstream_timeout", f"the upstream timed out ({type(cause).__name__})"
-        if isinstance(cause, LedgerUnavailable):
+        if isinstance(cause, so.LedgerUnavailableError):
             return 503, "budget_store_unavailable", "the budget store is unavailable"
-        if isinstance(cause, BudgetExceeded):
+        if isinstance(cause, so.BudgetExceededError):
             return 429, "budget_exceeded", "the token budget is exhausted"
         if isinstance(cause, (httpx.HTTPError, OSError, ConnectionError)):
             return 502, "upstream_unreachable", f"the upstream failed: {type(cause).__name__}"
@@ -516,7 +515,7 @@ class Gateway:
                 over = key.daily_tokens is not None and (
                     await self.state.spent_today(key) >= key.daily_tokens
                 )
-            except LedgerUnavailable:
+            except so.LedgerUnavailableError:
                 return self._error(
                     ctx, wire, 503, "the budget store is unavailable", "budget_store_unavailable"
                 )

@@ -21,7 +21,6 @@ from typing import Any
 
 import streamops as so
 
-from ._compat import LedgerUnavailable
 from ._config import GatewayConfig, GatewayKey
 
 __all__ = ["State"]
@@ -96,7 +95,7 @@ class State:
                 await self.client.ping()
         except Exception as exc:
             await self.close()
-            raise LedgerUnavailable(f"--redis: cannot reach Redis: {exc}") from exc
+            raise so.LedgerUnavailableError(f"--redis: cannot reach Redis: {exc}") from exc
 
     async def close(self) -> None:
         if self.client is not None:
@@ -141,7 +140,7 @@ class State:
                 async with asyncio.timeout(1.0):
                     count = int(await self._rate(keys=[name], args=[120]))
             except Exception as exc:
-                raise LedgerUnavailable(f"redis rate limit failed: {exc}") from exc
+                raise so.LedgerUnavailableError(f"redis rate limit failed: {exc}") from exc
         else:
             slot = (key.name, minute)
             count = self._minutes.get(slot, 0) + 1
