@@ -90,6 +90,7 @@ _KEYSTR = 10  # inside an object key
 _Plan = tuple[str, int, int, str | None] | Literal[False]
 _PLAN_MAX_CHUNK = 16  # longer chunks take the loop: they rarely repeat
 _PLAN_MAX_ENTRIES = 2048  # per state: bounds the memory of a stream of novel chunks
+_SCAN_BUDGET = 4  # failed scans may cost this many times the chunk (see feed)
 _DEEP_SKIP = 256  # levels opened without json's scanner after it ran out of recursion
 
 _EXPECTED = {
@@ -205,7 +206,11 @@ class JSONParser:
         self._key: Any = None  # the key of the value being parsed in an object
         self._path = ""  # JSON Pointer of the innermost container (deltas only)
         self._pieces: list[str] = []  # string text not yet materialised
-        self._sval = ""  # string text already materialised / emitted
+        self._sval = ""  # string text already materialised (snapshot mode)
+        # String text already emitted but not materialised (delta mode): a list,
+        # joined once when the string ends, so that a long string costs O(length).
+        self._sparts: list[str] = []
+        self._spath: str | None = None  # the open string's JSON Pointer, made once
         self._sattached = False  # the open string is in the tree
         self._sannounced = False  # a "set" event was made for the open string
         self._scont: Any = None  # the open string's container and key (see _open_string)
@@ -269,9 +274,18 @@ class JSONParser:
         else:
             self._state = _AFTER
 
+    def _string_path(self) -> str:
+        path = self._spath
+        if path is None:
+            path = self._spath = self._child_path()
+        return path
+
     def _open_string(self) -> bool:
         """Start a string value; return True if it is shown (attached) at once."""
         self._sval = ""
+        self._spath = None
+        if self._sparts:
+            self._sparts = []
         self._sannounced = False
         self._sattached = self._materialise
         # Where the growing string lives, so that updating it is one item assignment.
@@ -296,11 +310,15 @@ class JSONParser:
         if pieces:
             text = "".join(pieces)
             pieces.clear()
-            self._sval += text
+            if self._materialise:
+                self._sval += text
+            else:
+                self._sparts.append(text)
         changed = False
         if not self._sattached:
             self._sattached = True
-            self._attach(self._sval)  # before the path: a list index counts this item
+            # (before the path: a list index counts this item)
+            self._attach(self._sval if self._materialise else "".join(self._sparts))
             changed = True
         elif text and self._materialise:
             self._scont[self._skey] = self._sval
@@ -308,10 +326,11 @@ class JSONParser:
         if emit:
             if not self._sannounced:
                 self._sannounced = True
-                self.events.append(JSONDelta("set", self._child_path(), self._sval))
+                shown = self._sval if self._materialise else "".join(self._sparts)
+                self.events.append(JSONDelta("set", self._string_path(), shown))
                 changed = True
             elif text:
-                self.events.append(JSONDelta("append", self._child_path(), text))
+                self.events.append(JSONDelta("append", self._string_path(), text))
                 changed = True
         return changed
 
@@ -320,7 +339,11 @@ class JSONParser:
         if self._deltas:  # the text since the last flush is an "append" before "done"
             self._flush_string()
         pieces = self._pieces
-        s = self._sval
+        if self._sparts:
+            s = "".join(self._sparts)
+            self._sparts = []
+        else:
+            s = self._sval
         changed = not self._sattached
         if pieces:
             s += "".join(pieces)
@@ -331,7 +354,7 @@ class JSONParser:
         else:
             self._attach(s)
         if self._deltas:
-            path = self._child_path()
+            path = self._string_path()
             if not self._sannounced:
                 self.events.append(JSONDelta("set", path, s))
             self.events.append(JSONDelta("done", path, s))
@@ -395,7 +418,7 @@ class JSONParser:
                     self._scont[self._skey] = s
                     self._base += len(chunk)
                     if self._deltas:
-                        self.events.append(JSONDelta("append", self._child_path(), chunk))
+                        self.events.append(JSONDelta("append", self._string_path(), chunk))
                     return True
             if self._snapshots and len(chunk) <= _PLAN_MAX_CHUNK:
                 # Small chunks of an LLM's output repeat (indentation, '": "',
@@ -460,6 +483,7 @@ class JSONParser:
             state = self._state
             changed = state != _PROSE_STATE  # the value opened
         pieces = self._pieces
+        scan_budget = _SCAN_BUDGET * n + 1024  # characters failed scans may cost
         v: Any
         # The state is kept in a local and stored back when the loop exits; the
         # helpers called here that change it set self._state and it is re-read.
@@ -550,16 +574,25 @@ class JSONParser:
                 elif c == "{" or c == "[":
                     e = -1
                     if (
-                        chunk.find("}" if c == "{" else "]", pos + 1) >= 0
+                        scan_budget > 0
+                        and chunk.find("}" if c == "{" else "]", pos + 1) >= 0
                         and len(self._stack) >= self._scan_depth
                     ):
                         # The container may be whole in this chunk: the C scanner
                         # takes it at json.loads speed; if it is cut or invalid,
                         # the state machine parses it (and reports the exact error).
+                        # A failed try (a container open at the chunk's end) cost
+                        # the text up to where it failed: once failures cost a few
+                        # times the chunk, stop trying in it, so that open nested
+                        # containers are not re-scanned once per level (O(n*depth)).
                         try:
                             v, e = _scan_once(chunk, pos)
-                        except (ValueError, StopIteration):
-                            pass
+                        except json.JSONDecodeError as exc:
+                            scan_budget -= exc.pos - pos
+                        except StopIteration as exc:
+                            scan_budget -= exc.value - pos
+                        except ValueError:
+                            scan_budget -= n - pos
                         except RecursionError:
                             # The scanner recurses: a value nested deeper than the
                             # recursion limit is left to the (iterative) state
@@ -810,6 +843,11 @@ class JSONParser:
         self.incomplete = True
         if state == _STRING:
             # The best partial value includes the text of a truncated string.
+            if not self._materialise:
+                self._sval = "".join(self._sparts)
+                self._sparts = []
+                if self._sattached:  # the tree holds the string's first piece only
+                    self._scont[self._skey] = self._sval
             self._materialise = True
             self._flush_string()
             return True

@@ -1,0 +1,76 @@
+"""O(n) where it was not (issue 17): the work is counted, not timed.
+
+Timings live in ``benchmarks/bench_json.py``; here the quantity that made the
+cost superlinear is counted directly, so the tests are fast and deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+import streamops as so
+from streamops._json import _parser
+from streamops._json._parser import JSONParser
+
+
+def _nested_open_arrays(depth: int, per_level: int) -> str:
+    # Every level holds complete small arrays (so each chunk has a ']' and the
+    # C scanner is tried) and stays open until the very end.
+    return ("[" + "[1], " * per_level) * depth + "1" + "]" * depth
+
+
+def test_open_nested_containers_in_a_big_chunk_are_not_rescanned_per_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    doc = _nested_open_arrays(depth=300, per_level=20)
+    scanned = 0
+    real = _parser._scan_once
+
+    def counting(text: str, pos: int) -> tuple[Any, int]:
+        nonlocal scanned
+        try:
+            value, end = real(text, pos)
+        except json.JSONDecodeError as exc:
+            scanned += exc.pos - pos
+            raise
+        except StopIteration as exc:
+            scanned += exc.value - pos
+            raise
+        scanned += end - pos
+        return value, end
+
+    monkeypatch.setattr(_parser, "_scan_once", counting)
+    half = len(doc) // 2
+    out = list(so.parse_json()([doc[:half], doc[half:]]))
+    assert out[-1] == json.loads(doc)
+    # Before: each of the 300 open levels re-scanned the rest of the chunk
+    # (~150x the document); now failed scans cost a few times the chunk.
+    assert scanned <= 6 * len(doc), scanned / len(doc)
+
+
+def test_deltas_keep_a_long_string_as_pieces_until_it_ends() -> None:
+    # The text already emitted is not re-joined on every chunk: the parser's
+    # own copy is a list of pieces joined once, at the end of the string.
+    p = JSONParser(deltas=True)
+    p.feed('{"s": "')
+    for _ in range(1000):
+        p.feed("abcd")
+        assert p._sval == ""  # nothing re-built per chunk
+    p.feed('"}')
+    assert p.value == {"s": "abcd" * 1000}
+    assert p.events[-2] == so.JSONDelta("done", "/s", "abcd" * 1000)
+
+
+@pytest.mark.parametrize("cut", [3, 7, 12])
+def test_deltas_recover_keeps_the_whole_truncated_string(cut: int) -> None:
+    text = '{"a": "xyzw12345678'
+    chunks = [text[i : i + cut] for i in range(0, len(text), cut)]
+    p = JSONParser(deltas=True)
+    for c in chunks:
+        p.feed(c)
+    p.close(recover=True)
+    assert p.value == {"a": "xyzw12345678"}
+    assert p.incomplete
