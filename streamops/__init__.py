@@ -131,6 +131,7 @@ from ._redact._filter import (
 from ._redact._patterns import (
     PatternSpec,
     builtin_patterns,
+    card_valid,
     iban_valid,
     luhn_valid,
 )
@@ -236,6 +237,7 @@ __all__ = (
     "budget",
     "builtin_patterns",
     "cancellable",
+    "card_valid",
     "collect",
     "count_tokens",
     "events",

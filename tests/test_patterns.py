@@ -13,7 +13,14 @@ from streamops._redact._patterns import BUILTIN_STARTS
 # name -> (texts the pattern must redact entirely, texts it must leave alone)
 CASES: dict[str, tuple[list[str], list[str]]] = {
     "email": (
-        ["john.doe@example.com", "a+tag@mail.example.co.uk", "X_Y%z@sub-domain.io"],
+        [
+            "john.doe@example.com",
+            "a+tag@mail.example.co.uk",
+            "X_Y%z@sub-domain.io",
+            "jörg.müller@bücher.de",
+            "用户@例子.广告",
+            "info@xn--bcher-kva.de",
+        ],
         ["john.doe@", "@example.com", "user at example dot com", "a@b.c"],
     ),
     "phone": (
@@ -43,6 +50,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
             "v1.2.3",
             "12345678",
             "100 200 3000",
+            "01 23 45 67 89 ab",  # a hex dump
+            "0010  0a 1b 2c 3d 4e 5f",
         ],
     ),
     "credit_card": (
@@ -59,23 +68,37 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
             "1234567812345678",
             "4111 1111 1111",
             "411 1111 1111 1111 1",  # Luhn-valid digits, not a card's grouping
+            "1700000000000000",  # a millisecond timestamp that passes Luhn: no issuer
+            "9999999999999995",
         ],
     ),
     "iban": (
-        ["GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "FR1420041010050500013M02606"],
+        [
+            "GB82 WEST 1234 5698 7654 32",
+            "DE89370400440532013000",
+            "FR1420041010050500013M02606",
+            "de89 3704 0044 0532 0130 00",
+        ],
         ["GB82 WEST 1234 5698 7654 33", "DE89370400440532013001", "AB12"],
     ),
     "us_ssn": (
-        ["123-45-6789", "078-05-1120"],
+        ["123-45-6789", "078-05-1120"],  # undashed ones: test_ssn_without_dashes_after_its_name
         ["000-12-3456", "666-12-3456", "912-34-5678", "123-00-6789", "123456789", "123-45-67890"],
     ),
     "ipv4": (
-        ["192.168.0.1", "8.8.8.8", "255.255.255.255"],
-        ["256.1.1.1", "1.2.3", "1.2.3.4.5", "192.168.0"],
+        ["192.168.0.1", "8.8.8.8", "10.20.30.40"],
+        # allowlisted: not an address worth hiding, often code ('0.0.0.0')
+        ["256.1.1.1", "1.2.3", "1.2.3.4.5", "192.168.0", "0.0.0.0", "127.0.0.1", "255.255.255.255"],
     ),
     "ipv6": (
-        ["2001:0db8:85a3:0000:0000:8a2e:0370:7334", "2001:db8::1", "fe80::1", "::1", "2001:db8::"],
-        ["std::vector", "12:30", "a:b:c", "2001:db8"],
+        [
+            "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+            "2001:db8::1",
+            "fe80::1",
+            "2001:db8::",
+            "::ffff:1",
+        ],
+        ["std::vector", "12:30", "a:b:c", "2001:db8", "::1", "xs[::2]", "a[::-1]"],
     ),
     "jwt": (
         [
@@ -133,6 +156,16 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ],
         ["pk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_short"],
     ),
+    "gitlab_token": (
+        ["glpat-xYz0123456789abcdefGH", "gldt-ABCDEFGHIJKLMNOPQRSTuv"],
+        ["glpat-short", "glpatx-xYz0123456789abcdefGH"],
+    ),
+    "slack_webhook": (
+        ["https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"],
+        ["https://hooks.slack.com/services/", "https://slack.com/services/T00000000/B0000"],
+    ),
+    "aws_secret_access_key": ([], ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]),  # needs its name
+    "bearer_token": ([], ["Bearer", "abcdef0123456789abcdef0123"]),  # needs the word
     "google_api_key": (
         ["AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe"],
         ["AIzaSyDaGmWKa4JsXZ", "AIza" + "x" * 36],
@@ -190,9 +223,10 @@ def test_full_library_labels_in_one_text() -> None:
         "mail john.doe@example.com, call +1 415 555 2671, card 4111 1111 1111 1111, "
         "key sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34 from 10.0.0.1."
     )
-    assert run(so.redact(), text) == (
-        "mail [EMAIL], call [PHONE], card [CREDIT_CARD], key [OPENAI_KEY] from [IPV4]."
+    assert run(so.redact(), text) == (  # the default set: network addresses are opt-in
+        "mail [EMAIL], call [PHONE], card [CREDIT_CARD], key [OPENAI_KEY] from 10.0.0.1."
     )
+    assert run(so.redact(["secrets", "pii", "financial", "network"]), text).endswith("[IPV4].")
 
 
 @pytest.mark.parametrize(
@@ -275,3 +309,61 @@ def test_builtin_starts_is_a_necessary_condition() -> None:
                 ]
                 raise AssertionError(f"{text!r}: a built-in can start at 1 ({culprits})")
     assert skipped == len(befores) * (len(ats) - 11)  # all but 0-9 and "-" are skipped
+
+
+# -- issue 16: misses and false positives of the library ------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"',
+            'aws_secret_access_key = "[AWS_SECRET_ACCESS_KEY]"',
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+            "AWS_SECRET_ACCESS_KEY=[AWS_SECRET_ACCESS_KEY]\n",
+        ),
+        (
+            "curl -H 'Authorization: Bearer abcdef0123456789abcdef0123.x-y'",
+            "curl -H 'Authorization: Bearer [BEARER_TOKEN]'",
+        ),
+        ("a bearer token is sent", "a bearer token is sent"),
+        ("SSN: 123456789.", "SSN: [US_SSN]."),
+        ("ssn 123 45 6789", "ssn [US_SSN]"),
+        ("order 123456789", "order 123456789"),
+        (
+            "url https://hooks.slack.com/services/T0/B0/abcdefghijklmnopqrstuvwx ok",
+            "url [SLACK_WEBHOOK] ok",
+        ),
+        (
+            "print(xs[::2], '0.0.0.0', host='127.0.0.1')",
+            "print(xs[::2], '0.0.0.0', host='127.0.0.1')",
+        ),
+        ("ts 1700000000000 id 1234567890123456", "ts 1700000000000 id 1234567890123456"),
+    ],
+)
+def test_library_misses_and_false_positives(text: str, expected: str) -> None:
+    op = so.redact(["secrets", "pii", "financial", "network"])
+    assert run(op, text) == expected
+    for i in range(len(text) + 1):
+        assert "".join(op([text[:i], text[i:]])) == expected, i
+
+
+def test_network_addresses_are_opt_in() -> None:
+    assert run(so.redact(), "host 10.1.2.3 or fe80::1:2") == "host 10.1.2.3 or fe80::1:2"
+    assert run(so.redact(["network"]), "host 10.1.2.3 or fe80::1:2") == "host [IPV4] or [IPV6]"
+
+
+def test_allowlist_per_pattern() -> None:
+    spec = so.PatternSpec("ticket", r"TCK-[0-9]{4}", allow=("TCK-0000",))
+    assert run(so.redact([spec]), "TCK-0000 TCK-1234") == "TCK-0000 [TICKET]"
+
+
+def test_card_issuer_ranges() -> None:
+    assert so.card_valid("4111 1111 1111 1111")
+    assert so.card_valid("378282246310005")
+    assert not so.card_valid("1700000000000000")  # Luhn passes, no issuer starts with 1
+    assert not so.card_valid("37828224631000")  # an Amex prefix with 14 digits
+    assert not so.card_valid("41")

@@ -12,7 +12,7 @@ import pytest
 import regex
 
 import streamops as so
-from streamops._core._driver import ProcessorStage
+from streamops._core._stages import ProcessorStage
 from streamops._redact._filter import RedactMatch, _combined_pattern, _Redactor
 
 
@@ -191,7 +191,7 @@ def test_attempt_reading_across_a_later_match_is_decided_exactly() -> None:
 
 def test_builtin_prefilter_edges_in_every_split() -> None:
     # Digits and "-" right after a word are candidates; letters after one are skipped.
-    op = so.redact()
+    op = so.redact(["secrets", "pii", "financial", "network"])
     text = "a4111 1111 1111 1111 x-----BEGIN zAKIAIOSFODNN7EXAMPLE _AKIAIOSFODNN7EXAMPLE é1.2.3.4"
     expected = "a[CREDIT_CARD] x-----BEGIN zAKIAIOSFODNN7EXAMPLE _[AWS_ACCESS_KEY_ID] é[IPV4]"
     assert feed_all(op, [text]) == expected

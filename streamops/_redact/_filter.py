@@ -70,6 +70,7 @@ from ._patterns import (
     Action,
     PatternSpec,
     builtin_patterns,
+    card_valid,
     closest_builtin,
     iban_valid,
     is_builtin_selector,
@@ -84,6 +85,7 @@ __all__ = [
     "RedactReport",
     "RedactTimeoutError",
     "builtin_patterns",
+    "card_valid",
     "iban_valid",
     "luhn_valid",
     "redact",
@@ -94,6 +96,7 @@ OnOverflow = Literal["redact", "release"]
 _ACTIONS = ("redact", "block", "flag")
 _DEFAULT_LABEL = "[REDACTED]"
 _BUILTIN_SET = frozenset(builtin_patterns())
+_OPT_IN = frozenset({"network"})  # categories only used when named
 
 
 class RedactReport(BaseModel):
@@ -212,8 +215,8 @@ class KeyedHash:
 def _specs(
     patterns: Iterable[str | regex.Pattern[str] | re.Pattern[str] | PatternSpec] | None,
 ) -> list[PatternSpec]:
-    if patterns is None:
-        return list(builtin_patterns())
+    if patterns is None:  # the default set: every category but the opt-in network one
+        return [s for s in builtin_patterns() if s.category not in _OPT_IN]
     if isinstance(patterns, (str, bytes, re.Pattern, regex.Pattern, PatternSpec)):
         raise TypeError(
             "patterns must be an iterable of patterns, not a single one; wrap it: redact([pattern])"
@@ -737,8 +740,8 @@ class _Redactor:
             bm = branch.regex.match(buf, p, endpos, timeout=timeout)
             if bm is None:
                 continue
-            validator = branch.spec.validator
-            if validator is None or validator(bm.group()):
+            validator = branch.spec.accepts  # the allowlist, then the validator
+            if validator(bm.group()):
                 return branch, bm
             if not checked:
                 if plan.probe.match(buf, p, endpos, partial=True, timeout=timeout):

@@ -21,7 +21,7 @@ from typing import Literal
 
 import regex
 
-__all__ = ("PatternSpec", "builtin_patterns", "iban_valid", "luhn_valid")
+__all__ = ("PatternSpec", "builtin_patterns", "card_valid", "iban_valid", "luhn_valid")
 
 Action = Literal["redact", "block", "flag"]
 
@@ -41,7 +41,9 @@ class PatternSpec:
     when the stream is cut by force (a budget, a ``length`` finish): a cut
     mid-way through ``jo.smith@exa`` is masked, a cut after the plain word
     ``Paris`` (which could have begun an address) is not. ``None`` masks every
-    live partial match (the safe default for user patterns).
+    live partial match (the safe default for user patterns). ``allow`` lists
+    exact texts that are never a match (documentation examples, ``127.0.0.1``):
+    an allowlisted match is treated like one its validator rejects.
     Numbered group references (``\\1``) are refused: patterns are combined into
     one alternation, use named groups instead.
 
@@ -58,6 +60,13 @@ class PatternSpec:
     action: Action | None = None
     description: str = ""
     evidence: str | None = None
+    allow: tuple[str, ...] = ()
+
+    def accepts(self, text: str) -> bool:
+        """Whether a match of ``text`` counts: not allowlisted, and its validator agrees."""
+        if text in self.allow:
+            return False
+        return self.validator is None or self.validator(text)
 
     @property
     def placeholder(self) -> str:
@@ -99,6 +108,31 @@ def iban_valid(text: str) -> bool:
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
+def card_valid(text: str) -> bool:
+    """Return True for a payment card number: a known issuer range (IIN), a length that
+    issuer uses, and the Luhn check. Separators (spaces, dashes) are ignored.
+
+    >>> card_valid("4111 1111 1111 1111"), card_valid("1700000000000000")
+    (True, False)
+    """
+    digits = "".join(c for c in text if c.isdigit())
+    n = len(digits)
+    if n < 12:
+        return False
+    two, three, four = int(digits[:2]), int(digits[:3]), int(digits[:4])
+    issuer = (
+        (digits[0] == "4" and n in (13, 16, 19))  # Visa
+        or ((51 <= two <= 55 or 2221 <= four <= 2720) and n == 16)  # Mastercard
+        or (two in (34, 37) and n == 15)  # American Express
+        or ((four == 6011 or two == 65 or 644 <= three <= 649) and n in (16, 19))  # Discover
+        or (3528 <= four <= 3589 and 16 <= n <= 19)  # JCB
+        or ((300 <= three <= 305 or two in (36, 38, 39)) and 14 <= n <= 19)  # Diners
+        or (two == 62 and 16 <= n <= 19)  # UnionPay
+        or (two in (50, 56, 57, 58, 63, 67) and 12 <= n <= 19)  # Maestro
+    )
+    return issuer and luhn_valid(digits)
+
+
 def _phone_digits_ok(text: str) -> bool:
     """E.164 allows at most 15 digits; a national number (no ``+``) at most 12; 7 at least."""
     digits = sum(c.isdigit() for c in text)
@@ -118,7 +152,9 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         # The body never contains "-----END ": stopping the body there lets the
         # filter release the block as soon as its footer is complete, instead of
         # holding it while a lazy [\s\S]*? could still run on to a later footer.
-        r"(?:(?!-----END )[\s\S]){16,6000}"
+        # Base64 and armour headers ("Proc-Type: 4,ENCRYPTED") only: a header merely
+        # mentioned in prose stops being a candidate at its first other character.
+        r"(?:(?!-----END )[A-Za-z0-9+/=\s:,.-]){16,6000}"
         r"-----END (?:[A-Z0-9]{1,12} ){0,2}PRIVATE KEY(?: BLOCK)?-----",
         "secrets",
         description="PEM/OpenSSH/PGP private-key blocks, header to footer (multi-line).",
@@ -185,11 +221,46 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         evidence="AIza",
     ),
     PatternSpec(
+        "gitlab_token",
+        _TOKEN_START
+        + r"gl(?:pat|dt|rt|ptt|ft|imt|oas|cbt|soat|agent)-[A-Za-z0-9_-]{20,64}"
+        + _TOKEN_END,
+        "secrets",
+        description="GitLab tokens (glpat-, gldt-, glrt-, glptt-...).",
+        evidence=r"gl[a-z]{2,5}-",
+    ),
+    PatternSpec(
+        "slack_webhook",
+        r"(?<![A-Za-z0-9])https://hooks\.slack\.com/(?:services|workflows|triggers)/"
+        r"[A-Za-z0-9+/_-]{20,200}(?![A-Za-z0-9+/_-])",
+        "secrets",
+        description="Slack incoming-webhook URLs.",
+        evidence=r"hooks\.slack\.com/",
+    ),
+    PatternSpec(
+        "aws_secret_access_key",
+        # 40 base64 characters right after the name they are given in configs and code
+        r"(?<=(?<![A-Za-z0-9])(?i:aws_?secret_?access_?key|aws_?secret_?key|secret_?access_?key)"
+        r"[\"']?[ ]{0,3}[:=][ ]{0,3}[\"']?)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+        "secrets",
+        description="AWS secret access keys (40 characters after aws_secret_access_key=...).",
+        evidence=r"[A-Za-z0-9/+]{8}",
+    ),
+    PatternSpec(
+        "bearer_token",
+        r"(?<=(?<![A-Za-z])(?i:bearer) )[A-Za-z0-9._~+/-]{20,2048}={0,3}"
+        r"(?![A-Za-z0-9._~+/=-])",
+        "secrets",
+        description="Bearer tokens after 'Bearer ' (Authorization headers, curl commands).",
+        evidence=r"[A-Za-z0-9._~+/-]{8}",
+    ),
+    PatternSpec(
         "email",
-        r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
-        r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w-])",
+        r"(?<![\w.%+-])[^\W_][\w.%+-]{0,63}@"
+        r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}(?:[^\W\d_]{2,24}|xn--[a-z0-9-]{1,59})"
+        r"(?![\w-])",
         "pii",
-        description="Email addresses (ASCII local part and domain).",
+        description="Email addresses, internationalised (Unicode local part and domain).",
         evidence="@",
     ),
     PatternSpec(
@@ -201,31 +272,37 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         r"|[0-9]{4}(?:[ -][0-9]{4}){2}[ -][0-9]{1,4}(?:[ -][0-9]{1,3})?"
         r"|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})(?![0-9-])",
         "financial",
-        validator=luhn_valid,
-        description="Payment cards: 13-19 digits, unbroken or in printed groups, Luhn-checked.",
+        validator=card_valid,
+        description="Payment cards: 13-19 digits, unbroken or in printed groups, of a known"
+        " issuer range (IIN) and length, Luhn-checked.",
         evidence=r"[0-9](?:[ -]?[0-9]){5}",
     ),
     PatternSpec(
         "iban",
-        r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
-        r"(?![A-Za-z0-9])",
+        r"(?<![A-Za-z0-9])(?:[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?"
+        r"|[a-z]{2}[0-9]{2}(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3})?)(?![A-Za-z0-9])",
         "financial",
         validator=iban_valid,
         description="International bank account numbers, mod-97 checked.",
-        evidence=r"[A-Z]{2}[0-9]{2}",
+        evidence=r"[A-Za-z]{2}[0-9]{2}",
     ),
     PatternSpec(
         "us_ssn",
-        r"(?<![0-9-])(?!000|666|9[0-9]{2})[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![0-9-])",
+        r"(?<![0-9-])(?!000|666|9[0-9]{2})(?:[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}"
+        # without dashes only right after the word: "SSN: 123456789", "SSN 123 45 6789"
+        r"|(?<=(?<![A-Za-z])(?i:ssn|social security(?: number)?)[:#]?[ ]{0,2})"
+        r"[0-9]{3}[ ]?(?!00)[0-9]{2}[ ]?(?!0000)[0-9]{4})(?![0-9-])",
         "pii",
-        description="US social security numbers written AAA-GG-SSSS (invalid ranges excluded).",
+        description="US social security numbers: AAA-GG-SSSS, or undashed after 'SSN'"
+        " (invalid ranges excluded).",
         evidence=r"[0-9]{3}-",
     ),
     PatternSpec(
         "ipv4",
         rf"(?<![0-9.])(?:{_OCTET}\.){{3}}{_OCTET}(?![0-9]|\.[0-9])",
         "network",
-        description="IPv4 addresses in dotted-quad form.",
+        description="IPv4 addresses in dotted-quad form (not 0.0.0.0, loopback, broadcast).",
+        allow=("0.0.0.0", "127.0.0.1", "255.255.255.255", "255.255.255.0"),
         evidence=r"[0-9]\.[0-9]{1,3}\.",
     ),
     PatternSpec(
@@ -239,10 +316,11 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         rf"|(?:{_HEX4}:){{1,3}}(?::{_HEX4}){{1,4}}"
         rf"|(?:{_HEX4}:){{1,2}}(?::{_HEX4}){{1,5}}"
         rf"|{_HEX4}:(?::{_HEX4}){{1,6}}"
-        rf"|:(?::{_HEX4}){{1,7}}"
+        rf"|:(?::{_HEX4}){{2,7}}"  # not a slice: xs[::2]
         r")(?![\w:]|\.[0-9])",
         "network",
         description="IPv6 addresses, full and '::'-compressed (not the IPv4-embedded form).",
+        allow=("::1",),
         evidence=r":[0-9A-Fa-f]*:",
     ),
     PatternSpec(
@@ -257,7 +335,9 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         # National with a trunk 0: 020 7946 0958, 030-1234567, 07911 123456,
         # 06 12 34 56 78; not a date written 01-15-2024.
         r"|(?![0-9]{2}-[0-9]{2}-(?:[0-9]{4}|[0-9]{2})(?![0-9-]))"
-        r"0[1-9][0-9]{0,4}(?:[ -][0-9]{2,8}){1,4}"
+        # not a hex dump: "0010  01 23 45 67 89 ab"
+        r"(?<![0-9A-Fa-f][A-Fa-f] |[A-Fa-f][0-9] )0[1-9][0-9]{0,4}(?:[ -][0-9]{2,8}){1,4}"
+        r"(?! [0-9A-Fa-f]{2}(?![0-9A-Za-z]))"
         r")(?![\w+])",
         "pii",
         validator=_phone_digits_ok,
