@@ -263,8 +263,8 @@ async def test_preset_behaviour() -> None:
         ({"budget": {"max_tokens": 5, "encoding": "nope"}}, "budget: encoding: .*'nope'"),
         ({"budget": {"max_tokens": 5, "encoding": "auto"}}, 'encoding="auto" needs model='),
         (
-            {"budget": {"max_tokens": 5, "encoding": "auto", "model": "gpt-4o"}},
-            "budget: encoding: tiktoken encoding 'o200k_base' is not available",
+            {"budget": {"max_tokens": 5, "encoding": "auto", "model": "my-model"}},
+            "budget: encoding: tiktoken does not know which encoding model 'my-model' uses",
         ),
         (
             {"budget": {"ledger": "redis://x", "key": "k", "ledger_limit": 5, "ledger_timeout": 0}},
@@ -338,13 +338,13 @@ def test_policy_example_output() -> None:
 
 
 def test_budget_encoding_is_resolved_as_budget_does() -> None:
-    """A model no longer picks the encoding unless asked: gpt-4o loads with cl100k_base."""
+    """The model picks the encoding, as budget() does: gpt-4o counts with o200k_base (offline)."""
     policy = Policy.from_dict({"budget": {"max_tokens": 5, "model": "gpt-4o"}})
     stream = policy.build()(["Hello, world! How are you?"])
     assert stream.text() == "Hello, world! How"
     usage = stream.report.sections["budget"]
     assert isinstance(usage, so.BudgetUsage)
-    assert usage.encoding == "cl100k_base"
+    assert usage.encoding == "o200k_base"
 
 
 def test_redis_ledger_gets_socket_timeouts_and_a_blocking_pool() -> None:

@@ -137,6 +137,67 @@ def test_a_corrupt_cached_file_fails_fast_without_network(
         so.get_encoding("r50k_base")
 
 
+# -- o200k offline (issue 18) --------------------------------------------------------
+
+
+def test_o200k_base_loads_offline_from_the_bundle(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr("requests.get", no_network)
+    enc = so.get_encoding("o200k_base")  # the cache directory is empty
+    assert enc.name == "o200k_base"
+    assert enc.encode_ordinary("hello world") == [24912, 2375]
+    assert enc.encode("<|endoftext|>", allowed_special="all") == [199999]
+    assert enc.n_vocab == 200019
+    assert list(cache_dir.iterdir()) == []  # nothing was written to tiktoken's cache
+    assert so.get_encoding(model="gpt-4o") is enc
+    assert so.get_encoding(model="gpt-5") is enc
+    harmony = so.get_encoding(model="gpt-oss-120b")
+    assert harmony.name == "o200k_harmony"
+    assert harmony.encode_ordinary("hello world") == [24912, 2375]
+
+
+def test_the_bundle_matches_the_hash_tiktoken_expects() -> None:
+    url = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+    _, hashes = _tokens._blob_refs(tiktoken.registry.ENCODING_CONSTRUCTORS["o200k_base"])  # type: ignore[index]
+    assert hashes == {"446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"}
+    data = _tokens._read_bundled(url, hashes.pop())
+    assert hashlib.sha256(data).hexdigest().startswith("446a9538")
+
+
+def test_a_tampered_bundle_is_refused(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+
+    fake = tmp_path / "o200k_base.tiktoken.gz"
+    fake.write_bytes(gzip.compress(b"aGVsbG8= 0\n"))
+    monkeypatch.setattr(_tokens, "_bundled_file", lambda url: str(fake))
+    _tokens._load.cache_clear()
+    try:
+        with pytest.raises(so.EncodingUnavailableError, match="SHA-256"):
+            so.get_encoding("o200k_base")
+    finally:
+        _tokens._load.cache_clear()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_counter_is_exact_with_o200k(seed: int) -> None:
+    enc = so.get_encoding("o200k_base")
+    rng = random.Random(seed)
+    text = "Héllo wörld, it's 12345 tokens!\n\n  Don't   stop; naïve CAFÉ déjà-vu " * 3
+    counter = so.TokenCounter(enc)
+    at = 0
+    while at < len(text):
+        step = rng.randint(1, 7)
+        counter.feed(text[at : at + step])
+        at += step
+        assert counter.count() == len(enc.encode_ordinary(text[:at]))
+
+
 # -- the counter ---------------------------------------------------------------
 
 SAMPLE = (

@@ -1,7 +1,16 @@
-"""Token prices per model as pydantic models, loadable from JSON or TOML files."""
+"""Token prices per model as pydantic models, loadable from JSON or TOML files.
+
+Where prices come from: :data:`DEFAULT_PRICES` asks ``genai-prices`` first (a
+maintained, versioned price database that ships its data in the package: no
+network; ``pip install 'streamops[pricing]'``) and falls back to the snapshot
+below when that package is not installed or does not know the model. A table
+you build or load yourself holds only your prices, and a table made with
+:meth:`PriceTable.merged` puts your entries before everything else.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
@@ -52,17 +61,36 @@ class PriceTable(BaseModel):
     models: dict[str, ModelPrice] = Field(default_factory=dict)
     as_of: str | None = None
     """When the prices were copied (tables are snapshots; providers change prices)."""
+    maintained: bool = False
+    """Ask ``genai-prices`` (when installed) for a model :attr:`models` does not list."""
+    fallback: PriceTable | None = None
+    """The table asked last (the offline snapshot, for :data:`DEFAULT_PRICES`)."""
 
     def price(self, model: str) -> ModelPrice:
-        """Return the price of ``model`` (exact name first, then the longest prefix)."""
+        """Return the price of ``model``.
+
+        Looked up in :attr:`models` (exact name first, then the longest
+        prefix), then in ``genai-prices`` when :attr:`maintained`, then in
+        :attr:`fallback`. Raises :class:`PricingError` when none knows it.
+        """
         found = self.models.get(model)
         if found is not None:
             return found
         prefixes = [name for name in self.models if model.startswith(name)]
         if prefixes:
             return self.models[max(prefixes, key=len)]
-        known = ", ".join(sorted(self.models)) or "(none)"
-        raise PricingError(f"no price for model {model!r}; known: {known}")
+        if self.maintained:
+            maintained = _maintained_price(model)
+            if maintained is not None:
+                return maintained
+        if self.fallback is not None:
+            try:
+                return self.fallback.price(model)
+            except PricingError:
+                pass
+        known = ", ".join(sorted({*self.models, *(self.fallback.models if self.fallback else ())}))
+        where = " (nor does genai-prices)" if self.maintained and _genai_prices() else ""
+        raise PricingError(f"no price for model {model!r}{where}; known: {known or '(none)'}")
 
     def merged(self, other: PriceTable | dict[str, ModelPrice]) -> PriceTable:
         """Return a table with ``other``'s entries replacing or adding to this one's.
@@ -74,7 +102,12 @@ class PriceTable(BaseModel):
         """
         extra = other.models if isinstance(other, PriceTable) else other
         as_of = other.as_of if isinstance(other, PriceTable) else self.as_of
-        return PriceTable(models={**self.models, **extra}, as_of=as_of)
+        return PriceTable(
+            models={**self.models, **extra},
+            as_of=as_of,
+            maintained=self.maintained,
+            fallback=self.fallback,
+        )
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PriceTable:
@@ -110,21 +143,73 @@ class PriceTable(BaseModel):
             raise PricingError(f"price file {file} is invalid:\n{exc}") from exc
 
 
+def _genai_prices() -> Any:
+    """The ``genai_prices`` module, or ``None`` when the ``pricing`` extra is not installed."""
+    try:
+        import genai_prices
+    except ImportError:
+        return None
+    return genai_prices
+
+
+@functools.lru_cache(maxsize=256)
+def _maintained_price(model: str) -> ModelPrice | None:
+    """The base-tier price of ``model`` in genai-prices' bundled data (``None`` if unknown).
+
+    Read through its public ``calc_price``: the price of a thousand tokens each
+    way, scaled to a million (a small usage stays in the base tier of tiered
+    prices). Only the bundled data is used: streamops never asks it to update
+    over the network.
+    """
+    genai_prices = _genai_prices()
+    if genai_prices is None:
+        return None
+    try:
+        calc = genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=1000, output_tokens=1000), model_ref=model
+        )
+    except LookupError:
+        return None
+    return ModelPrice(
+        input_per_million=float(calc.input_price) * 1000,
+        output_per_million=float(calc.output_price) * 1000,
+    )
+
+
 def _p(inp: float, out: float) -> ModelPrice:
     return ModelPrice(input_per_million=inp, output_per_million=out)
 
 
-DEFAULT_PRICES = PriceTable(
-    as_of="2025-01",
+SNAPSHOT_PRICES = PriceTable(
+    as_of="2025-10",
     models={
+        "gpt-5-mini": _p(0.25, 2.00),
+        "gpt-5": _p(1.25, 10.00),
+        "gpt-4.1-mini": _p(0.40, 1.60),
+        "gpt-4.1": _p(2.00, 8.00),
         "gpt-4o-mini": _p(0.15, 0.60),
         "gpt-4o": _p(2.50, 10.00),
         "gpt-4-turbo": _p(10.00, 30.00),
         "gpt-4": _p(30.00, 60.00),
         "gpt-3.5-turbo": _p(0.50, 1.50),
+        "o3": _p(2.00, 8.00),
+        "o4-mini": _p(1.10, 4.40),
+        "claude-sonnet-4-5": _p(3.00, 15.00),
+        "claude-sonnet-4": _p(3.00, 15.00),
+        "claude-opus-4-1": _p(15.00, 75.00),
         "claude-3-5-sonnet": _p(3.00, 15.00),
         "claude-3-5-haiku": _p(0.80, 4.00),
         "claude-3-opus": _p(15.00, 75.00),
+        "gemini-2.5-pro": _p(1.25, 10.00),
+        "gemini-2.5-flash": _p(0.30, 2.50),
+        "gemini-2.0-flash": _p(0.10, 0.40),
     },
 )
-"""A snapshot of list prices in USD (see ``as_of``); override it with your own prices."""
+"""The offline snapshot of list prices in USD (``as_of``): used when genai-prices is absent."""
+
+DEFAULT_PRICES = PriceTable(maintained=True, fallback=SNAPSHOT_PRICES)
+"""Prices from genai-prices (the ``pricing`` extra), else :data:`SNAPSHOT_PRICES`.
+
+>>> DEFAULT_PRICES.price("gpt-4o").output_per_million
+10.0
+"""

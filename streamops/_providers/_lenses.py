@@ -39,6 +39,7 @@ from pydantic_core import PydanticUndefined
 
 from .._core._driver import ChannelLens, Lens, _find_lens, register_lens
 from .._core._errors import ChunkTypeError, LensError
+from ._usage import record_usage
 
 __all__ = [
     "AnthropicLens",
@@ -482,6 +483,7 @@ class OpenAIChatLens(_ChannelLens):
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
         choice = self._choice(chunk)
         if choice is None:  # the usage chunk (empty choices)
+            record_usage(channels, _get(chunk, "usage"))
             return [chunk]
         self._template = chunk
         delta = _get(choice, "delta")
@@ -526,6 +528,7 @@ class OpenAIChatLens(_ChannelLens):
         finish = _get(choice, "finish_reason")
         if finish is not None:  # every channel of the message ends
             self._ended = True
+            record_usage(channels, _get(chunk, "usage"))
             if finish in _CUT_FINISHES:
                 self.truncated = True
             for key in channels.open_keys():  # its held text goes in this chunk, in order
@@ -768,6 +771,7 @@ class OpenAIResponsesLens(_ChannelLens):
                     chunk = _replace(chunk, **changes)
         elif kind in _RESPONSE_FINALS:
             self._ended = True
+            record_usage(channels, _get(_get(chunk, "response"), "usage"))
             return [*self._flush(channels), self._numbered(self._fix_final(chunk))]
         return [self._numbered(chunk)]
 
@@ -1035,7 +1039,10 @@ class AnthropicLens(_ChannelLens):
             return [chunk]
         if kind in ("message_delta", "message_stop"):  # the message is over: every block too
             self._ended = True
+            record_usage(channels, _get(chunk, "usage"))
             return [*self._flush(channels), chunk]
+        if kind == "message_start":
+            record_usage(channels, _get(_get(chunk, "message"), "usage"))
         return [chunk]
 
     def _release(self, chunk: Any, channels: Any) -> list[Any]:
@@ -1217,6 +1224,7 @@ class LangChainLens(_ChannelLens):
             new_kwargs = {**(new_kwargs or kwargs), "tool_calls": mirrored}
         if self._ends(chunk):  # every channel of the message ends here, in place
             self._ended = True
+            record_usage(channels, getattr(chunk, "usage_metadata", None))
             for key in channels.open_keys():
                 text = channels.end(key)
                 if not text:
