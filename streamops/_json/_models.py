@@ -238,6 +238,37 @@ class _Schemas:
             out["fields"] = {n: {**f, "schema": self.strip(f["schema"])} for n, f in fields.items()}
         return out
 
+    def exact(self, schema: Any, config: dict[str, Any] | None) -> bool:
+        """True if stripping ``schema`` removed nothing (so its check returns the real value)."""
+        stack = [schema]
+        seen: set[int] = set()
+        while stack:
+            s = stack.pop()
+            if isinstance(s, (list, tuple)):
+                stack.extend(s)
+                continue
+            if not isinstance(s, dict) or id(s) in seen:
+                continue
+            seen.add(id(s))
+            t = s.get("type")
+            if t == "definition-ref":
+                target = self.defs.get(s.get("schema_ref", ""))
+                if target is None:
+                    return False
+                stack.append(target)
+                continue
+            if (
+                t in _OPAQUE
+                or t in ("function-after", "chain")
+                or s.get("custom_init")
+                or s.get("post_init")
+            ):
+                return False
+            for key, v in s.items():
+                if key not in ("metadata", "config", "default", "serialization", "cls", "ref"):
+                    stack.append(v)
+        return True
+
     def validator(self, schema: dict[str, Any], config: dict[str, Any] | None) -> SchemaValidator:
         key = (id(schema), id(config))
         v = self._validators.get(key)
@@ -365,6 +396,98 @@ class _Node:
             return validator.validate_json(text)
         except ValidationError as exc:
             raise _EarlyError([dict(e) for e in exc.errors()]) from exc
+
+    def fast(self) -> tuple[type, ...]:
+        """Python types of a JSON value that this node surely accepts unchanged (maybe none).
+
+        A plain ``str``/``int``/``float``/``bool`` schema without constraints
+        (``nullable`` also takes None, ``any`` everything): such a value needs
+        no validator call, and its check returns it as is.
+        """
+        cached = self._children.get("fast")
+        if cached is None:
+            cached = self._children["fast"] = self._fast()
+        return cached
+
+    def _fast(self) -> tuple[type, ...]:
+        schema = self._schemas.resolve(self.schema)
+        types: tuple[type, ...] = ()
+        for _ in range(10):
+            t = schema.get("type")
+            if t == "nullable":
+                types += (type(None),)
+            elif t != "default":
+                break
+            schema = self._schemas.resolve(schema["schema"])
+        t = schema.get("type")
+        plain = set(schema) <= {"type", "ref", "metadata", "serialization", "strict"}
+        if t == "any":
+            return (str, int, float, bool, type(None), dict, list)
+        if not plain:
+            return ()
+        if t == "str" and not any(k.startswith("str_") for k in self.config or {}):
+            return (*types, str)
+        if t in ("int", "float", "bool"):
+            return (*types, {"int": int, "float": float, "bool": bool}[t])
+        return ()
+
+    def exact(self) -> bool:
+        """True if the stripped check's result equals the real validation's (no user code)."""
+        cached = self._children.get("exact")
+        if cached is None:
+            cached = self._children["exact"] = self._schemas.exact(self.schema, self.config)
+        return bool(cached)
+
+    def shape(self) -> tuple[str, list[tuple[type[BaseModel], bool]], dict[str, str]]:
+        """What typed partial follows this node: its kind, the model classes on the way, keys.
+
+        The kind is ``"model"``, ``"typed-dict"``, ``"list"``, ``"dict"`` (built
+        member by member), ``"any"`` (the raw value is the value), ``"str"`` (a
+        plain string), ``"scalar"`` (no container) or ``"other"``.
+        """
+        cached = self._children.get("shape")
+        if cached is None:
+            cached = self._children["shape"] = self._shape()
+        return cached
+
+    def _shape(self) -> tuple[str, list[tuple[type[BaseModel], bool]], dict[str, str]]:
+        schemas = self._schemas
+        schema, config = self.schema, self.config
+        classes: list[tuple[type[BaseModel], bool]] = []
+        for _ in range(1000):
+            schema = schemas.resolve(schema)
+            t = schema.get("type")
+            if t in ("default", "nullable", "function-after"):
+                schema = schema["schema"]
+            elif t == "json-or-python":
+                schema = schema["json_schema"]
+            elif t == "lax-or-strict":
+                schema = schema["lax_schema"]
+            elif t == "model" and not schema.get("custom_init"):
+                cls = schema.get("cls")
+                if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+                    return "other", [], {}
+                classes.append((cls, bool(schema.get("root_model"))))
+                config = schema.get("config", config)
+                schema = schema["schema"]
+            else:
+                break
+        t = schema.get("type")
+        if t == "model-fields" and classes and not classes[-1][1]:
+            return "model", classes, _field_keys(schema, config)[0]
+        if t == "typed-dict":
+            return "typed-dict", classes, _field_keys(schema, schema.get("config", config))[0]
+        if t in ("list", "dict", "any"):
+            return t, classes, {}
+        if t == "str":
+            transforms = ("strip_whitespace", "to_lower", "to_upper")
+            if not any(schema.get(k) for k in transforms) and not any(
+                (config or {}).get("str_" + k) for k in transforms
+            ):
+                return "str", classes, {}
+        if t in _SCALARS or (t == "enum" and _scalar_enum(schema)):
+            return "scalar", classes, {}
+        return "other", classes, {}
 
     def _container(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The schema that says what members are, and the config in force for them."""
@@ -560,53 +683,206 @@ def schema_root(target: Any) -> _Root:
     return _Root(target)
 
 
-class _Validator:
-    """Check completed subtrees as their ``done`` events arrive; build partial results."""
+class _Frame:
+    """One open container of the document, as model mode follows it.
 
-    __slots__ = ("_fields", "_root")
+    ``node`` is its place in the schema (None: not checked below), ``live``
+    the parser's container, ``sink`` the typed partial object its members go
+    into (a blank model instance, a list or dict of checked values) and
+    ``display`` what its parent shows for it.
+    """
+
+    __slots__ = ("display", "fields", "kind", "live", "node", "sink", "step")
+
+    def __init__(self, node: Any, live: Any, step: Any) -> None:
+        self.node = node
+        self.live = live
+        self.step = step
+        self.kind: str | None = None
+        self.sink: Any = None
+        self.display: Any = None
+        self.fields: dict[str, str] = {}
+
+
+def _blank(cls: type[BaseModel]) -> BaseModel:
+    """An instance of ``cls`` with every field None, built without validation or user code."""
+    inst = cls.__new__(cls)
+    object.__setattr__(inst, "__dict__", dict.fromkeys(cls.model_fields))
+    object.__setattr__(inst, "__pydantic_fields_set__", set())
+    object.__setattr__(inst, "__pydantic_extra__", None)
+    object.__setattr__(inst, "__pydantic_private__", None)
+    return inst
+
+
+def _blank_root(cls: type[BaseModel], root: Any) -> BaseModel:
+    inst = cls.__new__(cls)
+    object.__setattr__(inst, "__dict__", {"root": root})
+    object.__setattr__(inst, "__pydantic_fields_set__", {"root"})
+    return inst
+
+
+def _unescape(part: str) -> str:
+    return part.replace("~1", "/").replace("~0", "~") if "~" in part else part
+
+
+class _Validator:
+    """Follow the parser's events with a stack of frames: check leaves, build typed partials.
+
+    Each event is handled in O(1) plus the size of the value it completes, so
+    a whole document costs O(n) whatever its depth: a complete scalar is
+    checked against its own sub-schema; a container is checked whole only
+    where no typed partial object follows it (a union, a tuple, a set — see
+    the module doc), once, when it closes. The root is validated in full by
+    the target's own validator at the end (:meth:`final`).
+    """
+
+    __slots__ = ("_open_str", "_root", "_stack", "_top")
 
     def __init__(self, root: _Root) -> None:
         self._root = root
-        self._fields: dict[str, Any] = {}
+        self._stack: list[_Frame] = []
+        self._top: Any = None  # the root's typed partial
+        self._open_str: tuple[_Frame, Any, bool] | None = None
 
-    def done(self, path: str, value: Any, offset: int, doc: Any) -> None:
-        """Check the complete ``value`` at ``path`` (not the root) in the live document ``doc``.
+    # -- events ------------------------------------------------------------------
+    def events(self, events: list[Any], offset: int, doc: Any) -> list[Any]:
+        """Handle the parser's events of one chunk; return the final value(s) completed."""
+        out: list[Any] = []
+        n = len(events)
+        i = 0
+        while i < n:
+            op, path, value = events[i]
+            i += 1
+            if op == "append":
+                continue
+            whole = op == "set" and i < n and events[i].op == "done" and events[i].path == path
+            if whole:  # set and done at once: a value complete within one chunk
+                i += 1
+                op = "done"
+            if not path:  # the root
+                if op == "done":
+                    self._stack.clear()
+                    self._open_str = None
+                    out.append(self.final(value, offset))
+                elif isinstance(value, (dict, list)):
+                    self._stack = [self._frame(self._root.node, value, None, doc, offset)]
+                    self._top = self._stack[0].display
+                continue
+            stack = self._stack
+            if not stack:
+                continue
+            top = stack[-1]
+            if op == "done" and not whole and type(value) in (dict, list) and value is top.live:
+                self._close(stack.pop(), doc, offset)
+                continue
+            step: Any = _unescape(path[path.rfind("/") + 1 :])
+            if top.kind == "list" or type(top.live) is list:
+                step = int(step)
+            node = self._child(top, step)
+            if op == "set":
+                if isinstance(value, str):  # a string that streams in
+                    shown = node is not None and node is not _FORBIDDEN and _shows_str(node)
+                    self._open_str = (top, step, shown)
+                    self._place(top, step, value if shown else None)
+                else:  # a container that streams in
+                    stack.append(self._frame(node, value, step, doc, offset))
+                continue
+            self._open_str = None
+            self._place(top, step, self._check(node, value, step, doc, offset))
+        return out
 
-        Raises :class:`JSONValidationError` only if the value makes the whole
-        document invalid, whatever may still come (see the module doc).
-        """
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
-        node: Any = self._root.node
-        cur = doc
-        steps: list[Any] = []
-        for part in parts:
-            if isinstance(cur, dict):
-                steps.append(part)
-                nxt = cur.get(part)
-            elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
-                steps.append(int(part))
-                nxt = cur[int(part)]
-            else:
-                return  # the live document moved on (a later value): leave it to the end
-            node = node.child(part, cur)
-            if node is None or node is _NO:
-                return
-            cur = nxt
+    def _child(self, frame: _Frame, step: Any) -> Any:
+        node = frame.node
+        if node is None:
+            return None
+        child = node.child(str(step), frame.live)
+        return None if child is _NO else child
+
+    def _check(self, node: Any, value: Any, step: Any, doc: Any, offset: int) -> Any:
+        """Check a complete value; return what the partial shows for it (None if unsure)."""
+        if node is None:
+            return None
+        if isinstance(node, _Node) and type(value) in node.fast():
+            return value
         try:
             text = json.dumps(value)
         except RecursionError:
-            return  # deeper than json.dumps goes: the final validation decides
+            return None  # deeper than json.dumps goes: the final validation decides
         try:
             result = node.check(value, text)
         except _EarlyError as exc:
+            steps = [f.step for f in self._stack if f.step is not None]
+            if step is not None:
+                steps.append(step)
             errors = [{**e, "loc": (*steps, *e["loc"])} for e in exc.errors]
             raise _error(errors, doc, offset) from None
-        if len(steps) == 1 and self._root.model is not None:
-            self._fields[parts[0]] = result
+        return result if _exact(node) else None
 
+    def _frame(self, node: Any, live: Any, step: Any, doc: Any, offset: int) -> _Frame:
+        frame = _Frame(node, live, step)
+        if node is _FORBIDDEN:
+            self._check(node, type(live)(), step, doc, offset)  # raises: extra key
+        stack = self._stack
+        parent = stack[-1] if stack else None
+        if isinstance(node, _Node):
+            kind: str | None
+            kind, classes, fields = node.shape()
+            display: Any
+            if kind == "scalar" or ((kind == "list") != (type(live) is list) and kind in _TYPED):
+                # A container where the schema takes none (or the other kind):
+                # validate_json rejects it here, whatever its members.
+                self._check(node, type(live)(), step, doc, offset)
+                kind = None
+            if kind in _TYPED:
+                frame.kind = kind
+                if kind == "model":
+                    frame.sink = display = _blank(classes[-1][0])
+                else:
+                    frame.sink = display = [] if kind == "list" else {}
+                frame.fields = fields
+            elif kind == "any":
+                display = live
+            else:
+                display = None
+            for cls, is_root in reversed(classes):
+                if is_root and display is not None:
+                    display = _blank_root(cls, display)
+            frame.display = display
+        if parent is not None:
+            self._place(parent, step, frame.display)
+        return frame
+
+    def _close(self, frame: _Frame, doc: Any, offset: int) -> None:
+        if frame.kind is None and frame.node is not None and self._stack:
+            # Not followed member by member (a union, a tuple, ...): checked whole, once.
+            shown = self._check(frame.node, frame.live, frame.step, doc, offset)
+            self._place(self._stack[-1], frame.step, shown)
+
+    @staticmethod
+    def _place(frame: _Frame, step: Any, value: Any) -> None:
+        kind = frame.kind
+        if kind == "model":
+            name = frame.fields.get(step)
+            if name is not None:
+                frame.sink.__dict__[name] = value
+                frame.sink.__pydantic_fields_set__.add(name)
+        elif kind == "list":
+            sink = frame.sink
+            if step == len(sink):
+                sink.append(value)
+            elif step < len(sink):
+                sink[step] = value
+        elif kind == "dict":
+            frame.sink[step] = value
+        elif kind == "typed-dict":
+            name = frame.fields.get(step)
+            if name is not None:
+                frame.sink[name] = value
+
+    # -- results -----------------------------------------------------------------
     def final(self, value: Any, offset: int) -> Any:
         """Validate the complete root value with the target's own validator; return the result."""
-        self._fields = {}
+        self._top = None
         adapter = self._root.adapter
         try:
             # JSON mode, as model_validate_json of the text (see the module doc).
@@ -622,23 +898,42 @@ class _Validator:
         except ValidationError as exc:
             raise _error([dict(e) for e in exc.errors()], value, offset) from exc
 
-    def partial(self, value: Any) -> Any:
-        """The partial result to show: a model built without validation, or the raw value.
+    def partial(self, value: Any, growing: tuple[Any, Any, Any] | None = None) -> Any:
+        """The typed partial result to show (see :func:`streamops.parse_json`).
 
-        Fields already complete hold their checked values; the field still
-        streaming holds its raw partial JSON value; missing fields are absent.
+        Models at every level are instances (blank fields are None), lists and
+        dicts hold checked values; a string field shows its text so far
+        (``growing``: where the parser holds it, see ``JSONParser.open_string``);
+        any other value is shown once complete and checked (None until then).
         """
-        model = self._root.model
-        if model is None:
-            return value
-        if isinstance(value, dict):
-            fields = self._fields
-            value = {k: fields.get(k, v) for k, v in value.items()}
-        if model.__pydantic_root_model__:
-            return model.model_construct(root=value)
-        if not isinstance(value, dict):
-            return value
-        return model.model_construct(**value)
+        if growing is not None and self._stack:
+            cont, key, step = growing
+            top = self._stack[-1]
+            if cont is top.live:
+                opened = self._open_str
+                if opened is None or opened[0] is not top or opened[1] != step:
+                    node = self._child(top, step)
+                    opened = self._open_str = (top, step, _shows_str(node))
+                if opened[2]:
+                    self._place(top, step, cont[key])
+        if self._top is None and not self._stack:
+            return value  # a scalar root (a string still growing)
+        return self._top
+
+
+_TYPED = frozenset(("model", "typed-dict", "list", "dict"))
+
+
+def _shows_str(node: Any) -> bool:
+    """True if the partial may show a growing string for ``node`` (a plain ``str``)."""
+    return isinstance(node, _Node) and node.shape()[0] == "str"
+
+
+def _exact(node: Any) -> bool:
+    """True if ``node``'s stripped check returns what the real validation would."""
+    if isinstance(node, _AnyOf):
+        return all(_exact(n) for n in node.nodes)
+    return isinstance(node, _Node) and node.exact()
 
 
 def _error(errors: list[dict[str, Any]], doc: Any, offset: int) -> JSONValidationError:

@@ -125,7 +125,7 @@ class _Processor:
 
     def _partial(self) -> Any:
         assert self._validator is not None
-        return self._validator.partial(self._parser.value)
+        return self._validator.partial(self._parser.value, self._parser.open_string())
 
     def _output(self, changed: bool) -> list[Any]:
         p = self._parser
@@ -135,15 +135,9 @@ class _Processor:
             return p.completed
         validator = self._validator
         assert validator is not None
-        out = []
-        for ev in p.events:
-            if ev.op == "done":
-                if ev.path:
-                    validator.done(ev.path, ev.value, p.offset, p.value)
-                else:
-                    out.append(validator.final(ev.value, p.offset))
+        out = validator.events(p.events, p.offset, p.value) if p.events else []
         if not out and changed and not self._multiple:
-            out.append(validator.partial(p.value))
+            out.append(validator.partial(p.value, p.open_string()))
         return out
 
     def _on_completed(self) -> None:
@@ -198,9 +192,16 @@ def parse_json(
       field and item is checked as soon as it is complete (a wrong first
       field fails at once with :class:`JSONValidationError`), but only where
       ``model_validate_json`` of the whole text fails too, following
-      pydantic's core schema (see :mod:`streamops._json._models`); partial
-      results are ``model_construct`` instances; the last item is the model's
-      own validation of the whole document.
+      pydantic's core schema (see :mod:`streamops._json._models`). Partial
+      results are typed at every level and, like snapshots, one live object
+      updated in place: models (nested ones and list items included) are
+      instances whose fields not yet arrived are None (never an
+      ``AttributeError``); a plain ``str`` field shows its text as it grows;
+      any other value (a number, a ``datetime``, an ``Enum``, a union, a
+      tuple) is shown only once complete and checked, so a field never
+      changes type between partials (None, then its final type). The last
+      item is the model's own validation of the whole document. Cost: O(n)
+      whatever the depth (each complete scalar is checked once).
       Validation is in pydantic's JSON mode, under the model's config (so
       ``strict=True`` applies field by field and accepts what
       ``model_validate_json`` of the whole text accepts, e.g. an ISO string
@@ -255,6 +256,8 @@ def parse_json(
             partial_strings=partial_strings,
             deltas=mode != "values",
             materialise=partial_strings and mode != "deltas",
+            live=mode == "model",
+            string_events=mode != "model",
             multiple=multiple,
             trailing=trailing,
             skip_prefix=skip_prefix,

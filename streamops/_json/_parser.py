@@ -173,6 +173,8 @@ class JSONParser:
         trailing: Literal["error", "stop"] = "error",
         skip_prefix: bool = False,
         materialise: bool | None = None,
+        live: bool = False,
+        string_events: bool = True,
     ) -> None:
         self.value: Any = None
         self.has_value = False
@@ -191,6 +193,9 @@ class JSONParser:
         self._snapshots = materialise and not deltas
         self._plans: tuple[dict[str, _Plan], ...] = tuple({} for _ in range(_KEYSTR + 1))
         self._partial_strings = partial_strings
+        # "set"/"append" events of a string still growing (model mode reads the
+        # growing string from the tree instead: see open_string).
+        self._string_events = deltas and partial_strings and string_events
         self._multiple = multiple
         self._trailing = trailing
         self._fence = False
@@ -199,7 +204,11 @@ class JSONParser:
         self._state = _PROSE_STATE if skip_prefix else _VALUE
         self._base = 0  # offset of the current chunk's first character
         self._carry = ""
-        self._stack: list[tuple[Any, bool, Any, str]] = []
+        self._stack: list[tuple[Any, bool, Any, str, int]] = []
+        self._alen = 0  # items of the innermost array attached so far (its next index)
+        # "set" events of containers carry the live container (internal users that
+        # follow it, as model mode does) rather than a fresh empty one.
+        self._live = live
         self._scan_depth = 0  # containers at this depth or deeper may try json's scanner
         self._cont: Any = None  # the innermost open container (None at top level)
         self._isobj = False
@@ -220,6 +229,20 @@ class JSONParser:
     def finished(self) -> bool:
         """True when the parser takes no more input (``trailing="stop"`` or a closing fence)."""
         return self._state == _FINISHED
+
+    def open_string(self) -> tuple[Any, Any, Any] | None:
+        """The string still growing, shown in the tree: (its container, its key, its step).
+
+        The key is where the container holds it (``-1`` in an array), the step
+        its key or index in the document; None if no string is open and shown
+        (at the root the container is None).
+        """
+        if self._state != _STRING or not self._sattached:
+            return None
+        cont = self._cont
+        if cont is None:
+            return None, None, None
+        return cont, self._skey, (self._key if self._isobj else self._alen - 1)
 
     @property
     def offset(self) -> int:
@@ -245,7 +268,7 @@ class JSONParser:
             return ""
         if self._isobj:
             return f"{self._path}/{_escape_key(self._key)}"
-        return f"{self._path}/{len(self._cont) - 1}"
+        return f"{self._path}/{self._alen - 1}"
 
     def _attach(self, v: Any) -> None:
         cont = self._cont
@@ -256,6 +279,7 @@ class JSONParser:
             cont[self._key] = v
         else:
             cont.append(v)
+            self._alen += 1
 
     def _root_done(self) -> None:
         self._scan_depth = 0
@@ -302,7 +326,7 @@ class JSONParser:
 
     def _flush_string(self) -> bool:
         """Show the text of the open string gathered so far; True if anything changed."""
-        emit = self._deltas and self._partial_strings
+        emit = self._string_events
         if not (emit or self._materialise):
             return False
         pieces = self._pieces
@@ -370,8 +394,11 @@ class JSONParser:
         if self._deltas:
             path = self._child_path()
             # A fresh empty container: its members follow as events of their own.
-            self.events.append(JSONDelta("set", path, type(container)()))
-        self._stack.append((self._cont, self._isobj, self._key, self._path))
+            self.events.append(
+                JSONDelta("set", path, container if self._live else type(container)())
+            )
+        self._stack.append((self._cont, self._isobj, self._key, self._path, self._alen))
+        self._alen = 0
         self._cont = container
         self._isobj = type(container) is dict
         self._path = path
@@ -380,7 +407,7 @@ class JSONParser:
     def _close_container(self) -> None:
         done = self._cont
         path = self._path
-        self._cont, self._isobj, self._key, self._path = self._stack.pop()
+        self._cont, self._isobj, self._key, self._path, self._alen = self._stack.pop()
         if self._deltas:
             self.events.append(JSONDelta("done", path, done))
         if self._cont is None:
@@ -417,7 +444,7 @@ class JSONParser:
                     s = self._sval = self._sval + chunk
                     self._scont[self._skey] = s
                     self._base += len(chunk)
-                    if self._deltas:
+                    if self._string_events:
                         self.events.append(JSONDelta("append", self._string_path(), chunk))
                     return True
             if self._snapshots and len(chunk) <= _PLAN_MAX_CHUNK:
