@@ -97,6 +97,7 @@ _ACTIONS = ("redact", "block", "flag")
 _DEFAULT_LABEL = "[REDACTED]"
 _BUILTIN_SET = frozenset(builtin_patterns())
 _OPT_IN = frozenset({"network"})  # categories only used when named
+_CPU_PER_CHAR = 5e-5  # CPU budget seconds added per character read (50 ms per 1,000)
 
 
 class RedactReport(BaseModel):
@@ -387,6 +388,8 @@ class _Redactor:
         budget = self._plan.cpu_budget
         if budget is None:
             return self._run(final=final, reopen=reopen)
+        # The budget grows with the text read: long streams are not cut for their length.
+        budget += _CPU_PER_CHAR * (self._base + len(self._buf))
         left = max(1e-3, budget - self._spent)
         guard = self._plan.timeout
         # A search of a user pattern stops at what is left of the budget, too (built-ins
@@ -955,9 +958,10 @@ def redact(
     after ``max_hold`` characters (default ``max_window``), or whose first
     character has been held ``hold_seconds`` (checked when a chunk arrives, on
     the stream's clock), gets the overflow action at once (``on_overflow``).
-    ``cpu_budget``: seconds of matching per stream, built-ins included
-    (``None``: unbounded); past it the held text is dropped and the stream ends
-    (stop reason ``blocked``, ``report["redact"].blocked_by == "cpu_budget"``).
+    ``cpu_budget``: seconds of matching per stream, built-ins included, plus
+    50 ms per 1,000 characters read (``None``: unbounded); past it the held
+    text is dropped and the stream ends (stop reason ``blocked``,
+    ``report["redact"].blocked_by == "cpu_budget"``).
     ``channels``: on provider chunks, which text channels to redact (default:
     all of ``"content"``, ``"refusal"``, ``"reasoning"``, ``"tool_arguments"``;
     see ``docs/providers.md``); each channel has its own state.
