@@ -78,6 +78,8 @@ def test_serve_help_as_a_module() -> None:
         (["--policy", "no-such-preset"], "--policy"),
         (["--redis", "http://localhost"], "--redis"),
         (["--workers", "0"], "--workers"),
+        (["--redis-timeout", "0"], "--redis-timeout"),
+        (["--redis", "redis+sentinel://s1:26379"], "name the master"),
     ],
 )
 def test_bad_options_fail_at_start(
@@ -142,12 +144,32 @@ def test_unreachable_redis_fails_at_start(capsys: pytest.CaptureFixture[str]) ->
 # --------------------------------------------------------------------------
 
 
+READY_SECONDS = 120  # a loaded 2-core CI machine can take long to import and start
+
+
+def wait_healthy(root: str, proc: subprocess.Popen[str] | None = None) -> None:
+    """Poll ``root/healthz`` until 200; fail (not hang) after READY_SECONDS."""
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the gateway exited with status {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(root + "/healthz", timeout=10).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"{root}/healthz did not answer 200 within {READY_SECONDS}s")
+
+
 @contextlib.contextmanager
-def serve_process(*args: str) -> Iterator[tuple[str, list[str]]]:
-    """Run `python -m streamops._gateway ARGS --port 0`; yield its base URL and banner."""
+def serve_process(*args: str, port: int = 0) -> Iterator[tuple[str, list[str]]]:
+    """Run `python -m streamops._gateway ARGS --port PORT`; yield its base URL and banner.
+
+    Returns only once ``/healthz`` answers 200 (the lifespan has connected to
+    Redis), however slow the machine: readiness is waited for, never assumed.
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamops._gateway", *args, "--port", "0"],
+        [sys.executable, "-m", "streamops._gateway", *args, "--port", str(port)],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -157,10 +179,10 @@ def serve_process(*args: str) -> Iterator[tuple[str, list[str]]]:
         assert proc.stderr is not None
         banner: list[str] = []
         url = None
-        deadline = time.monotonic() + 30
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
+        while url is None:
+            line = proc.stderr.readline()  # returns "" (EOF) if the process exits
             if not line:
+                proc.wait(timeout=30)
                 raise RuntimeError(f"the gateway exited: {''.join(banner)}")
             banner.append(line)
             found = re.search(r"listening on (http://\S+/v1)", line)
@@ -168,17 +190,12 @@ def serve_process(*args: str) -> Iterator[tuple[str, list[str]]]:
                 url = found.group(1)
         for _ in range(4):
             banner.append(proc.stderr.readline())
-        assert url is not None
-        for _ in range(200):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url.removesuffix("/v1") + "/healthz").status_code == 200:
-                    break
-            time.sleep(0.05)
+        wait_healthy(url.removesuffix("/v1"), proc)
         yield url, banner
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -210,10 +227,10 @@ def test_two_gateway_processes_on_one_redis_enforce_one_daily_budget(tmp_path: P
     per_answer = so.count_tokens(ANSWER)
     with running_redis() as redis_url, FakeOpenAIServer(model) as up:
         args = ["--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys]
-        with (
-            serve_process(*args, "--redis", redis_url) as (one, banner),
-            serve_process(*args, "--redis", redis_url) as (two, _),
-        ):
+        # A loaded machine may stall a Redis round trip for seconds: the default
+        # 1 s would then fail a request closed (503), which is not what this test is about.
+        args += ["--redis", redis_url, "--redis-timeout", "30"]
+        with serve_process(*args) as (one, banner), serve_process(*args) as (two, _):
             assert "state: redis at" in "".join(banner)
 
             async def answer(url: str) -> int:
@@ -241,7 +258,11 @@ def test_two_gateway_processes_on_one_redis_enforce_one_daily_budget(tmp_path: P
 
             async def spent() -> int:
                 ledger = so.RedisLedger.from_url(
-                    redis_url, limit=limit, window="day", prefix="streamops:gateway:{team}:budget:"
+                    redis_url,
+                    limit=limit,
+                    window="day",
+                    prefix="streamops:gateway:{team}:budget:",
+                    timeout=30,
                 )
                 try:
                     return await ledger.spent("team")

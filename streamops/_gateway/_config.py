@@ -29,6 +29,7 @@ __all__ = [
     "GatewayConfigError",
     "GatewayKey",
     "KeyStore",
+    "RedisTarget",
     "build_parser",
     "config_from_args",
 ]
@@ -37,7 +38,15 @@ UPSTREAM_KEY_ENV = "STREAMOPS_UPSTREAM_API_KEY"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _KEY_FIELDS = frozenset({"sha256", "policy", "daily_tokens", "requests_per_minute"})
-_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+_REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 
 
 class GatewayConfigError(so.StreamOpsError, ValueError):
@@ -173,6 +182,7 @@ class GatewayConfig:
     log_prompts: bool = False
     slow_client_timeout: float = 30.0
     upstream_timeout: float = 600.0
+    redis_timeout: float = 1.0
     argv: list[str] = field(default_factory=list)
     policies: dict[str, so.Policy] = field(default_factory=dict, repr=False)
 
@@ -231,13 +241,109 @@ def _check_upstream(url: str, option: str, *, need_v1: bool) -> str:
     return base
 
 
-def _check_redis(url: str) -> str:
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in _REDIS_SCHEMES:
-        raise GatewayConfigError(
-            f"--redis {url!r}: expected a URL with scheme"
-            f" {', '.join(s + '://' for s in _REDIS_SCHEMES)}"
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where ``--redis`` points: a standalone server, Sentinels, or a Cluster's seed nodes.
+
+    - ``redis://``, ``rediss://``, ``unix://``: one server (redis-py's own URL);
+    - ``redis+sentinel://[user:pass@]host[:port][,host[:port]...]/MASTER[/DB]``
+      (``rediss+sentinel`` for TLS): ask the Sentinels (port 26379 by default)
+      for MASTER; the password is the master's (and the Sentinels');
+    - ``redis+cluster://[user:pass@]host[:port][,host[:port]...]`` (``rediss+cluster``):
+      a Cluster from its seed nodes (port 6379 by default); a Cluster has only
+      database 0.
+
+    >>> t = RedisTarget.parse("redis+sentinel://:pw@s1,s2:26380/mymaster/2")
+    >>> t.kind, t.hosts, t.service, t.db, t.password
+    ('sentinel', (('s1', 26379), ('s2', 26380)), 'mymaster', 2, 'pw')
+    >>> RedisTarget.parse("redis+cluster://n1:7000,n2:7001").hosts
+    (('n1', 7000), ('n2', 7001))
+    """
+
+    kind: str
+    url: str
+    hosts: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, url: str) -> RedisTarget:
+        """Validate ``url``; raise :class:`GatewayConfigError` saying what is wrong."""
+        where = f"--redis {_redact_url(url)!r}"
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme
+        if scheme not in _REDIS_SCHEMES:
+            raise GatewayConfigError(
+                f"{where}: expected a URL with scheme"
+                f" {', '.join(s + '://' for s in _REDIS_SCHEMES)}"
+            )
+        if scheme in ("redis", "rediss", "unix"):
+            if scheme != "unix" and not parts.hostname:
+                raise GatewayConfigError(f"{where}: no host (e.g. redis://localhost:6379/0)")
+            try:
+                parts.port  # noqa: B018 - raises ValueError for a bad port
+            except ValueError as exc:
+                raise GatewayConfigError(f"{where}: {exc}") from None
+            return cls("standalone", url)
+        kind = scheme.partition("+")[2]
+        default_port = 26379 if kind == "sentinel" else 6379
+        userinfo, _, hostlist = parts.netloc.rpartition("@")
+        username, _, password = userinfo.partition(":")
+        hosts: list[tuple[str, int]] = []
+        for item in hostlist.split(","):
+            host, port = _host_port(item, default_port, where)
+            hosts.append((host, port))
+        segments = [urllib.parse.unquote(p) for p in parts.path.split("/") if p]
+        service = None
+        db = 0
+        if kind == "sentinel":
+            if not segments:
+                raise GatewayConfigError(
+                    f"{where}: name the master: redis+sentinel://host:26379/MASTER[/DB]"
+                )
+            service, *rest = segments
+            if len(rest) > 1 or (rest and not rest[0].isdigit()):
+                raise GatewayConfigError(
+                    f"{where}: expected /MASTER or /MASTER/DB after the Sentinels"
+                )
+            db = int(rest[0]) if rest else 0
+        elif segments and segments != ["0"]:
+            raise GatewayConfigError(f"{where}: a Redis Cluster has only database 0")
+        if parts.query or parts.fragment:
+            raise GatewayConfigError(f"{where}: no ?query or #fragment here")
+        return cls(
+            kind,
+            url,
+            tuple(hosts),
+            service,
+            db,
+            urllib.parse.unquote(username) or None,
+            urllib.parse.unquote(password) or None,
+            scheme.startswith("rediss"),
         )
+
+
+def _host_port(item: str, default: int, where: str) -> tuple[str, int]:
+    item = item.strip()
+    if item.startswith("["):  # [ipv6]:port
+        host, _, rest = item[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    else:
+        host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
+    if not host:
+        raise GatewayConfigError(f"{where}: an empty host in the host list")
+    if not port_text:
+        return host, default
+    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        raise GatewayConfigError(f"{where}: port {port_text!r} of {host} is not in 1..65535")
+    return host, int(port_text)
+
+
+def _check_redis(url: str) -> str:
+    RedisTarget.parse(url)
     try:
         import redis  # noqa: F401
     except ImportError:
@@ -305,7 +411,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis",
         metavar="URL",
         help="share daily budgets and rate limits in Redis (redis://, rediss://, unix://,"
-        " redis+sentinel://host:port/MASTER, redis+cluster://host:port)",
+        " redis+sentinel://host:port[,host:port]/MASTER[/DB],"
+        " redis+cluster://host:port[,host:port])",
+    )
+    parser.add_argument(
+        "--redis-timeout",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how long one Redis call may take before the request fails closed (default 1)",
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument(
@@ -341,6 +455,8 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] = ()) -> Gate
         raise GatewayConfigError(f"--workers {args.workers}: expected at least 1")
     if args.workers > 1 and args.port == 0:
         raise GatewayConfigError("--workers > 1 needs a fixed --port (workers share it)")
+    if not args.redis_timeout > 0:
+        raise GatewayConfigError("--redis-timeout: expected a positive number of seconds")
     if not args.slow_client_timeout > 0:
         raise GatewayConfigError("--slow-client-timeout: expected a positive number of seconds")
     redis_url = None if args.redis is None else _check_redis(args.redis)
@@ -369,6 +485,7 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] = ()) -> Gate
         playground=args.playground,
         log_prompts=args.log_prompts,
         slow_client_timeout=args.slow_client_timeout,
+        redis_timeout=args.redis_timeout,
         argv=list(argv),
         policies=policies,
     )

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.parse
 from typing import Any
 
 import streamops as so
 
-from ._config import GatewayConfig, GatewayKey
+from ._config import GatewayConfig, GatewayKey, RedisTarget
 
 __all__ = ["State"]
 
@@ -36,31 +35,39 @@ return n
 def redis_client(url: str, *, timeout: float = 1.0, max_connections: int = 200) -> Any:
     """A ``redis.asyncio`` client for ``url``: standalone, Sentinel or Cluster.
 
-    ``redis+sentinel://host:port[,host:port]/MASTER`` asks the Sentinels for
-    MASTER; ``redis+cluster://host:port`` talks to a Cluster (keys are
-    hash-tagged by gateway key). Anything else is a plain redis-py URL with a
-    blocking connection pool (a busy pool waits ``timeout`` instead of failing).
+    The URL forms are those of :class:`RedisTarget` (validated there, at start).
+    Sentinel: the master named in the URL, found through the Sentinels;
+    Cluster: the seed nodes (keys are hash-tagged by gateway key, so one key's
+    scripts touch one slot); standalone: redis-py's URL with a blocking
+    connection pool (a busy pool waits ``timeout`` instead of failing).
+    Every socket times out after ``timeout`` seconds. Nothing connects here.
     """
     from redis.asyncio import BlockingConnectionPool, Redis
 
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "redis+sentinel":
+    target = RedisTarget.parse(url)
+    common: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "username": target.username,
+        "password": target.password,
+    }
+    if target.kind == "sentinel":
         from redis.asyncio.sentinel import Sentinel
 
-        hosts = []
-        for item in parts.netloc.rsplit("@", 1)[-1].split(","):
-            host, _, port = item.partition(":")
-            hosts.append((host, int(port or 26379)))
-        master = parts.path.strip("/") or "mymaster"
-        sentinel = Sentinel(hosts, socket_timeout=timeout, password=parts.password)
-        return sentinel.master_for(master, socket_timeout=timeout)
-    if parts.scheme == "redis+cluster":
-        from redis.asyncio.cluster import RedisCluster
+        sentinel = Sentinel(
+            list(target.hosts),
+            sentinel_kwargs=dict(common),
+            ssl=target.tls,
+            **common,
+        )
+        assert target.service is not None
+        return sentinel.master_for(target.service, db=target.db)
+    if target.kind == "cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-        return RedisCluster.from_url(
-            urllib.parse.urlunsplit(parts._replace(scheme="redis")),
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+        nodes = [ClusterNode(host, port) for host, port in target.hosts]
+        return RedisCluster(
+            startup_nodes=nodes, ssl=target.tls, max_connections=max_connections, **common
         )
     pool = BlockingConnectionPool.from_url(
         url,
@@ -70,6 +77,14 @@ def redis_client(url: str, *, timeout: float = 1.0, max_connections: int = 200) 
         socket_connect_timeout=timeout,
     )
     return Redis.from_pool(pool)
+
+
+async def close_client(client: Any) -> None:
+    """Close a client of :func:`redis_client`, and for Sentinel the Sentinels' connections too."""
+    await client.aclose()
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose()
 
 
 class State:
@@ -88,10 +103,10 @@ class State:
         """Connect to Redis (when configured); checks it answers, so a bad URL fails at start."""
         if self.config.redis is None:
             return
-        self.client = redis_client(self.config.redis)
+        self.client = redis_client(self.config.redis, timeout=self.config.redis_timeout)
         self._rate = self.client.register_script(_RATE)
         try:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(max(5.0, self.config.redis_timeout)):
                 await self.client.ping()
         except Exception as exc:
             await self.close()
@@ -100,7 +115,7 @@ class State:
     async def close(self) -> None:
         if self.client is not None:
             client, self.client = self.client, None
-            await client.aclose()
+            await close_client(client)
 
     def ledger(self, key: GatewayKey) -> so.Ledger | None:
         """The ledger holding ``key``'s daily budget (``None``: the key has none)."""
@@ -115,6 +130,7 @@ class State:
                     window="day",
                     prefix=f"{_PREFIX}{{{key.name}}}:budget:",
                     clock=self.clock,
+                    timeout=self.config.redis_timeout,
                 )
             else:
                 ledger = so.MemoryLedger(limit=key.daily_tokens, window="day", clock=self.clock)
@@ -137,7 +153,7 @@ class State:
         if self._rate is not None:
             name = f"{_PREFIX}{{{key.name}}}:rpm:{minute}"
             try:
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(self.config.redis_timeout):
                     count = int(await self._rate(keys=[name], args=[120]))
             except Exception as exc:
                 raise so.LedgerUnavailableError(f"redis rate limit failed: {exc}") from exc
