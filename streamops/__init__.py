@@ -106,6 +106,7 @@ from ._policy._policy import (
 from ._providers import _aiostream  # registers the aiostream source adapter (never imports it)
 from ._providers._gemini import GeminiLens
 from ._providers import _langchain_events  # refuses astream_events() events, with advice
+from ._providers import _litellm  # registers the LiteLLM lens (never imports litellm)
 from ._providers._lenses import (
     AnthropicLens,
     BytesLens,
