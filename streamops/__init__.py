@@ -78,6 +78,7 @@ from ._core._report import (
     StopReason,
     StreamReport,
 )
+from ._json._items import JSONItem
 from ._json._operator import (
     JSONReport,
     parse_json,
@@ -189,6 +190,7 @@ __all__ = (
     "FakeUpstreamError",
     "GeminiLens",
     "JSONDelta",
+    "JSONItem",
     "JSONPolicy",
     "JSONReport",
     "JSONStreamError",

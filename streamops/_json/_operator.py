@@ -15,12 +15,14 @@ from pydantic import BaseModel, PydanticUserError, TypeAdapter
 from .._core._driver import Operator
 from .._core._report import StreamReport
 from .._core._stages import ProcessorStage
+from ._items import JSONItem, _ItemStream, check_selector
 from ._models import JSONValidationError, _Validator, schema_root
 from ._parser import JSONDelta, JSONParser, JSONStreamError
 from ._tools import ToolCallUpdate, parse_tool_calls
 
 __all__ = [
     "JSONDelta",
+    "JSONItem",
     "JSONReport",
     "JSONStreamError",
     "JSONValidationError",
@@ -55,18 +57,29 @@ class JSONReport(BaseModel):
 class _Processor:
     """One stream's parse: the parser, the report section and the output mode."""
 
-    __slots__ = ("_mode", "_multiple", "_parser", "_recover", "_report", "_section", "_validator")
+    __slots__ = (
+        "_items",
+        "_mode",
+        "_multiple",
+        "_parser",
+        "_recover",
+        "_report",
+        "_section",
+        "_validator",
+    )
 
     def __init__(
         self,
         report: StreamReport,
         parser: JSONParser,
         *,
-        mode: Literal["values", "deltas", "model"],
+        mode: Literal["values", "deltas", "model", "items"],
         validator: _Validator | None,
         multiple: bool,
         recover: bool,
+        items: _ItemStream | None = None,
     ) -> None:
+        self._items = items
         self._parser = parser
         self._report = report
         self._section = report.section("json", JSONReport)
@@ -86,6 +99,10 @@ class _Processor:
         except JSONStreamError:
             self._sync()
             raise
+        if self._items is not None:
+            if p.completed:
+                self._on_completed()
+            return self._items.events(p.events, p.offset) if p.events else []
         if not changed:
             # A value completed by a chunk that changes nothing shown (its closing
             # bracket): counted, and in multiple mode yielded, but not shown again.
@@ -108,6 +125,13 @@ class _Processor:
             self._sync()
             raise
         self._sync()
+        if self._items is not None:
+            if p.completed:
+                self._on_completed()
+            elif p.incomplete:
+                self._section.incomplete = True
+                self._report.emit("json.incomplete", stage=_STAGE, offset=p.offset)
+            return self._items.events(p.events, p.offset) if p.events else []
         if p.completed:
             self._on_completed()
         elif p.incomplete:
@@ -162,6 +186,7 @@ def parse_json(
     trailing: Literal["error", "stop"] = "error",
     multiple: bool = False,
     recover: bool = False,
+    items: str | None = None,
 ) -> Operator[str, Any]:
     """Return an operator that parses a stream of JSON text chunks into values as they arrive.
 
@@ -219,6 +244,13 @@ def parse_json(
       or ``"stop"`` (stop after the value; the upstream is closed).
     - ``multiple``: parse a stream of values (NDJSON or concatenated) and yield
       each value once complete.
+    - ``items``: a JSON Pointer ending in ``/*`` (``"/results/*"``, ``"/*"``
+      for a top-level array; ``*`` also matches any step in the middle):
+      yield each element of the selected container(s) as a :class:`JSONItem`
+      (path, index, value) as soon as it closes — validated as ``model``
+      when given (``model`` is then the element type) — and nothing else.
+      Yielded elements are dropped from the parsed tree, so a list of any
+      length streams in memory bounded by its largest element.
     - ``recover``: at the end of a truncated document keep the best partial
       value instead of raising; ``report["json"].incomplete`` is then True and
       a ``json.incomplete`` event is emitted. A number cut by the end is dropped.
@@ -240,6 +272,9 @@ def parse_json(
         raise ValueError(f"trailing must be 'error' or 'stop', got {trailing!r}")
     if model is not None and deltas:
         raise ValueError("model and deltas cannot be combined: deltas are not validated")
+    steps = None if items is None else check_selector(items)
+    if steps is not None and deltas:
+        raise ValueError("items and deltas cannot be combined: items yields whole elements")
     # Build (and so check) the schema now: a bad model fails at start-up.
     try:
         schema = None if model is None else schema_root(model)
@@ -247,11 +282,39 @@ def parse_json(
         raise TypeError(
             f"model must be a pydantic model, a type pydantic can validate or a TypeAdapter: {exc}"
         ) from exc
-    mode: Literal["values", "deltas", "model"] = (
-        "model" if model is not None else "deltas" if deltas else "values"
+    mode: Literal["values", "deltas", "model", "items"] = (
+        "items"
+        if steps is not None
+        else "model"
+        if model is not None
+        else "deltas"
+        if deltas
+        else "values"
     )
+    element_adapter: TypeAdapter[Any] | None = None
+    if steps is not None and schema is not None:
+        element_adapter = schema.adapter
+        schema = None
 
     def factory(report: StreamReport) -> _Processor:
+        if steps is not None:
+            return _Processor(
+                report,
+                JSONParser(
+                    deltas=True,
+                    materialise=False,
+                    live=True,
+                    string_events=False,
+                    multiple=multiple,
+                    trailing=trailing,
+                    skip_prefix=skip_prefix,
+                ),
+                mode=mode,
+                validator=None,
+                multiple=multiple,
+                recover=recover,
+                items=_ItemStream(steps, element_adapter),
+            )
         parser = JSONParser(
             partial_strings=partial_strings,
             deltas=mode != "values",
