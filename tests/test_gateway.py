@@ -156,8 +156,13 @@ async def test_openai_responses_stream_and_non_stream() -> None:
 def test_models_and_healthz_pass_through() -> None:
     with fake() as up, gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw:
         assert httpx.get(gw.root_url + "/healthz").json() == {"status": "ok"}
-        # The fake upstream has no /v1/models: its 404 passes through unchanged.
-        assert httpx.get(gw.base_url + "/models").status_code == 404
+        listed = httpx.get(gw.base_url + "/models", headers={"authorization": "Bearer sk-c"})
+        assert listed.status_code == 200
+        assert listed.json()["data"][0]["id"] == up.model.model_name
+        models = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0).models.list()
+        assert [m.id for m in models] == [up.model.model_name]
+        # Without --keys the client's credential goes upstream.
+        assert up.models_requests[0]["authorization"] == "Bearer sk-c"
         assert httpx.get(gw.root_url + "/playground").status_code == 404  # off by default
 
 

@@ -1,30 +1,24 @@
 """Every text channel through the gateway: reasoning and tool-call arguments, split secrets.
 
-`FakeOpenAIServer` streams answer text only, so this module serves scripted
-provider events (OpenAI chat chunks, Anthropic events) from a small Starlette
-app on a loopback socket, and reads them back with the real SDKs.
+The upstream is the shared `FakeOpenAIServer` with scripted wire events
+(`events=`: OpenAI chat chunks with reasoning and tool calls, Anthropic
+thinking and tool_use blocks), read back through the gateway with the real SDKs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import openai
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import StreamingResponse
-from starlette.routing import Route
 
 from streamops._gateway import load_config
 from streamops._gateway._thread import GatewayServer
+from streamops.testing import FakeOpenAIServer
+from streamops.testing._server import Route
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 HALF = len(SECRET) // 2
@@ -120,50 +114,14 @@ ANTHROPIC: list[dict[str, Any]] = [
 ]
 
 
-async def chat(request: Request) -> StreamingResponse:
-    async def body() -> AsyncIterator[bytes]:
-        for chunk in CHAT:
-            yield f"data: {json.dumps(chunk)}\n\n".encode()
-        yield b"data: [DONE]\n\n"
-
-    return StreamingResponse(body(), media_type="text/event-stream")
-
-
-async def messages(request: Request) -> StreamingResponse:
-    async def body() -> AsyncIterator[bytes]:
-        for event in ANTHROPIC:
-            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
-
-    return StreamingResponse(body(), media_type="text/event-stream")
-
-
-@contextlib.contextmanager
-def scripted_upstream() -> Iterator[str]:
-    app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-            Route("/v1/messages", messages, methods=["POST"]),
-        ]
-    )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    while not server.started:
-        time.sleep(0.005)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
-
-
 @contextlib.contextmanager
 def gateway() -> Iterator[GatewayServer]:
-    with scripted_upstream() as url:
-        config = load_config(["--upstream", url, "--policy", "safe-chat", "--port", "0"])
+    scripts: dict[Route, list[dict[str, Any]]] = {
+        "chat.completions": CHAT,
+        "messages": ANTHROPIC,
+    }
+    with FakeOpenAIServer("unused", events=scripts) as up:
+        config = load_config(["--upstream", up.base_url, "--policy", "safe-chat", "--port", "0"])
         with GatewayServer(config) as gw:
             yield gw
 
@@ -211,3 +169,82 @@ def test_anthropic_thinking_and_tool_input_are_redacted_across_chunks() -> None:
         assert tool.type == "tool_use"
         assert tool.input == {"token": "[OPENAI_KEY]"}
         assert message.stop_reason == "tool_use"
+
+
+def _response(status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": "resp_script",
+        "object": "response",
+        "created_at": 1,
+        "status": status,
+        "model": "m",
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
+
+
+CALL = {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "send"}
+ARGS = '{"token": "' + SECRET + '"}'
+RESPONSES: list[dict[str, Any]] = [
+    {"type": "response.created", "sequence_number": 0, "response": _response("in_progress", [])},
+    {
+        "type": "response.output_item.added",
+        "sequence_number": 1,
+        "output_index": 0,
+        "item": {**CALL, "arguments": "", "status": "in_progress"},
+    },
+    {
+        "type": "response.function_call_arguments.delta",
+        "sequence_number": 2,
+        "item_id": "fc_1",
+        "output_index": 0,
+        "delta": ARGS[: len(ARGS) // 2],
+    },
+    {
+        "type": "response.function_call_arguments.delta",
+        "sequence_number": 3,
+        "item_id": "fc_1",
+        "output_index": 0,
+        "delta": ARGS[len(ARGS) // 2 :],
+    },
+    {
+        "type": "response.function_call_arguments.done",
+        "sequence_number": 4,
+        "item_id": "fc_1",
+        "output_index": 0,
+        "arguments": ARGS,
+    },
+    {
+        "type": "response.output_item.done",
+        "sequence_number": 5,
+        "output_index": 0,
+        "item": {**CALL, "arguments": ARGS, "status": "completed"},
+    },
+    {
+        "type": "response.completed",
+        "sequence_number": 6,
+        "response": _response("completed", [{**CALL, "arguments": ARGS, "status": "completed"}]),
+    },
+]
+
+
+def test_responses_function_call_arguments_are_redacted_in_deltas_and_done_events() -> None:
+    with (
+        FakeOpenAIServer("unused", events={"responses": RESPONSES}) as up,
+        GatewayServer(
+            load_config(["--upstream", up.base_url, "--policy", "safe-chat", "--port", "0"])
+        ) as gw,
+    ):
+        client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        events = list(client.responses.create(model="m", input="hi", stream=True))
+    raw = json.dumps([e.model_dump() for e in events])
+    assert SECRET[:HALF] not in raw
+    assert SECRET[HALF:] not in raw
+    deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert json.loads(deltas) == {"token": "[OPENAI_KEY]"}
+    final = events[-1]
+    assert final.type == "response.completed"
+    item: Any = final.response.output[0]
+    assert json.loads(item.arguments) == {"token": "[OPENAI_KEY]"}

@@ -21,9 +21,12 @@ end, without a network or a key. Three wires, one fake model behind them:
 
 The fake model decides the text, its chunking, the delays and the faults (it
 streams OpenAI chunk dicts; the other wires are translated from them);
-``http_errors`` makes chosen requests fail with an HTTP status (429, 500, ...)
-before the model is called, and ``headers_delay`` holds the response headers
-back (a slow request: what ``await client.create(...)`` waits for).
+``events`` scripts raw wire events per route instead (reasoning, thinking,
+tool-call arguments: what the model does not produce); ``GET /v1/models``
+lists the model. ``http_errors`` makes chosen requests fail with an HTTP
+status (429, 500, ...) before the model is called, and ``headers_delay``
+holds the response headers back (a slow request: what
+``await client.create(...)`` waits for).
 
 Every request leaves a :class:`ServedRequest` in :attr:`FakeOpenAIServer.served`:
 when each chunk was produced, how many body messages were sent, when the
@@ -53,7 +56,6 @@ Loopback only unless ``allow_remote=True``.
 from __future__ import annotations
 
 import abc
-import argparse
 import asyncio
 import contextlib
 import ipaddress
@@ -307,6 +309,14 @@ class _Wire(abc.ABC):
     def encoder(self, call: FakeCall, body: dict[str, Any]) -> _Encoder:
         """The stateful SSE encoder of one streamed answer."""
 
+    def frame(self, event: dict[str, Any]) -> bytes:
+        """One scripted event as this wire's SSE bytes (``event:`` named by its ``type``)."""
+        return _anthropic_event(event)
+
+    def closing(self) -> bytes:
+        """What follows a scripted stream's last event."""
+        return b""
+
     @abc.abstractmethod
     def complete(self, call: FakeCall, tally: _Tally) -> dict[str, Any]:
         """The JSON body of a non-streamed answer."""
@@ -344,6 +354,12 @@ class _Chat(_Wire):
 
     def encoder(self, call: FakeCall, body: dict[str, Any]) -> _Encoder:
         return _ChatEncoder(bool((body.get("stream_options") or {}).get("include_usage")))
+
+    def frame(self, event: dict[str, Any]) -> bytes:
+        return f"data: {_compact(event)}\n\n".encode()
+
+    def closing(self) -> bytes:
+        return b"data: [DONE]\n\n"
 
     def complete(self, call: FakeCall, tally: _Tally) -> dict[str, Any]:
         head = tally.head
@@ -633,6 +649,7 @@ class _Responses(_Wire):
 
 
 _WIRES: tuple[_Wire, ...] = (_Chat(), _Responses(), _Messages())
+_ROUTES = tuple(w.route for w in _WIRES)
 
 
 # --------------------------------------------------------------------------
@@ -663,6 +680,16 @@ class FakeOpenAIServer:
     A client that disconnects meanwhile stops the request; the model is then
     not called.
 
+    ``events`` scripts a route's stream as raw wire events instead: a list
+    per route (``"chat.completions"``, ``"responses"``, ``"messages"``) of
+    event dicts, framed as that wire frames them (``data: {...}`` then
+    ``data: [DONE]`` on chat; ``event: TYPE`` / ``data: {...}`` on the
+    others), or ``bytes`` sent verbatim; ``events_delay`` seconds apart. Use
+    it for what the model does not produce: reasoning and thinking, tool-call
+    arguments, odd chunk shapes. Every streamed request of that route gets
+    the whole script (a non-streamed one gets 400). ``GET /v1/models`` lists
+    the model (:attr:`models_requests` keeps each request's headers).
+
     :attr:`served` records what happened to each request
     (:class:`ServedRequest`): chunks produced and when, messages sent, the
     client's disconnect, when generation stopped.
@@ -692,6 +719,8 @@ class FakeOpenAIServer:
         *,
         http_errors: Mapping[int, int] | None = None,
         headers_delay: float = 0.0,
+        events: Mapping[Route, Sequence[dict[str, Any] | bytes]] | None = None,
+        events_delay: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
         allow_remote: bool = False,
@@ -714,6 +743,18 @@ class FakeOpenAIServer:
                 raise ValueError(f"http_errors values are HTTP error statuses, got {status!r}")
         self.headers_delay = _check_delay("headers_delay", headers_delay)
         """Seconds every response waits before the model is called and the headers sent."""
+        self.events: dict[Route, list[dict[str, Any] | bytes]] = {}
+        """Scripted wire events per route, streamed verbatim instead of asking the model."""
+        for route, script in (events or {}).items():
+            if route not in _ROUTES:
+                raise ValueError(f"events: unknown route {route!r}; expected one of {_ROUTES}")
+            items = list(script)
+            for item in items:
+                if not isinstance(item, (dict, bytes)):
+                    raise TypeError(f"events[{route!r}]: a dict or bytes per event, got {item!r}")
+            self.events[route] = items
+        self.events_delay = _check_delay("events_delay", events_delay)
+        """Seconds between scripted events."""
         _check_host(host, allow_remote)
         port_: object = port
         if isinstance(port_, bool) or not isinstance(port_, int) or not 0 <= port_ <= 65535:
@@ -724,6 +765,8 @@ class FakeOpenAIServer:
         """How many requests arrived, on every route (errors included)."""
         self.served: list[ServedRequest] = []
         """One record per request, in arrival order."""
+        self.models_requests: list[dict[str, str]] = []
+        """The headers of each ``GET /v1/models`` (it lists the fake model)."""
         self.app = self._build_app()
         """The ASGI application (Starlette)."""
         self._server: Any = None
@@ -749,7 +792,20 @@ class FakeOpenAIServer:
             return handle
 
         routes = [StarletteRoute(w.path, endpoint(w), methods=["POST"]) for w in _WIRES]
+        routes.append(StarletteRoute("/v1/models", self._models, methods=["GET"]))
         return Starlette(routes=routes)
+
+    async def _models(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        self.models_requests.append(dict(request.headers))
+        model = {
+            "id": self.model.model_name,
+            "object": "model",
+            "created": _CREATED,
+            "owned_by": "streamops-fake",
+        }
+        return JSONResponse({"object": "list", "data": [model]})
 
     async def _handle(self, wire: _Wire, request: Any) -> Any:
         self.requests += 1
@@ -770,6 +826,11 @@ class FakeOpenAIServer:
         except _BadRequest as exc:
             return _Observed(record, wire.error(400, str(exc)))
         record.stream = bool(body.get("stream"))
+        script = self.events.get(wire.route)
+        if script is not None:
+            if not record.stream:
+                return _Observed(record, wire.error(400, "scripted events are streamed only"))
+            return _Observed(record, _event_stream_response(self._scripted(record, wire, script)))
         opened = await self._open(request, record, prompt)
         if opened is None:  # the client went away before the headers: nothing to send
             return _nothing
@@ -852,6 +913,22 @@ class FakeOpenAIServer:
                     yield piece
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
+            record._stop()
+
+    async def _scripted(
+        self, record: ServedRequest, wire: _Wire, script: list[dict[str, Any] | bytes]
+    ) -> AsyncIterator[bytes]:
+        """Stream ``script`` as the wire frames it (``bytes`` go out verbatim)."""
+        try:
+            for number, item in enumerate(script):
+                if number and self.events_delay:
+                    await asyncio.sleep(self.events_delay)
+                record.produced_at.append(time.monotonic())
+                yield item if isinstance(item, bytes) else wire.frame(item)
+            closing = wire.closing()
+            if closing:
+                yield closing
+        finally:
             record._stop()
 
     async def _complete(
@@ -1013,75 +1090,3 @@ def serve_fake_server(fake: FakeOpenAIServer) -> None:
             raise RuntimeError("the fake server did not start (see the log above)")
     finally:
         sock.close()
-
-
-# --------------------------------------------------------------------------
-# the `streamops fake-server` subcommand
-# --------------------------------------------------------------------------
-
-_DEFAULT_REPLY = "Hello! I am a fake model. Point your OpenAI client at me to test your app."
-
-
-def _http_error(spec: str) -> tuple[int, int]:
-    number, sep, status = spec.partition(":")
-    if not sep or not number.isdigit() or not status.isdigit():
-        raise argparse.ArgumentTypeError(f"expected REQUEST:STATUS such as 1:500, got {spec!r}")
-    return int(number), int(status)
-
-
-def add_fake_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``fake-server`` options to ``parser`` (the CLI calls this)."""
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
-    parser.add_argument(
-        "--reply",
-        action="append",
-        dest="replies",
-        metavar="TEXT",
-        help="a scripted reply (repeat for successive calls; they cycle)",
-    )
-    parser.add_argument("--chunking", default="word", help="word, char, token, random or a size")
-    parser.add_argument("--delay", type=float, default=0.02, help="seconds between chunks")
-    parser.add_argument("--first-chunk-delay", type=float, default=0.0, help="seconds")
-    parser.add_argument("--seed", type=int, default=0, help="seed for random chunking")
-    parser.add_argument("--model-name", default="fake-model", help="model name in the chunks")
-    parser.add_argument(
-        "--http-error",
-        action="append",
-        type=_http_error,
-        default=[],
-        metavar="REQUEST:STATUS",
-        help="answer request number REQUEST with HTTP STATUS, e.g. 1:500 (repeatable)",
-    )
-    parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
-
-
-def fake_server_from_args(args: argparse.Namespace) -> FakeOpenAIServer:
-    """Build the server of ``streamops fake-server`` from parsed ``args``.
-
-    Bad values raise ``ValueError`` here, before anything is served.
-
-    >>> parser = argparse.ArgumentParser()
-    >>> add_fake_server_arguments(parser)
-    >>> fake_server_from_args(parser.parse_args(["--host", "10.0.0.1"]))
-    Traceback (most recent call last):
-    ...
-    ValueError: host '10.0.0.1' is not a loopback address; ...
-    """
-    chunking: str | int = int(args.chunking) if args.chunking.isdigit() else args.chunking
-    model = FakeStreamingModel(
-        args.replies or [_DEFAULT_REPLY],
-        chunking=chunking,
-        delay=args.delay,
-        first_chunk_delay=args.first_chunk_delay,
-        seed=args.seed,
-        model_name=args.model_name,
-        format="openai-dict",
-    )
-    return FakeOpenAIServer(
-        model,
-        host=args.host,
-        port=args.port,
-        http_errors=dict(args.http_error),
-        allow_remote=args.allow_remote,
-    )
