@@ -108,6 +108,7 @@ from ._providers import _aiostream  # registers the aiostream source adapter (ne
 from ._providers._gemini import GeminiLens
 from ._providers import _langchain_events  # refuses astream_events() events, with advice
 from ._providers import _litellm  # registers the LiteLLM lens (never imports litellm)
+from ._providers._websocket import GeminiLiveLens, to_websocket
 from ._providers._lenses import (
     AnthropicLens,
     BytesLens,
@@ -189,6 +190,7 @@ __all__ = (
     "FakeStreamingModel",
     "FakeUpstreamError",
     "GeminiLens",
+    "GeminiLiveLens",
     "JSONDelta",
     "JSONItem",
     "JSONPolicy",
@@ -263,6 +265,7 @@ __all__ = (
     "tee",
     "timeout",
     "to_sse",
+    "to_websocket",
 )
 
 fixup_module_metadata(__name__, globals(), __all__)
