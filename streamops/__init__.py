@@ -70,6 +70,7 @@ from ._core._errors import (
     StreamOpsError,
     StreamTimeout,
     TeeOverflowError,
+    ToolCallTruncatedError,
 )
 from ._core._public import fixup_module_metadata
 from ._core._report import (
@@ -236,6 +237,7 @@ __all__ = (
     "SyncStream",
     "TeeBranch",
     "TeeOverflowError",
+    "ToolCallTruncatedError",
     "TimeoutPolicy",
     "TokenCounter",
     "ToolCallUpdate",

@@ -9,6 +9,7 @@ catches that error too)::
     │                                   an asyncio-only operator pulled under trio
     ├── bad input (ValueError)
     │   ├── JSONStreamError             text that is not JSON, with its offset
+    │   │   └── ToolCallTruncatedError  the provider ended a message mid tool-call arguments
     │   ├── JSONValidationError         JSON that does not fit the model
     │   ├── RedactPatternError          a pattern redact cannot use exactly
     │   ├── PolicyError                 a policy file or dict that is invalid
@@ -70,6 +71,7 @@ __all__ = (
     "StreamOpsError",
     "StreamTimeout",
     "TeeOverflowError",
+    "ToolCallTruncatedError",
 )
 
 Limit: TypeAlias = Literal["first_chunk", "idle", "total"]
@@ -166,11 +168,62 @@ class JSONStreamError(StreamOpsError, ValueError):
     streamops.JSONStreamError: invalid JSON at offset 7: expected ',' or '}', got 'x'
     """
 
-    def __init__(self, message: str, *, offset: int, expected: str, got: str | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        offset: int,
+        expected: str,
+        got: str | None,
+        byte_offset: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.offset = offset
         self.expected = expected
         self.got = got
+        #: On bytes input, the offset in bytes as well (None for text input).
+        self.byte_offset = byte_offset
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments: rebuilt from args and attributes, so that the
+        # error crosses process pools (pickle calls cls(*args) otherwise).
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+class ToolCallTruncatedError(JSONStreamError):
+    """Raised by :func:`parse_tool_calls` when the provider ends a message mid-arguments.
+
+    The message finished with ``finish_reason`` ``"length"`` or
+    ``"content_filter"`` (Anthropic: ``stop_reason`` ``"max_tokens"`` or
+    ``"refusal"``; Responses: ``response.incomplete``) while the arguments of
+    a call were not complete JSON, as openai-python's ``stream()`` helper
+    raises ``LengthFinishReasonError``. ``finish_reason`` says which;
+    ``index``, ``choice`` and ``call_id`` name the call. Not raised with
+    ``recover=True`` (the call is then left incomplete).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        offset: int,
+        finish_reason: str,
+        index: int,
+        choice: int,
+        call_id: str | None,
+    ) -> None:
+        super().__init__(message, offset=offset, expected="the rest of the arguments", got=None)
+        self.finish_reason = finish_reason
+        self.index = index
+        self.choice = choice
+        self.call_id = call_id
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class JSONValidationError(StreamOpsError, ValueError):
@@ -204,6 +257,9 @@ class JSONValidationError(StreamOpsError, ValueError):
         self.path = path
         self.errors = errors
         self.offset = offset
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self.args, self.__dict__)
 
 
 class RedactPatternError(StreamOpsError, ValueError):
