@@ -48,6 +48,7 @@ chunks is the number of searches, not their length):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -280,6 +281,12 @@ class _Plan:
     hold_seconds: float | None = None
     cpu_budget: float | None = None
     user: bool = False  # some pattern is not a built-in
+    # ``flag`` patterns never change text, so they never hold it: they run in a separate
+    # observer (``watch``, a plan of the flag patterns only) that reports their matches
+    # with stream offsets while the text is released by the redacting patterns alone.
+    observer: bool = False  # this plan is such an observer: it releases nothing
+    watch: _Plan | None = None  # the flag patterns' observer plan, if any
+    passthrough: bool = False  # no pattern redacts or blocks: every chunk is released
 
 
 def _timeout_message(timeout: float | None) -> str:
@@ -315,6 +322,7 @@ class _Redactor:
         "_section",
         "_spent",
         "_timeout",
+        "_watch",
         "done",
     )
 
@@ -342,6 +350,7 @@ class _Redactor:
         self._held_at = -1  # the stream offset of the oldest held character ...
         self._held_since = 0.0  # ... and when it became the oldest
         self._holds: dict[int, int] = {}  # held length after each chunk -> how many chunks
+        self._watch = None if plan.watch is None else _Redactor(plan.watch, report)
         self.done = False
 
     @property
@@ -359,6 +368,15 @@ class _Redactor:
     def feed(self, text: str, /) -> list[str]:
         if self.done or not text:
             return []
+        watch = self._watch
+        if watch is not None:
+            watch.feed(text)  # its output is the text itself: flag never changes text
+            if watch.done:  # the observer ran out of CPU budget: fail closed
+                return self._exhausted()
+            if self._plan.passthrough:
+                self._base += len(text)
+                self._observe()
+                return [text]
         size = len(self._buf) + self._pending_len
         # An attempt still undecided before this text starts the held text: look at it
         # first (most chunks only extend it) instead of searching from scratch.
@@ -427,7 +445,7 @@ class _Redactor:
     def _observe(self) -> None:
         """Hold-back bookkeeping after a chunk: statistics, when the open attempt is
         looked at again, and since when the oldest held character has been held."""
-        if self.done:
+        if self.done and not self._plan.observer:
             held = 0
             self._finish_stats()
         else:
@@ -449,6 +467,8 @@ class _Redactor:
             self._held_at, self._held_since = at, self._report.clock()
 
     def _finish_stats(self) -> None:
+        if self._plan.observer:  # the hold-back is the redacting patterns' (flag holds none)
+            return
         section = self._section
         section.max_held, section.held_mean, section.held_p99 = self.hold_stats()
 
@@ -470,6 +490,10 @@ class _Redactor:
     def close(self) -> list[str]:
         if self.done:
             return []
+        if self._watch is not None:
+            self._watch.close()
+            if self._watch.done:
+                return self._exhausted()
         self._flush()
         out = self._timed(final=True, reopen=False)
         self._finish_stats()
@@ -496,6 +520,11 @@ class _Redactor:
         """
         if self.done:
             return []
+        if self._watch is not None:
+            # the observer's matches in the text read so far (the message ends there)
+            self._watch.close()
+            if self._watch.done:
+                return self._exhausted()
         self._flush()
         self._finish_stats()
         buf, scan = self._buf, self._scan
@@ -715,12 +744,20 @@ class _Redactor:
             self._report.stop(StopReason.BLOCKED, f"redact: {spec.name}")
             self._event(spec.name, "block", 0)
             return stop
-        if action == "flag":
+        if action == "flag":  # only in the observer: offsets of the input stream
             section.flagged[spec.name] = section.flagged.get(spec.name, 0) + 1
-            out = text
-        else:
-            section.redacted[spec.name] = section.redacted.get(spec.name, 0) + 1
-            out = self._replace(spec, bm)
+            self._report.emit(
+                "redact.flag",
+                stage=self._plan.stage,
+                pattern=spec.name,
+                start=self._base + bm.start(),
+                end=self._base + stop,
+            )
+            pieces.append(text)
+            self._emitted += len(text)
+            return stop
+        section.redacted[spec.name] = section.redacted.get(spec.name, 0) + 1
+        out = self._replace(spec, bm)
         self._event(spec.name, action, len(out))
         pieces.append(out)
         self._emitted += len(out)
@@ -1014,6 +1051,59 @@ def redact(
                 f"max_window={max_window} cannot hold the built-in {spec.name!r} (up to {width}"
                 " characters); raise max_window or leave that pattern out"
             )
+    flags = tuple(b for b in branches if (b.spec.action or action) == "flag")
+    rest = tuple(b for b in branches if (b.spec.action or action) != "flag")
+
+    def build(group: tuple[_Compiled, ...], watch: _Plan | None = None) -> _Plan:
+        return _make_plan(
+            group,
+            replacement=replacement,
+            action=action,
+            window=max_window,
+            on_overflow=on_overflow,
+            context=context,
+            timeout=timeout,
+            stage=name,
+            version=version,
+            hold=max_window if max_hold is None else min(max_hold, max_window),
+            hold_seconds=hold_seconds,
+            cpu_budget=cpu_budget,
+            observer=watch is None and group is flags,
+            watch=watch,
+        )
+
+    watch = build(flags) if flags else None
+    if rest:
+        plan = build(rest, watch)
+    else:
+        assert watch is not None
+        plan = dataclasses.replace(watch, observer=False, watch=watch, passthrough=True)
+
+    def factory(report: StreamReport) -> _Redactor:
+        return _Redactor(plan, report)
+
+    return Operator(ProcessorStage(name, factory, channels=channels))
+
+
+def _make_plan(
+    branches: tuple[_Compiled, ...],
+    *,
+    replacement: Replacement | KeyedHash | None,
+    action: Action,
+    window: int,
+    on_overflow: OnOverflow,
+    context: int,
+    timeout: float | None,
+    stage: str,
+    version: int,
+    hold: int,
+    hold_seconds: float | None,
+    cpu_budget: float | None,
+    observer: bool,
+    watch: _Plan | None,
+) -> _Plan:
+    """Compile the alternation, its probes and its prefilter for ``branches``."""
+    specs = [b.spec for b in branches]
     alternation = "|".join(b.source for b in branches)
     lists = {name: items for b in branches for name, items in b.lists}
     builtin_only = all(s in _BUILTIN_SET for s in specs)
@@ -1024,16 +1114,12 @@ def redact(
     guard: str | None = None
     if len(known) == len(user):
         guard = "|".join(([BUILTIN_STARTS] if len(user) < len(branches) else []) + known)
-    plan = _Plan(
+    return _Plan(
         branches=branches,
         combined=_regex(alternation, version, lists),
         probe=_regex(f"(?:{alternation})(?!)", version, lists),
         first=_regex(f"(?>{alternation})(?!)", version, lists),
         guard=None if guard is None else regex.compile(guard, version),
-        replacement=replacement,
-        action=action,
-        window=max_window,
-        on_overflow=on_overflow,
         # Lookbehinds must see the same released text whatever the chunking.
         # One more than the widest lookbehind: the buffer's first character is then never
         # read by one, where `\A`/`^` would take it for the start and `\b` see no
@@ -1042,18 +1128,19 @@ def redact(
         # The built-in library is vetted (bounded, no nested quantifiers) and runs
         # unguarded: the guard polls a clock and about doubles the cost of a search.
         timeout=None if builtin_only else timeout,
-        stage=name,
+        replacement=replacement,
+        action=action,
+        window=window,
+        on_overflow=on_overflow,
+        stage=stage,
         version=version,
-        hold=max_window if max_hold is None else min(max_hold, max_window),
+        hold=hold,
         hold_seconds=hold_seconds,
         cpu_budget=cpu_budget,
         user=not builtin_only,
+        observer=observer,
+        watch=watch,
     )
-
-    def factory(report: StreamReport) -> _Redactor:
-        return _Redactor(plan, report)
-
-    return Operator(ProcessorStage(name, factory, channels=channels))
 
 
 def _combined_pattern(op: Operator[Any, Any]) -> regex.Pattern[str]:
