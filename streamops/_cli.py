@@ -1,4 +1,4 @@
-"""The ``streamops`` command line: demo, run, check-policy, fake-server, bench.
+"""The ``streamops`` command line: demo, run, check-policy, serve, fake-server.
 
 Exit codes (``streamops run`` and ``streamops demo``) say how the stream stopped:
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import codecs
-import importlib
 import json
 import os
 import shutil
@@ -28,7 +27,6 @@ import time
 import traceback
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
-from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import BaseModel
@@ -36,14 +34,17 @@ from pydantic import BaseModel
 from ._budget._processor import BudgetExceededError, BudgetUsage
 from ._collect import Collected
 from ._core._driver import Operator
-from ._core._errors import StreamOpsError
+from ._core._errors import MissingExtraError, StreamOpsError
+from ._core._extras import require
 from ._core._report import StopReason, StreamReport
+from ._core._validate import did_you_mean
 from ._policy._policy import Policy, PolicyError, load_policy
 from ._providers._lenses import find_lens
 from ._providers._sse import sse_json
 from ._redact._filter import RedactReport
 from ._timeout import StreamTimeout
 from .testing._fake import FakeStreamingModel
+from .testing._server import FakeOpenAIServer, serve_fake_server
 
 __all__: list[str] = []
 
@@ -438,76 +439,136 @@ def _check_policy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _fake_server(args: argparse.Namespace, extra: list[str]) -> int:
-    try:
-        server = importlib.import_module("streamops.testing._server")
-    except ImportError as exc:
-        if exc.name not in ("streamops.testing._server", "starlette", "uvicorn"):
-            raise
-        raise _Usage(
-            "fake-server needs the server extra: pip install 'streamops[server]'"
-            if exc.name != "streamops.testing._server"
-            else "fake-server is not available in this version of streamops"
-        ) from None
-    parser = argparse.ArgumentParser(
-        prog="streamops fake-server",
-        description="Serve the fake streaming model as an OpenAI-compatible HTTP API.",
+# --------------------------------------------------------------------------
+# fake-server: the fake model over HTTP (its options; the server is streamops.testing)
+# --------------------------------------------------------------------------
+
+_DEFAULT_REPLY = "Hello! I am a fake model. Point your OpenAI client at me to test your app."
+
+
+def _http_error(spec: str) -> tuple[int, int]:
+    number, sep, status = spec.partition(":")
+    if not sep or not number.isdigit() or not status.isdigit():
+        raise argparse.ArgumentTypeError(f"expected REQUEST:STATUS such as 1:500, got {spec!r}")
+    return int(number), int(status)
+
+
+def add_fake_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``fake-server`` options to ``parser``."""
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument(
+        "--reply",
+        action="append",
+        dest="replies",
+        metavar="TEXT",
+        help="a scripted reply (repeat for successive calls; they cycle)",
     )
-    server.add_fake_server_arguments(parser)
+    parser.add_argument("--chunking", default="word", help="word, char, token, random or a size")
+    parser.add_argument("--delay", type=float, default=0.02, help="seconds between chunks")
+    parser.add_argument("--first-chunk-delay", type=float, default=0.0, help="seconds")
+    parser.add_argument("--seed", type=int, default=0, help="seed for random chunking")
+    parser.add_argument("--model-name", default="fake-model", help="model name in the chunks")
+    parser.add_argument(
+        "--http-error",
+        action="append",
+        type=_http_error,
+        default=[],
+        metavar="REQUEST:STATUS",
+        help="answer request number REQUEST with HTTP STATUS, e.g. 1:500 (repeatable)",
+    )
+    parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+
+
+def fake_server_from_args(args: argparse.Namespace) -> FakeOpenAIServer:
+    """Build the server of ``streamops fake-server`` from parsed ``args``.
+
+    Bad values raise ``ValueError`` here, before anything is served.
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_fake_server_arguments(parser)
+    >>> fake_server_from_args(parser.parse_args(["--host", "10.0.0.1"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: host '10.0.0.1' is not a loopback address; ...
+    """
+    chunking: str | int = int(args.chunking) if args.chunking.isdigit() else args.chunking
+    model = FakeStreamingModel(
+        args.replies or [_DEFAULT_REPLY],
+        chunking=chunking,
+        delay=args.delay,
+        first_chunk_delay=args.first_chunk_delay,
+        seed=args.seed,
+        model_name=args.model_name,
+        format="openai-dict",
+    )
+    return FakeOpenAIServer(
+        model,
+        host=args.host,
+        port=args.port,
+        http_errors=dict(args.http_error),
+        allow_remote=args.allow_remote,
+    )
+
+
+def _fake_server(args: argparse.Namespace) -> int:
     try:
-        fake = server.fake_server_from_args(parser.parse_args(extra))
+        fake = fake_server_from_args(args)
     except ValueError as exc:
         raise _Usage(str(exc)) from None
     try:
-        server.serve_fake_server(fake)
+        serve_fake_server(fake)
     except OSError as exc:  # the port is taken, say: an error, not a usage problem
         raise _Failed(str(exc)) from None
     return EXIT_OK
 
 
-def _find_benchmarks() -> Path | None:
-    here = Path(__file__).resolve().parent.parent
-    for root in (Path.cwd(), here):
-        if (root / "benchmarks" / "__main__.py").is_file():
-            return root
-    return None
+def _serve(argv: list[str]) -> int:
+    """``streamops serve``: the gateway parses its own options (see docs/gateway.md)."""
+    for module in ("starlette", "uvicorn", "httpx", "prometheus_client"):
+        require(module, extra="gateway", feature="streamops serve")
+    from ._gateway import cli_main
 
-
-def _bench(args: argparse.Namespace, extra: list[str]) -> int:
-    root = _find_benchmarks()
-    if root is None:
-        raise _Usage(
-            "benchmarks run from a source checkout: no benchmarks/ folder in the current"
-            " directory or beside the streamops package"
-        )
-    sys.path.insert(0, str(root))
-    module = importlib.import_module("benchmarks.__main__")
-    result: int | None = module.main(extra)
-    return result or EXIT_OK
+    return cli_main(argv)
 
 
 # --------------------------------------------------------------------------
 # the parser
 # --------------------------------------------------------------------------
 
+_GLOBAL_FLAGS = ("--debug",)
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
-    )
+
+def _global_flags(argv: list[str]) -> tuple[bool, list[str]]:
+    """Take the global flags out of ``argv``, wherever they are (before a ``--``)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    rest = [a for a in argv[:end] if a not in _GLOBAL_FLAGS] + argv[end:]
+    return debug, rest
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    debug_help = "show tracebacks (a global option: before or after the command)"
     parser = argparse.ArgumentParser(
         prog="streamops",
         description="Enforce safety and cost policies on LLM output streams while they stream.",
         epilog="Exit codes: 0 complete, 1 error, 2 usage or bad policy, 3 budget, 4 timeout,"
-        " 5 blocked, 130 interrupted.",
-        parents=[common],
+        " 5 blocked, 130 interrupted. Benchmarks run from a source checkout:"
+        " python -m benchmarks.",
     )
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    parser.add_argument("--version", action="version", version=f"streamops {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, argparse.ArgumentParser] = {}
 
-    demo = sub.add_parser(
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, **kwargs)
+        cmd.add_argument("--debug", action="store_true", help=debug_help)
+        commands[name] = cmd
+        return cmd
+
+    demo = command(
         "demo",
-        parents=[common],
         help="stream a fake model's answer through the safe-chat policy",
         description="Stream a built-in fake model's answer (with an API key, an email and a"
         " JSON block) through a policy, live, then print a summary.",
@@ -522,9 +583,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print a machine-readable report only")
     demo.set_defaults(func=_demo)
 
-    run = sub.add_parser(
+    run = command(
         "run",
-        parents=[common],
         help="apply a policy to a stream on stdin, writing to stdout as it goes",
         description="Apply a policy to text (or SSE) arriving on stdin as it arrives, writing"
         " to stdout as it goes. The exit code says how the stream stopped.",
@@ -543,9 +603,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
-    check = sub.add_parser(
+    check = command(
         "check-policy",
-        parents=[common],
         help="validate a policy and print the resolved pipeline",
         description="Validate a policy file (or preset) and print the pipeline it builds.",
     )
@@ -553,19 +612,42 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the policy as JSON")
     check.set_defaults(func=_check_policy)
 
-    server = sub.add_parser(
+    # `serve` parses its own options (the gateway's contract); listed here for --help.
+    sub.add_parser(
+        "serve",
+        help="run the policy gateway: an OpenAI- and Anthropic-compatible proxy"
+        " (options: serve --help; extra: gateway)",
+        add_help=False,
+    )
+    server = command(
         "fake-server",
-        help="serve the fake model as an OpenAI-compatible HTTP API (options: fake-server --help)",
-        add_help=False,
+        help="serve the fake model as an OpenAI/Anthropic-compatible HTTP API, for tests",
+        description="Serve the fake streaming model over HTTP (/v1/chat/completions,"
+        " /v1/responses, /v1/messages) for testing clients. Needs the server extra.",
     )
-    server.set_defaults(passthrough=_fake_server)
-    bench = sub.add_parser(
-        "bench",
-        help="run the benchmarks and print the ratio table (from a source checkout)",
-        add_help=False,
-    )
-    bench.set_defaults(passthrough=_bench)
-    return parser
+    add_fake_server_arguments(server)
+    server.set_defaults(func=_fake_server)
+    return parser, commands
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("streamops")
+    except PackageNotFoundError:  # pragma: no cover - a tree that was never installed
+        return "unknown"
+
+
+def _unknown_options(cmd: argparse.ArgumentParser, extra: list[str]) -> str:
+    """``unrecognized arguments: --polcy (did you mean --policy?)``, for ``cmd``'s options."""
+    known = [o for action in cmd._actions for o in action.option_strings if o.startswith("--")]
+    words = []
+    for arg in extra:
+        flag = arg.partition("=")[0]
+        hint = did_you_mean(flag, known) if flag.startswith("--") else ""
+        words.append(arg + hint)
+    return "unrecognized arguments: " + " ".join(words)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -576,21 +658,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     ...
     0
     """
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    passthrough = getattr(args, "passthrough", None)
-    debug = getattr(args, "debug", False)  # SUPPRESS: set only when given, at any level
-    if extra and passthrough is None:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    debug, args_in = _global_flags(list(sys.argv[1:] if argv is None else argv))
+    parser, commands = _parser()
     try:
-        if passthrough is not None:
-            code: int = passthrough(args, extra)
-        else:
-            code = args.func(args)
+        if args_in and args_in[0] == "serve":
+            return _serve(args_in[1:])
+        if args_in and not args_in[0].startswith("-") and args_in[0] not in commands:
+            names = [*commands, "serve"]
+            parser.error(
+                f"unknown command {args_in[0]!r}{did_you_mean(args_in[0], names)};"
+                f" commands: {', '.join(names)}"
+            )
+        if args_in and args_in[0] in commands:
+            # Unknown options first: argparse would report a missing required
+            # option instead, when the unknown one is its misspelling.
+            cmd = commands[args_in[0]]
+            known = {o for action in cmd._actions for o in action.option_strings}
+            unknown = [
+                a for a in args_in[1:] if a.startswith("--") and a.partition("=")[0] not in known
+            ]
+            if unknown:
+                cmd.error(_unknown_options(cmd, unknown))
+        args, extra = parser.parse_known_args(args_in)
+        if extra:
+            cmd = commands[args.command]
+            cmd.error(_unknown_options(cmd, extra))
+        code: int = args.func(args)
         return code
     except KeyboardInterrupt:
         sys.stderr.write("streamops: interrupted\n")
         return EXIT_INTERRUPTED
+    except MissingExtraError as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"streamops: error: {exc}\n")
+        return EXIT_USAGE
     except (_Usage, _Failed) as exc:
         if debug:
             traceback.print_exc()

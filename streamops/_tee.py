@@ -26,6 +26,7 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 from ._core._errors import StreamOpsError, TeeOverflowError
 from ._core._sources import AsyncSource, SyncSource, _aclose_all, _close_all, _open_source
+from ._core._validate import check_choice, check_int
 
 __all__ = ("AsyncTeeBranch", "TeeBranch", "TeeOverflowError", "tee")
 
@@ -469,14 +470,10 @@ def tee(
         raise TypeError(
             f"expected an iterable of chunks, got a bare {type(source).__name__}; wrap it: [text]"
         )
-    if not _is_int(n):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n must be at least one, got {n}")
-    if max_buffer is not None and not (_is_int(max_buffer) and max_buffer >= 1):
-        raise ValueError(f"max_buffer must be a positive int or None, got {max_buffer!r}")
-    if on_overflow not in _POLICIES:
-        raise ValueError(f"on_overflow must be one of {', '.join(_POLICIES)}; got {on_overflow!r}")
+    check_int("tee(n)", n, least=1)
+    if max_buffer is not None:
+        check_int("tee(max_buffer=...)", max_buffer, least=1)
+    check_choice("tee(on_overflow=...)", on_overflow, _POLICIES)
     # The same sources as an operator's: an SDK stream object (closed with the
     # last branch), an awaitable request (awaited by the first pull), a factory.
     it, owner, is_async = _open_source(source)

@@ -46,6 +46,7 @@ from ._core._driver import Operator
 from ._core._errors import AsyncioRequiredError, StreamTimeout
 from ._core._report import StopReason, StreamReport
 from ._core._stages import ShellStage
+from ._core._validate import check_choice, check_optional_number
 
 __all__: list[str] = ["CancelToken", "StreamTimeout", "cancellable", "timeout"]
 
@@ -456,25 +457,15 @@ class _Watch(ShellStage):
 
 
 def _seconds(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(
-            f"timeout({name}=...) must be a number of seconds or None, got {type(value).__name__}"
-        )
-    if not 0 < value < math.inf:
-        raise ValueError(
-            f"timeout({name}=...) must be a positive finite number of seconds"
-            f" (None for no limit), got {value!r}"
-        )
-    return float(value)
+    seconds = check_optional_number(f"timeout({name}=...) in seconds", value, positive=True)
+    return None if seconds is None else float(seconds)
 
 
 def timeout(
+    *,
     first_chunk: float | None = None,
     idle: float | None = None,
     total: float | None = None,
-    *,
     on_timeout: Literal["raise", "end"] = "raise",
 ) -> Operator[Any, Any]:
     """Return an operator that bounds how long a stream may wait on its upstream.
@@ -523,10 +514,9 @@ def timeout(
     >>> so.timeout(idle=0)
     Traceback (most recent call last):
     ...
-    ValueError: timeout(idle=...) must be a positive finite number of seconds ...
+    ValueError: timeout(idle=...) in seconds must be a positive number, got 0
     """
-    if on_timeout not in ("raise", "end"):
-        raise ValueError(f'timeout(on_timeout=...) must be "raise" or "end", got {on_timeout!r}')
+    check_choice("timeout(on_timeout=...)", on_timeout, ("raise", "end"))
     stage = _Watch(
         "timeout",
         first_chunk=_seconds("first_chunk", first_chunk),

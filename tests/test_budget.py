@@ -302,7 +302,7 @@ def test_operator_is_reusable_and_composes() -> None:
     [
         ({}, ValueError, "needs max_tokens, max_cost or ledger"),
         ({"max_tokens": -1}, ValueError, "max_tokens must be a non-negative int"),
-        ({"max_tokens": True}, ValueError, "max_tokens must be"),
+        ({"max_tokens": True}, TypeError, "max_tokens must be an int"),
         ({"max_tokens": 5, "on_exhausted": "stop"}, ValueError, "on_exhausted"),
         ({"max_tokens": 5, "warn_at": 1.5}, ValueError, "warn_at"),
         ({"max_tokens": 5, "block": 0}, ValueError, "block must be"),

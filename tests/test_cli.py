@@ -227,14 +227,84 @@ def test_errors_and_debug(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "--policy" in capsys.readouterr().out
 
 
-def test_bench_outside_a_checkout(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_bench_is_not_a_command_benchmarks_run_from_a_checkout(
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("streamops._cli._find_benchmarks", lambda: None)
-    code, _, err = _run(capsys, "bench", "--quick")
+    """`streamops bench` used to run whatever benchmarks/ the current directory held."""
+    err = _usage_error(capsys, "bench")
+    assert "unknown command 'bench'" in err
+    assert "python -m benchmarks" in " ".join(main_help(capsys).split())
+
+
+def main_help(capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    return capsys.readouterr().out
+
+
+def test_a_misspelled_command_gets_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _usage_error(capsys, "demp")
+    assert "unknown command 'demp' (did you mean 'demo'?)" in err
+
+
+def test_an_unknown_option_shows_the_sub_commands_usage_and_a_suggestion(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    err = _usage_error(capsys, "run", "--polcy", "safe-chat")
+    assert err.startswith("usage: streamops run ")
+    assert "unrecognized arguments: --polcy (did you mean '--policy'?)" in err
+
+
+def test_global_options_work_after_the_sub_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.txt").write_text("hi")
+    for argv in (
+        ["--debug", "run", "--policy", "nope", "--input", str(tmp_path / "in.txt")],
+        ["run", "--debug", "--policy", "nope", "--input", str(tmp_path / "in.txt")],
+        ["run", "--policy", "nope", "--input", str(tmp_path / "in.txt"), "--debug"],
+    ):
+        code, _, err = _run(capsys, *argv)
+        assert code == 2
+        assert "Traceback" in err, argv  # --debug took effect wherever it was
+
+
+def test_a_misspelled_preset_gets_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "check-policy", "safe-chta")
     assert code == 2
-    assert "benchmarks run from a source checkout" in err
+    assert "no such preset (did you mean 'safe-chat'?)" in err
+
+
+def test_serve_without_the_gateway_extra_names_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    code, _, err = _run(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1")
+    assert code == 2
+    assert "streamops serve needs prometheus_client: pip install 'streamops[gateway]'" in err
+
+
+def test_fake_server_without_the_server_extra_names_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    code, _, err = _run(capsys, "fake-server", "--port", "0")
+    assert code == 2
+    assert "pip install 'streamops[server]'" in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("streamops ")
 
 
 def test_fake_server_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -50,7 +50,9 @@ def make_ledger(request: pytest.FixtureRequest) -> LedgerFactory:
     if request.param == "memory":
         return lambda **kw: so.MemoryLedger(**kw)
     client: Redis = request.getfixturevalue("redis_client")
-    return lambda **kw: so.RedisLedger(client, **kw)
+    # These tests are about exact accounting, not latency: a loaded CI machine
+    # must not turn a slow round trip into LedgerUnavailableError.
+    return lambda **kw: so.RedisLedger(client, **{"timeout": 10.0, **kw})
 
 
 async def test_reserve_grants_at_most_what_is_left(make_ledger: LedgerFactory) -> None:

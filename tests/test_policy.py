@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 import streamops as so
 from streamops import (
@@ -246,7 +248,10 @@ async def test_preset_behaviour() -> None:
     ("data", "message"),
     [
         ({"budget": {"max_tokens": "many"}}, "budget.max_tokens: Input should be a valid integer"),
-        ({"budget": {"max_tokns": 5}}, "budget.max_tokns: unknown key; allowed: max_tokens"),
+        (
+            {"budget": {"max_tokns": 5}},
+            r"budget.max_tokns: unknown key \(did you mean 'max_tokens'\?\); allowed: max_tokens",
+        ),
         ({"colour": 1}, "colour: unknown key; allowed: name, description, redact"),
         (
             {"redact": {"custom": [{"name": "t", "pattern": "a(b"}]}},
@@ -271,7 +276,6 @@ async def test_preset_behaviour() -> None:
             "budget.ledger_timeout: Input should be greater than 0",
         ),
         ({"timeout": {"idle": -1}}, "timeout.idle: Input should be greater than 0"),
-        ({"timeout": {}}, "timeout: give first_chunk, idle or total"),
         ({"parse_json": {"model": "no.such.module:X"}}, "parse_json.model: cannot import"),
         (
             {"parse_json": {"json_schema": {"type": "object", "oneOf": []}}},
@@ -364,3 +368,50 @@ def test_redis_ledger_gets_socket_timeouts_and_a_blocking_pool() -> None:
         assert pool.timeout == seconds
         options = pool.connection_kwargs
         assert (options["socket_timeout"], options["socket_connect_timeout"]) == (seconds, seconds)
+
+
+# -- one source of defaults: each section says what its operator says ---------------------
+
+# Section fields that are not operator parameters: they build an argument
+# (a ledger, a replacement callable, a pydantic type, an output mode).
+_BUILDS_AN_ARGUMENT = {
+    "BudgetPolicy": {"ledger_limit", "ledger_window", "ledger_timeout", "ledger_max_connections"},
+    "RedactPolicy": {"custom", "fixed_text", "hash_key_env"},
+    "JSONPolicy": {"json_schema", "output"},
+}
+# Defaults spelled differently in a file than in Python, with the same meaning.
+_SAME_MEANING = {
+    ("RedactPolicy", "replacement"): ("label", None),  # None means the pattern's label
+    ("RedactPolicy", "patterns"): (None, None),  # a list default: the built-in set
+    ("RetryPolicy", "backoff"): (None, None),  # a section default: Backoff()
+}
+
+
+@pytest.mark.parametrize(
+    ("section", "operator"),
+    [
+        (so.TimeoutPolicy, so.timeout),
+        (so.BudgetPolicy, so.budget),
+        (so.RedactPolicy, so.redact),
+        (so.JSONPolicy, so.parse_json),
+        (so.RetryPolicy, so.retry),
+        (so.CollectPolicy, so.collect),
+    ],
+    ids=lambda x: getattr(x, "__name__", ""),
+)
+def test_policy_section_defaults_match_the_operator_signature(
+    section: type[BaseModel], operator: Callable[..., object]
+) -> None:
+    """A policy section must not restate a default that drifted from its operator's."""
+    params = inspect.signature(operator).parameters
+    name = section.__name__
+    for field, info in section.model_fields.items():
+        if field in _BUILDS_AN_ARGUMENT.get(name, set()):
+            assert field not in params, f"{name}.{field} is now an operator parameter"
+            continue
+        assert field in params, f"{name}.{field} is not a parameter of {operator.__name__}()"
+        if (name, field) != ("RedactPolicy", "patterns"):  # redact(patterns) is its subject
+            assert params[field].kind is inspect.Parameter.KEYWORD_ONLY, f"{field} is positional"
+        if (name, field) in _SAME_MEANING:
+            continue
+        assert info.default == params[field].default, f"{name}.{field} default drifted"

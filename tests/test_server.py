@@ -16,8 +16,8 @@ from openai.types.chat import ChatCompletionChunk
 
 import streamops as so
 from streamops import SSEDecoder, sse_response, to_sse
+from streamops._cli import add_fake_server_arguments, fake_server_from_args
 from streamops.testing import FakeOpenAIServer, FakeReply, Fault, serve
-from streamops.testing._server import add_fake_server_arguments, fake_server_from_args
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 REPLY = f"Your key is {SECRET}, keep it safe."

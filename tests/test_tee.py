@@ -376,12 +376,14 @@ async def test_async_error_policy_with_slow_and_fast() -> None:
     [
         (("text",), {}, TypeError, "got a bare str"),
         ((42,), {}, TypeError, "expected an iterable or async iterable of chunks.*got int"),
-        (([], 0), {}, ValueError, "n must be at least one"),
-        (([], 2.0), {}, TypeError, "n must be an int"),
-        (([], True), {}, TypeError, "n must be an int"),
-        (([],), {"max_buffer": 0}, ValueError, "max_buffer must be a positive int or None"),
-        (([],), {"max_buffer": 1.5}, ValueError, "max_buffer must be a positive int or None"),
-        (([],), {"on_overflow": "block"}, ValueError, "on_overflow must be one of wait, drop"),
+        (([], 0), {}, ValueError, r"tee\(n\) must be a positive int, got 0"),
+        (([], 2.0), {}, TypeError, r"tee\(n\) must be an int, got float"),
+        (([], "2"), {}, TypeError, r"tee\(n\) must be an int, got str"),
+        (([], True), {}, TypeError, r"tee\(n\) must be an int, got bool"),
+        (([],), {"max_buffer": 0}, ValueError, r"max_buffer=\.\.\.\) must be a positive int"),
+        (([],), {"max_buffer": 1.5}, TypeError, r"max_buffer=\.\.\.\) must be an int"),
+        (([],), {"on_overflow": "block"}, ValueError, "on_overflow=.... must be one of 'wait'"),
+        (([],), {"on_overflow": "wiat"}, ValueError, "did you mean 'wait'"),
     ],
 )
 def test_bad_arguments(

@@ -81,7 +81,9 @@ def hold() -> so.Operator[Any, Any]:
 
 
 def make_timeout(limits: dict[str, float]) -> so.Operator[Any, Any]:
-    return so.timeout(limits.get("first_chunk"), limits.get("idle"), limits.get("total"))
+    return so.timeout(
+        first_chunk=limits.get("first_chunk"), idle=limits.get("idle"), total=limits.get("total")
+    )
 
 
 def no_tasks_left() -> bool:
@@ -513,18 +515,25 @@ def test_sync_sources_are_refused_with_a_clear_error() -> None:
 @pytest.mark.parametrize("name", ["first_chunk", "idle", "total"])
 @pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan")])
 def test_bad_limit_values(name: str, bad: float) -> None:
-    with pytest.raises(ValueError, match=rf"timeout\({name}=\.\.\.\) must be a positive finite"):
+    with pytest.raises(
+        ValueError, match=rf"timeout\({name}=\.\.\.\) in seconds must be a (positive|finite) number"
+    ):
         make_timeout({name: bad})
 
 
 @pytest.mark.parametrize("bad", ["1", True, [1]])
 def test_bad_limit_types(bad: Any) -> None:
-    with pytest.raises(TypeError, match=r"timeout\(idle=\.\.\.\) must be a number of seconds"):
+    with pytest.raises(TypeError, match=r"timeout\(idle=\.\.\.\) in seconds must be a number"):
         so.timeout(idle=bad)
 
 
+def test_limits_are_keyword_only() -> None:
+    with pytest.raises(TypeError, match="positional"):
+        so.timeout(1.0)  # type: ignore[call-arg]
+
+
 def test_bad_on_timeout() -> None:
-    with pytest.raises(ValueError, match='must be "raise" or "end"'):
+    with pytest.raises(ValueError, match="must be one of 'raise', 'end'"):
         so.timeout(idle=1, on_timeout="ignore")  # type: ignore[arg-type]
 
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from .._core._errors import LedgerUnavailableError
+from .._core._extras import require
 from .._core._validate import check_int, check_number
 
 if TYPE_CHECKING:  # redis is an optional extra
@@ -395,6 +396,7 @@ class RedisLedger:
         number of concurrent streams can share a small pool (each call holds a
         connection for one round trip only).
         """
+        require("redis", extra="redis", feature="RedisLedger")
         from redis.asyncio import BlockingConnectionPool, Redis
 
         check_int("max_connections", max_connections, least=1)

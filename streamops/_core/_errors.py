@@ -26,6 +26,8 @@ catches that error too)::
     │   ├── LedgerUnavailableError      the shared ledger (Redis) is unreachable
     │   └── FakeUpstreamError           a fault scripted into the fake model
     ├── TeeOverflowError, BufferError   a tee branch fell too far behind
+    ├── MissingExtraError, ModuleNotFoundError
+    │                                   an integration whose extra is not installed
     └── outcomes of a stream (no builtin: ``except RuntimeError`` must not swallow them)
         ├── BudgetExceededError         the budget ran out (``on_exhausted="raise"``)
         ├── StreamInterruptedError      an upstream error after text was released
@@ -61,6 +63,7 @@ __all__ = (
     "JSONValidationError",
     "LedgerUnavailableError",
     "LensError",
+    "MissingExtraError",
     "PolicyError",
     "PricingError",
     "RedactPatternError",
@@ -506,6 +509,28 @@ class TeeOverflowError(StreamOpsError, BufferError):
         super().__init__(f"tee branch {branch}: {message} (max_buffer={max_buffer})")
         self.branch = branch
         self.max_buffer = max_buffer
+
+
+class MissingExtraError(StreamOpsError, ModuleNotFoundError):
+    """Raised at the point of use when an integration's optional dependency is missing.
+
+    The message names the feature, the missing module and the extra that
+    installs it. It is a ``ModuleNotFoundError``, so code that already falls
+    back on ``except ImportError`` keeps working. It is not raised for a
+    module that is installed but broken: that error passes through.
+
+    >>> err = MissingExtraError("virtual time", "looptime", "testing")
+    >>> print(err)
+    virtual time needs looptime: pip install 'streamops[testing]'
+    >>> err.extra, isinstance(err, ImportError)
+    ('testing', True)
+    """
+
+    def __init__(self, feature: str, module: str, extra: str) -> None:
+        super().__init__(f"{feature} needs {module}: pip install 'streamops[{extra}]'")
+        self.name = module
+        self.feature = feature
+        self.extra = extra
 
 
 class BudgetExceededError(StreamOpsError):

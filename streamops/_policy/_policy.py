@@ -47,6 +47,7 @@ from .._core._driver import Operator, identity
 from .._core._errors import PolicyError
 from .._core._report import EventCallback
 from .._core._stages import ProcessorStage
+from .._core._validate import did_you_mean
 from .._json._operator import parse_json
 from .._json._schema import schema_type
 from .._redact._filter import KeyedHash, RedactPatternError, redact
@@ -271,12 +272,6 @@ class TimeoutPolicy(_Section):
     total: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     on_timeout: Literal["raise", "end"] = "raise"
 
-    @model_validator(mode="after")
-    def _some(self) -> TimeoutPolicy:
-        if self.first_chunk is None and self.idle is None and self.total is None:
-            raise ValueError("give first_chunk, idle or total")
-        return self
-
 
 class JSONPolicy(_Section):
     """The ``parse_json`` section: parse (and validate) the text as JSON.
@@ -457,7 +452,8 @@ class Policy(_Section):
         names = preset_names()
         if name not in names:
             raise PolicyError(
-                f"preset {name!r}", [("", f"no such preset; presets: {', '.join(names)}")]
+                f"preset {name!r}",
+                [("", f"no such preset{did_you_mean(name, names)}; presets: {', '.join(names)}")],
             )
         text = (
             resources.files("streamops._policy")
@@ -599,7 +595,9 @@ class Policy(_Section):
         t = self.timeout
         if t is None:
             return None
-        return timeout(t.first_chunk, t.idle, t.total, on_timeout=t.on_timeout)
+        return timeout(
+            first_chunk=t.first_chunk, idle=t.idle, total=t.total, on_timeout=t.on_timeout
+        )
 
     def _build_redact(self) -> Operator[Any, Any] | None:
         r = self.redact
@@ -739,7 +737,8 @@ def _describe(exc: ValidationError) -> list[tuple[str, str]]:
         msg = " ".join(err["msg"].removeprefix("Value error, ").split())
         if err["type"] == "extra_forbidden":
             allowed = _fields_at(loc[:-1])
-            msg = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+            msg = "unknown key" + did_you_mean(str(loc[-1]), allowed)
+            msg += f"; allowed: {', '.join(allowed)}" if allowed else ""
         elif err["type"] not in ("missing", "value_error") and not isinstance(
             err["input"], (dict, list)
         ):

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from .._core._driver import AsyncStream, Operator, SyncStream
 from .._core._errors import ChunkTypeError, SSEError
+from .._core._extras import require
 from .._core._report import StreamReport
 from .._core._stages import ProcessorStage
 from ._lenses import _usage
@@ -462,6 +463,7 @@ def _event_stream_response(
     body: AsyncIterator[bytes], *, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Any:
     """A ``text/event-stream`` ``StreamingResponse`` that always closes ``body`` when done."""
+    require("starlette", extra="server", feature="an SSE response")
     from starlette.responses import StreamingResponse
     from starlette.types import Receive, Scope, Send
 

@@ -14,11 +14,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import looptime
+from .._core._extras import require
+
+if TYPE_CHECKING:
+    from looptime import LoopTimeEventLoop
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ("VirtualClock", "run", "virtual_time")
+
+
+def _looptime() -> Any:
+    """The ``looptime`` module (extra ``testing``): imported when virtual time is first used."""
+    return require("looptime", extra="testing", feature="virtual time")
+
 
 T = TypeVar("T")
 
@@ -47,7 +59,7 @@ class VirtualClock:
     def enabled(self) -> bool:
         """True when the running loop's clock is virtual right now."""
         loop = asyncio.get_running_loop()
-        return isinstance(loop, looptime.LoopTimeEventLoop) and loop.looptime_on
+        return isinstance(loop, _looptime().LoopTimeEventLoop) and loop.looptime_on
 
     @staticmethod
     def run(main: Coroutine[Any, Any, T], /) -> T:
@@ -66,7 +78,7 @@ def run(main: Coroutine[Any, Any, T], /, *, debug: bool | None = None) -> T:
     >>> run(main())
     1.5
     """
-    with asyncio.Runner(loop_factory=looptime.new_event_loop, debug=debug) as runner:
+    with asyncio.Runner(loop_factory=_looptime().new_event_loop, debug=debug) as runner:
         return runner.run(main)
 
 
@@ -102,10 +114,10 @@ def virtual_time() -> Iterator[VirtualClock]:
     """
     running = asyncio.get_running_loop()
     clock = VirtualClock()
-    if isinstance(running, looptime.LoopTimeEventLoop):
+    if isinstance(running, _looptime().LoopTimeEventLoop):
         loop = running
     elif isinstance(running, asyncio.BaseEventLoop):
-        loop = looptime.patch_event_loop(running, _enabled=False)
+        loop = _looptime().patch_event_loop(running, _enabled=False)
     else:
         raise TypeError(
             f"virtual time needs an asyncio event loop; {type(running).__name__} is not one"
@@ -143,13 +155,13 @@ class _ShiftedClock:
 
     __slots__ = ("clock", "loop", "offset")
 
-    def __init__(self, loop: looptime.LoopTimeEventLoop) -> None:
+    def __init__(self, loop: LoopTimeEventLoop) -> None:
         self.loop = loop
         self.clock = type(loop).time
         self.offset = 0.0
 
     @classmethod
-    def install(cls, loop: looptime.LoopTimeEventLoop) -> _ShiftedClock:
+    def install(cls, loop: LoopTimeEventLoop) -> _ShiftedClock:
         shifted = vars(loop).get("time")
         if not isinstance(shifted, cls):
             shifted = cls(loop)

@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
+from .._core._extras import require
 from .._providers._sse import _event_stream_response, sse_format
 from ._fake import FakeCall, FakeReply, FakeStreamingModel, _check_delay, _count_tokens
 
@@ -782,6 +783,8 @@ class FakeOpenAIServer:
 
     # -- the application -----------------------------------------------------
     def _build_app(self) -> Any:
+        for module in ("starlette", "uvicorn", "httpx"):
+            require(module, extra="server", feature="the fake OpenAI server")
         from starlette.applications import Starlette
         from starlette.routing import Route as StarletteRoute
 

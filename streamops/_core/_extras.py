@@ -1,0 +1,36 @@
+"""Optional dependencies: import one at the point of use, or say which extra installs it.
+
+streamops keeps its install small (pydantic, regex, tiktoken); integrations
+need more. :func:`require` imports the module an integration needs and, when
+it is missing, raises :class:`~streamops.MissingExtraError` naming the
+``pip install 'streamops[extra]'`` that provides it (httpx does the same for
+``httpx[cli]``). A module that is installed but fails to import for another
+reason raises its own error unchanged.
+
+>>> require("json", extra="none", feature="parsing").__name__
+'json'
+>>> require("no_such_module_xyz", extra="gateway", feature="serve")
+Traceback (most recent call last):
+...
+streamops.MissingExtraError: serve needs no_such_module_xyz: pip install 'streamops[gateway]'
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from ._errors import MissingExtraError
+
+__all__ = ("require",)
+
+
+def require(module: str, /, *, extra: str, feature: str) -> ModuleType:
+    """Import ``module``; if it is not installed, raise :class:`MissingExtraError`."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        top = module.partition(".")[0]
+        if exc.name is not None and exc.name.partition(".")[0] != top:
+            raise  # the module is there but one of *its* dependencies is missing
+        raise MissingExtraError(feature, module, extra) from exc
