@@ -8,6 +8,8 @@ validation (:mod:`streamops._json._models`) and tool-call arguments
 
 from __future__ import annotations
 
+import abc
+import codecs
 from typing import Any, Literal
 
 from pydantic import BaseModel, PydanticUserError, TypeAdapter
@@ -58,6 +60,7 @@ class _Processor:
     """One stream's parse: the parser, the report section and the output mode."""
 
     __slots__ = (
+        "_bytes",
         "_items",
         "_mode",
         "_multiple",
@@ -80,6 +83,7 @@ class _Processor:
         items: _ItemStream | None = None,
     ) -> None:
         self._items = items
+        self._bytes: _Utf8 | None = None
         self._parser = parser
         self._report = report
         self._section = report.section("json", JSONReport)
@@ -92,13 +96,22 @@ class _Processor:
     def done(self) -> bool:
         return self._parser.finished
 
-    def feed(self, chunk: str, /) -> list[Any]:
+    def feed(self, chunk: str | bytes, /) -> list[Any]:
         p = self._parser
+        if type(chunk) is not str:
+            if self._bytes is None:
+                self._bytes = _Utf8()
+            chunk = self._bytes.decode(chunk, p.offset)
+        start = p.offset
         try:
             changed = p.feed(chunk)
-        except JSONStreamError:
+        except JSONStreamError as exc:
             self._sync()
+            if self._bytes is not None:
+                exc.byte_offset = self._bytes.byte_offset(exc.offset, chunk, start)
             raise
+        if self._bytes is not None:
+            self._bytes.fed(chunk)
         if self._items is not None:
             if p.completed:
                 self._on_completed()
@@ -119,6 +132,8 @@ class _Processor:
 
     def close(self) -> list[Any]:
         p = self._parser
+        if self._bytes is not None and not p.finished:
+            self._bytes.end(p.offset, self._recover)
         try:
             changed = p.close(recover=self._recover)
         except JSONStreamError:
@@ -175,6 +190,78 @@ class _Processor:
         section = self._section
         section.chars_parsed = self._parser.offset
         section.values_completed = self._parser.values_completed
+
+
+class _JSONInput(abc.ABC):  # noqa: B024  # a set of registered types, nothing to implement
+    """The chunk types parse_json reads itself: text, and UTF-8 bytes (see :class:`_Utf8`)."""
+
+
+for _t in (str, bytes, bytearray, memoryview):
+    _JSONInput.register(_t)
+
+
+class _Utf8:
+    """Decode UTF-8 bytes input as ``json.loads(bytes)`` does, counting bytes.
+
+    A character split between chunks waits for its end; a sequence still
+    incomplete at the end of input is an error (``json.loads`` raises too);
+    a UTF-8 BOM is accepted at the very start (``json.loads(bytes)`` accepts
+    it, ``json.loads(str)`` does not). Errors carry the byte offset too.
+    """
+
+    __slots__ = ("_bom", "_bytes_done", "_chars_done", "_decoder", "_seen")
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        self._seen = 0  # bytes received
+        self._bytes_done = 0  # bytes of the text fed to the parser
+        self._chars_done = 0  # characters fed to the parser
+        self._bom = True  # a BOM may still come (nothing decoded yet)
+
+    def decode(self, data: Any, offset: int) -> str:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"parse_json takes str or bytes chunks, got {type(data).__name__}")
+        data = bytes(data)
+        try:
+            text = self._decoder.decode(data, False)
+        except UnicodeDecodeError as exc:
+            at = self._seen + exc.start - len(self._decoder.getstate()[0])
+            raise JSONStreamError(
+                f"invalid UTF-8 at byte offset {at}: {exc.reason}",
+                offset=offset,
+                expected="UTF-8 text",
+                got=None,
+                byte_offset=at,
+            ) from exc
+        self._seen += len(data)
+        if self._bom and text:
+            self._bom = False
+            if text[0] == "\ufeff":
+                text = text[1:]
+                self._bytes_done += 3
+        return text
+
+    def fed(self, text: str) -> None:
+        self._chars_done += len(text)
+        self._bytes_done += len(text.encode()) if not text.isascii() else len(text)
+
+    def byte_offset(self, offset: int, text: str, base: int) -> int:
+        """The byte offset of character ``offset`` (``text`` starts at character ``base``)."""
+        if offset >= base:
+            return self._bytes_done + len(text[: offset - base].encode())
+        return self._bytes_done - (base - offset)  # a carried token: ASCII
+
+    def end(self, offset: int, recover: bool) -> None:
+        pending = self._decoder.getstate()[0]
+        if pending and not recover:
+            at = self._seen - len(pending)
+            raise JSONStreamError(
+                f"truncated UTF-8 sequence at byte offset {at} (end of input)",
+                offset=offset,
+                expected="the rest of a UTF-8 sequence",
+                got=None,
+                byte_offset=at,
+            )
 
 
 def parse_json(
@@ -241,7 +328,10 @@ def parse_json(
       that decision, whatever the chunking. Bracketed prose that *is* valid JSON
       so far (``[1] see above``) is taken as the value.
     - ``trailing``: ``"error"`` (default: only whitespace may follow the value)
-      or ``"stop"`` (stop after the value; the upstream is closed).
+      or ``"stop"`` (stop after the value; the upstream is closed). With
+      ``multiple``, ``"stop"`` yields every value and stops at the first
+      text that cannot start one (a value starts with ``{ [ "``, a digit,
+      ``-``, ``t``, ``f`` or ``n``).
     - ``multiple``: parse a stream of values (NDJSON or concatenated) and yield
       each value once complete.
     - ``items``: a JSON Pointer ending in ``/*`` (``"/results/*"``, ``"/*"``
@@ -255,6 +345,9 @@ def parse_json(
       value instead of raising; ``report["json"].incomplete`` is then True and
       a ``json.incomplete`` event is emitted. A number cut by the end is dropped.
 
+    Chunks are ``str`` or UTF-8 ``bytes`` (read as ``json.loads(bytes)``
+    does: a UTF-8 BOM at the start is accepted, a character cut at the end of
+    input is an error, and errors also carry ``byte_offset``).
     Invalid JSON raises :class:`JSONStreamError` with the character offset,
     as soon as the offending character arrives. The report's ``"json"``
     section is a :class:`JSONReport`; each complete value emits ``json.value``.
@@ -332,4 +425,6 @@ def parse_json(
 
     # Only these options make the parser finish before its input ends.
     can_stop = trailing == "stop" or skip_prefix
-    return Operator(ProcessorStage(_STAGE, factory, accepts=str, produces=None, can_stop=can_stop))
+    return Operator(
+        ProcessorStage(_STAGE, factory, accepts=_JSONInput, produces=None, can_stop=can_stop)
+    )

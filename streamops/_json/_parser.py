@@ -49,6 +49,7 @@ _PROSE = re.compile(r"[{\[]")
 _AFTER_BRACKET = '"-0123456789tfn{[]'  # what may follow '[' (whitespace skipped)
 _AFTER_BRACE = '"}'  # what may follow '{'
 _NUMCHARS = "0123456789+-.eE"
+_VALUE_START = '"-0123456789tfn{['  # what may start a value
 _DIGITS = "0123456789"
 
 
@@ -286,7 +287,8 @@ class JSONParser:
         self.values_completed += 1
         self.completed.append(self.value)
         self._dirty = True
-        self._state = _FINISHED if self._trailing == "stop" else _END
+        # With multiple values, "stop" ends at the first text that cannot start one.
+        self._state = _FINISHED if self._trailing == "stop" and not self._multiple else _END
 
     def _scalar(self, v: Any) -> None:
         self._attach(v)
@@ -694,9 +696,9 @@ class JSONParser:
                 pos += 1
                 state = _VALUE
             elif state == _END:
-                if self._multiple:
+                if self._multiple and (self._trailing != "stop" or c in _VALUE_START):
                     state = _VALUE
-                elif self._fence and c == "`":
+                elif self._multiple or (self._fence and c == "`"):
                     state = _FINISHED
                     break
                 else:
