@@ -1,4 +1,4 @@
-"""Collector, stream metrics and event helpers (issue 8).
+"""Collector, stream metrics and event helpers.
 
 :func:`collect` is a pass-through operator that records what went by: the full
 text, the chunks, timing and size metrics. Its per-stream result is the

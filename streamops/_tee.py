@@ -1,4 +1,4 @@
-"""Tee (issue 8): n independent consumers of one upstream, sync or async.
+"""Tee: n independent consumers of one upstream, sync or async.
 
 There is no background task: whichever consumer needs an item that is not in
 its buffer pulls it from the upstream itself (async: one branch at a time) and appends

@@ -1,4 +1,4 @@
-"""Declarative policies (issue 11): one reviewed file configures every operator.
+"""Declarative policies: one reviewed file configures every operator.
 
 A :class:`Policy` is a pydantic model with one optional section per operator
 (``redact``, ``budget``, ``timeout``, ``parse_json``, ``retry``, ``collect``,
