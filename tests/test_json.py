@@ -139,8 +139,9 @@ def test_hidden_string_is_not_shown_before_it_is_complete() -> None:
 
 
 def test_prose_whitespace_chunks_do_not_make_a_fence() -> None:
-    # "`` `" is not a fence: the text after the value is not ignored.
-    with pytest.raises(so.JSONStreamError, match="end of input"):
+    # "`` `" is not a fence: the text after the value is not ignored, so no
+    # value parses to the end of the reply.
+    with pytest.raises(so.JSONStreamError, match="no JSON document"):
         run(so.parse_json(skip_prefix=True), ["``", " ", "`x [1] ```"])
 
 
@@ -249,7 +250,7 @@ def test_skip_prose_and_fence() -> None:
 
 def test_prose_without_fence_must_end_cleanly() -> None:
     assert _values(["The answer: [1", "]"], skip_prefix=True)[-1] == [1]
-    with pytest.raises(so.JSONStreamError, match="end of input"):
+    with pytest.raises(so.JSONStreamError, match="no JSON document"):
         run(so.parse_json(skip_prefix=True), ["x [1] y"])
 
 

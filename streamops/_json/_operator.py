@@ -1,4 +1,4 @@
-"""Incremental JSON parsing of text streams (issue 7): ``parse_json`` and friends.
+"""Incremental JSON parsing of text streams: ``parse_json`` and friends.
 
 The parser core is sans-I/O (:mod:`streamops._json._parser`); this module wraps
 it as an operator, records the ``"json"`` report section, and plugs in pydantic
@@ -20,6 +20,7 @@ from .._core._stages import ProcessorStage
 from ._items import JSONItem, _ItemStream, check_selector
 from ._models import JSONValidationError, _Validator, schema_root
 from ._parser import JSONDelta, JSONParser, JSONStreamError
+from ._prose import DocumentFinder
 from ._tools import ToolCallUpdate, parse_tool_calls
 
 __all__ = [
@@ -61,6 +62,7 @@ class _Processor:
 
     __slots__ = (
         "_bytes",
+        "_finder",
         "_items",
         "_mode",
         "_multiple",
@@ -81,8 +83,10 @@ class _Processor:
         multiple: bool,
         recover: bool,
         items: _ItemStream | None = None,
+        skip_prefix: bool = False,
     ) -> None:
         self._items = items
+        self._finder = DocumentFinder(parser) if skip_prefix else None
         self._bytes: _Utf8 | None = None
         self._parser = parser
         self._report = report
@@ -102,6 +106,10 @@ class _Processor:
             if self._bytes is None:
                 self._bytes = _Utf8()
             chunk = self._bytes.decode(chunk, p.offset)
+        if self._finder is not None:
+            chunk = self._finder.feed(chunk)
+            if not chunk:
+                return []
         start = p.offset
         try:
             changed = p.feed(chunk)
@@ -134,6 +142,16 @@ class _Processor:
         p = self._parser
         if self._bytes is not None and not p.finished:
             self._bytes.end(p.offset, self._recover)
+        if self._finder is not None:
+            text = self._finder.close()
+            self._finder = None
+            if text:
+                out = self.feed(text)
+                return out + self._close()
+        return self._close()
+
+    def _close(self) -> list[Any]:
+        p = self._parser
         try:
             changed = p.close(recover=self._recover)
         except JSONStreamError:
@@ -319,14 +337,15 @@ def parse_json(
       ``model_validate_json`` of the whole text accepts, e.g. an ISO string
       for a ``datetime``).
     - ``deltas``: yield :class:`JSONDelta` events instead of snapshots.
-    - ``skip_prefix``: skip prose before the value (and a Markdown
-      ```` ```json ```` fence; text after its closing fence is ignored). A ``{``
-      or ``[`` in the prose starts the value only if the next non-whitespace
-      character can follow it in JSON (``"`` or ``}`` after ``{``; a value's
-      first character or ``]`` after ``[``); otherwise (``[EMAIL]``,
-      ``{name}``) it is prose and the scan goes on. Nothing is shown before
-      that decision, whatever the chunking. Bracketed prose that *is* valid JSON
-      so far (``[1] see above``) is taken as the value.
+    - ``skip_prefix``: find the document the model meant in a reply with
+      prose, fences or reasoning (see :mod:`streamops._json._prose`): a
+      reply that starts with ``{``/``[`` (after a leading
+      ``<think>...</think>``) or a ```` ```json ```` fence streams at once
+      (text after the closing fence is ignored); otherwise, at the end, the
+      first ``{``/``[`` outside ``<think>`` whose value parses to the end of
+      the reply (so ``Return {} ...``, ``[1]`` citations and a Python fence
+      before the JSON are skipped). Nothing is shown before that decision,
+      whatever the chunking; no document raises :class:`JSONStreamError`.
     - ``trailing``: ``"error"`` (default: only whitespace may follow the value)
       or ``"stop"`` (stop after the value; the upstream is closed). With
       ``multiple``, ``"stop"`` yields every value and stops at the first
@@ -400,13 +419,13 @@ def parse_json(
                     string_events=False,
                     multiple=multiple,
                     trailing=trailing,
-                    skip_prefix=skip_prefix,
                 ),
                 mode=mode,
                 validator=None,
                 multiple=multiple,
                 recover=recover,
                 items=_ItemStream(steps, element_adapter),
+                skip_prefix=skip_prefix,
             )
         parser = JSONParser(
             partial_strings=partial_strings,
@@ -416,11 +435,16 @@ def parse_json(
             string_events=mode != "model",
             multiple=multiple,
             trailing=trailing,
-            skip_prefix=skip_prefix,
         )
         validator = None if schema is None else _Validator(schema)
         return _Processor(
-            report, parser, mode=mode, validator=validator, multiple=multiple, recover=recover
+            report,
+            parser,
+            mode=mode,
+            validator=validator,
+            multiple=multiple,
+            recover=recover,
+            skip_prefix=skip_prefix,
         )
 
     # Only these options make the parser finish before its input ends.
