@@ -292,6 +292,9 @@ def parse_json(
     multiple: bool = False,
     recover: bool = False,
     items: str | None = None,
+    allow_control_chars: bool = False,
+    allow_nan: bool = False,
+    allow_trailing_commas: bool = False,
 ) -> Operator[str, Any]:
     """Return an operator that parses a stream of JSON text chunks into values as they arrive.
 
@@ -367,6 +370,14 @@ def parse_json(
     Chunks are ``str`` or UTF-8 ``bytes`` (read as ``json.loads(bytes)``
     does: a UTF-8 BOM at the start is accepted, a character cut at the end of
     input is an error, and errors also carry ``byte_offset``).
+    Leniency, each opt-in and named (strict RFC 8259 by default, as
+    jiter and ``json.loads(strict=True)`` can be; LangChain's parser is
+    lenient): ``allow_control_chars`` (raw control characters such as a
+    newline or tab inside strings, as ``json.loads(strict=False)``),
+    ``allow_nan`` (``NaN``, ``Infinity``, ``-Infinity`` as floats, as
+    ``json.loads`` by default) and ``allow_trailing_commas`` (``[1, 2,]``,
+    ``{"a": 1,}``).
+
     Invalid JSON raises :class:`JSONStreamError` with the character offset,
     as soon as the offending character arrives. The report's ``"json"``
     section is a :class:`JSONReport`; each complete value emits ``json.value``.
@@ -408,6 +419,12 @@ def parse_json(
         element_adapter = schema.adapter
         schema = None
 
+    lenient = {
+        "allow_control_chars": bool(allow_control_chars),
+        "allow_nan": bool(allow_nan),
+        "allow_trailing_commas": bool(allow_trailing_commas),
+    }
+
     def factory(report: StreamReport) -> _Processor:
         if steps is not None:
             return _Processor(
@@ -419,6 +436,7 @@ def parse_json(
                     string_events=False,
                     multiple=multiple,
                     trailing=trailing,
+                    **lenient,
                 ),
                 mode=mode,
                 validator=None,
@@ -435,6 +453,7 @@ def parse_json(
             string_events=mode != "model",
             multiple=multiple,
             trailing=trailing,
+            **lenient,
         )
         validator = None if schema is None else _Validator(schema)
         return _Processor(

@@ -42,6 +42,7 @@ _NUM = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _NUM_PREFIX = re.compile(
     r"-?(?:(?:0|[1-9][0-9]*)(?:\.(?:[0-9]+(?:[eE][+-]?[0-9]*)?)?|[eE][+-]?[0-9]*)?)?"
 )
+_STR_LENIENT = re.compile(r'[^"\\]*')  # allow_control_chars: raw control characters too
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _LOW = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _LOW_PREFIX = re.compile(r"(?:\\(?:u(?:[dD](?:[c-fC-F][0-9a-fA-F]{0,2})?)?)?)?")
@@ -62,6 +63,17 @@ def _reject_constant(name: str) -> None:
 _scan_once: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
     json.JSONDecoder(parse_constant=_reject_constant)  # type: ignore[arg-type]  # typeshed: a context
 )
+
+
+def _scanner(nan: bool, ctrl: bool) -> Callable[[str, int], tuple[Any, int]]:
+    decoder = json.JSONDecoder(strict=not ctrl)
+    if not nan:
+        decoder.parse_constant = _reject_constant  # raises: NaN and Infinity are not JSON
+    return json.scanner.make_scanner(decoder)  # type: ignore[arg-type]  # typeshed: a context
+
+
+# The lenient scanners, keyed by (allow_nan, allow_control_chars).
+_SCANNERS = {(nan, ctrl): _scanner(nan, ctrl) for nan in (False, True) for ctrl in (False, True)}
 _scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]  # untyped
 _WSSTR = " \t\n\r"  # JSON whitespace (a str: `c in _WSSTR` is the cheapest test)
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -176,6 +188,9 @@ class JSONParser:
         materialise: bool | None = None,
         live: bool = False,
         string_events: bool = True,
+        allow_control_chars: bool = False,
+        allow_nan: bool = False,
+        allow_trailing_commas: bool = False,
     ) -> None:
         self.value: Any = None
         self.has_value = False
@@ -194,6 +209,19 @@ class JSONParser:
         self._snapshots = materialise and not deltas
         self._plans: tuple[dict[str, _Plan], ...] = tuple({} for _ in range(_KEYSTR + 1))
         self._partial_strings = partial_strings
+        # Opt-in leniency (strict RFC 8259 by default): each one named.
+        self._strict_strings = not allow_control_chars
+        self._str_re = _STR_LENIENT if allow_control_chars else _STR
+        self._allow_nan = allow_nan
+        self._literals: dict[str, tuple[str, Any]] = dict(_LITERALS)
+        if allow_nan:
+            self._literals.update(N=("NaN", float("nan")), I=("Infinity", float("inf")))
+        self._trailing_commas = allow_trailing_commas
+        self._scanner = (
+            _SCANNERS[allow_nan, allow_control_chars]
+            if allow_nan or allow_control_chars
+            else _scan_once  # (looked up here: a test may patch it)
+        )
         # "set"/"append" events of a string still growing (model mode reads the
         # growing string from the tree instead: see open_string).
         self._string_events = deltas and partial_strings and string_events
@@ -518,7 +546,7 @@ class JSONParser:
         # helpers called here that change it set self._state and it is re-read.
         while pos < n:
             if state >= _STRING:
-                e = _STR.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
+                e = self._str_re.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                 if e > pos:
                     pieces.append(chunk[pos:e])
                 if e == n:
@@ -567,7 +595,7 @@ class JSONParser:
                         # takes it (escapes included); if it is cut or invalid, the
                         # string state parses it (and reports the exact error).
                         try:
-                            v, e = _scanstring(chunk, pos + 1, True)
+                            v, e = _scanstring(chunk, pos + 1, self._strict_strings)
                         except ValueError:
                             pass
                     if e < 0:
@@ -577,7 +605,9 @@ class JSONParser:
                         state = _STRING
                         continue
                     pos = e
-                elif c in _NUMCHARS:
+                elif c in _NUMCHARS and not (
+                    c == "-" and self._allow_nan and chunk.startswith("-I", pos)
+                ):
                     e = _NUM_PREFIX.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                     if e == n:  # the number may continue in the next chunk
                         self._carry = chunk[pos:]
@@ -589,8 +619,8 @@ class JSONParser:
                         raise self._fail(chunk, e, "a digit")
                     v = self._convert(chunk, pos, e)
                     pos = e
-                elif c in _LITERALS:
-                    word, v = _LITERALS[c]
+                elif c in self._literals or c == "-":
+                    word, v = self._literals[c] if c != "-" else ("-Infinity", float("-inf"))
                     if not chunk.startswith(word, pos):
                         rest = chunk[pos : pos + len(word)]
                         if len(rest) < len(word) and word.startswith(rest):
@@ -615,7 +645,7 @@ class JSONParser:
                         # times the chunk, stop trying in it, so that open nested
                         # containers are not re-scanned once per level (O(n*depth)).
                         try:
-                            v, e = _scan_once(chunk, pos)
+                            v, e = self._scanner(chunk, pos)
                         except json.JSONDecodeError as exc:
                             scan_budget -= exc.pos - pos
                         except StopIteration as exc:
@@ -635,7 +665,10 @@ class JSONParser:
                         state = self._state
                         continue
                     pos = e
-                elif c == "]" and state == _ARR_FIRST:
+                elif c == "]" and (
+                    state == _ARR_FIRST
+                    or (self._trailing_commas and self._cont is not None and not self._isobj)
+                ):
                     pos += 1
                     self._close_container()
                     state = self._state
@@ -659,7 +692,7 @@ class JSONParser:
                     if chunk.find('"', pos + 1) >= 0:
                         # The key may be whole in this chunk (as for strings above).
                         try:
-                            self._key, pos = _scanstring(chunk, pos + 1, True)
+                            self._key, pos = _scanstring(chunk, pos + 1, self._strict_strings)
                         except ValueError:
                             pass
                         else:
@@ -671,7 +704,7 @@ class JSONParser:
                             continue
                     pos += 1
                     state = _KEYSTR
-                elif c == "}" and state == _OBJ_FIRST:
+                elif c == "}" and (state == _OBJ_FIRST or self._trailing_commas):
                     pos += 1
                     self._close_container()
                     state = self._state
