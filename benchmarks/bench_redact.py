@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 from pathlib import Path
 
 import streamops as so
@@ -119,6 +120,7 @@ def _row(
 
 
 _CORPUS = Path(__file__).parent / "redact_corpus"
+_HEX_PAIR = re.compile(r"[0-9A-Fa-f]{2}\b")
 # Secrets only a keyword makes recognisable are injected with it.
 _ANCHORED = (
     (
@@ -205,9 +207,18 @@ def corpus_scores() -> tuple[float, float, int, int]:
     found = missed = 0
     injected = [(name, "", secret) for name, secret in secrets] + list(_ANCHORED)
     for text in clean:
+        words = text.split(" ")
+        # A secret is injected as a token of its own: not between a key and its value
+        # (``build_id = <secret> 4532...`` would make the value no longer the key's),
+        # nor inside a hex dump (``ba <secret> dc``: a phone number there is bytes).
+        spots = [
+            at
+            for at in range(len(words))
+            if not (at and words[at - 1].endswith(("=", ":")))
+            and not (at and _HEX_PAIR.fullmatch(words[at - 1]) and _HEX_PAIR.match(words[at]))
+        ]
         for name, keyword, secret in injected:
-            words = text.split(" ")
-            at = rng.randrange(len(words))
+            at = rng.choice(spots)
             mixed = " ".join([*words[:at], f"{keyword}{secret}", *words[at:]])
             s = op([mixed[i : i + 4] for i in range(0, len(mixed), 4)])
             out = s.text()

@@ -144,6 +144,15 @@ _TOKEN_START = r"(?<![A-Za-z0-9_-])"
 _TOKEN_END = r"(?![A-Za-z0-9_-])"
 _HEX4 = r"[0-9A-Fa-f]{1,4}"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# An unbroken number assigned to an identifier-like key (``build_id = ...``,
+# ``"id": ...``, ``ID: ...``, ``userId=...``, ``"ts": ...``) is an id or a timestamp,
+# whatever its digits: ~10% of random 16-digit ids starting with 4 or 5 pass the issuer
+# and Luhn checks. Printed groups (``4111 1111 ...``) are a card whatever the key.
+_ID_KEY = (
+    r"(?:(?<![A-Za-z])(?:id|ids|ts)|(?<=[a-z])(?:Id|Ids)|ID|IDs|TS|_ts"
+    r"|(?i:timestamp|epoch|nonce|seq|serial|build))"
+)
+_NOT_AN_ID = rf"(?<!{_ID_KEY}[\"']?[ \t]{{0,3}}[:=][ \t]{{0,3}}[\"']?)"
 
 _BUILTINS: tuple[PatternSpec, ...] = (
     PatternSpec(
@@ -268,7 +277,7 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         # Unbroken, or in the groups cards are printed in: 4-4-4-4(-3) and shorter
         # last groups, 4-6-5 (Amex), 4-6-4 (Diners). Other groupings (a phone number's
         # 3-4-4-3) are not cards even when their digits happen to pass Luhn.
-        r"(?<![0-9-])(?:[0-9]{13,19}"
+        r"(?<![0-9-])(?:" + _NOT_AN_ID + r"[0-9]{13,19}"
         r"|[0-9]{4}(?:[ -][0-9]{4}){2}[ -][0-9]{1,4}(?:[ -][0-9]{1,3})?"
         r"|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})(?![0-9-])",
         "financial",
@@ -336,9 +345,15 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         # 06 12 34 56 78; not a date written 01-15-2024.
         r"|(?![0-9]{2}-[0-9]{2}-(?:[0-9]{4}|[0-9]{2})(?![0-9-]))"
         # not a hex dump: "0010  01 23 45 67 89 ab"
-        r"(?<![0-9A-Fa-f][A-Fa-f] |[A-Fa-f][0-9] )0[1-9][0-9]{0,4}(?:[ -][0-9]{2,8}){1,4}"
+        # (a pair of hex digits with a letter, standing alone: not the end of "see ")
+        r"(?<!(?<![0-9A-Za-z])(?:[0-9A-Fa-f][A-Fa-f]|[A-Fa-f][0-9]) )"
+        # Pairs after a trunk 0 are a number only as exactly five pairs (06 12 34 56 78);
+        # fewer or more pairs are bytes, times, versions. Other groupings: any.
+        r"(?:0[1-9](?:[ -][0-9]{2}){4}(?![0-9]|[ -][0-9]{2}(?![0-9]))"
+        r"|(?!0[1-9](?:[ -][0-9]{2}){1,8}(?![0-9]))0[1-9][0-9]{0,4}(?:[ -][0-9]{2,8}){1,4})"
         r"(?! [0-9A-Fa-f]{2}(?![0-9A-Za-z]))"
-        r")(?![\w+])",
+        # not the head of a longer dashed number (an SSN or id right after it)
+        r")(?![\w+]|-[0-9])",
         "pii",
         validator=_phone_digits_ok,
         description="Phone numbers: E.164 (+44 20 7946 0958), North American and European formats.",
