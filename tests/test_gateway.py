@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,6 +333,73 @@ def test_client_disconnect_closes_the_upstream_within_100ms() -> None:
     assert record.stopped_at is not None
     assert record.stopped_at - left < 0.1
     assert record.produced < 60
+
+
+def test_a_client_that_stops_reading_gets_backpressure_then_a_clear_cut(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway reads the upstream only as fast as the client: then cuts it, closing both."""
+    policy = tmp_path / "light.toml"
+    policy.write_text("[timeout]\nidle = 600\n")  # cheap per chunk: the test is about flow
+    content = "hello world " * 333
+    piece = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    events: list[dict[str, Any]] = [
+        {**piece, "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+    ] * 8000  # 32 MB: far more than every socket buffer on the way
+    timeout = 3.0
+    with (
+        FakeOpenAIServer("unused", events={"chat.completions": events}) as up,
+        gateway(
+            "--upstream",
+            up.base_url,
+            "--policy",
+            str(policy),
+            "--slow-client-timeout",
+            str(timeout),
+        ) as gw,
+        caplog.at_level(logging.INFO, "streamops.gateway"),
+        socket.socket() as sock,
+    ):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", gw.port))
+        body = json.dumps({"model": "m", "messages": USER, "stream": True}).encode()
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        # Backpressure: with nobody reading, the upstream's production stalls.
+        deadline = time.monotonic() + 60
+        while not up.served:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        record = up.served[-1]
+        last = -1
+        while record.produced != last and not record.stopped:
+            last = record.produced
+            time.sleep(0.5)
+            assert time.monotonic() < deadline, "the upstream never stalled"
+        stalled = time.monotonic()
+        assert record.produced < len(events) // 2, record.produced
+        # Then the cut: the upstream request is closed, not left hanging.
+        assert record.wait_stopped(timeout + 30)
+        assert not record.completed
+        assert record.produced < len(events) // 2
+        # The client gets what was buffered, then the connection ends: no [DONE].
+        sock.settimeout(30)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(1 << 16):
+                received += chunk
+        cut_after = time.monotonic() - stalled
+    assert received.startswith(b"HTTP/1.1 200")
+    assert b"data: [DONE]" not in received
+    assert len(received) < len(events) * len(content) // 2
+    assert cut_after < timeout + 30
+    messages = [r.getMessage() for r in caplog.records if r.name == "streamops.gateway"]
+    assert any("cut a stream: the client read nothing" in m for m in messages)
+    ours = [json.loads(m) for m in messages if m.startswith('{"event":"request"')]
+    assert ours[-1]["error"] == "slow_client"
+    assert ours[-1]["report"]["stop_reason"] == "slow_client"
 
 
 def test_upstream_errors_map_to_each_wires_shape() -> None:

@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,11 +162,15 @@ def wait_healthy(root: str, proc: subprocess.Popen[str] | None = None) -> None:
 
 
 @contextlib.contextmanager
-def serve_process(*args: str, port: int = 0) -> Iterator[tuple[str, list[str]]]:
+def serve_process(
+    *args: str, port: int = 0, log: list[str] | None = None
+) -> Iterator[tuple[str, list[str]]]:
     """Run `python -m streamops._gateway ARGS --port PORT`; yield its base URL and banner.
 
     Returns only once ``/healthz`` answers 200 (the lifespan has connected to
     Redis), however slow the machine: readiness is waited for, never assumed.
+    After the banner, stderr is drained by a thread (into ``log``), so the
+    per-request log lines never fill the pipe and stall the gateway.
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -190,6 +195,9 @@ def serve_process(*args: str, port: int = 0) -> Iterator[tuple[str, list[str]]]:
                 url = found.group(1)
         for _ in range(4):
             banner.append(proc.stderr.readline())
+        sink = log if log is not None else []
+        drain = threading.Thread(target=lambda: sink.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+        drain.start()
         wait_healthy(url.removesuffix("/v1"), proc)
         yield url, banner
     finally:
@@ -218,6 +226,26 @@ def test_without_redis_the_banner_says_state_is_per_process() -> None:
 
 
 ANSWER = " ".join(f"w{i}" for i in range(40))  # 80 tokens: "w", digits
+
+
+def drain(urls: list[str], api_key: str, *, limit: int) -> tuple[int, int]:
+    """Stream requests one at a time, alternating ``urls``, until one is refused with 429.
+
+    Returns the tokens they delivered and the requests made. One at a time, nothing is held in
+    another stream's reservation: each request gets what is left (cut
+    exactly with a ``length`` finish), and the refusal comes only once the
+    whole budget is spent.
+    """
+    delivered = 0
+    for attempt in range(limit + 2):
+        client = openai.OpenAI(base_url=urls[attempt % len(urls)], api_key=api_key, max_retries=0)
+        try:
+            stream = client.chat.completions.create(model="m", messages=USER, stream=True)
+        except openai.RateLimitError:
+            return delivered, attempt + 1
+        text = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+        delivered += so.count_tokens(text)
+    raise AssertionError("never refused")
 
 
 def test_two_gateway_processes_on_one_redis_enforce_one_daily_budget(tmp_path: Path) -> None:
@@ -253,8 +281,12 @@ def test_two_gateway_processes_on_one_redis_enforce_one_daily_budget(tmp_path: P
             total = sum(n for n in delivered if n > 0)
             # Spend = tokens delivered, shared across both processes: never over the limit.
             assert total <= limit
-            assert total >= limit - per_answer  # the budget was really spent, not refused early
             assert any(n == -1 or n < per_answer for n in delivered)  # someone was cut or refused
+            # Concurrent streams hold reservations they may refund at their end, after
+            # another stream was cut; one at a time, what is left is spent to the token
+            # and only then refused: the budget is spent whole, not refused early.
+            total += drain([one, two], "sk-team", limit=limit)[0]
+            assert total == limit
 
             async def spent() -> int:
                 ledger = so.RedisLedger.from_url(
@@ -271,14 +303,13 @@ def test_two_gateway_processes_on_one_redis_enforce_one_daily_budget(tmp_path: P
 
             assert asyncio.run(spent()) == total
             # Once spent, both processes refuse before calling the upstream.
-            if total == limit:
-                before = up.requests
-                for url in (one, two):
-                    with pytest.raises(openai.RateLimitError):
-                        openai.OpenAI(
-                            base_url=url, api_key="sk-team", max_retries=0
-                        ).chat.completions.create(model="m", messages=USER)
-                assert up.requests == before
+            before = up.requests
+            for url in (one, two):
+                with pytest.raises(openai.RateLimitError):
+                    openai.OpenAI(
+                        base_url=url, api_key="sk-team", max_retries=0
+                    ).chat.completions.create(model="m", messages=USER)
+            assert up.requests == before
 
 
 # --------------------------------------------------------------------------
@@ -340,3 +371,87 @@ def test_metrics_and_one_log_line_per_request_without_text(
     logged = json.dumps(lines)
     for text in ("hunter2", "bob@example.com", SECRET, "ann@example.com", "sk-team"):
         assert text not in logged
+
+
+# --------------------------------------------------------------------------
+# --workers N: several processes on one port, budgets in Redis, one /metrics
+# --------------------------------------------------------------------------
+
+
+def test_workers_share_the_port_the_budget_and_the_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis_server import unused_port
+
+    limit = 400
+    keys = write_keys(tmp_path, team={"key": "sk-team", "daily_tokens": limit})
+    model = so.FakeStreamingModel(ANSWER, format="openai-dict", chunking="word", delay=0.005)
+    per_answer = so.count_tokens(ANSWER)
+    log: list[str] = []
+    env_dir = tmp_path / "metrics"
+    env_dir.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(env_dir))
+    with running_redis() as redis_url, FakeOpenAIServer(model) as up:
+        args = ["--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys]
+        args += ["--redis", redis_url, "--redis-timeout", "30", "--workers", "2"]
+        with serve_process(*args, port=unused_port(), log=log) as (url, banner):
+            assert "workers: 2" in "".join(banner)
+
+            async def answer(client: httpx.AsyncClient) -> int:
+                body = {"model": "m", "messages": USER, "stream": True}
+                # A fresh connection per request, so the kernel may hand it to either worker.
+                headers = {"authorization": "Bearer sk-team", "connection": "close"}
+                async with client.stream(
+                    "POST", url + "/chat/completions", json=body, headers=headers
+                ) as r:
+                    if r.status_code == 429:
+                        return -1
+                    assert r.status_code == 200
+                    text = ""
+                    async for line in r.aiter_lines():
+                        if line.startswith("data: {"):
+                            for choice in json.loads(line[6:])["choices"]:
+                                text += choice["delta"].get("content") or ""
+                    return so.count_tokens(text)
+
+            async def main() -> list[int]:
+                async with httpx.AsyncClient(timeout=120) as client:
+                    return await asyncio.gather(*(answer(client) for _ in range(12)))
+
+            delivered = asyncio.run(main())
+            total = sum(n for n in delivered if n > 0)
+            assert total <= limit, delivered
+            assert any(n == -1 or n < per_answer for n in delivered)
+            drained, more = drain([url], "sk-team", limit=limit)
+            total += drained
+            assert total == limit
+            requests = 12 + more
+            deadline = time.monotonic() + READY_SECONDS
+            while sum('"event":"request"' in line for line in log) < requests:
+                assert time.monotonic() < deadline, "log lines missing"
+                time.sleep(0.05)
+            lines = [json.loads(x) for x in log if '"event":"request"' in x]
+            workers = {line["worker"] for line in lines}
+            assert len(workers) == 2, f"one worker served everything: {workers}"
+            # Any worker's /metrics sums every worker's counters.
+            for _ in range(6):
+                metrics = httpx.get(
+                    url.removesuffix("/v1") + "/metrics",
+                    headers={"connection": "close"},
+                    timeout=30,
+                ).text
+                served = sum(
+                    float(m.group(1))
+                    for m in re.finditer(
+                        r'^streamops_gateway_requests_total\{key="team",[^}]*\} (\S+)$',
+                        metrics,
+                        re.M,
+                    )
+                )
+                assert served == requests
+                assert "streamops_gateway_active_streams" in metrics
+                tokens = re.search(
+                    r'^streamops_gateway_tokens_out_total\{key="team"\} (\S+)$', metrics, re.M
+                )
+                assert tokens is not None
+                assert float(tokens.group(1)) == total

@@ -5,8 +5,8 @@ answer then goes through a streamops policy on its way back (redaction exact
 across chunk boundaries in every channel, exact token budgets, timeouts), and
 every request through the policy's input rules on its way out. Keys, per-key
 policies, daily budgets and rate limits (shared in Redis), Prometheus metrics
-and a playground page complete it. The command line and HTTP contract are in
-DESIGN.md ("Gateway"); the user guide is docs/gateway.md.
+and a playground page complete it. The command line, the HTTP contract and the
+user guide are in docs/gateway.md.
 
 - :func:`cli_main`: ``streamops serve ARGS`` (the arguments after ``serve``);
 - :func:`create_app`: the ASGI app for a :class:`GatewayConfig` (tests, embedding);

@@ -29,6 +29,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -211,6 +212,8 @@ class Gateway:
         self.metrics = Metrics()
         self.client: Any = None
         self.ready = False
+        self.worker = os.getpid()
+        """The process serving (one of ``--workers N``), in each log line."""
         self._pipelines: dict[tuple[str | None, str | None], so.Operator[Any, Any]] = {}
 
     # -- lifecycle ---------------------------------------------------------
@@ -692,6 +695,7 @@ class Gateway:
         report = ctx.report
         line: dict[str, Any] = {
             "event": "request",
+            "worker": self.worker,
             "route": ctx.route,
             "key": ctx.key,
             "model": ctx.model,

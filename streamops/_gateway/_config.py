@@ -2,7 +2,7 @@
 
 Everything a request needs is validated here, before a socket is opened: the
 policy (and every key's policy) loads, the keys file is TOML of the shape
-DESIGN.md fixes, every upstream is an ``http(s)`` URL, the Redis URL has a
+docs/gateway.md documents, every upstream is an ``http(s)`` URL, the Redis URL has a
 scheme redis-py knows. A problem is one :class:`GatewayConfigError` line that
 names the file or option, and ``streamops serve`` exits with status 2.
 """
@@ -372,7 +372,7 @@ def _load(spec: str, where: str) -> so.Policy:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``streamops serve`` argument parser (the contract of DESIGN.md, plus a few options)."""
+    """The ``streamops serve`` argument parser (the fixed contract, plus a few options)."""
     parser = argparse.ArgumentParser(
         prog="streamops serve",
         description=(

@@ -234,7 +234,7 @@ class _Observed:
                 record.headers_at = time.monotonic()
             elif message["type"] == "http.response.body":
                 record.sent += bool(message.get("body"))
-                if not message.get("more_body", False):
+                if not message.get("more_body", False) and record.disconnected_at is None:
                     record.completed = True
 
         try:
@@ -924,8 +924,8 @@ class FakeOpenAIServer:
         """Stream ``script`` as the wire frames it (``bytes`` go out verbatim)."""
         try:
             for number, item in enumerate(script):
-                if number and self.events_delay:
-                    await asyncio.sleep(self.events_delay)
+                # Always yield to the loop: a client that left cancels the stream here.
+                await asyncio.sleep(self.events_delay if number else 0)
                 record.produced_at.append(time.monotonic())
                 yield item if isinstance(item, bytes) else wire.frame(item)
             closing = wire.closing()
