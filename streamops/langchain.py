@@ -78,7 +78,7 @@ def _operator(policy_or_operator: Any) -> Operator[Any, Any]:
         )
     for stage in op.stages:
         # A text stage whose output is not text gives values, not rebuilt chunks.
-        if isinstance(stage, ProcessorStage) and stage.accepts is str and stage.produces is not str:
+        if isinstance(stage, ProcessorStage) and stage.produces not in (str, "same"):
             raise ValueError(
                 f"stage {stage.name!r} turns text into values: a chat model must give"
                 " message chunks; use chunk-preserving operators (redact, budget,"

@@ -265,10 +265,10 @@ def resolve_encoding(
     ('o200k_base', 'cl100k_base')
     >>> resolve_encoding("auto", model="gpt-4o").name
     'o200k_base'
-    >>> resolve_encoding("p50k_base")
+    >>> resolve_encoding("o300k_base")
     Traceback (most recent call last):
     ...
-    streamops.EncodingUnavailableError: tiktoken encoding 'p50k_base' is not available ...
+    streamops.EncodingUnavailableError: unknown tiktoken encoding 'o300k_base'; known: ...
     """
     if model is not None and not isinstance(model, str):
         raise TypeError(f"model must be a str, got {type(model).__name__}")
