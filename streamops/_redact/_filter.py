@@ -1,4 +1,4 @@
-"""Sliding-window redaction (issue 4): secrets never leak across chunk boundaries.
+"""Sliding-window redaction: secrets never leak across chunk boundaries.
 
 The filter is exact: its output is ``regex.sub`` of the alternation of all
 patterns over the *whole* text, leftmost match first, whatever the chunking.
@@ -99,6 +99,19 @@ _DEFAULT_LABEL = "[REDACTED]"
 _BUILTIN_SET = frozenset(builtin_patterns())
 _OPT_IN = frozenset({"network"})  # categories only used when named
 _CPU_PER_CHAR = 5e-5  # CPU budget seconds added per character read (50 ms per 1,000)
+# The normalised view: zero-width characters removed; full-width digits and Latin letters,
+# NBSP and narrow NBSP mapped to ASCII (one character each: only removals move offsets).
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+_VIEW = str.maketrans(
+    {
+        **dict.fromkeys(map(ord, _ZERO_WIDTH)),
+        **{0xFF10 + i: ord("0") + i for i in range(10)},
+        **{0xFF21 + i: ord("A") + i for i in range(26)},
+        **{0xFF41 + i: ord("a") + i for i in range(26)},
+        0x00A0: " ",
+        0x202F: " ",
+    }
+)
 
 
 class RedactReport(BaseModel):
@@ -150,11 +163,13 @@ class RedactMatch:
     'a <key 123 at 2> b'
     """
 
-    __slots__ = ("_match", "_offset", "pattern")
+    __slots__ = ("_match", "_where", "pattern")
 
-    def __init__(self, match: regex.Match[str], offset: int, pattern: str) -> None:
+    def __init__(
+        self, match: regex.Match[str], where: Callable[[int, bool], int], pattern: str
+    ) -> None:
         self._match = match
-        self._offset = offset  # the stream offset of the buffer's first character
+        self._where = where  # buffer position (a start, or an end) -> input stream offset
         self.pattern = pattern
 
     def group(self, *groups: int | str) -> Any:
@@ -174,13 +189,13 @@ class RedactMatch:
 
     def start(self, group: int | str = 0) -> int:
         """Where ``group`` starts in the input stream (-1 when it did not take part)."""
-        at = self._match.start(group)
-        return at if at < 0 else at + self._offset
+        at, end = self._match.span(group)
+        return at if at < 0 else self._where(at, at == end)
 
     def end(self, group: int | str = 0) -> int:
         """Where ``group`` ends in the input stream (-1 when it did not take part)."""
         at = self._match.end(group)
-        return at if at < 0 else at + self._offset
+        return at if at < 0 else self._where(at, True)
 
     def span(self, group: int | str = 0) -> tuple[int, int]:
         """``(start(group), end(group))``."""
@@ -285,6 +300,7 @@ class _Plan:
     # observer (``watch``, a plan of the flag patterns only) that reports their matches
     # with stream offsets while the text is released by the redacting patterns alone.
     observer: bool = False  # this plan is such an observer: it releases nothing
+    normalize: bool = False  # match on the normalised view (_VIEW), replace the original
     watch: _Plan | None = None  # the flag patterns' observer plan, if any
     passthrough: bool = False  # no pattern redacts or blocks: every chunk is released
 
@@ -311,6 +327,10 @@ class _Redactor:
         "_held_since",
         "_holds",
         "_key",
+        "_obase",
+        "_olen",
+        "_opending",
+        "_orig",
         "_pending",
         "_pending_len",
         "_plan",
@@ -321,6 +341,7 @@ class _Redactor:
         "_scan",
         "_section",
         "_spent",
+        "_starts",
         "_timeout",
         "_watch",
         "done",
@@ -351,6 +372,17 @@ class _Redactor:
         self._held_since = 0.0  # ... and when it became the oldest
         self._holds: dict[int, int] = {}  # held length after each chunk -> how many chunks
         self._watch = None if plan.watch is None else _Redactor(plan.watch, report)
+        # The normalised view (plan.normalize): _buf holds the normalised text, _orig the
+        # original from the same point, and _buf[i] stands for _orig[_starts[i]:_starts[i + 1]]
+        # (a removed zero-width character belongs to the next kept one; the last entry is
+        # the end of the last kept character: zero-width characters after it wait for the
+        # next one). Kept as plain lists/strings: a chunk without zero-width characters
+        # extends them in C.
+        self._orig = ""
+        self._opending: list[str] = []
+        self._olen = 0  # len(_orig) + the pending original text
+        self._obase = 0  # the input offset of _orig[0]
+        self._starts: list[int] = [0]
         self.done = False
 
     @property
@@ -364,6 +396,52 @@ class _Redactor:
             self._buf += "".join(self._pending)
             self._pending.clear()
             self._pending_len = 0
+        if self._opending:
+            self._orig += "".join(self._opending)
+            self._opending.clear()
+
+    def _normalise(self, text: str) -> str:
+        """The normalised view of ``text``; records the original and the offset map."""
+        view = text.translate(_VIEW)
+        at = self._olen
+        if len(view) == len(text):
+            self._starts.extend(range(at + 1, at + len(text) + 1))
+        else:  # zero-width characters removed: they join the next kept character
+            self._starts.extend(at + k + 1 for k, c in enumerate(text) if c not in _ZERO_WIDTH)
+        self._opending.append(text)
+        self._olen += len(text)
+        return view
+
+    def _text(self, buf: str, a: int, b: int) -> str:
+        """The input text that ``buf[a:b]`` stands for (the original, on the view)."""
+        if self._plan.normalize:
+            starts = self._starts
+            out = self._orig[starts[a] : starts[b]]
+        else:
+            out = buf[a:b]
+        self._emitted += len(out)
+        return out
+
+    def _where(self, p: int, end: bool = False) -> int:
+        """The input-stream offset of buffer position ``p`` (a start, or with ``end`` an end)."""
+        if not self._plan.normalize:
+            return self._base + p
+        starts = self._starts
+        return self._obase + (starts[p] if end else starts[p + 1] - 1)
+
+    def _cut(self, cut: int) -> None:
+        """Drop ``cut`` characters of released text from the front of the buffer."""
+        self._buf = self._buf[cut:]
+        self._base += cut
+        self._scan -= cut
+        if self._plan.normalize:
+            self._flush()
+            starts = self._starts
+            ocut = starts[cut]
+            self._orig = self._orig[ocut:]
+            self._olen -= ocut
+            self._obase += ocut
+            self._starts = [x - ocut for x in starts[cut:]]
 
     def feed(self, text: str, /) -> list[str]:
         if self.done or not text:
@@ -377,6 +455,11 @@ class _Redactor:
                 self._base += len(text)
                 self._observe()
                 return [text]
+        if self._plan.normalize:
+            text = self._normalise(text)
+            if not text:  # zero-width characters only: they wait for the next character
+                self._observe()
+                return []
         size = len(self._buf) + self._pending_len
         # An attempt still undecided before this text starts the held text: look at it
         # first (most chunks only extend it) instead of searching from scratch.
@@ -497,9 +580,17 @@ class _Redactor:
         self._flush()
         out = self._timed(final=True, reopen=False)
         self._finish_stats()
-        self._base += self._scan
-        self._buf = self._buf[self._scan :]  # nothing held: keeps close() idempotent
-        self._scan = len(self._buf)
+        if self._plan.normalize and not self.done:
+            # zero-width characters after the last kept one end the text
+            # (only when the buffer is the whole view: a truncated one masks the rest)
+            whole = len(self._starts) == len(self._buf) + 1
+            tail = self._orig[self._starts[-1] :] if whole else ""
+            if tail:
+                self._emitted += len(tail)
+                out = ["".join([*out, tail])]
+        self._cut(self._scan)  # nothing held: keeps close() idempotent
+        if self._plan.normalize:
+            self._orig, self._olen, self._starts = "", 0, [0]
         return out
 
     def truncate(self) -> list[str]:
@@ -649,8 +740,7 @@ class _Redactor:
                 if final and end == n:  # the true end of the text: no partial matching
                     m = combined.search(buf, scan, timeout=timeout)
                     if m is None:
-                        pieces.append(buf[scan:])
-                        self._emitted += n - scan
+                        pieces.append(self._text(buf, scan, n))
                         scan = n
                         break
                     scan = self._apply(m, self._validated(buf, m.start(), n), buf, scan, pieces)
@@ -662,8 +752,7 @@ class _Redactor:
                 else:
                     q = self._candidate(buf, scan, end)
                     if q > scan:  # decided misses: release them
-                        pieces.append(buf[scan:q])
-                        self._emitted += q - scan
+                        pieces.append(self._text(buf, scan, q))
                         scan = q
                     if q == end:
                         continue
@@ -674,8 +763,7 @@ class _Redactor:
                 # could still win): the `first` probe explores exactly those.
                 m = combined.match(buf, scan, end, partial=True, timeout=timeout)
                 if m is None:  # decided: nothing matches here
-                    pieces.append(buf[scan])
-                    self._emitted += 1
+                    pieces.append(self._text(buf, scan, scan + 1))
                     scan += 1
                     continue
                 found: _Found = _UNDECIDED
@@ -703,9 +791,7 @@ class _Redactor:
         keep = self._scan if self._anchor < 0 else self._anchor
         if keep > 2 * ctx + 256:
             cut = keep - ctx
-            self._buf = buf[cut:]
-            self._base += cut
-            self._scan -= cut
+            self._cut(cut)
             if self._anchor >= 0:
                 self._anchor -= cut
                 self._resync -= cut
@@ -727,15 +813,13 @@ class _Redactor:
             self.done = True
             raise RedactPatternError(f"a pattern matched the empty string at buffer offset {p}")
         if p > start:
-            pieces.append(buf[start:p])
-            self._emitted += p - start
+            pieces.append(self._text(buf, start, p))
         if found is None:  # every match at p was rejected: p is a miss
-            pieces.append(buf[p])
-            self._emitted += 1
+            pieces.append(self._text(buf, p, p + 1))
             return p + 1
         assert not isinstance(found, _Undecided)
         branch, bm = found
-        spec, text, stop = branch.spec, bm.group(), bm.end()
+        spec, stop = branch.spec, bm.end()
         section = self._section
         action = spec.action or self._plan.action
         if action == "block":
@@ -750,11 +834,10 @@ class _Redactor:
                 "redact.flag",
                 stage=self._plan.stage,
                 pattern=spec.name,
-                start=self._base + bm.start(),
-                end=self._base + stop,
+                start=self._where(bm.start()),
+                end=self._where(stop, end=True),
             )
-            pieces.append(text)
-            self._emitted += len(text)
+            pieces.append(self._text(buf, p, stop))
             return stop
         section.redacted[spec.name] = section.redacted.get(spec.name, 0) + 1
         out = self._replace(spec, bm)
@@ -817,7 +900,7 @@ class _Redactor:
             label = spec.placeholder
             tag = digest[: rep.digits]
             return f"{label[:-1]}:{tag}]" if label.endswith("]") else f"{label}:{tag}"
-        out = rep(RedactMatch(m, self._base, spec.name))
+        out = rep(RedactMatch(m, self._where, spec.name))
         if not isinstance(out, str):
             raise TypeError(f"replacement callable returned {type(out).__name__}, expected str")
         return out
@@ -845,8 +928,7 @@ class _Redactor:
             self._event(blocking[0], "block", 0)
             return len(buf)
         if plan.on_overflow == "release" or all(action == "flag" for action, _ in actions):
-            pieces.append(buf[start])  # give up on the attempt at `start` only
-            self._emitted += 1
+            pieces.append(self._text(buf, start, start + 1))  # give up on that start only
             self._report.emit("redact.overflow", stage=plan.stage, offset=self._emitted - 1)
             return start + 1
         out = plan.replacement if isinstance(plan.replacement, str) else _DEFAULT_LABEL
@@ -963,6 +1045,7 @@ def redact(
     max_hold: int | None = None,
     hold_seconds: float | None = None,
     cpu_budget: float | None = 10.0,
+    normalize: bool | None = None,
     channels: Iterable[str] | None = None,
     name: str = "redact",
 ) -> Operator[str, str]:
@@ -999,6 +1082,10 @@ def redact(
     50 ms per 1,000 characters read (``None``: unbounded); past it the held
     text is dropped and the stream ends (stop reason ``blocked``,
     ``report["redact"].blocked_by == "cpu_budget"``).
+    ``normalize``: match on a normalised view of the text (zero-width characters
+    removed; full-width digits and letters, NBSP and narrow NBSP as ASCII) and
+    replace the original span; default: on when every pattern is a built-in, off
+    when any is your own regex (which then matches the raw text, like ``regex.sub``).
     ``channels``: on provider chunks, which text channels to redact (default:
     all of ``"content"``, ``"refusal"``, ``"reasoning"``, ``"tool_arguments"``;
     see ``docs/providers.md``); each channel has its own state.
@@ -1051,6 +1138,9 @@ def redact(
                 f"max_window={max_window} cannot hold the built-in {spec.name!r} (up to {width}"
                 " characters); raise max_window or leave that pattern out"
             )
+    # The built-ins are written for the normalised view; user regexes match the raw text
+    # (regex.sub-exact) unless asked.
+    view = all(s in _BUILTIN_SET for s in specs) if normalize is None else bool(normalize)
     flags = tuple(b for b in branches if (b.spec.action or action) == "flag")
     rest = tuple(b for b in branches if (b.spec.action or action) != "flag")
 
@@ -1070,6 +1160,7 @@ def redact(
             cpu_budget=cpu_budget,
             observer=watch is None and group is flags,
             watch=watch,
+            normalize=view,
         )
 
     watch = build(flags) if flags else None
@@ -1101,6 +1192,7 @@ def _make_plan(
     cpu_budget: float | None,
     observer: bool,
     watch: _Plan | None,
+    normalize: bool,
 ) -> _Plan:
     """Compile the alternation, its probes and its prefilter for ``branches``."""
     specs = [b.spec for b in branches]
@@ -1140,6 +1232,7 @@ def _make_plan(
         user=not builtin_only,
         observer=observer,
         watch=watch,
+        normalize=normalize,
     )
 
 
