@@ -95,6 +95,14 @@ async def test_astream_events_of_a_chain_carry_no_secret() -> None:
     assert sum(e["event"] == "on_chat_model_stream" for e in events) > 5
 
 
+def test_stream_events_v3_protocol_carries_no_secret() -> None:
+    model = wrap_chat_model(fake(), so.redact())
+    events = list(model.stream_events("hi", version="v3"))
+    no_secret(events)
+    finished = [e for e in events if e["event"] == "content-block-finish"]
+    assert finished[0]["content"]["text"] == REDACTED
+
+
 async def test_unwrapped_model_leaks_in_astream_events() -> None:
     """The control: a redactor after the model leaves the model's events raw."""
     chain = PROMPT | fake() | so.redact().as_runnable() | StrOutputParser()
