@@ -9,7 +9,7 @@ import pytest
 import regex
 
 import streamops as so
-from streamops._redact._patterns import BUILTIN_STARTS
+from streamops._redact._patterns import BUILTIN_FIRSTS, BUILTIN_STARTS
 
 # name -> (texts the pattern must redact entirely, texts it must leave alone)
 CASES: dict[str, tuple[list[str], list[str]]] = {
@@ -309,7 +309,8 @@ def test_builtin_starts_is_a_necessary_condition() -> None:
                     if regex.compile(f"(?:{s.pattern})(?!)").match(text, 1, partial=True)
                 ]
                 raise AssertionError(f"{text!r}: a built-in can start at 1 ({culprits})")
-    assert skipped == len(befores) * (len(ats) - 11)  # all but 0-9 and "-" are skipped
+    # after a letter all but 0-9 and "-" are skipped; after a digit all but "-"
+    assert skipped == len(string.ascii_letters) * (len(ats) - 11) + 10 * (len(ats) - 1)
 
 
 # -- issue 16: misses and false positives of the library ------------------------
@@ -395,3 +396,16 @@ def test_default_set_changes_nothing_in_the_secret_free_corpus(path: Path) -> No
     for size in (len(text), 4, 1):
         s = so.redact()([text[i : i + size] for i in range(0, len(text), size)])
         assert s.text() == text, s.report["redact"].redacted  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_FIRSTS))
+def test_builtin_first_classes_are_a_necessary_condition(name: str) -> None:
+    """Where a built-in's first class fails, it can neither match nor read on."""
+    (spec,) = so.builtin_patterns(name)
+    probe = regex.compile(f"(?:{spec.pattern})(?!)")
+    first = regex.compile(BUILTIN_FIRSTS[name])
+    ats = string.printable + "éß٣\u00a0\u2028€😀\uff21\uff11_"
+    for before in " \n(:=ssn: SSN ":
+        for at in ats:
+            if not first.match(at):
+                assert not probe.match(before + at, 1, partial=True), (name, before, at)

@@ -67,6 +67,7 @@ from .._core._report import StopReason, StreamReport
 from .._core._stages import Masked, ProcessorStage
 from ._analysis import _compile, _Compiled, _pinned, _regex, builtin_width
 from ._patterns import (
+    BUILTIN_FIRSTS,
     BUILTIN_STARTS,
     Action,
     PatternSpec,
@@ -303,6 +304,51 @@ class _Plan:
     normalize: bool = False  # match on the normalised view (_VIEW), replace the original
     watch: _Plan | None = None  # the flag patterns' observer plan, if any
     passthrough: bool = False  # no pattern redacts or blocks: every chunk is released
+    # The branches that may start with a given character (a lazily filled cache of their
+    # first-set classes): _validated tries only those, not every branch, at a position.
+    firsts: tuple[regex.Pattern[str] | None, ...] = ()
+    lists: tuple[tuple[str, frozenset[str]], ...] = ()
+    by_char: dict[str, _Sub] = dataclasses.field(default_factory=dict)
+    by_set: dict[tuple[int, ...], _Sub] = dataclasses.field(default_factory=dict)
+
+    def at(self, char: str) -> _Sub:
+        """The branches whose match may start with ``char`` (in order), and their
+        alternation and probes: at a position, the others can neither match nor read on,
+        so these decide it alone, and much faster (a digit is not tried as ``sk-``)."""
+        sub = self.by_char.get(char)
+        if sub is None:
+            key = tuple(
+                i for i, first in enumerate(self.firsts) if first is None or first.match(char)
+            )
+            sub = self.by_set.get(key)
+            if sub is None:
+                if len(key) == len(self.branches):
+                    sub = _Sub(self.branches, self.combined, self.first, self.probe)
+                elif not key:
+                    sub = _Sub((), None, None, None)
+                else:
+                    alternation = "|".join(self.branches[i].source for i in key)
+                    lists = dict(self.lists)
+                    sub = _Sub(
+                        tuple(self.branches[i] for i in key),
+                        _regex(alternation, self.version, lists),
+                        _regex(f"(?>{alternation})(?!)", self.version, lists),
+                        _regex(f"(?:{alternation})(?!)", self.version, lists),
+                    )
+                self.by_set[key] = sub
+            if len(self.by_char) < 4096:  # bounded: one entry per distinct character seen
+                self.by_char[char] = sub
+        return sub
+
+
+@dataclass(frozen=True, slots=True)
+class _Sub:
+    """The branches that may start with one character, their alternation and probes."""
+
+    branches: tuple[_Compiled, ...]
+    combined: regex.Pattern[str] | None  # None: no branch can start there
+    first: regex.Pattern[str] | None
+    probe: regex.Pattern[str] | None
 
 
 def _timeout_message(timeout: float | None) -> str:
@@ -327,6 +373,7 @@ class _Redactor:
         "_held_since",
         "_holds",
         "_key",
+        "_mapped",
         "_obase",
         "_olen",
         "_opending",
@@ -383,6 +430,7 @@ class _Redactor:
         self._olen = 0  # len(_orig) + the pending original text
         self._obase = 0  # the input offset of _orig[0]
         self._starts: list[int] = [0]
+        self._mapped = False  # the buffer holds a character the view changed: _orig differs
         self.done = False
 
     @property
@@ -401,8 +449,24 @@ class _Redactor:
             self._opending.clear()
 
     def _normalise(self, text: str) -> str:
-        """The normalised view of ``text``; records the original and the offset map."""
-        view = text.translate(_VIEW)
+        """The normalised view of ``text``; records the original and the offset map.
+
+        While the buffer holds only text the view leaves alone (all ASCII text, most
+        text) the view *is* the original: nothing is recorded (no cost per chunk)
+        until a character the view changes arrives.
+        """
+        if not self._mapped:
+            if text.isascii():
+                return text
+            view = text.translate(_VIEW)
+            if view == text:
+                return text
+            self._flush()  # the map starts as the identity over the buffer
+            self._orig, self._olen = self._buf, len(self._buf)
+            self._starts = list(range(len(self._buf) + 1))
+            self._mapped = True
+        else:
+            view = text.translate(_VIEW)
         at = self._olen
         if len(view) == len(text):
             self._starts.extend(range(at + 1, at + len(text) + 1))
@@ -414,7 +478,7 @@ class _Redactor:
 
     def _text(self, buf: str, a: int, b: int) -> str:
         """The input text that ``buf[a:b]`` stands for (the original, on the view)."""
-        if self._plan.normalize:
+        if self._mapped:
             starts = self._starts
             out = self._orig[starts[a] : starts[b]]
         else:
@@ -424,8 +488,8 @@ class _Redactor:
 
     def _where(self, p: int, end: bool = False) -> int:
         """The input-stream offset of buffer position ``p`` (a start, or with ``end`` an end)."""
-        if not self._plan.normalize:
-            return self._base + p
+        if not self._mapped:
+            return self._obase + p
         starts = self._starts
         return self._obase + (starts[p] if end else starts[p + 1] - 1)
 
@@ -434,13 +498,18 @@ class _Redactor:
         self._buf = self._buf[cut:]
         self._base += cut
         self._scan -= cut
-        if self._plan.normalize:
-            self._flush()
-            starts = self._starts
-            ocut = starts[cut]
-            self._orig = self._orig[ocut:]
-            self._olen -= ocut
-            self._obase += ocut
+        if not self._mapped:
+            self._obase += cut
+            return
+        self._flush()
+        starts = self._starts
+        ocut = starts[cut]
+        self._orig = self._orig[ocut:]
+        self._olen -= ocut
+        self._obase += ocut
+        if self._orig == self._buf:  # the changed characters are gone: identity again
+            self._mapped, self._orig, self._olen, self._starts = False, "", 0, [0]
+        else:
             self._starts = [x - ocut for x in starts[cut:]]
 
     def feed(self, text: str, /) -> list[str]:
@@ -580,7 +649,7 @@ class _Redactor:
         self._flush()
         out = self._timed(final=True, reopen=False)
         self._finish_stats()
-        if self._plan.normalize and not self.done:
+        if self._mapped and not self.done:
             # zero-width characters after the last kept one end the text
             # (only when the buffer is the whole view: a truncated one masks the rest)
             whole = len(self._starts) == len(self._buf) + 1
@@ -589,8 +658,7 @@ class _Redactor:
                 self._emitted += len(tail)
                 out = ["".join([*out, tail])]
         self._cut(self._scan)  # nothing held: keeps close() idempotent
-        if self._plan.normalize:
-            self._orig, self._olen, self._starts = "", 0, [0]
+        self._mapped, self._orig, self._olen, self._starts = False, "", 0, [0]
         return out
 
     def truncate(self) -> list[str]:
@@ -720,7 +788,7 @@ class _Redactor:
     def _run(self, *, final: bool, reopen: bool) -> list[str]:
         plan = self._plan
         buf, scan, window, timeout = self._buf, self._scan, plan.hold, self._timeout
-        combined, first = plan.combined, plan.first
+        combined = plan.combined
         n = len(buf)
         pieces: list[str] = []
         try:
@@ -761,13 +829,21 @@ class _Redactor:
                 # one may come. A complete match is final only if no path tried before it
                 # still reads past the buffer (it could grow, or an earlier alternative
                 # could still win): the `first` probe explores exactly those.
-                m = combined.match(buf, scan, end, partial=True, timeout=timeout)
+                sub = plan.at(buf[scan])
+                m = (
+                    None
+                    if sub.combined is None
+                    else sub.combined.match(buf, scan, end, partial=True, timeout=timeout)
+                )
                 if m is None:  # decided: nothing matches here
                     pieces.append(self._text(buf, scan, scan + 1))
                     scan += 1
                     continue
                 found: _Found = _UNDECIDED
-                if not (m.partial or first.match(buf, scan, end, partial=True, timeout=timeout)):
+                assert sub.first is not None
+                if not (
+                    m.partial or sub.first.match(buf, scan, end, partial=True, timeout=timeout)
+                ):
                     found = self._validated(buf, scan, end, partial=True)
                 if isinstance(found, _Undecided):
                     if end < scan + window and not self._force:
@@ -859,7 +935,9 @@ class _Redactor:
         plan = self._plan
         timeout = self._timeout
         checked = not partial
-        for branch in plan.branches:
+        sub = plan.at(buf[p])
+        probe = sub.probe
+        for branch in sub.branches:
             bm = branch.regex.match(buf, p, endpos, timeout=timeout)
             if bm is None:
                 continue
@@ -867,19 +945,28 @@ class _Redactor:
             if validator(bm.group()):
                 return branch, bm
             if not checked:
-                if plan.probe.match(buf, p, endpos, partial=True, timeout=timeout):
+                assert probe is not None
+                if probe.match(buf, p, endpos, partial=True, timeout=timeout):
                     return _UNDECIDED
                 checked = True
             # Shorter ends, pinned by the length left after them in a slice every path
             # at p fits in (found by growing it: a pinned `{K}` is O(K)).
             limit = min(endpos, bm.end() + 1)
-            while limit < endpos and plan.probe.match(buf, p, limit, partial=True, timeout=timeout):
+            assert probe is not None
+            while limit < endpos and probe.match(buf, p, limit, partial=True, timeout=timeout):
                 limit = min(endpos, 2 * limit - p)
+            # A built-in's validator is pure and total (digits, checksums), so it runs
+            # first: most shorter ends fail it (a card's issuer, a checksum) for the price
+            # of a string check, and only the ones it accepts need the pinned match.
+            # A user validator only ever sees matches.
+            pure = branch.spec in _BUILTIN_SET
             for e in range(bm.end() - 1, p, -1):
+                if pure and not validator(buf[p:e]):
+                    continue
                 pm = _pinned(branch.source, limit - e, plan.version, branch.lists).match(
                     buf, p, limit, timeout=timeout
                 )
-                if pm is not None and validator(pm.group()):
+                if pm is not None and (pure or validator(pm.group())):
                     return branch, pm
             if count:
                 name = branch.spec.name
@@ -1176,6 +1263,13 @@ def redact(
     return Operator(ProcessorStage(name, factory, channels=channels))
 
 
+def _first_class(branch: _Compiled) -> str | None:
+    """Where a match of ``branch`` may start (one character), None when unknown."""
+    if branch.starts is None and branch.spec in _BUILTIN_SET:
+        return BUILTIN_FIRSTS.get(branch.spec.name)
+    return branch.starts
+
+
 def _make_plan(
     branches: tuple[_Compiled, ...],
     *,
@@ -1230,6 +1324,10 @@ def _make_plan(
         hold_seconds=hold_seconds,
         cpu_budget=cpu_budget,
         user=not builtin_only,
+        firsts=tuple(
+            None if st is None else regex.compile(st) for st in map(_first_class, branches)
+        ),
+        lists=tuple(lists.items()),
         observer=observer,
         watch=watch,
         normalize=normalize,

@@ -82,17 +82,20 @@ def luhn_valid(text: str) -> bool:
     >>> luhn_valid("4111 1111 1111 1111"), luhn_valid("4111 1111 1111 1112")
     (True, False)
     """
-    digits = [int(c) for c in text if c.isdigit()]
+    digits = _digits(text)
     if not 13 <= len(digits) <= 19:
         return False
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
+    total = sum(map(int, digits[-1::-2])) + sum(_DOUBLED[int(d)] for d in digits[-2::-2])
     return total % 10 == 0
+
+
+_NON_DIGIT = re.compile(r"\D")
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # the Luhn value of a doubled digit
+
+
+def _digits(text: str) -> str:
+    """The decimal digits of ``text`` (validators run on every shorter end: keep it cheap)."""
+    return text if text.isdecimal() else _NON_DIGIT.sub("", text)
 
 
 def iban_valid(text: str) -> bool:
@@ -115,7 +118,7 @@ def card_valid(text: str) -> bool:
     >>> card_valid("4111 1111 1111 1111"), card_valid("1700000000000000")
     (True, False)
     """
-    digits = "".join(c for c in text if c.isdigit())
+    digits = _digits(text)
     n = len(digits)
     if n < 12:
         return False
@@ -135,7 +138,7 @@ def card_valid(text: str) -> bool:
 
 def _phone_digits_ok(text: str) -> bool:
     """E.164 allows at most 15 digits; a national number (no ``+``) at most 12; 7 at least."""
-    digits = sum(c.isdigit() for c in text)
+    digits = len(_digits(text))
     return 7 <= digits <= (15 if text.startswith("+") else 12)
 
 
@@ -363,11 +366,17 @@ _BUILTINS: tuple[PatternSpec, ...] = (
 
 # Where a built-in can start (a necessary condition, over the character before and the
 # character at a position): every pattern but ``private_key`` (which starts with ``-``)
-# and the digit-led ones refuses to start right after a letter or digit. The streaming
-# filter skips the other positions with this one cheap search instead of trying the
+# and the digit-led ones refuses to start right after a letter or digit, and no digit-led
+# one starts right after a digit (inside a digit run only its first digit is a candidate).
+# The streaming filter skips the other positions with this one cheap search instead of trying the
 # whole alternation there (most positions of prose are inside a word). It must hold for
 # every built-in: tests/test_patterns.py checks each of them against it.
-BUILTIN_STARTS = r"[-0-9]|(?<![A-Za-z0-9])"
+BUILTIN_STARTS = r"-|(?<![0-9])[0-9]|(?<![A-Za-z0-9])"
+
+# The first character of the built-ins the first-set analysis cannot bound (a negated
+# class, a lookahead before the first character): which branches the filter tries at a
+# position depends on it. tests/test_patterns.py checks each against its pattern.
+BUILTIN_FIRSTS = {"email": r"[^\W_]", "us_ssn": r"[0-9]", "phone": r"[+(0-9]"}
 
 _BY_NAME = {spec.name: spec for spec in _BUILTINS}
 _CATEGORIES = tuple(dict.fromkeys(spec.category for spec in _BUILTINS))
