@@ -376,14 +376,7 @@ class _Watch(ShellStage):
             assert reason is not None  # only a set ``fired`` ends the loop
             if reason == _CANCELLED:
                 assert token is not None
-                report.stop(StopReason.CANCELLED, token.reason)
-                report.emit(
-                    "timeout.cancelled",
-                    stage=self.name,
-                    reason=token.reason,
-                    chunks=chunks,
-                    while_waiting=interrupted,
-                )
+                self._cancelled(report, token, chunks, while_waiting=interrupted)
                 return
             limit = reason
             after = waited if limit == "total" else elapsed
@@ -423,6 +416,19 @@ class _Watch(ShellStage):
             if aclose is not None:
                 await aclose()
 
+    def _cancelled(
+        self, report: StreamReport, token: CancelToken, chunks: int, *, while_waiting: bool
+    ) -> None:
+        """Record a stop by ``token`` after ``chunks`` chunks (and whether it came mid-wait)."""
+        report.stop(StopReason.CANCELLED, token.reason)
+        report.emit(
+            "timeout.cancelled",
+            stage=self.name,
+            reason=token.reason,
+            chunks=chunks,
+            while_waiting=while_waiting,
+        )
+
     def _watch_sync(
         self, token: CancelToken, source: Iterator[Any], report: StreamReport
     ) -> Generator[Any, None, None]:
@@ -442,14 +448,7 @@ class _Watch(ShellStage):
                     break  # arrived after the stop: not delivered
                 chunks += 1
                 yield item
-            report.stop(StopReason.CANCELLED, token.reason)
-            report.emit(
-                "timeout.cancelled",
-                stage=self.name,
-                reason=token.reason,
-                chunks=chunks,
-                while_waiting=during,
-            )
+            self._cancelled(report, token, chunks, while_waiting=during)
         finally:
             close = getattr(source, "close", None)
             if close is not None:

@@ -332,6 +332,25 @@ return grant
 """
 
 
+def _blocking_client(url: str, *, max_connections: int, timeout: float | None) -> Redis:
+    """Return an async Redis client for ``url`` on a *blocking* pool of ``max_connections``.
+
+    When every connection is busy a call waits for one (up to ``timeout``)
+    instead of failing at once; socket timeouts are ``timeout`` too. The
+    client owns the pool and closes it.
+    """
+    from redis.asyncio import BlockingConnectionPool, Redis
+
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    return Redis.from_pool(pool)
+
+
 class RedisLedger:
     """A ledger on a Redis server, shared by every process that uses the same keys.
 
@@ -397,17 +416,8 @@ class RedisLedger:
         connection for one round trip only).
         """
         require("redis", extra="redis", feature="RedisLedger")
-        from redis.asyncio import BlockingConnectionPool, Redis
-
         check_int("max_connections", max_connections, least=1)
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
-        client = Redis.from_pool(pool)  # the client owns (and closes) the pool
+        client = _blocking_client(url, max_connections=max_connections, timeout=timeout)
         return cls(client, limit=limit, window=window, prefix=prefix, clock=clock, timeout=timeout)
 
     @property
