@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._core._driver import AsyncStream, SyncStream, _end, _on_error, _start, _start_async
 from ._core._errors import SideEffectError, StreamInterruptedError, require_asyncio
-from ._core._report import EventCallback, StopReason, StreamReport
+from ._core._report import EventCallback, StopReason, StreamReport, _report_for
 from ._core._sources import _aclose_all, _close_all
 from ._core._stages import ChannelLens, Lens, _lens_for
 
@@ -366,11 +366,12 @@ class _Pending:
 class _RetryState:
     """Every decision of one retried stream; the loops only pull, yield, close and wait.
 
-    Per attempt: :meth:`open` makes the upstream, :meth:`take` says what to
-    hand out for each chunk pulled before the commit point (after it, the
-    loops hand ``str`` chunks out themselves and :meth:`release` the rest), then
+    Per attempt: :meth:`open` makes the upstream (or says why it could not),
+    :meth:`take` says what to hand out for each chunk pulled (held framing
+    before the commit point, the chunk itself after it), then
     :meth:`succeeded` (the items still held, and whether the end was natural)
-    or :meth:`failed` (the wait before the next attempt, or it raises).
+    or :meth:`failed` (the wait before the next attempt, or it raises);
+    :meth:`stopped` closes the books however the stream ends.
     """
 
     def __init__(
@@ -406,6 +407,10 @@ class _RetryState:
         self.held: list[Any] = []  # buffered mode: the attempt; else text-free chunks so far
         self.probe: _Reader | None = None  # reads this attempt's chunks before the commit point
         self.texts: list[str] = []
+        self._append_text = self.texts.append
+        # The report's released list itself (as the core's fused loop does):
+        # record_released() would cost a Python call per chunk.
+        self._append_released = report._released.append
         self.lens: _Reader | None = None  # reads the released chunks
         self.committed = False
         self.running: SuccessCallback | None = None  # the side effect in progress
@@ -416,8 +421,8 @@ class _RetryState:
         return "".join(self.texts)
 
     # -- one attempt ---------------------------------------------------------
-    def open(self) -> object:
-        """Start an attempt; return what its factory made (or raise its error)."""
+    def open(self) -> tuple[object, Exception | None]:
+        """Start an attempt; return what its factory made, or the error it raised."""
         now = self.report.clock()
         if self.start is None:
             self.start = now
@@ -430,10 +435,11 @@ class _RetryState:
         self.report.emit("retry.attempt", stage="retry", attempt=number, factory=self.index)
         pending, self.pending = self.pending, None
         if pending is not None:
-            if pending.error is not None:
-                raise pending.error
-            return pending.value
-        return self.factories[self.index]()
+            return pending.value, pending.error
+        try:
+            return self.factories[self.index](), None
+        except Exception as exc:
+            return None, exc
 
     def adopt(self, upstream: object) -> object:
         """Keep the report of an upstream that is a streamops stream; forward its events."""
@@ -449,7 +455,7 @@ class _RetryState:
             self.inner.subscribe(forward)
         return upstream
 
-    def take(self, item: Any) -> list[Any]:
+    def take(self, item: Any) -> Sequence[Any]:
         """Return what to hand out now for ``item``; text-free chunks wait for the first text.
 
         Before the commit point a chunk that carries no output (an OpenAI role
@@ -458,6 +464,10 @@ class _RetryState:
         so the consumer never gets one attempt's framing and another's text.
         """
         if self.committed:
+            if type(item) is str:  # the hot path: release() inlined, C calls only
+                self._append_text(item)
+                self._append_released(item)
+                return (item,)
             self.release(item)
             return [item]
         held = self.held
@@ -474,7 +484,7 @@ class _RetryState:
         return held
 
     def release(self, item: Any) -> None:
-        """Record ``item`` as handed to the consumer (the loops inline it for ``str``)."""
+        """Record ``item`` as handed to the consumer (:meth:`take` inlines it for ``str``)."""
         if not self.committed:
             self.committed = self.section.committed = True
         if isinstance(item, str):
@@ -522,8 +532,9 @@ class _RetryState:
         )
         return out
 
-    def stopped(self, chunks: int) -> None:
-        """Mark an attempt the consumer abandoned (close, break, cancel)."""
+    def stopped(self, chunks: int, n_out: int) -> None:
+        """Count the chunks handed out; mark an attempt the consumer abandoned (close, break...)."""
+        self.report.chunks_in = self.report.chunks_out = n_out
         if self.current is not None:
             self._end("stopped", chunks)
 
@@ -692,7 +703,7 @@ def _name(callback: Callable[..., object]) -> str:
 
 
 # --------------------------------------------------------------------------
-# the loops: pull, yield, close, wait (the only sync/async twins)
+# the loops: pull, yield, close, wait; every decision is the state's
 # --------------------------------------------------------------------------
 
 
@@ -712,27 +723,32 @@ def _sync_iter(made: object) -> Iterator[Any]:
     return iter(made)
 
 
+def _async_iter(made: object) -> AsyncIterator[Any]:
+    if not hasattr(made, "__aiter__"):
+        raise _not_a_stream(made, "an async", _KIND_HINT)
+    return made.__aiter__()  # type: ignore[no-any-return]
+
+
+# The two loops below are the stream's generator, one per kind of upstream.
+# They differ only where one awaits: opening (an awaitable upstream), pulling,
+# closing, waiting and running the side effects; what to hand out, when to
+# retry and what the report says come from _RetryState.
+
+
 def _sync_attempts(
     state: _RetryState, sleep: Callable[[float], object]
 ) -> Generator[Any, None, None]:
-    report = state.report
-    text, record, take = state.texts.append, report.record_released, state.take
+    take = state.take
     made: object = None
     it: Iterator[Any] | None = None
     n_out = chunks = 0
-    _start(report)
+    _start(state.report)
     try:
         while True:
-            error: Exception | None = None
+            made, error = state.open()
             chunks = 0
-            try:
-                made = state.open()
-            except Exception as exc:
-                error = exc
-            else:
-                it = _sync_iter(state.adopt(made))
-                pull = it.__next__
-                committed = state.committed
+            if error is None:
+                pull = (it := _sync_iter(state.adopt(made))).__next__
                 while True:
                     try:
                         item = pull()
@@ -742,68 +758,48 @@ def _sync_attempts(
                         error = exc
                         break
                     chunks += 1
-                    if committed and type(item) is str:  # the hot path, inlined
-                        n_out += 1  # counted before the yield: a consumer that leaves has it
-                        text(item)
-                        record([item])
-                        yield item
-                        continue
                     for out in take(item):
-                        n_out += 1
+                        n_out += 1  # counted before the yield: a consumer that leaves has it
                         yield out
-                    committed = state.committed
             _close_all(it, made)  # before any wait: the next attempt starts clean
             made = it = None
-            if error is not None:
-                sleep(state.failed(error, chunks))
-                continue
-            for item in state.succeeded(chunks):
-                n_out += 1
-                yield item
-            # Only reached when the consumer pulled past the last chunk.
-            if state.completed():
-                state.side_effects_sync()
-            return
+            if error is None:
+                break
+            sleep(state.failed(error, chunks))
+        for out in state.succeeded(chunks):
+            n_out += 1
+            yield out
+        if state.completed():  # only reached when the consumer pulled past the end
+            state.side_effects_sync()
     except BaseException as exc:
-        _on_error(report, exc)
+        _on_error(state.report, exc)
         raise
     finally:
-        report.chunks_in = report.chunks_out = n_out
-        state.stopped(chunks)
+        state.stopped(chunks, n_out)
         _close_all(it, made)
-        _end(report)
-
-
-def _async_iter(made: object) -> AsyncIterator[Any]:
-    if not hasattr(made, "__aiter__"):
-        raise _not_a_stream(made, "an async", _KIND_HINT)
-    return made.__aiter__()  # type: ignore[no-any-return]
+        _end(state.report)
 
 
 async def _async_attempts(
     state: _RetryState, sleep: Callable[[float], Awaitable[object]]
 ) -> AsyncGenerator[Any, None]:
-    report = state.report
-    text, record, take = state.texts.append, report.record_released, state.take
+    take = state.take
     made: object = None
     it: AsyncIterator[Any] | None = None
     n_out = chunks = 0
-    _start_async(report)
+    _start_async(state.report)
     try:
         require_asyncio("retry")  # backoff sleeps and shielded side effects
         while True:
-            error: Exception | None = None
+            made, error = state.open()
             chunks = 0
-            try:
-                made = state.open()
-                if inspect.isawaitable(made):
+            if error is None and inspect.isawaitable(made):
+                try:
                     made = await made
-            except Exception as exc:
-                error = exc
-            else:
-                it = _async_iter(state.adopt(made))
-                pull = it.__anext__
-                committed = state.committed
+                except Exception as exc:
+                    error = exc
+            if error is None:
+                pull = (it := _async_iter(state.adopt(made))).__anext__
                 while True:
                     try:
                         item = await pull()
@@ -813,36 +809,26 @@ async def _async_attempts(
                         error = exc
                         break
                     chunks += 1
-                    if committed and type(item) is str:  # the hot path, inlined
-                        n_out += 1  # counted before the yield: a consumer that leaves has it
-                        text(item)
-                        record([item])
-                        yield item
-                        continue
                     for out in take(item):
-                        n_out += 1
+                        n_out += 1  # (see _sync_attempts)
                         yield out
-                    committed = state.committed
-            await _aclose_all(it, made)  # before any wait: the next attempt starts clean
+            await _aclose_all(it, made)
             made = it = None
-            if error is not None:
-                await sleep(state.failed(error, chunks))
-                continue
-            for item in state.succeeded(chunks):
-                n_out += 1
-                yield item
-            # Only reached when the consumer pulled past the last chunk.
-            if state.completed():
-                await _shielded_side_effects(state)
-            return
+            if error is None:
+                break
+            await sleep(state.failed(error, chunks))
+        for out in state.succeeded(chunks):
+            n_out += 1
+            yield out
+        if state.completed():
+            await _shielded_side_effects(state)
     except BaseException as exc:
-        _on_error(report, exc)
+        _on_error(state.report, exc)
         raise
     finally:
-        report.chunks_in = report.chunks_out = n_out
-        state.stopped(chunks)
+        state.stopped(chunks, n_out)
         await _aclose_all(it, made)
-        _end(report)
+        _end(state.report)
 
 
 async def _shielded_side_effects(state: _RetryState) -> None:
@@ -1133,12 +1119,7 @@ def retry(
                 raise TypeError(
                     f"retry: on_success callback {cb.__qualname__} is async but the stream is sync"
                 )
-    if report is None:
-        report = StreamReport(on_event=on_event)
-    elif on_event is not None:
-        report.subscribe(on_event)
-    if lens is not None:
-        report.lens_factory = lens
+    report = _report_for(report, on_event, lens)
     state = _RetryState(
         factories,
         attempts=attempts,

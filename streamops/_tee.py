@@ -21,11 +21,18 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, Generator
-from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from ._core._errors import StreamOpsError, TeeOverflowError
-from ._core._sources import AsyncSource, SyncSource, _aclose_all, _close_all, _open_source
+from ._core._sources import (
+    AsyncSource,
+    SyncSource,
+    _aclose_all,
+    _AclosedOnExit,
+    _close_all,
+    _ClosedOnExit,
+    _open_source,
+)
 from ._core._validate import check_choice, check_int
 
 __all__ = ("AsyncTeeBranch", "TeeBranch", "TeeOverflowError", "tee")
@@ -261,7 +268,22 @@ def _closed(task: asyncio.Task[Any]) -> None:
         )
 
 
-class TeeBranch(Generic[T]):
+class _Branch:
+    """What both kinds of branch hold: the shared state, their index, their generator."""
+
+    __slots__ = ("_gen", "_i", "_shared")
+
+    def __init__(self, shared: _Shared, i: int) -> None:
+        self._shared = shared
+        self._i = i
+
+    @property
+    def dropped(self) -> int:
+        """How many items this branch lost to the ``drop_oldest`` policy."""
+        return self._shared.dropped[self._i]
+
+
+class TeeBranch(_ClosedOnExit, _Branch, Generic[T]):
     """One consumer of a sync :func:`tee`: an iterator you should close when done.
 
     ``dropped`` counts the items this branch lost to ``on_overflow="drop_oldest"``.
@@ -272,11 +294,10 @@ class TeeBranch(Generic[T]):
     x ['x', 'y'] ['y']
     """
 
-    __slots__ = ("_gen", "_i", "_shared")
+    __slots__ = ()
 
     def __init__(self, shared: _Shared, i: int) -> None:
-        self._shared = shared
-        self._i = i
+        super().__init__(shared, i)
         self._gen = _sync_branch(shared, i)
 
     def __iter__(self) -> TeeBranch[T]:
@@ -299,32 +320,16 @@ class TeeBranch(Generic[T]):
         item: T = next(self._gen)
         return item
 
-    @property
-    def dropped(self) -> int:
-        """How many items this branch lost to the ``drop_oldest`` policy."""
-        return self._shared.dropped[self._i]
-
     def close(self) -> None:
         """Stop this branch; the last branch to close closes the upstream."""
         self._gen.close()
         _close_sync(self._shared, self._i)  # the generator may never have started
 
-    def __enter__(self) -> TeeBranch[T]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __del__(self) -> None:
         self.close()
 
 
-class AsyncTeeBranch(Generic[T]):
+class AsyncTeeBranch(_AclosedOnExit, _Branch, Generic[T]):
     """One consumer of an async :func:`tee`: an async iterator to ``aclose()`` when done.
 
     ``dropped`` counts the items this branch lost to ``on_overflow="drop_oldest"``.
@@ -341,11 +346,10 @@ class AsyncTeeBranch(Generic[T]):
     ([1, 2], [1, 2])
     """
 
-    __slots__ = ("_gen", "_i", "_shared")
+    __slots__ = ()
 
     def __init__(self, shared: _Shared, i: int) -> None:
-        self._shared = shared
-        self._i = i
+        super().__init__(shared, i)
         self._gen = _async_branch(shared, i)
 
     def __aiter__(self) -> AsyncTeeBranch[T]:
@@ -354,26 +358,10 @@ class AsyncTeeBranch(Generic[T]):
     def __anext__(self) -> Any:  # an awaitable of T, exactly as the generator's
         return self._gen.__anext__()
 
-    @property
-    def dropped(self) -> int:
-        """How many items this branch lost to the ``drop_oldest`` policy."""
-        return self._shared.dropped[self._i]
-
     async def aclose(self) -> None:
         """Stop this branch; the last branch to close closes the upstream."""
         await self._gen.aclose()
         await _close_async(self._shared, self._i)  # the generator may never have started
-
-    async def __aenter__(self) -> AsyncTeeBranch[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __del__(self) -> None:
         # A started generator is finalized by the event loop (its finally deactivates).

@@ -31,20 +31,21 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from types import TracebackType
 from typing import Any, Generic, Literal, overload
 
 from ._channels import _Channels, _Halt
 from ._errors import ChunkTypeError, StreamOpsError
-from ._report import EventCallback, StopReason, StreamReport
+from ._report import EventCallback, StopReason, StreamReport, _report_for
 from ._sources import (
     _CLOSING,
     AsyncSource,
     SyncSource,
     _aclose,
     _aclose_all,
+    _AclosedOnExit,
     _Awaited,
     _close,
+    _ClosedOnExit,
     _open_source,
 )
 from ._stages import (
@@ -624,7 +625,7 @@ async def _drive_async(
 # --------------------------------------------------------------------------
 
 
-class SyncStream(Iterator[T]):
+class SyncStream(_ClosedOnExit, Iterator[T]):
     """The sync stream an operator returns: an iterator with a :attr:`report`.
 
     Closing it (``close()``, ``with``, or ``break`` and dropping it) closes the
@@ -671,17 +672,6 @@ class SyncStream(Iterator[T]):
         if self._unstarted:
             self.close()
 
-    def __enter__(self) -> SyncStream[T]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def text(self) -> str:
         """Consume the rest of the stream and return the text it released."""
         for _ in self._it:
@@ -689,7 +679,7 @@ class SyncStream(Iterator[T]):
         return self.report.released_text
 
 
-class AsyncStream(AsyncIterator[T]):
+class AsyncStream(_AclosedOnExit, AsyncIterator[T]):
     """The async stream an operator returns: an async iterator with a :attr:`report`.
 
     Use ``async with`` (or ``aclose()``) to close the pipeline and the upstream
@@ -751,17 +741,6 @@ class AsyncStream(AsyncIterator[T]):
         task = loop.create_task(_aclose_all(*sources))
         _CLOSING.add(task)
         task.add_done_callback(_CLOSING.discard)
-
-    async def __aenter__(self) -> AsyncStream[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def text(self) -> str:
         """Consume the rest of the stream and return the text it released."""
@@ -930,12 +909,7 @@ class Operator(Generic[In, Out]):
             if match(source):
                 return adapter(self, source, {"on_event": on_event, "report": report, "lens": lens})
         it, owner, is_async = _open_source(source)
-        if report is None:
-            report = StreamReport(on_event=on_event)
-        elif on_event is not None:
-            report.subscribe(on_event)
-        if lens is not None:
-            report.lens_factory = lens
+        report = _report_for(report, on_event, lens)
         unstarted = [it] if owner is None else [it, owner]
         gen = self._build(it, owner, unstarted, report, lens, is_async=is_async)
         if is_async:

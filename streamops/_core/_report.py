@@ -351,3 +351,25 @@ def _pairs(data: dict[str, Any], *, sep: str = ", ", width: int = 60) -> str:
             text = text[: width - 3] + "..."
         parts.append(f"{key}={text}")
     return sep.join(parts)
+
+
+def _report_for(
+    report: StreamReport | None,
+    on_event: EventCallback | None,
+    lens: Callable[[Any], Any] | None,
+) -> StreamReport:
+    """Return the report a new stream writes: ``report`` (shared) or a fresh one.
+
+    ``on_event`` subscribes to it; ``lens`` becomes its lens lookup.
+
+    >>> shared = StreamReport()
+    >>> _report_for(shared, None, None) is shared, _report_for(None, None, None) is shared
+    (True, False)
+    """
+    if report is None:
+        report = StreamReport(on_event=on_event)
+    elif on_event is not None:
+        report.subscribe(on_event)
+    if lens is not None:
+        report.lens_factory = lens
+    return report

@@ -21,9 +21,8 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from typing import (
-    Any,
-)
+from types import TracebackType
+from typing import Any, Self
 
 from ._stages import T
 
@@ -58,6 +57,42 @@ async def _aclose(source: object) -> None:
         result = close()
         if inspect.isawaitable(result):
             await result
+
+
+class _ClosedOnExit:
+    """``with`` support for an object whose ``close()`` stops it (streams, tee branches)."""
+
+    __slots__ = ()
+    close: Callable[[], None]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _AclosedOnExit:
+    """``async with`` support for an object whose ``aclose()`` stops it."""
+
+    __slots__ = ()
+    aclose: Callable[[], Awaitable[None]]
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 _CLOSING: set[asyncio.Task[None]] = set()  # closes of dropped streams, kept alive while running
