@@ -478,6 +478,10 @@ def test_zero_width_match_is_refused_at_construction_not_mid_stream() -> None:
         ({"context": 0}, ValueError, "context"),
         ({"timeout": 0}, ValueError, "timeout"),
         ({"on_overflow": "ignore"}, ValueError, "on_overflow"),
+        ({"max_window": "big"}, TypeError, "max_window must be an int, got str"),
+        ({"context": 2.5}, TypeError, "context must be an int, got float"),
+        ({"timeout": "1"}, TypeError, "timeout must be a number, got str"),
+        ({"action": "blok"}, ValueError, "did you mean 'block'"),
         ({"replacement": 3}, TypeError, "replacement must be"),
         (
             {"patterns": [so.PatternSpec("a", "a"), so.PatternSpec("a", "b")]},
@@ -855,11 +859,11 @@ def test_cpu_budget_per_stream_fails_closed_with_a_clear_stop_reason() -> None:
 
 def test_cpu_budget_is_checked() -> None:
     for bad in (0, -1.0):
-        with pytest.raises(ValueError, match="cpu_budget must be positive"):
+        with pytest.raises(ValueError, match="cpu_budget must be a positive number"):
             so.redact(["email"], cpu_budget=bad)
     with pytest.raises(ValueError, match="max_hold must be a positive int"):
         so.redact(["email"], max_hold=0)
-    with pytest.raises(ValueError, match="hold_seconds must be positive"):
+    with pytest.raises(ValueError, match="hold_seconds must be a positive number"):
         so.redact(["email"], hold_seconds=0)
 
 
@@ -1049,3 +1053,35 @@ def test_normalised_view_offsets_are_those_of_the_original_stream() -> None:
     s = flag([text])
     assert s.text() == text
     assert _flag_spans(s.report) == [("pattern_0", 3, 10), ("pattern_0", 13, 18)]
+
+
+# -- issue 16: a literal-prefix prefilter for user rules --------------------------
+
+
+RULES = [
+    r"(?i)(?<![a-z0-9])api_?(?:key|token)\s{0,3}[:=]\s{0,3}[A-Za-z0-9_\-]{16,64}",
+    r"xk_[A-Za-z0-9]{8,40}",
+    r"(?<=x)abc",
+    r"\bfoo[0-9]",
+]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my API_KEY = abcdefghijklmnop0123 and xk_abcdefgh1 ok",
+        "xxk_abcdefgh xabc foo1 afoo2 apikey:0123456789abcdefX",
+        "x xk_ab xk_abcdefghZ a ap api_ Api",
+    ],
+)
+def test_literal_prefix_prefilter_keeps_user_rules_exact(text: str) -> None:
+    op = so.redact(RULES, replacement="#")
+    expected = regex.sub("|".join(f"(?:{r})" for r in RULES), "#", text)
+    assert_every_split(op, text, expected)
+
+
+def test_user_rules_with_literal_prefixes_get_a_prefix_guard() -> None:
+    proc = processor(so.redact(RULES[:2]))
+    assert proc._plan.guard is not None
+    assert proc._plan.guard.search("a table of tokens, exactly") is None  # no "api", "xk_"
+    assert proc._plan.guard.search("the xk") is not None  # 'xk' at the end may go on

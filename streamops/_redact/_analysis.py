@@ -392,6 +392,50 @@ def _start_class(src: str, flags: int) -> str | None:
     return "|".join(parts)
 
 
+_PREFIX_MAX = 8  # characters of a literal prefix worth checking
+
+
+def _start_prefix(src: str, flags: int) -> str | None:
+    """A guard true wherever a match of ``src`` may start: its literal prefix
+    (``xk_``, ``api`` of ``(?i)(?<![a-z0-9])api_?key...``), or any prefix of it cut by
+    the end of the searched text (``\\Z``: the rest may come with the next chunk).
+    ``None`` when the pattern does not start with two literal characters or more.
+
+    A position no built-in or user pattern can start at is skipped with one search
+    of these guards, so a rule set whose patterns start with a keyword or a token
+    prefix costs a search per chunk in prose, not a match per word.
+    """
+    if flags & ~_STARTS_FLAGS or _FOREIGN_SYNTAX.search(src):
+        return None
+    try:
+        items: list[tuple[Any, Any]] = list(_parse(src, False).data)
+    except (re.error, ValueError, TypeError, IndexError, KeyError):
+        return None
+    fold = bool(flags & regex.IGNORECASE)
+    chars: list[str] = []
+    for op, av in items:
+        if not chars and (
+            (op is sre_parse.AT and av in _TRANSPARENT_AT)
+            or (op in (sre_parse.ASSERT, sre_parse.ASSERT_NOT) and av[0] < 0)
+        ):
+            continue  # zero-width before the first character: the first still follows
+        if op is sre_parse.LITERAL:
+            chars.append(f"\\U{av:08x}")
+        elif op is sre_parse.IN and len(av) == 1 and av[0][0] is sre_parse.LITERAL:
+            chars.append(f"\\U{av[0][1]:08x}")
+        else:
+            break
+        if len(chars) == _PREFIX_MAX:
+            break
+    if len(chars) < 2:
+        return None
+    guard = chars[-1]
+    for char in reversed(chars[:-1]):
+        guard = f"{char}(?:{guard}|\\Z)"
+    scoped = "a" if flags & regex.ASCII else ""
+    return f"(?{scoped}{'i' if fold else ''}:{guard})" if scoped or fold else f"(?:{guard})"
+
+
 def builtin_width(spec: PatternSpec) -> int:
     """The longest text a built-in pattern can match (they are re-compatible and bounded)."""
     assert isinstance(spec.pattern, str)
@@ -411,6 +455,7 @@ class _Compiled:
     starts: str | None  # where a match may start (one character), None if unknown
     evidence: _Pattern | None  # what a partial match needs to be masked at a cut
     lists: _Lists = ()  # its named lists, renamed apart from other patterns' lists
+    prefix: str | None = None  # its literal prefix as a guard (_start_prefix), if any
 
 
 def _source_and_flags(spec: PatternSpec) -> tuple[str, int]:
@@ -515,7 +560,8 @@ def _compile(spec: PatternSpec, index: int = 0) -> _Compiled:
                 f"invalid evidence of pattern {spec.name!r} ({spec.evidence!r}): {exc}"
             ) from None
     starts = _start_class(src, flags)
-    return _Compiled(spec, compiled, source, reach, starts, evidence, lists)
+    prefix = _start_prefix(src, flags) if starts is not None else None
+    return _Compiled(spec, compiled, source, reach, starts, evidence, lists, prefix)
 
 
 def _regex(source: str, flags: int, lists: _Lists | dict[str, frozenset[str]]) -> _Pattern:

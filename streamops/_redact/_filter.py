@@ -65,6 +65,7 @@ from .._core._driver import Operator
 from .._core._errors import RedactPatternError, RedactTimeoutError
 from .._core._report import StopReason, StreamReport
 from .._core._stages import Masked, ProcessorStage
+from .._core._validate import check_choice, check_int, check_optional_number
 from ._analysis import _compile, _Compiled, _pinned, _regex, builtin_width
 from ._patterns import (
     BUILTIN_FIRSTS,
@@ -1189,24 +1190,18 @@ def redact(
     ``"ok"`` was held to the end: it could have begun ``ok@example.com``.
     """
     specs = _specs(patterns)
-    if action not in _ACTIONS:
-        raise ValueError(f"action must be one of {_ACTIONS}, got {action!r}")
+    check_choice("action", action, _ACTIONS)
     for spec in specs:
-        if spec.action is not None and spec.action not in _ACTIONS:
-            raise ValueError(f"pattern {spec.name!r}: action must be one of {_ACTIONS}")
-    if on_overflow not in ("redact", "release"):
-        raise ValueError(f"on_overflow must be 'redact' or 'release', got {on_overflow!r}")
-    if max_window < 16:
-        raise ValueError(f"max_window must be at least 16, got {max_window!r}")
-    if context < 1:
-        raise ValueError(f"context must be a positive int, got {context!r}")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be positive or None, got {timeout!r}")
-    if max_hold is not None and (isinstance(max_hold, bool) or max_hold < 1):
-        raise ValueError(f"max_hold must be a positive int or None, got {max_hold!r}")
-    for label, value in (("hold_seconds", hold_seconds), ("cpu_budget", cpu_budget)):
-        if value is not None and not value > 0:
-            raise ValueError(f"{label} must be positive or None, got {value!r}")
+        if spec.action is not None:
+            check_choice(f"pattern {spec.name!r}: action", spec.action, _ACTIONS)
+    check_choice("on_overflow", on_overflow, ("redact", "release"))
+    check_int("max_window", max_window, least=16)
+    check_int("context", context, least=1)
+    check_optional_number("timeout", timeout, positive=True)
+    if max_hold is not None:
+        check_int("max_hold", max_hold, least=1)
+    check_optional_number("hold_seconds", hold_seconds, positive=True)
+    check_optional_number("cpu_budget", cpu_budget, positive=True)
     if not (replacement is None or isinstance(replacement, (str, KeyedHash))) and not callable(
         replacement
     ):
@@ -1295,7 +1290,7 @@ def _make_plan(
     builtin_only = all(s in _BUILTIN_SET for s in specs)
     # The prefilter: a position is a candidate when any pattern may start there; the
     # built-ins share one condition, a user pattern needs its own (else no prefilter).
-    user = [b.starts for b in branches if b.spec not in _BUILTIN_SET]
+    user = [b.prefix or b.starts for b in branches if b.spec not in _BUILTIN_SET]
     known = [u for u in user if u is not None]
     guard: str | None = None
     if len(known) == len(user):
