@@ -692,10 +692,13 @@ class _Frame:
     ``display`` what its parent shows for it.
     """
 
-    __slots__ = ("display", "fields", "kind", "live", "node", "sink", "step")
+    __slots__ = ("children", "display", "fields", "kind", "live", "node", "sink", "step")
 
     def __init__(self, node: Any, live: Any, step: Any) -> None:
         self.node = node
+        # Child nodes by key (a list's or dict's members share one: key None);
+        # None when a child depends on the members (a discriminated union).
+        self.children: dict[Any, Any] | None = None
         self.live = live
         self.step = step
         self.kind: str | None = None
@@ -795,8 +798,17 @@ class _Validator:
         node = frame.node
         if node is None:
             return None
+        cache = frame.children
+        if cache is not None:
+            key = None if frame.kind in ("list", "dict") else step
+            if key in cache:
+                return cache[key]
         child = node.child(str(step), frame.live)
-        return None if child is _NO else child
+        if child is _NO:
+            child = None
+        if cache is not None:
+            cache[key] = child
+        return child
 
     def _check(self, node: Any, value: Any, step: Any, doc: Any, offset: int) -> Any:
         """Check a complete value; return what the partial shows for it (None if unsure)."""
@@ -835,6 +847,7 @@ class _Validator:
                 kind = None
             if kind in _TYPED:
                 frame.kind = kind
+                frame.children = {}
                 if kind == "model":
                     frame.sink = display = _blank(classes[-1][0])
                 else:

@@ -205,8 +205,9 @@ class JSONParser:
         if materialise is None:
             materialise = partial_strings and not deltas
         self._materialise = materialise
-        # Snapshot mode (the default): feed() may replay cached plans (see _plan).
-        self._snapshots = materialise and not deltas
+        # Snapshot mode (the default), and delta mode that makes no events for
+        # growing strings (model mode): feed() may replay cached plans (see _plan).
+        self._snapshots = materialise and not (deltas and partial_strings and string_events)
         self._plans: tuple[dict[str, _Plan], ...] = tuple({} for _ in range(_KEYSTR + 1))
         self._partial_strings = partial_strings
         # Opt-in leniency (strict RFC 8259 by default): each one named.
@@ -496,6 +497,11 @@ class JSONParser:
                     if state == _STRING:
                         if self._cont is None:  # a root string ends: the general path
                             plan = False
+                        elif self._deltas:  # its "done" event (and "set" if unseen)
+                            if head:
+                                self._pieces.append(head)
+                            if self._end_string():
+                                changed = True
                         elif head:
                             s = self._sval = self._sval + head
                             self._scont[self._skey] = s
@@ -522,7 +528,7 @@ class JSONParser:
                                 state = _STRING
                         self._state = state
                         self._base += len(chunk)
-                        return changed
+                        return changed or bool(self.events)
             elif chunk.isspace() and state < _PROSE_STATE and not chunk.strip(_WSSTR):
                 self._base += len(chunk)
                 return False
