@@ -97,7 +97,7 @@ async def test_astream_events_of_a_chain_carry_no_secret() -> None:
 
 def test_stream_events_v3_protocol_carries_no_secret() -> None:
     model = wrap_chat_model(fake(), so.redact())
-    events = list(model.stream_events("hi", version="v3"))
+    events: list[Any] = list(model.stream_events("hi", version="v3"))
     no_secret(events)
     finished = [e for e in events if e["event"] == "content-block-finish"]
     assert finished[0]["content"]["text"] == REDACTED
