@@ -211,6 +211,26 @@ def gemini_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     sock.close()
 
 
+async def test_raw_sse_bytes_through_sse_json(
+    gemini_server: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Gemini's REST stream read as bytes (no SDK): sse_json() then the lens, as dicts."""
+    import httpx
+
+    url, _ = gemini_server
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream(
+            "POST", f"{url}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", json={}
+        ) as response,
+    ):
+        op: so.Operator[Any, Any] = so.sse_json(done=None) | so.redact(["email"])
+        out: list[Any] = [c async for c in op(response.aiter_bytes())]
+    texts = [p.get("text") or "" for c in out for p in c["candidates"][0]["content"]["parts"]]
+    assert "".join(texts) == "User wants [EMAIL] checkedWrite to [EMAIL] please"
+    assert out[-1]["usageMetadata"]["totalTokenCount"] == 18
+
+
 def client(url: str) -> genai.Client:
     return genai.Client(api_key="test-key", http_options=types.HttpOptions(base_url=url))
 
