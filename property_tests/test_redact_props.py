@@ -14,6 +14,15 @@ from streamops._core._stages import ProcessorStage
 from streamops._redact._filter import _Plan, _Redactor
 from streamops._redact._patterns import BUILTIN_STARTS
 
+
+# Each property draws few examples of its own, and the loaded Hypothesis profile
+# (conftest.py: ci, dev) caps them, so this file's runtime stays small in CI.
+def examples(n: int) -> int:
+    """``n`` examples, or fewer when the loaded profile asks for fewer."""
+    loaded = settings.default
+    return n if loaded is None else min(n, loaded.max_examples)
+
+
 # Patterns chosen for the traps: growth, priority, end assertions, lookarounds.
 TRAPS = [
     r"sk-[a-z]{3,}",
@@ -257,7 +266,7 @@ def _plan(op: so.Operator[str, str]) -> _Plan:
 
 
 @given(user_pattern, user_text)
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_user_prefilter_is_a_necessary_condition(pattern: str, text: str) -> None:
     """Where the guard fails, no match nor partial match of the pattern starts."""
     plan = _plan(so.redact([pattern]))
@@ -335,7 +344,7 @@ def flagged(body: str, flags: str, v1: bool) -> tuple[str, str]:
     flag_text,
     cuts,
 )
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 def test_accepted_flag_combinations_match_regex_sub_for_every_chunking(
     bodies: list[tuple[str, str]], v1: bool, text: str, cut: list[int]
 ) -> None:
@@ -354,7 +363,7 @@ def test_accepted_flag_combinations_match_regex_sub_for_every_chunking(
     flag_text,
     cuts,
 )
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 def test_overflow_with_flags_is_chunking_invariant_and_never_leaks_a_key(
     bodies: list[tuple[str, str]], v1: bool, mode: str, text: str, cut: list[int]
 ) -> None:
@@ -370,3 +379,204 @@ def test_overflow_with_flags_is_chunking_invariant_and_never_leaks_a_key(
         reference_out = regex.sub(alternation, "#", text, flags=regex.V1 if v1 else 0)
         if "RTYU" not in reference_out:
             assert "RTYU" not in whole
+
+
+# -- the ASCII flag joins the accepted combinations ----------------------------------
+ascii_sets = st.sets(st.sampled_from("aimsx")).map(lambda s: "".join(sorted(s)))
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(FLAG_BODIES), ascii_sets), min_size=1, max_size=3),
+    st.lists(st.sampled_from([*FLAG_PIECES, "\u00e9", "\u212a"]), max_size=30).map("".join),
+    cuts,
+)
+@settings(max_examples=examples(60))
+def test_ascii_flag_combinations_match_regex_sub_for_every_chunking(
+    bodies: list[tuple[str, str]], text: str, cut: list[int]
+) -> None:
+    pairs = [flagged(body, flags, False) for body, flags in bodies]
+    op = so.redact([p for p, _ in pairs], replacement="#")
+    expected = regex.sub("|".join(r for _, r in pairs), "#", text)
+    assert run(op, [text]) == expected
+    assert run(op, chunked(text, cut)) == expected
+
+
+# -- lookbehinds, long ones with \A, ^ and \b inside ---------------------------------
+LOOKBEHINDS = [
+    r"(?<=\A[ab ]{0,70})c",
+    r"(?m)(?<=^[ab ]{60,70})c",
+    r"(?<=\b[ab]{2} {0,66})q",
+    r"(?<![ab]{64})x",
+    r"(?<=(?:ab){32})k",
+]
+lookbehind_text = st.lists(
+    st.sampled_from(["ab", "a", "b", " ", "\n", "c", "q", "x", "k", "ab" * 16]), max_size=50
+).map("".join)
+
+
+@given(st.lists(st.sampled_from(LOOKBEHINDS), min_size=1, max_size=3), lookbehind_text, cuts)
+@settings(max_examples=examples(80))
+def test_long_lookbehinds_match_regex_sub_for_every_chunking(
+    patterns: list[str], text: str, cut: list[int]
+) -> None:
+    op = so.redact(patterns, replacement="#", context=1)  # raised to the widest lookbehind
+    scoped = [f"(?m:{p[4:]})" if p.startswith("(?m)") else p for p in patterns]
+    expected = reference(scoped, text)
+    assert run(op, [text]) == expected
+    assert run(op, chunked(text, cut)) == expected
+    assert run(op, list(text)) == expected
+
+
+# -- graphemes: \X waits for a following combining mark ------------------------------
+GRAPHEMES = [r"a\X", r"\Xz", r"x\X{2}"]
+grapheme_text = st.lists(
+    st.sampled_from(["a", "e", "x", "z", "\u0301", "\u0308", "\u200d", "\U0001f44d", "\r", "\n"]),
+    max_size=20,
+).map("".join)
+
+
+@given(st.lists(st.sampled_from(GRAPHEMES), min_size=1, max_size=2), grapheme_text, cuts)
+@settings(max_examples=examples(80))
+def test_grapheme_patterns_match_regex_sub_for_every_chunking(
+    patterns: list[str], text: str, cut: list[int]
+) -> None:
+    op = so.redact(patterns, replacement="#", normalize=False)
+    expected = reference(patterns, text)
+    assert run(op, [text]) == expected
+    assert run(op, chunked(text, cut)) == expected
+    assert run(op, list(text)) == expected
+
+
+# -- overflow with a small window: the text decides, never the chunking ---------------
+OVERFLOWING = [r"(?s)BEGIN.*?END", r"<[a-z ]{0,40}>", r"sk-[A-Z]{10}", "TCK-[0-9]{2}"]
+overflow_text = st.lists(
+    st.sampled_from(["BEGIN", "END", " ", "abc ", "<", ">", "sk-", "QWERTYUIOP", "TCK-", "12"]),
+    max_size=40,
+).map("".join)
+
+
+@given(
+    st.lists(st.sampled_from(OVERFLOWING), min_size=1, max_size=3, unique=True),
+    st.sampled_from(["redact", "flag", "block"]),
+    st.integers(min_value=16, max_value=40),
+    overflow_text,
+    cuts,
+)
+@settings(max_examples=examples(80))
+def test_small_window_overflow_is_chunking_invariant(
+    patterns: list[str], action: str, window: int, text: str, cut: list[int]
+) -> None:
+    specs = [
+        so.PatternSpec(f"p{i}", p, action=action if i == 0 else None)  # type: ignore[arg-type]
+        for i, p in enumerate(patterns)
+    ]
+    op = so.redact(specs, replacement="#", max_window=window)
+    whole = op([text])
+    out = whole.text()
+    assert run(op, chunked(text, cut)) == out
+    assert run(op, list(text)) == out
+    if all(s.action == "flag" for s in specs):
+        assert out == text  # flag never deletes text, overflow or not
+
+
+# -- the normalised view: matched on the view, the original span replaced -------------
+VIEW_PATTERNS = [r"ab[0-9]{3}", r"x y", r"[0-9]{2}-[0-9]{2}"]
+view_text = st.lists(
+    st.sampled_from(
+        [
+            "a",
+            "b",
+            "ab",
+            "x",
+            "y",
+            " ",
+            "-",
+            "1",
+            "2",
+            "3",
+            "\uff11",
+            "\uff12",
+            "\uff41",
+            "\u00a0",
+            "\u202f",
+            "\u200b",
+            "\u200c",
+            "\u200d",
+            "\u2060",
+            "\ufeff",
+        ]
+    ),
+    max_size=30,
+).map("".join)
+_ZW = "\u200b\u200c\u200d\u2060\ufeff"
+
+
+def view_reference(patterns: list[str], text: str) -> str:
+    """An independent statement of the normalised view's rule.
+
+    The view drops zero-width characters and maps full-width letters/digits, NBSP and
+    narrow NBSP to ASCII. A match of ``view[s:e]`` replaces the original text from just
+    after the kept character before ``s`` (its zero-width characters go with it) to the
+    end of the kept character ``e - 1``; zero-width characters after it stay.
+    """
+    kept = [i for i, c in enumerate(text) if c not in _ZW]
+    view = "".join(
+        " "
+        if text[i] in "\u00a0\u202f"
+        else chr(ord(text[i]) - 0xFEE0)
+        if "\uff01" <= text[i] <= "\uff5e"
+        else text[i]
+        for i in kept
+    )
+    out, last = [], 0
+    for m in regex.finditer("|".join(f"(?:{p})" for p in patterns), view):
+        start = kept[m.start() - 1] + 1 if m.start() else 0
+        end = kept[m.end() - 1] + 1
+        out += [text[last:start], "#"]
+        last = end
+    return "".join([*out, text[last:]])
+
+
+@given(st.lists(st.sampled_from(VIEW_PATTERNS), min_size=1, max_size=3), view_text, cuts)
+@settings(max_examples=examples(100))
+def test_normalised_view_replaces_the_original_span_for_every_chunking(
+    patterns: list[str], text: str, cut: list[int]
+) -> None:
+    op = so.redact(patterns, replacement="#", normalize=True)
+    expected = view_reference(patterns, text)
+    assert run(op, [text]) == expected
+    assert run(op, chunked(text, cut)) == expected
+    assert run(op, list(text)) == expected
+
+
+# -- flag patterns: observed, never held, finditer of the flag patterns -------------------
+@given(
+    st.lists(st.sampled_from(TRAPS), min_size=1, max_size=3, unique=True),
+    st.lists(st.sampled_from(TRAPS), max_size=2, unique=True),
+    trap_text,
+    cuts,
+)
+@settings(max_examples=examples(80))
+def test_flag_patterns_report_finditer_and_hold_nothing(
+    flags: list[str], redacting: list[str], text: str, cut: list[int]
+) -> None:
+    specs = [so.PatternSpec(f"f{i}", p, action="flag") for i, p in enumerate(flags)]
+    specs += [so.PatternSpec(f"r{i}", p) for i, p in enumerate(redacting)]
+    op = so.redact(specs, replacement="#")
+    found = [
+        (m.start(), m.end()) for m in regex.finditer("|".join(f"(?:{p})" for p in flags), text)
+    ]
+    expected_text = reference(redacting, text) if redacting else text
+    for chunks in ([text], chunked(text, cut), list(text)):
+        s = op(chunks)
+        assert s.text() == expected_text
+        spans = [
+            (e.data["start"], e.data["end"]) for e in s.report.events if e.kind == "redact.flag"
+        ]
+        assert spans == found
+    if not redacting:  # flag only: every chunk is released as it arrives
+        stage = op.stages[0]
+        assert isinstance(stage, ProcessorStage)
+        proc = stage.factory(so.StreamReport())
+        for chunk in chunked(text, cut):
+            assert proc.feed(chunk) == ([chunk] if chunk else [])
