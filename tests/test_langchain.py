@@ -272,6 +272,13 @@ def test_tool_calls_usage_and_metadata_intact() -> None:
     no_secret(reply)
 
 
+async def test_async_calls_over_a_sync_only_model() -> None:
+    """ToolModel has no _astream: LangChain runs its _stream in a thread, redacted all the same."""
+    reply = await wrap_chat_model(ToolModel(), so.redact()).ainvoke("mail ann")
+    assert reply.tool_calls[0]["args"] == {"to": "[EMAIL]", "body": "hello"}
+    assert reply.usage_metadata == {"input_tokens": 7, "output_tokens": 11, "total_tokens": 18}
+
+
 class Mail(BaseModel):
     to: str
     body: str
