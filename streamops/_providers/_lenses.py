@@ -37,8 +37,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from .._core._driver import ChannelLens, Lens, _find_lens, register_lens
 from .._core._errors import ChunkTypeError, LensError
+from .._core._stages import ChannelLens, Lens, _find_lens, register_lens
 from ._usage import record_usage
 
 __all__ = [
