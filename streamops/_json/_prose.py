@@ -22,7 +22,6 @@ the decision depends on the text only, never on where the chunks split it.
 
 from __future__ import annotations
 
-import json
 import re
 
 from .._core._errors import JSONStreamError
@@ -38,14 +37,6 @@ _AFTER_BRACE = '"}'
 _WS = " \t\r\n"
 _CANDIDATE = re.compile(r"[{\[]")
 _THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
-_TAIL_FENCE = re.compile(r"\s*```\s*\Z")
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 class DocumentFinder:
@@ -65,20 +56,36 @@ class DocumentFinder:
     (True, {'a': 1}, True)
     """
 
-    __slots__ = ("_buf", "_done", "_parser", "_scan")
+    __slots__ = (
+        "_done",
+        "_lead",
+        "_lead_done",
+        "_parser",
+        "_scan",
+        "_text",
+        "_think_from",
+        "_think_scan",
+    )
 
     def __init__(self, parser: JSONParser) -> None:
         self._parser = parser
-        self._buf: list[str] = []
+        self._text = ""  # the reply so far, while undecided
         self._done = False  # decided: text goes straight to the parser
         self._scan = 0  # where the search for a json fence goes on
+        self._lead: int | None = None  # the first significant position, once known
+        self._lead_done = False  # case 1 (and a fence at the start) ruled out
+        self._think_from = 0  # where the lead scan goes on (after closed <think> blocks)
+        self._think_scan = 0  # where the search for "</think>" goes on
 
     def feed(self, chunk: str) -> str:
         if self._done:
             return chunk
-        self._buf.append(chunk)
-        text = "".join(self._buf)
-        self._buf = [text]
+        # Grown in place (the attribute let go first, so the string has one
+        # reference and CPython resizes it): O(n) over the whole reply.
+        text = self._text
+        self._text = ""
+        text += chunk
+        self._text = text
         start = self._decide(text)
         if start is None:
             return ""
@@ -87,7 +94,7 @@ class DocumentFinder:
     def close(self) -> str:
         if self._done:
             return ""
-        text = "".join(self._buf)
+        text = self._text
         start = self._decide(text)
         if start is None:
             start = self._last_resort(text)
@@ -95,32 +102,37 @@ class DocumentFinder:
 
     def _commit(self, text: str, start: int) -> str:
         self._done = True
-        self._buf = []
+        self._text = ""
         self._parser._base = start  # offsets count from the start of the reply
         return text[start:]
 
     def _decide(self, text: str) -> int | None:
         """Where the document starts, if cases 1 or 2 decide it yet (see the module doc)."""
-        pos = self._lead(text)
-        if pos is None:
-            return None  # an open <think> block at the start
         n = len(text)
-        if pos < n and text[pos] in "{[":
-            nxt = pos + 1
-            while nxt < n and text[nxt] in _WS:
-                nxt += 1
-            if nxt == n:
-                return None  # undecided until the next significant character
-            if text[nxt] in (_AFTER_BRACE if text[pos] == "{" else _AFTER_BRACKET):
-                return pos
-        if text.startswith("```", pos):
-            line = text.find("\n", pos)
-            if line < 0:
-                return None
-            info = text[pos + 3 : line].strip()
-            if info in ("", "json", "JSON", "jsonc", "json5"):
-                self._parser._fence = True
-                return line + 1
+        if not self._lead_done:
+            pos = self._lead if self._lead is not None else self._find_lead(text)
+            if pos is None or pos == n:
+                return None  # an open <think> block, or only whitespace so far
+            self._lead = pos
+            if text[pos] in "{[":
+                nxt = pos + 1
+                while nxt < n and text[nxt] in _WS:
+                    nxt += 1
+                if nxt == n:
+                    return None  # undecided until the next significant character
+                if text[nxt] in (_AFTER_BRACE if text[pos] == "{" else _AFTER_BRACKET):
+                    return pos
+            elif text.startswith("```", pos):
+                line = text.find("\n", pos)
+                if line < 0:
+                    return None
+                info = text[pos + 3 : line].strip()
+                if info in ("", "json", "JSON", "jsonc", "json5"):
+                    self._parser._fence = True
+                    return line + 1
+            elif n - pos < 3 and "```".startswith(text[pos:]):
+                return None  # maybe the start of a fence
+            self._lead_done = True
         m = _JSON_FENCE.search(text, self._scan)
         while m is not None:
             if not self._in_think(text, m.start()):
@@ -130,17 +142,18 @@ class DocumentFinder:
         self._scan = max(self._scan, n - 12)  # a fence may straddle the next chunk
         return None
 
-    @staticmethod
-    def _lead(text: str) -> int | None:
+    def _find_lead(self, text: str) -> int | None:
         """The first significant position after whitespace and leading <think> blocks."""
-        pos = 0
+        pos = self._think_from
         n = len(text)
         while True:
             while pos < n and text[pos] in _WS:
                 pos += 1
+            self._think_from = pos
             if text.startswith(_THINK_OPEN, pos):
-                end = text.find(_THINK_CLOSE, pos)
-                if end < 0:
+                end = text.find(_THINK_CLOSE, max(pos, self._think_scan))
+                if end < 0:  # search only the new text next time
+                    self._think_scan = max(pos, n - len(_THINK_CLOSE) + 1)
                     return None
                 pos = end + len(_THINK_CLOSE)
                 continue
@@ -156,19 +169,12 @@ class DocumentFinder:
     def _last_resort(self, text: str) -> int:
         """Case 3: the first value that parses to the end of the reply."""
         masked = _THINK_BLOCK.sub(lambda m: " " * len(m.group()), text)
-        fenced = "```" in masked
+        first_fence = masked.find("```")
         for m in _CANDIDATE.finditer(masked):
             p = m.start()
-            try:
-                _, end = _DECODER.raw_decode(masked, p)
-            except (ValueError, RecursionError):
-                if not _parses_to_end(masked, p):
-                    continue
-                return p
-            rest = masked[end:]
-            if not rest.strip() or (fenced and "```" in masked[:p] and _TAIL_FENCE.fullmatch(rest)):
-                if rest.strip():
-                    self._parser._fence = True
+            fenced = 0 <= first_fence < p  # a closing fence may follow the value
+            if _parses_to_end(masked, p, fenced=fenced):
+                self._parser._fence = fenced
                 return p
         raise JSONStreamError(
             f"no JSON document in the text (offset {len(text)}): expected '{{' or '['"
@@ -179,11 +185,26 @@ class DocumentFinder:
         )
 
 
-def _parses_to_end(text: str, pos: int) -> bool:
-    """Whether ``text[pos:]`` is one JSON value (deeper than json's recursion: our parser)."""
+def _parses_to_end(text: str, pos: int, *, fenced: bool) -> bool:
+    """Whether ``text[pos:]`` is one JSON value (then whitespace, or a closing fence).
+
+    Fed in growing windows and stopped at the first error, so that a
+    candidate costs what the parser reads of it (a slice of the rest, or
+    ``json``'s error, which counts lines up to the error, would make many
+    candidates quadratic).
+    """
     parser = JSONParser()
+    parser._fence = fenced
+    n = len(text)
+    i, step = pos, 256
     try:
-        parser.feed(text[pos:])
+        while i < n and not parser.finished:
+            parser.feed(text[i : i + step])
+            i += step
+            step = min(step * 2, 1 << 16)
+        if parser.finished:  # stopped at a closing fence: only whitespace after it
+            end = pos + parser.offset
+            return text[end : end + 3] == "```" and not text[end + 3 :].strip()
         parser.close()
     except JSONStreamError:
         return False
