@@ -334,7 +334,7 @@ def issue17_rows(
     )
     # A big chunk with hundreds of open nested containers (a DoS lever before).
     levels = 100 if quick else 400
-    deep = ('{"k": [{"a": 1}, [1], "' + "z" * 160 + '", ') * levels + "1" + "]}" * levels
+    deep = ('{"k": [{"a": 1}, [1], "' + "z" * 330 + '", ') * levels + "1" + "]}" * levels
     half = len(deep) // 2
     floor_d = timer(lambda: json.loads(deep), repeat=10)
     t_deep = timer(lambda: ours_core([deep[:half], deep[half:]]), repeat=repeat)
