@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import aiter_of
 
 import streamops as so
 from streamops.testing import Chunking
@@ -35,7 +36,7 @@ def test_output_is_the_text_of_the_first_tokens(size: int, limit: int) -> None:
     assert usage.completion_tokens == limit
 
 
-def test_known_cut() -> None:
+def test_a_four_token_budget_stops_after_the_fourth_token() -> None:
     stream = so.budget(max_tokens=4)(["The quick brown", " fox jumps"])
     assert stream.text() == "The quick brown fox"
 
@@ -383,20 +384,15 @@ def test_missing_price_file() -> None:
 # -- ledger-backed budgets (more in tests/test_ledger.py) ----------------------
 
 
-async def _aiter(chunks: list[str]) -> AsyncIterator[str]:
-    for chunk in chunks:
-        yield chunk
-
-
 async def test_ledger_budget_cuts_at_the_shared_limit_and_refunds() -> None:
     ledger = so.MemoryLedger(limit=7)
     op = so.budget(ledger=ledger, key="user", block=4)
     chunks = TEXT.split(" ")
-    async with op(_aiter(chunks)) as stream:
+    async with op(aiter_of(chunks)) as stream:
         out = await stream.text()
     assert out == prefix("".join(chunks), 7)
     assert await ledger.spent("user") == 7
-    async with op(_aiter(chunks)) as stream:
+    async with op(aiter_of(chunks)) as stream:
         assert await stream.text() == ""
     usage = stream.report["budget"]
     assert isinstance(usage, so.BudgetUsage)
@@ -406,7 +402,7 @@ async def test_ledger_budget_cuts_at_the_shared_limit_and_refunds() -> None:
 async def test_ledger_budget_refunds_unused_reservation() -> None:
     ledger = so.MemoryLedger(limit=1000)
     op = so.budget(max_tokens=500, ledger=ledger, key="user", block=100)
-    async with op(_aiter(["Hello", " world"])) as stream:
+    async with op(aiter_of(["Hello", " world"])) as stream:
         assert await stream.text() == "Hello world"
     assert await ledger.spent("user") == 2
     usage = stream.report["budget"]
@@ -439,13 +435,13 @@ class _DownLedger:
 async def test_unreachable_ledger_fails_closed() -> None:
     op = so.budget(max_tokens=50, ledger=_DownLedger(), key="k")
     with pytest.raises(so.LedgerUnavailableError, match="down"):
-        async with op(_aiter(["Hello", " world"])) as stream:
+        async with op(aiter_of(["Hello", " world"])) as stream:
             await stream.text()
 
 
 async def test_unreachable_ledger_can_fail_open() -> None:
     op = so.budget(max_tokens=3, ledger=_DownLedger(), key="k", fail_open=True)
-    async with op(_aiter(["one two", " three four"])) as stream:
+    async with op(aiter_of(["one two", " three four"])) as stream:
         assert await stream.text() == "one two three"
     assert any(e.kind == "budget.ledger_unavailable" for e in stream.report.events)
 
@@ -491,12 +487,12 @@ async def test_ledger_charges_what_the_budget_released_even_if_held_later() -> N
     ledger = so.MemoryLedger(limit=10_000)
     hold: so.Operator[str, str] = so.Operator.from_processor(lambda report: _HoldAll())
     op = so.budget(ledger=ledger, key="k", block=64) | hold
-    async with op(_aiter(["Hello world", " more"])) as stream:
+    async with op(aiter_of(["Hello world", " more"])) as stream:
         await stream.aclose()  # the consumer leaves before anything reached it
     usage = stream.report["budget"]
     assert isinstance(usage, so.BudgetUsage)
     assert await ledger.spent("k") == usage.completion_tokens == 0
-    async with op(_aiter(["Hello world", " more"])) as stream:
+    async with op(aiter_of(["Hello world", " more"])) as stream:
         assert await stream.__anext__() == "<end>"
     assert await ledger.spent("k") == 3
 
@@ -535,7 +531,7 @@ async def test_ledger_reservations_follow_tokens_not_bytes() -> None:
 
     async with op(a_source()) as a:
         assert await a.__anext__() == text_a
-        async with op(_aiter(["Hello world"])) as b:
+        async with op(aiter_of(["Hello world"])) as b:
             assert await b.text() == "Hello world"
         gate.set()
         assert await a.text() == text_a  # (all it released)

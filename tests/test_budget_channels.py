@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from anthropic import types as at
+from helpers import (
+    ATracked,
+    Tracked,
+    anthropic_blocks,
+    anthropic_events,
+    chat_arguments,
+    chat_chunk,
+    chat_stream,
+    chat_text,
+    splits,
+)
 from openai.types.chat import ChatCompletionChunk
-from pydantic import TypeAdapter
 
 import streamops as so
 
@@ -35,10 +44,6 @@ def prefix(text: str, n: int) -> str:
     return ENC.decode_bytes(ENC.encode_ordinary(text)[:n]).decode("utf-8", "ignore")
 
 
-def splits(text: str, size: int = 4) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
 def usage_of(stream: Any) -> so.BudgetUsage:
     usage = stream.report["budget"]
     assert isinstance(usage, so.BudgetUsage)
@@ -46,16 +51,6 @@ def usage_of(stream: Any) -> so.BudgetUsage:
 
 
 # -- OpenAI chat chunks --------------------------------------------------------
-
-
-def oa(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "c1",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "m",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
 
 
 REASONING = "Let me think about this question carefully, step by step."
@@ -73,78 +68,11 @@ def args_tokens(args: dict[str, str]) -> int:
 def openai_chunks(
     *, objects: bool, reasoning: str = REASONING, answer: str = ANSWER, tools: bool = False
 ) -> list[Any]:
-    chunks = [oa({"role": "assistant"})]
-    chunks += [oa({"reasoning_content": p}) for p in splits(reasoning)]
-    chunks += [oa({"content": p}) for p in splits(answer)]
-    if tools:
-        head = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f"}}
-        chunks.append(oa({"tool_calls": [head]}))
-        chunks += [
-            oa({"tool_calls": [{"index": 0, "function": {"arguments": p}}]})
-            for p in splits(json.dumps(ARGS, ensure_ascii=False), 5)
-        ]
-    chunks.append(oa({}, "tool_calls" if tools else "stop"))
-    if objects:
-        return [ChatCompletionChunk.model_validate(c) for c in chunks]
-    return chunks
-
-
-def field(out: list[Any], name: str) -> str:
-    parts = []
-    for c in out:
-        choices = c["choices"] if isinstance(c, dict) else c.choices
-        if not choices:
-            continue
-        delta = choices[0]["delta"] if isinstance(c, dict) else choices[0].delta.model_dump()
-        parts.append(delta.get(name) or "")
-    return "".join(parts)
-
-
-def arguments(out: list[Any]) -> str:
-    parts = []
-    for c in out:
-        delta = c["choices"][0]["delta"] if isinstance(c, dict) else c.choices[0].delta.model_dump()
-        for call in delta.get("tool_calls") or []:
-            parts.append((call.get("function") or {}).get("arguments") or "")
-    return "".join(parts)
-
-
-class Tracked:
-    """A sync source that records whether it was closed (and how far it was read)."""
-
-    def __init__(self, items: list[Any]) -> None:
-        self.items = items
-        self.pulled = 0
-        self.closed = False
-
-    def __iter__(self) -> Iterator[Any]:
-        try:
-            for item in self.items:
-                self.pulled += 1
-                yield item
-        finally:
-            self.closed = True
-
-
-class ATracked:
-    """The async twin of :class:`Tracked`."""
-
-    def __init__(self, items: list[Any]) -> None:
-        self.items = items
-        self.pulled = 0
-        self.closed = False
-
-    async def __aiter_gen(self) -> AsyncIterator[Any]:
-        try:
-            for item in self.items:
-                self.pulled += 1
-                await asyncio.sleep(0)
-                yield item
-        finally:
-            self.closed = True
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self.__aiter_gen()
+    return chat_stream(
+        [("reasoning_content", splits(reasoning)), ("content", splits(answer))],
+        tool_args=splits(json.dumps(ARGS, ensure_ascii=False), 5) if tools else None,
+        objects=objects,
+    )
 
 
 @pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
@@ -154,8 +82,8 @@ def test_reasoning_tokens_count_against_the_answer(objects: bool) -> None:
     source = Tracked(openai_chunks(objects=objects, reasoning=reasoning))
     stream = so.budget(max_tokens=10)(source)
     out = list(stream)
-    assert field(out, "reasoning_content") == reasoning
-    assert field(out, "content") == prefix(ANSWER, 2)
+    assert chat_text(out, "reasoning_content") == reasoning
+    assert chat_text(out, "content") == prefix(ANSWER, 2)
     assert stream.report.stop_reason is so.StopReason.BUDGET
     assert source.closed
     assert source.pulled < len(source.items)
@@ -171,8 +99,8 @@ def test_the_cut_can_fall_in_the_reasoning(objects: bool) -> None:
     source = Tracked(openai_chunks(objects=objects))
     stream = so.budget(max_tokens=5)(source)
     out = list(stream)
-    assert field(out, "reasoning_content") == prefix(REASONING, 5)
-    assert field(out, "content") == ""
+    assert chat_text(out, "reasoning_content") == prefix(REASONING, 5)
+    assert chat_text(out, "content") == ""
     assert stream.report.stop_reason is so.StopReason.BUDGET
     assert source.closed
     assert source.pulled < len(source.items)
@@ -183,9 +111,9 @@ def test_the_cut_can_fall_in_the_reasoning(objects: bool) -> None:
 def test_every_channel_counts_exactly_within_budget(objects: bool) -> None:
     stream = so.budget(max_tokens=1000)(openai_chunks(objects=objects, tools=True))
     out = list(stream)
-    assert field(out, "reasoning_content") == REASONING
-    assert field(out, "content") == ANSWER
-    assert json.loads(arguments(out)) == ARGS
+    assert chat_text(out, "reasoning_content") == REASONING
+    assert chat_text(out, "content") == ANSWER
+    assert json.loads(chat_arguments(out)) == ARGS
     # Tool-call arguments are counted message by message: each string value
     # (decoded, as operators see it), each number, the structure between them.
     tool_tokens = args_tokens(ARGS)
@@ -204,8 +132,8 @@ def test_every_channel_counts_exactly_within_budget(objects: bool) -> None:
 def test_every_cut_is_exact_across_channels(limit: int) -> None:
     stream = so.budget(max_tokens=limit)(openai_chunks(objects=False))
     out = list(stream)
-    r = field(out, "reasoning_content")
-    c = field(out, "content")
+    r = chat_text(out, "reasoning_content")
+    c = chat_text(out, "content")
     if limit <= ntok(REASONING):
         assert (r, c) == (prefix(REASONING, limit), "")
     else:
@@ -218,8 +146,8 @@ def test_every_cut_is_exact_across_channels(limit: int) -> None:
 def test_channels_option_counts_only_the_answer() -> None:
     stream = so.budget(max_tokens=3, channels=["content"])(openai_chunks(objects=False))
     out = list(stream)
-    assert field(out, "reasoning_content") == REASONING  # not counted
-    assert field(out, "content") == prefix(ANSWER, 3)
+    assert chat_text(out, "reasoning_content") == REASONING  # not counted
+    assert chat_text(out, "content") == prefix(ANSWER, 3)
     assert usage_of(stream).completion_tokens == 3
     assert usage_of(stream).channel_tokens == {"content": 3}
     with pytest.raises(ValueError, match="unknown channel"):
@@ -228,24 +156,28 @@ def test_channels_option_counts_only_the_answer() -> None:
 
 def test_channels_option_without_the_answer_is_still_one_budget() -> None:
     stream = so.budget(max_tokens=3, channels=["reasoning", "refusal"])(
-        [oa({"reasoning_content": "one two"}), oa({"refusal": " three four"}), oa({}, "stop")]
+        [
+            chat_chunk({"reasoning_content": "one two"}),
+            chat_chunk({"refusal": " three four"}),
+            chat_chunk({}, "stop"),
+        ]
     )
     out = list(stream)
-    assert field(out, "reasoning_content") + field(out, "refusal") == "one two three"
+    assert chat_text(out, "reasoning_content") + chat_text(out, "refusal") == "one two three"
     assert usage_of(stream).completion_tokens == 3
 
 
 def test_interleaved_channels_share_one_allowance() -> None:
     # Tokens count in the order they arrive; in one chunk, content comes first.
     chunks = [
-        oa({"reasoning_content": "alpha beta", "content": "one two"}),
-        oa({"reasoning_content": " gamma", "content": " three"}),
-        oa({"reasoning_content": " delta", "content": " four"}),
-        oa({}, "stop"),
+        chat_chunk({"reasoning_content": "alpha beta", "content": "one two"}),
+        chat_chunk({"reasoning_content": " gamma", "content": " three"}),
+        chat_chunk({"reasoning_content": " delta", "content": " four"}),
+        chat_chunk({}, "stop"),
     ]
     stream = so.budget(max_tokens=7)(chunks)
     out = list(stream)
-    r, c = field(out, "reasoning_content"), field(out, "content")
+    r, c = chat_text(out, "reasoning_content"), chat_text(out, "content")
     assert (r, c) == ("alpha beta gamma", "one two three four")
     assert ntok(r) + ntok(c) == 7 == usage_of(stream).completion_tokens
 
@@ -261,11 +193,15 @@ def test_channels_the_chain_does_not_name_are_other() -> None:
 def test_a_channel_keeps_the_counted_text_it_held_when_another_cuts() -> None:
     # Near the limit "three" is held back (it might grow); it counts as one
     # token, so the answer gets one, and the reasoning's held text comes out.
-    chunks = [oa({"reasoning_content": "one two three"}), oa({"content": "x y z"}), oa({}, "stop")]
+    chunks = [
+        chat_chunk({"reasoning_content": "one two three"}),
+        chat_chunk({"content": "x y z"}),
+        chat_chunk({}, "stop"),
+    ]
     stream = so.budget(max_tokens=4)(chunks)
     out = list(stream)
-    assert field(out, "reasoning_content") == "one two three"
-    assert field(out, "content") == "x"
+    assert chat_text(out, "reasoning_content") == "one two three"
+    assert chat_text(out, "content") == "x"
     assert usage_of(stream).completion_tokens == 4
 
 
@@ -296,87 +232,24 @@ THINKING = "The user wants the weather; I should call the tool."
 TEXT = "Let me check the weather for you."
 
 
-def anthropic_events(*, objects: bool) -> list[Any]:
-    raw: list[dict[str, Any]] = [
-        {
-            "type": "message_start",
-            "message": {
-                "id": "m1",
-                "type": "message",
-                "role": "assistant",
-                "model": "claude",
-                "content": [],
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": {"input_tokens": 1, "output_tokens": 1},
-            },
-        },
-        {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "thinking", "thinking": "", "signature": ""},
-        },
-        *[
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "thinking_delta", "thinking": p},
-            }
-            for p in splits(THINKING, 7)
+def claude_events(*, objects: bool) -> list[Any]:
+    return anthropic_events(
+        [
+            ("thinking", splits(THINKING, 7)),
+            ("text", splits(TEXT, 6)),
+            ("tool_use", splits(json.dumps(ARGS), 4)),
         ],
-        {"type": "content_block_stop", "index": 0},
-        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
-        *[
-            {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": p}}
-            for p in splits(TEXT, 6)
-        ],
-        {"type": "content_block_stop", "index": 1},
-        {
-            "type": "content_block_start",
-            "index": 2,
-            "content_block": {"type": "tool_use", "id": "t1", "name": "f", "input": {}},
-        },
-        *[
-            {
-                "type": "content_block_delta",
-                "index": 2,
-                "delta": {"type": "input_json_delta", "partial_json": p},
-            }
-            for p in splits(json.dumps(ARGS), 4)
-        ],
-        {"type": "content_block_stop", "index": 2},
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-            "usage": {"output_tokens": 30},
-        },
-        {"type": "message_stop"},
-    ]
-    if not objects:
-        return raw
-    adapter: TypeAdapter[Any] = TypeAdapter(at.RawMessageStreamEvent)
-    return [adapter.validate_python(e) for e in raw]
-
-
-def _g(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
-def blocks(out: list[Any]) -> dict[int, str]:
-    got: dict[int, str] = {}
-    for e in out:
-        if _g(e, "type") == "content_block_delta":
-            d = _g(e, "delta")
-            text = _g(d, "thinking") or _g(d, "text") or _g(d, "partial_json") or ""
-            got[_g(e, "index")] = got.get(_g(e, "index"), "") + text
-    return got
+        stop_reason="tool_use",
+        output_tokens=30,
+        objects=objects,
+    )
 
 
 @pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
 def test_anthropic_thinking_text_and_tool_input_are_one_budget(objects: bool) -> None:
-    stream = so.budget(max_tokens=1000)(anthropic_events(objects=objects))
+    stream = so.budget(max_tokens=1000)(claude_events(objects=objects))
     out = list(stream)
-    got = blocks(out)
+    got = anthropic_blocks(out)
     assert got[0] == THINKING
     assert got[1] == TEXT
     assert json.loads(got[2]) == ARGS
@@ -393,10 +266,10 @@ def test_anthropic_thinking_text_and_tool_input_are_one_budget(objects: bool) ->
 @pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
 def test_anthropic_cut_in_the_text_block_after_thinking(objects: bool) -> None:
     limit = ntok(THINKING) + 3
-    source = Tracked(anthropic_events(objects=objects))
+    source = Tracked(claude_events(objects=objects))
     stream = so.budget(max_tokens=limit)(source)
     out = list(stream)
-    got = blocks(out)
+    got = anthropic_blocks(out)
     assert got[0] == THINKING
     assert got[1] == prefix(TEXT, 3)
     assert 2 not in got
@@ -416,8 +289,8 @@ async def test_ledger_budget_runs_on_openai_chunks(objects: bool) -> None:
     source = ATracked(openai_chunks(objects=objects, reasoning=reasoning))
     async with op(source) as stream:
         out = [c async for c in stream]
-    assert field(out, "reasoning_content") == reasoning
-    assert field(out, "content") == prefix(ANSWER, 2)
+    assert chat_text(out, "reasoning_content") == reasoning
+    assert chat_text(out, "content") == prefix(ANSWER, 2)
     assert stream.report.stop_reason is so.StopReason.BUDGET
     assert source.closed
     assert await ledger.spent("k") == 10
@@ -432,9 +305,9 @@ async def test_ledger_budget_charges_every_channel(objects: bool) -> None:
     op = so.budget(ledger=ledger, key="k", block=8)
     async with op(ATracked(openai_chunks(objects=objects, tools=True))) as stream:
         out = [c async for c in stream]
-    assert field(out, "reasoning_content") == REASONING
-    assert field(out, "content") == ANSWER
-    assert json.loads(arguments(out)) == ARGS
+    assert chat_text(out, "reasoning_content") == REASONING
+    assert chat_text(out, "content") == ANSWER
+    assert json.loads(chat_arguments(out)) == ARGS
     total = ntok(REASONING) + ntok(ANSWER) + args_tokens(ARGS)
     assert usage_of(stream).completion_tokens == total
     assert await ledger.spent("k") == total
@@ -446,10 +319,10 @@ async def test_ledger_budget_runs_on_anthropic_events(objects: bool) -> None:
     limit = ntok(THINKING) + 3
     ledger = so.MemoryLedger(limit=limit)
     op = so.budget(ledger=ledger, key="k", block=5)
-    source = ATracked(anthropic_events(objects=objects))
+    source = ATracked(claude_events(objects=objects))
     async with op(source) as stream:
         out = [c async for c in stream]
-    got = blocks(out)
+    got = anthropic_blocks(out)
     assert got[0] == THINKING
     assert got[1] == prefix(TEXT, 3)
     assert source.closed
@@ -465,9 +338,9 @@ async def test_ledger_budget_is_the_local_budget_on_channels() -> None:
         op = so.budget(max_tokens=limit, ledger=ledger, key="k", block=3)
         async with op(ATracked(openai_chunks(objects=True, tools=True))) as stream:
             shared = [c async for c in stream]
-        assert field(shared, "reasoning_content") == field(local, "reasoning_content")
-        assert field(shared, "content") == field(local, "content")
-        assert arguments(shared) == arguments(local)
+        assert chat_text(shared, "reasoning_content") == chat_text(local, "reasoning_content")
+        assert chat_text(shared, "content") == chat_text(local, "content")
+        assert chat_arguments(shared) == chat_arguments(local)
         assert await ledger.spent("k") == usage_of(stream).completion_tokens
 
 
@@ -476,8 +349,8 @@ async def test_ledger_budget_channels_option() -> None:
     op = so.budget(ledger=ledger, key="k", channels=["content"])
     async with op(ATracked(openai_chunks(objects=False))) as stream:
         out = [c async for c in stream]
-    assert field(out, "reasoning_content") == REASONING
-    assert field(out, "content") == ANSWER
+    assert chat_text(out, "reasoning_content") == REASONING
+    assert chat_text(out, "content") == ANSWER
     assert await ledger.spent("k") == ntok(ANSWER)
 
 
@@ -498,10 +371,10 @@ async def test_cancelled_ledger_stream_on_channels_charges_what_it_released() ->
     gate = asyncio.Event()
 
     async def slow() -> AsyncIterator[Any]:
-        yield oa({"reasoning_content": "Hello there"})
-        yield oa({"content": "Hello world"})
+        yield chat_chunk({"reasoning_content": "Hello there"})
+        yield chat_chunk({"content": "Hello world"})
         await gate.wait()
-        yield oa({"content": " never"})
+        yield chat_chunk({"content": " never"})
 
     received: list[Any] = []
 
@@ -516,7 +389,7 @@ async def test_cancelled_ledger_stream_on_channels_charges_what_it_released() ->
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    released = ntok(field(received, "reasoning_content")) + ntok(field(received, "content"))
+    released = ntok(chat_text(received, "reasoning_content")) + ntok(chat_text(received, "content"))
     assert await ledger.spent("k") == released > 0
 
 
@@ -530,12 +403,12 @@ def test_a_cut_in_reasoning_never_leaks_a_partial_secret_in_content(
     order: str, objects: bool, cut: int
 ) -> None:
     chunks = [
-        oa({"content": "use " + KEY[:6]}),
-        oa({"content": KEY[6:14]}),
-        oa({"reasoning_content": "thinking about " + KEY[:9]}),
-        oa({"reasoning_content": KEY[9:] + " and more reasoning text here"}),
-        oa({"content": KEY[14:] + " done"}),
-        oa({}, "stop"),
+        chat_chunk({"content": "use " + KEY[:6]}),
+        chat_chunk({"content": KEY[6:14]}),
+        chat_chunk({"reasoning_content": "thinking about " + KEY[:9]}),
+        chat_chunk({"reasoning_content": KEY[9:] + " and more reasoning text here"}),
+        chat_chunk({"content": KEY[14:] + " done"}),
+        chat_chunk({}, "stop"),
     ]
     source = [ChatCompletionChunk.model_validate(c) for c in chunks] if objects else chunks
     b, r = so.budget(max_tokens=cut), so.redact()
@@ -549,7 +422,7 @@ def test_a_cut_in_reasoning_never_leaks_a_partial_secret_in_content(
 @pytest.mark.parametrize("order", ["budget_first", "redact_first"])
 @pytest.mark.parametrize("cut", range(1, 40, 2))
 def test_a_cut_never_leaks_on_anthropic_channels(order: str, cut: int) -> None:
-    events = anthropic_events(objects=False)
+    events = claude_events(objects=False)
     # The text block carries a whole key, in pieces; the cut falls anywhere.
     first = 4 + len(splits(THINKING, 7))
     pieces = ["use ", KEY[:8], KEY[8:20], KEY[20:], " now"]
@@ -569,10 +442,10 @@ def test_a_cut_never_leaks_on_anthropic_channels(order: str, cut: int) -> None:
 async def test_ledger_cut_never_leaks_across_channels(order: str) -> None:
     for cut in range(1, 16):
         chunks = [
-            oa({"content": "use " + KEY[:12]}),
-            oa({"reasoning_content": "thinking hard about the whole problem here"}),
-            oa({"content": KEY[12:] + " ok"}),
-            oa({}, "stop"),
+            chat_chunk({"content": "use " + KEY[:12]}),
+            chat_chunk({"reasoning_content": "thinking hard about the whole problem here"}),
+            chat_chunk({"content": KEY[12:] + " ok"}),
+            chat_chunk({}, "stop"),
         ]
         b = so.budget(ledger=so.MemoryLedger(limit=cut), key="k", block=2)
         r = so.redact()

@@ -12,7 +12,17 @@ import json
 from typing import Any
 
 import pytest
-from anthropic import types as at
+from helpers import (
+    anthropic_delta_text,
+    anthropic_events,
+    chat_arguments,
+    chat_chunk,
+    chat_stream,
+    chat_text,
+    dump,
+    get,
+    thirds,
+)
 from langchain_core.messages import AIMessageChunk
 from openai.types.chat import ChatCompletionChunk
 from openai.types.responses import ResponseStreamEvent
@@ -22,18 +32,6 @@ import streamops as so
 
 KEY = "sk-proj-4Ab12Cd34Ef56Gh78Ij90Kl12Mn34"
 MAIL = "jo.smith@example.com"
-
-
-def splits(text: str, n: int = 3) -> list[str]:
-    """Cut ``text`` in ``n`` pieces, each boundary inside the secrets above."""
-    size = max(1, len(text) // n)
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-def dump(chunk: Any) -> str:
-    if isinstance(chunk, dict):
-        return json.dumps(chunk)
-    return chunk.model_dump_json() if hasattr(chunk, "model_dump_json") else repr(chunk)
 
 
 def assert_clean(out: list[Any]) -> None:
@@ -46,32 +44,8 @@ def assert_clean(out: list[Any]) -> None:
 # -- OpenAI Chat Completions -------------------------------------------------
 
 
-def oa(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "c1",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "m",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-
-
 def openai_stream(field: str, text: str, *, objects: bool) -> list[Any]:
-    chunks = [oa({"role": "assistant"})]
-    chunks += [oa({field: piece}) for piece in splits(text)]
-    chunks.append(oa({}, "stop"))
-    if objects:
-        return [ChatCompletionChunk.model_validate(c) for c in chunks]
-    return chunks
-
-
-def field_text(out: list[Any], field: str) -> str:
-    parts = []
-    for c in out:
-        delta = c["choices"][0]["delta"] if isinstance(c, dict) else c.choices[0].delta
-        value = delta.get(field) if isinstance(delta, dict) else getattr(delta, field, None)
-        parts.append(value or "")
-    return "".join(parts)
+    return chat_stream([(field, thirds(text))], objects=objects)
 
 
 @pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
@@ -80,30 +54,19 @@ def test_openai_every_text_field_is_redacted(field: str, objects: bool) -> None:
     text = f"note {KEY} and {MAIL} end."
     out = list(so.redact()(openai_stream(field, text, objects=objects)))
     assert_clean(out)
-    assert field_text(out, field) == "note [OPENAI_KEY] and [EMAIL] end."
-    assert len(out) == len(splits(text)) + 2  # one out per chunk in
+    assert chat_text(out, field) == "note [OPENAI_KEY] and [EMAIL] end."
+    assert len(out) == len(thirds(text)) + 2  # one out per chunk in
 
 
 def tool_stream(args: str, *, objects: bool, index: int = 0) -> list[Any]:
-    head = {"index": index, "id": "call_1", "type": "function", "function": {"name": "send"}}
-    chunks = [oa({"role": "assistant", "tool_calls": [head]})]
-    chunks += [
-        oa({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-        for piece in splits(args, 5)
-    ]
-    chunks.append(oa({}, "tool_calls"))
-    if objects:
-        return [ChatCompletionChunk.model_validate(c) for c in chunks]
-    return chunks
-
-
-def merged_arguments(out: list[Any]) -> str:
-    parts = []
-    for c in out:
-        delta = c["choices"][0]["delta"] if isinstance(c, dict) else c.choices[0].delta.model_dump()
-        for call in delta.get("tool_calls") or []:
-            parts.append((call.get("function") or {}).get("arguments") or "")
-    return "".join(parts)
+    """One tool call whose header comes with the role, its arguments in about five pieces."""
+    return chat_stream(
+        tool_args=thirds(args, 5),
+        tool_index=index,
+        tool_name="send",
+        tool_head_with_role=True,
+        objects=objects,
+    )
 
 
 @pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
@@ -111,14 +74,14 @@ def test_openai_tool_arguments_are_redacted_and_stay_valid_json(objects: bool) -
     args = json.dumps({"to": MAIL, "token": KEY, "n": 3, "note": 'say "hi"\n'})
     out = list(so.redact()(tool_stream(args, objects=objects)))
     assert_clean(out)
-    parsed = json.loads(merged_arguments(out))
+    parsed = json.loads(chat_arguments(out))
     assert parsed == {"to": "[EMAIL]", "token": "[OPENAI_KEY]", "n": 3, "note": 'say "hi"\n'}
 
 
 def test_tool_arguments_with_json_escapes_are_decoded_before_matching() -> None:
     escaped = '{"to": "jo.smith\\u0040example.com", "emoji": "\\ud83d\\ude00 ok"}'
     out = list(so.redact()(tool_stream(escaped, objects=False)))
-    parsed = json.loads(merged_arguments(out))
+    parsed = json.loads(chat_arguments(out))
     assert parsed == {"to": "[EMAIL]", "emoji": "\U0001f600 ok"}
 
 
@@ -133,13 +96,17 @@ def test_each_tool_call_is_its_own_channel() -> None:
     # A secret split across two different tool calls is two harmless halves.
     half = len(MAIL) // 2
     chunks = [
-        oa({"tool_calls": [{"index": 0, "function": {"arguments": f'{{"a": "{MAIL[:half]}'}}]}),
-        oa({"tool_calls": [{"index": 1, "function": {"arguments": f'{{"b": "{MAIL[half:]}"}}'}}]}),
-        oa({"tool_calls": [{"index": 0, "function": {"arguments": '"}'}}]}),
-        oa({}, "tool_calls"),
+        chat_chunk(
+            {"tool_calls": [{"index": 0, "function": {"arguments": f'{{"a": "{MAIL[:half]}'}}]}
+        ),
+        chat_chunk(
+            {"tool_calls": [{"index": 1, "function": {"arguments": f'{{"b": "{MAIL[half:]}"}}'}}]}
+        ),
+        chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"}'}}]}),
+        chat_chunk({}, "tool_calls"),
     ]
     out = list(so.redact()(chunks))
-    assert merged_arguments(out).count("smith") == 1
+    assert chat_arguments(out).count("smith") == 1
 
 
 def test_channels_option_selects_what_is_redacted() -> None:
@@ -147,7 +114,7 @@ def test_channels_option_selects_what_is_redacted() -> None:
     out = list(
         so.redact(channels=["content"])(openai_stream("reasoning_content", text, objects=False))
     )
-    assert field_text(out, "reasoning_content") == text
+    assert chat_text(out, "reasoning_content") == text
     with pytest.raises(ValueError, match="unknown channel 'thoughts'"):
         so.redact(channels=["thoughts"])
     with pytest.raises(TypeError, match="channels must be an iterable"):
@@ -156,8 +123,8 @@ def test_channels_option_selects_what_is_redacted() -> None:
 
 def test_length_finish_masks_a_partial_secret_in_every_channel() -> None:
     chunks = [
-        oa({"reasoning_content": "the key: " + KEY[:10], "content": "use " + KEY[:9]}),
-        oa({}, "length"),
+        chat_chunk({"reasoning_content": "the key: " + KEY[:10], "content": "use " + KEY[:9]}),
+        chat_chunk({}, "length"),
     ]
     out = list(so.redact()(chunks))
     assert_clean(out)
@@ -165,7 +132,10 @@ def test_length_finish_masks_a_partial_secret_in_every_channel() -> None:
 
 
 def test_report_released_text_is_the_answer_only() -> None:
-    chunks = [oa({"reasoning_content": "think", "content": "answer"}), oa({}, "stop")]
+    chunks = [
+        chat_chunk({"reasoning_content": "think", "content": "answer"}),
+        chat_chunk({}, "stop"),
+    ]
     stream = so.redact()(chunks)
     list(stream)
     assert stream.report.released_text == "answer"
@@ -174,88 +144,30 @@ def test_report_released_text_is_the_answer_only() -> None:
 # -- Anthropic ----------------------------------------------------------------
 
 
-def anthropic_events(*, objects: bool, stop_reason: str = "end_turn") -> list[Any]:
-    thinking = f"the user mailed {MAIL} and "
-    args = json.dumps({"token": KEY})
-    raw: list[dict[str, Any]] = [
-        {
-            "type": "message_start",
-            "message": {
-                "id": "m1",
-                "type": "message",
-                "role": "assistant",
-                "model": "claude",
-                "content": [],
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": {"input_tokens": 1, "output_tokens": 1},
-            },
-        },
-        {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "thinking", "thinking": "", "signature": ""},
-        },
-        *[
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "thinking_delta", "thinking": p},
-            }
-            for p in splits(thinking)
+def claude_events(*, objects: bool, stop_reason: str = "end_turn") -> list[Any]:
+    """Thinking that mails, a text block ending in "jo", a tool call carrying the key."""
+    return anthropic_events(
+        [
+            ("thinking", thirds(f"the user mailed {MAIL} and ")),
+            ("text", ["Calling the tool for jo"]),
+            ("tool_use", thirds(json.dumps({"token": KEY}), 4)),
         ],
-        {"type": "content_block_stop", "index": 0},
-        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
-        {
-            "type": "content_block_delta",
-            "index": 1,
-            "delta": {"type": "text_delta", "text": "Calling the tool for jo"},
-        },
-        {"type": "content_block_stop", "index": 1},
-        {
-            "type": "content_block_start",
-            "index": 2,
-            "content_block": {"type": "tool_use", "id": "t1", "name": "f", "input": {}},
-        },
-        *[
-            {
-                "type": "content_block_delta",
-                "index": 2,
-                "delta": {"type": "input_json_delta", "partial_json": p},
-            }
-            for p in splits(args, 4)
-        ],
-        {"type": "content_block_stop", "index": 2},
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": {"output_tokens": 9},
-        },
-        {"type": "message_stop"},
-    ]
-    if not objects:
-        return raw
-    adapter: TypeAdapter[Any] = TypeAdapter(at.RawMessageStreamEvent)
-    return [adapter.validate_python(e) for e in raw]
-
-
-def _g(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        stop_reason=stop_reason,
+        objects=objects,
+    )
 
 
 @pytest.mark.parametrize("objects", [False, True], ids=["dicts", "objects"])
 def test_anthropic_thinking_and_tool_input_are_redacted_block_by_block(objects: bool) -> None:
-    source = anthropic_events(objects=objects)
+    source = claude_events(objects=objects)
     out = list(so.redact()(source))
     assert_clean(out)
     blocks: dict[int, list[str]] = {}
     order: list[tuple[str, Any]] = []
     for e in out:
-        order.append((_g(e, "type"), _g(e, "index")))
-        if _g(e, "type") == "content_block_delta":
-            d = _g(e, "delta")
-            text = _g(d, "thinking") or _g(d, "text") or _g(d, "partial_json") or ""
-            blocks.setdefault(_g(e, "index"), []).append(text)
+        order.append((get(e, "type"), get(e, "index")))
+        if get(e, "type") == "content_block_delta":
+            blocks.setdefault(get(e, "index"), []).append(anthropic_delta_text(e))
     assert "".join(blocks[0]) == "the user mailed [EMAIL] and "
     assert "".join(blocks[1]) == "Calling the tool for jo"  # "jo" flushed in its own block
     assert json.loads("".join(blocks[2])) == {"token": "[OPENAI_KEY]"}
@@ -311,7 +223,7 @@ def responses_events(*, objects: bool, final: str = "response.completed") -> lis
     add({"type": "response.created", "response": response})
     rs = {"type": "reasoning", "id": "rs1", "summary": []}
     add({"type": "response.output_item.added", "output_index": 0, "item": rs})
-    for p in splits(reasoning):
+    for p in thirds(reasoning):
         add(
             {
                 "type": "response.reasoning_summary_text.delta",
@@ -340,7 +252,7 @@ def responses_events(*, objects: bool, final: str = "response.completed") -> lis
         "content": [],
     }
     add({"type": "response.output_item.added", "output_index": 1, "item": msg})
-    for p in splits(text):
+    for p in thirds(text):
         add(
             {
                 "type": "response.output_text.delta",
@@ -382,7 +294,7 @@ def responses_events(*, objects: bool, final: str = "response.completed") -> lis
         "status": "in_progress",
     }
     add({"type": "response.output_item.added", "output_index": 2, "item": fc})
-    for p in splits(args, 4):
+    for p in thirds(args, 4):
         add(
             {
                 "type": "response.function_call_arguments.delta",
@@ -494,7 +406,7 @@ def test_collect_and_identity_around_channels(objects: bool) -> None:
     stream = op(openai_stream("refusal", f"no, {MAIL}", objects=objects))
     out = list(stream)
     assert_clean(out)
-    assert field_text(out, "refusal") == "no, [EMAIL]"
+    assert chat_text(out, "refusal") == "no, [EMAIL]"
 
 
 # -- second review: tool arguments are billed and redacted whole ------------------
@@ -505,34 +417,34 @@ def test_a_budget_counts_the_numbers_and_structure_of_tool_arguments() -> None:
     stream = so.budget(max_tokens=50)(tool_stream(doc, objects=False))
     out = list(stream)
     assert stream.report.stop_reason is so.StopReason.BUDGET
-    released = merged_arguments(out)
+    released = chat_arguments(out)
     assert 20 < len(released) < 400  # cut near 50 tokens, not all 12,000 characters
 
 
 def test_numbers_in_tool_arguments_are_redacted_into_strings() -> None:
     args = '{"card": 4111111111111111, "n": 42, "ok": true}'
     out = list(so.redact()(tool_stream(args, objects=True)))
-    assert json.loads(merged_arguments(out)) == {"card": "[CREDIT_CARD]", "n": 42, "ok": True}
+    assert json.loads(chat_arguments(out)) == {"card": "[CREDIT_CARD]", "n": 42, "ok": True}
 
 
 def test_escaped_lone_surrogates_stay_encodable() -> None:
     for args, finish in [('{"k": "hi \\ud83d', "length"), ('{"k": "\\ud83d"}', "tool_calls")]:
         chunks = tool_stream(args, objects=True)
-        chunks[-1] = ChatCompletionChunk.model_validate(oa({}, finish))
+        chunks[-1] = ChatCompletionChunk.model_validate(chat_chunk({}, finish))
         for chunk in so.redact()(chunks):
             chunk.model_dump_json()  # no lone surrogate that cannot be encoded
 
 
 def test_an_invalid_escape_passes_through_unchanged() -> None:
     args = '{"k":"\\u00zz"}'
-    out = merged_arguments(list(so.redact()(tool_stream(args, objects=False))))
+    out = chat_arguments(list(so.redact()(tool_stream(args, objects=False))))
     assert out == args  # the consumer's parser reports it, as it would have
 
 
 def test_a_stream_without_its_end_event_ended_by_force() -> None:
     """No finish reason, no message_stop, an error event: the message is not complete."""
     partial = "my key is sk-proj-Ab12Cd34"
-    no_finish = [oa({"content": partial})]  # the connection dropped before [DONE]
+    no_finish = [chat_chunk({"content": partial})]  # the connection dropped before [DONE]
     anthropic_error = [
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         {
@@ -562,10 +474,10 @@ def test_more_channels_openai_and_responses() -> None:
     """Found by review: the deprecated function_call, audio transcripts, MCP, custom
     tool and code-interpreter inputs passed through unredacted."""
     chunks = [
-        oa({"function_call": {"name": "f", "arguments": '{"key": "' + KEY[:10]}}),
-        oa({"function_call": {"arguments": KEY[10:] + '"}'}}),
-        oa({"audio": {"id": "a1", "transcript": "mail " + MAIL}}),
-        oa({}, "stop"),
+        chat_chunk({"function_call": {"name": "f", "arguments": '{"key": "' + KEY[:10]}}),
+        chat_chunk({"function_call": {"arguments": KEY[10:] + '"}'}}),
+        chat_chunk({"audio": {"id": "a1", "transcript": "mail " + MAIL}}),
+        chat_chunk({}, "stop"),
     ]
     for source in (chunks, [ChatCompletionChunk.model_validate(c) for c in chunks]):
         assert_clean(list(so.redact()(source)))
@@ -635,7 +547,7 @@ def test_langchain_text_held_at_a_tool_block_stays_before_it_and_mirrors_agree()
 
 def test_block_in_tool_arguments_ends_the_stream() -> None:
     for args in (json.dumps({"k": KEY, "x": 1}), '{"n": 4111111111111111, "k": "x"}'):
-        source = [*tool_stream(args, objects=False), oa({"content": "after"})]
+        source = [*tool_stream(args, objects=False), chat_chunk({"content": "after"})]
         stream = so.redact(action="block")(source)
         out = list(stream)
         assert stream.report.stop_reason is so.StopReason.BLOCKED
@@ -661,7 +573,7 @@ def test_a_budget_stops_an_array_of_numbers_early() -> None:
 def test_a_number_replaced_by_nothing_stays_valid_json() -> None:
     args = '{"n": 4111111111111111, "m": [4111111111111111]}'
     for replacement in ("", "X"):
-        out = merged_arguments(
+        out = chat_arguments(
             list(so.redact(replacement=replacement)(tool_stream(args, objects=False)))
         )
         assert json.loads(out) == {"n": replacement, "m": [replacement]}
@@ -670,7 +582,7 @@ def test_a_number_replaced_by_nothing_stays_valid_json() -> None:
 def test_arguments_that_are_not_json_are_one_plain_message() -> None:
     for args in (f"{{'k': '{KEY}'}}", "{'k': '4111 1111 1111 1111'}", "key=AKIAIOSFODNN7EXAMPLE"):
         out = list(so.redact()(tool_stream(args, objects=False)))
-        text = merged_arguments(out)
+        text = chat_arguments(out)
         assert KEY[:8] not in text
         assert "4111 1111" not in text
         assert "AKIAIOSF" not in text
@@ -685,7 +597,7 @@ def test_langchain_argument_copies_get_their_tail_too() -> None:
             additional_kwargs={"tool_calls": [{"index": 1, "function": {"arguments": piece}}]},
             id="r",
         )
-        for piece in splits(args, 4)
+        for piece in thirds(args, 4)
     ]
     chunks.append(AIMessageChunk(content="", id="r", response_metadata={"stop_reason": "tool_use"}))
     merged = None
@@ -729,5 +641,5 @@ def test_responses_texts_that_came_with_no_delta_are_redacted() -> None:
 
 def test_an_open_number_at_the_end_of_the_arguments_is_cut_like_an_open_string() -> None:
     for args in ('{"k": 4111111111111', '{"k": "4111 1111 1111 1'):
-        out = merged_arguments(list(so.redact()(tool_stream(args, objects=False))))
+        out = chat_arguments(list(so.redact()(tool_stream(args, objects=False))))
         assert "4111" not in out, out

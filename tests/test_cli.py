@@ -174,7 +174,9 @@ def test_demo_with_another_policy_and_stop_reason(
     assert "sk-proj" not in out  # the key sat in the prose, outside the JSON value
 
 
-def test_check_policy(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_policy_describes_a_valid_preset_and_prints_a_file_as_json(
+    policies: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = _run(capsys, "check-policy", "safe-chat")
     assert code == 0
     assert out.splitlines()[0] == "safe-chat: valid"
@@ -300,7 +302,7 @@ def test_fake_server_without_the_server_extra_names_it(
     assert "pip install 'streamops[server]'" in err
 
 
-def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+def test_version_prints_the_version_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0

@@ -76,7 +76,7 @@ def finished_results() -> tuple[list[so.Collected], so.Operator[str, str]]:
 # -- results for each stop reason ------------------------------------------------------
 
 
-def test_complete() -> None:
+def test_a_complete_stream_finishes_one_result_with_its_text_chunks_and_metrics() -> None:
     done, op = finished_results()
     stream = op(["Hel", "lo", " you"])
     assert list(stream) == ["Hel", "lo", " you"]
@@ -125,7 +125,7 @@ def test_budget_usage_is_read_from_the_report() -> None:
     assert so.Collected.of(stream).usage == {"tokens": 2}
 
 
-def test_error() -> None:
+def test_an_upstream_error_finishes_the_result_with_the_error_and_partial_text() -> None:
     def source() -> Iterator[str]:
         yield "partial"
         raise ConnectionError("dropped")
@@ -140,7 +140,7 @@ def test_error() -> None:
     assert result.finished
 
 
-def test_consumer_closed() -> None:
+def test_closing_the_stream_finishes_the_result_as_closed() -> None:
     done, op = finished_results()
     stream = op(iter(["a", "b", "c"]))
     assert next(stream) == "a"
@@ -150,7 +150,7 @@ def test_consumer_closed() -> None:
     assert (result.text, result.stop_reason, result.finished) == ("a", so.StopReason.CLOSED, True)
 
 
-async def test_cancelled() -> None:
+async def test_cancelling_the_consumer_finishes_the_result_as_cancelled() -> None:
     done, op = finished_results()
     got = asyncio.Event()
 
@@ -168,7 +168,7 @@ async def test_cancelled() -> None:
 
 
 @pytest.mark.looptime
-async def test_timeout() -> None:
+async def test_a_first_chunk_timeout_finishes_the_result_as_timed_out_at_the_limit() -> None:
     done, collector = finished_results()
     stream = (so.timeout(first_chunk=1.0) | collector)(timed([(5.0, "a")]))
     with pytest.raises(so.StreamTimeout):
@@ -369,7 +369,9 @@ def test_missing_collector_is_a_lookup_error() -> None:
         ({"encoding": 3}, TypeError, "encoding must be a name or a tiktoken Encoding"),
     ],
 )
-def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+def test_bad_arguments_raise_at_construction_naming_the_option(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message):
         so.collect(**kwargs)
 
@@ -445,7 +447,9 @@ def test_on_event_callback_sees_operator_events_in_order() -> None:
     ]
 
 
-def test_event_logger(caplog: pytest.LogCaptureFixture) -> None:
+def test_event_logger_logs_each_event_at_its_level_with_the_event_attached(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     def source() -> Iterator[str]:
         yield "a"
         raise ValueError("x")

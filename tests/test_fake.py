@@ -43,7 +43,9 @@ def _texts_of_openai(chunks: list[dict[str, Any]]) -> str:
         (Chunking.chars(), ["H", "i", " ", "y", "o", "u"]),
     ],
 )
-def test_chunking_strategies(chunking: str | int | Chunking, expected: list[str]) -> None:
+def test_each_chunking_strategy_cuts_the_reply_as_named(
+    chunking: str | int | Chunking, expected: list[str]
+) -> None:
     assert list(so.FakeStreamingModel("Hi you", chunking=chunking).stream()) == expected
 
 

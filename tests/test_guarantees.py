@@ -10,61 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import pytest
+from helpers import SDKAsyncStream, SDKSyncStream, aiter_of
 
 import streamops as so
 
 SECRET = "sk-proj-4Ab12Cd34Ef56Gh78Ij90Kl12Mn34"
 PARTS = ["my key is sk-proj-4", "Ab12Cd34Ef56Gh78Ij90Kl12Mn34 ok"]
-
-
-class SDKAsyncStream:
-    """Shaped like openai's ``AsyncStream``: ``__aiter__`` makes a new generator each time,
-    and only ``close()`` on the object releases the response."""
-
-    def __init__(self, items: list[Any]) -> None:
-        self.items = items
-        self.closed = 0
-        self.pulled = 0
-        self._iterator = self._stream()
-
-    async def _stream(self) -> AsyncGenerator[Any, None]:
-        for item in self.items:
-            self.pulled += 1
-            yield item
-
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        async for item in self._iterator:
-            yield item
-
-    async def close(self) -> None:
-        self.closed += 1
-        await self._iterator.aclose()
-
-
-class SDKSyncStream:
-    """Shaped like openai's sync ``Stream``."""
-
-    def __init__(self, items: list[Any]) -> None:
-        self.items = items
-        self.closed = 0
-        self.pulled = 0
-        self._iterator = self._stream()
-
-    def _stream(self) -> Generator[Any, None, None]:
-        for item in self.items:
-            self.pulled += 1
-            yield item
-
-    def __iter__(self) -> Iterator[Any]:
-        yield from self._iterator
-
-    def close(self) -> None:
-        self.closed += 1
-        self._iterator.close()
 
 
 WORDS = [f"w{i} " for i in range(50)]
@@ -516,7 +471,7 @@ def test_per_call_lens_reaches_collect_and_ledger_budget() -> None:
 
     async def ledgered() -> str:
         op = so.budget(max_tokens=100, ledger=so.MemoryLedger(limit=100), key="k")
-        out = [m async for m in op(_aiter(msgs), lens=msg_lens)]
+        out = [m async for m in op(aiter_of(msgs), lens=msg_lens)]
         return "".join(m.text for m in out)
 
     assert asyncio.run(ledgered()) == "mail a@b.co done"
@@ -535,11 +490,6 @@ def test_per_call_lens_reaches_retry() -> None:
     stream = so.retry(upstream, backoff=so.Backoff(initial=0, jitter=0), lens=msg_lens)
     assert [m.text for m in stream] == ["", "hello"]
     assert len(calls) == 2
-
-
-async def _aiter(items: list[Any]) -> AsyncGenerator[Any, None]:
-    for item in items:
-        yield item
 
 
 def test_a_stream_left_open_at_asyncio_run_shutdown_closes_quietly(

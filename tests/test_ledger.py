@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
+from helpers import aiter_of
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -134,7 +135,7 @@ async def test_a_hung_redis_times_out(redis_url: str, redis_client: Redis) -> No
                 assert loop.time() - start < 2
             # fail_open takes over instead of blocking the stream forever
             op = so.budget(max_tokens=3, ledger=ledger, key="k", fail_open=True)
-            async with op(_aiter(["one two", " three four"])) as stream:
+            async with op(aiter_of(["one two", " three four"])) as stream:
                 assert await stream.text() == "one two three"
             assert any(e.kind == "budget.ledger_unavailable" for e in stream.report.events)
     finally:
@@ -163,11 +164,6 @@ async def test_memory_ledger_drops_expired_windows() -> None:
     old = await ledger.reserve("a", 5)
     await ledger.refund(old, 5)
     assert len(ledger) <= 2 * 3
-
-
-async def _aiter(chunks: list[str]) -> AsyncIterator[str]:
-    for chunk in chunks:
-        yield chunk
 
 
 @pytest.mark.parametrize(
@@ -322,7 +318,7 @@ async def _warm(ledger: so.RedisLedger) -> None:
 async def _received_and_spent(
     op: so.Operator[str, str], chunks: list[str], ledger: so.Ledger
 ) -> tuple[str, int]:
-    async with op(_aiter(chunks)) as stream:
+    async with op(aiter_of(chunks)) as stream:
         text = await stream.text()
     return text, await ledger.spent("k")
 
@@ -410,7 +406,7 @@ async def test_redis_server_errors_honour_fail_open(
         with pytest.raises(so.LedgerUnavailableError):
             await _received_and_spent(closed, chunks, ledger)
         op = so.budget(max_tokens=3, ledger=ledger, key="k", fail_open=True)
-        async with op(_aiter(chunks)) as stream:
+        async with op(aiter_of(chunks)) as stream:
             assert await stream.text() == "one two three"
         assert any(e.kind == "budget.ledger_unavailable" for e in stream.report.events)
 

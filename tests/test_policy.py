@@ -231,7 +231,7 @@ def test_presets_load_build_and_describe(name: str) -> None:
     assert policy.describe().startswith("1. ")
 
 
-async def test_preset_behaviour() -> None:
+async def test_presets_are_listed_apply_their_operators_and_an_unknown_one_is_refused() -> None:
     assert preset_names() == ["cost-capped", "safe-chat", "strict-json"]
     strict = Policy.preset("strict-json")
     answer = _slow('Sure:\n```json\n{"key": "sk-', 'abcdefghijklmnopqrstuvwx"}\n```', pause=0)
@@ -295,7 +295,9 @@ def test_invalid_policies_name_the_field(data: object, message: str) -> None:
     assert issubclass(PolicyError, so.StreamOpsError)
 
 
-def test_file_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_or_malformed_policy_files_raise_policy_error_naming_the_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad_toml = tmp_path / "p.toml"
     bad_toml.write_text("[budget\n")
     with pytest.raises(PolicyError, match=r"p.toml: invalid TOML: .*line 1"):

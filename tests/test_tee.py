@@ -83,12 +83,12 @@ def test_sync_branches_see_everything_in_order() -> None:
     assert src.closes == [5]
 
 
-def test_one_branch() -> None:
+def test_a_single_branch_yields_every_item() -> None:
     (only,) = so.tee(["x", "y"], 1)
     assert list(only) == ["x", "y"]
 
 
-async def test_async_branches_concurrently() -> None:
+async def test_concurrent_async_branches_each_get_every_item_pulled_once() -> None:
     src = ASource(list(range(20)), delay=0.001)
     a, b = so.tee(src, 2)
     assert isinstance(a, so.AsyncTeeBranch)
@@ -386,7 +386,7 @@ async def test_async_error_policy_with_slow_and_fast() -> None:
         (([],), {"on_overflow": "wiat"}, ValueError, "did you mean 'wait'"),
     ],
 )
-def test_bad_arguments(
+def test_bad_arguments_raise_at_construction_naming_the_option(
     args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):

@@ -175,7 +175,7 @@ async def test_virtual_clock_fixture(virtual_clock: VirtualClock) -> None:
 
 
 @pytest.mark.asyncio
-async def test_fixtures_together_for_a_timeout_test(
+async def test_fixtures_time_out_a_stalled_model_in_virtual_time_and_close_it(
     fake_model: type[so.FakeStreamingModel],
     virtual_clock: VirtualClock,
     assert_closed: Callable[..., None],
@@ -191,7 +191,9 @@ async def test_fixtures_together_for_a_timeout_test(
     assert_closed(model, early=True)
 
 
-def test_virtual_clock_fixture_in_a_sync_test(virtual_clock: VirtualClock) -> None:
+def test_virtual_clock_runs_a_coroutine_from_a_sync_test_in_virtual_time(
+    virtual_clock: VirtualClock,
+) -> None:
     async def main() -> float:
         await asyncio.sleep(12)
         return virtual_clock.time()

@@ -127,7 +127,7 @@ BOUNDARIES: list[tuple[dict[str, float], list[tuple[float, str]], str | None, fl
 
 
 @pytest.mark.parametrize(("limits", "steps", "fired", "at"), BOUNDARIES)
-async def test_limit_boundaries(
+async def test_each_limit_fires_at_its_boundary_and_not_before(
     limits: dict[str, float], steps: list[tuple[float, str]], fired: str | None, at: float
 ) -> None:
     up = Upstream(*steps)
