@@ -63,3 +63,32 @@ def test_errors_derive_from_the_base() -> None:
 
 def test_package_ships_py_typed() -> None:
     assert (Path(so.__file__).parent / "py.typed").is_file()
+
+
+@pytest.mark.parametrize("public", ["__init__.py", "lowlevel.py", "testing/__init__.py"])
+def test_public_names_are_imported_from_the_module_that_defines_them(public: str) -> None:
+    """A reader following an import lands on the definition, not on another re-export."""
+    package = ROOT / "streamops"
+    path = package / public
+    here = path.parent
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if not isinstance(node, ast.ImportFrom) or not node.level or node.module is None:
+            continue
+        base = here
+        for _ in range(node.level - 1):
+            base = base.parent
+        source = base.joinpath(*node.module.split("."))
+        source = source / "__init__.py" if source.is_dir() else source.with_suffix(".py")
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        defined: set[str] = set()
+        for top in tree.body:
+            if isinstance(top, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                defined.add(top.name)
+            elif isinstance(top, ast.Assign):
+                defined.update(t.id for t in top.targets if isinstance(t, ast.Name))
+            elif isinstance(top, ast.AnnAssign) and isinstance(top.target, ast.Name):
+                defined.add(top.target.id)
+        for alias in node.names:
+            if alias.name.startswith("_"):  # private modules (registering imports)
+                continue
+            assert alias.name in defined, f"{public}: {alias.name} is not defined in {source}"
