@@ -38,6 +38,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -75,8 +76,12 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 
 @contextlib.contextmanager
-def _process(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _process(
+    args: list[str], port: int, stderr: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args`` until the block ends; its stderr appended to the file ``stderr``."""
+    err: Any = open(stderr, "ab") if stderr else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
     try:
         _wait_port(port, proc)
         yield proc
@@ -87,6 +92,8 @@ def _process(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if stderr:
+            err.close()
 
 
 # --------------------------------------------------------------------------
@@ -102,7 +109,12 @@ def floor_app(upstream: str) -> Any:
     from starlette.responses import StreamingResponse
     from starlette.routing import Route
 
-    client = httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=None))
+    # The gateway's pool settings: with httpx's default of 20 kept-alive connections,
+    # a pool of hundreds of streams is scanned quadratically, which would make the
+    # floor, not the gateway, pay for the pool.
+    client = httpx.AsyncClient(
+        timeout=None, limits=httpx.Limits(max_connections=None, max_keepalive_connections=512)
+    )
 
     async def chat(request: Request) -> StreamingResponse:
         body = await request.body()
@@ -133,13 +145,18 @@ def floor_app(upstream: str) -> Any:
 
 RATE = 1000.0  # chunks per second across all streams
 MIN_CHUNKS = 4000  # per measured run, for CPU resolution
+MIN_REQUESTS = 300  # per measured run, for the TTFT percentiles
 
 
 @dataclass
 class Run:
     ttft: list[float] = field(default_factory=list)
+    """Per request: from the request's last byte written to the response body's first byte."""
+    text: list[float] = field(default_factory=list)
+    """Per request: to the first event carrying text (``"content":"x``)."""
     gaps: list[float] = field(default_factory=list)
     chunks: int = 0
+    requests: int = 0
     errors: int = 0
     client_cpu: float = 0.0
     wall: float = 0.0
@@ -152,41 +169,60 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _one(host: str, port: int, path: str, body: bytes, run: Run) -> None:
-    """One streamed request over a raw socket: TTFT and gaps from the bytes as they arrive."""
+_TEXT, _EMPTY = b'"content":"', b'"content":""'
+
+
+async def _request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, run: Run
+) -> bool:
+    """One streamed request on a kept-alive connection; False: the connection is unusable."""
+    writer.write(request)
     start = time.perf_counter()
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200") or b"transfer-encoding: chunked" not in head.lower():
+        run.errors += 1
+        return False
+    first = True
     last: float | None = None
+    tail = b""
+    while True:  # chunked transfer coding: one frame per event the server sent
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            break
+        frame = await reader.readexactly(size + 2)
+        now = time.perf_counter()
+        if first:
+            run.ttft.append(now - start)
+            first = False
+        data = tail + frame[:-2]
+        found = data.count(_TEXT) - data.count(_EMPTY)
+        tail = data[-16:]
+        found -= tail.count(_TEXT) - tail.count(_EMPTY)
+        for _ in range(max(0, found)):
+            if last is None:
+                run.text.append(now - start)
+            else:
+                run.gaps.append(now - last)
+            last = now
+            run.chunks += 1
+    run.requests += 1
+    return True
+
+
+async def _user(host: str, port: int, request: bytes, run: Run, delay: float, rounds: int) -> None:
+    """One client: after ``delay`` s, ``rounds`` requests one after another on one connection."""
+    await asyncio.sleep(delay)
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError:
-        run.errors += 1
+        run.errors += rounds
         return
     try:
-        writer.write(
-            b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (path.encode(), host.encode(), len(body), body)
-        )
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            run.errors += 1
-            return
-        tail = b""
-        while data := await reader.read(65536):
-            now = time.perf_counter()
-            data = tail + data
-            found = data.count(b'"content":"') - data.count(b'"content":""')
-            tail = data[-16:]
-            found -= tail.count(b'"content":"') - tail.count(b'"content":""')
-            for _ in range(max(0, found)):
-                if last is None:
-                    run.ttft.append(now - start)
-                else:
-                    run.gaps.append(now - last)
-                last = now
-                run.chunks += 1
-    except (OSError, asyncio.IncompleteReadError):
+        for _ in range(rounds):
+            if not await _request(reader, writer, request, run):
+                return
+    except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         run.errors += 1
     finally:
         writer.close()
@@ -194,7 +230,14 @@ async def _one(host: str, port: int, path: str, body: bytes, run: Run) -> None:
             await writer.wait_closed()
 
 
-async def _drive(base_url: str, streams: int, words: int) -> Run:
+async def _drive(base_url: str, streams: int, words: int, rounds: int, spread: float) -> Run:
+    """``streams`` clients on kept-alive connections, their starts spread over ``spread`` s.
+
+    Each client opens its connection when it starts (connecting is not timed)
+    and sends ``rounds`` requests back to back, so after the ramp ``streams``
+    requests are in flight at any moment and requests arrive at the steady
+    rate ``streams / request duration``, not all in the same millisecond.
+    """
     run = Run()
     parts = base_url.removeprefix("http://").split("/", 1)
     host, port = parts[0].split(":")
@@ -202,14 +245,23 @@ async def _drive(base_url: str, streams: int, words: int) -> Run:
     body = json.dumps(
         {"model": "m", "stream": True, "messages": [{"role": "user", "content": f"{words}"}]}
     ).encode()
+    request = (
+        b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (path.encode(), host.encode(), len(body), body)
+    )
     cpu, wall = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(_one(host, int(port), path, body, run) for _ in range(streams)))
+    await asyncio.gather(
+        *(
+            _user(host, int(port), request, run, i * spread / streams, rounds)
+            for i in range(streams)
+        )
+    )
     run.client_cpu, run.wall = time.process_time() - cpu, time.perf_counter() - wall
     return run
 
 
-def _client(base_url: str, streams: int, words: int) -> Run:
-    return asyncio.run(_drive(base_url, streams, words))
+def _client(base_url: str, streams: int, words: int, rounds: int = 1, spread: float = 0.0) -> Run:
+    return asyncio.run(_drive(base_url, streams, words, rounds, spread))
 
 
 # --------------------------------------------------------------------------
@@ -222,23 +274,51 @@ class Figures:
     name: str
     streams: int
     cpu_per_chunk: float
-    ttft_p50: float
+    ttft_p50: float  # client-side: first byte, minus the direct path's
     ttft_p99: float
+    text_p50: float  # client-side: first text, minus the direct path's
+    text_p99: float
     gap_p99: float
     errors: int
     cpu_share: float  # of one core, over the run
     upstream_share: float
     client_share: float
     chunks: int
+    requests: int
+    own: list[float] = field(default_factory=list)
+    """Gateway-side, per request: upstream's first event to the client's first byte."""
+
+
+def _own_added(log: str, offset: int) -> list[float]:
+    """The ``added_ms`` of each streamed request the gateway logged after ``offset``."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    added: list[float] = []
+    for line in lines:
+        if not line.startswith('{"event":"request"'):
+            continue
+        record = json.loads(line)
+        if record.get("stream") and "added_ms" in record:
+            added.append(record["added_ms"] / 1e3)
+    return added
 
 
 def _measure(
-    name: str, url: str, pid: int | None, up_pid: int, streams: int, words: int, direct: Run
+    name: str,
+    url: str,
+    pid: int | None,
+    up_pid: int,
+    level: tuple[int, int, int, float],
+    direct: Run,
+    log: str | None = None,
 ) -> Figures:
+    streams, words, rounds, spread = level
     _client(url, min(streams, 4), words)  # warm up connections and caches
+    offset = os.path.getsize(log) if log else 0
     before = _cpu(pid) if pid else 0.0
     up_before = _cpu(up_pid)
-    run = _client(url, streams, words)
+    run = _client(url, streams, words, rounds, spread)
     cpu = (_cpu(pid) - before) if pid else 0.0
     wall = max(run.wall, 1e-9)
     # Per chunk the upstream sent (the direct run's count): a policy may merge
@@ -249,12 +329,16 @@ def _measure(
         cpu / max(1, direct.chunks),
         _pct(run.ttft, 0.5) - _pct(direct.ttft, 0.5),
         _pct(run.ttft, 0.99) - _pct(direct.ttft, 0.99),
+        _pct(run.text, 0.5) - _pct(direct.text, 0.5),
+        _pct(run.text, 0.99) - _pct(direct.text, 0.99),
         _pct(run.gaps, 0.99) - _pct(direct.gaps, 0.99),
         run.errors,
         cpu / wall,
         (_cpu(up_pid) - up_before) / wall,
         run.client_cpu / wall,
         run.chunks,
+        run.requests,
+        _own_added(log, offset) if log else [],
     )
 
 
@@ -272,76 +356,92 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:7.2f} ms"
+
+
 def run(quick: bool = False) -> list[BenchResult]:
     """Measure the gateway and the floor at each concurrency; return the ratio rows."""
     levels = [1, 4] if quick else [1, 100, 1000]
     min_chunks = 200 if quick else MIN_CHUNKS
+    min_requests = 12 if quick else MIN_REQUESTS
     py = sys.executable
     up_port, gw_port, floor_port = _free_port(), _free_port(), _free_port()
     results: dict[str, list[Figures]] = {"streamops serve": [], "floor": []}
-    directs: list[Run] = []
-    for streams in levels:
-        words = max(20, min_chunks // streams)
-        delay = streams / RATE
-        reply = " ".join(["word"] * (words // 2)) + f" key {SECRET} "
-        reply += " ".join(["end"] * (words // 2))
-        upstream = f"http://127.0.0.1:{up_port}/v1"
-        fake = [py, "-m", "streamops", "fake-server", "--port", str(up_port), "--reply", reply]
-        fake += ["--delay", str(delay), "--chunking", "word"]
-        gateway = [py, "-m", "streamops._gateway", "--upstream", upstream, "--policy", "safe-chat"]
-        gateway += ["--port", str(gw_port)]
-        floor = [py, "-m", "benchmarks.bench_gateway", "--floor", str(floor_port), upstream]
-        with (
-            _process(fake, up_port) as up,
-            _process(gateway, gw_port) as gw,
-            _process(floor, floor_port) as fl,
-        ):
-            _client(upstream, min(streams, 4), words)
-            direct = _client(upstream, streams, words)
-            directs.append(direct)
-            results["floor"].append(
-                _measure(
-                    "floor",
-                    f"http://127.0.0.1:{floor_port}/v1",
-                    fl.pid,
-                    up.pid,
-                    streams,
-                    words,
-                    direct,
+    directs: list[tuple[int, float, Run]] = []
+    fd, log = tempfile.mkstemp(prefix="streamops-gateway-", suffix=".log")
+    os.close(fd)
+    try:
+        for streams in levels:
+            rounds = max(2, -(-min_requests // streams))
+            words = max(12, min_chunks // (streams * rounds))
+            delay = streams / RATE
+            # Each client's first request starts at its own moment within one request's
+            # duration: afterwards `streams` requests are always in flight.
+            level = (streams, words, rounds, words * delay)
+            reply = " ".join(["word"] * (words // 2)) + f" key {SECRET} "
+            reply += " ".join(["end"] * (words // 2))
+            upstream = f"http://127.0.0.1:{up_port}/v1"
+            fake = [py, "-m", "streamops", "fake-server", "--port", str(up_port), "--reply", reply]
+            fake += ["--delay", str(delay), "--chunking", "word"]
+            gateway = [py, "-m", "streamops._gateway", "--upstream", upstream]
+            gateway += ["--policy", "safe-chat", "--port", str(gw_port)]
+            floor = [py, "-m", "benchmarks.bench_gateway", "--floor", str(floor_port), upstream]
+            with (
+                _process(fake, up_port) as up,
+                _process(gateway, gw_port, stderr=log) as gw,
+                _process(floor, floor_port) as fl,
+            ):
+                _client(upstream, min(streams, 4), words)
+                direct = _client(upstream, streams, words, rounds, words * delay)
+                directs.append((streams, delay, direct))
+                results["floor"].append(
+                    _measure(
+                        "floor", f"http://127.0.0.1:{floor_port}/v1", fl.pid, up.pid, level, direct
+                    )
                 )
-            )
-            results["streamops serve"].append(
-                _measure(
-                    "streamops serve",
-                    f"http://127.0.0.1:{gw_port}/v1",
-                    gw.pid,
-                    up.pid,
-                    streams,
-                    words,
-                    direct,
+                results["streamops serve"].append(
+                    _measure(
+                        "streamops serve",
+                        f"http://127.0.0.1:{gw_port}/v1",
+                        gw.pid,
+                        up.pid,
+                        level,
+                        direct,
+                        log,
+                    )
                 )
-            )
+    finally:
+        os.unlink(log)
     why = _litellm_status()
     print(
         f"LiteLLM proxy: {why}; skipped"
         if why
         else "LiteLLM proxy: runnable but not wired in yet; skipped"
     )
-    for streams, direct in zip(levels, directs, strict=True):
+    for streams, delay, direct in directs:
         print(
-            f"{'direct':>16} {streams:>5} streams: TTFT p50 {_pct(direct.ttft, 0.5) * 1e3:7.2f} ms,"
-            f" p99 {_pct(direct.ttft, 0.99) * 1e3:7.2f} ms; inter-chunk p99"
-            f" {_pct(direct.gaps, 0.99) * 1e3:7.2f} ms; {direct.chunks} chunks;"
-            f" errors {direct.errors}"
+            f"{'direct':>16} {streams:>5} streams: first byte p50 {_ms(_pct(direct.ttft, 0.5))},"
+            f" p99 {_ms(_pct(direct.ttft, 0.99))}; first text p50 {_ms(_pct(direct.text, 0.5))},"
+            f" p99 {_ms(_pct(direct.text, 0.99))}; inter-chunk p99 {_ms(_pct(direct.gaps, 0.99))}"
+            f" (upstream sends every {delay * 1e3:.0f} ms); {direct.requests} requests,"
+            f" {direct.chunks} chunks; errors {direct.errors}"
         )
     for name, figures in results.items():
         for f in figures:
+            own = (
+                f"; gateway-side added TTFT p50 {_ms(_pct(f.own, 0.5))},"
+                f" p99 {_ms(_pct(f.own, 0.99))} ({len(f.own)} requests)"
+                if f.own
+                else ""
+            )
             print(
                 f"{name:>16} {f.streams:>5} streams: CPU {f.cpu_per_chunk * 1e6:8.1f} us/chunk"
-                f" ({f.chunks} chunks; proxy {f.cpu_share:4.0%}, upstream {f.upstream_share:4.0%},"
-                f" client {f.client_share:4.0%} of a core);"
-                f" added TTFT p50 {f.ttft_p50 * 1e3:7.2f} ms, p99 {f.ttft_p99 * 1e3:7.2f} ms;"
-                f" added inter-chunk p99 {f.gap_p99 * 1e3:7.2f} ms; errors {f.errors}"
+                f" ({f.requests} requests, {f.chunks} chunks; proxy {f.cpu_share:4.0%},"
+                f" upstream {f.upstream_share:4.0%}, client {f.client_share:4.0%} of a core);"
+                f" client-side added: first byte p50 {_ms(f.ttft_p50)}, p99 {_ms(f.ttft_p99)},"
+                f" first text p50 {_ms(f.text_p50)}, p99 {_ms(f.text_p99)},"
+                f" inter-chunk p99 {_ms(f.gap_p99)}{own}; errors {f.errors}"
             )
     rows: list[BenchResult] = []
     ours, base = results["streamops serve"], results["floor"]
@@ -363,21 +463,39 @@ def run(quick: bool = False) -> list[BenchResult]:
                 unit="s/chunk",
             )
         )
-    mid = ours[len(ours) // 2 if quick else 1]
-    floor_mid = base[ours.index(mid)]
+    i = len(ours) // 2 if quick else 1
+    mid, floor_mid, gap = ours[i], base[i], directs[i][1]
+    own_p50, own_p99 = _pct(mid.own, 0.5), _pct(mid.own, 0.99)
+    at = f"at {mid.streams} streams"
     print(
-        f"target: added TTFT p99 <= 5 ms at {mid.streams} streams: {mid.ttft_p99 * 1e3:.2f} ms"
-        f" {_verdict(mid.ttft_p99 <= 0.005)} (floor adds {floor_mid.ttft_p99 * 1e3:.2f} ms)"
+        f"target: added TTFT p99 <= 5 ms {at}, gateway-side (per request: upstream's first"
+        f" event arriving -> first byte to the client): p50 {own_p50 * 1e3:.2f} ms,"
+        f" p99 {own_p99 * 1e3:.2f} ms {_verdict(own_p99 <= 0.005)}"
+    )
+    print(
+        f"target: added TTFT p99 <= 5 ms {at}, client-side first byte (vs direct, same run):"
+        f" p50 {mid.ttft_p50 * 1e3:.2f} ms, p99 {mid.ttft_p99 * 1e3:.2f} ms"
+        f" {_verdict(mid.ttft_p99 <= 0.005)} (floor adds p99 {floor_mid.ttft_p99 * 1e3:.2f} ms)"
+    )
+    print(
+        f"target: added TTFT p99 <= 5 ms {at}, client-side first text (vs direct, same run):"
+        f" p50 {mid.text_p50 * 1e3:.2f} ms, p99 {mid.text_p99 * 1e3:.2f} ms"
+        f" {_verdict(mid.text_p99 <= 0.005)} (floor adds p99 {floor_mid.text_p99 * 1e3:.2f} ms;"
+        f" safe-chat's redaction holds each word until the next chunk shows it starts no"
+        f" secret, and the upstream sends a chunk every {gap * 1e3:.0f} ms here)"
     )
     rows.append(
         BenchResult(
             operator="gateway: added TTFT p99",
             workload=f"safe-chat, {mid.streams} streams",
-            ours_s=max(mid.ttft_p99, 1e-9),
+            ours_s=max(own_p99, 1e-9),
             baseline_s=0.005,
             baseline="5 ms target",
             target=1.0,
-            note=f"floor adds {floor_mid.ttft_p99 * 1e3:.2f} ms",
+            note=(
+                f"gateway-side, per request; client-side first byte adds"
+                f" {mid.ttft_p99 * 1e3:.2f} ms (floor {floor_mid.ttft_p99 * 1e3:.2f} ms)"
+            ),
         )
     )
     passing = [f.streams for f in ours if f.gap_p99 <= 0.05 and not f.errors]

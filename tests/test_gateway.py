@@ -402,6 +402,69 @@ def test_a_client_that_stops_reading_gets_backpressure_then_a_clear_cut(
     assert ours[-1]["report"]["stop_reason"] == "slow_client"
 
 
+def test_added_ttft_is_the_gateways_own_share_per_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """added_ms runs from the upstream's first event to the client's first byte, per request."""
+    with (
+        fake(chunking="word", first_chunk_delay=0.4) as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw,
+        caplog.at_level(logging.INFO, "streamops.gateway"),
+    ):
+        client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        list(client.chat.completions.create(model="m", messages=USER, stream=True))
+        client.chat.completions.create(model="m", messages=USER)
+        metrics = httpx.get(gw.root_url + "/metrics").text
+    messages = [r.getMessage() for r in caplog.records if r.name == "streamops.gateway"]
+    lines = [json.loads(m) for m in messages if m.startswith('{"event":"request"')]
+    assert [line["stream"] for line in lines] == [True, False]
+    for line in lines:
+        # The upstream's own wait for its first event is not the gateway's.
+        assert line["ttft_ms"] - line["added_ms"] >= 390, line
+        assert line["added_ms"] >= 0
+    count = 'streamops_gateway_added_ttft_seconds_count{route="chat.completions"} 2.0'
+    assert count in metrics
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sse_data_reads_what_the_sse_decoder_reads_however_split(seed: int) -> None:
+    import random
+
+    from streamops._gateway._wires import SSEData
+
+    stream = (
+        b'data: {"a":1}\n\nevent: message_start\ndata: {"b":"\xc3\xa9"}\n\n'
+        b": comment\ndata:x\ndata\ndata: y\n\n\n\nid: 3\n\ndata: [DONE]\n\n"
+    )
+    if seed % 2:
+        stream += b"data: 1\r\n\r\ndata: 2\rdata: 3\r\r"  # CR line ends from here on
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(stream)), 6))
+    pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    ours, decoder = SSEData(), so.SSEDecoder()
+    got = [data for piece in pieces for data in ours.feed(piece)]
+    want = [e.data.encode() for piece in pieces for e in decoder.feed(piece) if e.data]
+    assert got == want
+
+
+def test_events_the_policy_leaves_alone_are_the_upstreams_bytes() -> None:
+    """Unchanged events are not serialised again; a usage the client did not ask for is gone."""
+    with fake() as up, gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw:
+        body = {"model": "m", "messages": USER, "stream": True}
+        plain = httpx.post(gw.base_url + "/chat/completions", json=body).text
+        body["stream_options"] = {"include_usage": True}
+        usage = httpx.post(gw.base_url + "/chat/completions", json=body).text
+    for text, asked in ((plain, False), (usage, True)):
+        events = [e.data for e in so.SSEDecoder().feed(text.encode()) if e.data]
+        assert events[-1] == "[DONE]"
+        chunks = [json.loads(e) for e in events[:-1]]
+        assert all(("usage" in c) is asked for c in chunks), text
+        assert SECRET not in text
+        assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+        assert chunks[-1 - asked]["choices"][0]["finish_reason"] == "stop"
+    assert json.loads(events[-2])["usage"]["completion_tokens"] > 0
+
+
 def test_upstream_errors_map_to_each_wires_shape() -> None:
     model = so.FakeStreamingModel("fine", format="openai-dict")
     errors = {1: 500, 2: 429, 3: 400, 4: 500, 5: 503}

@@ -40,12 +40,13 @@ import streamops as so
 from ._config import GatewayConfig, GatewayKey
 from ._metrics import Metrics
 from ._state import State
-from ._wires import WIRES, Usage, Wire, Writer
+from ._wires import WIRES, SSEData, Usage, Wire, Writer
 
 __all__ = ["Gateway", "UpstreamError"]
 
 log = logging.getLogger("streamops.gateway")
 _END = object()
+_parse = json.JSONDecoder().decode
 
 
 class UpstreamError(ConnectionError):
@@ -76,15 +77,22 @@ class _Request:
     upstream: str | None = None
     attempts: int = 0
     upstream_first: float | None = None
-    upstream_last: float | None = None
+    """When the answering upstream's first event arrived (``time.monotonic()``)."""
     first_out: float | None = None
+    """When the policy released its first event."""
+    first_sent: float | None = None
+    """When the first body bytes were handed to the client's socket (streams)."""
     added: float | None = None
+    """The gateway's own share of the TTFT: upstream's first event to the client's first byte."""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     provider_usage: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     rejected: str | None = None
     input_redactions: dict[str, int] = field(default_factory=dict)
+    raw_item: Any = None
+    """The upstream's last event, as parsed; ``raw``: its JSON bytes as received."""
+    raw: bytes = b""
     report: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -164,37 +172,60 @@ class _EventStream:
         *,
         send_timeout: float,
         on_slow: Callable[[], None],
+        on_first: Callable[[], None] | None = None,
     ) -> None:
         self.body = body
         self.send_timeout = send_timeout
         self.on_slow = on_slow
+        self.on_first = on_first
+        """Called once the first body bytes went to the client (the added-TTFT clock stops)."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        loop = asyncio.get_running_loop()
+        sending_since: float | None = None  # a body send waiting for the client, since when
+        timer: asyncio.TimerHandle | None = None
+
         async def stream() -> None:
+            nonlocal sending_since
             headers = [
                 (b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"cache-control", b"no-cache"),
                 (b"x-accel-buffering", b"no"),
             ]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
+            first = True
             async for chunk in self.body:
-                try:
-                    async with asyncio.timeout(self.send_timeout):
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                except TimeoutError:
-                    self.on_slow()
-                    return  # the response stays incomplete: the server drops the connection
+                sending_since = loop.time()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sending_since = None
+                if first:
+                    first = False
+                    if self.on_first is not None:
+                        self.on_first()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def gone() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
 
+        def watchdog() -> None:
+            # One timer per stream, re-armed every send_timeout seconds (not one per
+            # chunk): a send still waiting for the client after send_timeout is cut.
+            nonlocal timer
+            since, now = sending_since, loop.time()
+            if since is not None and now - since >= self.send_timeout:
+                self.on_slow()
+                work.cancel()  # the response stays incomplete: the server drops the connection
+                return
+            timer = loop.call_at((now if since is None else since) + self.send_timeout, watchdog)
+
         work = asyncio.ensure_future(stream())
         watch = asyncio.ensure_future(gone())
+        timer = loop.call_later(self.send_timeout, watchdog)
         try:
             await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            timer.cancel()
             for task in (work, watch):
                 task.cancel()
             for task in (work, watch):
@@ -415,23 +446,25 @@ class Gateway:
 
         ctx.upstream = url
         ctx.attempts += 1
-        sent = time.monotonic()
+        ctx.upstream_first = None  # this attempt's first event starts the added-TTFT clock
         try:
             async with self.client.stream("POST", url, json=payload, headers=headers) as answer:
                 if answer.status_code >= 400:
                     raise UpstreamError(
                         answer.status_code, _upstream_message(await answer.aread()), url
                     )
-                decoder = so.SSEDecoder()
+                decoder = SSEData()
                 async for raw in answer.aiter_bytes():
-                    for event in decoder.feed(raw):
-                        data = event.data
-                        if not data:
-                            continue
-                        if data == "[DONE]":
+                    for data in decoder.feed(raw):
+                        if data == b"[DONE]":
                             return
                         try:
-                            item = json.loads(data)
+                            text = data.decode()
+                        except UnicodeDecodeError:  # U+FFFD, as SSE decoding does
+                            text = data.decode("utf-8", "replace")
+                            data = text.encode()
+                        try:
+                            item = _parse(text)
                         except ValueError:
                             raise UpstreamError(
                                 502, "the upstream sent an event that is not JSON", url
@@ -443,11 +476,11 @@ class Gateway:
                         failure = wire.upstream_error(item)
                         if failure is not None:
                             raise UpstreamError(502, failure, url)
-                        now = time.monotonic()
                         if ctx.upstream_first is None:
-                            ctx.upstream_first = now - sent
-                        ctx.upstream_last = now
+                            ctx.upstream_first = time.monotonic()
                         self._note_usage(item, ctx)
+                        # The last event and its bytes: sent as they came if nothing changes it.
+                        ctx.raw_item, ctx.raw = item, data
                         yield item
         except UpstreamError as exc:
             self.metrics.upstream_errors.labels(url, f"http_{exc.status}").inc()
@@ -567,7 +600,7 @@ class Gateway:
             on_event=policy.on_event(),
             kind="async",
         )
-        self.metrics.active.labels(wire.route).inc()
+        self.metrics.child(self.metrics.active, wire.route).inc()
         ctx.extra["active"] = True
         try:
             first: Any = await anext(out)
@@ -585,8 +618,6 @@ class Gateway:
             await out.aclose()
             raise
         ctx.first_out = time.monotonic()
-        if ctx.upstream_last is not None:
-            ctx.added = ctx.first_out - ctx.upstream_last
         if first is _END and out.report.stop_reason == so.StopReason.BUDGET and key is not None:
             over = (
                 key.daily_tokens is not None
@@ -606,6 +637,7 @@ class Gateway:
                 self._stream(wire, body, ctx, out, first, writer),
                 send_timeout=self.config.slow_client_timeout,
                 on_slow=functools.partial(self._slow, ctx),
+                on_first=functools.partial(self._first_sent, ctx),
             )
         writer = wire.writer(payload)  # the upstream request: a chat answer keeps its usage
         assembler = wire.assembler(body)
@@ -637,6 +669,10 @@ class Gateway:
         ctx.status = 200
         return JSONResponse(assembler.body())
 
+    @staticmethod
+    def _first_sent(ctx: _Request) -> None:
+        ctx.first_sent = time.monotonic()
+
     def _slow(self, ctx: _Request) -> None:
         ctx.error = "slow_client"
         log.warning(
@@ -646,15 +682,25 @@ class Gateway:
     async def _stream(
         self, wire: Wire, body: dict[str, Any], ctx: _Request, out: Any, first: Any, writer: Writer
     ) -> AsyncIterator[bytes]:
-        encode = writer.encode
+        encode, feed = writer.encode, writer.feed
+
+        def frame(item: Any) -> bytes:
+            # An event the policy left alone is sent as the upstream's own bytes (not
+            # serialised again); the events of one item go to the client in one write.
+            raw = ctx.raw if item is ctx.raw_item else None
+            parts = []
+            for data in feed(item):
+                chunk = None if raw is None else writer.reuse(data, item, raw)
+                parts.append(encode(data) if chunk is None else chunk)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
         try:
             try:
-                if first is not _END:
-                    for data in writer.feed(first):
-                        yield encode(data)
+                if first is not _END and (chunk := frame(first)):
+                    yield chunk
                 async for item in out:
-                    for data in writer.feed(item):
-                        yield encode(data)
+                    if chunk := frame(item):
+                        yield chunk
             except Exception as exc:
                 status, code, message = self.map_error(exc)
                 ctx.error = code
@@ -662,15 +708,16 @@ class Gateway:
                 return
             report = out.report
             if report.stop_reason == so.StopReason.BUDGET:
-                for data in writer.cut(self._usage(wire, body, ctx, report)):
-                    yield encode(data)
-                yield writer.done()
+                cut = writer.cut(self._usage(wire, body, ctx, report))
+                if chunk := b"".join(map(encode, cut)) + writer.done():
+                    yield chunk
             elif report.stop_reason == so.StopReason.BLOCKED:
                 ctx.error = "content_blocked"
                 message = "the answer was blocked by the gateway's policy"
                 yield encode(writer.error(400, message, "content_blocked"))
             elif writer.complete:
-                yield writer.done()
+                if done := writer.done():
+                    yield done
             else:
                 ctx.error = "upstream_incomplete"
                 yield encode(
@@ -684,14 +731,14 @@ class Gateway:
     # -- accounting --------------------------------------------------------
     def _finish(self, ctx: _Request) -> None:
         if ctx.extra.pop("active", False):
-            self.metrics.active.labels(ctx.route).dec()
+            self.metrics.child(self.metrics.active, ctx.route).dec()
         if ctx.extra.get("finished"):
             return
         ctx.extra["finished"] = True
         m = self.metrics
-        m.requests.labels(ctx.key, ctx.route, str(ctx.status)).inc()
+        m.child(m.requests, ctx.key, ctx.route, str(ctx.status)).inc()
         if ctx.rejected is not None:
-            m.rejected.labels(ctx.key, ctx.route, ctx.rejected).inc()
+            m.child(m.rejected, ctx.key, ctx.route, ctx.rejected).inc()
         report = ctx.report
         line: dict[str, Any] = {
             "event": "request",
@@ -712,18 +759,22 @@ class Gateway:
         if ctx.upstream is not None:
             line["upstream"] = ctx.upstream
             line["attempts"] = ctx.attempts
-        if ctx.first_out is not None:
-            ttft = ctx.first_out - ctx.started
+        # A stream's first token is out when its bytes reach the client's socket; a
+        # non-streamed answer's when the policy released its first event.
+        first = ctx.first_sent if ctx.stream else ctx.first_out
+        if first is not None:
+            ttft = first - ctx.started
             line["ttft_ms"] = round(ttft * 1e3, 2)
-            m.ttft.labels(ctx.route).observe(ttft)
-        if ctx.added is not None:
-            line["added_ms"] = round(ctx.added * 1e3, 3)
-            m.added.labels(ctx.route).observe(ctx.added)
+            m.child(m.ttft, ctx.route).observe(ttft)
+            if ctx.upstream_first is not None:
+                ctx.added = max(0.0, first - ctx.upstream_first)
+                line["added_ms"] = round(ctx.added * 1e3, 3)
+                m.child(m.added, ctx.route).observe(ctx.added)
         if report is not None:
             reason = str(report.stop_reason) if report.stop_reason is not None else "unknown"
             if ctx.error == "slow_client":
                 reason = "slow_client"
-            m.stops.labels(ctx.key, ctx.route, reason).inc()
+            m.child(m.stops, ctx.key, ctx.route, reason).inc()
             summary: dict[str, Any] = {
                 "stop_reason": reason,
                 "chunks_in": report.chunks_in,
@@ -735,7 +786,7 @@ class Gateway:
                 if redact.blocked_by:
                     summary["blocked_by"] = redact.blocked_by
                 for rule, count in redact.redacted.items():
-                    m.redactions.labels(rule, "output").inc(count)
+                    m.child(m.redactions, rule, "output").inc(count)
             usage = _budget_usage(report)
             tokens_out = (
                 usage.completion_tokens
@@ -749,14 +800,14 @@ class Gateway:
             )
             summary["tokens_out"] = tokens_out
             summary["tokens_in"] = tokens_in
-            m.tokens_out.labels(ctx.key).inc(tokens_out)
-            m.tokens_in.labels(ctx.key).inc(tokens_in)
+            m.child(m.tokens_out, ctx.key).inc(tokens_out)
+            m.child(m.tokens_in, ctx.key).inc(tokens_in)
             budget = report.sections.get("budget")
             if budget is not None:
                 summary["budget_exhausted"] = bool(budget.exhausted)
                 if budget.cost is not None:
                     summary["cost_usd"] = budget.cost
-                    m.cost.labels(ctx.key).inc(budget.cost)
+                    m.child(m.cost, ctx.key).inc(budget.cost)
             if report.error is not None:
                 summary["error_type"] = type(report.error).__name__
             line["report"] = summary

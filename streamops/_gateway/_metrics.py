@@ -14,6 +14,8 @@ from typing import Any
 __all__ = ["Metrics"]
 
 _LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
     0.0005,
     0.001,
     0.0025,
@@ -39,6 +41,7 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         # In multiprocess mode values live in files; the collector reads them all.
         reg: Any = None if self.multiprocess else self.registry
@@ -93,7 +96,8 @@ class Metrics:
         )
         self.added = Histogram(
             f"{ns}_added_ttft_seconds",
-            "Time to first token added by the gateway (client's TTFT minus the upstream's).",
+            "Time to first token added by the gateway: from the upstream's first event"
+            " arriving to the first byte sent to the client.",
             ["route"],
             buckets=_LATENCY_BUCKETS,
             registry=reg,
@@ -104,6 +108,14 @@ class Metrics:
             ["key", "route", "reason"],
             registry=reg,
         )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once (prometheus-client locks on each call)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric, and its content type."""

@@ -28,11 +28,73 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["WIRES", "Assembler", "TextRef", "Usage", "Wire", "Writer"]
+__all__ = ["WIRES", "Assembler", "SSEData", "TextRef", "Usage", "Wire", "Writer"]
+
+
+# One encoder for every event: json.dumps with options builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(value)
+
+
+def _data_of(block: bytes) -> bytes:
+    """The data of one SSE event block (LF line ends): its ``data`` lines, joined by LF."""
+    parts: list[bytes] = []
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            parts.append(value[1:] if value[:1] == b" " else value)
+        elif line == b"data":
+            parts.append(b"")
+    return b"\n".join(parts)
+
+
+class SSEData:
+    """The ``data`` of each event of an SSE byte stream split anywhere (all the gateway reads).
+
+    Providers end lines with LF and send one ``data:`` line per event: such a
+    stream is split on blank lines as bytes, with no decoding and no event
+    objects (the JSON parser takes the bytes). Anything else (a CR anywhere,
+    a BOM at the start) goes from then on through :class:`streamops.SSEDecoder`,
+    which implements the whole specification. Events with empty data are
+    skipped.
+
+    >>> d = SSEData()
+    >>> d.feed(b'data: {"a"') + d.feed(b':1}\\n\\nevent: x\\ndata: 2\\ndata:3\\n\\n')
+    [b'{"a":1}', b'2\\n3']
+    >>> d.feed(b"data: 4\\r\\n\\r\\n")
+    [b'4']
+    """
+
+    __slots__ = ("_buf", "_decoder", "_start")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._decoder: Any = None
+        self._start = True
+
+    def feed(self, raw: bytes) -> list[bytes]:
+        """The data of the events ``raw`` completes."""
+        decoder = self._decoder
+        if decoder is None:
+            buf = self._buf + raw if self._buf else raw
+            if b"\r" not in buf and not (self._start and buf[:3] == b"\xef\xbb\xbf"):
+                self._start = self._start and not buf
+                *blocks, self._buf = buf.split(b"\n\n")
+                out: list[bytes] = []
+                for block in blocks:
+                    if block[:6] == b"data: " and b"\n" not in block:
+                        out.append(block[6:])  # the common case: one data line
+                    elif data := _data_of(block):
+                        out.append(data)
+                return out
+            from streamops import SSEDecoder
+
+            decoder = self._decoder = SSEDecoder()
+            raw, self._buf = buf, b""
+        return [event.data.encode() for event in decoder.feed(raw) if event.data]
 
 
 @dataclass
@@ -112,6 +174,19 @@ class Writer(abc.ABC):
     def encode(self, data: dict[str, Any]) -> bytes:
         """One event as SSE bytes."""
 
+    def reuse(self, data: dict[str, Any], item: dict[str, Any], raw: bytes) -> bytes | None:
+        """``data`` (one event of ``feed(item)``) as SSE bytes made of ``raw``, else ``None``.
+
+        ``raw`` is the JSON of ``item`` as the upstream sent it: an event that
+        went through unchanged is sent as those bytes, not serialised again.
+        """
+        if data is item and b"\n" not in raw:
+            return self._frame(data, raw)
+        return None
+
+    def _frame(self, data: dict[str, Any], raw: bytes) -> bytes:
+        return b"data: " + raw + b"\n\n"
+
     def done(self) -> bytes:
         """What follows the last event (``data: [DONE]`` on OpenAI chat)."""
         return b""
@@ -188,6 +263,7 @@ def _openai_error(status: int, message: str, code: str) -> dict[str, Any]:
 # OpenAI chat completions
 # --------------------------------------------------------------------------
 
+_NULL_USAGE = b',"usage":null}'
 _CHUNK_HEAD = ("id", "object", "created", "model", "system_fingerprint", "service_tier")
 
 
@@ -198,6 +274,7 @@ class ChatWriter(Writer):
         self.head: dict[str, Any] = {}
         self.finished = False
         self.usage_sent = False
+        self._unasked: dict[str, Any] | None = None  # the last event fed, without its usage
 
     def feed(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         if not self.head:
@@ -207,7 +284,7 @@ class ChatWriter(Writer):
             if not self.want_usage:
                 if not choices and data.get("usage"):
                     return []  # the usage chunk the client did not ask for
-                data = {k: v for k, v in data.items() if k != "usage"}
+                data = self._unasked = {k: v for k, v in data.items() if k != "usage"}
             elif data.get("usage"):
                 self.usage_sent = True
         for choice in choices or ():
@@ -251,6 +328,19 @@ class ChatWriter(Writer):
 
     def error(self, status: int, message: str, code: str) -> dict[str, Any]:
         return _openai_error(status, message, code)
+
+    def reuse(self, data: dict[str, Any], item: dict[str, Any], raw: bytes) -> bytes | None:
+        # The gateway asks for usage: each upstream chunk then ends with "usage":null,
+        # which a client that did not ask for it must not get.
+        if (
+            data is self._unasked
+            and item.get("usage") is None
+            and raw.endswith(_NULL_USAGE)
+            and raw.count(b'"usage"') == 1
+            and b"\n" not in raw
+        ):
+            return b"data: " + raw[: -len(_NULL_USAGE)] + b"}\n\n"
+        return super().reuse(data, item, raw)
 
     def encode(self, data: dict[str, Any]) -> bytes:
         return b"data: " + dumps(data).encode() + b"\n\n"
@@ -347,9 +437,11 @@ def _anthropic_error(status: int, message: str) -> dict[str, Any]:
 
 
 def _sse_event(data: dict[str, Any]) -> bytes:
-    return (
-        b"event: " + str(data.get("type")).encode() + b"\ndata: " + dumps(data).encode() + b"\n\n"
-    )
+    return _sse_event_raw(data, dumps(data).encode())
+
+
+def _sse_event_raw(data: dict[str, Any], raw: bytes) -> bytes:
+    return b"event: " + str(data.get("type")).encode() + b"\ndata: " + raw + b"\n\n"
 
 
 class MessagesWriter(Writer):
@@ -419,6 +511,9 @@ class MessagesWriter(Writer):
 
     def encode(self, data: dict[str, Any]) -> bytes:
         return _sse_event(data)
+
+    def _frame(self, data: dict[str, Any], raw: bytes) -> bytes:
+        return _sse_event_raw(data, raw)
 
 
 class MessagesAssembler(Assembler):
@@ -646,6 +741,9 @@ class ResponsesWriter(Writer):
 
     def encode(self, data: dict[str, Any]) -> bytes:
         return _sse_event(data)
+
+    def _frame(self, data: dict[str, Any], raw: bytes) -> bytes:
+        return _sse_event_raw(data, raw)
 
 
 class ResponsesAssembler(Assembler):
