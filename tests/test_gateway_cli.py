@@ -455,3 +455,21 @@ def test_workers_share_the_port_the_budget_and_the_metrics(
                 )
                 assert tokens is not None
                 assert float(tokens.group(1)) == total
+
+
+def test_workers_remove_the_metrics_directory_they_made_at_shutdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis_server import unused_port
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the gateway's mkdtemp puts it
+    with FakeOpenAIServer(so.FakeStreamingModel(ANSWER, format="openai-dict")) as up:
+        args = ["--upstream", up.base_url, "--policy", "safe-chat", "--workers", "2"]
+        with serve_process(*args, port=unused_port()) as (url, _):
+            body = {"model": "m", "messages": USER}
+            assert httpx.post(url + "/chat/completions", json=body, timeout=60).status_code == 200
+            made = list(tmp_path.glob("streamops-metrics-*"))
+            assert len(made) == 1
+            assert any(made[0].iterdir())  # the workers' metric files
+    assert not made[0].exists()

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -150,19 +151,26 @@ def cli_main(argv: list[str]) -> int:
     _setup_logging()
     if config.workers > 1:
         os.environ[_ARGV_ENV] = json.dumps(list(argv))
+        created = None  # the metrics directory made here, removed at shutdown
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="streamops-metrics-")
+            created = tempfile.mkdtemp(prefix="streamops-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
         sys.stderr.write(_banner(config, config.port))
-        uvicorn.run(
-            "streamops._gateway:app_from_env",
-            factory=True,
-            host=config.host,
-            port=config.port,
-            workers=config.workers,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
+        try:
+            uvicorn.run(
+                "streamops._gateway:app_from_env",
+                factory=True,
+                host=config.host,
+                port=config.port,
+                workers=config.workers,
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=5,
+            )
+        finally:
+            if created is not None:
+                os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+                shutil.rmtree(created, ignore_errors=True)
         return 0
     try:
         sock = _bind(config.host, config.port)
