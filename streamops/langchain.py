@@ -114,7 +114,29 @@ def _report_chunk(template: BaseMessageChunk | None, report: StreamReport) -> Ch
     return ChatGenerationChunk(message=message)
 
 
-class StreamOpsChatModel(BaseChatModel):
+class _GeneratedFromStream(BaseChatModel):
+    """``invoke``/``ainvoke`` answer from the model's own stream: one code path for both."""
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return _result(list(self._stream(messages, stop, None, **kwargs)))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return _result([c async for c in self._astream(messages, stop, None, **kwargs)])
+
+
+class StreamOpsChatModel(_GeneratedFromStream):
     """A chat model whose every output went through streamops operators.
 
     Made by :func:`wrap_chat_model`; ``invoke``/``ainvoke``/``stream``/
@@ -241,24 +263,6 @@ class StreamOpsChatModel(BaseChatModel):
                 yield chunk
         self._done(stream.report)
         yield _report_chunk(last, stream.report)
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return _result(list(self._stream(messages, stop, None, **kwargs)))
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return _result([c async for c in self._astream(messages, stop, None, **kwargs)])
 
     def bind_tools(
         self,
@@ -454,7 +458,7 @@ def as_runnable(operator: Operator[Any, Any], /) -> Runnable[Any, Any]:
     return RunnableGenerator(transform, atransform, name=f"streamops({operator!r})")
 
 
-class _FakeChatModel(BaseChatModel):
+class _FakeChatModel(_GeneratedFromStream):
     """:class:`~streamops.testing.FakeStreamingModel` as a LangChain chat model."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -495,24 +499,6 @@ class _FakeChatModel(BaseChatModel):
                 yield chunk
         finally:
             await gen.aclose()
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return _result(list(self._stream(messages, stop, None, **kwargs)))
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return _result([c async for c in self._astream(messages, stop, None, **kwargs)])
 
     def bind_tools(
         self,
