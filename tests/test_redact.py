@@ -12,7 +12,9 @@ import regex
 
 import streamops as so
 from streamops._core._stages import ProcessorStage
+from streamops._redact._analysis import _pinned
 from streamops._redact._filter import RedactMatch, _combined_pattern, _Redactor
+from streamops._redact._patterns import BUILTIN_ENDS
 
 
 def splits(text: str) -> Iterator[list[str]]:
@@ -1085,3 +1087,28 @@ def test_user_rules_with_literal_prefixes_get_a_prefix_guard() -> None:
     assert proc._plan.guard is not None
     assert proc._plan.guard.search("a table of tokens, exactly") is None  # no "api", "xk_"
     assert proc._plan.guard.search("the xk") is not None  # 'xk' at the end may go on
+
+
+_END_TEXTS = [
+    "+44 20 7946 0958 4111 1111 1111 111 x",
+    "+4420794609584111-22 +1 415 555 2671+",
+    "020 7946 0958 10.0.0.1 06 12 34 56 78 9",
+    "(415) 555-2671 415-555-2671-1 030-1234567a",
+    "4111 1111 1111 1111 123 4111-1111-1111-1111-",
+    "378282246310005 3782 822463 10005 41111111111111111111",
+]
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_ENDS))
+def test_builtin_ends_are_a_necessary_condition(name: str) -> None:
+    """Every end a built-in's pinned match can reach passes its BUILTIN_ENDS check."""
+    spec = so.builtin_patterns(name)[0]
+    source = spec.pattern if isinstance(spec.pattern, str) else spec.pattern.pattern
+    ends = regex.compile(BUILTIN_ENDS[name])
+    for text in _END_TEXTS:
+        for limit in (len(text), len(text) - 1):
+            for p in range(limit):
+                for e in range(p + 1, limit + 1):
+                    pinned = _pinned(f"(?:{source})", limit - e, regex.V0)
+                    if pinned.match(text, p, limit):
+                        assert ends.match(text, e, limit), (text, p, e, limit)

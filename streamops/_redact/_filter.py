@@ -68,6 +68,7 @@ from .._core._stages import Masked, ProcessorStage
 from .._core._validate import check_choice, check_int, check_optional_number
 from ._analysis import _compile, _Compiled, _pinned, _regex, builtin_width
 from ._patterns import (
+    BUILTIN_ENDS,
     BUILTIN_FIRSTS,
     BUILTIN_STARTS,
     Action,
@@ -99,6 +100,7 @@ OnOverflow = Literal["redact", "release"]
 _ACTIONS = ("redact", "block", "flag")
 _DEFAULT_LABEL = "[REDACTED]"
 _BUILTIN_SET = frozenset(builtin_patterns())
+_BUILTIN_ENDS = {name: regex.compile(end) for name, end in BUILTIN_ENDS.items()}
 _OPT_IN = frozenset({"network"})  # categories only used when named
 _CPU_PER_CHAR = 5e-5  # CPU budget seconds added per character read (50 ms per 1,000)
 # The normalised view: zero-width characters removed; full-width digits and Latin letters,
@@ -961,9 +963,12 @@ class _Redactor:
             # of a string check, and only the ones it accepts need the pinned match.
             # A user validator only ever sees matches.
             pure = branch.spec in _BUILTIN_SET
+            ends = _BUILTIN_ENDS.get(branch.spec.name) if pure else None
             for e in range(bm.end() - 1, p, -1):
                 if pure and not validator(buf[p:e]):
                     continue
+                if ends is not None and ends.match(buf, e, limit) is None:
+                    continue  # no match of this built-in can end at e
                 pm = _pinned(branch.source, limit - e, plan.version, branch.lists).match(
                     buf, p, limit, timeout=timeout
                 )

@@ -385,6 +385,16 @@ BUILTIN_STARTS = r"-|(?<![A-Za-z0-9])|(?<=[A-Za-z])[0-9](?=[0-9.]|\Z)"
 # position depends on it. tests/test_patterns.py checks each against its pattern.
 BUILTIN_FIRSTS = {"email": r"[^\W_]", "us_ssn": r"[0-9]", "phone": r"[+(0-9]"}
 
+# Where a match of some built-ins can end (a necessary condition over the characters
+# around the end, read within the same slice as the match): when a validator rejects a
+# match, the filter tries its shorter ends, and skips the ends that fail this before the
+# pinned match (on glued digits a phone number's pinned match explores every split of
+# the digits into groups). tests/test_redact.py checks each against its pattern.
+BUILTIN_ENDS = {
+    "phone": r"(?<=[0-9]{2})(?![\w+]|-[0-9])",
+    "credit_card": r"(?<=[0-9])(?![0-9-])",
+}
+
 _BY_NAME = {spec.name: spec for spec in _BUILTINS}
 _CATEGORIES = tuple(dict.fromkeys(spec.category for spec in _BUILTINS))
 
