@@ -1112,3 +1112,17 @@ def test_builtin_ends_are_a_necessary_condition(name: str) -> None:
                     pinned = _pinned(f"(?:{source})", limit - e, regex.V0)
                     if pinned.match(text, p, limit):
                         assert ends.match(text, e, limit), (text, p, e, limit)
+
+
+def test_builtin_guard_skips_digits_inside_alphanumeric_runs() -> None:
+    """A digit between letters starts no built-in (cards, SSNs and IPv4 addresses that may
+    follow a letter begin with two digits or a digit and a dot): one long token such as
+    ``A1b2A1b2...`` has no candidate position, but a digit at the end may still go on."""
+    guard = processor(so.redact())._plan.guard
+    assert guard is not None
+    assert guard.search("xA1b2" * 200 + "c", 1) is None
+    assert guard.search("xA1b2", 1, 3) is not None  # "1" at the end: "12..." may follow
+    assert guard.search("xA12b", 1) is not None
+    assert guard.search("xA1.b", 1) is not None
+    text = "xA1b2A4111111111111111b"  # a card glued to letters is still found
+    assert_every_split(so.redact(replacement="#"), text, "xA1b2A#b")
