@@ -591,15 +591,22 @@ class Gateway:
 
         factories = [functools.partial(attempt, url) for url in urls]
         settings = policy.retry
-        out: Any = so.retry(
-            factories[0],
-            attempts=1 if settings is None else settings.attempts,
-            mode="before_first_chunk" if settings is None else settings.mode,
-            backoff=None if settings is None else settings.backoff,
-            fallbacks=factories[1:],
-            on_event=policy.on_event(),
-            kind="async",
-        )
+        out: Any
+        if len(urls) == 1 and (settings is None or settings.attempts <= 1):
+            # Nothing can be retried: no retry layer, which would hold the text-free
+            # events (the role chunk, message_start) until the first text is released.
+            source = self._read_upstream(urls[0], wire, payload, headers, ctx)
+            out = op(source, on_event=policy.on_event())
+        else:
+            out = so.retry(
+                factories[0],
+                attempts=1 if settings is None else settings.attempts,
+                mode="before_first_chunk" if settings is None else settings.mode,
+                backoff=None if settings is None else settings.backoff,
+                fallbacks=factories[1:],
+                on_event=policy.on_event(),
+                kind="async",
+            )
         self.metrics.child(self.metrics.active, wire.route).inc()
         ctx.extra["active"] = True
         try:
