@@ -32,7 +32,7 @@ from __future__ import annotations
 import abc
 import codecs
 import copy
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -395,6 +395,58 @@ def _fields(obj: Any) -> Any:
     return (*values.items(), *extra.items()) if extra else values.items()
 
 
+class _ChatShape(NamedTuple):
+    """What :meth:`OpenAIChatLens._fast` knows of one (chunk, choice, delta) class triple."""
+
+    chunk: type[Any]
+    choice: type[Any]
+    delta: type[Any]
+    # The delta's text fields, (field, channel kind), in the order they are fed.
+    texts: tuple[tuple[str, str], ...]
+    # The delta's fields that, when set, send the chunk the general way (nested
+    # texts, tool calls).
+    others: tuple[str, ...]
+
+
+_CHAT_SHAPES: dict[tuple[type, type, type], _ChatShape | None] = {}
+
+
+def _chat_shape(chunk: Any, choice: Any, delta: Any) -> _ChatShape | None:
+    """The fast path's shape for these objects' classes, or ``None`` if they do not qualify.
+
+    They qualify when all three are pydantic models copied the way
+    ``BaseModel.model_copy`` copies (see :func:`_copy_plan`) with the fields the
+    lens reads (so a value missing from ``__dict__`` is missing, never an extra).
+    """
+    key = (type(chunk), type(choice), type(delta))
+    try:
+        return _CHAT_SHAPES[key]
+    except KeyError:
+        pass
+    shape: _ChatShape | None = None
+    plans = [_COPY_PLANS[cls] if cls in _COPY_PLANS else _copy_plan(cls) for cls in key]
+    if (
+        plans[0] is not None
+        and plans[1] is not None
+        and plans[2] is not None
+        and "choices" in plans[0][1]
+        and {"delta", "index", "finish_reason", "logprobs"} <= plans[1][1].keys()
+    ):
+        fields = plans[2][1]
+        shape = _ChatShape(
+            *key,
+            texts=tuple((f, kind) for f, kind in _OPENAI_FIELDS if f in fields),
+            others=tuple(f for f in (*_OPENAI_NESTED, "tool_calls") if f in fields),
+        )
+    _CHAT_SHAPES[key] = shape
+    return shape
+
+
+def _private_copy(private: dict[str, Any]) -> dict[str, Any]:
+    """The private attributes of a copy, as ``BaseModel.__copy__`` makes them."""
+    return {k: v for k, v in private.items() if v is not PydanticUndefined}
+
+
 class OpenAIChatLens(_ChannelLens):
     """Lens for OpenAI ``ChatCompletionChunk`` objects and their wire-format dicts.
 
@@ -425,11 +477,16 @@ class OpenAIChatLens(_ChannelLens):
     [('Mail ', None), ('[EMAIL]', 'stop')]
     """
 
-    __slots__ = ("_template",)
+    __slots__ = ("_dicts", "_learn", "_shape", "_template")
 
     def __init__(self) -> None:
         super().__init__()
         self._template: Any = None
+        # The fast way (process()), learnt from the first chunk with a choice: the
+        # shape of its SDK classes, or dicts.
+        self._learn = True
+        self._shape: _ChatShape | None = None
+        self._dicts = False
 
     @classmethod
     def match(cls, chunk: Any, /) -> OpenAIChatLens | None:
@@ -487,6 +544,19 @@ class OpenAIChatLens(_ChannelLens):
             return [chunk]
         self._template = chunk
         delta = _get(choice, "delta")
+        if self._learn:  # the first chunk with a choice: may the next ones go the fast way?
+            self._learn = False
+            cls = type(self)
+            if (
+                cls._process is OpenAIChatLens._process  # (LiteLLMLens adds to it)
+                and cls._fast is OpenAIChatLens._fast
+                and cls._fast_dict is OpenAIChatLens._fast_dict
+                and cls._write is OpenAIChatLens._write
+            ):
+                if type(chunk) is dict:
+                    self._dicts = True
+                else:
+                    self._shape = _chat_shape(chunk, choice, delta)
         changes: dict[str, Any] = {}
         calls: Any = None
         new_calls: list[Any] | None = None
@@ -552,6 +622,138 @@ class OpenAIChatLens(_ChannelLens):
         if changes or new_calls is not None:
             chunk = self._write(chunk, choice, delta, changes, new_calls)
         return [chunk]
+
+    def process(self, chunk: Any, channels: Any, /) -> list[Any]:
+        """Return the chunks to emit for ``chunk`` (see :class:`_ChannelLens`)."""
+        self._n += 1
+        shape = self._shape
+        if shape is not None and type(chunk) is shape.chunk:
+            out = self._fast(shape, chunk, channels)
+            if out is not None:
+                return out
+        elif self._dicts and type(chunk) is dict:
+            out = self._fast_dict(chunk, channels)
+            if out is not None:
+                return out
+        return self._process(chunk, channels)
+
+    def _fast_dict(self, chunk: dict[str, Any], channels: Any) -> list[Any] | None:
+        """:meth:`_fast` for wire-format dicts: ``None`` for any chunk it does not take."""
+        choices = chunk.get("choices")
+        if type(choices) is not list or len(choices) != 1:
+            return None
+        choice = choices[0]
+        if type(choice) is not dict:
+            return None
+        index = choice.get("index")
+        if type(index) is not int or index != 0 or choice.get("finish_reason") is not None:
+            return None
+        delta = choice.get("delta")
+        if (
+            type(delta) is not dict
+            or delta.get("tool_calls")
+            or delta.get("function_call") is not None
+            or delta.get("audio") is not None
+        ):
+            return None
+        self._template = chunk
+        changes: dict[str, Any] | None = None
+        for field, kind in _OPENAI_FIELDS:
+            value = delta.get(field)
+            if value and type(value) is str:
+                text = channels.feed(field, kind, value)
+                if text != value:
+                    if changes is None:
+                        changes = {}
+                    changes[field] = text
+        if changes is None:
+            return [chunk]
+        if choice.get("logprobs") is None:
+            new_choice = {**choice, "delta": {**delta, **changes}}
+        else:  # they would spell the original
+            new_choice = {**choice, "delta": {**delta, **changes}, "logprobs": None}
+        return [{**chunk, "choices": [new_choice]}]
+
+    def _fast(self, shape: _ChatShape, chunk: Any, channels: Any) -> list[Any] | None:
+        """``_process`` for the common SDK chunk: one choice, text fields only, no finish.
+
+        Returns ``None``, having done nothing, for any other chunk (``_process``
+        takes it). For the chunks it takes it returns what ``_process`` returns
+        (``tests/test_lens_fastpath.py`` compares them): the same fields fed to
+        the same channels in the same order, the chunk passed through as is when
+        no text changed, and otherwise the delta, its choice and the chunk
+        rebuilt with the steps of ``model_copy(update=...)`` (a new
+        ``__dict__``, extras, fields set and private attributes for each), with
+        the checks that ``_replace`` makes per call made once, in the shape.
+        """
+        values = chunk.__dict__
+        choices = values.get("choices")
+        if type(choices) is not list or len(choices) != 1:
+            return None
+        choice = choices[0]
+        if type(choice) is not shape.choice:
+            return None
+        choice_values = choice.__dict__
+        index = choice_values.get("index")
+        if type(index) is not int or index != 0 or choice_values.get("finish_reason") is not None:
+            return None
+        delta = choice_values.get("delta")
+        if type(delta) is not shape.delta or delta.__pydantic_extra__:
+            return None  # (a delta's extras may be text: reasoning_content, say)
+        delta_values = delta.__dict__
+        for field in shape.others:
+            if delta_values.get(field) is not None:
+                return None
+        self._template = chunk
+        changes: dict[str, Any] | None = None
+        for field, kind in shape.texts:
+            value = delta_values.get(field)
+            if value and type(value) is str:
+                text = channels.feed(field, kind, value)
+                if text != value:
+                    if changes is None:
+                        changes = {}
+                    changes[field] = text
+        if changes is None:
+            return [chunk]
+        # Each changed field is a field of the class already in __dict__, so the
+        # copy's __dict__ keeps the original's key order, as model_copy's does.
+        new_delta = _object_new(shape.delta)
+        _object_setattr(new_delta, "__dict__", {**delta_values, **changes})
+        _set_extra(new_delta, None if delta.__pydantic_extra__ is None else {})
+        fields_set = delta.__pydantic_fields_set__.copy()
+        fields_set.update(changes)
+        _set_fields_set(new_delta, fields_set)
+        private = delta.__pydantic_private__
+        _set_private(new_delta, None if private is None else _private_copy(private))
+
+        new_choice = _object_new(shape.choice)
+        new_values = choice_values.copy()
+        new_values["delta"] = new_delta
+        fields_set = choice.__pydantic_fields_set__.copy()
+        fields_set.add("delta")
+        if choice_values.get("logprobs") is not None:  # they would spell the original
+            new_values["logprobs"] = None
+            fields_set.add("logprobs")
+        _object_setattr(new_choice, "__dict__", new_values)
+        extra = choice.__pydantic_extra__
+        _set_extra(new_choice, None if extra is None else extra.copy())
+        _set_fields_set(new_choice, fields_set)
+        private = choice.__pydantic_private__
+        _set_private(new_choice, None if private is None else _private_copy(private))
+
+        new = _object_new(shape.chunk)
+        new_values = values.copy()
+        new_values["choices"] = [new_choice]
+        _object_setattr(new, "__dict__", new_values)
+        extra = chunk.__pydantic_extra__
+        _set_extra(new, None if extra is None else extra.copy())
+        fields_set = chunk.__pydantic_fields_set__.copy()
+        fields_set.add("choices")
+        _set_fields_set(new, fields_set)
+        private = chunk.__pydantic_private__
+        _set_private(new, None if private is None else _private_copy(private))
+        return [new]
 
     @staticmethod
     def _tool_delta(template: Any, index: Any, text: str) -> Any:
