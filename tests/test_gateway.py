@@ -202,24 +202,15 @@ def test_unknown_key_gets_401_in_each_wire_and_the_upstream_is_never_called(
 def test_upstream_gets_the_gateway_credential_never_the_clients(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[dict[str, str]] = []
     monkeypatch.setenv("STREAMOPS_UPSTREAM_API_KEY", "sk-upstream")
     keys = keys_file(tmp_path, team_a={"key": "sk-team-a"})
     with fake() as up:
-        inner = up.app
-
-        async def spy(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
-                seen.append({k.decode(): v.decode() for k, v in scope["headers"]})
-            await inner(scope, receive, send)
-
-        up._server.config.app = spy  # the running uvicorn server reads config.loaded_app
-        up._server.config.loaded_app = spy
         with gateway("--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys) as gw:
             client = openai.OpenAI(base_url=gw.base_url, api_key="sk-team-a", max_retries=0)
             client.chat.completions.create(model="m", messages=USER)
             an = anthropic.Anthropic(base_url=gw.root_url, api_key="sk-team-a", max_retries=0)
             an.messages.create(model="m", max_tokens=5, messages=USER)
+        seen = [r.request_headers for r in up.served]
     assert seen[0]["authorization"] == "Bearer sk-upstream"
     assert seen[1]["x-api-key"] == "sk-upstream"
     assert all("sk-team-a" not in json.dumps(h) for h in seen)
@@ -227,19 +218,11 @@ def test_upstream_gets_the_gateway_credential_never_the_clients(
 
 def test_without_keys_the_clients_authorization_is_forwarded() -> None:
     with fake() as up:
-        inner = up.app
-        seen: list[str] = []
-
-        async def spy(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
-                seen.append(dict(scope["headers"]).get(b"authorization", b"").decode())
-            await inner(scope, receive, send)
-
-        up._server.config.loaded_app = spy
         with gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw:
             openai.OpenAI(
                 base_url=gw.base_url, api_key="sk-client", max_retries=0
             ).chat.completions.create(model="m", messages=USER)
+        seen = [r.request_headers.get("authorization", "") for r in up.served]
     assert seen == ["Bearer sk-client"]
 
 

@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from .._serving import bind
 from ._app import Gateway, UpstreamError
 from ._config import (
     UPSTREAM_KEY_ENV,
@@ -85,17 +86,10 @@ def _setup_logging() -> None:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        return bind(host, port)
     except OSError as exc:
-        sock.close()
-        raise GatewayConfigError(
-            f"--host/--port: cannot listen on {host}:{port}: {exc.strerror or exc}"
-        ) from exc
-    return sock
+        raise GatewayConfigError(f"--host/--port: {exc}") from exc
 
 
 def _banner(config: GatewayConfig, port: int) -> str:

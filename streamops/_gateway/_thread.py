@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from types import TracebackType
-from typing import Any
 
+from .._serving import ThreadedServer
 from ._app import Gateway
 from ._config import GatewayConfig
 
@@ -24,10 +21,19 @@ class GatewayServer:
         self.config = config
         self.gateway = Gateway(config)
         self.app = self.gateway.app()
-        self.port = config.port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
+        self._serving = ThreadedServer(
+            self.app,
+            config.host,
+            config.port,
+            name="gateway",
+            what="gateway",
+            timeout_graceful_shutdown=1,
+        )
+
+    @property
+    def port(self) -> int:
+        """The port served (the free one picked for ``port = 0`` once started)."""
+        return self._serving.port
 
     @property
     def root_url(self) -> str:
@@ -40,39 +46,13 @@ class GatewayServer:
         return self.root_url + "/v1"
 
     def start(self, *, timeout: float = 10.0) -> GatewayServer:
-        import uvicorn
-
-        from . import _bind
-
-        sock = _bind(self.config.host, self.config.port)
-        self.port = sock.getsockname()[1]
-        server = uvicorn.Server(
-            uvicorn.Config(
-                self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=1
-            )
-        )
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="streamops-gateway"
-        )
-        self._server, self._thread, self._sock = server, thread, sock
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the gateway did not start")
-            time.sleep(0.005)
+        """Serve in a background thread; return when it accepts connections."""
+        self._serving.start(timeout=timeout)
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join()
-        if self._sock is not None:
-            self._sock.close()
-        self._server = self._thread = self._sock = None
+        """Stop serving and join the thread; harmless if not running."""
+        self._serving.stop()
 
     def __enter__(self) -> GatewayServer:
         return self.start()

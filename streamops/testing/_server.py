@@ -60,7 +60,6 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-import socket
 import sys
 import threading
 import time
@@ -71,6 +70,7 @@ from typing import Any, Literal
 
 from .._core._extras import require
 from .._providers._sse import _event_stream_response, sse_format
+from .._serving import ThreadedServer, bind
 from ._fake import FakeCall, FakeReply, FakeStreamingModel, _check_delay, _count_tokens
 
 __all__ = ["FakeOpenAIServer", "serve"]
@@ -107,19 +107,6 @@ def _last_content(messages: Any, name: str) -> str:
         raise _BadRequest(f"'{name}' must be a non-empty list")
     last = messages[-1]
     return _text_of(last.get("content") if isinstance(last, dict) else last)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind a socket here, not in uvicorn: its bind failure calls ``sys.exit(3)``."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    return sock
 
 
 def _check_host(host: str, allow_remote: bool) -> None:
@@ -171,6 +158,8 @@ class ServedRequest:
     stream: bool
     started_at: float
     """When the request arrived."""
+    request_headers: dict[str, str] = field(default_factory=dict)
+    """The request's headers (lower-case names): what credential reached the upstream."""
     status: int | None = None
     """The HTTP status answered (``None`` until the headers were sent)."""
     call: FakeCall | None = None
@@ -770,9 +759,7 @@ class FakeOpenAIServer:
         """The headers of each ``GET /v1/models`` (it lists the fake model)."""
         self.app = self._build_app()
         """The ASGI application (Starlette)."""
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
+        self._serving: ThreadedServer | None = None
 
     @property
     def last_served(self) -> ServedRequest:
@@ -812,7 +799,13 @@ class FakeOpenAIServer:
 
     async def _handle(self, wire: _Wire, request: Any) -> Any:
         self.requests += 1
-        record = ServedRequest(self.requests, wire.route, False, started_at=time.monotonic())
+        record = ServedRequest(
+            self.requests,
+            wire.route,
+            False,
+            started_at=time.monotonic(),
+            request_headers=dict(request.headers),
+        )
         self.served.append(record)
         status = self.http_errors.get(record.number)
         if status is not None:
@@ -971,7 +964,7 @@ class FakeOpenAIServer:
     @property
     def base_url(self) -> str:
         """The ``/v1`` URL of the running server (``RuntimeError`` if not started)."""
-        if self._server is None:
+        if self._serving is None:
             raise RuntimeError(
                 "the fake server is not running: use `with FakeOpenAIServer(...) as server`"
                 " (or start()), or async_client() for in-process calls"
@@ -985,43 +978,26 @@ class FakeOpenAIServer:
 
     def start(self, *, timeout: float = 10.0) -> FakeOpenAIServer:
         """Serve in a background thread; return when it accepts connections."""
-        import uvicorn
-
-        if self._server is not None:
+        if self._serving is not None:
             raise RuntimeError("the fake server is already running")
-        sock = _bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
+        serving = ThreadedServer(
             self.app,
+            self.host,
+            self.port,
+            name="fake-server",
+            what="fake server",
             lifespan="off",
-            log_level="warning",
-            access_log=False,
             timeout_graceful_shutdown=1,
         )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="streamops-fake-server"
-        )
-        self._server, self._thread, self._sock = server, thread, sock
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the fake server did not start")
-            time.sleep(0.005)
+        serving.start(timeout=timeout)
+        self._serving, self.port = serving, serving.port
         return self
 
     def stop(self) -> None:
         """Stop serving and join the thread; harmless if not running."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join()
-        if self._sock is not None:
-            self._sock.close()
-        self._server = self._thread = self._sock = None
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop()
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
@@ -1080,7 +1056,7 @@ def serve_fake_server(fake: FakeOpenAIServer) -> None:
     """Serve ``fake`` in the foreground until Ctrl-C (:func:`serve` and the CLI use it)."""
     import uvicorn
 
-    sock = _bind(fake.host, fake.port)
+    sock = bind(fake.host, fake.port)
     try:
         port = sock.getsockname()[1]
         sys.stderr.write(f"fake OpenAI server on http://{fake.host}:{port}/v1 (Ctrl-C to stop)\n")
