@@ -20,6 +20,7 @@ from typing import Any
 
 import streamops as so
 
+from .._budget._ledger import _blocking_client
 from ._config import GatewayConfig, GatewayKey, RedisTarget
 
 __all__ = ["State"]
@@ -42,7 +43,6 @@ def redis_client(url: str, *, timeout: float = 1.0, max_connections: int = 200) 
     connection pool (a busy pool waits ``timeout`` instead of failing).
     Every socket times out after ``timeout`` seconds. Nothing connects here.
     """
-    from redis.asyncio import BlockingConnectionPool, Redis
 
     target = RedisTarget.parse(url)
     common: dict[str, Any] = {
@@ -69,14 +69,7 @@ def redis_client(url: str, *, timeout: float = 1.0, max_connections: int = 200) 
         return RedisCluster(
             startup_nodes=nodes, ssl=target.tls, max_connections=max_connections, **common
         )
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-    )
-    return Redis.from_pool(pool)
+    return _blocking_client(url, max_connections=max_connections, timeout=timeout)
 
 
 async def close_client(client: Any) -> None:
