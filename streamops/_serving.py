@@ -10,12 +10,14 @@ bound before uvicorn starts, because uvicorn's own bind failure calls
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
-__all__ = ("ThreadedServer", "bind")
+__all__ = ("ServedInThread", "ThreadedServer", "bind")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -88,3 +90,40 @@ class ThreadedServer:
         if self._sock is not None:
             self._sock.close()
         self._server = self._thread = self._sock = None
+
+
+class ServedInThread:
+    """``with``/``async with`` support for a server whose ``start()`` returns it running.
+
+    ``with server:`` starts it and stops it on exit; ``async with`` does the
+    same from a coroutine, in a worker thread (starting blocks until the
+    server accepts connections).
+    """
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)

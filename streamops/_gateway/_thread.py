@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-
-from .._serving import ThreadedServer
+from .._serving import ServedInThread, ThreadedServer
 from ._app import Gateway
 from ._config import GatewayConfig
 
 __all__ = ["GatewayServer"]
 
 
-class GatewayServer:
+class GatewayServer(ServedInThread):
     """A gateway served by uvicorn in a thread: ``with GatewayServer(config) as gw: gw.base_url``.
 
     ``config.port = 0`` picks a free port (read it from :attr:`port`).
@@ -53,14 +51,3 @@ class GatewayServer:
     def stop(self) -> None:
         """Stop serving and join the thread; harmless if not running."""
         self._serving.stop()
-
-    def __enter__(self) -> GatewayServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

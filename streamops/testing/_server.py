@@ -65,12 +65,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 from .._core._extras import require
 from .._providers._sse import _event_stream_response, sse_format
-from .._serving import ThreadedServer, bind
+from .._serving import ServedInThread, ThreadedServer, bind
 from ._fake import FakeCall, FakeReply, FakeStreamingModel, _check_delay, _count_tokens
 
 __all__ = ["FakeOpenAIServer", "serve"]
@@ -647,7 +646,7 @@ _ROUTES = tuple(w.route for w in _WIRES)
 # --------------------------------------------------------------------------
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(ServedInThread):
     """An OpenAI- and Anthropic-compatible server answering from a fake model.
 
     ``model`` is a :class:`~streamops.FakeStreamingModel` built with
@@ -998,32 +997,6 @@ class FakeOpenAIServer:
         serving, self._serving = self._serving, None
         if serving is not None:
             serving.stop()
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> FakeOpenAIServer:
-        import asyncio
-
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        import asyncio
-
-        await asyncio.to_thread(self.stop)
 
 
 def serve(
