@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .._providers._wire import anthropic_error
+
 __all__ = ["WIRES", "Assembler", "SSEData", "TextRef", "Usage", "Wire", "Writer"]
 
 
@@ -419,22 +421,6 @@ class Chat(Wire):
 # Anthropic messages
 # --------------------------------------------------------------------------
 
-_ANTHROPIC_KINDS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-
-
-def _anthropic_error(status: int, message: str) -> dict[str, Any]:
-    kind = _ANTHROPIC_KINDS.get(status, "api_error")
-    return {"type": "error", "error": {"type": kind, "message": message}}
-
 
 def _sse_event(data: dict[str, Any]) -> bytes:
     return _sse_event_raw(data, dumps(data).encode())
@@ -507,7 +493,7 @@ class MessagesWriter(Writer):
         return out
 
     def error(self, status: int, message: str, code: str) -> dict[str, Any]:
-        return _anthropic_error(status, message)
+        return anthropic_error(status, message)
 
     def encode(self, data: dict[str, Any]) -> bytes:
         return _sse_event(data)
@@ -589,7 +575,7 @@ class Messages(Wire):
         return super().presented_key(headers)
 
     def error_body(self, status: int, message: str, code: str) -> dict[str, Any]:
-        return _anthropic_error(status, message)
+        return anthropic_error(status, message)
 
     def writer(self, body: dict[str, Any]) -> Writer:
         return MessagesWriter(body)

@@ -69,6 +69,7 @@ from typing import Any, Literal
 
 from .._core._extras import require
 from .._providers._sse import _event_stream_response, sse_format
+from .._providers._wire import anthropic_error
 from .._serving import ServedInThread, ThreadedServer, bind
 from ._fake import FakeCall, FakeReply, FakeStreamingModel, _check_delay, _count_tokens
 
@@ -373,15 +374,6 @@ _ANTHROPIC_STOP = {
     "content_filter": "refusal",
     "tool_calls": "tool_use",
 }
-_ANTHROPIC_ERRORS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    529: "overloaded_error",
-}
 
 
 def _anthropic_event(data: dict[str, Any]) -> bytes:
@@ -434,8 +426,7 @@ class _Messages(_Wire):
     def error(self, status: int, message: str) -> Any:
         from starlette.responses import JSONResponse
 
-        kind = _ANTHROPIC_ERRORS.get(status, "api_error")
-        body = {"type": "error", "error": {"type": kind, "message": message}}
+        body = anthropic_error(status, message)
         headers = {"retry-after": "0"} if status == 429 else None
         return JSONResponse(body, status_code=status, headers=headers)
 
