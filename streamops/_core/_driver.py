@@ -123,25 +123,40 @@ def _builder(
     ``kinds`` per stage: ``"one"`` (its ``feed_one`` maps one item to one
     item, never stops: a plain call, no list), ``"list"`` (``feed``, never
     stops) or ``"stop"`` (``feed``, and ``done`` is polled).
+
+    Fast paths, each what ``rest`` would do, without its call: an empty list
+    from a stage that never stops ends the chunk at once (nothing to feed on,
+    nothing to record: ``rest`` returns that same list); the one-item list of
+    the last stage is returned as it is (as ``rest`` returns a last stage's
+    list of several items), not copied; and when nothing is recorded, the list
+    of a last stage that never stops is returned whatever its length (a
+    parser's stage yielding zero or one value per chunk: one call, no test).
     """
     body = ["def feed(item):"]
     if checks_type:
         body.append("    if not isinstance(item, accepts): return lensed(item)")
     x = "item"  # the one item flowing through, as an expression
+    last = len(kinds) - 1
     for i, kind in enumerate(kinds):
         if kind == "one":
             body.append(f"    x = f{i}({x})")
-        else:
-            body.append(f"    out = f{i}({x})")
-            halt = f"p{i}.done or " if kind == "stop" else ""
-            body.append(f"    if {halt}len(out) != 1: return rest({i}, out)")
-            body.append("    x = out[0]")
-        x = "x"
-    if record == "text":
-        body.append(f"    record({x})")
-    elif record == "check":
-        body.append(f"    if type({x}) is str: record({x})")
-    body.append(f"    return [{x}]")
+            x = "x"
+            continue
+        if kind == "list" and i == last and record == "none":
+            body.append(f"    return f{i}({x})")
+            break
+        body.append(f"    out = f{i}({x})")
+        if kind == "stop":
+            body.append(f"    if p{i}.done or len(out) != 1: return rest({i}, out)")
+        else:  # never done: zero items end the chunk here
+            body.append(f"    if len(out) != 1: return rest({i}, out) if out else out")
+        x = "out[0]"
+    else:
+        if record == "text":
+            body.append(f"    record({x})")
+        elif record == "check":
+            body.append(f"    if type({x}) is str: record({x})")
+        body.append("    return out" if x == "out[0]" else f"    return [{x}]")
     params = ["rest", "lensed", "accepts", "record"]
     params += [f"{kind}{i}" for i in range(len(kinds)) for kind in ("f", "p")]
     source = f"def build({', '.join(params)}):\n" + "\n".join("    " + line for line in body)

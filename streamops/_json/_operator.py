@@ -9,6 +9,7 @@ validation (:mod:`streamops._json._models`) and tool-call arguments
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, PydanticUserError, TypeAdapter
@@ -61,7 +62,6 @@ class _Processor:
 
     __slots__ = (
         "_bytes",
-        "_fast",
         "_finder",
         "_items",
         "_mode",
@@ -71,7 +71,11 @@ class _Processor:
         "_report",
         "_section",
         "_validator",
+        "feed",
     )
+
+    # Set per instance: the general path, or a closure for the common case.
+    feed: Callable[[str | bytes], list[Any]]
 
     def __init__(
         self,
@@ -87,7 +91,6 @@ class _Processor:
     ) -> None:
         self._items = items
         self._finder = DocumentFinder(parser) if skip_prefix else None
-        self._fast = mode == "values" and not multiple and not skip_prefix
         self._bytes: _Utf8 | None = None
         self._parser = parser
         self._report = report
@@ -96,25 +99,39 @@ class _Processor:
         self._validator = validator
         self._multiple = multiple
         self._recover = recover
+        fast = mode == "values" and not multiple and not skip_prefix
+        self.feed = self._snapshots() if fast else self._feed
 
     @property
     def done(self) -> bool:
         return self._parser.finished
 
-    def feed(self, chunk: str | bytes, /) -> list[Any]:
+    def _snapshots(self) -> Callable[[str | bytes], list[Any]]:
+        """feed() of the common case: snapshots of one document (a closure: fewer lookups).
+
+        One live value per changed chunk of text; bytes take the general path.
+        The driver calls it once per chunk, so each attribute lookup saved counts.
+        """
         p = self._parser
-        if self._fast and type(chunk) is str:
-            # The common case (snapshots of one document from text): one live
-            # value per changed chunk, the general path only when one completes.
+        parse = p.feed
+        general = self._feed
+
+        def feed(chunk: str | bytes, /) -> list[Any]:
+            if type(chunk) is not str:
+                return general(chunk)
             try:
-                changed = p.feed(chunk)
+                changed = parse(chunk)
             except JSONStreamError:
                 self._sync()
                 raise
-            if not p.completed:
-                return [p.value] if changed else []
-            self._on_completed()
+            if p.completed:
+                self._on_completed()
             return [p.value] if changed else []
+
+        return feed
+
+    def _feed(self, chunk: str | bytes, /) -> list[Any]:
+        p = self._parser
         if type(chunk) is not str:
             if self._bytes is None:
                 self._bytes = _Utf8()

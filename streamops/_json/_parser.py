@@ -52,6 +52,8 @@ _AFTER_BRACE = '"}'  # what may follow '{'
 _NUMCHARS = "0123456789+-.eE"
 _VALUE_START = '"-0123456789tfn{['  # what may start a value
 _DIGITS = "0123456789"
+_NUM_START = "-0123456789"
+_NUM_TAIL = "0123456789.eE+-"  # a carried number ending so may take more digits (see feed)
 
 
 def _reject_constant(name: str) -> None:
@@ -100,7 +102,7 @@ _KEYSTR = 10  # inside an object key
 
 # A plan: what a small chunk without special characters does in one state
 # (see JSONParser._plan); False when the chunk needs the general path.
-_Plan = tuple[str, int, int, str | None] | Literal[False]
+_Plan = tuple[str, int, int, str | None, str] | Literal[False]
 _PLAN_MAX_CHUNK = 16  # longer chunks take the loop: they rarely repeat
 _PLAN_MAX_ENTRIES = 2048  # per state: bounds the memory of a stream of novel chunks
 _SCAN_BUDGET = 4  # failed scans may cost this many times the chunk (see feed)
@@ -490,7 +492,7 @@ class JSONParser:
                         plans.clear()
                     plans[chunk] = plan
                 if plan:
-                    head, after_obj, after_arr, opened = plan
+                    head, after_obj, after_arr, opened, cut = plan
                     changed = False
                     # A plan that starts in a string or key ends it (text alone
                     # took the path above).
@@ -514,7 +516,9 @@ class JSONParser:
                         pieces.clear()
                     if plan:
                         state = after_obj if self._isobj else after_arr
-                        if opened is not None:
+                        if cut:  # a number or literal that goes on in the next chunk
+                            self._carry = cut
+                        elif opened is not None:
                             if state >= _OBJ_FIRST:
                                 if opened:
                                     self._pieces.append(opened)
@@ -532,6 +536,44 @@ class JSONParser:
             elif chunk.isspace() and state < _PROSE_STATE and not chunk.strip(_WSSTR):
                 self._base += len(chunk)
                 return False
+        elif (
+            state <= _ARR_FIRST
+            and chunk.isdigit()
+            and chunk.isascii()
+            and carry[-1] in _NUM_TAIL
+            and carry[0] in _NUM_START
+            and carry not in ("-", "0", "-0")
+        ):
+            # More digits of a carried number (the middle of a long float or
+            # id): still a valid number prefix (a '-' alone or a leading 0 are
+            # left to the general path), still not complete.
+            self._carry = carry + chunk
+            self._base += len(chunk)
+            return False
+        elif (
+            state <= _ARR_FIRST
+            and carry[0] in _NUM_START
+            and self._snapshots
+            and not self._deltas
+            and self._cont is not None
+        ):
+            # A carried number that ends in this chunk (the common case: floats
+            # and ids of a few chunks each): set it, then the rest of the chunk
+            # takes the paths above (a separator and a key, say, replay a plan).
+            text = carry + chunk
+            e = _NUM_PREFIX.match(text).end()  # type: ignore[union-attr]  # always matches
+            if e < len(text) and text[e] not in _NUMCHARS and text[e - 1] in _DIGITS:
+                self._base -= len(carry)
+                num = self._convert(text, 0, e)
+                self._base += e
+                self._carry = ""
+                if self._isobj:
+                    self._cont[self._key] = num
+                else:
+                    self._cont.append(num)
+                self._state = _AFTER
+                self.feed(text[e:])
+                return True
         if state == _FINISHED:
             return False
         if carry:
@@ -764,14 +806,16 @@ class JSONParser:
         The shapes: the end of the open string or key (plain text and '"'), then
         glue (whitespace, at most the one separator the state allows), then
         possibly a string or key that opens and continues in the next chunk (a
-        '"' and plain text). The result, ``(head, after_obj, after_arr,
-        opened)``, depends on nothing but ``state`` and ``chunk``, so feed()
-        caches it: ``head`` is the text that ends the open string or key, the
-        state after the glue is ``after_obj`` in an object and ``after_arr`` in
-        an array (or at the top level), and ``opened`` the text of the string or
-        key opened at the end (None if none). Only for snapshot mode. Anything
-        else (containers, numbers, literals, escapes, control characters,
-        errors) returns False: the general path parses it.
+        '"' and plain text), or where a value is expected, a number or literal
+        that starts and is cut by the chunk's end. The result, ``(head,
+        after_obj, after_arr, opened, cut)``, depends on nothing but ``state``
+        and ``chunk``, so feed() caches it: ``head`` is the text that ends the
+        open string or key, the state after the glue is ``after_obj`` in an
+        object and ``after_arr`` in an array (or at the top level), ``opened``
+        the text of the string or key opened at the end (None if none), and
+        ``cut`` the number or literal to carry ("" if none). Only for snapshot
+        mode. Anything else (containers, whole numbers and literals, escapes,
+        control characters, errors) returns False: the general path parses it.
         """
         pos = 0
         head = ""
@@ -793,7 +837,7 @@ class JSONParser:
             after_obj, after_arr = _KEY, _VALUE
             rest = rest[1:].lstrip(_WSSTR)
         if not rest:
-            return head, after_obj, after_arr, None
+            return head, after_obj, after_arr, None, ""
         opened = rest[1:]
         if (
             after_obj <= _KEY
@@ -802,7 +846,18 @@ class JSONParser:
             and "\\" not in opened
             and opened.isprintable()
         ):
-            return head, after_obj, after_arr, opened
+            return head, after_obj, after_arr, opened, ""
+        if after_obj == after_arr <= _ARR_FIRST:
+            # A number or literal that starts here and goes on in the next chunk:
+            # carried, as the general path carries it.
+            c = rest[0]
+            if c in _NUM_START:
+                if _NUM_PREFIX.fullmatch(rest) and not (self._allow_nan and c == "-"):
+                    return head, after_obj, after_arr, None, rest
+            elif c in self._literals:
+                word = self._literals[c][0]
+                if len(rest) < len(word) and word.startswith(rest):
+                    return head, after_obj, after_arr, None, rest
         return False
 
     def _escape(self, chunk: str, e: int) -> int:
