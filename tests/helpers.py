@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator
 from typing import Any
 
+import pytest
 from anthropic import types as at
 from openai.types.chat import ChatCompletionChunk
 from pydantic import TypeAdapter
@@ -303,3 +304,29 @@ class SDKAsyncStream:
     async def close(self) -> None:
         self.closed += 1
         await self._iterator.aclose()
+
+
+@pytest.fixture
+def close_sdk_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every sync ``openai``/``anthropic`` client a test made, when it ends.
+
+    Tests that talk to a server through many short-lived SDK clients use it
+    (``pytestmark = pytest.mark.usefixtures("close_sdk_clients")``): a client
+    left to the garbage collector closes its sockets with a ``ResourceWarning``
+    in whichever later test happens to collect it.
+    """
+    import anthropic
+    import openai
+
+    made: list[Any] = []
+    for cls in (openai.OpenAI, anthropic.Anthropic):
+        original = cls.__init__
+
+        def init(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> None:
+            __original(self, *args, **kwargs)
+            made.append(self)
+
+        monkeypatch.setattr(cls, "__init__", init)
+    yield
+    for client in made:
+        client.close()

@@ -22,11 +22,14 @@ import anthropic
 import httpx
 import openai
 import pytest
+from helpers import close_sdk_clients  # noqa: F401 - the fixture, used by pytestmark
 
 import streamops as so
 from streamops._gateway import GatewayConfig, load_config
 from streamops._gateway._thread import GatewayServer
 from streamops.testing import FakeOpenAIServer, Fault
+
+pytestmark = pytest.mark.usefixtures("close_sdk_clients")
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 ANSWER = f"Sure. The key is {SECRET} and the mail is ann@example.com, bye."

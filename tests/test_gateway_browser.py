@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import close_sdk_clients  # noqa: F401 - the fixture, used by pytestmark
 
 import streamops as so
 from streamops._gateway import load_config
 from streamops._gateway._thread import GatewayServer
 from streamops.testing import FakeOpenAIServer
+
+pytestmark = pytest.mark.usefixtures("close_sdk_clients")
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"

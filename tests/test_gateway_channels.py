@@ -14,11 +14,15 @@ from typing import Any
 
 import anthropic
 import openai
+import pytest
+from helpers import close_sdk_clients  # noqa: F401 - the fixture, used by pytestmark
 
 from streamops._gateway import load_config
 from streamops._gateway._thread import GatewayServer
 from streamops.testing import FakeOpenAIServer
 from streamops.testing._server import Route
+
+pytestmark = pytest.mark.usefixtures("close_sdk_clients")
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 HALF = len(SECRET) // 2

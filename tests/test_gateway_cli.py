@@ -20,12 +20,15 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from helpers import close_sdk_clients  # noqa: F401 - the fixture, used by pytestmark
 from redis_server import running_redis
 
 import streamops as so
 from streamops._gateway import cli_main, load_config
 from streamops._gateway._thread import GatewayServer
 from streamops.testing import FakeOpenAIServer
+
+pytestmark = pytest.mark.usefixtures("close_sdk_clients")
 
 USER: Any = [{"role": "user", "content": "hi"}]
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"

@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import close_sdk_clients  # noqa: F401 - the fixture, used by pytestmark
 from redis_server import running_redis, unused_port
 
 from streamops._gateway import GatewayKey, load_config
 from streamops._gateway._config import GatewayConfigError, RedisTarget
 from streamops._gateway._state import State, close_client, redis_client
+
+pytestmark = pytest.mark.usefixtures("close_sdk_clients")
 
 BASE = ["--upstream", "http://127.0.0.1:9/v1", "--policy", "safe-chat"]
 
