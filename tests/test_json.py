@@ -773,3 +773,19 @@ def test_tool_call_completed_by_a_closing_brace_alone_is_an_update() -> None:
     ]
     out = [(copy.deepcopy(u.arguments), u.complete) for u in so.parse_tool_calls()(events)]
     assert out == [(None, False), ({"q": "x"}, False), ({"q": "x"}, True)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"deltas": "yes"}, TypeError, "deltas must be True or False, got str 'yes'"),
+        ({"multiple": 1}, TypeError, "multiple must be True or False, got int 1"),
+        ({"allow_nan": None}, TypeError, "allow_nan must be True or False"),
+        ({"trailing": "stp"}, ValueError, "trailing must be one of 'error', 'stop'"),
+    ],
+)
+def test_bad_options_are_refused_when_the_operator_is_built(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        so.parse_json(**kwargs)

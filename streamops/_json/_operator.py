@@ -17,6 +17,7 @@ from pydantic import BaseModel, PydanticUserError, TypeAdapter
 from .._core._driver import Operator
 from .._core._report import StreamReport
 from .._core._stages import ProcessorStage
+from .._core._validate import check_bool, check_choice
 from ._items import JSONItem, _ItemStream, check_selector
 from ._models import JSONValidationError, _Validator, schema_root
 from ._parser import JSONDelta, JSONParser, JSONStreamError
@@ -417,8 +418,18 @@ def parse_json(
     >>> list(so.parse_json(multiple=True)(['{"a": 1}\\n{"a"', ': 2}\\n']))
     [{'a': 1}, {'a': 2}]
     """
-    if trailing not in ("error", "stop"):
-        raise ValueError(f"trailing must be 'error' or 'stop', got {trailing!r}")
+    check_choice("trailing", trailing, ("error", "stop"))
+    for option, value in (
+        ("partial_strings", partial_strings),
+        ("deltas", deltas),
+        ("skip_prefix", skip_prefix),
+        ("multiple", multiple),
+        ("recover", recover),
+        ("allow_control_chars", allow_control_chars),
+        ("allow_nan", allow_nan),
+        ("allow_trailing_commas", allow_trailing_commas),
+    ):
+        check_bool(option, value)
     if model is not None and deltas:
         raise ValueError("model and deltas cannot be combined: deltas are not validated")
     steps = None if items is None else check_selector(items)
