@@ -31,9 +31,9 @@ async def amain() -> list[dict[str, Any]]:
     safe_model = wrap_chat_model(model, so.redact())
     prompt = ChatPromptTemplate.from_messages([("human", "{question}")])
     chain = prompt | safe_model | StrOutputParser()
-    events = []
+    events: list[dict[str, Any]] = []
     async for event in chain.astream_events({"question": "Who can help?"}, version="v2"):
-        events.append(event)
+        events.append(dict(event))
         if event["event"] == "on_chat_model_end":
             report = event["data"]["output"].response_metadata["streamops"]
             print("redacted:", report["sections"]["redact"]["redacted"])

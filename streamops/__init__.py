@@ -106,11 +106,11 @@ from ._policy._policy import (
     load_policy,
     preset_names,
 )
-from ._providers import _aiostream  # registers the aiostream source adapter (never imports it)
+
+# Imported for what they register (never importing aiostream, langchain or litellm):
+# the aiostream source adapter, the advice for astream_events() events, the LiteLLM lens.
+from ._providers import _aiostream, _langchain_events, _litellm
 from ._providers._gemini import GeminiLens
-from ._providers import _langchain_events  # refuses astream_events() events, with advice
-from ._providers import _litellm  # registers the LiteLLM lens (never imports litellm)
-from ._providers._websocket import GeminiLiveLens, to_websocket
 from ._providers._lenses import (
     AnthropicLens,
     BytesLens,
@@ -127,6 +127,7 @@ from ._providers._sse import (
     sse_response,
     to_sse,
 )
+from ._providers._websocket import GeminiLiveLens, to_websocket
 from ._redact._filter import (
     KeyedHash,
     RedactMatch,
@@ -204,8 +205,8 @@ __all__ = (
     "Ledger",
     "LedgerUnavailableError",
     "LensError",
-    "MissingExtraError",
     "MemoryLedger",
+    "MissingExtraError",
     "ModelPrice",
     "OpenAIChatLens",
     "OpenAIResponsesLens",
@@ -239,9 +240,9 @@ __all__ = (
     "SyncStream",
     "TeeBranch",
     "TeeOverflowError",
-    "ToolCallTruncatedError",
     "TimeoutPolicy",
     "TokenCounter",
+    "ToolCallTruncatedError",
     "ToolCallUpdate",
     "budget",
     "builtin_patterns",
@@ -273,7 +274,7 @@ __all__ = (
 )
 
 fixup_module_metadata(__name__, globals(), __all__)
-del _aiostream
+del _aiostream, _langchain_events, _litellm
 
 # Names of 0.1 that moved or were renamed: they still work for one release and
 # warn. (module, name) is where the name lives now.

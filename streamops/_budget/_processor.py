@@ -57,7 +57,6 @@ from .._core._validate import check_int, check_number, check_str, is_number
 from ._ledger import Ledger, MemoryLedger, RedisLedger, Reservation
 from ._pricing import DEFAULT_PRICES, ModelPrice, PriceTable, PricingError
 from ._tokens import (
-    DEFAULT_ENCODING,
     EncodingUnavailableError,
     TokenCounter,
     _splitter_for,
