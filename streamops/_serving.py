@@ -10,6 +10,7 @@ bound before uvicorn starts, because uvicorn's own bind failure calls
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import socket
 import threading
@@ -92,7 +93,7 @@ class ThreadedServer:
         self._server = self._thread = self._sock = None
 
 
-class ServedInThread:
+class ServedInThread(abc.ABC):
     """``with``/``async with`` support for a server whose ``start()`` returns it running.
 
     ``with server:`` starts it and stops it on exit; ``async with`` does the
@@ -100,11 +101,13 @@ class ServedInThread:
     server accepts connections).
     """
 
+    @abc.abstractmethod
     def start(self) -> Self:
-        raise NotImplementedError
+        """Start serving; return when it accepts connections."""
 
+    @abc.abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop serving; harmless if not running."""
 
     def __enter__(self) -> Self:
         return self.start()

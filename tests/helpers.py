@@ -7,8 +7,10 @@ Builders make chunks as plain dicts (what a JSON wire gives) or, with
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -330,3 +332,17 @@ def close_sdk_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for client in made:
         client.close()
+
+
+def keys_file(tmp_path: Path, **keys: dict[str, Any]) -> str:
+    """Write a gateway keys file (``key=`` becomes its ``sha256``); return its path."""
+    lines = []
+    for name, entry in keys.items():
+        lines.append(f"[keys.{name}]")
+        for field, value in entry.items():
+            if field == "key":
+                field, value = "sha256", hashlib.sha256(value.encode()).hexdigest()
+            lines.append(f"{field} = {json.dumps(value)}")
+    path = tmp_path / "keys.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)

@@ -9,7 +9,6 @@ sockets on ephemeral ports.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import socket
@@ -22,7 +21,10 @@ import anthropic
 import httpx
 import openai
 import pytest
-from helpers import close_sdk_clients  # noqa: F401 - the fixture, used by pytestmark
+from helpers import (
+    close_sdk_clients,  # noqa: F401 - the fixture, used by pytestmark
+    keys_file,
+)
 
 import streamops as so
 from streamops._gateway import GatewayConfig, load_config
@@ -50,19 +52,6 @@ def config(*args: str) -> GatewayConfig:
 def gateway(*args: str) -> Iterator[GatewayServer]:
     with GatewayServer(config(*args)) as server:
         yield server
-
-
-def keys_file(tmp_path: Path, **keys: dict[str, Any]) -> str:
-    lines = []
-    for name, entry in keys.items():
-        lines.append(f"[keys.{name}]")
-        for field, value in entry.items():
-            if field == "key":
-                field, value = "sha256", hashlib.sha256(value.encode()).hexdigest()
-            lines.append(f"{field} = {json.dumps(value)}")
-    path = tmp_path / "keys.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
 
 
 def chat_text(chunks: list[Any]) -> str:

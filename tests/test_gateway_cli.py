@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -20,7 +19,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from helpers import close_sdk_clients  # noqa: F401 - the fixture, used by pytestmark
+from helpers import (
+    close_sdk_clients,  # noqa: F401 - the fixture, used by pytestmark
+    keys_file,
+)
 from redis_server import running_redis
 
 import streamops as so
@@ -32,19 +34,6 @@ pytestmark = pytest.mark.usefixtures("close_sdk_clients")
 
 USER: Any = [{"role": "user", "content": "hi"}]
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
-
-
-def write_keys(tmp_path: Path, **keys: dict[str, Any]) -> str:
-    lines = []
-    for name, entry in keys.items():
-        lines.append(f"[keys.{name}]")
-        for field, value in entry.items():
-            if field == "key":
-                field, value = "sha256", hashlib.sha256(value.encode()).hexdigest()
-            lines.append(f"{field} = {json.dumps(value)}")
-    path = tmp_path / "keys.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
 
 
 # --------------------------------------------------------------------------
@@ -253,7 +242,7 @@ def drain(urls: list[str], api_key: str, *, limit: int) -> tuple[int, int]:
 
 def test_two_gateway_processes_on_one_redis_enforce_one_daily_budget(tmp_path: Path) -> None:
     limit = 200
-    keys = write_keys(tmp_path, team={"key": "sk-team", "daily_tokens": limit})
+    keys = keys_file(tmp_path, team={"key": "sk-team", "daily_tokens": limit})
     model = so.FakeStreamingModel(ANSWER, format="openai-dict", chunking="word", delay=0.002)
     per_answer = so.count_tokens(ANSWER)
     with running_redis() as redis_url, FakeOpenAIServer(model) as up:
@@ -323,7 +312,7 @@ def test_two_gateway_processes_on_one_redis_enforce_one_daily_budget(tmp_path: P
 def test_metrics_and_one_log_line_per_request_without_text(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    keys = write_keys(tmp_path, team={"key": "sk-team"})
+    keys = keys_file(tmp_path, team={"key": "sk-team"})
     prompt = "my password is hunter2, mail me at bob@example.com"
     answer = f"The key is {SECRET}, reach ann@example.com."
     model = so.FakeStreamingModel(answer, format="openai-dict", chunking=4)
@@ -387,7 +376,7 @@ def test_workers_share_the_port_the_budget_and_the_metrics(
     from redis_server import unused_port
 
     limit = 400
-    keys = write_keys(tmp_path, team={"key": "sk-team", "daily_tokens": limit})
+    keys = keys_file(tmp_path, team={"key": "sk-team", "daily_tokens": limit})
     model = so.FakeStreamingModel(ANSWER, format="openai-dict", chunking="word", delay=0.005)
     per_answer = so.count_tokens(ANSWER)
     log: list[str] = []
