@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from helpers import hold_last
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,28 +14,9 @@ from streamops._core._driver import _aiter
 chunks = st.lists(st.text(max_size=8), max_size=20)
 
 
-class Rechunk:
-    """Hold back the last character of each chunk (changes the chunking downstream)."""
-
-    def __init__(self) -> None:
-        self.done = False
-        self.tail = ""
-
-    def feed(self, item: str, /) -> list[str]:
-        text = self.tail + item
-        self.tail = text[-1:]
-        return [text[:-1]] if text[:-1] else []
-
-    def close(self) -> list[str]:
-        return [self.tail] if self.tail else []
-
-
-rechunk = so.Operator.from_processor(lambda r: Rechunk(), name="rechunk")
-
-
 @given(chunks)
 def test_collected_text_is_what_the_consumer_received(pieces: list[str]) -> None:
-    stream = (rechunk | so.collect())(pieces)
+    stream = (hold_last() | so.collect())(pieces)
     received = list(stream)
     result = so.Collected.of(stream)
     assert result.text == "".join(received) == "".join(pieces)
@@ -56,7 +38,7 @@ def test_collected_text_when_the_consumer_stops_early(pieces: list[str], n: int)
 @given(chunks)
 def test_async_collected_text_is_what_the_consumer_received(pieces: list[str]) -> None:
     async def main() -> tuple[list[str], so.Collected]:
-        stream = (rechunk | so.collect())(_aiter(pieces))
+        stream = (hold_last() | so.collect())(_aiter(pieces))
         received = [piece async for piece in stream]
         return received, so.Collected.of(stream)
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from itertools import pairwise
 from typing import Annotated, Any, get_args, get_origin
 
 import regex
 from anthropic.types import RawMessageStreamEvent
+from helpers import SDKAsyncStream, SDKSyncStream, get
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessageChunk
@@ -260,10 +261,6 @@ def build(
 # --------------------------------------------------------------------------
 
 
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
 def content(kind: str, chunks: list[Any]) -> str:
     """The text of the content channel of ``chunks``."""
     if kind == "bytes":
@@ -272,17 +269,17 @@ def content(kind: str, chunks: list[Any]) -> str:
         return "".join(c.content for c in chunks)
     texts: list[str] = []
     for c in chunks:
-        kind_of = _get(c, "type")
+        kind_of = get(c, "type")
         if kind.startswith("openai"):
-            choices = _get(c, "choices")
+            choices = get(c, "choices")
             if choices:
-                texts.append(_get(_get(choices[0], "delta"), "content") or "")
+                texts.append(get(get(choices[0], "delta"), "content") or "")
         elif kind_of == "response.output_text.delta":
-            texts.append(_get(c, "delta"))
-        elif kind_of == "content_block_delta" and _get(_get(c, "delta"), "type") == "text_delta":
-            texts.append(_get(_get(c, "delta"), "text"))
-        elif kind_of == "content_block_start" and _get(_get(c, "content_block"), "type") == "text":
-            texts.append(_get(_get(c, "content_block"), "text") or "")
+            texts.append(get(c, "delta"))
+        elif kind_of == "content_block_delta" and get(get(c, "delta"), "type") == "text_delta":
+            texts.append(get(get(c, "delta"), "text"))
+        elif kind_of == "content_block_start" and get(get(c, "content_block"), "type") == "text":
+            texts.append(get(get(c, "content_block"), "text") or "")
     return "".join(texts)
 
 
@@ -378,44 +375,44 @@ def test_content_depends_only_on_the_whole_text(
 def check_framing(kind: str, source: list[Any], chunks: list[Any]) -> None:
     """The provider's own framing is intact: order, block boundaries, copies of the text."""
     if kind.startswith("openai"):
-        ends = [i for i, c in enumerate(chunks) if not _get(c, "choices")]
+        ends = [i for i, c in enumerate(chunks) if not get(c, "choices")]
         finishes = [
             i
             for i, c in enumerate(chunks)
-            if _get(c, "choices") and _get(_get(c, "choices")[0], "finish_reason")
+            if get(c, "choices") and get(get(c, "choices")[0], "finish_reason")
         ]
         assert ends == [len(chunks) - 1]  # the usage chunk is last
         assert finishes == [len(chunks) - 2]  # the finish chunk comes after every text
     elif kind.startswith("responses"):
-        numbers = [_get(e, "sequence_number") for e in chunks]
+        numbers = [get(e, "sequence_number") for e in chunks]
         assert numbers == list(range(len(chunks)))
         text = content(kind, chunks)
-        types = [_get(e, "type") for e in chunks]
+        types = [get(e, "type") for e in chunks]
         done = chunks[types.index("response.output_text.done")]
-        assert _get(done, "text") == text
+        assert get(done, "text") == text
         part_done = chunks[types.index("response.content_part.done")]
-        assert _get(_get(part_done, "part"), "text") == text
+        assert get(get(part_done, "part"), "text") == text
         item_done = chunks[types.index("response.output_item.done")]
-        assert _get(_get(item_done, "item"), "content")[0]
-        assert _get(_get(_get(item_done, "item"), "content")[0], "text") == text
-        final = _get(chunks[-1], "response")
-        assert _get(_get(final, "output")[0], "content")[0]
-        assert _get(_get(_get(final, "output")[0], "content")[0], "text") == text
+        assert get(get(item_done, "item"), "content")[0]
+        assert get(get(get(item_done, "item"), "content")[0], "text") == text
+        final = get(chunks[-1], "response")
+        assert get(get(final, "output")[0], "content")[0]
+        assert get(get(get(final, "output")[0], "content")[0], "text") == text
         deltas = [i for i, t in enumerate(types) if t == "response.output_text.delta"]
         assert all(i < types.index("response.output_text.done") for i in deltas)
     elif kind.startswith("anthropic"):
         open_blocks: dict[int, str] = {}
         started: set[int] = set()
         for e in chunks:
-            kind_of = _get(e, "type")
-            index = _get(e, "index")
+            kind_of = get(e, "type")
+            index = get(e, "index")
             if kind_of == "content_block_start":
                 assert index not in started
                 started.add(index)
-                open_blocks[index] = _get(_get(e, "content_block"), "type")
+                open_blocks[index] = get(get(e, "content_block"), "type")
             elif kind_of == "content_block_delta":
                 block = open_blocks[index]  # a delta only inside an open block ...
-                delta = _get(_get(e, "delta"), "type")
+                delta = get(get(e, "delta"), "type")
                 assert (block, delta) in {  # ... and of that block's kind
                     ("text", "text_delta"),
                     ("thinking", "thinking_delta"),
@@ -426,11 +423,11 @@ def check_framing(kind: str, source: list[Any], chunks: list[Any]) -> None:
                 del open_blocks[index]
             else:
                 assert not open_blocks, kind_of  # message_delta/stop after every block
-        assert [_get(e, "type") for e in chunks[-2:]] == ["message_delta", "message_stop"]
+        assert [get(e, "type") for e in chunks[-2:]] == ["message_delta", "message_stop"]
 
         def blocks(events: list[Any]) -> list[Any]:
-            starts = [e for e in events if _get(e, "type") == "content_block_start"]
-            return [_get(_get(e, "content_block"), "type") for e in starts]
+            starts = [e for e in events if get(e, "type") == "content_block_start"]
+            return [get(get(e, "content_block"), "type") for e in starts]
 
         assert blocks(chunks) == blocks(source)  # no text block opened after a tool call
 
@@ -664,21 +661,21 @@ def channel(kind: str, chunks: list[Any], name: str) -> str:
     texts: list[str] = []
     for c in chunks:
         if kind.startswith("openai"):
-            choices = _get(c, "choices")
-            delta = _get(choices[0], "delta") if choices else None
+            choices = get(c, "choices")
+            delta = get(choices[0], "delta") if choices else None
             if delta is None:
                 continue
             if name == "arguments":
-                for call in _get(delta, "tool_calls") or []:
-                    texts.append(_get(_get(call, "function"), "arguments") or "")
+                for call in get(delta, "tool_calls") or []:
+                    texts.append(get(get(call, "function"), "arguments") or "")
             else:
                 field = {"refusal": "refusal", "reasoning": "reasoning_content"}[name]
-                texts.append(_get(delta, field) or "")
-        elif _get(c, "type") == "content_block_delta":
-            delta = _get(c, "delta")
+                texts.append(get(delta, field) or "")
+        elif get(c, "type") == "content_block_delta":
+            delta = get(c, "delta")
             field = {"thinking": "thinking", "arguments": "partial_json"}[name]
-            if _get(delta, "type") == {"thinking": "thinking_delta"}.get(name, "input_json_delta"):
-                texts.append(_get(delta, field))
+            if get(delta, "type") == {"thinking": "thinking_delta"}.get(name, "input_json_delta"):
+                texts.append(get(delta, field))
     return "".join(texts)
 
 
@@ -787,52 +784,6 @@ def test_sync_and_async_give_the_same_chunks_and_report(
 # --------------------------------------------------------------------------
 
 
-class SDKAsyncStream:
-    """Shaped like openai's ``AsyncStream``: ``__aiter__`` makes a new generator each
-    call, and only ``close()`` on the object releases the response."""
-
-    def __init__(self, items: list[Any]) -> None:
-        self.items = items
-        self.closed = 0
-        self.exhausted = False
-        self._iterator = self._stream()
-
-    async def _stream(self) -> AsyncGenerator[Any, None]:
-        for item in self.items:
-            await asyncio.sleep(0)
-            yield item
-        self.exhausted = True
-
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        async for item in self._iterator:
-            yield item
-
-    async def close(self) -> None:
-        self.closed += 1
-        await self._iterator.aclose()
-
-
-class SDKSyncStream:
-    """Shaped like openai's sync ``Stream``."""
-
-    def __init__(self, items: list[Any]) -> None:
-        self.items = items
-        self.closed = 0
-        self.exhausted = False
-        self._iterator = self._stream()
-
-    def _stream(self) -> Generator[Any, None, None]:
-        yield from self.items
-        self.exhausted = True
-
-    def __iter__(self) -> Iterator[Any]:
-        yield from self._iterator
-
-    def close(self) -> None:
-        self.closed += 1
-        self._iterator.close()
-
-
 def _assert_closed_once(src: SDKAsyncStream | SDKSyncStream) -> None:
     if src.exhausted:
         assert src.closed <= 1  # a natural end may close it too, never twice
@@ -857,7 +808,7 @@ def test_async_random_stop_closes_the_source_object_once(
     kind: str, text: str, cut: list[int], names: list[str], k: int, how: str, when: int
 ) -> None:
     loop_errors: list[dict[str, Any]] = []
-    src = SDKAsyncStream(build(kind, text, cut, whole_chars="budget" in names))
+    src = SDKAsyncStream(build(kind, text, cut, whole_chars="budget" in names), yield_to_loop=True)
 
     async def consume() -> None:
         n = 0

@@ -18,6 +18,8 @@ from anthropic import types as at
 from openai.types.chat import ChatCompletionChunk
 from pydantic import TypeAdapter
 
+import streamops as so
+
 # -- text --------------------------------------------------------------------
 
 
@@ -284,17 +286,23 @@ class SDKSyncStream:
 class SDKAsyncStream:
     """Shaped like openai's ``AsyncStream``: ``__aiter__`` makes a new generator each
     call, and only ``close()`` on the object releases the response (as :class:`SDKSyncStream`).
+
+    With ``yield_to_loop`` each item waits one turn of the event loop first (as
+    a network read would), so a task can be cancelled between any two items.
     """
 
-    def __init__(self, items: list[Any]) -> None:
+    def __init__(self, items: list[Any], *, yield_to_loop: bool = False) -> None:
         self.items = items
         self.closed = 0
         self.pulled = 0
         self.exhausted = False
+        self._yield_to_loop = yield_to_loop
         self._iterator = self._stream()
 
     async def _stream(self) -> AsyncGenerator[Any, None]:
         for item in self.items:
+            if self._yield_to_loop:
+                await asyncio.sleep(0)
             self.pulled += 1
             yield item
         self.exhausted = True
@@ -346,3 +354,25 @@ def keys_file(tmp_path: Path, **keys: dict[str, Any]) -> str:
     path = tmp_path / "keys.toml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+class HoldLast:
+    """Hold back the last character of the input until the next chunk or the end."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.tail = ""
+
+    def feed(self, item: str, /) -> list[str]:
+        text = self.tail + item
+        self.tail = text[-1:]
+        return [text[:-1]] if text[:-1] else []
+
+    def close(self) -> list[str]:
+        return [self.tail] if self.tail else []
+
+
+def hold_last() -> so.Operator[str, str]:
+    """An operator that holds back the last character until the next chunk or the end
+    (so it changes the chunking downstream)."""
+    return so.Operator.from_processor(lambda report: HoldLast(), name="hold_last")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from helpers import hold_last
 
 import streamops as so
 from streamops.lowlevel import Lens, Processor, ProcessorStage, ShellStage, Stage, register_lens
@@ -22,22 +23,6 @@ class Upper:
 
     def close(self) -> list[str]:
         return []
-
-
-class HoldLast:
-    """Hold back the last character of the input until the next chunk or the end."""
-
-    def __init__(self) -> None:
-        self.done = False
-        self.tail = ""
-
-    def feed(self, item: str, /) -> list[str]:
-        text = self.tail + item
-        self.tail = text[-1:]
-        return [text[:-1]] if text[:-1] else []
-
-    def close(self) -> list[str]:
-        return [self.tail] if self.tail else []
 
 
 class TakeChars:
@@ -81,10 +66,6 @@ class Counter:
 
 def upper() -> so.Operator[str, str]:
     return so.Operator.from_processor(lambda report: Upper(), name="upper")
-
-
-def hold_last() -> so.Operator[str, str]:
-    return so.Operator.from_processor(lambda report: HoldLast(), name="hold_last")
 
 
 def take(n: int) -> so.Operator[str, str]:
