@@ -160,6 +160,23 @@ def test_partial_args_are_redacted_per_path() -> None:
     assert "".join(values) == "[EMAIL]"
 
 
+def test_partial_args_in_wire_dicts_are_redacted_per_path() -> None:
+    # Wire JSON spells every field in camelCase, ``willContinue`` included: an
+    # address split across two partial arguments is one value, never two.
+    def call(value: str, more: bool) -> dict[str, Any]:
+        arg = {"jsonPath": "$.to", "stringValue": value, "willContinue": more}
+        return response([{"functionCall": {"name": "send", "partialArgs": [arg]}}])
+
+    out = list(so.redact(["email"])([call("ann.lee@exa", True), call("mple.com", False)]))
+    values = [
+        a["stringValue"]
+        for c in out
+        for p in c["candidates"][0]["content"]["parts"]
+        for a in p["functionCall"]["partialArgs"]
+    ]
+    assert "".join(values) == "[EMAIL]"
+
+
 @pytest.mark.parametrize("fmt", ["gemini", "gemini-dict"])
 async def test_fake_model_gemini_format(fmt: Any) -> None:
     model = FakeStreamingModel(f"Mail {EMAIL} now", chunking="char", format=fmt)

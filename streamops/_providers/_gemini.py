@@ -29,35 +29,11 @@ from typing import Any
 
 from .._core._errors import ChunkTypeError, LensError
 from ..lowlevel import register_lens
-from ._lenses import _CUT_FINISHES, _ChannelLens, _get, _replace
+from ._camel import field, wire_key
+from ._lenses import _CUT_FINISHES, _ChannelLens, _replace
 from ._usage import record_usage
 
 __all__ = ("GeminiLens",)
-
-_CAMEL = {
-    "finish_reason": "finishReason",
-    "function_call": "functionCall",
-    "partial_args": "partialArgs",
-    "json_path": "jsonPath",
-    "string_value": "stringValue",
-    "executable_code": "executableCode",
-    "usage_metadata": "usageMetadata",
-}
-
-
-def _g(obj: Any, name: str) -> Any:
-    """Field ``name`` of an SDK object, or of its wire-format dict (camelCase)."""
-    value = _get(obj, name)
-    if value is None and type(obj) is dict and name in _CAMEL:
-        value = obj.get(_CAMEL[name])
-    return value
-
-
-def _key(obj: Any, name: str) -> str:
-    """The key ``name`` has in ``obj`` (camelCase in a wire dict that uses it)."""
-    if type(obj) is dict and name not in obj and _CAMEL.get(name, name) in obj:
-        return _CAMEL[name]
-    return name
 
 
 def _finish(value: Any) -> str | None:
@@ -115,7 +91,7 @@ class GeminiLens(_ChannelLens):
     def _candidate(self, chunk: Any) -> Any:
         if not _is_gemini(chunk):
             raise ChunkTypeError(max(self._n - 1, 0), chunk, "a Gemini GenerateContentResponse")
-        candidates = _g(chunk, "candidates")
+        candidates = field(chunk, "candidates")
         if not candidates:
             return None
         if len(candidates) > 1:
@@ -127,8 +103,8 @@ class GeminiLens(_ChannelLens):
 
     @staticmethod
     def _parts(candidate: Any) -> list[Any]:
-        content = _g(candidate, "content")
-        return list(_g(content, "parts") or ()) if content is not None else []
+        content = field(candidate, "content")
+        return list(field(content, "parts") or ()) if content is not None else []
 
     def unwrap(self, chunk: Any, /) -> str:
         """Return the answer text of ``chunk`` (its text parts that are not thoughts)."""
@@ -138,7 +114,7 @@ class GeminiLens(_ChannelLens):
         return "".join(
             t
             for p in self._parts(candidate)
-            if isinstance(t := _g(p, "text"), str) and not _g(p, "thought")
+            if isinstance(t := field(p, "text"), str) and not field(p, "thought")
         )
 
     def texts(self, chunk: Any, /) -> list[str]:
@@ -146,19 +122,19 @@ class GeminiLens(_ChannelLens):
         candidate = self._candidate(chunk)
         out: list[str] = []
         for part in self._parts(candidate) if candidate is not None else ():
-            text = _g(part, "text")
+            text = field(part, "text")
             if isinstance(text, str) and text:
                 out.append(text)
-            call = _g(part, "function_call")
+            call = field(part, "function_call")
             if call is not None:
-                args = _g(call, "args")
+                args = field(call, "args")
                 if args:
                     out.append(json.dumps(args))
-                for arg in _g(call, "partial_args") or ():
-                    value = _g(arg, "string_value")
+                for arg in field(call, "partial_args") or ():
+                    value = field(arg, "string_value")
                     if isinstance(value, str) and value:
                         out.append(value)
-            code = _g(_g(part, "executable_code"), "code")
+            code = field(field(part, "executable_code"), "code")
             if isinstance(code, str) and code:
                 out.append(code)
         return out
@@ -175,7 +151,7 @@ class GeminiLens(_ChannelLens):
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
         candidate = self._candidate(chunk)
         if candidate is None:  # prompt feedback or usage alone
-            record_usage(channels, _g(chunk, "usage_metadata"))
+            record_usage(channels, field(chunk, "usage_metadata"))
             return [chunk]
         self._template = chunk
         parts = self._parts(candidate)
@@ -184,9 +160,9 @@ class GeminiLens(_ChannelLens):
         for part in parts:
             if self._part_type is None and type(part) is not dict:
                 self._part_type = type(part)
-            text = _g(part, "text")
+            text = field(part, "text")
             if isinstance(text, str):
-                thought = bool(_g(part, "thought"))
+                thought = bool(field(part, "thought"))
                 if not thought and "thought" in channels.open_keys():
                     held = channels.end("thought")  # the thoughts are over
                     if held:
@@ -197,8 +173,8 @@ class GeminiLens(_ChannelLens):
                 if out != text:
                     part = _replace(part, text=out)
                     changed = True
-            call = _g(part, "function_call")
-            if call is not None or _g(part, "executable_code") is not None:
+            call = field(part, "function_call")
+            if call is not None or field(part, "executable_code") is not None:
                 # A call ends the text before it: its held text goes before the call.
                 for key in ("thought", "content"):
                     held = channels.end(key) if key in channels.open_keys() else ""
@@ -211,24 +187,24 @@ class GeminiLens(_ChannelLens):
             if call is not None:
                 new_call = self._call(call, channels)
                 if new_call is not call:
-                    part = _replace(part, **{_key(part, "function_call"): new_call})
+                    part = _replace(part, **{wire_key(part, "function_call"): new_call})
                     changed = True
-            code_obj = _g(part, "executable_code")
-            code = _g(code_obj, "code")
+            code_obj = field(part, "executable_code")
+            code = field(code_obj, "code")
             if isinstance(code, str) and code:
                 self._calls += 1
                 code_key = ("code", self._calls)
                 out = channels.feed(code_key, "tool_input", code) + channels.end(code_key)
                 if out != code:
                     part = _replace(
-                        part, **{_key(part, "executable_code"): _replace(code_obj, code=out)}
+                        part, **{wire_key(part, "executable_code"): _replace(code_obj, code=out)}
                     )
                     changed = True
             new_parts.append(part)
-        finish = _finish(_g(candidate, "finish_reason"))
+        finish = _finish(field(candidate, "finish_reason"))
         if finish is not None:
             self._ended = True
-            record_usage(channels, _g(chunk, "usage_metadata"))
+            record_usage(channels, field(chunk, "usage_metadata"))
             if finish in _CUT_FINISHES:
                 self.truncated = True
             for key in channels.open_keys():
@@ -247,7 +223,7 @@ class GeminiLens(_ChannelLens):
     def _call(self, call: Any, channels: Any) -> Any:
         """The function call with its arguments through the tool channels."""
         new = call
-        args = _g(call, "args")
+        args = field(call, "args")
         if args:
             self._calls += 1
             key = ("tool", self._calls)
@@ -259,25 +235,25 @@ class GeminiLens(_ChannelLens):
                 except ValueError:  # cut short by a budget: no arguments rather than a part
                     value = None
                 new = _replace(new, args=value)
-        partials = _g(call, "partial_args")
+        partials = field(call, "partial_args")
         if partials:
             new_partials = []
             for arg in partials:
-                value = _g(arg, "string_value")
+                value = field(arg, "string_value")
                 if isinstance(value, str) and value:
-                    path = _g(arg, "json_path")
+                    path = field(arg, "json_path")
                     out = channels.feed(("partial", path), "tool_input", value)
-                    if not _g(arg, "will_continue"):
+                    if not field(arg, "will_continue"):
                         out += channels.end(("partial", path))
                     if out != value:
-                        arg = _replace(arg, **{_key(arg, "string_value"): out})
+                        arg = _replace(arg, **{wire_key(arg, "string_value"): out})
                 new_partials.append(arg)
-            new = _replace(new, **{_key(call, "partial_args"): new_partials})
+            new = _replace(new, **{wire_key(call, "partial_args"): new_partials})
         return new
 
     @staticmethod
     def _with_parts(chunk: Any, candidate: Any, parts: list[Any]) -> Any:
-        content = _g(candidate, "content")
+        content = field(candidate, "content")
         if content is None:
             if type(chunk) is dict:
                 content = {"role": "model", "parts": parts}
@@ -303,10 +279,10 @@ class GeminiLens(_ChannelLens):
         if not parts or template is None:
             return []
         candidate = self._candidate(template)
-        finish_key = _key(candidate, "finish_reason")
+        finish_key = wire_key(candidate, "finish_reason")
         candidate = _replace(candidate, **{finish_key: None})
         chunk = self._with_parts(template, candidate, parts)
-        return [_replace(chunk, **{_key(chunk, "usage_metadata"): None})]
+        return [_replace(chunk, **{wire_key(chunk, "usage_metadata"): None})]
 
 
 register_lens(GeminiLens.match)

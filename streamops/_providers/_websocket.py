@@ -28,7 +28,8 @@ from pydantic import BaseModel
 
 from .._core._report import StopReason, StreamReport
 from ..lowlevel import register_lens
-from ._lenses import _ChannelLens, _get, _replace
+from ._camel import field, wire_key
+from ._lenses import _ChannelLens, _replace
 from ._usage import record_usage
 
 __all__ = ("GeminiLiveLens", "to_websocket")
@@ -165,29 +166,6 @@ _LIVE_KEYS = frozenset(
         "tool_call",
     }
 )
-_CAMEL = {
-    "server_content": "serverContent",
-    "model_turn": "modelTurn",
-    "turn_complete": "turnComplete",
-    "output_transcription": "outputTranscription",
-    "tool_call": "toolCall",
-    "function_calls": "functionCalls",
-    "usage_metadata": "usageMetadata",
-}
-
-
-def _g(obj: Any, name: str) -> Any:
-    value = _get(obj, name)
-    if value is None and type(obj) is dict and name in _CAMEL:
-        value = obj.get(_CAMEL[name])
-    return value
-
-
-def _key(obj: Any, name: str) -> str:
-    """The key of field ``name`` in ``obj``: wire JSON is camelCase unless it has the name."""
-    if type(obj) is dict and name not in obj:
-        return _CAMEL.get(name, name)
-    return name
 
 
 def _is_live(chunk: Any) -> bool:
@@ -229,32 +207,32 @@ class GeminiLiveLens(_ChannelLens):
 
     def unwrap(self, chunk: Any, /) -> str:
         """Return the model turn's answer text in ``chunk`` (``""`` if none)."""
-        turn = _g(_g(chunk, "server_content"), "model_turn")
-        parts = _g(turn, "parts") or () if turn is not None else ()
+        turn = field(field(chunk, "server_content"), "model_turn")
+        parts = field(turn, "parts") or () if turn is not None else ()
         return "".join(
-            t for p in parts if isinstance(t := _g(p, "text"), str) and not _g(p, "thought")
+            t for p in parts if isinstance(t := field(p, "text"), str) and not field(p, "thought")
         )
 
     def texts(self, chunk: Any, /) -> list[str]:
         """Return every text of ``chunk``: answer, thoughts, transcript, tool arguments."""
-        content = _g(chunk, "server_content")
+        content = field(chunk, "server_content")
         out: list[str] = []
-        turn = _g(content, "model_turn")
-        for part in (_g(turn, "parts") or ()) if turn is not None else ():
-            if isinstance(t := _g(part, "text"), str) and t:
+        turn = field(content, "model_turn")
+        for part in (field(turn, "parts") or ()) if turn is not None else ():
+            if isinstance(t := field(part, "text"), str) and t:
                 out.append(t)
-        transcript = _g(_g(content, "output_transcription"), "text")
+        transcript = field(field(content, "output_transcription"), "text")
         if isinstance(transcript, str) and transcript:
             out.append(transcript)
-        for call in _g(_g(chunk, "tool_call"), "function_calls") or ():
-            if args := _g(call, "args"):
+        for call in field(field(chunk, "tool_call"), "function_calls") or ():
+            if args := field(call, "args"):
                 out.append(json.dumps(args))
         return out
 
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
-        record_usage(channels, _g(chunk, "usage_metadata"))
-        content = _g(chunk, "server_content")
-        calls = _g(_g(chunk, "tool_call"), "function_calls")
+        record_usage(channels, field(chunk, "usage_metadata"))
+        content = field(chunk, "server_content")
+        calls = field(field(chunk, "tool_call"), "function_calls")
         if content is None and not calls:
             return [chunk]
         self._template = chunk
@@ -262,15 +240,15 @@ class GeminiLiveLens(_ChannelLens):
         if content is not None:
             self._ended = False
             new_content = content
-            model_turn = _g(content, "model_turn")
-            parts = _g(model_turn, "parts") if model_turn is not None else None
+            model_turn = field(content, "model_turn")
+            parts = field(model_turn, "parts") if model_turn is not None else None
             if parts:
                 new_parts = []
                 changed = False
                 for part in parts:
-                    text = _g(part, "text")
+                    text = field(part, "text")
                     if isinstance(text, str) and text:
-                        thought = bool(_g(part, "thought"))
+                        thought = bool(field(part, "thought"))
                         key = (turn, "thought" if thought else "text")
                         out = channels.feed(key, "reasoning" if thought else "content", text)
                         if out != text:
@@ -279,27 +257,28 @@ class GeminiLiveLens(_ChannelLens):
                     new_parts.append(part)
                 if changed:
                     new_turn = _replace(model_turn, parts=new_parts)
-                    new_content = _replace(new_content, **{_key(content, "model_turn"): new_turn})
-            transcription = _g(content, "output_transcription")
-            said = _g(transcription, "text")
+                    turn_key = wire_key(content, "model_turn")
+                    new_content = _replace(new_content, **{turn_key: new_turn})
+            transcription = field(content, "output_transcription")
+            said = field(transcription, "text")
             if isinstance(said, str) and said:
                 out = channels.feed((turn, "transcript"), "content", said)
                 if out != said:
                     new_tr = _replace(transcription, text=out)
                     new_content = _replace(
-                        new_content, **{_key(content, "output_transcription"): new_tr}
+                        new_content, **{wire_key(content, "output_transcription"): new_tr}
                     )
-            interrupted = bool(_g(content, "interrupted"))
-            if interrupted or _g(content, "turn_complete"):
+            interrupted = bool(field(content, "interrupted"))
+            if interrupted or field(content, "turn_complete"):
                 held = self._end_turn(channels, forced=interrupted)
                 if held:  # after this message's own text, before its end: in it
                     new_content = self._with_held(new_content, held)
             if new_content is not content:
-                chunk = _replace(chunk, **{_key(chunk, "server_content"): new_content})
+                chunk = _replace(chunk, **{wire_key(chunk, "server_content"): new_content})
         if calls:
             new_calls = []
             for call in calls:
-                args = _g(call, "args")
+                args = field(call, "args")
                 if args:
                     self._calls += 1
                     tool = ("tool", self._calls)
@@ -312,9 +291,9 @@ class GeminiLiveLens(_ChannelLens):
                             value = None
                         call = _replace(call, args=value)
                 new_calls.append(call)
-            tool_call = _g(chunk, "tool_call")
-            new_tool = _replace(tool_call, **{_key(tool_call, "function_calls"): new_calls})
-            chunk = _replace(chunk, **{_key(chunk, "tool_call"): new_tool})
+            tool_call = field(chunk, "tool_call")
+            new_tool = _replace(tool_call, **{wire_key(tool_call, "function_calls"): new_calls})
+            chunk = _replace(chunk, **{wire_key(chunk, "tool_call"): new_tool})
         return [chunk]
 
     def _end_turn(self, channels: Any, *, forced: bool) -> dict[str, str]:
@@ -333,7 +312,7 @@ class GeminiLiveLens(_ChannelLens):
     def _with_held(content: Any, held: dict[str, str]) -> Any:
         """``content`` (a server-content message) with a turn's held text added at its end."""
         data = content if type(content) is dict else content.model_dump(exclude_none=True)
-        turn_key = _key(data, "model_turn")
+        turn_key = wire_key(data, "model_turn")
         turn = dict(data.get(turn_key) or {"role": "model"})
         parts = list(turn.get("parts") or [])
         if held.get("thought"):
@@ -344,7 +323,7 @@ class GeminiLiveLens(_ChannelLens):
         if parts:
             new[turn_key] = {**turn, "parts": parts}
         if held.get("transcript"):
-            said_key = _key(data, "output_transcription")
+            said_key = wire_key(data, "output_transcription")
             said = dict(data.get(said_key) or {})
             new[said_key] = {**said, "text": (said.get("text") or "") + held["transcript"]}
         return new if type(content) is dict else type(content).model_validate(new)
