@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -857,6 +858,30 @@ def test_cpu_budget_per_stream_fails_closed_with_a_clear_stop_reason() -> None:
     s = so.redact([slow], timeout=None, cpu_budget=0.2)(["a" * 40 + "!"])
     assert s.text() == ""
     assert s.report["redact"].blocked_by == "cpu_budget"  # type: ignore[attr-defined]
+
+
+def test_flag_observer_shares_the_streams_cpu_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The observer of flag patterns had a budget of its own, so a stream mixing flag and
+    # redact rules could spend twice cpu_budget. A clock that advances 10 ms per reading
+    # makes every timed step cost 10 ms: 60 chunks are ~0.6 s for each side, ~1.2 s in all.
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.01
+        return now[0]
+
+    monkeypatch.setattr(time, "perf_counter", clock)
+    ticket = so.PatternSpec("ticket", r"TCK-[0-9]{4}", action="flag")
+    chunks = ["a b "] * 60
+    for patterns in ([ticket], ["email"]):  # each side alone stays within 1 s
+        s = so.redact(patterns, cpu_budget=1.0)(chunks)
+        assert s.text() == "".join(chunks)
+        assert s.report.stop_reason == so.StopReason.COMPLETE
+    s = so.redact([ticket, "email"], cpu_budget=1.0)(chunks)
+    out = s.text()
+    assert s.report["redact"].blocked_by == "cpu_budget"  # type: ignore[attr-defined]
+    assert s.report.stop_reason == so.StopReason.BLOCKED
+    assert len(out) < len("".join(chunks))
 
 
 def test_cpu_budget_is_checked() -> None:

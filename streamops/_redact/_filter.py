@@ -363,6 +363,16 @@ def _timeout_message(timeout: float | None) -> str:
 # --------------------------------------------------------------------------
 
 
+class _Spent:
+    """Seconds a stream spent matching: one CPU budget, shared by a redactor and the
+    observer of its flag patterns (a stream mixing both never spends twice the budget)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
 class _Redactor:
     """The sans-I/O core: ``feed(text) -> [released]``, ``close() -> [rest]``."""
 
@@ -397,7 +407,7 @@ class _Redactor:
         "done",
     )
 
-    def __init__(self, plan: _Plan, report: StreamReport) -> None:
+    def __init__(self, plan: _Plan, report: StreamReport, spent: _Spent | None = None) -> None:
         self._plan = plan
         self._report = report
         self._section = report.section("redact", RedactReport)
@@ -415,13 +425,13 @@ class _Redactor:
         self._pending: list[str] = []  # text not yet joined to _buf (see feed)
         self._pending_len = 0
         self._recheck = 0  # held length at which the open attempt is looked at again
-        self._spent = 0.0  # seconds spent matching (the CPU budget)
+        self._spent = _Spent() if spent is None else spent  # the stream's CPU budget
         self._timeout = plan.timeout  # per search: the guard, or what is left of the budget
         self._force = False  # the hold time bound is reached: decide the open attempt now
         self._held_at = -1  # the stream offset of the oldest held character ...
         self._held_since = 0.0  # ... and when it became the oldest
         self._holds: dict[int, int] = {}  # held length after each chunk -> how many chunks
-        self._watch = None if plan.watch is None else _Redactor(plan.watch, report)
+        self._watch = None if plan.watch is None else _Redactor(plan.watch, report, self._spent)
         # The normalised view (plan.normalize): _buf holds the normalised text, _orig the
         # original from the same point, and _buf[i] stands for _orig[_starts[i]:_starts[i + 1]]
         # (a removed zero-width character belongs to the next kept one; the last entry is
@@ -563,7 +573,8 @@ class _Redactor:
             return self._run(final=final, reopen=reopen)
         # The budget grows with the text read: long streams are not cut for their length.
         budget += _CPU_PER_CHAR * (self._base + len(self._buf))
-        left = max(1e-3, budget - self._spent)
+        spent = self._spent
+        left = max(1e-3, budget - spent.seconds)
         guard = self._plan.timeout
         # A search of a user pattern stops at what is left of the budget, too (built-ins
         # are bounded and run unguarded: the guard would double their cost).
@@ -574,12 +585,12 @@ class _Redactor:
             out = self._run(final=final, reopen=reopen)
         except RedactTimeoutError:
             if self._timeout is not None and (guard is None or self._timeout < guard):
-                self._spent = budget
+                spent.seconds = budget
                 return self._exhausted()
             raise
         finally:
-            self._spent += time.perf_counter() - started
-        if self._spent > budget and not self.done:
+            spent.seconds += time.perf_counter() - started
+        if spent.seconds > budget and not self.done:
             return [*out, *self._exhausted()]
         return out
 
