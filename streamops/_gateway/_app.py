@@ -111,6 +111,24 @@ def _upstream_message(raw: bytes) -> str:
     return raw[:200].decode("utf-8", "replace")
 
 
+_DRAIN_S = 0.1
+"""How long the end of an upstream's body may take after its ``[DONE]`` event."""
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read what follows ``[DONE]`` (the chunked body's end), so the connection is kept alive.
+
+    Leaving the body unread would make httpx close the connection, and every
+    request would pay for a new one (connect, and close, on both ends). An
+    upstream that keeps the body open after ``[DONE]`` gets ``_DRAIN_S``;
+    then the connection is closed as before.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_DRAIN_S):
+            async for _ in body:
+                pass
+
+
 def _budget_usage(report: Any) -> Any:
     if report is None:
         return None
@@ -454,9 +472,11 @@ class Gateway:
                         answer.status_code, _upstream_message(await answer.aread()), url
                     )
                 decoder = SSEData()
-                async for raw in answer.aiter_bytes():
+                body = answer.aiter_bytes()
+                async for raw in body:
                     for data in decoder.feed(raw):
                         if data == b"[DONE]":
+                            await _drain(body)
                             return
                         try:
                             text = data.decode()
