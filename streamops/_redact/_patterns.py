@@ -341,8 +341,13 @@ _BUILTINS: tuple[PatternSpec, ...] = (
     PatternSpec(
         "phone",
         r"(?<![\w+])(?:"
-        # E.164 / international: +CC then 6-14 more digits in groups.
-        r"\+[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}\)?){1,5}[ .-]?[0-9]{2,4}"
+        # E.164 / international: +CC, then up to six more runs of digits (7 to 15 digits
+        # in all: the validator) after a separator and/or parentheses; a ")" not right
+        # after a one-digit country code, a last run of two digits or more (three after a
+        # "("). A separator is never empty, so each run is a whole digit run: glued digits
+        # (+442079460958) have one reading, not one per way of splitting them into groups.
+        r"\+[1-9][0-9]{0,14}(?:(?:(?<!\+[1-9])\)[ .-]?\(?|[ .-]\(?|\()[0-9]{1,14}){0,6}"
+        r"(?<=[0-9]{2})(?<!\([0-9]{1,2})"
         # North American (area and exchange codes start with 2-9): (415) 555-2671,
         # 415-555-2671, 415.555.2671, 415 555 2671.
         r"|(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[.-])[2-9][0-9]{2}[.-][0-9]{4}"
