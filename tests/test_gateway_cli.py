@@ -465,3 +465,28 @@ def test_workers_remove_the_metrics_directory_they_made_at_shutdown(
             assert len(made) == 1
             assert any(made[0].iterdir())  # the workers' metric files
     assert not made[0].exists()
+
+
+def test_a_serving_process_warms_its_pipelines_and_freezes_its_start_up_heap(
+    tmp_path: Path,
+) -> None:
+    blocking = tmp_path / "block.toml"
+    blocking.write_text('[redact]\npatterns = ["email"]\naction = "block"\n', encoding="utf-8")
+    keys = keys_file(tmp_path, a={"key": "ka", "policy": str(blocking)})
+    log: list[str] = []
+    with (
+        FakeOpenAIServer("hello") as up,
+        serve_process(
+            "--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys, log=log
+        ) as (url, _),
+    ):
+        reply = openai.OpenAI(base_url=url, api_key="ka", max_retries=0).chat.completions.create(
+            model="m", messages=USER
+        )
+        assert reply.choices[0].message.content == "hello"
+    startup = [json.loads(line) for line in log if line.startswith('{"event":"startup"')]
+    assert len(startup) == 1
+    # Two policies (safe-chat and the blocking one), three wires each; the blocking
+    # policy's warm-up answer is blocked, which is its decision, not a start-up failure.
+    assert startup[0]["warmed"] == 6
+    assert startup[0]["frozen"] > 10_000

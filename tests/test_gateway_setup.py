@@ -12,6 +12,7 @@ import socket
 import socketserver
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -103,3 +104,35 @@ def test_requests_one_after_another_reuse_one_upstream_connection(stream: bool) 
             assert text == "one two three four"
         client.close()
     assert relay.accepted == 1
+
+
+def test_input_rules_are_built_once_per_policy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    policy = tmp_path / "in.toml"
+    policy.write_text('[input]\npatterns = ["email"]\n', encoding="utf-8")
+    built: list[str] = []
+    original = so.Policy.build_input
+
+    def counting(self: so.Policy) -> Any:
+        built.append("input")
+        return original(self)
+
+    monkeypatch.setattr(so.Policy, "build_input", counting)
+    model = so.FakeStreamingModel("ok", format="openai-dict")
+    with (
+        FakeOpenAIServer(model) as up,
+        GatewayServer(
+            load_config(["--upstream", up.base_url, "--policy", str(policy), "--port", "0"])
+        ) as gw,
+    ):
+        client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        for _ in range(3):
+            messages: Any = [{"role": "user", "content": "mail ann@example.com"}]
+            answer = client.chat.completions.create(model="m", messages=messages)
+            assert answer.choices[0].message.content == "ok"
+        client.close()
+        sent = [r.call.prompt for r in up.served if r.call is not None]
+    assert len(sent) == 3
+    assert all("ann@example.com" not in str(p) and "[EMAIL]" in str(p) for p in sent)
+    assert built == ["input"]

@@ -63,16 +63,21 @@ def load_config(argv: Sequence[str]) -> GatewayConfig:
     return config_from_args(args, argv)
 
 
-def create_app(config: GatewayConfig) -> Any:
-    """Return the gateway's Starlette app for ``config`` (its lifespan opens the clients)."""
-    return Gateway(config).app()
+def create_app(config: GatewayConfig, *, own_process: bool = False) -> Any:
+    """Return the gateway's Starlette app for ``config`` (its lifespan opens the clients).
+
+    ``own_process``: the app is all its process serves (``streamops serve``), so
+    its start-up may warm every pipeline and freeze the heap (see
+    :meth:`Gateway.prepare`); leave it off when embedding the app elsewhere.
+    """
+    return Gateway(config, own_process=own_process).app()
 
 
 def app_from_env() -> Any:
     """The app of one ``--workers`` process: its arguments come from the parent's environment."""
     argv = json.loads(os.environ[_ARGV_ENV])
     _setup_logging()
-    return create_app(load_config(argv))
+    return create_app(load_config(argv), own_process=True)
 
 
 def _setup_logging() -> None:
@@ -177,7 +182,7 @@ def cli_main(argv: list[str]) -> int:
         sys.stderr.flush()
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(config),
+                create_app(config, own_process=True),
                 log_level="warning",
                 access_log=False,
                 timeout_graceful_shutdown=5,
