@@ -981,6 +981,8 @@ class _Book:
 
 
 _LENS_HINT = "register a lens with streamops.register_lens() for this chunk type"
+# What providers bill as completion tokens: every channel but a tool's output.
+_BILLED_CHANNELS = ALL_CHANNELS - {"tool_output"}
 
 
 async def _aclose(source: AsyncIterator[Any]) -> None:
@@ -1032,9 +1034,10 @@ def budget(
     channels) against one shared limit, tokens count in the order they
     arrive, and when the total reaches the limit in any channel the stream is
     cut there, at that character, and stops. ``channels`` selects what is
-    counted (default: all of ``"content"``, ``"refusal"``, ``"reasoning"``,
-    ``"tool_arguments"``); ``report["budget"].channel_tokens`` splits the
-    count by kind.
+    counted (default: ``"content"``, ``"refusal"``, ``"reasoning"`` and
+    ``"tool_arguments"``; ``"tool_output"``, what a provider-run tool
+    returned, is not completion tokens and counts only when named);
+    ``report["budget"].channel_tokens`` splits the count by kind.
 
     ``encoding`` is a tiktoken name or ``tiktoken.Encoding``; by default
     (``None``) the encoding of ``model`` when tiktoken knows it
@@ -1093,7 +1096,7 @@ def budget(
         raise ValueError("key= is only meaningful with ledger=")
     if max_tokens is None and max_cost is None and ledger is None:
         raise ValueError("budget() needs max_tokens, max_cost or ledger")
-    kinds = ALL_CHANNELS if channels is None else _check_channels(channels)
+    kinds = _BILLED_CHANNELS if channels is None else _check_channels(channels)
 
     enc = resolve_encoding(encoding, model=model)
     if prompt is not None:

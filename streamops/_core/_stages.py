@@ -180,7 +180,7 @@ class ProcessorStage(Stage):
         return kind in self.channels
 
 
-ALL_CHANNELS = frozenset({"content", "refusal", "reasoning", "tool_arguments"})
+ALL_CHANNELS = frozenset({"content", "refusal", "reasoning", "tool_arguments", "tool_output"})
 """The kinds of text channel a provider chunk may carry.
 
 ``content`` is the answer; ``refusal`` a refusal message (OpenAI);
@@ -188,8 +188,11 @@ ALL_CHANNELS = frozenset({"content", "refusal", "reasoning", "tool_arguments"})
 ``reasoning_content``, Anthropic thinking, Responses reasoning, LangChain
 reasoning blocks); ``tool_arguments`` the JSON arguments of a tool call, whose
 string values are what text operators see (so a replacement keeps them valid
-JSON). Each channel of a stream (each tool call, each content block) runs
-through the text operators with its own state.
+JSON); ``tool_output`` what a provider-run tool returned and the provider
+shows the client (code-execution output, search results, MCP results,
+citations' quoted text), each text a channel that comes whole. Each channel
+of a stream (each tool call, each content block) runs through the text
+operators with its own state.
 """
 
 

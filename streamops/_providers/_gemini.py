@@ -12,6 +12,8 @@ yields one ``GenerateContentResponse`` per server-sent event; its
   tool-arguments channel as JSON and come back as a dict; streamed
   ``partial_args`` string values go through a free-text tool channel per
   ``json_path``; ``executable_code.code`` likewise;
+- what the code printed (``code_execution_result.output``) comes whole: a
+  ``"tool_output"`` text;
 - ``finish_reason`` ends every channel in that chunk (held answer text joins
   its last answer part, or a new one); ``MAX_TOKENS``, ``SAFETY``,
   ``RECITATION``, ``BLOCKLIST``, ``PROHIBITED_CONTENT``, ``SPII`` and a
@@ -199,6 +201,12 @@ class GeminiLens(_ChannelLens):
                     part = _replace(
                         part, **{wire_key(part, "executable_code"): _replace(code_obj, code=out)}
                     )
+                    changed = True
+            result = field(part, "code_execution_result")
+            if result is not None:  # what the code printed: it comes whole
+                fixed = self._scrub(result, channels)
+                if fixed is not result:
+                    part = _replace(part, **{wire_key(part, "code_execution_result"): fixed})
                     changed = True
             new_parts.append(part)
         finish = _finish(field(candidate, "finish_reason"))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import abc
 import codecs
 import copy
+import json
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
@@ -173,6 +174,48 @@ def find_lens(chunk: Any, /) -> Lens | ChannelLens:
     return lens
 
 
+# Keys whose string values in a tool's payload are not text a person reads:
+# identifiers, enum values, encodings and opaque blobs (base64 data, signatures).
+_OPAQUE_KEYS = frozenset(
+    {
+        "approval_request_id",
+        "background",
+        "call_id",
+        "container_id",
+        "created_by",
+        "data",
+        "encrypted_content",
+        "encrypted_index",
+        "error_code",
+        "file_id",
+        "file_type",
+        "id",
+        "image_url",
+        "item_id",
+        "language",
+        "media_type",
+        "mime_type",
+        "model",
+        "name",
+        "namespace",
+        "outcome",
+        "output_format",
+        "page_age",
+        "phase",
+        "quality",
+        "retrieved_at",
+        "role",
+        "server_label",
+        "signature",
+        "size",
+        "status",
+        "tool_use_id",
+        "toolset_name",
+        "type",
+    }
+)
+
+
 class _ChannelLens(abc.ABC):
     """Shared logic of the provider lenses: every text channel of a chunk is a stream.
 
@@ -190,7 +233,7 @@ class _ChannelLens(abc.ABC):
     :func:`~streamops.parse_json`).
     """
 
-    __slots__ = ("_ended", "_n", "_pending", "truncated")
+    __slots__ = ("_ended", "_n", "_pending", "_wholes", "truncated")
 
     # False when the lens never holds a chunk and its _process sets ``truncated``
     # itself: process() then skips the generic hooks (the per-chunk hot path).
@@ -207,6 +250,7 @@ class _ChannelLens(abc.ABC):
         # event): a stream that ends without it (a dropped connection, an error
         # event) ended by force.
         self._ended = False
+        self._wholes = 0  # texts that came whole (see _whole)
 
     @abc.abstractmethod
     def unwrap(self, chunk: Any, /) -> str:
@@ -222,6 +266,42 @@ class _ChannelLens(abc.ABC):
     @abc.abstractmethod
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
         """Feed one chunk that is not held; return the chunks to emit for it."""
+
+    def _whole(self, channels: Any, kind: str, text: str) -> str:
+        """``text`` that came whole (a tool's output, a quote): through a channel of its own.
+
+        The channel is ended at once as a complete text (a partial match at its
+        end is no secret's prefix: nothing more will come).
+        """
+        self._wholes += 1
+        key = ("whole", self._wholes)
+        out: str = channels.feed(key, kind, text) + channels.end(key, forced=False)
+        return out
+
+    def _scrub(self, value: Any, channels: Any, skip: frozenset[str] = frozenset()) -> Any:
+        """``value`` (a payload that came whole) with each of its texts through :meth:`_whole`.
+
+        Every string in it, at any depth of dicts, lists and SDK models, is a
+        ``tool_output`` text, except the values of :data:`_OPAQUE_KEYS` and
+        ``skip`` (identifiers, enum values, encodings, opaque blobs). Returns
+        ``value`` itself when nothing changed.
+        """
+        if type(value) is str:
+            return self._whole(channels, "tool_output", value) if value else value
+        if isinstance(value, list | tuple):
+            new = [self._scrub(v, channels) for v in value]
+            if all(a is b for a, b in zip(new, value, strict=True)):
+                return value
+            return type(value)(new) if isinstance(value, tuple) else new
+        pairs = _fields(value) if isinstance(value, dict | BaseModel) else ()
+        changes: dict[str, Any] = {}
+        for name, item in pairs:
+            if name in _OPAQUE_KEYS or name in skip or item is None:
+                continue
+            fixed = self._scrub(item, channels)
+            if fixed is not item:
+                changes[name] = fixed
+        return _replace(value, **changes) if changes else value
 
     def _holds(self, chunk: Any) -> bool:
         """Whether ``chunk`` is a boundary to hold until the next chunk (default: never)."""
@@ -845,6 +925,15 @@ _RESPONSE_ITEM_TEXTS = {
     "custom_tool_call": ("input", "custom_input"),
     "code_interpreter_call": ("code", "code"),
 }
+# output item type -> its fields that _fix_item does not scrub as tool output:
+# the texts with channels of their own, and blobs (an image's base64 data).
+_RESPONSE_ITEM_SKIP_ALL = frozenset({"content", "summary"})
+_RESPONSE_ITEM_SKIP = {
+    **{t: _RESPONSE_ITEM_SKIP_ALL | {name} for t, (name, _) in _RESPONSE_ITEM_TEXTS.items()},
+    "image_generation_call": _RESPONSE_ITEM_SKIP_ALL | {"result"},
+}
+_NONE: frozenset[str] = frozenset()
+_RESPONSE_ADDED_SKIP = {"image_generation_call": frozenset({"result"})}
 _RESPONSE_PART_DONES = frozenset(
     {
         "response.content_part.done",
@@ -971,6 +1060,18 @@ class OpenAIResponsesLens(_ChannelLens):
                     if _get(chunk, "logprobs"):
                         changes["logprobs"] = []
                     chunk = _replace(chunk, **changes)
+        elif kind == "response.output_text.annotation.added":
+            annotation = _get(chunk, "annotation")
+            fixed = self._scrub(annotation, channels)
+            if fixed is not annotation:
+                chunk = _replace(chunk, annotation=fixed)
+        elif kind == "response.output_item.added":
+            # Its texts stream as deltas after it (it carries empty ones), but
+            # whatever text it does carry is shown: each a text of its own.
+            item = _get(chunk, "item")
+            fixed = self._scrub(item, channels, _RESPONSE_ADDED_SKIP.get(_get(item, "type"), _NONE))
+            if fixed is not item:
+                chunk = _replace(chunk, item=fixed)
         elif kind in _RESPONSE_FINALS:
             self._ended = True
             record_usage(channels, _get(_get(chunk, "response"), "usage"))
@@ -1030,7 +1131,11 @@ class OpenAIResponsesLens(_ChannelLens):
         ptype = _get(part, "type")
         if ptype == "output_text":
             key = ("output_text", item_id, _get(event, "content_index"))
-            return _replace(part, text=self._full(key, _get(part, "text")), logprobs=[])
+            changes = {"text": self._full(key, _get(part, "text")), "logprobs": []}
+            annotations = _get(part, "annotations")
+            if annotations and self._channels is not None:  # cited titles, file names, URLs
+                changes["annotations"] = self._scrub(annotations, self._channels)
+            return _replace(part, **changes)
         if ptype == "refusal":
             key = ("refusal", item_id, _get(event, "content_index"))
             return _replace(part, refusal=self._full(key, _get(part, "refusal")))
@@ -1051,6 +1156,12 @@ class OpenAIResponsesLens(_ChannelLens):
             value = _get(item, name)
             if value is not None:
                 changes[name] = self._full((channel, item_id, None), value)
+        channels = self._channels
+        if channels is not None:
+            # The rest of the item came whole: a tool's output, a search's
+            # results, a shell command (the fields above have channels of their own).
+            skip = _RESPONSE_ITEM_SKIP.get(itype, _RESPONSE_ITEM_SKIP_ALL)
+            item = self._scrub(item, channels, skip)
         for field, prefix in (("content", None), ("summary", "summary")):
             parts = _get(item, field)
             if not parts:
@@ -1117,10 +1228,14 @@ class AnthropicLens(_ChannelLens):
     Each content block is a channel with its own operator state: text blocks
     (``text_delta``), thinking blocks (``thinking_delta``) and the JSON input
     of tool-use blocks (``input_json_delta``; operators see the decoded
-    string values). ``message_start``, signatures, citations and ``ping``
-    pass through. A block's held text is released as one more delta at that
-    block's ``content_block_stop``, in order, so nothing moves to another
-    block. The stop waits for the next event: when that is a
+    string values). What comes whole is read whole: a tool's input given in
+    its block's start, the results of server tools (code execution output,
+    web search and fetch results, MCP results) and citations' quoted text,
+    as ``tool_output`` texts (see :data:`~streamops.lowlevel.ALL_CHANNELS`).
+    ``message_start``, signatures and ``ping`` pass through. A block's held
+    text is released as one more delta at that block's
+    ``content_block_stop``, in order, so nothing moves to another block.
+    The stop waits for the next event: when that is a
     ``message_delta`` with ``stop_reason`` ``max_tokens`` (or ``refusal``),
     the message was cut and a live partial secret is masked.
 
@@ -1215,20 +1330,42 @@ class AnthropicLens(_ChannelLens):
             index = _get(chunk, "index")
             block = _get(chunk, "content_block")
             spec = _ANTHROPIC_BLOCKS.get(_get(block, "type"))
-            if spec is None:
-                return [chunk]
+            if spec is None:  # a server tool's result, say: it comes whole
+                fixed = self._scrub(block, channels)
+                return [chunk if fixed is block else _replace(chunk, content_block=fixed)]
             channel, field = spec
             self._kinds[index] = channel
+            changes: dict[str, Any] = {}
             text = _get(block, field) if field is not None else None
             if field is not None and isinstance(text, str) and text:
                 out = channels.feed(index, channel, text)
                 if out != text:
-                    chunk = _replace(chunk, content_block=_replace(block, **{field: out}))
+                    changes[field] = out
+            tool_input = _get(block, "input") if field is None else None
+            if tool_input:  # a tool's input that came whole, not as input_json deltas
+                whole = json.dumps(tool_input, ensure_ascii=False)
+                out = self._whole(channels, "tool_arguments", whole)
+                if out != whole:
+                    try:
+                        changes["input"] = json.loads(out)
+                    except ValueError:  # cut short by a budget: no input rather than a part
+                        changes["input"] = {}
+            citations = _get(block, "citations")
+            if citations:
+                fixed = self._scrub(citations, channels)
+                if fixed is not citations:
+                    changes["citations"] = fixed
+            if changes:
+                chunk = _replace(chunk, content_block=_replace(block, **changes))
             return [chunk]
         if kind == "content_block_delta":
             delta = _get(chunk, "delta")
             spec = _ANTHROPIC_DELTAS.get(_get(delta, "type"))
-            if spec is None:
+            if spec is None:  # a citation's quoted text: a whole text of its own
+                citation = _get(delta, "citation")
+                fixed = self._scrub(citation, channels) if citation is not None else None
+                if fixed is not citation:
+                    chunk = _replace(chunk, delta=_replace(delta, citation=fixed))
                 return [chunk]
             channel, field = spec
             index = _get(chunk, "index")

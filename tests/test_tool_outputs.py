@@ -1,0 +1,285 @@
+"""What comes whole in a provider stream is redacted too: tools' outputs, results, quotes.
+
+Providers that run tools themselves (code execution, web search, MCP) stream
+the tool's output to the client beside the answer, and citations quote their
+sources. None of it is a delta, but all of it is text the client shows: each
+string in it runs through the text operators as a ``tool_output`` text of its
+own. The sweeps build every output item and content block type of the
+installed SDKs with a secret in each string field that is text (not an id, an
+enum value or a blob) and check that no secret survives.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import types
+import typing
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import pytest
+from anthropic.types import RawContentBlockStartEvent
+from anthropic.types import RawMessageStreamEvent as AnthropicEvent
+from google.genai import types as gt
+from openai.types.responses import ResponseOutputItem, ResponseStreamEvent
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+import streamops as so
+from streamops._providers._lenses import _OPAQUE_KEYS
+
+SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+TEXT = f"it printed {SECRET} twice"
+
+
+def redact() -> so.Operator[Any, Any]:
+    return so.redact(["openai_key"])
+
+
+def _union_args(tp: Any) -> tuple[Any, ...]:
+    if get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
+
+
+def sample(tp: Any, name: str = "") -> Any:
+    """A value of type ``tp`` with the secret in each string that is text (not an id)."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return sample(get_args(tp)[0], name)
+    if tp is str:
+        return "x1" if name in _OPAQUE_KEYS else TEXT
+    if tp is object or tp is typing.Any:
+        return TEXT
+    if tp is bool:
+        return False
+    if tp in (int, float):
+        return 1
+    if origin is Literal:
+        return get_args(tp)[0]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return next(iter(tp)).value
+    if origin in (Union, types.UnionType):
+        for arg in get_args(tp):
+            if arg is type(None):
+                continue
+            value = sample(arg, name)
+            try:
+                TypeAdapter(arg).validate_python(value)
+            except (ValidationError, TypeError):
+                continue
+            return value
+        return None
+    if origin in (list, typing.List, typing.Sequence, tuple):  # noqa: UP006
+        return [sample(get_args(tp)[0], name)]
+    if origin in (dict, typing.Dict):  # noqa: UP006
+        return {"note": sample(get_args(tp)[1], name)}
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return {(f.alias or key): sample(f.annotation, key) for key, f in tp.model_fields.items()}
+    return None
+
+
+def dump(chunks: list[Any]) -> str:
+    return json.dumps(
+        [c.model_dump(mode="json") if isinstance(c, BaseModel) else c for c in chunks]
+    )
+
+
+# -- OpenAI Responses -------------------------------------------------------------
+
+RESPONSE = {
+    "id": "r1",
+    "object": "response",
+    "created_at": 0,
+    "model": "m",
+    "parallel_tool_calls": True,
+    "tool_choice": "auto",
+    "tools": [],
+}
+ITEM_CLASSES = _union_args(ResponseOutputItem)
+
+
+@pytest.mark.parametrize("cls", ITEM_CLASSES, ids=lambda c: c.__name__)
+def test_every_responses_output_item_is_redacted(cls: type[BaseModel]) -> None:
+    item = cls.model_validate(sample(cls)).model_dump(mode="json", exclude_none=True)
+    if cls.__name__ == "ImageGenerationCall":
+        item["result"] = "aGVsbG8="  # the image's base64 data, no text
+    raw = [
+        {"type": "response.output_item.added", "sequence_number": 0, "output_index": 0,
+         "item": item},
+        {"type": "response.output_item.done", "sequence_number": 1, "output_index": 0,
+         "item": item},
+        {"type": "response.completed", "sequence_number": 2,
+         "response": {**RESPONSE, "status": "completed", "output": [item]}},
+    ]  # fmt: skip
+    adapter: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+    for source in (raw, [adapter.validate_python(e) for e in raw]):
+        out = list(redact()(source))
+        if SECRET not in json.dumps(item):  # an item with no text at all (compaction)
+            assert dump(out) == dump(source)
+            continue
+        assert SECRET not in dump(out)
+        assert "[OPENAI_KEY]" in dump(out)
+        # Still the provider's types, ids and all.
+        assert [type(e) for e in out] == [type(e) for e in source]
+        assert dump(out).count('"x1"') == dump(list(source)).count('"x1"')
+
+
+def test_code_interpreter_logs_equal_in_the_item_and_the_final_response() -> None:
+    item = {
+        "type": "code_interpreter_call", "id": "ci1", "status": "completed",
+        "container_id": "c", "code": "print(key)",
+        "outputs": [{"type": "logs", "logs": f"{SECRET}\n"}],
+    }  # fmt: skip
+    raw = [
+        {"type": "response.output_item.done", "sequence_number": 0, "output_index": 0,
+         "item": item},
+        {"type": "response.completed", "sequence_number": 1,
+         "response": {**RESPONSE, "status": "completed", "output": [item]}},
+    ]  # fmt: skip
+    done, final = redact()(raw)
+    assert done["item"]["outputs"] == [{"type": "logs", "logs": "[OPENAI_KEY]\n"}]
+    assert final["response"]["output"][0] == done["item"]
+
+
+def test_output_text_annotations_are_redacted() -> None:
+    annotation = {
+        "type": "url_citation", "url": f"https://example.com/?k={SECRET}",
+        "title": TEXT, "start_index": 0, "end_index": 4,
+    }  # fmt: skip
+    raw = [
+        {"type": "response.output_text.annotation.added", "sequence_number": 0,
+         "item_id": "m1", "output_index": 0, "content_index": 0, "annotation_index": 0,
+         "annotation": annotation},
+        {"type": "response.content_part.done", "sequence_number": 1, "item_id": "m1",
+         "output_index": 0, "content_index": 0,
+         "part": {"type": "output_text", "text": "", "annotations": [annotation]}},
+    ]  # fmt: skip
+    assert SECRET not in dump(list(redact()(raw)))
+
+
+# -- Anthropic --------------------------------------------------------------------
+
+BLOCK_CLASSES = _union_args(RawContentBlockStartEvent.model_fields["content_block"].annotation)
+
+
+def _message(*events: dict[str, Any]) -> list[dict[str, Any]]:
+    start: dict[str, Any] = {
+        "type": "message_start",
+        "message": {
+            "id": "m1", "type": "message", "role": "assistant", "model": "c", "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 0},
+        },
+    }  # fmt: skip
+    end: list[dict[str, Any]] = [
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 5}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    return [start, *events, *end]
+
+
+@pytest.mark.parametrize("cls", BLOCK_CLASSES, ids=lambda c: c.__name__)
+def test_every_anthropic_content_block_is_redacted(cls: type[BaseModel]) -> None:
+    block = cls.model_validate(sample(cls)).model_dump(mode="json", exclude_none=True)
+    if cls.__name__ in ("ThinkingBlock", "RedactedThinkingBlock", "ContainerUploadBlock"):
+        pytest.skip("no text a client shows in the block's start (thinking streams as deltas)")
+    raw = _message(
+        {"type": "content_block_start", "index": 0, "content_block": block},
+        {"type": "content_block_stop", "index": 0},
+    )
+    adapter: TypeAdapter[Any] = TypeAdapter(AnthropicEvent)
+    for source in (raw, [adapter.validate_python(e) for e in raw]):
+        out = list(redact()(source))
+        assert SECRET not in dump(out), cls.__name__
+        assert [type(e) for e in out] == [type(e) for e in source]
+
+
+def test_citation_quotes_are_redacted_and_the_text_stays_exact() -> None:
+    email = "ann@example.com"
+    raw = _message(
+        {"type": "content_block_start", "index": 0,
+         "content_block": {"type": "text", "text": "", "citations": []}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "text_delta", "text": "Her address is ann@exa"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "citations_delta",
+         "citation": {"type": "char_location", "cited_text": f"Contact: {email}",
+                      "document_index": 0, "document_title": f"card of {email}",
+                      "start_char_index": 0, "end_char_index": 24}}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "text_delta", "text": "mple.com."}},
+        {"type": "content_block_stop", "index": 0},
+    )  # fmt: skip
+    adapter: TypeAdapter[Any] = TypeAdapter(AnthropicEvent)
+    for source in (raw, [adapter.validate_python(e) for e in raw]):
+        out = list(so.redact(["email"])(source))
+        assert email not in dump(out)
+        text = "".join(
+            d["delta"]["text"]
+            for d in json.loads(dump(out))
+            if d["type"] == "content_block_delta" and d["delta"]["type"] == "text_delta"
+        )
+        # The quote is a text of its own: the answer's address is still one match.
+        assert text == "Her address is [EMAIL]."
+
+
+def test_a_tool_input_given_whole_in_the_block_start_is_redacted() -> None:
+    raw = _message(
+        {"type": "content_block_start", "index": 0, "content_block": {
+            "type": "tool_use", "id": "t1", "name": "send", "input": {"key": SECRET, "n": 2}}},
+        {"type": "content_block_stop", "index": 0},
+    )  # fmt: skip
+    out = list(redact()(raw))
+    assert out[1]["content_block"]["input"] == {"key": "[OPENAI_KEY]", "n": 2}
+
+
+# -- Gemini -----------------------------------------------------------------------
+
+
+def _gemini(part: gt.Part) -> gt.GenerateContentResponse:
+    content = gt.Content(role="model", parts=[part])
+    return gt.GenerateContentResponse(candidates=[gt.Candidate(content=content)])
+
+
+def test_gemini_code_execution_output_is_redacted() -> None:
+    result = gt.CodeExecutionResult(outcome=gt.Outcome.OUTCOME_OK, output=f"{SECRET}\n")
+    chunks = [
+        _gemini(
+            gt.Part(executable_code=gt.ExecutableCode(language=gt.Language.PYTHON, code="print(k)"))
+        ),
+        _gemini(gt.Part(code_execution_result=result)),
+        _gemini(gt.Part(text="done")),
+    ]
+    out = list(redact()(chunks))
+    assert SECRET not in dump(out)
+    part = out[1].candidates[0].content.parts[0]
+    assert part.code_execution_result.output == "[OPENAI_KEY]\n"
+    assert part.code_execution_result.outcome == gt.Outcome.OUTCOME_OK
+    wire = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in chunks]
+    assert SECRET not in dump(list(redact()(wire)))
+
+
+# -- the budget counts what is billed ------------------------------------------------
+
+
+def test_the_budget_does_not_count_tool_output_unless_asked() -> None:
+    long_output = "word " * 500
+    raw = _message(
+        {"type": "content_block_start", "index": 0, "content_block": {
+            "type": "code_execution_tool_result", "tool_use_id": "s1",
+            "content": {"type": "code_execution_result", "stdout": long_output,
+                        "stderr": "", "return_code": 0, "content": []}}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1,
+         "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "text_delta", "text": "All done."}},
+        {"type": "content_block_stop", "index": 1},
+    )  # fmt: skip
+    stream = so.budget(max_tokens=50)(raw)
+    out = list(stream)
+    assert stream.report.stop_reason is not so.StopReason.BUDGET
+    assert out[1]["content_block"]["content"]["stdout"] == long_output
+    counted = so.budget(max_tokens=50, channels=["content", "tool_output"])(raw)
+    list(counted)
+    assert counted.report.stop_reason is so.StopReason.BUDGET
