@@ -270,6 +270,57 @@ def test_a_change_is_reported_iff_the_value_shown_changed(
     assert reprs[-1] == repr(strict_loads(text))
 
 
+def _trace(parser: JSONParser, chunks: list[str]) -> list[Any]:
+    """Everything a parser shows, chunk by chunk, up to its end or its error."""
+    out: list[Any] = []
+    try:
+        for chunk in chunks:
+            changed = parser.feed(chunk)
+            shown = repr(parser.value) if parser.has_value else None
+            out.append((changed, shown, repr(parser.events), repr(parser.completed)))
+        out.append(("close", parser.close(), repr(parser.value), repr(parser.events)))
+    except so.JSONStreamError as exc:
+        out.append(("error", exc.offset, exc.expected, exc.got, str(exc)))
+    return out
+
+
+@settings(max_examples=300)
+@given(st.data(), documents(), st.sampled_from(["values", "model"]))
+def test_cached_plans_and_programs_do_what_the_general_path_does(
+    data: st.DataObject, doc: tuple[Any, str], mode: str
+) -> None:
+    # feed() replays cached plans and token programs for small chunks of common
+    # shapes; with the caches turned off every chunk takes the general loop. Both
+    # must show the same values, changes, events and errors, chunk by chunk, on
+    # valid and broken text alike (small chunks: the caches take chunks of <= 16).
+    from streamops._json._parser import _NoCache
+
+    _, text = doc
+    for _ in range(data.draw(st.integers(0, 3))):  # insertions and replacements
+        i = data.draw(st.integers(0, len(text)))
+        c = data.draw(st.sampled_from(_MUTATION_CHARS))
+        text = text[:i] + c + text[i + data.draw(st.integers(0, 1)) :]
+    sizes = data.draw(st.lists(st.integers(1, 9), min_size=1, max_size=8))
+    chunks: list[str] = []
+    pos = 0
+    for size in itertools.cycle(sizes):
+        if pos >= len(text):
+            break
+        chunks.append(text[pos : pos + size])
+        pos += size
+    # Model mode's parser: deltas without string events, containers live.
+    options: dict[str, Any] = (
+        {"deltas": True, "live": True, "string_events": False, "steps": True}
+        if mode == "model"
+        else {}
+    )
+    cached = JSONParser(**options)
+    general = JSONParser(**options)
+    general._plans = tuple(_NoCache() for _ in general._plans)
+    general._progs = tuple(_NoCache() for _ in general._progs)
+    assert _trace(cached, chunks) == _trace(general, chunks)
+
+
 def _deep_text(kinds: list[bool], leaf: str, ws: str) -> tuple[str, str]:
     """The opening and the closing part of a chain of one-member containers around ``leaf``."""
     opens = "".join(f"[{ws}" if is_list else f'{{{ws}"k"{ws}:{ws}' for is_list in kinds)

@@ -378,7 +378,7 @@ class _AnyOf:
 class _Node:
     """One place in the core schema, under the config in force there; children cached."""
 
-    __slots__ = ("_children", "_inner", "_schemas", "config", "schema")
+    __slots__ = ("_children", "_inner", "_schemas", "config", "members", "schema")
 
     def __init__(
         self, schemas: _Schemas, schema: dict[str, Any], config: dict[str, Any] | None
@@ -388,6 +388,10 @@ class _Node:
         self.config = config
         self._children: dict[Any, Any] = {}
         self._inner: tuple[dict[str, Any], dict[str, Any] | None] | None = None
+        # The child node of each member step, shared by every frame that follows
+        # this node member by member (see _Frame.children): for those kinds the
+        # child depends on the step alone.
+        self.members: dict[Any, Any] = {}
 
     def check(self, value: Any, text: str) -> Any:
         """Validate ``value`` (whose JSON is ``text``); raise _EarlyError if invalid."""
@@ -724,10 +728,6 @@ def _blank_root(cls: type[BaseModel], root: Any) -> BaseModel:
     return inst
 
 
-def _unescape(part: str) -> str:
-    return part.replace("~1", "/").replace("~0", "~") if "~" in part else part
-
-
 class _Validator:
     """Follow the parser's events with a stack of frames: check leaves, build typed partials.
 
@@ -749,20 +749,24 @@ class _Validator:
 
     # -- events ------------------------------------------------------------------
     def events(self, events: list[Any], offset: int, doc: Any) -> list[Any]:
-        """Handle the parser's events of one chunk; return the final value(s) completed."""
+        """Handle the parser's events of one chunk; return the final value(s) completed.
+
+        The parser runs with ``steps=True``: an event's ``path`` is its step.
+        """
         out: list[Any] = []
         n = len(events)
         i = 0
         while i < n:
-            op, path, value = events[i]
+            # (the parser names places by their step: see JSONParser's steps)
+            op, step, value = events[i]
             i += 1
             if op == "append":
                 continue
-            whole = op == "set" and i < n and events[i].op == "done" and events[i].path == path
+            whole = op == "set" and i < n and events[i].op == "done" and events[i].path == step
             if whole:  # set and done at once: a value complete within one chunk
                 i += 1
                 op = "done"
-            if not path:  # the root
+            if step is None:  # the root
                 if op == "done":
                     self._stack.clear()
                     self._open_str = None
@@ -778,9 +782,6 @@ class _Validator:
             if op == "done" and not whole and type(value) in (dict, list) and value is top.live:
                 self._close(stack.pop(), doc, offset)
                 continue
-            step: Any = _unescape(path[path.rfind("/") + 1 :])
-            if top.kind == "list" or type(top.live) is list:
-                step = int(step)
             node = self._child(top, step)
             if op == "set":
                 if isinstance(value, str):  # a string that streams in
@@ -847,7 +848,7 @@ class _Validator:
                 kind = None
             if kind in _TYPED:
                 frame.kind = kind
-                frame.children = {}
+                frame.children = node.members
                 if kind == "model":
                     frame.sink = display = _blank(classes[-1][0])
                 else:

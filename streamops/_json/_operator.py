@@ -100,8 +100,13 @@ class _Processor:
         self._validator = validator
         self._multiple = multiple
         self._recover = recover
-        fast = mode == "values" and not multiple and not skip_prefix
-        self.feed = self._snapshots() if fast else self._feed
+        one = not multiple and not skip_prefix
+        if one and mode == "values":
+            self.feed = self._snapshots()
+        elif one and mode == "model" and validator is not None:
+            self.feed = self._typed(validator)
+        else:
+            self.feed = self._feed
 
     @property
     def done(self) -> bool:
@@ -128,6 +133,39 @@ class _Processor:
             if p.completed:
                 self._on_completed()
             return [p.value] if changed else []
+
+        return feed
+
+    def _typed(self, validator: _Validator) -> Callable[[str | bytes], list[Any]]:
+        """feed() of model mode on one document (a closure, as :meth:`_snapshots`).
+
+        The parser's events go to the validator; a chunk that completes no
+        value but changed what is shown yields the typed partial.
+        """
+        p = self._parser
+        parse = p.feed
+        general = self._feed
+        follow = validator.events
+        partial = validator.partial
+        open_string = p.open_string
+
+        def feed(chunk: str | bytes, /) -> list[Any]:
+            if type(chunk) is not str:
+                return general(chunk)
+            try:
+                changed = parse(chunk)
+            except JSONStreamError:
+                self._sync()
+                raise
+            if p.completed:
+                self._on_completed()
+            if not changed:
+                return []
+            events = p.events
+            out = follow(events, p.offset, p.value) if events else []
+            if not out:
+                out.append(partial(p.value, open_string()))
+            return out
 
         return feed
 
@@ -488,6 +526,7 @@ def parse_json(
             materialise=partial_strings and mode != "deltas",
             live=mode == "model",
             string_events=mode != "model",
+            steps=mode == "model",
             multiple=multiple,
             trailing=trailing,
             **lenient,

@@ -13,7 +13,13 @@ str methods first: a chunk that is all plain string text is one append.
 Small chunks of generated JSON repeat (indentation, '": "', '",\n  '), so in
 snapshot mode what a chunk of a common shape does in a given state (end a
 string or key, skip glue, open the next string or key) is worked out once by
-_plan and replayed from a per-state cache; only the rest enter the loop.
+_plan and replayed from a per-state cache. A chunk of another shape (escapes,
+brackets, whole numbers, literals and strings, a token carried from the last
+chunk) is split once into tokens by _program, cached likewise, and _run
+replays them against the parser's state; it stops at the first token the
+state does not take as it is, and the general loop goes on from there (so
+errors are reported by one path, at their exact offset). Only what neither
+covers enters the loop from the start.
 
 A token split between chunks (a number, a literal, an escape sequence, a
 surrogate pair) is *carried*: its few characters are put in front of the next
@@ -108,6 +114,30 @@ _PLAN_MAX_ENTRIES = 2048  # per state: bounds the memory of a stream of novel ch
 _SCAN_BUDGET = 4  # failed scans may cost this many times the chunk (see feed)
 _DEEP_SKIP = 256  # levels opened without json's scanner after it ran out of recursion
 
+# A program: the tokens of a chunk of another common shape (see
+# JSONParser._program), each (kind, argument, position in the chunk).
+_T_TEXT = 0  # decoded text of the open string or key
+_T_END = 1  # the quote that ends the open string or key
+_T_OPEN = 2  # a '"' that opens a string or key going on in the next chunk
+_T_STR = 3  # a whole string (a key or a value): its decoded text
+_T_SCALAR = 4  # a whole number or literal: its value
+_T_CUT = 5  # a number, literal or escape cut by the chunk's end (carried)
+_T_LBRACE = 6
+_T_LBRACKET = 7
+_T_RBRACE = 8
+_T_RBRACKET = 9
+_T_COMMA = 10
+_T_COLON = 11
+_PUNCT = {
+    "{": _T_LBRACE,
+    "[": _T_LBRACKET,
+    "}": _T_RBRACE,
+    "]": _T_RBRACKET,
+    ",": _T_COMMA,
+    ":": _T_COLON,
+}
+_Token = tuple[int, Any, int]
+
 _EXPECTED = {
     _VALUE: "a value",
     _ARR_FIRST: "a value or ']'",
@@ -160,6 +190,56 @@ def _number(text: str) -> int | float:
     return int(text)
 
 
+class _NoCache(dict[str, Any]):
+    """A plan or program cache that holds nothing: every chunk takes the general path."""
+
+    def __missing__(self, key: str) -> Literal[False]:
+        return False
+
+
+def _string_text(text: str, pos: int) -> tuple[str, int, str] | None:
+    """Decode string text from ``pos`` to an unescaped quote or the end of ``text``.
+
+    Returns the decoded text, where it stopped (the quote's index, or the
+    length) and an escape cut by the end ("" if none); None when the text
+    holds what the general path must see (a control character, an invalid
+    escape, a surrogate, which may pair with the next escape).
+    """
+    parts: list[str] = []
+    n = len(text)
+    while True:
+        e = _STR.match(text, pos).end()  # type: ignore[union-attr]  # always matches
+        if e > pos:
+            parts.append(text[pos:e])
+        if e == n:
+            return "".join(parts), n, ""
+        c = text[e]
+        if c == '"':
+            return "".join(parts), e, ""
+        if c != "\\":
+            return None
+        if e + 1 == n:
+            return "".join(parts), n, text[e:]
+        c = text[e + 1]
+        if c != "u":
+            r = _ESCAPES.get(c)
+            if r is None:
+                return None
+            parts.append(r)
+            pos = e + 2
+            continue
+        h = _HEX.match(text, e + 2, e + 6).end()  # type: ignore[union-attr]  # always matches
+        if h < e + 6:
+            if h == n:
+                return "".join(parts), n, text[e:]
+            return None
+        cp = int(text[e + 2 : e + 6], 16)
+        if 0xD800 <= cp < 0xE000:
+            return None
+        parts.append(chr(cp))
+        pos = e + 6
+
+
 class JSONParser:
     """Parse JSON text fed in pieces; keep one live, monotonically growing value.
 
@@ -193,6 +273,7 @@ class JSONParser:
         allow_control_chars: bool = False,
         allow_nan: bool = False,
         allow_trailing_commas: bool = False,
+        steps: bool = False,
     ) -> None:
         self.value: Any = None
         self.has_value = False
@@ -210,7 +291,13 @@ class JSONParser:
         # Snapshot mode (the default), and delta mode that makes no events for
         # growing strings (model mode): feed() may replay cached plans (see _plan).
         self._snapshots = materialise and not (deltas and partial_strings and string_events)
-        self._plans: tuple[dict[str, _Plan], ...] = tuple({} for _ in range(_KEYSTR + 1))
+        # Per state: plans and programs by chunk (see feed()); in the other
+        # modes, caches that hold nothing and answer False (the general path).
+        cache = dict if self._snapshots else _NoCache
+        self._plans: tuple[dict[str, _Plan], ...] = tuple(cache() for _ in range(_KEYSTR + 1))
+        self._progs: tuple[dict[str, list[_Token] | Literal[False]], ...] = tuple(
+            cache() for _ in range(_KEYSTR + 1)
+        )
         self._partial_strings = partial_strings
         # Opt-in leniency (strict RFC 8259 by default): each one named.
         self._strict_strings = not allow_control_chars
@@ -241,6 +328,10 @@ class JSONParser:
         # "set" events of containers carry the live container (internal users that
         # follow it, as model mode does) rather than a fresh empty one.
         self._live = live
+        # Events name their place by its step (the key, or the index; None at
+        # the root) instead of a JSON Pointer: model mode follows the tree one
+        # step at a time and would only split the pointer again.
+        self._steps = steps
         self._scan_depth = 0  # containers at this depth or deeper may try json's scanner
         self._cont: Any = None  # the innermost open container (None at top level)
         self._isobj = False
@@ -295,12 +386,13 @@ class JSONParser:
         return JSONStreamError(message, offset=offset, expected=expected, got=got)
 
     # -- values --------------------------------------------------------------
-    def _child_path(self) -> str:
+    def _child_path(self) -> Any:
+        # (with steps: the key or index, None at the root; see __init__)
         if self._cont is None:
-            return ""
+            return None if self._steps else ""
         if self._isobj:
-            return f"{self._path}/{_escape_key(self._key)}"
-        return f"{self._path}/{self._alen - 1}"
+            return self._key if self._steps else f"{self._path}/{_escape_key(self._key)}"
+        return self._alen - 1 if self._steps else f"{self._path}/{self._alen - 1}"
 
     def _attach(self, v: Any) -> None:
         cont = self._cont
@@ -331,7 +423,7 @@ class JSONParser:
         else:
             self._state = _AFTER
 
-    def _string_path(self) -> str:
+    def _string_path(self) -> Any:
         path = self._spath
         if path is None:
             path = self._spath = self._child_path()
@@ -460,129 +552,175 @@ class JSONParser:
             self.events = []
             self._dirty = self._deltas
         state = self._state
-        carry = self._carry
-        if not carry:
-            # Hot path of small chunks: the whole chunk is plain string text. A
-            # printable chunk without '"' or '\\' holds no character a string
-            # must escape; anything else (rare characters included) takes the
-            # general path below, which is exact.
-            if state >= _STRING and '"' not in chunk and "\\" not in chunk and chunk.isprintable():
-                if state == _KEYSTR:
-                    self._pieces.append(chunk)
-                    self._base += len(chunk)
-                    return False
-                if self._materialise:
-                    if not chunk:
-                        return False
-                    s = self._sval = self._sval + chunk
-                    self._scont[self._skey] = s
-                    self._base += len(chunk)
-                    if self._string_events:
-                        self.events.append(JSONDelta("append", self._string_path(), chunk))
-                    return True
-            if self._snapshots and len(chunk) <= _PLAN_MAX_CHUNK:
-                # Small chunks of an LLM's output repeat (indentation, '": "',
-                # '",\n  '): what a chunk does in a given state is worked out once
-                # (see _plan) and replayed from the cache on every repeat.
-                plans = self._plans[state]
-                plan = plans.get(chunk)
-                if plan is None:
-                    plan = self._plan(state, chunk)
-                    if len(plans) >= _PLAN_MAX_ENTRIES:  # novel chunks (numbers): start over
-                        plans.clear()
-                    plans[chunk] = plan
-                if plan:
-                    head, after_obj, after_arr, opened, cut = plan
-                    changed = False
-                    # A plan that starts in a string or key ends it (text alone
-                    # took the path above).
-                    if state == _STRING:
-                        if self._cont is None:  # a root string ends: the general path
-                            plan = False
-                        elif self._deltas:  # its "done" event (and "set" if unseen)
-                            if head:
-                                self._pieces.append(head)
-                            if self._end_string():
-                                changed = True
-                        elif head:
-                            s = self._sval = self._sval + head
-                            self._scont[self._skey] = s
-                            changed = True
-                    elif state == _KEYSTR:
-                        pieces = self._pieces
-                        if head:
-                            pieces.append(head)
-                        self._key = "".join(pieces)
-                        pieces.clear()
-                    if plan:
-                        state = after_obj if self._isobj else after_arr
-                        if cut:  # a number or literal that goes on in the next chunk
-                            self._carry = cut
-                        elif opened is not None:
-                            if state >= _OBJ_FIRST:
-                                if opened:
-                                    self._pieces.append(opened)
-                                state = _KEYSTR
-                            else:
-                                self._open_string()
-                                if opened:
-                                    self._sval = opened
-                                    self._scont[self._skey] = opened
-                                changed = True
-                                state = _STRING
-                        self._state = state
-                        self._base += len(chunk)
-                        return changed or bool(self.events)
-            elif chunk.isspace() and state < _PROSE_STATE and not chunk.strip(_WSSTR):
+        if self._carry:
+            return self._feed_carried(chunk, state)
+        # Hot path of small chunks: the whole chunk is plain string text. A
+        # printable chunk without '"' or '\\' holds no character a string
+        # must escape; anything else (rare characters included) takes the
+        # general path below, which is exact.
+        if state >= _STRING and '"' not in chunk and "\\" not in chunk and chunk.isprintable():
+            if state == _KEYSTR:
+                self._pieces.append(chunk)
                 self._base += len(chunk)
                 return False
-        elif (
-            state <= _ARR_FIRST
-            and chunk.isdigit()
-            and chunk.isascii()
-            and carry[-1] in _NUM_TAIL
-            and carry[0] in _NUM_START
-            and carry not in ("-", "0", "-0")
-        ):
-            # More digits of a carried number (the middle of a long float or
-            # id): still a valid number prefix (a '-' alone or a leading 0 are
-            # left to the general path), still not complete.
-            self._carry = carry + chunk
+            if self._materialise:
+                if not chunk:
+                    return False
+                s = self._sval = self._sval + chunk
+                self._scont[self._skey] = s
+                self._base += len(chunk)
+                if self._string_events:
+                    self.events.append(JSONDelta("append", self._string_path(), chunk))
+                return True
+        # Small chunks of an LLM's output repeat (indentation, '": "', '",\n  '):
+        # what a chunk does in a given state is worked out once (see _plan) and
+        # replayed from the cache on every repeat (snapshot mode only: the
+        # caches of the other modes are always empty).
+        try:
+            plan = self._plans[state][chunk]
+        except KeyError:
+            plan = self._new_plan(state, chunk)
+        if plan:
+            head, after_obj, after_arr, opened, cut = plan
+            changed = False
+            # A plan that starts in a string or key ends it (text alone took
+            # the path above).
+            if state == _STRING:
+                if self._cont is None:  # a root string ends: the general path
+                    return self._parse(chunk, state, False, False)
+                if self._deltas:  # its "done" event (and "set" if unseen)
+                    if head:
+                        self._pieces.append(head)
+                    if self._end_string():
+                        changed = True
+                elif head:
+                    s = self._sval = self._sval + head
+                    self._scont[self._skey] = s
+                    changed = True
+            elif state == _KEYSTR:
+                pieces = self._pieces
+                if head:
+                    pieces.append(head)
+                self._key = "".join(pieces)
+                pieces.clear()
+            state = after_obj if self._isobj else after_arr
+            if cut:  # a number or literal that goes on in the next chunk
+                self._carry = cut
+            elif opened is not None:
+                if state >= _OBJ_FIRST:
+                    if opened:
+                        self._pieces.append(opened)
+                    state = _KEYSTR
+                else:
+                    self._open_string()
+                    if opened:
+                        self._sval = opened
+                        self._scont[self._skey] = opened
+                    changed = True
+                    state = _STRING
+            self._state = state
+            self._base += len(chunk)
+            return changed or len(self.events) > 0
+        if chunk.isspace() and state < _PROSE_STATE and not chunk.strip(_WSSTR):
             self._base += len(chunk)
             return False
-        elif (
-            state <= _ARR_FIRST
-            and carry[0] in _NUM_START
-            and self._snapshots
-            and not self._deltas
-            and self._cont is not None
-        ):
-            # A carried number that ends in this chunk (the common case: floats
-            # and ids of a few chunks each): set it, then the rest of the chunk
-            # takes the paths above (a separator and a key, say, replay a plan).
-            text = carry + chunk
-            e = _NUM_PREFIX.match(text).end()  # type: ignore[union-attr]  # always matches
-            if e < len(text) and text[e] not in _NUMCHARS and text[e - 1] in _DIGITS:
-                self._base -= len(carry)
-                num = self._convert(text, 0, e)
-                self._base += e
-                self._carry = ""
-                if self._isobj:
-                    self._cont[self._key] = num
-                else:
-                    self._cont.append(num)
-                self._state = _AFTER
-                self.feed(text[e:])
-                return True
+        # Other common shapes (escapes, brackets, whole scalars) replay a
+        # cached program of tokens (see _program and _run).
+        try:
+            prog = self._progs[state][chunk]
+        except KeyError:
+            prog = self._new_program(state, chunk)
+        return self._parse(chunk, state, False, prog)
+
+    def _new_plan(self, state: int, chunk: str) -> _Plan:
+        plan = self._plan(state, chunk) if len(chunk) <= _PLAN_MAX_CHUNK else False
+        plans = self._plans[state]
+        if len(plans) >= _PLAN_MAX_ENTRIES:  # novel chunks (numbers): start over
+            plans.clear()
+        plans[chunk] = plan
+        return plan
+
+    def _new_program(self, state: int, text: str) -> list[_Token] | Literal[False]:
+        prog = self._program(state, text) if len(text) <= _PLAN_MAX_CHUNK else False
+        progs = self._progs[state]
+        if len(progs) >= _PLAN_MAX_ENTRIES:
+            progs.clear()
+        progs[text] = prog
+        return prog
+
+    def _feed_carried(self, chunk: str, state: int) -> bool:
+        """feed() when a token cut by the last chunk's end is carried."""
         if state == _FINISHED:
             return False
-        if carry:
-            chunk = carry + chunk
+        carry = self._carry
+        if state <= _ARR_FIRST and carry[0] in _NUM_START:
+            if (
+                chunk.isdigit()
+                and chunk.isascii()
+                and carry[-1] in _NUM_TAIL
+                and carry not in ("-", "0", "-0")
+            ):
+                # More digits of a carried number (the middle of a long float or
+                # id): still a valid number prefix (a '-' alone or a leading 0
+                # are left to the general path), still not complete.
+                self._carry = carry + chunk
+                self._base += len(chunk)
+                return False
+            text = carry + chunk
+            if self._snapshots and self._cont is not None:
+                # A carried number that ends in this chunk (the common case:
+                # floats and ids of a few chunks each): set it, then the rest of
+                # the chunk takes the fast paths (a separator and a key, say,
+                # replay a plan).
+                e = _NUM_PREFIX.match(text).end()  # type: ignore[union-attr]  # always matches
+                if e < len(text) and text[e] not in _NUMCHARS and text[e - 1] in _DIGITS:
+                    self._base -= len(carry)
+                    num = self._convert(text, 0, e)
+                    self._base += e
+                    self._carry = ""
+                    if self._deltas:
+                        self._scalar(num)
+                        # The rest's events follow the number's (feed() would
+                        # start a new list).
+                        self._dirty = False
+                        try:
+                            self.feed(text[e:])
+                        finally:
+                            self._dirty = True
+                        return True
+                    if self._isobj:
+                        self._cont[self._key] = num
+                    else:
+                        self._cont.append(num)
+                    self._state = _AFTER
+                    self.feed(text[e:])
+                    return True
             self._base -= len(carry)
             self._carry = ""
+            return self._parse(text, state, False, False)
+        # An escape or literal cut at the last chunk's end: the text from it
+        # on repeats as much as chunks do (programs, as above).
+        text = carry + chunk
+        self._base -= len(carry)
+        self._carry = ""
+        try:
+            prog = self._progs[state][text]
+        except KeyError:
+            prog = self._new_program(state, text)
+        return self._parse(text, state, False, prog)
+
+    def _parse(
+        self, chunk: str, state: int, changed: bool, prog: list[_Token] | Literal[False]
+    ) -> bool:
+        """The general path of feed(): replay ``prog`` if given, then the state machine."""
+        if state == _FINISHED:
+            return changed
         n = len(chunk)
         pos = 0
-        changed = False
+        if prog:
+            pos, state, changed = self._run(prog, state, changed)
+            if pos < 0:
+                pos = n
         if state == _PROSE_STATE:  # only ever before the first value
             pos = self._skip_prose(chunk, pos)
             state = self._state
@@ -798,7 +936,7 @@ class JSONParser:
             elif self._flush_string():
                 changed = True
         self._base += pos
-        return changed or bool(self.events)
+        return changed or len(self.events) > 0
 
     def _plan(self, state: int, chunk: str) -> _Plan:
         """Work out what ``chunk`` does in ``state``, if it has one of the common shapes.
@@ -859,6 +997,168 @@ class JSONParser:
                 if len(rest) < len(word) and word.startswith(rest):
                     return head, after_obj, after_arr, None, rest
         return False
+
+    def _program(self, state: int, text: str) -> list[_Token] | Literal[False]:
+        """Split ``text`` into tokens for :meth:`_run`, if nothing in it needs the general path.
+
+        Tokens are whole strings, numbers and literals (decoded or converted
+        once), brackets, separators, the end of the open string or key (with
+        its decoded text, escapes included), a string or key opened at the end,
+        and a number, literal or escape cut by the end. Whitespace is dropped.
+        What they do depends on the parser's state, which :meth:`_run` checks
+        token by token; the split depends only on whether ``state`` is inside
+        a string, so the result is cached per state like a plan. Anything
+        else — a container that may close within the text (the general path
+        hands it to json's scanner whole), a surrogate, a control character,
+        an invalid token — returns False, and the general path parses it all.
+        """
+        if _END <= state <= _FINISHED:
+            return False
+        tokens: list[_Token] = []
+        pos = 0
+        n = len(text)
+        if state >= _STRING:
+            found = _string_text(text, 0)
+            if found is None:
+                return False
+            s, pos, cut = found
+            if s:
+                tokens.append((_T_TEXT, s, 0))
+            if cut:
+                tokens.append((_T_CUT, cut, pos - len(cut)))
+            if pos == n:
+                return tokens
+            tokens.append((_T_END, None, pos))
+            pos += 1
+        while pos < n:
+            c = text[pos]
+            if c in _WSSTR:
+                pos += 1
+            elif c in _PUNCT:
+                if (c == "{" and text.find("}", pos + 1) >= 0) or (
+                    c == "[" and text.find("]", pos + 1) >= 0
+                ):
+                    return False
+                tokens.append((_PUNCT[c], None, pos))
+                pos += 1
+            elif c == '"':
+                found = _string_text(text, pos + 1)
+                if found is None:
+                    return False
+                s, e, cut = found
+                if e < n:
+                    tokens.append((_T_STR, s, pos))
+                    pos = e + 1
+                    continue
+                tokens.append((_T_OPEN, None, pos))
+                if s:
+                    tokens.append((_T_TEXT, s, pos + 1))
+                if cut:
+                    tokens.append((_T_CUT, cut, n - len(cut)))
+                return tokens
+            elif c in _NUM_START:
+                e = _NUM_PREFIX.match(text, pos).end()  # type: ignore[union-attr]  # always matches
+                if e == n:
+                    tokens.append((_T_CUT, text[pos:], pos))
+                    return tokens
+                if text[e] in _NUMCHARS or text[e - 1] not in _DIGITS:
+                    return False
+                try:
+                    v: Any = _number(text[pos:e])
+                except ValueError:
+                    return False
+                tokens.append((_T_SCALAR, v, pos))
+                pos = e
+            elif c in _LITERALS:
+                word, v = _LITERALS[c]
+                if text.startswith(word, pos):
+                    tokens.append((_T_SCALAR, v, pos))
+                    pos += len(word)
+                    continue
+                rest = text[pos:]
+                if len(rest) < len(word) and word.startswith(rest):
+                    tokens.append((_T_CUT, rest, pos))
+                    return tokens
+                return False
+            else:
+                return False
+        return tokens
+
+    def _run(self, program: list[_Token], state: int, changed: bool) -> tuple[int, int, bool]:
+        """Replay ``program`` (see :meth:`_program`) from ``state``, as the general path would.
+
+        Returns the position reached (-1: the whole chunk), the state and
+        whether the value shown changed. Stops at the first token the state
+        does not take as it is: the general path goes on from there (and
+        reports the error at its exact offset, if it is one).
+        """
+        pieces = self._pieces
+        for kind, arg, start in program:
+            if kind == _T_TEXT:
+                pieces.append(arg)
+            elif kind == _T_END:
+                if state == _STRING:
+                    if self._end_string():
+                        changed = True
+                    state = self._state
+                else:
+                    self._key = "".join(pieces)
+                    pieces.clear()
+                    state = _COLON
+            elif kind in (_T_STR, _T_SCALAR):
+                if state <= _ARR_FIRST:
+                    cont = self._cont
+                    if cont is None or self._deltas:
+                        self._scalar(arg)
+                        state = self._state
+                    elif self._isobj:
+                        cont[self._key] = arg
+                        state = _AFTER
+                    else:
+                        cont.append(arg)
+                        state = _AFTER
+                    changed = True
+                elif state <= _KEY and kind == _T_STR:
+                    self._key = arg
+                    state = _COLON
+                else:
+                    return start, state, changed
+            elif kind == _T_COMMA:
+                if state != _AFTER:
+                    return start, state, changed
+                state = _KEY if self._isobj else _VALUE
+            elif kind == _T_COLON:
+                if state != _COLON:
+                    return start, state, changed
+                state = _VALUE
+            elif kind == _T_OPEN:
+                if state <= _ARR_FIRST:
+                    if self._open_string():
+                        changed = True
+                    state = _STRING
+                elif state <= _KEY:
+                    state = _KEYSTR
+                else:
+                    return start, state, changed
+            elif kind in (_T_LBRACE, _T_LBRACKET):
+                if state > _ARR_FIRST:
+                    return start, state, changed
+                self._open({} if kind == _T_LBRACE else [])
+                changed = True
+                state = self._state
+            elif kind in (_T_RBRACE, _T_RBRACKET):
+                if state == _AFTER:
+                    if self._isobj != (kind == _T_RBRACE):
+                        return start, state, changed
+                elif state != (_OBJ_FIRST if kind == _T_RBRACE else _ARR_FIRST):
+                    return start, state, changed
+                self._close_container()
+                state = self._state
+            else:  # _T_CUT: a number or literal where a value may start, or an escape
+                if _ARR_FIRST < state < _STRING:
+                    return start, state, changed
+                self._carry = arg
+        return -1, state, changed
 
     def _escape(self, chunk: str, e: int) -> int:
         """Decode the escape at ``chunk[e]`` into the string; return the next position.

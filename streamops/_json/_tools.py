@@ -76,7 +76,13 @@ class _Call:
         self.name: str | None = None
         # With tools, the parser follows its events as parse_json(model=...) does.
         self.parser = (
-            JSONParser(deltas=True, live=True, string_events=False, materialise=partial_strings)
+            JSONParser(
+                deltas=True,
+                live=True,
+                string_events=False,
+                materialise=partial_strings,
+                steps=True,
+            )
             if validating
             else JSONParser(partial_strings=partial_strings)
         )
