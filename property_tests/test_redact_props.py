@@ -580,3 +580,19 @@ def test_flag_patterns_report_finditer_and_hold_nothing(
         proc = stage.factory(so.StreamReport())
         for chunk in chunked(text, cut):
             assert proc.feed(chunk) == ([chunk] if chunk else [])
+
+
+@given(st.one_of(secret_text, glued_text), cuts)
+@settings(max_examples=examples(60))
+def test_lean_path_holds_and_releases_what_the_general_path_does(text: str, cut: list[int]) -> None:
+    """The lean path for chunks that only extend a short open attempt (built-ins) gives,
+    after every chunk, the same output and the same held text as the general path."""
+    plan = _plan(so.redact([p.name for p in so.builtin_patterns()]))
+    assert plan.lean > 0
+    general = dataclasses.replace(plan, lean=0)
+    for chunks in (chunked(text, cut), list(text)):
+        lean, full = _Redactor(plan, so.StreamReport()), _Redactor(general, so.StreamReport())
+        for chunk in chunks:
+            assert lean.feed(chunk) == full.feed(chunk), (chunks, chunk)
+            assert lean.held == full.held, (chunks, chunk)
+        assert lean.close() == full.close()

@@ -7,6 +7,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import regex
@@ -903,10 +904,10 @@ def test_open_attempt_is_not_rematched_on_every_chunk(monkeypatch: pytest.Monkey
     calls = 0
     real = _Redactor._run
 
-    def counting(self: _Redactor, *, final: bool, reopen: bool) -> list[str]:
+    def counting(self: _Redactor, *, final: bool, reopen: bool, **known: Any) -> list[str]:
         nonlocal calls
         calls += 1
-        return real(self, final=final, reopen=reopen)
+        return real(self, final=final, reopen=reopen, **known)
 
     monkeypatch.setattr(_Redactor, "_run", counting)
     chunks = [text[i : i + 4] for i in range(0, len(text), 4)]

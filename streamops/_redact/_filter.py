@@ -307,6 +307,9 @@ class _Plan:
     normalize: bool = False  # match on the normalised view (_VIEW), replace the original
     watch: _Plan | None = None  # the flag patterns' observer plan, if any
     passthrough: bool = False  # no pattern redacts or blocks: every chunk is released
+    # Attempts held for fewer characters than this take the lean path (_Redactor._lean);
+    # 0 when it does not apply (a user pattern's per-search guard, a seconds bound).
+    lean: int = 0
     # The branches that may start with a given character (a lazily filled cache of their
     # first-set classes): _validated tries only those, not every branch, at a position.
     firsts: tuple[regex.Pattern[str] | None, ...] = ()
@@ -389,6 +392,7 @@ class _Redactor:
         "_mapped",
         "_obase",
         "_olen",
+        "_open",
         "_opending",
         "_orig",
         "_pending",
@@ -431,6 +435,9 @@ class _Redactor:
         self._held_at = -1  # the stream offset of the oldest held character ...
         self._held_since = 0.0  # ... and when it became the oldest
         self._holds: dict[int, int] = {}  # held length after each chunk -> how many chunks
+        # The branches that may start at the open attempt (_scan) when _run last left it
+        # undecided, else None: the next chunk is first matched against them alone (feed).
+        self._open: _Sub | None = None
         self._watch = None if plan.watch is None else _Redactor(plan.watch, report, self._spent)
         # The normalised view (plan.normalize): _buf holds the normalised text, _orig the
         # original from the same point, and _buf[i] stands for _orig[_starts[i]:_starts[i + 1]]
@@ -542,6 +549,9 @@ class _Redactor:
             if not text:  # zero-width characters only: they wait for the next character
                 self._observe()
                 return []
+        sub = self._open
+        if sub is not None and (lean := self._lean(sub, text)) is not None:
+            return lean
         size = len(self._buf) + self._pending_len
         # An attempt still undecided before this text starts the held text: look at it
         # first (most chunks only extend it) instead of searching from scratch.
@@ -566,11 +576,54 @@ class _Redactor:
         self._observe()
         return out
 
-    def _timed(self, *, final: bool, reopen: bool) -> list[str]:
+    def _lean(self, sub: _Sub, text: str) -> list[str] | None:
+        """The common chunk while a short attempt is open: it only extends the attempt.
+
+        Most chunks of digit- and word-heavy text arrive while an attempt is held (a
+        word may still become an address, a number a card). Then one partial match of
+        the branches that may start there decides whether the attempt is still open
+        with ``text``, and if so nothing else can change: no position after it is
+        released while it is held (the bookkeeping of ``feed``/``_run``/``_observe``
+        for that case is done inline). Otherwise the general path goes on from that
+        match (the attempt ended, or a complete match is to be confirmed). Returns
+        what ``feed`` returns, or None when the lean path does not apply (a bound, the
+        normalised view's map, text waiting to be joined).
+        """
+        scan = self._scan
+        buf = self._buf + text
+        n = len(buf)
+        if n - scan >= self._plan.lean or self._pending or self._mapped or self._anchor >= 0:
+            return None
+        assert sub.combined is not None
+        started = time.perf_counter()
+        m = sub.combined.match(buf, scan, n, None, True)  # partial=True, positionally
+        # A complete match is final only when no path tried before it reads on (_run)
+        held = m is not None and (m.partial or sub.first.match(buf, scan, n, None, True))  # type: ignore[union-attr]
+        spent = self._spent
+        spent.seconds += time.perf_counter() - started
+        self._buf = buf
+        if not held:  # decided: nothing matches here, or the match is final
+            out = self._timed(final=False, reopen=True, known=m)
+            self._observe()
+            return out
+        # undecided, and n - scan < lean <= the hold bound: held
+        budget = self._plan.cpu_budget
+        if budget is not None and spent.seconds > budget + _CPU_PER_CHAR * (self._base + n):
+            out = self._exhausted()
+            self._observe()
+            return out
+        holds = self._holds
+        held = n - scan
+        holds[held] = holds.get(held, 0) + 1
+        return []
+
+    def _timed(
+        self, *, final: bool, reopen: bool, known: regex.Match[str] | _Undecided | None = _UNDECIDED
+    ) -> list[str]:
         """``_run`` within the stream's CPU budget for matching: past it, fail closed."""
         budget = self._plan.cpu_budget
         if budget is None:
-            return self._run(final=final, reopen=reopen)
+            return self._run(final=final, reopen=reopen, known=known)
         # The budget grows with the text read: long streams are not cut for their length.
         budget += _CPU_PER_CHAR * (self._base + len(self._buf))
         spent = self._spent
@@ -582,7 +635,7 @@ class _Redactor:
             self._timeout = left if guard is None else min(guard, left)
         started = time.perf_counter()
         try:
-            out = self._run(final=final, reopen=reopen)
+            out = self._run(final=final, reopen=reopen, known=known)
         except RedactTimeoutError:
             if self._timeout is not None and (guard is None or self._timeout < guard):
                 spent.seconds = budget
@@ -799,8 +852,14 @@ class _Redactor:
         p = plan.first.search(buf, start, c, partial=True, timeout=self._timeout)
         return c if p is None else p.start()
 
-    def _run(self, *, final: bool, reopen: bool) -> list[str]:
+    def _run(
+        self, *, final: bool, reopen: bool, known: regex.Match[str] | _Undecided | None = _UNDECIDED
+    ) -> list[str]:
+        """Release what is decided in ``_buf`` from ``_scan`` on; ``reopen``: the attempt at
+        ``_scan`` was open before the last text came (``known``: its match, if already
+        made over the whole buffer by ``_lean``)."""
         plan = self._plan
+        self._open = None
         buf, scan, window, timeout = self._buf, self._scan, plan.hold, self._timeout
         combined = plan.combined
         n = len(buf)
@@ -844,11 +903,12 @@ class _Redactor:
                 # still reads past the buffer (it could grow, or an earlier alternative
                 # could still win): the `first` probe explores exactly those.
                 sub = plan.at(buf[scan])
-                m = (
-                    None
-                    if sub.combined is None
-                    else sub.combined.match(buf, scan, end, partial=True, timeout=timeout)
-                )
+                if not isinstance(known, _Undecided):  # (end == n: _lean held < hold)
+                    m, known = known, _UNDECIDED
+                elif sub.combined is None:
+                    m = None
+                else:
+                    m = sub.combined.match(buf, scan, end, partial=True, timeout=timeout)
                 if m is None:  # decided: nothing matches here
                     pieces.append(self._text(buf, scan, scan + 1))
                     scan += 1
@@ -861,7 +921,10 @@ class _Redactor:
                     found = self._validated(buf, scan, end, partial=True)
                 if isinstance(found, _Undecided):
                     if end < scan + window and not self._force:
-                        break  # undecided: wait for more text
+                        # undecided: wait for more text (the next chunk tries `sub` first)
+                        if plan.lean:
+                            self._open = sub
+                        break
                     # undecided after a full window, or held for the hold time bound
                     self._force = False
                     scan = self._overflow(buf, scan, end, pieces)
@@ -1342,6 +1405,8 @@ def _make_plan(
         observer=observer,
         watch=watch,
         normalize=normalize,
+        # below 64 characters an open attempt is looked at on every chunk (_observe)
+        lean=0 if not builtin_only or hold_seconds is not None else min(64, hold),
     )
 
 
