@@ -308,15 +308,17 @@ def _whole(gen: ChatGeneration) -> BaseMessageChunk:
             additional_kwargs=message.additional_kwargs,
             response_metadata=chunk.response_metadata,
             usage_metadata=message.usage_metadata,
+            # Invalid calls keep their raw arguments: LangChain parses them
+            # again, so they come out invalid (and redacted), never dropped.
             tool_call_chunks=[
                 {
                     "name": call["name"],
-                    "args": _json_args(call["args"]),
+                    "args": _json_args(call["args"]) if "error" not in call else call["args"],
                     "id": call["id"],
                     "index": i,
                     "type": "tool_call_chunk",
                 }
-                for i, call in enumerate(message.tool_calls)
+                for i, call in enumerate([*message.tool_calls, *message.invalid_tool_calls])
             ],
             chunk_position="last",
         )

@@ -415,3 +415,48 @@ def test_example_langchain_events(capsys: pytest.CaptureFixture[str]) -> None:
     assert events[-1]["data"]["output"] == "Ask [EMAIL]; the key is [OPENAI_KEY]."
     out = capsys.readouterr().out
     assert "redacted: {'email': 1, 'openai_key': 1}" in out
+
+
+class WholeReply(BaseChatModel):
+    """A provider integration with ``_generate`` only: its reply is one whole message."""
+
+    message: AIMessage
+
+    @property
+    def _llm_type(self) -> str:
+        return "whole-reply"
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> ChatResult:
+        from langchain_core.outputs import ChatGeneration
+
+        return ChatResult(generations=[ChatGeneration(message=self.message)])
+
+
+@pytest.mark.parametrize("op", [so.redact(["email"]), so.budget(max_tokens=1000)])
+def test_a_whole_reply_keeps_its_tool_call_whole(op: so.Operator[Any, Any]) -> None:
+    # The arguments come and end in one chunk: what the channel held at the end
+    # joins the call's own arguments, never a second, invalid call.
+    args = {"query": "weather in Paris", "note": "mail ann@example.com"}
+    call = {"name": "search", "args": args, "id": "call_1"}
+    out = wrap_chat_model(WholeReply(message=AIMessage("", tool_calls=[call])), op).invoke("hi")
+    assert out.invalid_tool_calls == []
+    [kept] = out.tool_calls
+    assert kept["id"] == "call_1"
+    expected = {**args, "note": "mail [EMAIL]"} if "redact" in repr(op) else args
+    assert kept["args"] == expected
+
+
+def test_a_whole_reply_keeps_its_invalid_tool_calls() -> None:
+    # Arguments that are not JSON stay an invalid call, redacted. (Arguments
+    # that LangChain's parse_partial_json can complete become a call, as they
+    # would in any stream of chunks: that is LangChain's chunk algebra.)
+    bad = "city=Paris; to=ann@example.com"
+    invalid = {"name": "weather", "args": bad, "id": "call_1", "error": "bad JSON"}
+    model = WholeReply(message=AIMessage("", invalid_tool_calls=[invalid]))
+    out = wrap_chat_model(model, so.redact(["email"])).invoke("hi")
+    assert out.tool_calls == []
+    [kept] = out.invalid_tool_calls
+    assert (kept["name"], kept["id"]) == ("weather", "call_1")
+    assert kept["args"] == "city=Paris; to=[EMAIL]"

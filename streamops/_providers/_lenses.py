@@ -33,6 +33,7 @@ import abc
 import codecs
 import copy
 import json
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
@@ -1576,12 +1577,19 @@ class LangChainLens(_ChannelLens):
                     base = new_kwargs or kwargs
                     new_kwargs = {**base, key: (base.get(key) or "") + text}
                 elif key[0] == "tool":
-                    new_calls = list(new_calls if new_calls is not None else calls)
-                    new_calls.append(_lc_tool_chunk(key[1], text))
+                    # The tail joins this chunk's piece of the same call, if it has
+                    # one: LangChain parses each entry of an ending chunk on its
+                    # own, so a second entry would be a second, invalid call.
+                    new_calls = _lc_extend(
+                        new_calls if new_calls is not None else calls,
+                        key[1],
+                        text,
+                        _lc_tool_chunk,
+                    )
                     # ...and in the copies the stream keeps of the arguments.
                     if "kwargs" in self._mirrors:
                         base = new_kwargs or kwargs
-                        raw = [*(base.get("tool_calls") or []), _lc_raw_call(key[1], text)]
+                        raw = _lc_extend(base.get("tool_calls") or [], key[1], text, _lc_raw_call)
                         new_kwargs = {**base, "tool_calls": raw}
                     if "blocks" in self._mirrors:
                         changes["content"] = _lc_append(
@@ -1765,6 +1773,26 @@ def _lc_append(
             block["index"] = index
     blocks.append(block)
     return blocks
+
+
+def _lc_extend(
+    calls: list[Any], index: Any, text: str, make: Callable[[Any, str], dict[str, Any]]
+) -> list[Any]:
+    """``calls`` (tool-call chunks, or raw tool-call deltas) with ``text`` added to the
+    arguments of call ``index``: to its entry if it has one, else as a new entry."""
+    new = list(calls)
+    for n, call in enumerate(new):
+        if not isinstance(call, dict) or call.get("index", n) != index:
+            continue
+        function = call.get("function")
+        if isinstance(function, dict):  # a raw delta: {"index", "function": {"arguments"}}
+            arguments = (function.get("arguments") or "") + text
+            new[n] = {**call, "function": {**function, "arguments": arguments}}
+        else:
+            new[n] = {**call, "args": (call.get("args") or "") + text}
+        return new
+    new.append(make(index, text))
+    return new
 
 
 def _lc_raw_call(index: Any, args: str) -> dict[str, Any]:
