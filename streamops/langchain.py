@@ -311,14 +311,13 @@ def _whole(gen: ChatGeneration) -> BaseMessageChunk:
             # Invalid calls keep their raw arguments: LangChain parses them
             # again, so they come out invalid (and redacted), never dropped.
             tool_call_chunks=[
-                {
-                    "name": call["name"],
-                    "args": _json_args(call["args"]) if "error" not in call else call["args"],
-                    "id": call["id"],
-                    "index": i,
-                    "type": "tool_call_chunk",
-                }
-                for i, call in enumerate([*message.tool_calls, *message.invalid_tool_calls])
+                {"name": name, "args": args, "id": id_, "index": i, "type": "tool_call_chunk"}
+                for i, (name, args, id_) in enumerate(
+                    [
+                        *((c["name"], _json_args(c["args"]), c["id"]) for c in message.tool_calls),
+                        *((c["name"], c["args"], c["id"]) for c in message.invalid_tool_calls),
+                    ]
+                )
             ],
             chunk_position="last",
         )

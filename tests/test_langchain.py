@@ -427,7 +427,11 @@ class WholeReply(BaseChatModel):
         return "whole-reply"
 
     def _generate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
     ) -> ChatResult:
         from langchain_core.outputs import ChatGeneration
 
