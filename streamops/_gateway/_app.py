@@ -112,6 +112,9 @@ def _upstream_message(raw: bytes) -> str:
     return raw[:200].decode("utf-8", "replace")
 
 
+_POOLS = 16
+"""Upstream connection pools per gateway process (see :meth:`Gateway.startup`)."""
+
 _DRAIN_S = 0.1
 """How long the end of an upstream's body may take after its ``[DONE]`` event."""
 
@@ -312,6 +315,9 @@ class Gateway:
         self.state = State(config)
         self.metrics = Metrics()
         self.client: Any = None
+        """The first upstream HTTP client (``GET /v1/models``); streams use :attr:`clients`."""
+        self.clients: tuple[Any, ...] = ()
+        self._in_flight: list[int] = []
         self.ready = False
         self.own_process = own_process
         """The gateway owns its process (``streamops serve``): at start-up it warms every
@@ -328,14 +334,60 @@ class Gateway:
     async def startup(self) -> None:
         import httpx
 
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.config.upstream_timeout, connect=10.0, pool=30.0),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
+        # Several small connection pools, not one big one: httpcore scans every
+        # connection of a pool (and each idle one against all others) on every
+        # request and every response's end, so one pool holding N streams' kept-alive
+        # connections costs O(N^2) per request; each request takes the pool with the
+        # fewest requests in flight (one after another: the same pool, the same
+        # kept-alive connection). One TLS context for all of them.
+        verify = httpx.create_ssl_context()
+        timeout = httpx.Timeout(self.config.upstream_timeout, connect=10.0, pool=30.0)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=512 // _POOLS)
+        self.clients = tuple(
+            httpx.AsyncClient(timeout=timeout, limits=limits, verify=verify) for _ in range(_POOLS)
         )
+        self._in_flight = [0] * _POOLS
+        self.client = self.clients[0]
         await self.state.start()
         if self.own_process:
             await self.prepare()
         self.ready = True
+
+    async def _warm_http(self) -> None:
+        """One streamed request over loopback through an upstream client like ours.
+
+        httpx, httpcore and anyio import and build parts of themselves on a
+        first request (anyio's asyncio backend alone: ~100 ms of CPU), which
+        would otherwise stall every stream being served at that moment. The
+        server is a few lines on a port of its own; the client is thrown away.
+        """
+        import httpx
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(2)  # the body: {}
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"transfer-encoding: chunked\r\n\r\n"
+                    b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
+                )
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with (
+                httpx.AsyncClient(timeout=5.0) as client,
+                client.stream("POST", f"http://127.0.0.1:{port}/", json={}) as reply,
+            ):
+                decoder = SSEData()
+                async for raw in reply.aiter_bytes():
+                    decoder.feed(raw)
+        finally:
+            server.close()
+            await server.wait_closed()
 
     async def prepare(self) -> dict[str, int]:
         """Build every pipeline and run each policy's once per wire, then freeze the heap.
@@ -372,6 +424,7 @@ class Gateway:
                 finally:
                     await out.aclose()
                 runs += 1
+        await self._warm_http()
         gc.collect()
         gc.freeze()
         counts = {"warmed": runs, "frozen": gc.get_freeze_count()}
@@ -381,8 +434,8 @@ class Gateway:
 
     async def shutdown(self) -> None:
         self.ready = False
-        if self.client is not None:
-            await self.client.aclose()
+        for client in self.clients:
+            await client.aclose()
         await self.state.close()
 
     def app(self) -> Any:
@@ -581,8 +634,13 @@ class Gateway:
         ctx.upstream = url
         ctx.attempts += 1
         ctx.upstream_first = None  # this attempt's first event starts the added-TTFT clock
+        flights = self._in_flight
+        pool = flights.index(min(flights))
+        flights[pool] += 1
         try:
-            async with self.client.stream("POST", url, json=payload, headers=headers) as answer:
+            async with self.clients[pool].stream(
+                "POST", url, json=payload, headers=headers
+            ) as answer:
                 if answer.status_code >= 400:
                     raise UpstreamError(
                         answer.status_code, _upstream_message(await answer.aread()), url
@@ -624,6 +682,8 @@ class Gateway:
         except (httpx.HTTPError, OSError) as exc:
             self.metrics.upstream_errors.labels(url, type(exc).__name__).inc()
             raise
+        finally:
+            flights[pool] -= 1
 
     @staticmethod
     def _note_usage(item: dict[str, Any], ctx: _Request) -> None:
