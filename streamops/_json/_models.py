@@ -762,8 +762,11 @@ class _Validator:
             i += 1
             if op == "append":
                 continue
-            whole = op == "set" and i < n and events[i].op == "done" and events[i].path == step
-            if whole:  # set and done at once: a value complete within one chunk
+            # A container set and done at once (opened and closed within one
+            # chunk); a value complete at once comes as one "done" (the next
+            # event may be the first member's, at the same step: not this one).
+            whole = op == "set" and i < n and events[i][2] is value and events[i][0] == "done"
+            if whole:
                 i += 1
                 op = "done"
             if step is None:  # the root

@@ -329,8 +329,10 @@ class JSONParser:
         # follow it, as model mode does) rather than a fresh empty one.
         self._live = live
         # Events name their place by its step (the key, or the index; None at
-        # the root) instead of a JSON Pointer: model mode follows the tree one
-        # step at a time and would only split the pointer again.
+        # the root) instead of a JSON Pointer, are plain (op, step, value)
+        # tuples, and a value complete at once is one "done" (no "set" before
+        # it): model mode follows the tree one step at a time and would only
+        # split the pointer again. Implies live containers.
         self._steps = steps
         self._scan_depth = 0  # containers at this depth or deeper may try json's scanner
         self._cont: Any = None  # the innermost open container (None at top level)
@@ -417,7 +419,11 @@ class JSONParser:
         self._attach(v)
         if self._deltas:
             path = self._child_path()
-            self.events += (JSONDelta("set", path, v), JSONDelta("done", path, v))
+            if self._steps:  # one plain event (see __init__)
+                events: list[Any] = self.events
+                events.append(("done", path, v))
+            else:
+                self.events += (JSONDelta("set", path, v), JSONDelta("done", path, v))
         if self._cont is None:
             self._root_done()
         else:
@@ -504,9 +510,13 @@ class JSONParser:
             self._attach(s)
         if self._deltas:
             path = self._string_path()
-            if not self._sannounced:
-                self.events.append(JSONDelta("set", path, s))
-            self.events.append(JSONDelta("done", path, s))
+            events: list[Any] = self.events
+            if self._steps:
+                events.append(("done", path, s))
+            else:
+                if not self._sannounced:
+                    events.append(JSONDelta("set", path, s))
+                events.append(JSONDelta("done", path, s))
         if self._cont is None:
             self._root_done()
         else:
@@ -519,9 +529,13 @@ class JSONParser:
         if self._deltas:
             path = self._child_path()
             # A fresh empty container: its members follow as events of their own.
-            self.events.append(
-                JSONDelta("set", path, container if self._live else type(container)())
-            )
+            events: list[Any] = self.events
+            if self._steps:
+                events.append(("set", path, container))
+            else:
+                events.append(
+                    JSONDelta("set", path, container if self._live else type(container)())
+                )
         self._stack.append((self._cont, self._isobj, self._key, self._path, self._alen))
         self._alen = 0
         self._cont = container
@@ -534,7 +548,8 @@ class JSONParser:
         path = self._path
         self._cont, self._isobj, self._key, self._path, self._alen = self._stack.pop()
         if self._deltas:
-            self.events.append(JSONDelta("done", path, done))
+            events: list[Any] = self.events
+            events.append(("done", path, done) if self._steps else JSONDelta("done", path, done))
         if self._cont is None:
             self._root_done()
         else:
