@@ -915,6 +915,22 @@ def test_open_attempt_is_not_rematched_on_every_chunk(monkeypatch: pytest.Monkey
     assert calls < 60  # 16 chunks below the doubling floor, then one per doubling
 
 
+def test_a_new_attempt_after_a_long_one_is_looked_at_on_every_chunk() -> None:
+    # A long attempt is looked at again only when its held text doubles; the attempt
+    # found after it was decided inherited that doubling point, so a short key was held
+    # until ~128 characters had gone by instead of being released when it ended.
+    op = so.redact([r"<[a-z]{0,200}>", r"sk-[a-z]{3,}"], replacement="#")
+    key = "sk-" + "k" * 60
+    text = "<" + "a" * 70 + "! " + key + " tail of the answer, and more of it"
+    proc = processor(op)
+    out = ""
+    for i, char in enumerate(text):
+        out += "".join(proc.feed(char))
+        if i == text.index(key) + len(key):  # the space that ends the key
+            assert out == "<" + "a" * 70 + "! # ", out
+    assert out + "".join(proc.close()) == regex.sub(r"<[a-z]{0,200}>|sk-[a-z]{3,}", "#", text)
+
+
 def test_hold_bound_in_characters_fails_closed() -> None:
     pattern = r"<[a-z ]{0,500}>"
     text = "a <" + "b" * 100 + "> c"

@@ -675,13 +675,15 @@ class _Redactor:
         if span == 0:
             self._recheck = 0
             return
-        if span >= self._recheck:
-            # looked at just now: again once doubled, and at the hold bound
+        at = self._base + self._scan
+        # Looked at just now: when the held text reached the point set last time, or when
+        # another attempt is held (the one before was decided: its point is not this one's)
+        if span >= self._recheck or (at != self._held_at and self._anchor < 0):
+            # again once doubled, and at the hold bound
             if self._anchor >= 0:  # (what is not looked at yet is held: bound it too)
                 self._recheck = span + min(span, self._plan.hold) if span >= 64 else 0
             else:
                 self._recheck = min(2 * span, self._plan.hold) if span >= 64 else 0
-        at = self._base + self._scan
         if at != self._held_at:
             self._held_at, self._held_since = at, self._report.clock()
 
