@@ -458,12 +458,18 @@ class _Node:
         schemas = self._schemas
         schema, config = self.schema, self.config
         classes: list[tuple[type[BaseModel], bool]] = []
+        # Passed an after validator or a JSON side that differs from the Python
+        # one: a container under it is still followed member by member, but a
+        # string's raw text is not its final value (SecretStr, Base64Str, ...).
+        rewritten = False
         for _ in range(1000):
             schema = schemas.resolve(schema)
             t = schema.get("type")
             if t in ("default", "nullable", "function-after"):
+                rewritten = rewritten or t == "function-after"
                 schema = schema["schema"]
             elif t == "json-or-python":
+                rewritten = rewritten or schema["json_schema"] != schema.get("python_schema")
                 schema = schema["json_schema"]
             elif t == "lax-or-strict":
                 schema = schema["lax_schema"]
@@ -483,7 +489,7 @@ class _Node:
             return "typed-dict", classes, _field_keys(schema, schema.get("config", config))[0]
         if t in ("list", "dict", "any"):
             return t, classes, {}
-        if t == "str":
+        if t == "str" and not rewritten:
             transforms = ("strip_whitespace", "to_lower", "to_upper")
             if not any(schema.get(k) for k in transforms) and not any(
                 (config or {}).get("str_" + k) for k in transforms
@@ -714,7 +720,9 @@ class _Frame:
 def _blank(cls: type[BaseModel]) -> BaseModel:
     """An instance of ``cls`` with every field None, built without validation or user code."""
     inst = cls.__new__(cls)
-    object.__setattr__(inst, "__dict__", dict.fromkeys(cls.model_fields))
+    # (__pydantic_fields__ is what the model_fields property reads, without its cost)
+    fields = getattr(cls, "__pydantic_fields__", None) or cls.model_fields
+    object.__setattr__(inst, "__dict__", dict.fromkeys(fields))
     object.__setattr__(inst, "__pydantic_fields_set__", set())
     object.__setattr__(inst, "__pydantic_extra__", None)
     object.__setattr__(inst, "__pydantic_private__", None)
@@ -760,6 +768,37 @@ class _Validator:
             # (the parser names places by their step: see JSONParser's steps)
             op, step, value = events[i]
             i += 1
+            if op == "done" and step is not None and self._stack:
+                # The common case, inlined: a member complete (or a container
+                # closing). Same steps as below: _child, _check, _place.
+                top = self._stack[-1]
+                if value is top.live:
+                    self._close(self._stack.pop(), doc, offset)
+                    continue
+                node = top.node
+                if node is not None:
+                    cache = top.children
+                    key = None if top.kind in ("list", "dict") else step
+                    if cache is not None and key in cache:
+                        node = cache[key]
+                    else:
+                        node = self._child(top, step)
+                self._open_str = None
+                if node is None:
+                    shown = None
+                elif type(node) is _Node and type(value) in node.fast():
+                    shown = value
+                else:
+                    shown = self._check(node, value, step, doc, offset)
+                if top.kind == "model":
+                    name = top.fields.get(step)
+                    if name is not None:
+                        sink = top.sink
+                        sink.__dict__[name] = shown
+                        sink.__pydantic_fields_set__.add(name)
+                else:
+                    self._place(top, step, shown)
+                continue
             if op == "append":
                 continue
             # A container set and done at once (opened and closed within one

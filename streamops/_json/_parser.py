@@ -416,15 +416,27 @@ class JSONParser:
         self._state = _FINISHED if self._trailing == "stop" and not self._multiple else _END
 
     def _scalar(self, v: Any) -> None:
+        cont = self._cont
+        if self._steps and cont is not None:  # (model mode's common case, inlined)
+            if self._isobj:
+                cont[step := self._key] = v
+            else:
+                cont.append(v)
+                step = self._alen
+                self._alen = step + 1
+            events: list[Any] = self.events
+            events.append(("done", step, v))  # one plain event (see __init__)
+            self._state = _AFTER
+            return
         self._attach(v)
         if self._deltas:
             path = self._child_path()
-            if self._steps:  # one plain event (see __init__)
-                events: list[Any] = self.events
+            if self._steps:
+                events = self.events
                 events.append(("done", path, v))
             else:
                 self.events += (JSONDelta("set", path, v), JSONDelta("done", path, v))
-        if self._cont is None:
+        if cont is None:
             self._root_done()
         else:
             self._state = _AFTER
@@ -491,7 +503,7 @@ class JSONParser:
 
     def _end_string(self) -> bool:
         """End the open string; return True if the value shown changed (see feed())."""
-        if self._deltas:  # the text since the last flush is an "append" before "done"
+        if self._string_events:  # the text since the last flush is an "append" before "done"
             self._flush_string()
         pieces = self._pieces
         if self._sparts:
