@@ -431,9 +431,9 @@ class JSONParser:
         self._attach(v)
         if self._deltas:
             path = self._child_path()
-            if self._steps:
-                events = self.events
-                events.append(("done", path, v))
+            if self._steps:  # at the root
+                plain: list[Any] = self.events
+                plain.append(("done", path, v))
             else:
                 self.events += (JSONDelta("set", path, v), JSONDelta("done", path, v))
         if cont is None:
