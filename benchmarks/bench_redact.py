@@ -155,6 +155,10 @@ _ANCHORED = (
     ),
     ("bearer_token", "Authorization: Bearer ", "abcdef0123456789abcdef0123.x-y"),
     ("us_ssn", "SSN: ", "078051120"),
+    ("us_ssn", '{"ssn": "', '219099999"}'),
+    ("generic_secret", 'password = "', 'Tr0ub4dor&3-correct-horse"'),
+    ("generic_secret", "API_KEY=", "3f9a1c2b4d5e6f7a8b9c0d1e2f3a4b5c"),
+    ("generic_secret", "client_secret: ", "8Q~xK2mZp9vL4tR7wY1cN6bH3jF5dS0aE"),
 )
 
 
@@ -234,12 +238,14 @@ def corpus_scores() -> tuple[float, float, int, int]:
     for text in clean:
         words = text.split(" ")
         # A secret is injected as a token of its own: not between a key and its value
-        # (``build_id = <secret> 4532...`` would make the value no longer the key's),
-        # nor inside a hex dump (``ba <secret> dc``: a phone number there is bytes).
+        # (``build_id = <secret> 4532...`` or ``build_id <secret> = 4532...`` would make
+        # the value no longer the key's), nor inside a hex dump (``ba <secret> dc``: a
+        # phone number there is bytes).
         spots = [
             at
             for at in range(len(words))
             if not (at and words[at - 1].endswith(("=", ":")))
+            and not words[at].startswith(("=", ":"))
             and not (at and _HEX_PAIR.fullmatch(words[at - 1]) and _HEX_PAIR.match(words[at]))
         ]
         for name, keyword, secret in injected:

@@ -165,6 +165,14 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ["https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"],
         ["https://hooks.slack.com/services/", "https://slack.com/services/T00000000/B0000"],
     ),
+    "huggingface_token": (["hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567"], ["hf_short", "hf_"]),
+    "npm_token": (["npm_" + "Ab1" * 12], ["npm_short", "npm_" + "a" * 35]),
+    "pypi_token": (["pypi-AgEIcHlwaS5vcmc" + "Ab1_" * 15], ["pypi-AgEIcHlwaS5vcmc", "pypi-1"]),
+    "webhook_secret": (["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], ["whsec_short"]),
+    "google_oauth_secret": (["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"], ["GOCSPX-short"]),
+    # need their context: tests/test_redact_review.py
+    "connection_string": ([], ["postgres://db.internal:5432/app", "user:pass@host"]),
+    "generic_secret": ([], ["Tr0ub4dor&3-correct-horse", "password"]),
     "aws_secret_access_key": ([], ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]),  # needs its name
     "bearer_token": ([], ["Bearer", "abcdef0123456789abcdef0123"]),  # needs the word
     "google_api_key": (

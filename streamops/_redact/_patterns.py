@@ -14,7 +14,9 @@ pattern at the same start are tried (longest first), then the later patterns; se
 from __future__ import annotations
 
 import difflib
+import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -136,6 +138,103 @@ def card_valid(text: str) -> bool:
     return issuer and luhn_valid(digits)
 
 
+# What documentation, examples and templates put where a secret goes: never a secret.
+_PLACEHOLDER_WORDS = frozenset(
+    (
+        "admin",
+        "changeit",
+        "changeme",
+        "default",
+        "dummy",
+        "example",
+        "guest",
+        "mypassword",
+        "pass",
+        "passw0rd",
+        "passwd",
+        "password",
+        "postgres",
+        "pwd",
+        "root",
+        "secret",
+        "test",
+        "user",
+        "username",
+    )
+)
+_PLACEHOLDER_PARTS = (
+    "xxx",
+    "***",
+    "...",
+    "\u2026",
+    "change_me",
+    "change-me",
+    "changeme",
+    "example",
+    "placeholder",
+    "redacted",
+    "replace",
+    "your",
+    "_here",
+    "-here",
+)
+# A reference, not a value: $VAR, ${VAR}, $(cmd), <your-key>, {{ var }}, %(name)s, [var]
+_REFERENCE_START = tuple("$<{%[")
+# Code, not a value: a dotted name or a call (settings.SECRET_KEY, os.environ[, get_pw())
+_CODE = re.compile(r"[A-Za-z_]\w*(?:(?:\.[A-Za-z_]\w*)+(?:[(\[].*)?|[(\[].*)")
+
+
+def _placeholder(value: str) -> bool:
+    """Whether ``value`` is what docs and templates write where a secret goes."""
+    low = value.lower()
+    return (
+        low in _PLACEHOLDER_WORDS
+        or value.startswith(_REFERENCE_START)
+        or len(set(value)) == 1
+        or any(part in low for part in _PLACEHOLDER_PARTS)
+    )
+
+
+def shannon_entropy(text: str) -> float:
+    """Bits per character of ``text``'s character distribution (0 for an empty text).
+
+    >>> shannon_entropy("aaaa"), shannon_entropy("abcd")
+    (0.0, 2.0)
+    """
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in Counter(text).values()) if n else 0.0
+
+
+def generic_secret_valid(text: str) -> bool:
+    """Whether the value after a secret's keyword (``password = ...``) looks like a secret.
+
+    Eight characters or more, a letter and a digit or symbol, at least 3 bits of
+    entropy per character (a 32-character hex key has ~3.9, ``Passw0rd`` 2.75), and
+    not a placeholder (``changeme``, ``${VAR}``, ``<your-key>``, ``xxxx``, ``****``),
+    an identifier or a piece of code (``settings.SECRET_KEY``, ``get_password()``).
+
+    >>> generic_secret_valid("Tr0ub4dor&3-correct-horse"), generic_secret_valid("changeme123")
+    (True, False)
+    """
+    if len(text) < 8 or _placeholder(text) or _CODE.fullmatch(text):
+        return False
+    letter = any(c.isalpha() for c in text)
+    other = any(c.isdigit() or not (c.isalnum() or c in "_ ") for c in text)
+    return letter and other and shannon_entropy(text) >= 3.0
+
+
+def url_password_valid(text: str) -> bool:
+    """Whether the password of a URL (``scheme://user:PASSWORD@host``) is not a placeholder.
+
+    A password in a URL needs no entropy to be one (``hunter2``), but docs and
+    compose files write ``user:password``, ``postgres:postgres``, ``${DB_PASSWORD}``.
+
+    >>> url_password_valid("hunter2"), url_password_valid("password"), url_password_valid("<pw>")
+    (True, False, False)
+    """
+    return not _placeholder(text)
+
+
 def _phone_digits_ok(text: str) -> bool:
     """E.164 allows at most 15 digits; a national number (no ``+``) at most 12; 7 at least."""
     digits = len(_digits(text))
@@ -156,6 +255,14 @@ _ID_KEY = (
     r"|(?i:timestamp|epoch|nonce|seq|serial|build))"
 )
 _NOT_AN_ID = rf"(?<!{_ID_KEY}[\"']?[ \t]{{0,3}}[:=][ \t]{{0,3}}[\"']?)"
+# A secret's keyword (the end of the key: DB_PASSWORD, "apiKey", _authToken) and an
+# assignment (=, :, :=, ==, =>), with the quotes of a JSON or Python key.
+_SECRET_KEY = (
+    r"(?i:pass(?:word|wd|phrase)?|pwd|secret|secret[_-]?key|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|token|credentials?)"
+    r"[\"']?[ \t]{0,3}(?:[:=]{1,2}|=>)[ \t]{0,3}"
+)
+_DOMAIN = r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}(?:[^\W\d_]{2,24}|xn--[a-z0-9-]{1,59})"
 
 _BUILTINS: tuple[PatternSpec, ...] = (
     PatternSpec(
@@ -165,11 +272,14 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         # filter release the block as soon as its footer is complete, instead of
         # holding it while a lazy [\s\S]*? could still run on to a later footer.
         # Base64 and armour headers ("Proc-Type: 4,ENCRYPTED") only: a header merely
-        # mentioned in prose stops being a candidate at its first other character.
-        r"(?:(?!-----END )[A-Za-z0-9+/=\s:,.-]){16,6000}"
+        # mentioned in prose stops being a candidate at its first other character. A
+        # backslash too: inside a JSON or C string the newlines are escapes ("\\n", a
+        # GCP service-account file), each two characters of the same 6000.
+        r"(?:(?!-----END )[A-Za-z0-9+/=\s:,.\\-]){16,6000}"
         r"-----END (?:[A-Z0-9]{1,12} ){0,2}PRIVATE KEY(?: BLOCK)?-----",
         "secrets",
-        description="PEM/OpenSSH/PGP private-key blocks, header to footer (multi-line).",
+        description="PEM/OpenSSH/PGP private-key blocks, header to footer (multi-line, or"
+        " one line with escaped newlines inside a JSON string).",
         evidence="-----BEGIN ",
     ),
     PatternSpec(
@@ -213,10 +323,11 @@ _BUILTINS: tuple[PatternSpec, ...] = (
     ),
     PatternSpec(
         "slack_token",
-        _TOKEN_START + r"xox[baprs]-[A-Za-z0-9-]{10,250}" + _TOKEN_END,
+        _TOKEN_START + r"(?:xox[baprse]-|xapp-|xoxe\.xox[bp]-)[A-Za-z0-9-]{10,250}" + _TOKEN_END,
         "secrets",
-        description="Slack tokens (xoxb-, xoxa-, xoxp-, xoxr-, xoxs-).",
-        evidence=r"xox[baprs]-",
+        description="Slack tokens (xoxb-, xoxa-, xoxp-, xoxr-, xoxs-; configuration tokens"
+        " xoxe-, xoxe.xoxp-; app-level tokens xapp-).",
+        evidence=r"xox[baprse][-.]|xapp-",
     ),
     PatternSpec(
         "stripe_key",
@@ -240,6 +351,41 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         "secrets",
         description="GitLab tokens (glpat-, gldt-, glrt-, glptt-...).",
         evidence=r"gl[a-z]{2,5}-",
+    ),
+    PatternSpec(
+        "huggingface_token",
+        _TOKEN_START + r"hf_[A-Za-z0-9]{30,40}" + _TOKEN_END,
+        "secrets",
+        description="Hugging Face access tokens (hf_ + 34 characters).",
+        evidence="hf_",
+    ),
+    PatternSpec(
+        "npm_token",
+        _TOKEN_START + r"npm_[A-Za-z0-9]{36}" + _TOKEN_END,
+        "secrets",
+        description="npm access tokens (npm_ + 36 characters).",
+        evidence="npm_",
+    ),
+    PatternSpec(
+        "pypi_token",
+        _TOKEN_START + r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,1000}" + _TOKEN_END,
+        "secrets",
+        description="PyPI API tokens (pypi-AgEIcHlwaS5vcmc..., a macaroon for pypi.org).",
+        evidence="pypi-AgEI",
+    ),
+    PatternSpec(
+        "webhook_secret",
+        _TOKEN_START + r"whsec_[A-Za-z0-9+/=]{24,100}(?![A-Za-z0-9+/=_-])",
+        "secrets",
+        description="Webhook signing secrets (whsec_: Stripe, Svix, Clerk...).",
+        evidence="whsec_",
+    ),
+    PatternSpec(
+        "google_oauth_secret",
+        _TOKEN_START + r"GOCSPX-[A-Za-z0-9_-]{28}" + _TOKEN_END,
+        "secrets",
+        description="Google OAuth client secrets (GOCSPX- + 28 characters).",
+        evidence="GOCSPX-",
     ),
     PatternSpec(
         "slack_webhook",
@@ -269,12 +415,44 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         evidence=r"[A-Za-z0-9._~+/-]{8}",
     ),
     PatternSpec(
+        "connection_string",
+        # the password of scheme://user:PASSWORD@host, only that span (the rest is an
+        # address, kept readable); before e-mail, which would take PASSWORD@host
+        r"(?<=:)(?<=(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,30}://[^\s:/@]{0,128}:)"
+        r"[^\s/@]{1,256}(?=@[^\s@/:?#])",
+        "secrets",
+        label="[PASSWORD]",
+        validator=url_password_valid,
+        description="Passwords in connection strings and URLs (postgres://user:PASSWORD@host),"
+        " the password only; placeholders (user:password, ${DB_PASSWORD}) are left.",
+        evidence=r"[^\s/@]{4}",
+    ),
+    PatternSpec(
+        "generic_secret",
+        # the value after a secret's keyword and an assignment: password = "...",
+        # API_KEY=..., "apiKey": "...", client_secret: ...; quoted values may hold spaces
+        r"(?<=[=:>\"'][ \t]{0,3}[\"']?)"
+        r"(?:(?<=" + _SECRET_KEY + r"\")[^\"\n]{8,200}(?=\")"
+        r"|(?<=" + _SECRET_KEY + r"')[^'\n]{8,200}(?=')"
+        r"|(?<=" + _SECRET_KEY + r")[^\s\"'`]{8,200}(?![^\s\"'`]))",
+        "secrets",
+        label="[SECRET]",
+        validator=generic_secret_valid,
+        description="Values assigned to a secret's keyword (password, secret, api_key, token,"
+        " client_secret...) that look like a secret: 8+ characters, letters and digits or"
+        " symbols, >= 3 bits of entropy per character, not a placeholder or code.",
+        evidence=r"[^\s\"'`]{8}",
+    ),
+    PatternSpec(
         "email",
-        r"(?<![\w.%+-])[^\W_][\w.%+-]{0,63}@"
-        r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}(?:[^\W\d_]{2,24}|xn--[a-z0-9-]{1,59})"
-        r"(?![\w-])",
+        # Not the user of a URL (ssh://git@host/..., postgres://user:pw@host: a password,
+        # the connection_string rule's), and not git's SSH user (git@github.com:owner/
+        # repo.git, ssh -T git@github.com): a host to log in to, not a mailbox.
+        r"(?<![\w.%+-])(?<!://(?:[^\s:/@]{0,128}:)?)(?!git@)"
+        r"[^\W_][\w.%+-]{0,63}@" + _DOMAIN + r"(?![\w-])",
         "pii",
-        description="Email addresses, internationalised (Unicode local part and domain).",
+        description="Email addresses, internationalised (Unicode local part and domain);"
+        " not the user of a URL (ssh://user@host) nor git's SSH user (git@host:path).",
         evidence="@",
     ),
     PatternSpec(
@@ -305,11 +483,13 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         r"(?<![0-9-])(?!000|666|9[0-9]{2})(?:[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}"
         # without dashes only right after the word: "SSN: 123456789", "SSN 123 45 6789"
         # (the one-character lookbehind first: a cheap necessary condition, same matches)
-        r"|(?<=[:# NnRrYy])(?<=(?<![A-Za-z])(?i:ssn|social security(?: number)?)[:#]?[ ]{0,2})"
+        # or a quoted, assigned or tagged key: {"ssn": "123456789"}, SSN=..., <ssn>...
+        r"|(?<=[:# NnRrYy\"'=>])(?<=(?<![A-Za-z])(?i:ssn|social security(?: number)?)"
+        r"[\"']?[ ]{0,2}[:#=>]?[ ]{0,2}[\"']?)"
         r"[0-9]{3}[ ]?(?!00)[0-9]{2}[ ]?(?!0000)[0-9]{4})(?![0-9-])",
         "pii",
         description="US social security numbers: AAA-GG-SSSS, or undashed after 'SSN'"
-        " (invalid ranges excluded).",
+        ' (SSN: ..., "ssn": "...", SSN=...; invalid ranges excluded).',
         evidence=r"[0-9]{3}-",
     ),
     PatternSpec(
@@ -361,7 +541,12 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         # Pairs after a trunk 0 are a number only as exactly five pairs (06 12 34 56 78);
         # fewer or more pairs are bytes, times, versions. Other groupings: any.
         r"(?:0[1-9](?:[ -][0-9]{2}){4}(?![0-9]|[ -][0-9]{2}(?![0-9]))"
-        r"|(?!0[1-9](?:[ -][0-9]{2}){1,8}(?![0-9]))0[1-9][0-9]{0,4}(?:[ -][0-9]{2,8}){1,4})"
+        r"|(?!0[1-9](?:[ -][0-9]{2}){1,8}(?![0-9]))"
+        # not a US ZIP+4 after a state code (Boston, MA 02110-1301: every GPL header),
+        # nor a range of zero-padded numbers of one width (0100-0199)
+        r"(?!(?<=(?<![A-Za-z])[A-Z]{2} )0[0-9]{4}-[0-9]{4}(?![0-9]))"
+        r"(?!(?:0[0-9]{3}-0[0-9]{3}|0[0-9]{4}-0[0-9]{4}|0[0-9]{5}-0[0-9]{5})(?![0-9]))"
+        r"0[1-9][0-9]{0,4}(?:[ -][0-9]{2,8}){1,4})"
         r"(?! [0-9A-Fa-f]{2}(?![0-9A-Za-z]))"
         # not the head of a longer dashed number (an SSN or id right after it)
         r")(?![\w+]|-[0-9])",

@@ -1,0 +1,246 @@
+"""Findings of an adversarial review of the redaction library (issue 16), each a test first.
+
+The section numbers are those of the review (``FINDINGS.md`` of review A): 5, recall of a
+PEM block inside a JSON string and of an undashed SSN under a JSON key; 7, precision on
+code (SSH git remotes, the ZIP+4 of licence headers, zero-padded ranges); 11, the
+keyword-anchored generic secrets, connection-string passwords and token prefixes issue 16
+asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+import streamops as so
+
+
+def run(text: str, size: int = 4, op: so.Operator[str, str] | None = None) -> str:
+    """The default set over ``text`` in chunks of ``size`` characters."""
+    op = so.redact() if op is None else op
+    return "".join(op([text[i : i + size] for i in range(0, len(text), size)]))
+
+
+def counts(text: str) -> dict[str, int]:
+    s = so.redact()([text])
+    s.text()
+    return dict(s.report["redact"].redacted)  # type: ignore[attr-defined]
+
+
+# -- 5: recall -----------------------------------------------------------------------------
+
+_BODY = base64.b64encode(bytes(range(256)) * 5).decode()
+_PEM = (
+    "-----BEGIN PRIVATE KEY-----\n"
+    + "\n".join(_BODY[i : i + 64] for i in range(0, len(_BODY), 64))
+    + "\n-----END PRIVATE KEY-----\n"
+)
+
+
+@pytest.mark.parametrize("size", [1, 4, 1000, 100_000])
+def test_a_pem_key_inside_a_json_string_is_redacted(size: int) -> None:
+    """A GCP service-account file: the PEM block's newlines are JSON escapes (``\\n``)."""
+    sa = json.dumps(
+        {
+            "type": "service_account",
+            "private_key_id": "0123abcd",
+            "private_key": _PEM,
+            "client_email": "svc@demo.iam.gserviceaccount.com",
+        },
+        indent=2,
+    )
+    out = run(sa, size)
+    assert _BODY[64:128] not in out
+    assert '"private_key": "[PRIVATE_KEY]\\n",' in out
+    assert counts(sa)["private_key"] == 1
+
+
+def test_a_pem_key_inside_a_json_string_with_crlf_escapes() -> None:
+    pem = _PEM.replace("\n", "\\r\\n")
+    assert run(f'{{"key": "{pem}"}}') == '{"key": "[PRIVATE_KEY]\\r\\n"}'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"name": "Ann", "ssn": "123456789"}',
+        "{'SSN': '123 45 6789'}",
+        "SSN=123456789",
+        'ssn = "123456789"',
+        "<ssn>123456789</ssn>",
+    ],
+)
+def test_an_undashed_ssn_under_a_quoted_or_assigned_key_is_redacted(text: str) -> None:
+    out = run(text)
+    assert "[US_SSN]" in out
+    assert "6789" not in out
+
+
+def test_an_undashed_nine_digit_number_without_the_keyword_stays() -> None:
+    for text in ('{"id": "123456789"}', '{"ssn_count": 123456789}', "order 123456789"):
+        assert run(text) == text
+
+
+# -- 7: precision on code ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "git clone git@github.com:owner/repo.git",
+        "git remote add origin ssh://git@gitlab.com/group/proj.git",
+        "url = git@bitbucket.org:team/app.git",
+        "ssh -T git@github.com",
+        "ftp://anonymous@ftp.example.com/pub",
+        "# Foundation, Inc., 51 Franklin Street, Fifth Floor, Boston, MA 02110-1301 USA",
+        "# Boston, MA 02111-1307 USA",
+        "Cambridge, MA 02139-4307",
+        "ports in range 0100-0199 are reserved",
+        "codes 01000-01999 and 010000-019999",
+    ],
+)
+def test_code_and_licence_headers_are_left_alone(text: str) -> None:
+    assert run(text) == text
+    assert run(text, 1) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail agit@example.com or git.hub@example.com", "mail [EMAIL] or [EMAIL]"),
+        ("see https://example.com/u/jo@example.org", "see https://example.com/u/[EMAIL]"),
+        ("mail jo@example.com: urgent", "mail [EMAIL]: urgent"),
+        ("call 030-1234567 now", "call [PHONE] now"),
+        ("call 0211-1234567 now", "call [PHONE] now"),
+        ("call 02110-130145 now", "call [PHONE] now"),
+        ("ruf 04321-12345 an", "ruf [PHONE] an"),
+    ],
+)
+def test_addresses_and_numbers_next_to_those_shapes_are_still_redacted(
+    text: str, expected: str
+) -> None:
+    assert run(text) == expected
+
+
+# -- 11: generic secrets, connection strings, token prefixes --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "name"),
+    [
+        (
+            "DATABASE_URL=postgres://admin:S3cr3tP4ssw0rd!@db.internal:5432/app",
+            "DATABASE_URL=postgres://admin:[PASSWORD]@db.internal:5432/app",
+            "connection_string",
+        ),
+        (
+            "redis://:Zx9vQ2mL7pR4tY8w@cache.internal:6379/0",
+            "redis://:[PASSWORD]@cache.internal:6379/0",
+            "connection_string",
+        ),
+        (
+            "mongodb+srv://app_user:hunter2@cluster0.example.net/db",
+            "mongodb+srv://app_user:[PASSWORD]@cluster0.example.net/db",
+            "connection_string",
+        ),
+        (
+            'password = "Tr0ub4dor&3-correct-horse"',
+            'password = "[SECRET]"',
+            "generic_secret",
+        ),
+        ("API_KEY=3f9a1c2b4d5e6f7a8b9c0d1e2f3a4b5c", "API_KEY=[SECRET]", "generic_secret"),
+        (
+            "client_secret: 8Q~xK2mZp9vL4tR7wY1cN6bH3jF5dS0aE",
+            "client_secret: [SECRET]",
+            "generic_secret",
+        ),
+        ('{"apiKey": "a8F3kL9qZ2xW7vB4"}', '{"apiKey": "[SECRET]"}', "generic_secret"),
+        ("export DB_PASSWORD='p4ss-W0rd-2024'", "export DB_PASSWORD='[SECRET]'", "generic_secret"),
+        (
+            "HF_TOKEN=hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567",
+            "HF_TOKEN=[HUGGINGFACE_TOKEN]",
+            "huggingface_token",
+        ),
+        (
+            "//registry.npmjs.org/:_authToken=npm_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+            "//registry.npmjs.org/:_authToken=[NPM_TOKEN]",
+            "npm_token",
+        ),
+        (
+            "password = pypi-AgEIcHlwaS5vcmc"
+            + "CJGI4YjM3ZjY0LTQxMjEtNDk1Ny1iMTQ0LWE3ZmU3YzQ3NjFkOAACJXsic",
+            "password = [PYPI_TOKEN]",
+            "pypi_token",
+        ),
+        (
+            "STRIPE_WEBHOOK=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "STRIPE_WEBHOOK=[WEBHOOK_SECRET]",
+            "webhook_secret",
+        ),
+        (
+            "GOOGLE_CLIENT=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",
+            "GOOGLE_CLIENT=[GOOGLE_OAUTH_SECRET]",
+            "google_oauth_secret",
+        ),
+        (
+            "tok xoxe.xoxp-1-Mi0yLTEyMzQ1Njc4OTAxMi0xMjM0NTY3ODkwMTIz ok",
+            "tok [SLACK_TOKEN] ok",
+            "slack_token",
+        ),
+        ("tok xoxe-1-My0xLTEyMzQ1Njc4OTAtMTIzNDU2Nzg5MA ok", "tok [SLACK_TOKEN] ok", "slack_token"),
+        (
+            "tok xapp-1-A0123456789-1234567890123-abcdef0123456789abcdef ok",
+            "tok [SLACK_TOKEN] ok",
+            "slack_token",
+        ),
+    ],
+)
+def test_issue16_generic_secrets_and_prefixes(text: str, expected: str, name: str) -> None:
+    assert run(text) == expected
+    assert run(text, 1) == expected
+    assert counts(text) == {name: 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # placeholders in docs, examples and .env.example files
+        "DATABASE_URL=postgres://user:password@localhost:5432/app",
+        "postgres://postgres:postgres@localhost/test",
+        "postgres://${DB_USER}:${DB_PASSWORD}@${DB_HOST}/app",
+        "mysql://root:<your-password>@127.0.0.1/db",
+        "amqp://guest:guest@rabbitmq:5672/",
+        "redis://:changeme@cache:6379",
+        'password = "changeme"',
+        "password = ${DB_PASSWORD}",
+        "API_KEY=<your-key>",
+        "API_KEY=your-api-key-here",
+        "API_KEY=xxxxxxxxxxxxxxxxxxxxxxxx",
+        "api_key: ****************",
+        "SECRET_KEY={{ secret_key }}",
+        "client_secret: YOUR_CLIENT_SECRET",
+        "token = ...",
+        'api_key = "sk-..."',
+        # code: the value is an expression, a name, a type, a number
+        'password = os.environ["DB_PASSWORD"]',
+        "token = request.headers.get('X-Token')",
+        "api_key: str | None = None",
+        "secret_key = settings.SECRET_KEY",
+        "self.token = token_from_header(request)",
+        "password=get_password()",
+        "max_tokens: 4096",
+        "token: 1234567890123",
+        "TOKEN_EXPIRY_SECONDS=86400",
+        "password_hash = bcrypt_hash",
+        "Use the password: ask_your_admin",
+        "the secret: is in the vault",
+        # the same words in prose
+        "Set the password = the one you chose earlier, then the API key.",
+        "Your token: a short-lived credential that expires after one hour.",
+    ],
+)
+def test_placeholders_code_and_prose_are_not_secrets(text: str) -> None:
+    assert run(text) == text
+    assert run(text, 1) == text
