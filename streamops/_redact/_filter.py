@@ -35,7 +35,11 @@ chunks is the number of searches, not their length):
 
 * The attempt that was undecided before the chunk is decided first, with one
   anchored ``match``: most chunks only extend it (a word that may still become
-  an e-mail address) and nothing else needs looking at.
+  an e-mail address) and nothing else needs looking at. With the built-ins, a
+  short attempt (under 64 characters) takes a lean path for that: one partial
+  match of the branches that may start at its first character, and when the
+  attempt stays open nothing else is done (``_Redactor._lean``); when it is
+  decided, the general path goes on from that match.
 * Then the next position that may not be a decided miss is found. When every
   pattern has a known start condition, one search of a tiny guard skips the
   positions no pattern can start at: ``BUILTIN_STARTS`` for the built-ins
