@@ -15,6 +15,7 @@ value), so both accepted and rejected documents are checked.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import enum
 import itertools
@@ -27,11 +28,14 @@ from hypothesis import strategies as st
 from pydantic import (
     AfterValidator,
     AliasChoices,
+    Base64Str,
+    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
     RootModel,
+    SecretStr,
     TypeAdapter,
     ValidationError,
     WrapValidator,
@@ -75,6 +79,16 @@ class Color(enum.Enum):
 
 
 Pair = tuple[Any, st.SearchStrategy[Any]]
+_LIST_UPPER: Any = list[Annotated[str, AfterValidator(str.upper)]]
+
+# Strings whose final form is not their raw text (review B, finding 07): never
+# shown growing, so a partial never holds text that the final value replaces.
+REWRITTEN: list[Pair] = [
+    (Annotated[str, AfterValidator(str.upper)], st.sampled_from(["", "a", "hello world"])),
+    (SecretStr, st.sampled_from(["", "hunter2", "s3cret-password"])),
+    (Base64Str, st.sampled_from(["", "aGVsbG8gd29ybGQ=", "aGk=", "not base64!"])),
+    (_LIST_UPPER, st.lists(st.sampled_from(["a", "hello world"]), max_size=3)),
+]
 
 SCALARS: list[Pair] = [
     (int, st.integers(-3, 3)),
@@ -89,6 +103,7 @@ SCALARS: list[Pair] = [
     (datetime.date, st.sampled_from(["2024-01-02", "2024-13-01", 0])),
     (Color, st.sampled_from(["red", "blue", 1])),
     (set[int], st.lists(st.integers(0, 3), max_size=3)),
+    *REWRITTEN,
 ]
 
 
@@ -245,7 +260,49 @@ def test_model_mode_equals_model_validate_json(data: st.DataObject) -> None:
             list(so.parse_json(model=target)(chunks))
         assert info.value.path in paths, (info.value.path, paths, text, chunks)
         return
-    out = list(so.parse_json(model=target)(chunks))  # no early (or false) rejection
-    assert ok, f"accepted, but validate_json rejects at {paths}"
+    # Snapshots: partials are one live object updated in place.
+    out = [copy.deepcopy(v) for v in so.parse_json(model=target)(chunks)]
+    assert ok, f"accepted, but validate_json rejects at {paths}"  # no early (or false) rejection
     assert out, "no value yielded"
     assert out[-1] == value
+    for partial in out[:-1]:  # None, then the final type; strings only grow
+        _check_stable(partial, value, text, chunks)
+
+
+def _check_stable(partial: Any, final: Any, *why: Any) -> None:
+    """``partial`` shows nothing that ``final`` (the validated value) replaces or retypes."""
+    if partial is None:
+        return
+    assert type(partial) is type(final), (partial, final, *why)
+    if isinstance(final, BaseModel):
+        for name in type(final).model_fields:
+            _check_stable(partial.__dict__.get(name), getattr(final, name), *why)
+    elif isinstance(final, list):
+        assert len(partial) <= len(final), (partial, final, *why)
+        for p, f in zip(partial, final, strict=False):
+            _check_stable(p, f, *why)
+    elif isinstance(final, dict):
+        for key, p in partial.items():
+            assert key in final, (partial, final, *why)
+            _check_stable(p, final[key], *why)
+    elif isinstance(final, str):
+        assert final.startswith(partial), (partial, final, *why)
+    else:
+        assert partial == final, (partial, final, *why)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_partials_never_show_a_string_that_the_final_value_rewrites(data: st.DataObject) -> None:
+    # The stability check above, on models made of those strings (and plain
+    # ones, which must still grow): each partial is None or a prefix of the final.
+    target, values = data.draw(models(st.sampled_from([*REWRITTEN, SCALARS[1]])))
+    text = json.dumps(data.draw(values))
+    ok, value, _ = _reference(target, text)
+    if not ok:
+        return
+    chunks = _cuts(data, text)
+    out = [copy.deepcopy(v) for v in so.parse_json(model=target)(chunks)]
+    assert out[-1] == value
+    for partial in out[:-1]:
+        _check_stable(partial, value, text, chunks)

@@ -10,6 +10,7 @@ number of elements (ijson's ``items(prefix)`` keeps the same promise).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,20 @@ class JSONItem:
 
 
 def check_selector(items: object) -> tuple[str, ...]:
-    """Split a selector (a JSON Pointer whose last step is ``*``) into its steps, or raise."""
+    """Split a selector (a JSON Pointer whose last step is ``*``) into its steps, or raise.
+
+    Steps keep their RFC 6901 escapes (``~0`` for ``~``, ``~1`` for ``/``), as
+    the parser's paths do; a ``~`` followed by anything else is not a JSON
+    Pointer and is refused. A ``*`` step matches any key or index, in the
+    middle too (in RFC 6901 it would be the literal key ``*``).
+
+    >>> check_selector("/results/*/tags/*")
+    ('results', '*', 'tags', '*')
+    >>> check_selector("/a~2b/*")
+    Traceback (most recent call last):
+    ...
+    ValueError: items: '~' must be followed by '0' (for '~') or '1' (for '/') ... got '/a~2b/*'
+    """
     if not isinstance(items, str):
         raise TypeError(f"items must be a JSON Pointer string such as '/results/*', got {items!r}")
     if not items.startswith("/") or not items.endswith("/*"):
@@ -51,7 +65,15 @@ def check_selector(items: object) -> tuple[str, ...]:
             f"items must be a JSON Pointer to the elements of a container, ending in '/*'"
             f" (e.g. '/results/*' or '/*' for a top-level array), got {items!r}"
         )
+    if _BAD_ESCAPE.search(items):
+        raise ValueError(
+            "items: '~' must be followed by '0' (for '~') or '1' (for '/') in a JSON Pointer"
+            f" (RFC 6901), got {items!r}"
+        )
     return tuple(items.split("/")[1:])
+
+
+_BAD_ESCAPE = re.compile(r"~(?![01])")
 
 
 class _ItemStream:

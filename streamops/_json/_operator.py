@@ -174,21 +174,18 @@ class _Processor:
         if type(chunk) is not str:
             if self._bytes is None:
                 self._bytes = _Utf8()
-            chunk = self._bytes.decode(chunk, p.offset)
+            chunk = self._bytes.decode(chunk)
         if self._finder is not None:
             chunk = self._finder.feed(chunk)
             if not chunk:
                 return []
-        start = p.offset
         try:
             changed = p.feed(chunk)
         except JSONStreamError as exc:
             self._sync()
             if self._bytes is not None:
-                exc.byte_offset = self._bytes.byte_offset(exc.offset, chunk, start)
+                exc.byte_offset = self._bytes.byte_offset(exc.offset)
             raise
-        if self._bytes is not None:
-            self._bytes.fed(chunk)
         if self._items is not None:
             if p.completed:
                 self._on_completed()
@@ -292,46 +289,55 @@ class _Utf8:
     it, ``json.loads(str)`` does not). Errors carry the byte offset too.
     """
 
-    __slots__ = ("_bom", "_bytes_done", "_chars_done", "_decoder", "_seen")
+    __slots__ = ("_bom", "_bytes_done", "_chars_done", "_decoder", "_seen", "_text")
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self._seen = 0  # bytes received
-        self._bytes_done = 0  # bytes of the text fed to the parser
-        self._chars_done = 0  # characters fed to the parser
+        # Counted over the whole stream (prose that skip_prefix skips included),
+        # as the parser's offsets are: the text decoded before the last chunk's.
+        self._bytes_done = 0
+        self._chars_done = 0
+        self._text = ""  # the text of the last chunk
         self._bom = True  # a BOM may still come (nothing decoded yet)
 
-    def decode(self, data: Any, offset: int) -> str:
+    def decode(self, data: Any) -> str:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"parse_json takes str or bytes chunks, got {type(data).__name__}")
         data = bytes(data)
         try:
             text = self._decoder.decode(data, False)
         except UnicodeDecodeError as exc:
-            at = self._seen + exc.start - len(self._decoder.getstate()[0])
+            pending = self._decoder.getstate()[0]  # unchanged by the failed call
+            at = self._seen + exc.start - len(pending)
+            # The characters before the bad byte are whole: count them.
+            before = (pending + data)[: exc.start].decode()
+            if self._bom and before.startswith("\ufeff"):
+                before = before[1:]
             raise JSONStreamError(
                 f"invalid UTF-8 at byte offset {at}: {exc.reason}",
-                offset=offset,
+                offset=self._chars_done + len(self._text) + len(before),
                 expected="UTF-8 text",
                 got=None,
                 byte_offset=at,
             ) from exc
         self._seen += len(data)
+        last = self._text
+        self._chars_done += len(last)
+        self._bytes_done += len(last) if last.isascii() else len(last.encode())
         if self._bom and text:
             self._bom = False
             if text[0] == "\ufeff":
                 text = text[1:]
                 self._bytes_done += 3
+        self._text = text
         return text
 
-    def fed(self, text: str) -> None:
-        self._chars_done += len(text)
-        self._bytes_done += len(text.encode()) if not text.isascii() else len(text)
-
-    def byte_offset(self, offset: int, text: str, base: int) -> int:
-        """The byte offset of character ``offset`` (``text`` starts at character ``base``)."""
+    def byte_offset(self, offset: int) -> int:
+        """The byte offset of character ``offset`` of the stream."""
+        base = self._chars_done
         if offset >= base:
-            return self._bytes_done + len(text[: offset - base].encode())
+            return self._bytes_done + len(self._text[: offset - base].encode())
         return self._bytes_done - (base - offset)  # a carried token: ASCII
 
     def end(self, offset: int, recover: bool) -> None:

@@ -324,7 +324,8 @@ def _tool_roots(tools: Iterable[Any]) -> dict[str, _Root]:
 def _subset(schema: Any) -> Any:
     """Drop the annotations providers add (``strict``) that the schema compiler has no use for."""
     if isinstance(schema, dict):
-        return {k: _subset(v) for k, v in schema.items() if k != "strict"}
+        # (a boolean: a property named "strict" is a schema, kept)
+        return {k: _subset(v) for k, v in schema.items() if k != "strict" or type(v) is not bool}
     return schema
 
 
