@@ -24,13 +24,22 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from .._providers._wire import anthropic_error
 
-__all__ = ["WIRES", "Assembler", "SSEData", "TextRef", "Usage", "Wire", "Writer"]
+__all__ = [
+    "WIRES",
+    "Assembler",
+    "SSEData",
+    "TextRef",
+    "Usage",
+    "Wire",
+    "Writer",
+    "json_bytes",
+    "utf8",
+]
 
 
 # One encoder for every event: json.dumps with options builds a new one per call.
@@ -39,6 +48,27 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 def dumps(value: Any) -> str:
     return _ENCODE(value)
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8; surrogates (an upstream's ``\\ud83d`` escape) never raise.
+
+    JSON's ``\\uXXXX`` escapes can spell surrogates, which ``json`` decodes as
+    they are: a pair, once the policy joined its halves, becomes the character
+    it stands for; a lone one becomes U+FFFD, as an invalid UTF-8 byte does.
+
+    >>> utf8("a\\ud83d\\ude00b"), utf8("lone \\udc80")
+    (b'a\\xf0\\x9f\\x98\\x80b', b'lone \\xef\\xbf\\xbd')
+    """
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` as the UTF-8 JSON of a response body (see :func:`utf8`)."""
+    return utf8(_ENCODE(value))
 
 
 def _data_of(block: bytes) -> bytes:
@@ -113,10 +143,17 @@ class Usage:
 
 @dataclass
 class TextRef:
-    """A place in the request body holding text: ``container[key]`` is a ``str``."""
+    """A place in the request body holding text: ``container[key]`` is a ``str``.
+
+    ``owner``: the JSON string (tool-call arguments) whose decoded value
+    ``root`` holds ``container``; a changed text re-encodes ``root`` into it,
+    so a redaction keeps the arguments valid JSON.
+    """
 
     container: Any
     key: Any
+    owner: TextRef | None = None
+    root: Any = None
 
     @property
     def text(self) -> str:
@@ -125,26 +162,110 @@ class TextRef:
 
     @text.setter
     def text(self, value: str) -> None:
+        if self.container[self.key] == value:
+            return
         self.container[self.key] = value
+        if self.owner is not None:
+            self.owner.text = json.dumps(self.root, ensure_ascii=False)
 
 
-def _content_refs(message: Any, field: str, part_types: tuple[str, ...]) -> Iterator[TextRef]:
-    """The texts of a message's content: a string, or text parts of a list."""
-    if not isinstance(message, dict):
-        return
-    content = message.get(field)
-    if isinstance(content, str):
-        yield TextRef(message, field)
-    elif isinstance(content, list):
-        for part in content:
-            if not isinstance(part, dict):
-                continue
-            if part.get("type") in part_types and isinstance(part.get("text"), str):
-                yield TextRef(part, "text")
-            elif part.get("type") in ("tool_result", "function_call_output"):
-                yield from _content_refs(part, "content", part_types)
-                if isinstance(part.get("output"), str):
-                    yield TextRef(part, "output")
+# Keys whose string values are not text the model reads: identifiers, enums, media
+# types, and payloads the provider reads as data or gave back opaque (a thinking
+# block's signature, encrypted reasoning). Every other string of a message is text.
+_NOT_TEXT = frozenset(
+    {
+        "type",
+        "role",
+        "id",
+        "call_id",
+        "tool_call_id",
+        "tool_use_id",
+        "item_id",
+        "file_id",
+        "container_id",
+        "model",
+        "media_type",
+        "mime_type",
+        "detail",
+        "format",
+        "status",
+        "signature",
+        "encrypted_content",
+        "encrypted_index",
+    }
+)
+_BASE64 = frozenset({"data", "file_data"})
+"""Base64 media (an image, a PDF, audio): text only in a plain-text source (``type: text``)."""
+_OPAQUE_BY_TYPE = frozenset({("image_generation_call", "result")})
+"""``(type, key)``: a generated image's base64 that a Responses input may carry back."""
+
+
+def _is_text(container: dict[str, Any], key: Any, value: str) -> bool:
+    if key in _NOT_TEXT:
+        return False
+    if key == "name":
+        return "role" in container  # a message author's name; not a tool's or a file's
+    if key in _BASE64 and container.get("type") != "text":
+        return False
+    if value[:5] == "data:" and ";base64," in value[:100]:
+        return False  # inline media (an image's data URL)
+    return (container.get("type"), key) not in _OPAQUE_BY_TYPE
+
+
+def _decoded_json(text: str) -> Any:
+    """``text`` decoded if it is a JSON object or array (tool-call arguments), else ``None``."""
+    if text[:1] not in ("{", "["):
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, (dict, list)) else None
+
+
+def _walk(value: Any) -> list[TextRef]:
+    """Every text in ``value`` (part of a request): the strings the model reads.
+
+    All strings are text except the values of :data:`_NOT_TEXT` keys and base64
+    media. Tool-call arguments (a JSON string) are decoded, and their string
+    values are texts (each change re-encodes them); within them, and within a
+    tool call's ``input`` object, every string is the model's own data, so all
+    of them are texts whatever their keys. Iterative: a deep body cannot
+    exhaust the stack.
+    """
+    refs: list[TextRef] = []
+    # (value, every string is text, the arguments string holding it, its decoded root)
+    stack: list[tuple[Any, bool, TextRef | None, Any]] = [(value, False, None, None)]
+    while stack:
+        node, data, owner, root = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, item in items:
+            if isinstance(item, str):
+                if data or not isinstance(node, dict):
+                    refs.append(TextRef(node, key, owner, root))
+                elif _is_text(node, key, item):
+                    ref = TextRef(node, key, owner, root)
+                    decoded = _decoded_json(item) if key == "arguments" else None
+                    if decoded is None:
+                        refs.append(ref)
+                    else:
+                        stack.append((decoded, True, ref, decoded))
+            elif isinstance(item, (dict, list)):
+                inner = data or (key == "input" and isinstance(node, dict))
+                stack.append((item, inner, owner, root))
+    return refs
+
+
+def _field_refs(body: dict[str, Any], *fields: str) -> list[TextRef]:
+    """The texts of the request's top-level ``fields`` (a string, or a list of parts)."""
+    refs: list[TextRef] = []
+    for name in fields:
+        value = body.get(name)
+        if isinstance(value, str):
+            refs.append(TextRef(body, name))
+        elif isinstance(value, (dict, list)):
+            refs += _walk(value)
+    return refs
 
 
 class Writer(abc.ABC):
@@ -240,11 +361,81 @@ class Wire(abc.ABC):
         """A fresh assembler for one non-streamed answer."""
 
     def upstream_error(self, data: dict[str, Any]) -> str | None:
-        """The message of an in-stream error event from the upstream (``None``: not one)."""
+        """What is wrong with one upstream event: an error event's message, or a malformed one.
+
+        ``None``: a good event. A malformed event (a field of the wrong JSON
+        type where the gateway, its writers or the provider lens read it) is
+        the upstream's failure (502), never the gateway's own.
+        """
         error = data.get("error")
-        if isinstance(error, dict):
-            return str(error.get("message") or "upstream error")
+        if error is not None:
+            return _error_message(error)
+        choices = data.get("choices")
+        if choices is not None:
+            if type(choices) is not list:
+                return _malformed("choices")
+            for choice in choices:
+                if type(choice) is not dict:
+                    return _malformed("choices[]")
+                delta = choice.get("delta")
+                if delta is not None:
+                    if type(delta) is not dict:
+                        return _malformed("choices[].delta")
+                    if wrong := _wrong(delta, _CHAT_DELTA):
+                        return _malformed(f"choices[].delta.{wrong}")
+                    calls = delta.get("tool_calls")
+                    if calls is not None and (
+                        type(calls) is not list
+                        or any(type(c) is not dict or _wrong(c, _CHAT_CALL) for c in calls)
+                    ):
+                        return _malformed("choices[].delta.tool_calls")
+                if wrong := _wrong(choice, _CHAT_CHOICE):
+                    return _malformed(f"choices[].{wrong}")
+        usage = data.get("usage")
+        if usage is not None and type(usage) is not dict:
+            return _malformed("usage")
         return None
+
+
+_Shape = dict[str, tuple[type, ...]]
+_STR: tuple[type, ...] = (str, type(None))
+_INT: tuple[type, ...] = (int, type(None))
+_DICT: tuple[type, ...] = (dict, type(None))
+_CHAT_CHOICE: _Shape = {"index": _INT, "finish_reason": _STR}
+_CHAT_DELTA: _Shape = {
+    "role": _STR,
+    "content": _STR,
+    "refusal": _STR,
+    "reasoning_content": _STR,
+    "reasoning": _STR,
+    "function_call": _DICT,
+}
+_CHAT_CALL: _Shape = {"index": _INT, "id": _STR, "function": _DICT}
+
+
+def _wrong(data: dict[str, Any], shape: _Shape) -> str | None:
+    """The first field of ``data`` whose value's type ``shape`` does not allow."""
+    for name, kinds in shape.items():
+        value = data.get(name)
+        if type(value) not in kinds or (type(value) is dict and not _strings_ok(value)):
+            return name
+    return None
+
+
+def _strings_ok(value: dict[str, Any]) -> bool:
+    """A function call's ``name`` and ``arguments`` are strings (or absent)."""
+    return all(type(value.get(k)) in _STR for k in ("name", "arguments"))
+
+
+def _malformed(where: str) -> str:
+    return f"the upstream sent a malformed event ({where} has the wrong type)"
+
+
+def _error_message(error: Any) -> str:
+    """The message of an error event's ``error`` (an object, or a bare string)."""
+    if isinstance(error, dict):
+        return str(error.get("message") or "upstream error")
+    return str(error) or "upstream error"
 
 
 _OPENAI_KINDS = {
@@ -345,7 +536,7 @@ class ChatWriter(Writer):
         return super().reuse(data, item, raw)
 
     def encode(self, data: dict[str, Any]) -> bytes:
-        return b"data: " + dumps(data).encode() + b"\n\n"
+        return b"data: " + utf8(dumps(data)) + b"\n\n"
 
     def done(self) -> bytes:
         return b"data: [DONE]\n\n"
@@ -398,10 +589,7 @@ class Chat(Wire):
     path = "/v1/chat/completions"
 
     def texts(self, body: dict[str, Any]) -> list[TextRef]:
-        refs: list[TextRef] = []
-        for message in body.get("messages") or ():
-            refs += _content_refs(message, "content", ("text",))
-        return refs
+        return _field_refs(body, "messages")
 
     def upstream_body(self, body: dict[str, Any]) -> dict[str, Any]:
         options = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -423,7 +611,7 @@ class Chat(Wire):
 
 
 def _sse_event(data: dict[str, Any]) -> bytes:
-    return _sse_event_raw(data, dumps(data).encode())
+    return _sse_event_raw(data, utf8(dumps(data)))
 
 
 def _sse_event_raw(data: dict[str, Any], raw: bytes) -> bytes:
@@ -558,15 +746,23 @@ class MessagesAssembler(Assembler):
         return message
 
 
+_NEEDED_DICT: tuple[type, ...] = (dict,)
+_MESSAGES_SHAPES: dict[str, _Shape] = {
+    "message_start": {"message": _NEEDED_DICT},
+    "content_block_start": {"index": _INT, "content_block": _NEEDED_DICT},
+    "content_block_delta": {"index": _INT, "delta": _NEEDED_DICT},
+    "content_block_stop": {"index": _INT},
+    "message_delta": {"delta": _DICT, "usage": _DICT},
+}
+_BLOCK_DELTA: _Shape = {"text": _STR, "thinking": _STR, "partial_json": _STR, "signature": _STR}
+
+
 class Messages(Wire):
     route = "messages"
     path = "/v1/messages"
 
     def texts(self, body: dict[str, Any]) -> list[TextRef]:
-        refs: list[TextRef] = list(_content_refs(body, "system", ("text",)))
-        for message in body.get("messages") or ():
-            refs += _content_refs(message, "content", ("text",))
-        return refs
+        return _field_refs(body, "system", "messages")
 
     def presented_key(self, headers: Any) -> str | None:
         key = headers.get("x-api-key")
@@ -584,8 +780,16 @@ class Messages(Wire):
         return MessagesAssembler(body)
 
     def upstream_error(self, data: dict[str, Any]) -> str | None:
-        if data.get("type") == "error":
-            return str((data.get("error") or {}).get("message") or "upstream error")
+        kind = data.get("type")
+        if kind == "error":
+            return _error_message(data.get("error"))
+        shape = _MESSAGES_SHAPES.get(kind) if isinstance(kind, str) else None
+        if shape is not None and (wrong := _wrong(data, shape)):
+            return _malformed(wrong)
+        if kind == "content_block_delta" and (wrong := _wrong(data["delta"], _BLOCK_DELTA)):
+            return _malformed(f"delta.{wrong}")
+        if kind == "message_start" and type(data["message"].get("usage")) not in _DICT:
+            return _malformed("message.usage")
         return None
 
 
@@ -606,6 +810,8 @@ class ResponsesWriter(Writer):
         self.arguments: dict[int, list[str]] = {}
         self.finished_items: dict[int, dict[str, Any]] = {}
         self.ended = False
+        self._error: dict[str, Any] | None = None
+        self._failed: list[dict[str, Any]] = []
 
     def feed(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         kind = data.get("type")
@@ -648,26 +854,25 @@ class ResponsesWriter(Writer):
         self.seq += 1
         return {"type": kind, **fields, "sequence_number": self.seq}
 
+    def _created(self) -> list[dict[str, Any]]:
+        """``response.created``, unless the upstream's went out already."""
+        if self.response:
+            return []
+        self.response = {
+            "id": "resp_gateway",
+            "object": "response",
+            "created_at": 0,
+            "status": "in_progress",
+            "model": self.body.get("model") or "",
+            "output": [],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+        }
+        return [self._event("response.created", response=dict(self.response))]
+
     def cut(self, usage: Usage) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        if not self.response:
-            out.append(
-                self._event(
-                    "response.created",
-                    response={
-                        "id": "resp_gateway",
-                        "object": "response",
-                        "created_at": 0,
-                        "status": "in_progress",
-                        "model": self.body.get("model") or "",
-                        "output": [],
-                        "parallel_tool_calls": True,
-                        "tool_choice": "auto",
-                        "tools": [],
-                    },
-                )
-            )
-            self.response = dict(out[-1]["response"])
+        out = self._created()
         closed: dict[int, list[dict[str, Any]]] = {}
         for (oi, ci), slot in sorted(self.parts.items()):
             text = "".join(slot["text"])
@@ -723,9 +928,29 @@ class ResponsesWriter(Writer):
         return out
 
     def error(self, status: int, message: str, code: str) -> dict[str, Any]:
-        return self._event("error", code=code, message=message, param=None)
+        """The ``error`` event; :meth:`encode` follows it with ``response.failed``.
+
+        The openai SDK yields an ``error`` event rather than raising it; the
+        API ends a failed response with ``response.failed`` (status ``failed``,
+        ``error`` set), which the SDK's stream helpers take as the end.
+        """
+        event = self._event("error", code=code, message=message, param=None)
+        created = self._created()
+        response = {
+            **self.response,
+            "status": "failed",
+            "error": {"code": code, "message": message},
+            "incomplete_details": None,
+            "output": [self.finished_items[i] for i in sorted(self.finished_items)],
+        }
+        self._failed = [*created, self._event("response.failed", response=response)]
+        self._error = event
+        self.ended = True
+        return event
 
     def encode(self, data: dict[str, Any]) -> bytes:
+        if data is self._error:
+            return b"".join(map(_sse_event, [data, *self._failed]))
         return _sse_event(data)
 
     def _frame(self, data: dict[str, Any], raw: bytes) -> bytes:
@@ -745,23 +970,23 @@ class ResponsesAssembler(Assembler):
         return self.final
 
 
+_RESPONSES_SHAPE: _Shape = {
+    "response": _DICT,
+    "item": _DICT,
+    "part": _DICT,
+    "delta": _STR,
+    "output_index": _INT,
+    "content_index": _INT,
+}
+
+
 class Responses(Wire):
     route = "responses"
     path = "/v1/responses"
 
     def texts(self, body: dict[str, Any]) -> list[TextRef]:
-        refs: list[TextRef] = []
-        if isinstance(body.get("instructions"), str):
-            refs.append(TextRef(body, "instructions"))
-        given = body.get("input")
-        if isinstance(given, str):
-            refs.append(TextRef(body, "input"))
-        elif isinstance(given, list):
-            for item in given:
-                refs += _content_refs(item, "content", ("input_text", "text", "output_text"))
-                if isinstance(item, dict) and isinstance(item.get("output"), str):
-                    refs.append(TextRef(item, "output"))
-        return refs
+        # ``prompt``: a stored prompt's variables, substituted into what the model reads.
+        return _field_refs(body, "instructions", "input", "prompt")
 
     def error_body(self, status: int, message: str, code: str) -> dict[str, Any]:
         return _openai_error(status, message, code)
@@ -773,11 +998,15 @@ class Responses(Wire):
         return ResponsesAssembler(body)
 
     def upstream_error(self, data: dict[str, Any]) -> str | None:
-        if data.get("type") == "error":
-            return str(data.get("message") or "upstream error")
-        if data.get("type") == "response.failed":
-            error = (data.get("response") or {}).get("error") or {}
-            return str(error.get("message") or "the upstream response failed")
+        kind = data.get("type")
+        if kind == "error":
+            error = data.get("error")  # the API's nesting; the SDK's type has it flat
+            return _error_message(error) if error is not None else _error_message(data)
+        if wrong := _wrong(data, _RESPONSES_SHAPE):
+            return _malformed(wrong)
+        if kind == "response.failed":
+            error = (data.get("response") or {}).get("error")
+            return _error_message(error) if error else "the upstream response failed"
         return None
 
 
