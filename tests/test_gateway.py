@@ -8,6 +8,7 @@ sockets on ephemeral ports.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -247,6 +248,78 @@ def test_daily_budget_cuts_the_stream_exactly_then_429(tmp_path: Path) -> None:
         an = anthropic.Anthropic(base_url=gw.root_url, api_key="sk-a", max_retries=0)
         with pytest.raises(anthropic.RateLimitError):
             an.messages.create(model="m", max_tokens=5, messages=USER)
+        assert up.requests == 1
+
+
+MINI = so.DEFAULT_PRICES.price("gpt-4o-mini")
+PICO_OUT = round(MINI.output_per_million * 1e6)  # picodollars per output token
+PICO_IN = round(MINI.input_per_million * 1e6)
+
+
+def test_daily_cost_budget_cuts_the_stream_exactly_then_429(tmp_path: Path) -> None:
+    # Enough for 30 output tokens of gpt-4o-mini (counted with its encoding, o200k_base).
+    cost = 30 * MINI.output_per_million / 1e6
+    keys = keys_file(tmp_path, team_a={"key": "sk-a", "daily_cost": cost})
+    with (
+        fake(LONG) as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys) as gw,
+    ):
+        client = openai.OpenAI(base_url=gw.base_url, api_key="sk-a", max_retries=0)
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=USER,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        text = chat_text(chunks)
+        assert so.count_tokens(text, "o200k_base") == 30
+        assert LONG.startswith(text)
+        assert chunks[-2].choices[0].finish_reason == "length"
+        usage = chunks[-1].usage
+        assert usage is not None
+        assert usage.completion_tokens == 30
+        assert up.last_served.stopped  # the upstream was closed at the cut
+        with pytest.raises(openai.RateLimitError) as info:
+            client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True)
+        assert info.value.code == "daily_budget_exhausted"
+        assert "daily cost budget of $" in str(info.value)
+        an = anthropic.Anthropic(base_url=gw.root_url, api_key="sk-a", max_retries=0)
+        with pytest.raises(anthropic.RateLimitError):
+            an.messages.create(model="gpt-4o-mini", max_tokens=5, messages=USER)
+        assert up.requests == 1
+
+
+def test_daily_cost_charges_output_and_prompt_at_the_models_price(tmp_path: Path) -> None:
+    keys = keys_file(tmp_path, a={"key": "sk-a", "daily_cost": 1.0})
+    with (
+        fake(ANSWER) as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys) as gw,
+    ):
+        client = openai.OpenAI(base_url=gw.base_url, api_key="sk-a", max_retries=0)
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=USER,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        usage = chunks[-1].usage
+        assert usage is not None
+        delivered = so.count_tokens(chat_text(chunks), "o200k_base")
+        key = gw.config.keys.keys[0] if gw.config.keys is not None else None
+        assert key is not None
+        spent = asyncio.run(gw.gateway.state.spent_today(key))
+        # The answer's tokens as delivered, by the budget's count, and the prompt's
+        # tokens as the provider reported them, each at the model's own price.
+        assert spent == delivered * PICO_OUT + usage.prompt_tokens * PICO_IN
+        assert usage.prompt_tokens > 0
+        # A model the price table does not know cannot be paid for: refused, upstream untouched.
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(model="no-such-model", messages=USER)
+        assert info.value.code == "unknown_model_price"
         assert up.requests == 1
 
 

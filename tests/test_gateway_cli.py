@@ -96,6 +96,12 @@ def test_bad_options_fail_at_start(
         ("[keys.a]\nsha256 = 'abc'\n", "expected 64 hex digits"),
         ("[keys.a]\nsha256 = '" + "0" * 64 + "'\ncolour = 1\n", "unknown field(s) ['colour']"),
         ("[keys.a]\nsha256 = '" + "0" * 64 + "'\ndaily_tokens = -5\n", "daily_tokens"),
+        ("[keys.a]\nsha256 = '" + "0" * 64 + "'\ndaily_cost = 0\n", "keys.a.daily_cost"),
+        ("[keys.a]\nsha256 = '" + "0" * 64 + "'\ndaily_cost = 'ten'\n", "positive number"),
+        (
+            "[keys.a]\nsha256 = '" + "0" * 64 + "'\ndaily_cost = 1.5\ndaily_tokens = 9\n",
+            "daily_tokens and daily_cost cannot combine",
+        ),
         ("[keys.a]\nsha256 = '" + "0" * 64 + "'\npolicy = 'nope.toml'\n", "keys.a.policy"),
         ("", "no keys"),
     ],

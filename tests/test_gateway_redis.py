@@ -233,3 +233,80 @@ def test_cluster_url_serves_budgets_with_hash_tagged_keys() -> None:
     with running_cluster() as port:
         spent, allowed = asyncio.run(_exercise(f"redis+cluster://127.0.0.1:{port}"))
     assert (spent, allowed) == (30, True)
+
+
+def test_two_gateways_on_one_redis_spend_one_daily_cost_budget(tmp_path: Path) -> None:
+    import openai
+    from helpers import keys_file
+
+    import streamops as so
+    from streamops._gateway._thread import GatewayServer
+    from streamops.testing import FakeOpenAIServer
+
+    price = so.DEFAULT_PRICES.price("gpt-4o-mini")
+    out_units, in_units = (
+        round(price.output_per_million * 1e6),
+        round(price.input_per_million * 1e6),
+    )
+    limit_tokens = 100  # the budget pays for 100 output tokens, prompts included
+    keys = keys_file(
+        tmp_path,
+        team={"key": "sk-team", "daily_cost": limit_tokens * price.output_per_million / 1e6},
+    )
+    answer = " ".join(f"w{i}" for i in range(16))  # 32 tokens
+    model = so.FakeStreamingModel(answer, format="openai-dict", chunking="word")
+    with running_redis() as redis_url, FakeOpenAIServer(model) as up:
+        args = ["--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys]
+        args += ["--redis", redis_url, "--redis-timeout", "30", "--port", "0"]
+        with GatewayServer(load_config(args)) as one, GatewayServer(load_config(args)) as two:
+            delivered, prompts, refused = 0, 0, []
+            for attempt in range(20):
+                gw = (one, two)[attempt % 2]
+                with openai.OpenAI(base_url=gw.base_url, api_key="sk-team", max_retries=0) as c:
+                    try:
+                        chunks = list(
+                            c.chat.completions.create(
+                                model="gpt-4o-mini",
+                                messages=[{"role": "user", "content": "hi"}],
+                                stream=True,
+                                stream_options={"include_usage": True},
+                            )
+                        )
+                    except openai.RateLimitError as exc:
+                        refused.append(exc.code)
+                        break
+                text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+                delivered += so.count_tokens(text, "o200k_base")
+                usage = chunks[-1].usage
+                assert usage is not None
+                prompts += usage.prompt_tokens
+            assert refused == ["daily_budget_exhausted"]
+            requests = up.requests
+
+            async def spent() -> int:
+                ledger = so.RedisLedger.from_url(
+                    redis_url,
+                    limit=limit,
+                    window="day",
+                    prefix="streamops:gateway:{team}:cost:",
+                    timeout=30,
+                )
+                try:
+                    return await ledger.spent("team")
+                finally:
+                    await ledger.client.aclose()
+
+            limit = limit_tokens * out_units
+            total = asyncio.run(spent())
+    # One budget for both processes, in picodollars: what was delivered at the output
+    # price plus the prompts at the input price, never over the limit, and refused only
+    # once less than one output token's price is left.
+    assert total <= limit
+    assert limit - total < out_units
+    assert total == delivered * out_units + prompts * in_units or (
+        # the last prompt is charged only as far as the budget goes
+        delivered * out_units + (prompts - 1) * in_units
+        < total
+        < delivered * out_units + prompts * in_units
+    )
+    assert requests >= 3  # both gateways served before the refusal

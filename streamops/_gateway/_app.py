@@ -30,6 +30,7 @@ import functools
 import gc
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,7 +41,7 @@ import streamops as so
 
 from ._config import GatewayConfig, GatewayKey
 from ._metrics import Metrics
-from ._state import State
+from ._state import COST_UNITS, CostLedger, State
 from ._wires import WIRES, SSEData, Usage, Wire, Writer
 
 __all__ = ["Gateway", "UpstreamError"]
@@ -110,6 +111,15 @@ def _upstream_message(raw: bytes) -> str:
         if isinstance(error, str):
             return error
     return raw[:200].decode("utf-8", "replace")
+
+
+_MAX_PIPELINES = 512
+"""Pipelines kept per gateway process (per policy, key and, for cost budgets, model)."""
+
+
+def _units(per_million: float) -> int:
+    """Picodollars per token at a price of ``per_million`` USD per million tokens, rounded up."""
+    return max(1, math.ceil(per_million * COST_UNITS / 1_000_000 - 1e-6))
 
 
 _POOLS = 16
@@ -191,8 +201,19 @@ def _budget_usage(report: Any) -> Any:
     return sections.get("budget")
 
 
-def _with_daily_budget(policy: so.Policy, ledger: so.Ledger, key: str) -> so.Operator[Any, Any]:
+def _with_daily_budget(
+    policy: so.Policy,
+    ledger: so.Ledger,
+    key: str,
+    *,
+    model: str | None = None,
+    price: so.ModelPrice | None = None,
+) -> so.Operator[Any, Any]:
     """The policy's pipeline with its budget stage drawing on the key's daily ledger.
+
+    ``model`` and ``price`` (a cost budget: ``ledger`` counts the model's
+    output tokens) pick the encoding tokens are counted with and the cost the
+    report shows, unless the policy's own budget names a model.
 
     One budget stage, not two: stages of one stream share the report's
     ``"budget"`` section, so a second budget would mix its counts into the
@@ -208,7 +229,7 @@ def _with_daily_budget(policy: so.Policy, ledger: so.Ledger, key: str) -> so.Ope
         update={"timeout": None, "redact": None, "budget": None, "retry": None, "events": None}
     )
     if b is None:
-        budget = so.budget(ledger=ledger, key=key, warn_at=None)
+        budget = so.budget(ledger=ledger, key=key, warn_at=None, model=model, pricing=price)
     else:
         budget = so.budget(
             max_tokens=b.max_tokens,
@@ -325,7 +346,7 @@ class Gateway:
         which a gateway embedded in another program must not do to its host."""
         self.worker = os.getpid()
         """The process serving (one of ``--workers N``), in each log line."""
-        self._pipelines: dict[tuple[str | None, str | None], so.Operator[Any, Any]] = {}
+        self._pipelines: dict[tuple[str | None, ...], so.Operator[Any, Any]] = {}
         # Per policy, built once: the input rules' operator and the event callback.
         self._inputs: dict[str | None, so.Operator[Any, Any] | None] = {}
         self._events: dict[str | None, Any] = {}
@@ -534,15 +555,31 @@ class Gateway:
                 headers["authorization"] = f"Bearer {credential}"
         return headers
 
-    def pipeline(self, policy_spec: str | None, key: GatewayKey | None) -> so.Operator[Any, Any]:
-        """The operator a key's streams run through: its policy, then its daily budget."""
-        cache_key = (policy_spec, None if key is None else key.name)
+    def pipeline(
+        self, policy_spec: str | None, key: GatewayKey | None, model: str | None = None
+    ) -> so.Operator[Any, Any]:
+        """The operator a key's streams run through: its policy, then its daily budget.
+
+        A key with a daily cost budget has one per model (``model``: the
+        request's, whose price is known): its budget counts that model's tokens
+        at that model's output price.
+        """
+        cost = key is not None and key.daily_cost is not None
+        cache_key = (policy_spec, None if key is None else key.name, model if cost else None)
         op = self._pipelines.get(cache_key)
         if op is None:
             policy = self.config.policy_for(policy_spec)
             ledger = None if key is None else self.state.ledger(key)
             if ledger is None:
                 op = policy.build()
+            elif cost:
+                assert key is not None
+                assert model is not None
+                price = so.DEFAULT_PRICES.price(model)
+                tokens = CostLedger(ledger, per_token=_units(price.output_per_million))
+                op = _with_daily_budget(policy, tokens, key.name, model=model, price=price)
+                if len(self._pipelines) >= _MAX_PIPELINES:  # models are the client's to name
+                    del self._pipelines[next(iter(self._pipelines))]
             else:
                 assert key is not None
                 op = _with_daily_budget(policy, ledger, key.name)
@@ -589,6 +626,63 @@ class Gateway:
                 f"the gateway's policy stopped the stream: {type(cause).__name__}",
             )
         return 500, "internal_error", f"gateway error: {type(cause).__name__}"
+
+    @staticmethod
+    def _price(model: str | None) -> so.ModelPrice | None:
+        """The price of ``model`` in :data:`streamops.DEFAULT_PRICES` (``None``: unknown)."""
+        if model is None:
+            return None
+        try:
+            return so.DEFAULT_PRICES.price(model)
+        except so.PricingError:
+            return None
+
+    async def _over_budget(self, key: GatewayKey, price: so.ModelPrice | None) -> bool:
+        """Whether ``key``'s daily budget cannot pay for one more token (of ``price``'s model)."""
+        left = await self.state.left_today(key)
+        if left is None:
+            return False
+        return left < (1 if price is None else _units(price.output_per_million))
+
+    def _over_error(self, ctx: _Request, wire: Wire, key: GatewayKey) -> Any:
+        ctx.rejected = "daily_budget"
+        if key.daily_cost is not None:
+            what = f"daily cost budget of ${key.daily_cost:g}"
+        else:
+            what = f"daily token budget of {key.daily_tokens}"
+        message = f"{what} exhausted for this key"
+        return self._error(
+            ctx, wire, 429, message, "daily_budget_exhausted", **{"retry-after": "3600"}
+        )
+
+    async def _charge_prompt(self, wire: Wire, body: dict[str, Any], ctx: _Request) -> None:
+        """Charge a cost budget's key for the prompt's input tokens, once the answer ended.
+
+        The provider's count when it gave one (``prompt_tokens`` /
+        ``input_tokens``), else the request's texts counted with the model's
+        encoding. Charged as far as the budget goes (a ledger never grants past
+        its limit); a budget store that fails is logged, not the client's problem.
+        """
+        charge = ctx.extra.pop("prompt_charge", None)
+        if charge is None or ctx.upstream_first is None:
+            return  # no key with a cost budget, or the upstream never answered
+        key, price = charge
+        usage = ctx.provider_usage
+        tokens = usage.get("prompt_tokens", usage.get("input_tokens"))
+        if tokens is None:
+            encoding = so.resolve_encoding(None, model=ctx.model)
+            tokens = sum(len(encoding.encode_ordinary(ref.text)) for ref in wire.texts(body))
+        units = tokens * _units(price.input_per_million)
+        ledger = self.state.ledger(key)
+        if not units or ledger is None:
+            return
+        try:
+            async with asyncio.timeout(self.config.redis_timeout):
+                got = await ledger.reserve(key.name, units)
+        except (so.LedgerUnavailableError, TimeoutError) as exc:
+            log.warning("could not charge key %s for its prompt: %s", key.name, exc)
+            return
+        ctx.extra["prompt_cost"] = got.tokens / COST_UNITS
 
     def _input_op(self, spec: str | None) -> so.Operator[Any, Any] | None:
         """The input rules' operator of the policy ``spec`` (built once; ``None``: no rules)."""
@@ -741,12 +835,19 @@ class Gateway:
             ctx.key = key.name
         policy_spec = None if key is None else key.policy
         policy = self.config.policy_for(policy_spec)
+        price: so.ModelPrice | None = None
+        if key is not None and key.daily_cost is not None:
+            price = self._price(ctx.model)
+            if price is None:
+                message = (
+                    f"no price is known for model {ctx.model!r}, and this key's daily budget"
+                    " is in USD"
+                )
+                return self._error(ctx, wire, 400, message, "unknown_model_price")
         if key is not None:
             try:
                 allowed, retry_after = await self.state.allow_request(key)
-                over = key.daily_tokens is not None and (
-                    await self.state.spent_today(key) >= key.daily_tokens
-                )
+                over = await self._over_budget(key, price)
             except so.LedgerUnavailableError:
                 return self._error(
                     ctx, wire, 503, "the budget store is unavailable", "budget_store_unavailable"
@@ -763,11 +864,7 @@ class Gateway:
                     **{"retry-after": str(retry_after)},
                 )
             if over:
-                ctx.rejected = "daily_budget"
-                message = f"daily token budget of {key.daily_tokens} exhausted for this key"
-                return self._error(
-                    ctx, wire, 429, message, "daily_budget_exhausted", **{"retry-after": "3600"}
-                )
+                return self._over_error(ctx, wire, key)
         if not self._apply_input(policy_spec, wire, body, ctx):
             ctx.rejected = "input_blocked"
             message = "the request was blocked by the gateway's input rules"
@@ -775,7 +872,9 @@ class Gateway:
 
         payload = wire.upstream_body(body)
         headers = self._upstream_headers(wire, request)
-        op = self.pipeline(policy_spec, key)
+        op = self.pipeline(policy_spec, key, ctx.model if price is not None else None)
+        if key is not None and price is not None:
+            ctx.extra["prompt_charge"] = (key, price)
         urls = (
             self.config.anthropic_urls()
             if wire.route == "messages"
@@ -811,6 +910,7 @@ class Gateway:
             first = _END
         except Exception as exc:
             await out.aclose()
+            await self._charge_prompt(wire, body, ctx)
             ctx.report = out.report
             status, code, message = self.map_error(exc)
             ctx.error = code
@@ -822,17 +922,14 @@ class Gateway:
             raise
         ctx.first_out = time.monotonic()
         if first is _END and out.report.stop_reason == so.StopReason.BUDGET and key is not None:
-            over = (
-                key.daily_tokens is not None
-                and await self.state.spent_today(key) >= key.daily_tokens
-            )
+            try:
+                over = await self._over_budget(key, price)
+            except so.LedgerUnavailableError:
+                over = True  # fail closed: the stream was cut by the budget anyway
             if over:
                 ctx.report = out.report
-                ctx.rejected = "daily_budget"
-                message = f"daily token budget of {key.daily_tokens} exhausted for this key"
-                return self._error(
-                    ctx, wire, 429, message, "daily_budget_exhausted", **{"retry-after": "3600"}
-                )
+                ctx.extra.pop("prompt_charge", None)  # refused: nothing reaches the client
+                return self._over_error(ctx, wire, key)
         if ctx.stream:
             writer = wire.writer(body)
             ctx.status = 200
@@ -857,6 +954,7 @@ class Gateway:
             return self._error(ctx, wire, status, message, code)
         finally:
             await out.aclose()
+            await self._charge_prompt(wire, body, ctx)
         report = ctx.report = out.report
         if report.stop_reason == so.StopReason.BUDGET:
             for data in writer.cut(self._usage(wire, body, ctx, report)):
@@ -909,6 +1007,9 @@ class Gateway:
                 ctx.error = code
                 yield encode(writer.error(status, message, code))
                 return
+            # Settled before the last bytes: a client that sends its next request once it
+            # has read this answer sees the key's spend with this prompt in it.
+            await self._charge_prompt(wire, body, ctx)
             report = out.report
             if report.stop_reason == so.StopReason.BUDGET:
                 cut = writer.cut(self._usage(wire, body, ctx, report))
@@ -928,6 +1029,7 @@ class Gateway:
                 )
         finally:
             await out.aclose()
+            await self._charge_prompt(wire, body, ctx)
             ctx.report = out.report
             self._finish(ctx)
 
@@ -1011,6 +1113,10 @@ class Gateway:
                 if budget.cost is not None:
                     summary["cost_usd"] = budget.cost
                     m.child(m.cost, ctx.key).inc(budget.cost)
+            prompt_cost = ctx.extra.get("prompt_cost")
+            if prompt_cost is not None:
+                summary["prompt_cost_usd"] = prompt_cost
+                m.child(m.cost, ctx.key).inc(prompt_cost)
             if report.error is not None:
                 summary["error_type"] = type(report.error).__name__
             line["report"] = summary

@@ -37,7 +37,7 @@ __all__ = [
 UPSTREAM_KEY_ENV = "STREAMOPS_UPSTREAM_API_KEY"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-_KEY_FIELDS = frozenset({"sha256", "policy", "daily_tokens", "requests_per_minute"})
+_KEY_FIELDS = frozenset({"sha256", "policy", "daily_tokens", "daily_cost", "requests_per_minute"})
 _REDIS_SCHEMES = (
     "redis",
     "rediss",
@@ -66,6 +66,9 @@ class GatewayKey:
     policy: str | None = None
     daily_tokens: int | None = None
     requests_per_minute: int | None = None
+    daily_cost: float | None = None
+    """USD per UTC day: the answers' output tokens and the prompts' input tokens at the
+    request's model's price (``streamops.DEFAULT_PRICES``)."""
 
 
 class KeyStore:
@@ -159,8 +162,30 @@ class KeyStore:
                         f"{at}.{field_name}: expected an integer >= 1, got {value!r}"
                     )
                 limits[field_name] = value
+            cost = entry.get("daily_cost")
+            if cost is not None and (
+                isinstance(cost, bool)
+                or not isinstance(cost, int | float)
+                or not 0 < cost < 1e6
+                or cost != cost
+            ):
+                raise GatewayConfigError(
+                    f"{at}.daily_cost: expected a positive number of USD below 1e6, got {cost!r}"
+                )
+            if cost is not None and limits["daily_tokens"] is not None:
+                raise GatewayConfigError(
+                    f"{at}: daily_tokens and daily_cost cannot combine (one budget per key):"
+                    " keep one of them"
+                )
             keys.append(
-                GatewayKey(name, raw, policy, limits["daily_tokens"], limits["requests_per_minute"])
+                GatewayKey(
+                    name,
+                    raw,
+                    policy,
+                    limits["daily_tokens"],
+                    limits["requests_per_minute"],
+                    None if cost is None else float(cost),
+                )
             )
         return cls(keys)
 
@@ -229,6 +254,12 @@ def _check_upstream(url: str, option: str, *, need_v1: bool) -> str:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
         raise GatewayConfigError(f"{option} {url!r}: {exc}") from None
+    if "@" in parts.netloc:
+        # A URL is logged and labels metrics: a credential in it would be in every line.
+        raise GatewayConfigError(
+            f"{option} {_redact_url(url)!r}: a base URL carries no credentials (user:password@);"
+            f" give the upstream's key in ${UPSTREAM_KEY_ENV}"
+        )
     if parts.query or parts.fragment:
         raise GatewayConfigError(f"{option} {url!r}: a base URL has no query or fragment")
     base = url.rstrip("/")
@@ -404,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keys",
         metavar="FILE",
-        help="TOML keys file ([keys.NAME] sha256, policy, daily_tokens, requests_per_minute);"
+        help="TOML keys file ([keys.NAME] sha256, policy, daily_tokens or daily_cost,"
+        " requests_per_minute);"
         " without it every request is accepted and its Authorization forwarded",
     )
     parser.add_argument(
@@ -467,9 +499,14 @@ def config_from_args(args: argparse.Namespace, argv: Sequence[str] = ()) -> Gate
             policies[key.policy] = _load(key.policy, f"--keys {args.keys}: keys.{key.name}.policy")
     for key in keys.keys if keys is not None else ():
         budget = policies[key.policy or args.policy].budget
-        if key.daily_tokens is not None and budget is not None and budget.ledger is not None:
+        daily = "daily_tokens" if key.daily_cost is None else "daily_cost"
+        if (
+            (key.daily_tokens is not None or key.daily_cost is not None)
+            and budget is not None
+            and budget.ledger is not None
+        ):
             raise GatewayConfigError(
-                f"--keys {args.keys}: keys.{key.name}: daily_tokens cannot combine with a policy"
+                f"--keys {args.keys}: keys.{key.name}: {daily} cannot combine with a policy"
                 " whose budget has its own ledger (drop one of them)"
             )
     return GatewayConfig(
