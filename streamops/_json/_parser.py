@@ -612,19 +612,21 @@ class JSONParser:
             changed = False
             # A plan that starts in a string or key ends it (text alone took
             # the path above).
-            if state == _STRING:
+            if state < _STRING:
+                pass
+            elif state == _STRING:
                 if self._cont is None:  # a root string ends: the general path
-                    return self._parse(chunk, state, False, False)
+                    return self._parse(chunk, state, False, 0)
                 if self._deltas:  # its "done" event (and "set" if unseen)
                     if head:
                         self._pieces.append(head)
-                    if self._end_string():
-                        changed = True
+                    self._end_string()
+                    changed = True  # (events were made: feed() is True)
                 elif head:
                     s = self._sval = self._sval + head
                     self._scont[self._skey] = s
                     changed = True
-            elif state == _KEYSTR:
+            else:
                 pieces = self._pieces
                 if head:
                     pieces.append(head)
@@ -647,7 +649,7 @@ class JSONParser:
                     state = _STRING
             self._state = state
             self._base += len(chunk)
-            return changed or len(self.events) > 0
+            return changed  # (only ending a string makes events here: see above)
         if chunk.isspace() and state < _PROSE_STATE and not chunk.strip(_WSSTR):
             self._base += len(chunk)
             return False
@@ -657,7 +659,9 @@ class JSONParser:
             prog = self._progs[state][chunk]
         except KeyError:
             prog = self._new_program(state, chunk)
-        return self._parse(chunk, state, False, prog)
+        if prog:
+            return self._run(prog, chunk, state)
+        return self._parse(chunk, state, False, 0)
 
     def _new_plan(self, state: int, chunk: str) -> _Plan:
         plan = self._plan(state, chunk) if len(chunk) <= _PLAN_MAX_CHUNK else False
@@ -724,7 +728,7 @@ class JSONParser:
                     return True
             self._base -= len(carry)
             self._carry = ""
-            return self._parse(text, state, False, False)
+            return self._parse(text, state, False, 0)
         # An escape or literal cut at the last chunk's end: the text from it
         # on repeats as much as chunks do (programs, as above).
         text = carry + chunk
@@ -734,20 +738,13 @@ class JSONParser:
             prog = self._progs[state][text]
         except KeyError:
             prog = self._new_program(state, text)
-        return self._parse(text, state, False, prog)
-
-    def _parse(
-        self, chunk: str, state: int, changed: bool, prog: list[_Token] | Literal[False]
-    ) -> bool:
-        """The general path of feed(): replay ``prog`` if given, then the state machine."""
-        if state == _FINISHED:
-            return changed
-        n = len(chunk)
-        pos = 0
         if prog:
-            pos, state, changed = self._run(prog, state, changed)
-            if pos < 0:
-                pos = n
+            return self._run(prog, text, state)
+        return self._parse(text, state, False, 0)
+
+    def _parse(self, chunk: str, state: int, changed: bool, pos: int) -> bool:
+        """The general path of feed(): the state machine, from ``chunk[pos]`` on."""
+        n = len(chunk)
         if state == _PROSE_STATE:  # only ever before the first value
             pos = self._skip_prose(chunk, pos)
             state = self._state
@@ -1111,15 +1108,15 @@ class JSONParser:
                 return False
         return tokens
 
-    def _run(self, program: list[_Token], state: int, changed: bool) -> tuple[int, int, bool]:
-        """Replay ``program`` (see :meth:`_program`) from ``state``, as the general path would.
+    def _run(self, program: list[_Token], chunk: str, state: int) -> bool:
+        """Replay ``program`` (see :meth:`_program`) of ``chunk`` from ``state``, as feed() would.
 
-        Returns the position reached (-1: the whole chunk), the state and
-        whether the value shown changed. Stops at the first token the state
-        does not take as it is: the general path goes on from there (and
-        reports the error at its exact offset, if it is one).
+        Stops at the first token the state does not take as it is: the general
+        path goes on from there (and reports the error at its exact offset, if
+        it is one).
         """
         pieces = self._pieces
+        changed = False
         for kind, arg, start in program:
             if kind == _T_TEXT:
                 pieces.append(arg)
@@ -1149,14 +1146,14 @@ class JSONParser:
                     self._key = arg
                     state = _COLON
                 else:
-                    return start, state, changed
+                    return self._parse(chunk, state, changed, start)
             elif kind == _T_COMMA:
                 if state != _AFTER:
-                    return start, state, changed
+                    return self._parse(chunk, state, changed, start)
                 state = _KEY if self._isobj else _VALUE
             elif kind == _T_COLON:
                 if state != _COLON:
-                    return start, state, changed
+                    return self._parse(chunk, state, changed, start)
                 state = _VALUE
             elif kind == _T_OPEN:
                 if state <= _ARR_FIRST:
@@ -1166,26 +1163,37 @@ class JSONParser:
                 elif state <= _KEY:
                     state = _KEYSTR
                 else:
-                    return start, state, changed
+                    return self._parse(chunk, state, changed, start)
             elif kind in (_T_LBRACE, _T_LBRACKET):
                 if state > _ARR_FIRST:
-                    return start, state, changed
+                    return self._parse(chunk, state, changed, start)
                 self._open({} if kind == _T_LBRACE else [])
                 changed = True
                 state = self._state
             elif kind in (_T_RBRACE, _T_RBRACKET):
                 if state == _AFTER:
                     if self._isobj != (kind == _T_RBRACE):
-                        return start, state, changed
+                        return self._parse(chunk, state, changed, start)
                 elif state != (_OBJ_FIRST if kind == _T_RBRACE else _ARR_FIRST):
-                    return start, state, changed
+                    return self._parse(chunk, state, changed, start)
                 self._close_container()
                 state = self._state
             else:  # _T_CUT: a number or literal where a value may start, or an escape
                 if _ARR_FIRST < state < _STRING:
-                    return start, state, changed
+                    return self._parse(chunk, state, changed, start)
                 self._carry = arg
-        return -1, state, changed
+        self._state = state
+        if state == _STRING:
+            if pieces and self._materialise and not self._deltas:
+                # (as at the end of _parse: show the string's new text)
+                s = self._sval = self._sval + "".join(pieces)
+                pieces.clear()
+                self._scont[self._skey] = s
+                changed = True
+            elif self._flush_string():
+                changed = True
+        self._base += len(chunk)
+        return changed or len(self.events) > 0
 
     def _escape(self, chunk: str, e: int) -> int:
         """Decode the escape at ``chunk[e]`` into the string; return the next position.
