@@ -5,8 +5,16 @@ proxy under test, and this client. For 1, 100 and 1,000 concurrent streaming
 chat requests the client measures time to first token and the gaps between
 chunks, talking to the upstream directly and through each proxy, in the same
 run. The floor is a Starlette + httpx pass-through proxy with no policy
-(``python -m benchmarks.bench_gateway --floor``). The LiteLLM proxy is run
-beside them only when it is installed with its ``proxy`` extra.
+(``python -m benchmarks.bench_gateway --floor``). The LiteLLM proxy
+(pass-through, no guardrail, pointed at the same fake upstream) is run beside
+them at 1 and 100 streams when its own virtual environment exists (its
+``proxy`` extra pins versions of its own, so it never shares ours; never
+installed at run time)::
+
+    python3.11 -m venv .venv-litellm-proxy
+    .venv-litellm-proxy/bin/pip install 'litellm[proxy]'
+
+(``STREAMOPS_BENCH_LITELLM`` may name another ``litellm`` executable.)
 
 How the measurement is kept honest on a 2-core machine:
 
@@ -32,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import socket
@@ -46,6 +53,10 @@ from typing import Any
 
 from benchmarks._common import BenchResult, format_table
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LITELLM_VENV = os.path.join(ROOT, ".venv-litellm-proxy")
+LITELLM = "LiteLLM proxy"
+LITELLM_LEVELS = (1, 4, 100)  # at 1,000 streams it would not fit the runner's time
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 
 
@@ -64,7 +75,7 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -77,11 +88,11 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 @contextlib.contextmanager
 def _process(
-    args: list[str], port: int, stderr: str | None = None
+    args: list[str], port: int, stderr: str | None = None, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``args`` until the block ends; its stderr appended to the file ``stderr``."""
     err: Any = open(stderr, "ab") if stderr else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, env=env)
     try:
         _wait_port(port, proc)
         yield proc
@@ -296,6 +307,10 @@ class Figures:
     requests: int
     own: list[float] = field(default_factory=list)
     """Gateway-side, per request: upstream's first event to the client's first byte."""
+    cpu_s: float = 0.0
+    """The proxy's CPU over the run (user + system), in whole clock ticks."""
+    upstream_chunks: int = 0
+    """The chunks the upstream sent in the direct run: what CPU per chunk divides by."""
 
 
 def _own_added(log: str, offset: int) -> list[float]:
@@ -347,17 +362,72 @@ def _measure(
         run.chunks,
         run.requests,
         _own_added(log, offset) if log else [],
+        cpu,
+        direct.chunks,
     )
+
+
+def litellm_executable() -> str | None:
+    """The ``litellm`` proxy command to run (``None``: none is installed for the benchmark)."""
+    named = os.environ.get("STREAMOPS_BENCH_LITELLM")
+    if named:
+        return named if os.access(named, os.X_OK) else None
+    found = os.path.join(LITELLM_VENV, "bin", "litellm")
+    return found if os.access(found, os.X_OK) else None
 
 
 def _litellm_status() -> str | None:
     """Why the LiteLLM proxy cannot run here (``None``: it can)."""
-    if importlib.util.find_spec("litellm") is None:
-        return "not installed (pip install 'litellm[proxy]')"
-    for module in ("backoff", "fastapi", "litellm.proxy"):
-        if importlib.util.find_spec(module) is None:
-            return f"installed without its proxy extra ({module} missing)"
+    if litellm_executable() is None:
+        return (
+            f"not installed in {LITELLM_VENV} (python3.11 -m venv .venv-litellm-proxy &&"
+            " .venv-litellm-proxy/bin/pip install 'litellm[proxy]'; see this module's docstring)"
+        )
     return None
+
+
+def litellm_command(executable: str, upstream: str, port: int, workdir: str) -> list[str]:
+    """The LiteLLM proxy as a pass-through to ``upstream``: one model ``m``, no guardrail."""
+    config = os.path.join(workdir, "litellm.yaml")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write(
+            "model_list:\n"
+            "  - model_name: m\n"
+            "    litellm_params:\n"
+            "      model: openai/m\n"
+            f"      api_base: {upstream}\n"
+            "      api_key: sk-bench\n"
+            "litellm_settings:\n"
+            "  telemetry: false\n"
+        )
+    return [executable, "--config", config, "--port", str(port), "--num_workers", "1"]
+
+
+def litellm_env() -> dict[str, str]:
+    """No master key (no auth work: the least a pass-through does), no network at start."""
+    return {
+        **os.environ,
+        "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+    }
+
+
+def _ticks(seconds: float) -> int:
+    return round(seconds * os.sysconf("SC_CLK_TCK"))
+
+
+def _cpu_note(ours: Figures, base: Figures) -> str:
+    """The raw figures of a CPU-per-chunk row: CPU in clock ticks, and the chunks divided by.
+
+    Two levels that stream the same number of chunks (1 and 100 streams both
+    send 200 requests of 42) and happen to cost the same number of 10 ms ticks
+    print the same us/chunk: the note shows that it is a tie, not a copy.
+    """
+    return (
+        f"CPU {ours.cpu_s:.2f} s ({_ticks(ours.cpu_s)} ticks) vs {base.cpu_s:.2f} s"
+        f" ({_ticks(base.cpu_s)} ticks), over {ours.upstream_chunks} upstream chunks"
+    )
 
 
 def _verdict(ok: bool) -> str:
@@ -369,64 +439,86 @@ def _ms(seconds: float) -> str:
 
 
 def run(quick: bool = False) -> list[BenchResult]:
-    """Measure the gateway and the floor at each concurrency; return the ratio rows."""
+    """Measure the gateway and the floor (and LiteLLM) at each concurrency; return the rows."""
     levels = [1, 4] if quick else [1, 100, 1000]
     min_chunks = 200 if quick else MIN_CHUNKS
     min_requests = 12 if quick else MIN_REQUESTS
     py = sys.executable
-    up_port, gw_port, floor_port = _free_port(), _free_port(), _free_port()
-    results: dict[str, list[Figures]] = {"streamops serve": [], "floor": []}
+    up_port, gw_port, floor_port, ll_port = (_free_port() for _ in range(4))
+    upstream = f"http://127.0.0.1:{up_port}/v1"
+    results: dict[str, list[Figures]] = {"streamops serve": [], "floor": [], LITELLM: []}
     directs: list[tuple[int, float, Run]] = []
+    # The smoke test (--quick) starts no 20-second proxy on its own: only one it is told of.
+    executable = (
+        os.environ.get("STREAMOPS_BENCH_LITELLM") or None if quick else litellm_executable()
+    )
+    why = _litellm_status() if executable is None else None
+    if quick and executable is None:
+        why = "not run in --quick runs unless STREAMOPS_BENCH_LITELLM names it"
     fd, log = tempfile.mkstemp(prefix="streamops-gateway-", suffix=".log")
     os.close(fd)
     try:
-        for streams in levels:
-            rounds = max(2, -(-min_requests // streams))
-            # Answers of up to 40 chunks (per-request costs amortised as in real use),
-            # shorter at 1,000 streams so that the level fits the runner's time.
-            words = max(6, min(40, 3 * min_chunks // (streams * rounds)))
-            delay = streams / RATE
-            # Each client's first request starts at its own moment within one request's
-            # duration: afterwards `streams` requests are always in flight.
-            level = (streams, words, rounds, words * delay)
-            reply = " ".join(["word"] * (words // 2)) + f" key {SECRET} "
-            reply += " ".join(["end"] * (words // 2))
-            upstream = f"http://127.0.0.1:{up_port}/v1"
-            fake = [py, "-m", "streamops", "fake-server", "--port", str(up_port), "--reply", reply]
-            fake += ["--delay", str(delay), "--chunking", "word"]
-            gateway = [py, "-m", "streamops._gateway", "--upstream", upstream]
-            gateway += ["--policy", "safe-chat", "--port", str(gw_port)]
-            floor = [py, "-m", "benchmarks.bench_gateway", "--floor", str(floor_port), upstream]
-            with (
-                _process(fake, up_port) as up,
-                _process(gateway, gw_port, stderr=log) as gw,
-                _process(floor, floor_port) as fl,
-            ):
-                gw_url = f"http://127.0.0.1:{gw_port}/v1"
-                floor_url = f"http://127.0.0.1:{floor_port}/v1"
-                _warm_up([upstream, floor_url, gw_url], min(streams, 4), words)
-                direct = _client(upstream, streams, words, rounds, words * delay)
-                directs.append((streams, delay, direct))
-                results["floor"].append(_measure("floor", floor_url, fl.pid, up.pid, level, direct))
-                results["streamops serve"].append(
-                    _measure(
-                        "streamops serve",
-                        gw_url,
-                        gw.pid,
-                        up.pid,
-                        level,
-                        direct,
-                        log,
+        with contextlib.ExitStack() as stack:
+            litellm: subprocess.Popen[bytes] | None = None
+            if executable is not None:
+                # Started once, before any level (its start-up is long and CPU-heavy):
+                # each level's fake upstream comes back on the same port.
+                workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="litellm-"))
+                command = litellm_command(executable, upstream, ll_port, workdir)
+                try:
+                    litellm = stack.enter_context(_process(command, ll_port, env=litellm_env()))
+                except RuntimeError as exc:
+                    why = f"did not start ({exc})"
+            for streams in levels:
+                rounds = max(2, -(-min_requests // streams))
+                # Answers of up to 40 chunks (per-request costs amortised as in real use),
+                # shorter at 1,000 streams so that the level fits the runner's time.
+                words = max(6, min(40, 3 * min_chunks // (streams * rounds)))
+                delay = streams / RATE
+                # Each client's first request starts at its own moment within one request's
+                # duration: afterwards `streams` requests are always in flight.
+                level = (streams, words, rounds, words * delay)
+                reply = " ".join(["word"] * (words // 2)) + f" key {SECRET} "
+                reply += " ".join(["end"] * (words // 2))
+                fake = [py, "-m", "streamops", "fake-server", "--port", str(up_port)]
+                fake += ["--reply", reply, "--delay", str(delay), "--chunking", "word"]
+                gateway = [py, "-m", "streamops._gateway", "--upstream", upstream]
+                gateway += ["--policy", "safe-chat", "--port", str(gw_port)]
+                floor = [py, "-m", "benchmarks.bench_gateway", "--floor", str(floor_port), upstream]
+                with (
+                    _process(fake, up_port) as up,
+                    _process(gateway, gw_port, stderr=log) as gw,
+                    _process(floor, floor_port) as fl,
+                ):
+                    gw_url = f"http://127.0.0.1:{gw_port}/v1"
+                    floor_url = f"http://127.0.0.1:{floor_port}/v1"
+                    ll_url = f"http://127.0.0.1:{ll_port}/v1"
+                    with_litellm = litellm is not None and streams in LITELLM_LEVELS
+                    urls = [upstream, floor_url, gw_url] + ([ll_url] if with_litellm else [])
+                    _warm_up(urls, min(streams, 4), words)
+                    direct = _client(upstream, streams, words, rounds, words * delay)
+                    directs.append((streams, delay, direct))
+                    results["floor"].append(
+                        _measure("floor", floor_url, fl.pid, up.pid, level, direct)
                     )
-                )
+                    results["streamops serve"].append(
+                        _measure("streamops serve", gw_url, gw.pid, up.pid, level, direct, log)
+                    )
+                    if with_litellm:
+                        assert litellm is not None
+                        results[LITELLM].append(
+                            _measure(LITELLM, ll_url, litellm.pid, up.pid, level, direct)
+                        )
     finally:
         os.unlink(log)
-    why = _litellm_status()
-    print(
-        f"LiteLLM proxy: {why}; skipped"
-        if why
-        else "LiteLLM proxy: runnable but not wired in yet; skipped"
-    )
+    if why is not None:
+        print(f"LiteLLM proxy: {why}; skipped")
+    else:
+        skipped = [n for n in levels if n not in LITELLM_LEVELS]
+        print(
+            f"LiteLLM proxy: {executable} (pass-through, no guardrail, same upstream)"
+            + (f"; not run at {skipped} streams (the runner's time)" if skipped else "")
+        )
     for streams, delay, direct in directs:
         print(
             f"{'direct':>16} {streams:>5} streams: first byte p50 {_ms(_pct(direct.ttft, 0.5))},"
@@ -469,6 +561,28 @@ def run(quick: bool = False) -> list[BenchResult]:
                 baseline="Starlette+httpx pass-through",
                 target=1.5,
                 unit="s/chunk",
+                note=_cpu_note(o, b),
+            )
+        )
+    by_level = {f.streams: f for f in ours}
+    for ll in results[LITELLM]:
+        o = by_level[ll.streams]
+        ratio = o.cpu_per_chunk / max(ll.cpu_per_chunk, 1e-9)
+        print(
+            f"target: CPU per chunk <= 1/5 of LiteLLM's at {o.streams} streams:"
+            f" {o.cpu_per_chunk * 1e6:.1f} / {ll.cpu_per_chunk * 1e6:.1f} us = {ratio:.2f}x"
+            f" {_verdict(ratio <= 0.2)}"
+        )
+        rows.append(
+            BenchResult(
+                operator="gateway: CPU per chunk vs LiteLLM",
+                workload=f"safe-chat, {o.streams} streams",
+                ours_s=max(o.cpu_per_chunk, 1e-9),
+                baseline_s=max(ll.cpu_per_chunk, 1e-9),
+                baseline="LiteLLM proxy, pass-through",
+                target=0.2,
+                unit="s/chunk",
+                note=_cpu_note(o, ll),
             )
         )
     i = len(ours) // 2 if quick else 1
