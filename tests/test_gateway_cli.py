@@ -478,7 +478,12 @@ def test_a_serving_process_warms_its_pipelines_and_freezes_its_start_up_heap(
 ) -> None:
     blocking = tmp_path / "block.toml"
     blocking.write_text('[redact]\npatterns = ["email"]\naction = "block"\n', encoding="utf-8")
-    keys = keys_file(tmp_path, a={"key": "ka", "policy": str(blocking)})
+    keys = keys_file(
+        tmp_path,
+        a={"key": "ka", "policy": str(blocking)},
+        b={"key": "kb", "daily_tokens": 100},
+        c={"key": "kc", "daily_cost": 1.0},  # a pipeline per model: built on first use
+    )
     log: list[str] = []
     with (
         FakeOpenAIServer("hello") as up,

@@ -42,12 +42,29 @@ import streamops as so
 from ._config import GatewayConfig, GatewayKey
 from ._metrics import Metrics
 from ._state import COST_UNITS, CostLedger, State
-from ._wires import WIRES, SSEData, Usage, Wire, Writer
+from ._wires import WIRES, SSEData, Usage, Wire, Writer, json_bytes, read_json
 
 __all__ = ["Gateway", "UpstreamError"]
 
 log = logging.getLogger("streamops.gateway")
 _END = object()
+_OWN_POLICY: Any = object()
+"""The policy of the request's key (the default policy without keys): see ``Gateway._admit``."""
+
+
+class _ClientGone(Exception):
+    """The client disconnected while the gateway waited for the upstream."""
+
+
+@dataclass
+class _Admission:
+    """A request that passed the checks: its key, its policy, its model's price (cost keys)."""
+
+    key: GatewayKey | None
+    policy_spec: str | None
+    price: so.ModelPrice | None
+
+
 _parse = json.JSONDecoder().decode
 
 
@@ -428,7 +445,8 @@ class Gateway:
             self._input_op(spec)
             self._on_event(spec)
         for key in self.config.keys.keys if self.config.keys is not None else ():
-            self.pipeline(key.policy, key)
+            if key.daily_cost is None:  # a cost budget's pipelines are per model: built on use
+                self.pipeline(key.policy, key)
         runs = 0
         for spec in self.config.policies:  # each policy once (None is the default's name)
             op = self.pipeline(spec, None)
@@ -728,6 +746,7 @@ class Gateway:
         ctx.upstream = url
         ctx.attempts += 1
         ctx.upstream_first = None  # this attempt's first event starts the added-TTFT clock
+        ctx.raw_item = None
         flights = self._in_flight
         pool = flights.index(min(flights))
         flights[pool] += 1
@@ -770,6 +789,9 @@ class Gateway:
                         # The last event and its bytes: sent as they came if nothing changes it.
                         ctx.raw_item, ctx.raw = item, data
                         yield item
+                if not wire.ended(ctx.raw_item):
+                    # A broken stream (retryable: before the first text, the next upstream).
+                    raise UpstreamError(502, "the upstream ended the stream early", url)
         except UpstreamError as exc:
             self.metrics.upstream_errors.labels(url, f"http_{exc.status}").inc()
             raise
@@ -797,35 +819,27 @@ class Gateway:
         prompt = ctx.provider_usage.get("input_tokens", ctx.provider_usage.get("prompt_tokens"))
         if prompt is None:
             prompt = so.count_tokens("\n".join(ref.text for ref in wire.texts(body)))
+        ctx.prompt_tokens = prompt  # the log line and tokens_in_total report what the client got
         section = _budget_usage(report)
         completion = section.completion_tokens if section is not None else 0
         return Usage(prompt, completion)
 
-    # -- the POST routes ---------------------------------------------------
-    async def handle(self, wire: Wire, request: Any) -> Any:
-        ctx = _Request(wire.route)
-        try:
-            response = await self._handle(wire, request, ctx)
-        except BaseException:
-            self._finish(ctx)
-            raise
-        if not isinstance(response, _EventStream):
-            self._finish(ctx)
-        return response
+    async def _admit(
+        self,
+        wire: Wire,
+        request: Any,
+        body: dict[str, Any],
+        ctx: _Request,
+        policy_spec: Any = _OWN_POLICY,
+    ) -> _Admission | Any:
+        """The checks before the upstream, in order: key, price, rate limit, daily budget, input.
 
-    async def _handle(self, wire: Wire, request: Any, ctx: _Request) -> Any:
-        from starlette.responses import JSONResponse
-
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return self._error(ctx, wire, 400, "the request body is not JSON", "invalid_json")
-        if not isinstance(body, dict):
-            return self._error(
-                ctx, wire, 400, "the request body must be a JSON object", "invalid_request"
-            )
-        ctx.model = body.get("model") if isinstance(body.get("model"), str) else None
-        ctx.stream = bool(body.get("stream"))
+        Returns the :class:`_Admission`, or the refusal (an error response);
+        once admitted, the input rules have rewritten ``body``'s texts.
+        ``policy_spec``: the policy to apply (the playground's pick), by
+        default the key's own. The API routes and the playground both take
+        these steps.
+        """
         key: GatewayKey | None = None
         if self.config.keys is not None:
             key = self._authenticate(wire, request)
@@ -833,8 +847,8 @@ class Gateway:
                 ctx.rejected = "unauthenticated"
                 return self._error(ctx, wire, 401, "invalid API key", "invalid_api_key")
             ctx.key = key.name
-        policy_spec = None if key is None else key.policy
-        policy = self.config.policy_for(policy_spec)
+        if policy_spec is _OWN_POLICY:
+            policy_spec = None if key is None else key.policy
         price: so.ModelPrice | None = None
         if key is not None and key.daily_cost is not None:
             price = self._price(ctx.model)
@@ -870,8 +884,26 @@ class Gateway:
             message = "the request was blocked by the gateway's input rules"
             return self._error(ctx, wire, 400, message, "input_blocked")
 
-        payload = wire.upstream_body(body)
+        return _Admission(key, policy_spec, price)
+
+    def _source(
+        self,
+        wire: Wire,
+        request: Any,
+        payload: dict[str, Any],
+        ctx: _Request,
+        admitted: _Admission,
+        *,
+        tap: Callable[[AsyncIterator[dict[str, Any]]], AsyncIterator[dict[str, Any]]] | None = None,
+    ) -> Any:
+        """The policy's stream over the upstream's events, with retries and fallbacks.
+
+        ``tap`` wraps each attempt's events before the policy sees them (the
+        playground counts the text received).
+        """
+        key, policy_spec, price = admitted.key, admitted.policy_spec, admitted.price
         headers = self._upstream_headers(wire, request)
+        policy = self.config.policy_for(policy_spec)
         op = self.pipeline(policy_spec, key, ctx.model if price is not None else None)
         if key is not None and price is not None:
             ctx.extra["prompt_charge"] = (key, price)
@@ -881,8 +913,12 @@ class Gateway:
             else [u + wire.path.removeprefix("/v1") for u in self.config.upstreams]
         )
 
+        def read(url: str) -> AsyncIterator[dict[str, Any]]:
+            events = self._read_upstream(url, wire, payload, headers, ctx)
+            return events if tap is None else tap(events)
+
         def attempt(url: str) -> Any:
-            return op(self._read_upstream(url, wire, payload, headers, ctx))
+            return op(read(url))
 
         factories = [functools.partial(attempt, url) for url in urls]
         settings = policy.retry
@@ -890,8 +926,7 @@ class Gateway:
         if len(urls) == 1 and (settings is None or settings.attempts <= 1):
             # Nothing can be retried: no retry layer, which would hold the text-free
             # events (the role chunk, message_start) until the first text is released.
-            source = self._read_upstream(urls[0], wire, payload, headers, ctx)
-            out = op(source, on_event=self._on_event(policy_spec))
+            out = op(read(urls[0]), on_event=self._on_event(policy_spec))
         else:
             out = so.retry(
                 factories[0],
@@ -902,12 +937,82 @@ class Gateway:
                 on_event=self._on_event(policy_spec),
                 kind="async",
             )
+        return out
+
+    async def _unless_gone(self, request: Any, work: Awaitable[Any]) -> Any:
+        """``await work``, unless the client disconnects first: then cancel it (``_ClientGone``).
+
+        Before the response starts nothing else listens for the client's
+        disconnect, so a client that leaves while the gateway waits for the
+        first event, or assembles a non-streamed answer, would otherwise leave
+        the upstream generating (and billing) to its end.
+        """
+
+        async def gone() -> None:
+            with contextlib.suppress(Exception):  # a failing receive: gone too
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+
+        task = asyncio.ensure_future(work)
+        watcher = asyncio.ensure_future(gone())
+        try:
+            await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            raise _ClientGone
+        return task.result()
+
+    def _gone(self, ctx: _Request, wire: Wire) -> Any:
+        ctx.error = "client_gone"
+        return self._error(ctx, wire, 499, "the client went away", "client_gone")
+
+    # -- the POST routes ---------------------------------------------------
+    async def handle(self, wire: Wire, request: Any) -> Any:
+        ctx = _Request(wire.route)
+        try:
+            response = await self._handle(wire, request, ctx)
+        except BaseException:
+            self._finish(ctx)
+            raise
+        if not isinstance(response, _EventStream):
+            self._finish(ctx)
+        return response
+
+    async def _handle(self, wire: Wire, request: Any, ctx: _Request) -> Any:
+        from starlette.responses import Response
+
+        try:
+            body = read_json(await request.body())
+        except ValueError as exc:
+            return self._error(ctx, wire, 400, str(exc), "invalid_json")
+        if not isinstance(body, dict):
+            return self._error(
+                ctx, wire, 400, "the request body must be a JSON object", "invalid_request"
+            )
+        ctx.model = body.get("model") if isinstance(body.get("model"), str) else None
+        ctx.stream = body.get("stream") is True
+        problem = wire.invalid(body)
+        if problem is not None:
+            return self._error(ctx, wire, 400, problem, "invalid_request")
+        admitted = await self._admit(wire, request, body, ctx)
+        if not isinstance(admitted, _Admission):
+            return admitted
+        key, price = admitted.key, admitted.price
+        payload = wire.upstream_body(body)
+        out = self._source(wire, request, payload, ctx, admitted)
         self.metrics.child(self.metrics.active, wire.route).inc()
         ctx.extra["active"] = True
         try:
-            first: Any = await anext(out)
-        except StopAsyncIteration:
-            first = _END
+            first: Any = await self._unless_gone(request, anext(out, _END))
+        except _ClientGone:
+            await out.aclose()
+            ctx.report = out.report
+            return self._gone(ctx, wire)
         except Exception as exc:
             await out.aclose()
             await self._charge_prompt(wire, body, ctx)
@@ -941,13 +1046,20 @@ class Gateway:
             )
         writer = wire.writer(payload)  # the upstream request: a chat answer keeps its usage
         assembler = wire.assembler(body)
-        try:
+
+        async def assemble() -> None:
             if first is not _END:
                 for data in writer.feed(first):
                     assembler.add(data)
             async for item in out:
                 for data in writer.feed(item):
                     assembler.add(data)
+
+        try:
+            await self._unless_gone(request, assemble())
+        except _ClientGone:
+            ctx.report = out.report
+            return self._gone(ctx, wire)
         except Exception as exc:
             status, code, message = self.map_error(exc)
             ctx.report = out.report
@@ -968,7 +1080,7 @@ class Gateway:
                 ctx, wire, 502, "the upstream ended the answer early", "upstream_incomplete"
             )
         ctx.status = 200
-        return JSONResponse(assembler.body())
+        return Response(json_bytes(assembler.body()), media_type="application/json")
 
     @staticmethod
     def _first_sent(ctx: _Request) -> None:
@@ -1101,7 +1213,7 @@ class Gateway:
                 )
             )
             tokens_in = ctx.provider_usage.get(
-                "prompt_tokens", ctx.provider_usage.get("input_tokens", 0)
+                "prompt_tokens", ctx.provider_usage.get("input_tokens", ctx.prompt_tokens or 0)
             )
             summary["tokens_out"] = tokens_out
             summary["tokens_in"] = tokens_in
