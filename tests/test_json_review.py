@@ -270,25 +270,43 @@ def _objects(draw: st.DrawFn, inner: st.SearchStrategy[dict[str, Any]]) -> dict[
     return schema
 
 
-def _schemas() -> st.SearchStrategy[dict[str, Any]]:
+_REF = {"$ref": "#/$defs/D", "description": "a shared definition"}
+
+
+def _schemas(refs: bool = True) -> st.SearchStrategy[dict[str, Any]]:
+    leaves = _leaf_schemas() | st.just(_REF) if refs else _leaf_schemas()
     return st.recursive(
-        _leaf_schemas(),
+        leaves,
         lambda inner: st.one_of(
             inner.map(lambda s: {"type": "array", "items": s}),
             inner.map(lambda s: {"items": s}),
             st.just({"type": "array"}),
             _objects(inner),
             inner.map(lambda s: {"type": ["array", "null"], "items": s}),
+            st.lists(inner, min_size=1, max_size=3).map(lambda b: {"anyOf": b, "title": "T"}),
         ),
         max_leaves=5,
     )
 
 
 @st.composite
-def _matching(draw: st.DrawFn, schema: dict[str, Any]) -> Any:
+def _documents(draw: st.DrawFn) -> dict[str, Any]:
+    """A generated schema, with a ``$defs`` entry when it refers to one."""
+    schema = draw(_schemas())
+    if "#/$defs/D" in json.dumps(schema):
+        schema = {**schema, "$defs": {"D": draw(_schemas(refs=False))}}
+    return schema
+
+
+@st.composite
+def _matching(draw: st.DrawFn, schema: dict[str, Any], defs: dict[str, Any]) -> Any:
     """A document that often matches ``schema`` (and sometimes does not)."""
     if not draw(st.integers(0, 4)):
         return draw(_JSON)
+    if "$ref" in schema:
+        return draw(_matching(defs["D"], defs))
+    if "anyOf" in schema:
+        return draw(_matching(draw(st.sampled_from(schema["anyOf"])), defs))
     if "const" in schema:
         return schema["const"]
     if "enum" in schema:
@@ -301,16 +319,17 @@ def _matching(draw: st.DrawFn, schema: dict[str, Any]) -> Any:
         kind = kind or ("array" if "items" in schema else None)
     if kind == "array":
         items = schema.get("items", {})
-        return draw(st.lists(_matching(items), max_size=3))
+        return draw(st.lists(_matching(items, defs), max_size=3))
     if kind == "object":
         props = schema.get("properties", {})
         out = {}
         for key in _KEYS:
             if key in schema.get("required", ()) or (key in props and draw(st.booleans())):
-                out[key] = draw(_matching(props.get(key, {})))
+                out[key] = draw(_matching(props.get(key, {}), defs))
         extra = schema.get("additionalProperties")
         if isinstance(extra, dict) and extra and not props:
-            out.update(draw(st.dictionaries(st.sampled_from(["x", "y"]), _matching(extra))))
+            more = st.dictionaries(st.sampled_from(["x", "y"]), _matching(extra, defs))
+            out.update(draw(more))
         return out
     return draw(_SCALAR_VALUES)
 
@@ -324,7 +343,7 @@ def _cut(data: st.DataObject, text: str) -> list[str]:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_schema_type_accepts_exactly_what_jsonschema_accepts(data: st.DataObject) -> None:
-    schema = data.draw(_schemas())
+    schema = data.draw(_documents())
     try:
         tp = schema_type(schema, "schema")
     except ValueError as exc:
@@ -335,7 +354,7 @@ def test_schema_type_accepts_exactly_what_jsonschema_accepts(data: st.DataObject
         # Refused only for what the subset leaves out, with a message that says so.
         assert "accepts no" in refused or "no value of" in refused, (schema, refused)
         return
-    doc = data.draw(_matching(schema))
+    doc = data.draw(_matching(schema, schema.get("$defs", {})))
     text = json.dumps(doc)
     expected = jsonschema.Draft202012Validator(schema).is_valid(doc)
     adapter = TypeAdapter(tp)
@@ -384,3 +403,46 @@ def test_byte_offset_counts_the_prose_skip_prefix_skips(cut: int | None) -> None
         list(so.parse_json(skip_prefix=True)(chunks))
     at = text.index("tru}") + 3
     assert (info.value.offset, info.value.byte_offset) == (at, len(text[:at].encode()))
+
+
+def test_a_pydantic_generated_tool_schema_is_translated() -> None:
+    # openai-python's pydantic_function_tool: $defs/$ref for a nested model,
+    # anyOf for an Optional field; they were refused as unsupported keywords.
+    import openai
+
+    class Inner(BaseModel):
+        x: int
+
+    class Order(BaseModel):
+        note: str | None = None
+        inner: Inner
+        items: list[Inner]
+
+    tool = openai.pydantic_function_tool(Order)
+    good = '{"note": null, "inner": {"x": 1}, "items": [{"x": 2}]}'
+    last = list(so.parse_tool_calls(tools=[tool])(_tool_chunks("Order", good)))[-1]
+    assert last.parsed.inner.x == 1
+    assert last.parsed.items[0].x == 2
+    assert last.parsed.note is None
+    bad = '{"note": 5, "inner": {"x": 1}, "items": [{"x": "2"}]}'
+    with pytest.raises(so.JSONValidationError) as info:
+        list(so.parse_tool_calls(tools=[tool])(_tool_chunks("Order", bad)))
+    assert info.value.path == "/note"
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"$defs": {"N": {"items": {"$ref": "#/$defs/N"}}}, "$ref": "#/$defs/N"}, "recursive"),
+        ({"$ref": "https://example.com/s.json"}, "inside the schema"),
+        ({"$ref": "#/$defs/Missing"}, "points at nothing"),
+        ({"$ref": "#/$defs/A", "type": "object", "$defs": {"A": {}}}, "only annotations"),
+        ({"anyOf": [{"type": "string"}], "type": "string"}, "only annotations"),
+        ({"oneOf": [{"type": "string"}]}, "unsupported JSON Schema keyword"),
+    ],
+)
+def test_references_and_anyof_outside_the_subset_are_refused(
+    schema: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        schema_type(schema, "parameters")
