@@ -74,3 +74,17 @@ def test_deltas_recover_keeps_the_whole_truncated_string(cut: int) -> None:
     p.close(recover=True)
     assert p.value == {"a": "xyzw12345678"}
     assert p.incomplete
+
+
+def test_long_chunks_are_not_kept_in_the_plan_caches() -> None:
+    # Plans and programs are cached for small chunks only: big chunks rarely
+    # repeat, and keeping up to 2,048 of them per state would hold megabytes.
+    text = json.dumps([{"id": i, "tags": ["a", "b"], "s": "x" * 40} for i in range(300)])
+    parser = JSONParser()
+    for i in range(0, len(text), 200):
+        parser.feed(text[i : i + 200])
+    parser.close()
+    assert parser.value == json.loads(text)
+    caches: list[dict[str, Any]] = [*parser._plans, *parser._progs]
+    cached = [key for cache in caches for key in cache]
+    assert all(len(key) <= _parser._PLAN_MAX_CHUNK for key in cached), len(cached)

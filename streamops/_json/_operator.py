@@ -162,7 +162,8 @@ class _Processor:
             if not changed:
                 return []
             events = p.events
-            out = follow(events, p.offset, p.value) if events else []
+            # (p._base is p.offset without the property's call)
+            out = follow(events, p._base, p.value) if events else []
             if not out:
                 out.append(partial(p.value, open_string()))
             return out

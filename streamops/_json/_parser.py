@@ -664,7 +664,9 @@ class JSONParser:
         return self._parse(chunk, state, False, 0)
 
     def _new_plan(self, state: int, chunk: str) -> _Plan:
-        plan = self._plan(state, chunk) if len(chunk) <= _PLAN_MAX_CHUNK else False
+        if len(chunk) > _PLAN_MAX_CHUNK:  # not cached: long chunks rarely repeat
+            return False
+        plan = self._plan(state, chunk)
         plans = self._plans[state]
         if len(plans) >= _PLAN_MAX_ENTRIES:  # novel chunks (numbers): start over
             plans.clear()
@@ -672,7 +674,9 @@ class JSONParser:
         return plan
 
     def _new_program(self, state: int, text: str) -> list[_Token] | Literal[False]:
-        prog = self._program(state, text) if len(text) <= _PLAN_MAX_CHUNK else False
+        if len(text) > _PLAN_MAX_CHUNK:
+            return False
+        prog = self._program(state, text)
         progs = self._progs[state]
         if len(progs) >= _PLAN_MAX_ENTRIES:
             progs.clear()
