@@ -504,25 +504,34 @@ view_text = st.lists(
             "\u200d",
             "\u2060",
             "\ufeff",
+            "\u00ad",
+            "\u2063",
+            "\U000e0001",
+            "\u3000",
+            "\u2007",
+            "\uff0d",
         ]
     ),
     max_size=30,
 ).map("".join)
-_ZW = "\u200b\u200c\u200d\u2060\ufeff"
+# Unicode's own property, not the filter's table of ranges
+_IGNORABLE = regex.compile(r"\p{Default_Ignorable_Code_Point}")
+_SPACES = "\u00a0" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
 
 
 def view_reference(patterns: list[str], text: str) -> str:
     """An independent statement of the normalised view's rule.
 
-    The view drops zero-width characters and maps full-width letters/digits, NBSP and
-    narrow NBSP to ASCII. A match of ``view[s:e]`` replaces the original text from just
+    The view drops every default-ignorable code point and maps the full-width ASCII
+    block to ASCII and the Unicode spaces (NBSP, U+2000..U+200A, narrow NBSP, U+205F,
+    U+3000) to a space. A match of ``view[s:e]`` replaces the original text from just
     after the kept character before ``s`` (its zero-width characters go with it) to the
     end of the kept character ``e - 1``; zero-width characters after it stay.
     """
-    kept = [i for i, c in enumerate(text) if c not in _ZW]
+    kept = [i for i, c in enumerate(text) if not _IGNORABLE.match(c)]
     view = "".join(
         " "
-        if text[i] in "\u00a0\u202f"
+        if text[i] in _SPACES
         else chr(ord(text[i]) - 0xFEE0)
         if "\uff01" <= text[i] <= "\uff5e"
         else text[i]

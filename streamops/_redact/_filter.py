@@ -74,6 +74,7 @@ from ._analysis import _compile, _Compiled, _pinned, _regex, builtin_width
 from ._patterns import (
     BUILTIN_ENDS,
     BUILTIN_FIRSTS,
+    BUILTIN_HOPELESS,
     BUILTIN_STARTS,
     Action,
     PatternSpec,
@@ -105,19 +106,41 @@ _ACTIONS = ("redact", "block", "flag")
 _DEFAULT_LABEL = "[REDACTED]"
 _BUILTIN_SET = frozenset(builtin_patterns())
 _BUILTIN_ENDS = {name: regex.compile(end) for name, end in BUILTIN_ENDS.items()}
+_BUILTIN_HOPELESS = BUILTIN_HOPELESS
 _OPT_IN = frozenset({"network"})  # categories only used when named
 _CPU_PER_CHAR = 5e-5  # CPU budget seconds added per character read (50 ms per 1,000)
-# The normalised view: zero-width characters removed; full-width digits and Latin letters,
-# NBSP and narrow NBSP mapped to ASCII (one character each: only removals move offsets).
-_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+# The normalised view: the invisible characters removed, every Default_Ignorable_Code_Point
+# of Unicode (zero-width spaces and joiners, the soft hyphen, bidi marks and controls,
+# invisible operators, variation selectors, fillers, tags); the full-width ASCII block
+# U+FF01..U+FF5E mapped to ASCII (digits, letters, U+FF20 "@", U+FF0D "-"...); the Unicode spaces
+# (NBSP, U+2000..U+200A, narrow NBSP, U+205F, the ideographic space U+3000) mapped to a
+# space. A mapped character is one character: only removals move offsets.
+_IGNORABLE_RANGES = (
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+_ZERO_WIDTH = frozenset(chr(c) for lo, hi in _IGNORABLE_RANGES for c in range(lo, hi + 1))
+_SPACES = (0x00A0, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000)
 _VIEW = str.maketrans(
     {
         **dict.fromkeys(map(ord, _ZERO_WIDTH)),
-        **{0xFF10 + i: ord("0") + i for i in range(10)},
-        **{0xFF21 + i: ord("A") + i for i in range(26)},
-        **{0xFF41 + i: ord("a") + i for i in range(26)},
-        0x00A0: " ",
-        0x202F: " ",
+        **{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)},
+        **dict.fromkeys(_SPACES, " "),
     }
 )
 
@@ -599,12 +622,12 @@ class _Redactor:
         if n - scan >= self._plan.lean or self._pending or self._mapped or self._anchor >= 0:
             return None
         assert sub.combined is not None
-        started = time.perf_counter()
+        started = time.thread_time()
         m = sub.combined.match(buf, scan, n, None, True)  # partial=True, positionally
         # A complete match is final only when no path tried before it reads on (_run)
         held = m is not None and (m.partial or sub.first.match(buf, scan, n, None, True))  # type: ignore[union-attr]
         spent = self._spent
-        spent.seconds += time.perf_counter() - started
+        spent.seconds += time.thread_time() - started
         self._buf = buf
         if not held:  # decided: nothing matches here, or the match is final
             out = self._timed(final=False, reopen=True, known=m)
@@ -637,7 +660,9 @@ class _Redactor:
         # are bounded and run unguarded: the guard would double their cost).
         if self._plan.user:
             self._timeout = left if guard is None else min(guard, left)
-        started = time.perf_counter()
+        # CPU time of this thread, not wall time: waiting for the GIL or the OS while
+        # other threads run is not matching (a loaded process would cut honest streams).
+        started = time.thread_time()
         try:
             out = self._run(final=final, reopen=reopen, known=known)
         except RedactTimeoutError:
@@ -646,7 +671,7 @@ class _Redactor:
                 return self._exhausted()
             raise
         finally:
-            spent.seconds += time.perf_counter() - started
+            spent.seconds += time.thread_time() - started
         if spent.seconds > budget and not self.done:
             return [*out, *self._exhausted()]
         return out
@@ -1032,6 +1057,13 @@ class _Redactor:
                 if probe.match(buf, p, endpos, partial=True, timeout=timeout):
                     return _UNDECIDED
                 checked = True
+            hopeless = _BUILTIN_HOPELESS.get(branch.spec.name)
+            if hopeless is not None and branch.spec in _BUILTIN_SET and hopeless(bm.group()):
+                # no shorter end can pass the validator either (a year is no card)
+                if count:
+                    name = branch.spec.name
+                    self._section.rejected[name] = self._section.rejected.get(name, 0) + 1
+                continue
             # Shorter ends, pinned by the length left after them in a slice every path
             # at p fits in (found by growing it: a pinned `{K}` is O(K)).
             limit = min(endpos, bm.end() + 1)
@@ -1251,7 +1283,9 @@ def redact(
     after ``max_hold`` characters (default ``max_window``), or whose first
     character has been held ``hold_seconds`` (checked when a chunk arrives, on
     the stream's clock), gets the overflow action at once (``on_overflow``).
-    ``cpu_budget``: seconds of matching per stream, built-ins included, plus
+    ``cpu_budget``: seconds of matching per stream (CPU time of the thread that
+    feeds it, ``time.thread_time``: waiting while other threads run does not
+    count), built-ins included, plus
     50 ms per 1,000 characters read (``None``: unbounded); past it the held
     text is dropped and the stream ends (stop reason ``blocked``,
     ``report["redact"].blocked_by == "cpu_budget"``).
@@ -1259,6 +1293,7 @@ def redact(
     removed; full-width digits and letters, NBSP and narrow NBSP as ASCII) and
     replace the original span; default: on when every pattern is a built-in, off
     when any is your own regex (which then matches the raw text, like ``regex.sub``).
+    Only ``None``, ``True`` and ``False`` are accepted (``TypeError`` otherwise).
     ``channels``: on provider chunks, which text channels to redact (default:
     all of ``"content"``, ``"refusal"``, ``"reasoning"``, ``"tool_arguments"``;
     see ``docs/providers.md``); each channel has its own state.
@@ -1287,6 +1322,10 @@ def redact(
         check_int("max_hold", max_hold, least=1)
     check_optional_number("hold_seconds", hold_seconds, positive=True)
     check_optional_number("cpu_budget", cpu_budget, positive=True)
+    if normalize is not None and not isinstance(normalize, bool):  # "false" is truthy
+        raise TypeError(
+            f"normalize must be a bool or None, got {type(normalize).__name__} {normalize!r}"
+        )
     if not (replacement is None or isinstance(replacement, (str, KeyedHash))) and not callable(
         replacement
     ):
@@ -1307,7 +1346,7 @@ def redact(
             )
     # The built-ins are written for the normalised view; user regexes match the raw text
     # (regex.sub-exact) unless asked.
-    view = all(s in _BUILTIN_SET for s in specs) if normalize is None else bool(normalize)
+    view = all(s in _BUILTIN_SET for s in specs) if normalize is None else normalize
     flags = tuple(b for b in branches if (b.spec.action or action) == "flag")
     rest = tuple(b for b in branches if (b.spec.action or action) != "flag")
 
