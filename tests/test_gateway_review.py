@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import json
+import logging
 import os
 import types
 import typing
@@ -34,7 +35,8 @@ from openai.types.responses import ResponseInputItemParam
 import streamops as so
 from streamops._gateway import GatewayConfigError, load_config
 from streamops._gateway._thread import GatewayServer
-from streamops.testing import FakeOpenAIServer
+from streamops._gateway._wires import utf8
+from streamops.testing import FakeOpenAIServer, Fault
 
 pytestmark = pytest.mark.usefixtures("close_sdk_clients")
 
@@ -514,3 +516,253 @@ def test_responses_stream_ending_in_an_error_ends_with_response_failed(tmp_path:
     assert failed.sequence_number == error.sequence_number + 1
     assert helper[-1].type == "response.failed"  # the helper's stream ends there too
     assert SECRET not in json.dumps([e.model_dump() for e in events])
+
+
+@pytest.mark.parametrize(
+    ("pieces", "expected"),
+    [
+        ([r"smile \ud83d", r"\ude00 ok"], ("smile \U0001f600 ok", "smile \ufffd\ufffd ok")),
+        ([r"lone \udc80", " mail ann@example.com ok"], ("lone \ufffd mail [EMAIL] ok",)),
+    ],
+)
+def test_surrogate_escapes_from_the_upstream_never_crash_the_encoders(
+    pieces: list[str], expected: tuple[str, ...]
+) -> None:
+    script = [
+        ROLE_FRAME,
+        *(chat_frame(f'"content":"{piece}"') for piece in pieces),
+        chat_frame("", '"stop"'),
+    ]
+    up = FakeOpenAIServer("unused", events={"chat.completions": script})
+    with up, gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw:
+        client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        chunks = list(client.chat.completions.create(model="m", messages=HI, stream=True))
+        whole = client.chat.completions.create(model="m", messages=HI)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    # An event the policy left alone goes out as the upstream's own bytes (its escapes too).
+    assert utf8(text).decode() in expected
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert whole.choices[0].message.content == expected[0]
+
+
+# --------------------------------------------------------------------------
+# B03, B12: a malformed request is a 400 naming the field, before the upstream
+# --------------------------------------------------------------------------
+
+BAD_REQUESTS: dict[str, tuple[str, bytes, str]] = {
+    "nested 100,000 deep": ("/v1/chat/completions", b"[" * 100_000, "nested too deeply"),
+    "NaN literal": (
+        "/v1/chat/completions",
+        b'{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":NaN}',
+        "NaN",
+    ),
+    "stream_options a string": (
+        "/v1/chat/completions",
+        b'{"model":"m","messages":[],"stream":true,"stream_options":"x"}',
+        "'stream_options'",
+    ),
+    "stream_options a list": (
+        "/v1/chat/completions",
+        b'{"model":"m","messages":[],"stream_options":[1]}',
+        "'stream_options'",
+    ),
+    "stream a string": ("/v1/chat/completions", b'{"model":"m","stream":"false"}', "'stream'"),
+    "n=2": ("/v1/chat/completions", b'{"model":"m","messages":[],"n":2}', "'n' must be 1"),
+    "messages: stream a string": ("/v1/messages", b'{"model":"m","stream":"yes"}', "'stream'"),
+    "responses: input a number": ("/v1/responses", b'{"model":"m","input":5}', "'input'"),
+}
+
+
+def test_a_malformed_request_is_a_400_in_the_wires_shape_naming_the_field() -> None:
+    answers = {}
+    with (
+        fake() as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw,
+        httpx.Client(base_url=gw.root_url, timeout=30) as client,
+    ):
+        for name, (path, content, field) in BAD_REQUESTS.items():
+            r = client.post(path, content=content, headers={"content-type": "application/json"})
+            error = r.json()["error"] if r.status_code == 400 else {}
+            kind = "invalid_request_error"
+            answers[name] = (
+                r.status_code,
+                error.get("type") == kind,
+                field in error.get("message", ""),
+            )
+        client.post("/v1/chat/completions", json={"model": "m", "messages": HI})  # still serving
+    assert answers == dict.fromkeys(BAD_REQUESTS, (400, True, True))
+    assert up.requests == 1
+
+
+def test_n_other_than_1_is_refused_before_the_upstream_with_the_sdk() -> None:
+    with fake() as up, gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw:
+        client = openai.OpenAI(base_url=gw.base_url, api_key="x")  # the SDK's default retries
+        with pytest.raises(openai.BadRequestError, match="'n' must be 1"):
+            client.chat.completions.create(model="m", n=2, messages=HI)
+        client.chat.completions.create(model="m", n=1, messages=HI)
+    assert up.requests == 1
+
+
+# --------------------------------------------------------------------------
+# B05, B04: a stream that ends without its wire's end is a broken stream
+# --------------------------------------------------------------------------
+
+
+BROKEN = so.FakeStreamingModel("x", format="openai-dict", faults=[Fault.disconnect_at(0)])
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_quietly_broken_stream_before_any_text_falls_back(stream: bool) -> None:
+    broken = so.FakeStreamingModel("broken", format="openai-dict", faults=[Fault.disconnect_at(0)])
+    with (
+        FakeOpenAIServer(broken) as primary,
+        fake("good answer") as fallback,
+        gateway(
+            "--upstream", primary.base_url, "--upstream", fallback.base_url, "--policy", "safe-chat"
+        ) as gw,
+    ):
+        client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        text: str | None
+        if stream:
+            chunks = client.chat.completions.create(model="m", messages=HI, stream=True)
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            text = client.chat.completions.create(model="m", messages=HI).choices[0].message.content
+    assert text == "good answer"
+    assert (primary.requests, fallback.requests) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("path", "up"),
+    [
+        # no event, no [DONE]
+        ("/v1/chat/completions", lambda: FakeOpenAIServer(BROKEN)),
+        # a 200 whose body ends at once: no message_stop
+        ("/v1/messages", lambda: FakeOpenAIServer("unused", events={"messages": []})),
+        # no response.completed
+        ("/v1/responses", lambda: FakeOpenAIServer("unused", events={"responses": []})),
+    ],
+)
+def test_an_upstream_ending_before_its_end_event_is_a_502_before_the_headers(
+    path: str, up: Any
+) -> None:
+    body = {"model": "m", "messages": HI, "input": "hi", "max_tokens": 5, "stream": True}
+    with (
+        up() as server,
+        gateway("--upstream", server.base_url, "--policy", "safe-chat") as gw,
+        httpx.Client(base_url=gw.root_url, timeout=30) as client,
+    ):
+        r = client.post(path, json=body)
+    assert r.status_code == 502, r.text
+    assert "ended the answer early" in r.text
+
+
+# --------------------------------------------------------------------------
+# B02: a client leaving before the first event, or a non-streamed answer, closes upstream
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_leaving_before_its_answer_starts_closes_the_upstream(stream: bool) -> None:
+    text = " ".join(f"w{i}" for i in range(100))
+    model = so.FakeStreamingModel(
+        text,
+        format="openai-dict",
+        chunking=3,
+        delay=0.05,
+        first_chunk_delay=3.0 if stream else 0.0,
+    )
+    body = {"model": "m", "stream": stream, "messages": HI}
+    with (
+        FakeOpenAIServer(model) as up,
+        gateway("--upstream", up.base_url, "--policy", "safe-chat") as gw,
+    ):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(gw.base_url + "/chat/completions", json=body, timeout=0.5)
+        record = up.last_served
+        assert record.wait_stopped(2.0)  # long before the answer's end (about 5 s)
+    assert record.disconnected_at is not None
+    assert not record.completed
+    if stream:
+        assert record.produced == 0  # closed while waiting for the first chunk
+    else:
+        assert record.produced < 40
+
+
+# --------------------------------------------------------------------------
+# B15: a budget-cut stream logs the prompt tokens the client was told
+# --------------------------------------------------------------------------
+
+
+def test_a_cut_chat_stream_logs_and_exports_the_prompt_tokens_it_reports(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = policy_file(tmp_path, "[budget]\nmax_tokens = 3\n")
+    with (
+        fake("one two three four five six seven eight") as up,
+        gateway("--upstream", up.base_url, "--policy", policy) as gw,
+        caplog.at_level(logging.INFO, logger="streamops.gateway"),
+    ):
+        client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        chunks = list(
+            client.chat.completions.create(
+                model="m",
+                stream=True,
+                stream_options={"include_usage": True},
+                messages=[{"role": "user", "content": "please count to ten for me"}],
+            )
+        )
+        metrics = httpx.get(gw.root_url + "/metrics").text
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert usage.prompt_tokens > 0
+    lines = [
+        json.loads(r.getMessage()) for r in caplog.records if '"event":"request"' in r.getMessage()
+    ]
+    assert lines[-1]["report"]["tokens_in"] == usage.prompt_tokens
+    assert lines[-1]["report"]["tokens_out"] == usage.completion_tokens
+    assert f'streamops_gateway_tokens_in_total{{key="-"}} {usage.prompt_tokens}.0' in metrics
+
+
+# --------------------------------------------------------------------------
+# B06: the playground takes the API routes' steps
+# --------------------------------------------------------------------------
+
+
+def test_the_playground_applies_input_rules_daily_budget_and_accounting(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = policy_file(tmp_path, '[input]\npatterns = ["secrets"]\naction = "block"\n')
+    keys = keys_file(tmp_path, team={"key": "sk-team", "daily_tokens": 3})
+    auth = {"authorization": "Bearer sk-team"}
+    with (
+        fake("one two three four five six seven") as up,
+        gateway(
+            "--upstream", up.base_url, "--policy", policy, "--keys", keys, "--playground"
+        ) as gw,
+        httpx.Client(base_url=gw.root_url, timeout=30, headers=auth) as client,
+        caplog.at_level(logging.INFO, logger="streamops.gateway"),
+    ):
+        blocked = client.post("/playground/stream", json={"prompt": MARK, "policy": policy})
+        assert (blocked.status_code, up.requests) == (400, 0)
+        assert "input rules" in blocked.text
+        first = client.post("/playground/stream", json={"prompt": "hi", "policy": policy})
+        assert first.status_code == 200
+        assert "event: report" in first.text
+        assert up.requests == 1
+        over = client.post("/playground/stream", json={"prompt": "hi", "policy": policy})
+        assert (over.status_code, up.requests) == (429, 1)
+        unknown = client.post(
+            "/playground/stream", json={"prompt": "hi"}, headers={"authorization": "Bearer no"}
+        )
+        assert unknown.status_code == 401
+        metrics = client.get("/metrics").text
+    lines = [
+        json.loads(r.getMessage()) for r in caplog.records if '"event":"request"' in r.getMessage()
+    ]
+    playground = [line for line in lines if line["route"] == "playground"]
+    assert [line["status"] for line in playground] == [400, 200, 429, 401]
+    assert playground[0]["rejected"] == "input_blocked"
+    assert playground[2]["rejected"] == "daily_budget"
+    assert playground[1]["report"]["tokens_out"] == 3
+    assert 'route="playground"' in metrics

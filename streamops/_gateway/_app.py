@@ -791,7 +791,7 @@ class Gateway:
                         yield item
                 if not wire.ended(ctx.raw_item):
                     # A broken stream (retryable: before the first text, the next upstream).
-                    raise UpstreamError(502, "the upstream ended the stream early", url)
+                    raise UpstreamError(502, "the upstream ended the answer early", url)
         except UpstreamError as exc:
             self.metrics.upstream_errors.labels(url, f"http_{exc.status}").inc()
             raise

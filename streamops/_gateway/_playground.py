@@ -1,16 +1,19 @@
 """The ``/playground`` page (``--playground``, off by default): try a policy in a browser.
 
 Plain HTML and ``fetch`` streaming, no build step. The page posts a prompt and
-a policy name to ``/playground/stream``; the gateway sends it to the first
-``--upstream`` (chat completions) through that policy, exactly as the API
-routes do (with ``--keys`` the page's key authenticates, and the key's daily
-budget and rate limit apply), and streams back SSE events: ``delta`` (the
+a policy name to ``/playground/stream``; the gateway takes the API routes'
+steps (:meth:`~._app.Gateway._admit`: with ``--keys`` the page's key
+authenticates and its rate limit and daily budget apply; the picked policy's
+input rules redact or block the prompt), sends it to the ``--upstream`` URLs
+(chat completions, with their fallbacks) through that policy, logs and counts
+the request as route ``playground``, and streams back SSE events: ``delta`` (the
 released text), ``stats`` (tokens and cost so far, characters held back by the
 policy) and ``report`` (the stop reason, redactions, usage) at the end.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -40,7 +43,7 @@ def routes(gateway: Any) -> list[Any]:
     from starlette.routing import Route
 
     from ._config import with_policies
-    from ._wires import WIRES
+    from ._wires import WIRES, read_json
 
     gateway.config = with_policies(gateway.config, so.preset_names())
     wire = WIRES[0]
@@ -53,47 +56,55 @@ def routes(gateway: Any) -> list[Any]:
         return JSONResponse({"policies": names, "default": gateway.config.policy})
 
     async def stream(request: Any) -> Any:
+        from ._app import _EventStream, _Request
+
+        ctx = _Request("playground")
         try:
-            body = json.loads(await request.body())
+            response = await start(request, ctx)
+        except BaseException:
+            gateway._finish(ctx)
+            raise
+        if not isinstance(response, _EventStream):
+            gateway._finish(ctx)
+        return response
+
+    async def start(request: Any, ctx: Any) -> Any:
+        from ._app import _Admission, _EventStream
+
+        try:
+            body = read_json(await request.body())
             prompt = body["prompt"]
             name = body.get("policy") or gateway.config.policy
             model = body.get("model") or "gpt-4o-mini"
-        except (ValueError, KeyError, TypeError):
-            error = wire.error_body(400, "expected {prompt, policy}", "invalid_request")
-            return JSONResponse(error, 400)
-        if not isinstance(prompt, str) or name not in gateway.config.policies:
-            error = wire.error_body(400, f"unknown policy {name!r}", "invalid_request")
-            return JSONResponse(error, 400)
-        key = None
-        if gateway.config.keys is not None:
-            key = gateway._authenticate(wire, request)
-            if key is None:
-                return JSONResponse(wire.error_body(401, "invalid API key", "invalid_api_key"), 401)
-            allowed, _ = await gateway.state.allow_request(key)
-            if not allowed:
-                return JSONResponse(
-                    wire.error_body(429, "rate limited", "rate_limit_exceeded"), 429
-                )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return gateway._error(ctx, wire, 400, "expected {prompt, policy}", "invalid_request")
+        if not isinstance(prompt, str) or not isinstance(model, str):
+            return gateway._error(ctx, wire, 400, "expected {prompt, policy}", "invalid_request")
+        if not isinstance(name, str) or name not in gateway.config.policies:
+            return gateway._error(ctx, wire, 400, f"unknown policy {name!r}", "invalid_request")
+        ctx.model, ctx.stream = model, True
         payload = {
             "model": model,
             "messages": [{"role": "user", "content": prompt}],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        headers = gateway._upstream_headers(wire, request)
-        url = gateway.config.upstreams[0] + "/chat/completions"
-        from ._app import _Request
-
-        ctx = _Request("playground")
+        # The API routes' steps: key, rate limit, daily budget, the picked policy's input rules.
+        admitted = await gateway._admit(wire, request, payload, ctx, name)
+        if not isinstance(admitted, _Admission):
+            return admitted  # the refusal: 401, 429, 503, or 400 (input blocked)
         seen = [0]
 
-        async def tapped() -> AsyncIterator[dict[str, Any]]:
-            async for item in gateway._read_upstream(url, wire, payload, headers, ctx):
+        async def tapped(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+            async for item in events:
                 for choice in item.get("choices") or ():
                     seen[0] += len((choice.get("delta") or {}).get("content") or "")
                 yield item
 
-        out = gateway.pipeline(name, key)(tapped())
+        out = gateway._source(wire, request, payload, ctx, admitted, tap=tapped)
+        gateway.metrics.child(gateway.metrics.active, ctx.route).inc()
+        ctx.extra["active"] = True
+        ctx.status = 200
 
         async def events() -> AsyncIterator[bytes]:
             delivered = 0
@@ -121,9 +132,12 @@ def routes(gateway: Any) -> list[Any]:
                     )
             except Exception as exc:
                 status, code, message = gateway.map_error(exc)
+                ctx.error = code
                 yield _event("error", {"status": status, "code": code, "message": message})
             finally:
                 await out.aclose()
+                ctx.report = out.report
+                gateway._finish(ctx)
             report = out.report
             redact = report.sections.get("redact")
             usage = report.sections.get("budget")
@@ -142,10 +156,10 @@ def routes(gateway: Any) -> list[Any]:
                 },
             )
 
-        from ._app import _EventStream
-
         return _EventStream(
-            events(), send_timeout=gateway.config.slow_client_timeout, on_slow=lambda: None
+            events(),
+            send_timeout=gateway.config.slow_client_timeout,
+            on_slow=functools.partial(gateway._slow, ctx),
         )
 
     return [

@@ -38,6 +38,7 @@ __all__ = [
     "Wire",
     "Writer",
     "json_bytes",
+    "read_json",
     "utf8",
 ]
 
@@ -48,6 +49,32 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 def dumps(value: Any) -> str:
     return _ENCODE(value)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODE_REQUEST = json.JSONDecoder(parse_constant=_no_constant).decode
+
+
+def read_json(raw: bytes) -> Any:
+    """A request body's JSON; ``ValueError`` (its message for the client) if it is not JSON.
+
+    Strict JSON: ``NaN`` and ``Infinity`` are refused (they could not be sent
+    upstream), and so is nesting too deep to parse.
+
+    >>> read_json(b'{"temperature": NaN}')
+    Traceback (most recent call last):
+    ...
+    ValueError: the request body is not JSON: NaN is not JSON
+    """
+    try:
+        return _DECODE_REQUEST(raw.decode())
+    except RecursionError:
+        raise ValueError("the request body is not JSON we take: nested too deeply") from None
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise ValueError(f"the request body is not JSON: {exc}") from None
 
 
 def utf8(text: str) -> bytes:
@@ -337,6 +364,24 @@ class Wire(abc.ABC):
     def texts(self, body: dict[str, Any]) -> list[TextRef]:
         """Every text of the request the model would read (input rules apply to them)."""
 
+    fields: tuple[tuple[str, tuple[type, ...], str], ...] = (
+        ("model", (str,), "a string"),
+        ("stream", (bool,), "true or false"),
+    )
+    """Request fields the gateway reads: name, the JSON types allowed, what to say."""
+
+    def invalid(self, body: dict[str, Any]) -> str | None:
+        """Why the gateway refuses the request with 400 before calling the upstream (``None``: ok).
+
+        The fields the gateway reads itself must have their JSON types (a
+        ``"stream": "false"`` is not false); a field may be absent or null.
+        """
+        for name, kinds, expected in self.fields:
+            value = body.get(name)
+            if value is not None and (type(value) not in kinds):
+                return f"'{name}' must be {expected}, got {json.dumps(value)[:40]}"
+        return None
+
     def upstream_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """The body sent upstream: the same request, always streamed."""
         return {**body, "stream": True}
@@ -359,6 +404,19 @@ class Wire(abc.ABC):
     @abc.abstractmethod
     def assembler(self, body: dict[str, Any]) -> Assembler:
         """A fresh assembler for one non-streamed answer."""
+
+    def ended(self, last: Any) -> bool:
+        """True if ``last``, an upstream's last event, ends its answer (chat: a finish reason).
+
+        Chat's own end is ``data: [DONE]``; a body that ends without it is
+        complete only if its last chunk finished the answer.
+        """
+        if not isinstance(last, dict):
+            return False
+        choices = last.get("choices")
+        return (not choices and bool(last.get("usage"))) or any(
+            c.get("finish_reason") for c in choices or ()
+        )
 
     def upstream_error(self, data: dict[str, Any]) -> str | None:
         """What is wrong with one upstream event: an error event's message, or a malformed one.
@@ -587,6 +645,19 @@ class ChatAssembler(Assembler):
 class Chat(Wire):
     route = "chat.completions"
     path = "/v1/chat/completions"
+    fields = (
+        *Wire.fields,
+        ("messages", (list,), "a list of messages"),
+        ("stream_options", (dict,), "an object"),
+        ("n", (int,), "an integer"),
+    )
+
+    def invalid(self, body: dict[str, Any]) -> str | None:
+        problem = super().invalid(body)
+        if problem is None and body.get("n") not in (None, 1):
+            # The gateway filters one answer; several choices would be billed, then refused.
+            return "'n' must be 1: the gateway serves one choice per request"
+        return problem
 
     def texts(self, body: dict[str, Any]) -> list[TextRef]:
         return _field_refs(body, "messages")
@@ -760,6 +831,11 @@ _BLOCK_DELTA: _Shape = {"text": _STR, "thinking": _STR, "partial_json": _STR, "s
 class Messages(Wire):
     route = "messages"
     path = "/v1/messages"
+    fields = (
+        *Wire.fields,
+        ("messages", (list,), "a list of messages"),
+        ("system", (str, list), "a string or a list of text blocks"),
+    )
 
     def texts(self, body: dict[str, Any]) -> list[TextRef]:
         return _field_refs(body, "system", "messages")
@@ -778,6 +854,9 @@ class Messages(Wire):
 
     def assembler(self, body: dict[str, Any]) -> Assembler:
         return MessagesAssembler(body)
+
+    def ended(self, last: Any) -> bool:
+        return isinstance(last, dict) and last.get("type") == "message_stop"
 
     def upstream_error(self, data: dict[str, Any]) -> str | None:
         kind = data.get("type")
@@ -983,6 +1062,11 @@ _RESPONSES_SHAPE: _Shape = {
 class Responses(Wire):
     route = "responses"
     path = "/v1/responses"
+    fields = (
+        *Wire.fields,
+        ("input", (str, list), "a string or a list of items"),
+        ("instructions", (str,), "a string"),
+    )
 
     def texts(self, body: dict[str, Any]) -> list[TextRef]:
         # ``prompt``: a stored prompt's variables, substituted into what the model reads.
@@ -996,6 +1080,9 @@ class Responses(Wire):
 
     def assembler(self, body: dict[str, Any]) -> Assembler:
         return ResponsesAssembler(body)
+
+    def ended(self, last: Any) -> bool:
+        return isinstance(last, dict) and last.get("type") in _RESPONSE_ENDS
 
     def upstream_error(self, data: dict[str, Any]) -> str | None:
         kind = data.get("type")
