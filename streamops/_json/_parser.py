@@ -709,9 +709,14 @@ class JSONParser:
                 # replay a plan).
                 e = _NUM_PREFIX.match(text).end()  # type: ignore[union-attr]  # always matches
                 if e < len(text) and text[e] not in _NUMCHARS and text[e - 1] in _DIGITS:
-                    self._base -= len(carry)
-                    num = self._convert(text, 0, e)
-                    self._base += e
+                    digits = text[:e]
+                    if "." in digits or "e" in digits or "E" in digits:
+                        num: int | float = float(digits)  # (_number, inline)
+                    else:
+                        self._base -= len(carry)  # (where an error is reported)
+                        num = self._convert(text, 0, e)
+                        self._base += len(carry)
+                    self._base += e - len(carry)
                     self._carry = ""
                     if self._deltas:
                         self._scalar(num)
