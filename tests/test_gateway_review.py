@@ -7,6 +7,7 @@ JSON bodies that reach it) or a raw socket upstream that sends exact bytes.
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
 import contextlib
 import json
@@ -766,3 +767,29 @@ def test_the_playground_applies_input_rules_daily_budget_and_accounting(
     assert playground[2]["rejected"] == "daily_budget"
     assert playground[1]["report"]["tokens_out"] == 3
     assert 'route="playground"' in metrics
+
+
+def test_the_playground_charges_a_cost_key_for_its_answer_and_its_prompt(tmp_path: Path) -> None:
+    keys = keys_file(tmp_path, team={"key": "sk-team", "daily_cost": 1.0})
+    price = so.DEFAULT_PRICES.price("gpt-4o-mini")
+    pico_out = round(price.output_per_million * 1e6)  # picodollars per token
+    pico_in = round(price.input_per_million * 1e6)
+    with (
+        fake("one two three") as up,
+        gateway(
+            "--upstream", up.base_url, "--policy", "safe-chat", "--keys", keys, "--playground"
+        ) as gw,
+    ):
+        r = httpx.post(
+            gw.root_url + "/playground/stream",
+            json={"prompt": "hi there", "model": "gpt-4o-mini"},
+            headers={"authorization": "Bearer sk-team"},
+            timeout=30,
+        )
+        assert r.status_code == 200
+        assert gw.config.keys is not None
+        spent = asyncio.run(gw.gateway.state.spent_today(gw.config.keys.keys[0]))
+    answer = so.count_tokens("one two three", "o200k_base") * pico_out
+    prompt = spent - answer
+    assert prompt > 0  # the prompt's input tokens are charged too
+    assert prompt % pico_in == 0

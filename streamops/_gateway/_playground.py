@@ -136,6 +136,7 @@ def routes(gateway: Any) -> list[Any]:
                 yield _event("error", {"status": status, "code": code, "message": message})
             finally:
                 await out.aclose()
+                await gateway._charge_prompt(wire, payload, ctx)  # a cost key pays the prompt
                 ctx.report = out.report
                 gateway._finish(ctx)
             report = out.report
