@@ -20,6 +20,7 @@ from pydantic import (
     AfterValidator,
     Base64Str,
     BaseModel,
+    RootModel,
     SecretStr,
     TypeAdapter,
     ValidationError,
@@ -446,3 +447,27 @@ def test_references_and_anyof_outside_the_subset_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         schema_type(schema, "parameters")
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        (SecretStr, [None, None, None]),
+        (TypeAdapter(Base64Str), [None, None, None]),
+        (RootModel[SecretStr], [None, None, None]),
+        (RootModel[str], []),
+        (str, ["aGVs", "aGVsbG8gd", "aGVsbG8gd29ybG"]),
+    ],
+)
+def test_a_string_root_is_shown_only_as_its_target_shows_it(target: Any, shown: list[Any]) -> None:
+    # 07 at the root: the raw text of a SecretStr root was shown while it grew.
+    doc = '"aGVsbG8gd29ybGQ="'
+    chunks = [doc[i : i + 5] for i in range(0, len(doc), 5)]
+    seen = list(so.parse_json(model=target)(chunks))
+    adapter = target if isinstance(target, TypeAdapter) else TypeAdapter(target)
+    assert seen[-1] == adapter.validate_json(doc)
+    if target is RootModel[str]:  # a RootModel around the growing text: never a bare str
+        assert [p.root for p in seen[:-1]] == ["aGVs", "aGVsbG8gd", "aGVsbG8gd29ybG"]
+        assert all(type(p) is RootModel[str] for p in seen)
+    else:
+        assert seen[:-1] == shown

@@ -973,7 +973,14 @@ class _Validator:
                 if opened[2]:
                     self._place(top, step, cont[key])
         if self._top is None and not self._stack:
-            return value  # a scalar root (a string still growing)
+            # A scalar root (a string still growing): shown only where a plain
+            # str is (never a SecretStr's raw text), inside its RootModel(s).
+            kind, classes, _ = self._root.node.shape()
+            if kind != "str" or not isinstance(value, str):
+                return None
+            for cls, _is_root in reversed(classes):
+                value = _blank_root(cls, value)
+            return value
         return self._top
 
 
