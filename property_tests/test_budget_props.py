@@ -243,3 +243,49 @@ def test_ledger_budget_over_channels_is_the_local_budget(
         assert _channel(out, name) == _channel(local, name)
     n = len(ENC.encode_ordinary(reasoning)) + len(ENC.encode_ordinary(answer))
     assert spent == min(limit, n)
+
+
+_ARG_FRAGMENTS = [
+    '{"q": "', '"', "\\n", "\\u0040", "\\", "'", "\n", " ", "a", "b c", "12", "-3.5", ",", "}",
+    "[", "true", "x@y.co", "é", "😀",
+]  # fmt: skip
+arguments = st.lists(st.sampled_from(_ARG_FRAGMENTS) | st.text(_CHARS, max_size=3), max_size=20)
+
+
+@given(
+    arguments.map("".join),
+    st.lists(st.integers(0, 10_000), max_size=8),
+    st.integers(0, 12),
+    st.booleans(),
+)
+def test_a_stop_inside_tool_arguments_releases_a_prefix(
+    args: str, cuts: list[int], limit: int, block: bool
+) -> None:
+    """JSON or not, what a budget cut or a block releases of tool-call arguments
+    is a prefix of them as written (a string's text is encoded back as it came)."""
+    from openai.types.chat import ChatCompletionChunk
+
+    def chunk(piece: str) -> ChatCompletionChunk:
+        function = {"name": "f", "arguments": piece}
+        call = {"index": 0, "id": "c", "type": "function", "function": function}
+        delta = {"tool_calls": [call]}
+        return ChatCompletionChunk.model_validate(
+            {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "m",
+                "choices": [{"index": 0, "finish_reason": None, "delta": delta}],
+            }
+        )
+
+    op = so.redact([r"b c"], action="block") if block else so.budget(max_tokens=limit)
+    out = list(op([chunk(p) for p in split(args, cuts)]))
+    released = "".join(
+        call.function.arguments or ""
+        for c in out
+        if c.choices and c.choices[0].delta.tool_calls
+        for call in c.choices[0].delta.tool_calls
+        if call.function is not None
+    )
+    assert args.startswith(released)

@@ -453,3 +453,34 @@ async def test_ledger_cut_never_leaks_across_channels(order: str) -> None:
         async with op(ATracked(chunks)) as stream:
             out = [c async for c in stream]
         assert "sk-proj" not in json.dumps(out), (cut, out)
+
+
+def _tool_chunk(args: str) -> ChatCompletionChunk:
+    call = {"index": 0, "id": "c", "type": "function", "function": {"name": "f", "arguments": args}}
+    return ChatCompletionChunk.model_validate(
+        {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [call]}}],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "limit"), [("a\nb c d", 2), ('x "y" z w', 2), ("a\\b c d", 2), ("\na ", 1)]
+)
+def test_a_cut_in_arguments_that_are_not_json_releases_a_prefix(args: str, limit: int) -> None:
+    # Arguments that are not JSON are one plain text: what a cut releases of
+    # them is written as it came, never JSON-escaped.
+    out = list(so.budget(max_tokens=limit)([_tool_chunk(args)]))
+    released = "".join(
+        call.function.arguments or ""
+        for c in out
+        if c.choices and c.choices[0].delta.tool_calls
+        for call in c.choices[0].delta.tool_calls
+        if call.function is not None
+    )
+    assert released
+    assert args.startswith(released)

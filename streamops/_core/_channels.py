@@ -209,7 +209,10 @@ class _JSONStrings:
                 i = j + 1
         except _Halt as halt:
             self._sub = None
-            raise _Halt([*out, *self._encode(halt.out)]) from None
+            # A string's chain releases decoded text (encode it again); the plain
+            # chain of arguments that are not JSON releases them as they came.
+            tail = halt.out if self._plain is not None else self._encode(halt.out)
+            raise _Halt([*out, *tail]) from None
         return ["".join(out)] if out else []
 
     def _message(self, text: str, out: list[str], *, number: bool, forced: bool) -> None:
