@@ -471,3 +471,25 @@ def test_a_string_root_is_shown_only_as_its_target_shows_it(target: Any, shown: 
         assert all(type(p) is RootModel[str] for p in seen)
     else:
         assert seen[:-1] == shown
+
+
+def test_tool_schema_strictness_over_sdk_chunk_types() -> None:
+    # The same rejection over the openai SDK's own chunk objects.
+    from openai.types.chat import ChatCompletionChunk
+
+    def sdk(chunk: dict[str, Any]) -> ChatCompletionChunk:
+        for choice in chunk["choices"]:
+            choice.setdefault("finish_reason", None)
+        return ChatCompletionChunk.model_validate(
+            {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", **chunk}
+        )
+
+    tool = {"type": "function", "function": {"name": "f", "parameters": _SCHEMA}}
+    chunks = [sdk(c) for c in _tool_chunks("f", '{"confirm": "yes"}')]
+    assert isinstance(chunks[1], ChatCompletionChunk)
+    with pytest.raises(so.JSONValidationError) as info:
+        list(so.parse_tool_calls(tools=[tool])(chunks))
+    assert info.value.path == "/confirm"
+    good = [sdk(c) for c in _tool_chunks("f", '{"confirm": true, "count": 3}')]
+    last = list(so.parse_tool_calls(tools=[tool])(good))[-1]
+    assert (last.parsed.confirm, last.parsed.count) == (True, 3)
