@@ -173,8 +173,9 @@ class _JSONStrings:
         self._high = ""  # a decoded high surrogate waiting for its pair
 
     def feed(self, text: str) -> list[str]:
-        if self._plain is not None:
-            return self._plain.feed(text)
+        plain = self._plain
+        if plain is not None:
+            return plain.feed(text)
         out: list[str] = []
         i, n = 0, len(text)
         try:
