@@ -22,6 +22,11 @@ Needs ``langchain-core``: ``pip install 'streamops[langchain]'``.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from ._core._extras import raise_missing
+
 try:
     from langchain_core.callbacks import (
         AsyncCallbackManagerForLLMRun,
@@ -37,13 +42,9 @@ try:
     )
     from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
     from langchain_core.runnables import Runnable, RunnableBinding, RunnableGenerator
-except ImportError as exc:  # pragma: no cover - exercised without the extra
-    raise ImportError(
-        "streamops.langchain needs langchain-core: pip install 'streamops[langchain]'"
-    ) from exc
-
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+except ModuleNotFoundError as exc:
+    raise_missing(exc, "langchain_core", extra="langchain", feature="streamops.langchain")
+    raise
 
 from pydantic import ConfigDict, Field
 

@@ -32,11 +32,14 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from ._core._extras import raise_missing
+
 try:
     from litellm.integrations.custom_guardrail import CustomGuardrail
     from litellm.types.guardrails import GuardrailEventHooks
-except ImportError as exc:  # pragma: no cover - exercised without the extra
-    raise ImportError("streamops.litellm needs litellm: pip install 'streamops[litellm]'") from exc
+except ModuleNotFoundError as exc:
+    raise_missing(exc, "litellm", extra="litellm", feature="streamops.litellm")
+    raise
 
 from ._core._driver import Operator
 from ._core._public import fixup_module_metadata

@@ -43,6 +43,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ._core._extras import require
 from ._core._public import fixup_module_metadata
 from ._core._report import StopReason, StreamReport
 
@@ -59,13 +60,10 @@ _FINISH = {
 
 
 def _otel() -> tuple[Any, Any, Any]:
-    try:
-        from opentelemetry import metrics, trace
-        from opentelemetry.trace import Status, StatusCode
-    except ImportError as exc:
-        raise ImportError(
-            "streamops.telemetry needs opentelemetry-api: pip install 'streamops[otel]'"
-        ) from exc
+    require("opentelemetry", extra="otel", feature="streamops.telemetry")
+    from opentelemetry import metrics, trace
+    from opentelemetry.trace import Status, StatusCode
+
     return trace, metrics, (Status, StatusCode)
 
 

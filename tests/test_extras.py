@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,45 @@ def test_a_broken_installed_module_is_not_reported_as_a_missing_extra(
     assert info.value.name == "streamops_probe_missing_dep"
     with pytest.raises(so.MissingExtraError, match="probe needs streamops_probe_absent"):
         require("streamops_probe_absent", extra="x", feature="probe")
+
+
+def _reimport(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    __import__(name)
+
+
+@pytest.mark.parametrize(
+    ("missing", "extra", "use"),
+    [
+        ("litellm", "litellm", lambda mp: _reimport(mp, "streamops.litellm")),
+        ("langchain_core", "langchain", lambda mp: _reimport(mp, "streamops.langchain")),
+        (
+            "opentelemetry",
+            "otel",
+            lambda mp: __import__("streamops.telemetry").telemetry.instrument(
+                so.redact()(["a"]).report
+            ),
+        ),
+        (
+            "starlette",
+            "websocket",
+            lambda mp: asyncio.run(so.to_websocket(object(), so.identity()(_one()))),
+        ),
+        ("openai", "openai", lambda mp: so.FakeStreamingModel("hi", format="openai")),
+        ("anthropic", "anthropic", lambda mp: so.FakeStreamingModel("hi", format="anthropic")),
+        ("google", "gemini", lambda mp: so.FakeStreamingModel("hi", format="gemini")),
+    ],
+)
+def test_every_integration_without_its_extra_raises_missing_extra_error(
+    monkeypatch: pytest.MonkeyPatch, missing: str, extra: str, use: Any
+) -> None:
+    _without(monkeypatch, missing)
+    for name in [m for m in sys.modules if m.startswith(f"{missing}.")]:  # imported before
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(so.MissingExtraError, match=rf"pip install 'streamops\[{extra}\]'") as info:
+        use(monkeypatch)
+    assert info.value.extra == extra
+
+
+async def _one() -> AsyncIterator[str]:
+    yield "a"

@@ -22,7 +22,7 @@ from types import ModuleType
 
 from ._errors import MissingExtraError
 
-__all__ = ("require",)
+__all__ = ("raise_missing", "require")
 
 
 def require(module: str, /, *, extra: str, feature: str) -> ModuleType:
@@ -30,7 +30,17 @@ def require(module: str, /, *, extra: str, feature: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        top = module.partition(".")[0]
-        if exc.name is not None and exc.name.partition(".")[0] != top:
-            raise  # the module is there but one of *its* dependencies is missing
+        raise_missing(exc, module, extra=extra, feature=feature)
+        raise
+
+
+def raise_missing(exc: ModuleNotFoundError, module: str, /, *, extra: str, feature: str) -> None:
+    """Raise :class:`MissingExtraError` if ``exc`` says ``module`` is not installed.
+
+    For an ``import`` statement at the top of an integration's module, in its
+    ``except ModuleNotFoundError`` (followed by a bare ``raise``): a module
+    that is there but misses one of *its* dependencies raises its own error.
+    """
+    top = module.partition(".")[0]
+    if exc.name is None or exc.name.partition(".")[0] == top:
         raise MissingExtraError(feature, module, extra) from exc

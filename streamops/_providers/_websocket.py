@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from .._core._extras import require
 from .._core._report import StopReason, StreamReport
 from ..lowlevel import register_lens
 from ._camel import field, wire_key
@@ -91,12 +92,8 @@ async def to_websocket(
             f"to_websocket needs an async stream, got {type(stream).__name__}"
             " (a sync stream would block the event loop)"
         )
-    try:
-        from starlette.websockets import WebSocketDisconnect, WebSocketState
-    except ImportError as exc:
-        raise ImportError(
-            "to_websocket needs starlette: pip install 'streamops[websocket]'"
-        ) from exc
+    require("starlette", extra="websocket", feature="to_websocket")
+    from starlette.websockets import WebSocketDisconnect, WebSocketState
 
     if websocket.client_state == WebSocketState.CONNECTING:
         await websocket.accept()

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from .._budget._tokens import get_encoding
 from .._core._errors import FakeModelExhaustedError, FakeUpstreamError
+from .._core._extras import require
 
 __all__ = (
     "Chunking",
@@ -713,13 +714,7 @@ class FakeStreamingModel:
             raise ValueError(f"unknown format {format!r}; use one of {list(_FORMATS)}")
         sdk = _SDKS.get(format)
         if sdk is not None:
-            try:
-                __import__(sdk[0])
-            except ImportError as exc:
-                raise ImportError(
-                    f"format={format!r} needs the {sdk[0]} package:"
-                    f" pip install 'streamops[{sdk[1]}]'"
-                ) from exc
+            require(sdk[0], extra=sdk[1], feature=f"format={format!r}")
         self.format = format
         self.model_name = model_name
         self.sync_sleep = sync_sleep
