@@ -277,3 +277,25 @@ def test_example_websocket() -> None:
     frames = runpy.run_path(str(path))["main"]()
     assert "".join(frames[:-1]) == "Your key is [OPENAI_KEY]."
     assert json.loads(frames[-1])["report"]["stop_reason"] == "complete"
+
+
+@pytest.mark.parametrize("objects", [False, True])
+def test_live_code_parts_are_redacted(objects: bool) -> None:
+    # The code the model runs and what it printed are shown to the client too.
+    email = "ann@example.com"
+    code = {"executableCode": {"language": "PYTHON", "code": f"print('{email}')"}}
+    result = {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": f"{email}\n"}}
+    msgs: list[Any] = [
+        {"serverContent": {"modelTurn": {"parts": [code]}}},
+        {"serverContent": {"modelTurn": {"parts": [result]}}},
+        {"serverContent": {"modelTurn": {"parts": [{"text": "done"}]}, "turnComplete": True}},
+    ]
+    if objects:
+        msgs = [types.LiveServerMessage.model_validate(m) for m in msgs]
+    out = list(so.redact(["email"])(msgs))
+    dumped = json.dumps(
+        [o if isinstance(o, dict) else o.model_dump(mode="json", exclude_none=True) for o in out]
+    )
+    assert email not in dumped
+    assert "print('[EMAIL]')" in dumped
+    assert '"[EMAIL]\\n"' in dumped

@@ -38,6 +38,27 @@ from ._usage import record_usage
 __all__ = ("GeminiLens",)
 
 
+def code_parts(lens: _ChannelLens, part: Any, channels: Any) -> Any:
+    """``part`` with the code the model runs and what it printed through the operators.
+
+    Both come whole (Gemini and Gemini Live alike): the code is a free-text
+    tool input, the result's output a ``"tool_output"`` text.
+    """
+    code_obj = field(part, "executable_code")
+    code = field(code_obj, "code")
+    if isinstance(code, str) and code:
+        out = lens._whole(channels, "tool_input", code)
+        if out != code:
+            new_code = _replace(code_obj, code=out)
+            part = _replace(part, **{wire_key(part, "executable_code"): new_code})
+    result = field(part, "code_execution_result")
+    if result is not None:
+        fixed = lens._scrub(result, channels)
+        if fixed is not result:
+            part = _replace(part, **{wire_key(part, "code_execution_result"): fixed})
+    return part
+
+
 def _finish(value: Any) -> str | None:
     if value is None:
         return None
@@ -191,23 +212,9 @@ class GeminiLens(_ChannelLens):
                 if new_call is not call:
                     part = _replace(part, **{wire_key(part, "function_call"): new_call})
                     changed = True
-            code_obj = field(part, "executable_code")
-            code = field(code_obj, "code")
-            if isinstance(code, str) and code:
-                self._calls += 1
-                code_key = ("code", self._calls)
-                out = channels.feed(code_key, "tool_input", code) + channels.end(code_key)
-                if out != code:
-                    part = _replace(
-                        part, **{wire_key(part, "executable_code"): _replace(code_obj, code=out)}
-                    )
-                    changed = True
-            result = field(part, "code_execution_result")
-            if result is not None:  # what the code printed: it comes whole
-                fixed = self._scrub(result, channels)
-                if fixed is not result:
-                    part = _replace(part, **{wire_key(part, "code_execution_result"): fixed})
-                    changed = True
+            fixed_part = code_parts(self, part, channels)
+            if fixed_part is not part:
+                part, changed = fixed_part, True
             new_parts.append(part)
         finish = _finish(field(candidate, "finish_reason"))
         if finish is not None:

@@ -30,6 +30,7 @@ from .._core._extras import require
 from .._core._report import StopReason, StreamReport
 from ..lowlevel import register_lens
 from ._camel import field, wire_key
+from ._gemini import code_parts
 from ._lenses import _ChannelLens, _replace
 from ._usage import record_usage
 
@@ -243,6 +244,9 @@ class GeminiLiveLens(_ChannelLens):
                 new_parts = []
                 changed = False
                 for part in parts:
+                    fixed = code_parts(self, part, channels)
+                    if fixed is not part:
+                        part, changed = fixed, True
                     text = field(part, "text")
                     if isinstance(text, str) and text:
                         thought = bool(field(part, "thought"))
