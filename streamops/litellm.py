@@ -120,6 +120,14 @@ class StreamOpsGuardrail(CustomGuardrail):
                 text = getattr(message, field, None)
                 if isinstance(text, str) and text:
                     setattr(message, field, self._whole(text))
+            blocks = getattr(message, "thinking_blocks", None)
+            if blocks:  # they repeat the reasoning: each block's text on its own
+                message.thinking_blocks = [
+                    {**block, "thinking": self._whole(block["thinking"])}
+                    if isinstance(block, dict) and isinstance(block.get("thinking"), str)
+                    else block
+                    for block in blocks
+                ]
             for call in getattr(message, "tool_calls", None) or ():
                 function = getattr(call, "function", None)
                 args = getattr(function, "arguments", None)

@@ -177,3 +177,26 @@ def test_example_litellm() -> None:
 
     path = Path(__file__).resolve().parent.parent / "examples" / "litellm_guardrail.py"
     assert runpy.run_path(str(path))["main"]() == REDACTED
+
+
+async def test_guardrail_on_a_whole_response_redacts_its_thinking_blocks() -> None:
+    from litellm.types.utils import Choices, Message
+
+    secret = "ann@example.com"
+    message = Message(
+        content=f"mail {secret}",
+        reasoning_content=f"think {secret}",
+        thinking_blocks=[
+            {"type": "thinking", "thinking": f"think {secret}", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "opaque"},
+        ],
+    )
+    response = ModelResponse(choices=[Choices(message=message, index=0, finish_reason="stop")])
+    guard = StreamOpsGuardrail(so.redact(["email"]))
+    out = await guard.async_post_call_success_hook({}, UserAPIKeyAuth(), response)
+    got = out.choices[0].message
+    assert got.reasoning_content == "think [EMAIL]"
+    assert got.thinking_blocks == [
+        {"type": "thinking", "thinking": "think [EMAIL]", "signature": "sig"},
+        {"type": "redacted_thinking", "data": "opaque"},
+    ]
