@@ -223,7 +223,7 @@ def test_items_escapes_and_a_middle_wildcard() -> None:
 
 # -- 09, differential: schema_type accepts exactly what jsonschema accepts ----------
 
-_KEYS = ("a", "b", "c")
+_KEYS = ("a", "b", "_id", "json")  # two that pydantic keeps for itself
 _SCALAR_VALUES = st.sampled_from([None, True, False, 0, 1, 2, -3, 1.0, 2.5, 1e20, "", "a", "1"])
 _JSON = st.recursive(
     _SCALAR_VALUES,
@@ -493,3 +493,24 @@ def test_tool_schema_strictness_over_sdk_chunk_types() -> None:
     good = [sdk(c) for c in _tool_chunks("f", '{"confirm": true, "count": 3}')]
     last = list(so.parse_tool_calls(tools=[tool])(good))[-1]
     assert (last.parsed.confirm, last.parsed.count) == (True, 3)
+
+
+def test_any_property_name_is_validated() -> None:
+    # A property named like a keyword, with a dash, with a leading underscore or
+    # like a BaseModel attribute ("schema", "json") was refused or warned about.
+    names = ["from", "file-path", "_id", "model_name", "schema", "json", "field_0"]
+    schema = {
+        "type": "object",
+        "properties": {n: {"type": "integer"} for n in names},
+        "required": names,
+        "additionalProperties": False,
+    }
+    tool = {"name": "f", "input_schema": schema}
+    good = json.dumps({n: i for i, n in enumerate(names)})
+    last = list(so.parse_tool_calls(tools=[tool])(_tool_chunks("f", good)))[-1]
+    assert last.parsed.model_dump(by_alias=True) == json.loads(good)
+    for i, name in enumerate(names):
+        bad = json.dumps({n: (str(j) if n == name else j) for j, n in enumerate(names)})
+        with pytest.raises(so.JSONValidationError) as info:
+            list(so.parse_tool_calls(tools=[tool])(_tool_chunks("f", bad)))
+        assert info.value.path == "/" + name.replace("~", "~0").replace("/", "~1"), i

@@ -14,7 +14,10 @@ Supported:
   ``object`` with ``properties``, ``required`` and ``additionalProperties``
   (``true``/``false``, or a schema when there are no ``properties``). A
   property that is not required may be absent (it is then ``None`` on the
-  model), not ``null`` unless its schema says so.
+  model), not ``null`` unless its schema says so. Any property name works;
+  one that pydantic keeps for itself (``_id``, ``model_x``, ``json``,
+  ``schema``) is a field named ``field_N`` whose alias is the property name
+  (``model_dump(by_alias=True)`` gives the document's names).
 - No ``type``: the other keywords apply to the kinds they are about
   (``properties`` to objects, ``items`` to arrays) and every other kind of
   value passes, as in JSON Schema.
@@ -44,11 +47,11 @@ pydantic_core._pydantic_core.ValidationError: 2 validation errors for Schema
 
 from __future__ import annotations
 
-import keyword
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     ConfigDict,
     Field,
     StrictBool,
@@ -225,16 +228,22 @@ class _Translator:
                 " forbids (not in properties): the schema accepts no object"
             )
         fields: dict[str, Any] = {}
-        for name in [*props, *undeclared]:
-            if (
-                not name.isidentifier()
-                or keyword.iskeyword(name)
-                or name.startswith(("_", "model_"))
-            ):
-                raise ValueError(f"{where}.properties: property name {name!r} is not supported")
+        names = [*props, *undeclared]
+        taken = set(names)
+        for name in names:
             tp = self.type(props[name], f"{where}.properties.{name}") if name in props else Any
             # Not required means "may be absent" (then None), not "may be null".
-            fields[name] = (tp, ...) if name in required else (tp, None)
+            default: Any = ... if name in required else None
+            if _plain_field(name):
+                fields[name] = (tp, default)
+                continue
+            # A name pydantic keeps for itself ("_x", "model_x", "json", "schema"):
+            # the field gets another name and takes the property by its alias.
+            n = 0
+            while f"field_{n}" in taken:
+                n += 1
+            taken.add(f"field_{n}")
+            fields[f"field_{n}"] = (tp, Field(default, alias=name))
         title = schema.get("title")
         model_name = title if isinstance(title, str) and title.isidentifier() else "Schema"
         config = ConfigDict(strict=True, extra="allow" if extra else "forbid")
@@ -270,6 +279,11 @@ class _Translator:
             elif isinstance(v, (int, float)):
                 members.append(_ANNOTATED[_NUMBER, Field(ge=v, le=v)])
         return members[0] if len(members) == 1 else _UNION[tuple(members)]
+
+
+def _plain_field(name: str) -> bool:
+    """True if pydantic takes ``name`` as a field name as it is (no warning, no clash)."""
+    return not name.startswith(("_", "model_")) and not hasattr(BaseModel, name)
 
 
 class _Is:
