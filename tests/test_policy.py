@@ -417,3 +417,20 @@ def test_policy_section_defaults_match_the_operator_signature(
         if (name, field) in _SAME_MEANING:
             continue
         assert info.default == params[field].default, f"{name}.{field} default drifted"
+
+
+@pytest.mark.parametrize("suffix", [".json", ".toml"])
+def test_a_policy_nested_too_deeply_is_a_policy_error(tmp_path: Path, suffix: str) -> None:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(600):
+        schema = {"type": "array", "items": schema}
+    path = tmp_path / f"deep{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps({"parse_json": {"json_schema": schema}}))
+    else:
+        inline = json.dumps(schema).replace('"type":', "type =").replace('"items":', "items =")
+        path.write_text("[parse_json]\njson_schema = " + inline)
+    with pytest.raises(so.PolicyError, match="deep"):
+        so.Policy.from_file(path)
+    with pytest.raises(so.PolicyError):
+        so.Policy.from_dict({"parse_json": {"json_schema": schema}})

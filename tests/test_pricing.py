@@ -114,3 +114,32 @@ def test_usage_without_a_budget_is_still_reported() -> None:
     stream = so.redact()(model.stream("x"))
     list(stream)
     assert stream.report.to_dict()["sections"]["usage"]["completion_tokens"] == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("inf.toml", "[models.m]\ninput_per_million = inf\noutput_per_million = 1.0\n"),
+        ("inf.json", '{"models": {"m": {"input_per_million": Infinity, "output_per_million": 1}}}'),
+        ("huge.json", '{"models": {"m": {"input_per_million": 1e400, "output_per_million": 1}}}'),
+        ("str.json", '{"models": {"m": {"input_per_million": "3", "output_per_million": 1}}}'),
+        ("bool.json", '{"models": {"m": {"input_per_million": 1, "output_per_million": true}}}'),
+        ("deep.json", '{"models": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+    ],
+)
+def test_a_price_file_with_a_price_that_is_not_a_finite_number_is_refused(
+    tmp_path: Any, name: str, text: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(so.PricingError, match=name):
+        so.PriceTable.from_file(path)
+
+
+def test_prices_are_finite_numbers() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        so.ModelPrice(input_per_million=float("inf"), output_per_million=1.0)
+    assert so.ModelPrice(input_per_million=3, output_per_million=15).input_per_million == 3.0
+    # A cost no token count can reach is no limit (not an OverflowError).
+    price = so.ModelPrice(input_per_million=1e-300, output_per_million=1e-300)
+    assert list(so.budget(max_cost=1e308, pricing=price)(["a b c"])) == ["a b c"]

@@ -34,8 +34,10 @@ class ModelPrice(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(ge=0)
+    # Finite numbers only (an infinite price would make every limit infinite), and
+    # numbers only: "3" or true in a price file is a mistake, not a price.
+    input_per_million: float = Field(ge=0, allow_inf_nan=False, strict=True)
+    output_per_million: float = Field(ge=0, allow_inf_nan=False, strict=True)
 
     def cost(self, *, prompt_tokens: int = 0, completion_tokens: int = 0) -> float:
         """Return the price of ``prompt_tokens`` input and ``completion_tokens`` output tokens."""
@@ -137,10 +139,14 @@ class PriceTable(BaseModel):
             if isinstance(exc, PricingError):
                 raise
             raise PricingError(f"price file {file} is not valid {file.suffix[1:]}: {exc}") from exc
+        except RecursionError:
+            raise PricingError(f"price file {file} is nested too deeply") from None
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             raise PricingError(f"price file {file} is invalid:\n{exc}") from exc
+        except RecursionError:
+            raise PricingError(f"price file {file} is nested too deeply") from None
 
 
 def _genai_prices() -> Any:

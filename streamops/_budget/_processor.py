@@ -1120,9 +1120,11 @@ def budget(
     limit = max_tokens
     if max_cost is not None and price is not None and price.output_per_million > 0:
         left = max_cost - price.cost(prompt_tokens=prompt_tokens or 0)
-        # The epsilon keeps an exact budget from losing its last token to float rounding.
-        by_cost = max(0, math.floor(left * 1_000_000 / price.output_per_million + 1e-9))
-        limit = by_cost if limit is None else min(limit, by_cost)
+        tokens = left * 1_000_000 / price.output_per_million
+        if math.isfinite(tokens):  # (a cost so large no token count reaches it: no limit)
+            # The epsilon keeps an exact budget from losing its last token to float rounding.
+            by_cost = max(0, math.floor(tokens + 1e-9))
+            limit = by_cost if limit is None else min(limit, by_cost)
 
     spec = _Spec(
         name=name,

@@ -415,6 +415,8 @@ class Policy(_Section):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise PolicyError(source, _describe(exc)) from None
+        except RecursionError:
+            raise PolicyError(source, [("", "nested too deeply")]) from None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Policy:
@@ -714,6 +716,8 @@ def _parse(text: str, suffix: str, source: str) -> object:
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         kind = "JSON" if suffix == ".json" else "TOML"
         raise PolicyError(source, [("", f"invalid {kind}: {exc}")]) from None
+    except RecursionError:
+        raise PolicyError(source, [("", "nested too deeply")]) from None
     try:
         import yaml
     except ImportError:
@@ -724,6 +728,8 @@ def _parse(text: str, suffix: str, source: str) -> object:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise PolicyError(source, [("", "invalid YAML: " + " ".join(str(exc).split()))]) from None
+    except RecursionError:
+        raise PolicyError(source, [("", "nested too deeply")]) from None
 
 
 def _describe(exc: ValidationError) -> list[tuple[str, str]]:
