@@ -863,14 +863,16 @@ def test_cpu_budget_per_stream_fails_closed_with_a_clear_stop_reason() -> None:
 
 def test_flag_observer_shares_the_streams_cpu_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     # The observer of flag patterns had a budget of its own, so a stream mixing flag and
-    # redact rules could spend twice cpu_budget. A CPU clock that advances 10 ms per reading
-    # makes every timed step cost 10 ms: 60 chunks are ~0.6 s for each side, ~1.2 s in all.
+    # redact rules could spend twice cpu_budget. Clocks (wall and the thread's CPU) that
+    # advance 10 ms per reading make every timed step cost 10 ms: 60 chunks are ~0.6 s
+    # for each side, ~1.2 s in all.
     now = [0.0]
 
     def clock() -> float:
         now[0] += 0.01
         return now[0]
 
+    monkeypatch.setattr(time, "perf_counter", clock)
     monkeypatch.setattr(time, "thread_time", clock)  # the budget counts the thread's CPU
     ticket = so.PatternSpec("ticket", r"TCK-[0-9]{4}", action="flag")
     chunks = ["a b "] * 60

@@ -363,19 +363,40 @@ def test_text_with_the_new_view_characters_and_no_secret_is_unchanged() -> None:
         ("idX\u200bAKIAIOSFODNN7EXAMPLE ok", "idX\u200b[AWS_ACCESS_KEY_ID] ok"),
         (f"key\u200c{_KEY} ok", "key\u200c[OPENAI_KEY] ok"),
         (f"key\u00ad{_KEY}\u2063x ok", "key\u00ad[OPENAI_KEY]\u2063x ok"),
-        # beside and inside at once: the body reads through, the guards see a boundary
-        (f"x\u200b{_KEY[:12]}\u200b{_KEY[12:]}\u200by", "x\u200b[OPENAI_KEY]\u200by"),
-        ("mail jo@example.com\u200bfoo ok", "mail [EMAIL]\u200bfoo ok"),
+        # the view glues "foo" to the address: more is redacted, nothing leaks
+        ("mail jo@example.com\u200bfoo ok", "mail [EMAIL] ok"),
+        # a mapped character glues too: a full-width letter before the key
+        ("k \uff21AKIAIOSFODNN7EXAMPLE\u2060y", "k \uff21[AWS_ACCESS_KEY_ID]\u2060y"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 2 is open: the view removes the character, gluing the secret to its"
-    " neighbour, and the built-ins' one-character guards reject it (docs/redact.md)",
-)
 def test_a_removed_character_beside_a_secret_is_a_boundary(text: str, expected: str) -> None:
+    """The view's output goes through the raw pass: a secret the raw text shows
+    (``normalize=False``) is redacted although the view glues it, whatever the chunking."""
+    raw = so.redact(normalize=False)
     assert run(text) == expected
     assert run(text, 1) == expected
+    for cut in range(len(text) + 1):
+        assert "".join(so.redact()([text[:cut], text[cut:]])) == expected, cut
+    assert run(expected, op=raw) == expected  # nothing the raw text shows is left
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: a secret with a removed character inside AND one beside it matches"
+    " neither the view (glued to its neighbour) nor the raw text (split inside)",
+)
+def test_a_secret_with_removed_characters_inside_and_beside() -> None:
+    text = f"x\u200b{_KEY[:12]}\u200b{_KEY[12:]}\u200by"
+    assert run(text) == "x\u200b[OPENAI_KEY]\u200by"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: the view pass matches a shorter phone number (the whole one is glued to"
+    " the letter after it) and the raw pass then sees only its tail",
+)
+def test_a_phone_number_glued_to_a_letter_by_a_removed_character() -> None:
+    assert run("call 020 7946 0958\u200bx") == "call [PHONE]\u200bx"
 
 
 # -- 10: a year is no card -------------------------------------------------------------------

@@ -58,6 +58,7 @@ import hmac
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -334,6 +335,9 @@ class _Plan:
     normalize: bool = False  # match on the normalised view (_VIEW), replace the original
     watch: _Plan | None = None  # the flag patterns' observer plan, if any
     passthrough: bool = False  # no pattern redacts or blocks: every chunk is released
+    # With the view: the same redacting patterns on the raw text, run over the view's
+    # output once the stream shows a character the view changes (_Redactor._start_raw).
+    raw: _Plan | None = None
     # Attempts held for fewer characters than this take the lean path (_Redactor._lean);
     # 0 when it does not apply (a user pattern's per-search guard, a seconds bound).
     lean: int = 0
@@ -395,12 +399,33 @@ def _timeout_message(timeout: float | None) -> str:
 
 class _Spent:
     """Seconds a stream spent matching: one CPU budget, shared by a redactor and the
-    observer of its flag patterns (a stream mixing both never spends twice the budget)."""
+    observer of its flag patterns (a stream mixing both never spends twice the budget).
 
-    __slots__ = ("seconds",)
+    ``seconds`` is an upper bound of the CPU time of the stream's thread spent
+    matching. Reading the thread's CPU clock is a system call (~5 us here, as much as
+    a search), so searches are first timed with the wall clock, which never runs
+    slower than a thread's CPU time; only when that bound passes the budget is it
+    replaced by the thread's CPU time since the stream began (another upper bound:
+    it counts no other thread's work), and from then on searches are timed with the
+    CPU clock (``exact``). Load elsewhere in the process or on the machine thus
+    never ends a stream, and an unloaded stream reads the CPU clock once.
+    """
+
+    __slots__ = ("cpu0", "exact", "seconds")
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.exact = False
+        self.cpu0 = time.thread_time()
+
+    def over(self, budget: float) -> bool:
+        """Whether the stream has spent more than ``budget`` seconds of CPU matching."""
+        if self.seconds <= budget:
+            return False
+        if not self.exact:  # a wall-clock bound: look at the CPU time once, then use it
+            self.exact = True
+            self.seconds = min(self.seconds, max(0.0, time.thread_time() - self.cpu0))
+        return self.seconds > budget
 
 
 class _Redactor:
@@ -426,7 +451,9 @@ class _Redactor:
         "_pending_len",
         "_plan",
         "_probe_at",
+        "_raw",
         "_recheck",
+        "_replaced",
         "_report",
         "_resync",
         "_scan",
@@ -478,12 +505,17 @@ class _Redactor:
         self._obase = 0  # the input offset of _orig[0]
         self._starts: list[int] = [0]
         self._mapped = False  # the buffer holds a character the view changed: _orig differs
+        # The raw pass (plan.raw, started by _start_raw) and, until it starts, the last
+        # replacements (input start, input end, text written) to rebuild its context.
+        self._raw: _Redactor | None = None
+        self._replaced: deque[tuple[int, int, str]] = deque(maxlen=256)
         self.done = False
 
     @property
     def held(self) -> int:
-        """Characters currently held back."""
-        return len(self._buf) + self._pending_len - self._scan
+        """Characters currently held back (by both passes, with the raw pass)."""
+        held = len(self._buf) + self._pending_len - self._scan
+        return held if self._raw is None else held + self._raw.held
 
     def _flush(self) -> None:
         """Join the chunks that arrived while the open attempt was not looked at."""
@@ -560,6 +592,15 @@ class _Redactor:
             self._starts = [x - ocut for x in starts[cut:]]
 
     def feed(self, text: str, /) -> list[str]:
+        raw = self._raw
+        if raw is None:
+            if self._plan.raw is None or text.isascii() or text.translate(_VIEW) == text:
+                return self._feed(text)
+            raw = self._start_raw()  # the view starts to differ from the text
+        return self._through(raw, self._feed(text))
+
+    def _feed(self, text: str) -> list[str]:
+        """``feed`` of the view pass (of the only pass without the view)."""
         if self.done or not text:
             return []
         watch = self._watch
@@ -659,7 +700,9 @@ class _Redactor:
             self._timeout = left if guard is None else min(guard, left)
         # CPU time of this thread, not wall time: waiting for the GIL or the OS while
         # other threads run is not matching (a loaded process would cut honest streams).
-        started = time.thread_time()
+        # A wall-clock bound until it nears the budget (_Spent: the CPU clock is slow).
+        clock = time.thread_time if spent.exact else time.perf_counter
+        started = clock()
         try:
             out = self._run(final=final, reopen=reopen, known=known)
         except RedactTimeoutError:
@@ -668,8 +711,8 @@ class _Redactor:
                 return self._exhausted()
             raise
         finally:
-            spent.seconds += time.thread_time() - started
-        if spent.seconds > budget and not self.done:
+            spent.seconds += clock() - started
+        if not self.done and spent.over(budget):
             return [*out, *self._exhausted()]
         return out
 
@@ -735,6 +778,13 @@ class _Redactor:
         return max(holds), mean, p99
 
     def close(self) -> list[str]:
+        out = self._close()
+        raw = self._raw
+        if raw is None:
+            return out
+        return [*(raw.feed("".join(out)) if out else []), *raw.close()]
+
+    def _close(self) -> list[str]:
         if self.done:
             return []
         if self._watch is not None:
@@ -758,6 +808,29 @@ class _Redactor:
 
     def truncate(self) -> list[str]:
         """End a message cut by force: mask a live partial secret, never release it.
+
+        With the raw pass, the view pass's text goes through it and the raw pass is
+        truncated in turn, before the view pass's mask (always the last piece).
+        """
+        out = self._truncate()
+        raw = self._raw
+        if raw is None:
+            return out
+        text = "".join(piece for piece in out if not isinstance(piece, Masked))
+        masks = [piece for piece in out if isinstance(piece, Masked)]
+        return [*(raw.feed(text) if text else []), *raw.truncate(), *masks]
+
+    def _through(self, raw: _Redactor, out: list[str]) -> list[str]:
+        """What the view pass released, through the raw pass."""
+        res = raw.feed("".join(out)) if out else []
+        if self.done and not raw.done:  # the view pass ended the stream (a block, the
+            res += raw.truncate()  # budget): the text it released ends there
+        if raw.done:
+            self.done = True
+        return res
+
+    def _truncate(self) -> list[str]:
+        """``truncate`` of one pass.
 
         The held text exists because an attempt at its start is still open at
         the end of the text read so far. A complete message would decide it
@@ -794,16 +867,16 @@ class _Redactor:
             self.done = True
             raise RedactTimeoutError(_timeout_message(self._plan.timeout)) from exc
         if found is None:
-            return self.close()
+            return self._close()
         cut, branch = found
         spec = branch.spec
         action = spec.action or self._plan.action
         if action == "flag":
-            return self.close()
+            return self._close()
         out: list[str] = []
         if cut > scan:  # the text before the secret, as if the message ended there
             self._buf = buf[:cut]
-            out = self.close()
+            out = self._close()
             if self._blocked():
                 return out
         self._buf = buf
@@ -830,6 +903,42 @@ class _Redactor:
 
     def _blocked(self) -> bool:
         return self.done  # (a method: a block while closing must not be narrowed away)
+
+    def _start_raw(self) -> _Redactor:
+        """Start the raw pass (finding 2 of a review): the view removes a character
+        between a secret and a letter (``AKIA...EXAMPLE\\u200bs``) and the secret, glued,
+        no longer matches there, though the raw text shows it. From the first chunk with
+        a character the view changes, what this redactor releases goes through the same
+        patterns on the raw text. Before that chunk the view was the text itself, so the
+        raw pass would have found nothing more; it starts with the released output's
+        last ``context`` characters as its lookbehind context (rebuilt from the released
+        input and the replacements made in it), as if it had run from the start.
+        """
+        plan = self._plan
+        assert plan.raw is not None
+        assert not self._mapped
+        self._flush()
+        end = self._scan  # released up to here (buffer offsets; input offsets - _base)
+        start = max(0, end - plan.context)
+        base, buf = self._base, self._buf
+        at, pieces = base + start, []
+        for s, e, out in self._replaced:
+            if e <= at or s >= base + end:
+                continue
+            if s > at:
+                pieces.append(buf[at - base : s - base])
+            pieces.append(out)
+            at = e
+        pieces.append(buf[at - base : end])
+        context = "".join(pieces)
+        raw = _Redactor(plan.raw, self._report, self._spent)
+        raw._key = self._key
+        raw._buf, raw._scan = context, len(context)  # released: lookbehind context only
+        raw._base = raw._obase = base + end - len(context)
+        raw._emitted = self._emitted
+        self._raw = raw
+        self._replaced.clear()
+        return raw
 
     def _live_secret(self, buf: str, start: int) -> tuple[int, _Compiled] | None:
         """The first position from ``start`` where an open match shows its evidence.
@@ -1025,6 +1134,8 @@ class _Redactor:
         self._event(spec.name, action, len(out))
         pieces.append(out)
         self._emitted += len(out)
+        if self._raw is None and self._plan.raw is not None:  # (offsets: not mapped yet)
+            self._replaced.append((self._base + p, self._base + stop, out))
         return stop
 
     def _validated(
@@ -1369,6 +1480,9 @@ def redact(
     watch = build(flags) if flags else None
     if rest:
         plan = build(rest, watch)
+        if view:  # the raw pass: the same patterns on the raw text (_start_raw)
+            raw = dataclasses.replace(plan, normalize=False, watch=None, observer=True)
+            plan = dataclasses.replace(plan, raw=raw)
     else:
         assert watch is not None
         plan = dataclasses.replace(watch, observer=False, watch=watch, passthrough=True)

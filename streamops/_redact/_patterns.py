@@ -14,6 +14,7 @@ pattern at the same start are tried (longest first), then the later patterns; se
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 from collections import Counter
@@ -148,7 +149,12 @@ def _card_hopeless(text: str) -> bool:
     in no issuer's range at any length (a year, 1990 2021 ...). Every shorter end of a
     card attempt starts with the same digits, so none of them needs validating."""
     digits = _digits(text[:9])[:4]  # four digits within the first group (and a separator)
-    return len(digits) == 4 and not any(_issuer(digits, n) for n in range(12, 20))
+    return len(digits) == 4 and _no_issuer(digits)
+
+
+@functools.lru_cache(maxsize=10_000)  # one entry per 4-digit prefix at most
+def _no_issuer(digits: str) -> bool:
+    return not any(_issuer(digits, n) for n in range(12, 20))
 
 
 # What documentation, examples and templates put where a secret goes: never a secret.
