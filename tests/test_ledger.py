@@ -9,6 +9,7 @@ import random
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from helpers import aiter_of
@@ -525,3 +526,9 @@ async def test_a_hung_redis_without_timeout_cannot_block_a_cancelled_stream(
         await task
     events = [e.kind for e in streams[0].report.events]
     assert "budget.refund_failed" in events
+
+
+@pytest.mark.parametrize("client", ["redis://127.0.0.1:6379/0", None, 42])
+def test_redis_ledger_given_no_client_says_how_to_make_one(client: Any) -> None:
+    with pytest.raises(TypeError, match=r"RedisLedger\.from_url\(url, limit=\.\.\.\)"):
+        so.RedisLedger(client, limit=10)

@@ -390,6 +390,11 @@ class RedisLedger:
             if not timeout > 0:
                 raise ValueError(f"timeout must be positive or None, got {timeout!r}")
         self.timeout = timeout
+        if not callable(getattr(client, "register_script", None)):
+            raise TypeError(
+                "RedisLedger takes a redis.asyncio.Redis client, got"
+                f" {type(client).__name__}; for a URL use RedisLedger.from_url(url, limit=...)"
+            )
         self.client = client
         self._reserve = client.register_script(_RESERVE)
         self._refund = client.register_script(_REFUND)
