@@ -11,8 +11,10 @@ retry never repeats provider framing. ``mode="buffered"`` moves the commit
 point to the end of each attempt. ``on_success`` callbacks run once, after the
 consumer received everything of an upstream that ended naturally (a streamops
 upstream whose report says ``complete``: not a budget cut, a quiet timeout, a
-stop button or a block); async ones run shielded from cancellation, up to
-``side_effect_timeout``.
+stop button or a block; a raw provider stream whose chunks end with its end
+event and no ``length`` finish); async ones run shielded from cancellation, up
+to ``side_effect_timeout``. A provider stream that ended without its end event
+before the commit point lost its connection: the attempt failed, and is retried.
 
 The decisions (retry or not, how long to wait, which factory is next, what is
 held, what was released, whether side effects run) live in
@@ -47,8 +49,23 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._core._driver import AsyncStream, SyncStream, _end, _on_error, _start, _start_async
-from ._core._errors import SideEffectError, StreamInterruptedError, require_asyncio
+from ._core._driver import (
+    _NO_END,
+    AsyncStream,
+    SyncStream,
+    _end,
+    _EndReader,
+    _on_error,
+    _provider_stream,
+    _start,
+    _start_async,
+)
+from ._core._errors import (
+    SideEffectError,
+    StreamInterruptedError,
+    StreamOpsError,
+    require_asyncio,
+)
 from ._core._report import EventCallback, StopReason, StreamReport, _report_for
 from ._core._sources import _aclose_all, _close_all
 from ._core._stages import ChannelLens, Lens, _lens_for
@@ -77,6 +94,18 @@ _MAX_MESSAGE = 500  # error messages in the report are truncated: reports get lo
 # --------------------------------------------------------------------------
 # errors
 # --------------------------------------------------------------------------
+
+
+class _EndMissingError(StreamOpsError, ConnectionError):
+    """An attempt's upstream ended without its end event before the commit point.
+
+    A provider stream that simply stops (no finish reason, no
+    ``message_stop``, no ``response.completed``) lost its connection: nothing
+    was released yet, so :func:`retry` treats the attempt as a failure and
+    makes another (a ``ConnectionError``, retried by default). Raised by the
+    stream when the attempts run out. After the commit point the attempt ends
+    instead, with stop reason ``truncated`` and no side effects.
+    """
 
 
 # --------------------------------------------------------------------------
@@ -264,7 +293,8 @@ class RetryAttempt(BaseModel):
     ``outcome`` is ``"running"`` until the attempt ends, then ``"success"``
     (its upstream ended naturally), ``"ended"`` (its upstream, a streamops
     pipeline, ended early without an error: a budget cut, a quiet timeout, a
-    stop button, a redaction block; ``stop_reason`` says which), ``"failed"``
+    stop button, a redaction block; or the provider cut the message,
+    ``truncated``; ``stop_reason`` says which), ``"failed"``
     or ``"stopped"`` (the consumer closed or cancelled the stream).
 
     >>> RetryAttempt(number=1, factory=0, started=0.0).outcome
@@ -406,6 +436,11 @@ class _RetryState:
         self.inner: StreamReport | None = None
         self.held: list[Any] = []  # buffered mode: the attempt; else text-free chunks so far
         self.probe: _Reader | None = None  # reads this attempt's chunks before the commit point
+        # Reads whether this attempt's provider message ended, and how (None: not
+        # looked for yet; False: none, e.g. a streamops upstream, which reads it).
+        self.ends: _EndReader | Literal[False] | None = None
+        self.end: tuple[StopReason | None, str | None] = (None, None)  # (reason, detail)
+        self.sdk = False  # this attempt's upstream is an OpenAI/Anthropic SDK stream
         self.texts: list[str] = []
         self._append_text = self.texts.append
         # The report's released list itself (as the core's fused loop does):
@@ -429,6 +464,8 @@ class _RetryState:
         self.tries += 1
         self.held = []
         self.probe = None
+        self.ends = None
+        self.end = (None, None)
         number = len(self.section.attempts) + 1
         self.current = RetryAttempt(number=number, factory=self.index, started=now)
         self.section.attempts.append(self.current)
@@ -445,7 +482,9 @@ class _RetryState:
         """Keep the report of an upstream that is a streamops stream; forward its events."""
         inner = getattr(upstream, "report", None)
         self.inner = inner if isinstance(inner, StreamReport) else None
+        self.sdk = self.inner is None and _provider_stream(upstream)
         if self.inner is not None:
+            self.ends = False  # its own pipeline reads the provider's end, into its report
             outer = self.report
 
             def forward(event: Any) -> None:
@@ -468,13 +507,18 @@ class _RetryState:
                 self._append_text(item)
                 self._append_released(item)
                 return (item,)
+            if self.ends is not False:
+                self.read_end(item)
             self.release(item)
             return [item]
         held = self.held
         held.append(item)
+        chunk = not isinstance(item, (str, *_BINARY))
+        if chunk and self.ends is not False:
+            self.read_end(item)
         if self.buffered:
             return []
-        if self.probe is None and not isinstance(item, (str, *_BINARY)):
+        if self.probe is None and chunk:
             self.probe = _lens_for(self.report, item)
         if not _carries_output(item, self.probe):
             return []
@@ -482,6 +526,41 @@ class _RetryState:
         for out in held:
             self.release(out)
         return held
+
+    def read_end(self, item: Any) -> None:
+        """Read whether the provider's message ended from a chunk of a raw provider stream."""
+        ends = self.ends
+        if ends is None:
+            if isinstance(item, (str, *_BINARY)):
+                return
+            report = self.report
+            ends = self.ends = _EndReader.of(lambda c: _lens_for(report, c), item) or False
+        if ends:
+            ends.read(item)
+
+    def exhausted(self) -> Exception | None:
+        """The attempt's upstream ended without error: say how; an error to retry it.
+
+        A streamops upstream's report says how it ended; a raw provider stream's
+        chunks do (its end event, or a cut finish). An attempt whose message
+        ended without its end event before the commit point lost its
+        connection: it is a failure (:class:`_EndMissingError`), retried.
+        """
+        inner = self.inner
+        if inner is not None:
+            self.end = (inner.stop_reason, inner.stop_detail)
+        elif self.ends:
+            cut = self.ends.cut()
+            self.end = (None, None) if cut is None else (StopReason.TRUNCATED, cut)
+        elif self.ends is None and self.sdk:  # not one chunk: no end event either
+            self.end = (StopReason.TRUNCATED, _NO_END)
+        reason, detail = self.end
+        if reason == StopReason.TRUNCATED and detail == _NO_END and not self.committed:
+            return _EndMissingError(
+                f"retry: attempt {len(self.section.attempts)}'s upstream ended without its"
+                " end event before any text was released (a dropped connection?)"
+            )
+        return None
 
     def release(self, item: Any) -> None:
         """Record ``item`` as handed to the consumer (:meth:`take` inlines it for ``str``)."""
@@ -508,10 +587,13 @@ class _RetryState:
         return attempt
 
     def succeeded(self, chunks: int) -> list[Any]:
-        """End the attempt (``chunks`` pulled) without error; return the items still held."""
+        """End the attempt (``chunks`` pulled) without error; return the items still held.
+
+        It ended naturally unless :meth:`exhausted` found it was stopped or cut.
+        """
         inner = self.inner
-        reason = None if inner is None else inner.stop_reason
-        natural = inner is None or reason == StopReason.COMPLETE
+        reason, detail = self.end
+        natural = reason == StopReason.COMPLETE if inner is not None else reason is None
         attempt = self._end("success" if natural else "ended", chunks)
         attempt.stop_reason = None if reason is None else str(reason)
         self.section.factory = attempt.factory
@@ -523,8 +605,8 @@ class _RetryState:
             for name, section in inner.sections.items():
                 self.report.sections.setdefault(name, section)
             self.report.counters.update(inner.counters)
-            if not natural and reason is not None:
-                self.report.stop(reason, inner.stop_detail)
+        if not natural and reason is not None:
+            self.report.stop(reason, detail)
         kind = "retry.success" if natural else "retry.ended"
         data: dict[str, Any] = {} if natural else {"reason": attempt.stop_reason}
         self.report.emit(
@@ -761,6 +843,8 @@ def _sync_attempts(
                     for out in take(item):
                         n_out += 1  # counted before the yield: a consumer that leaves has it
                         yield out
+                if error is None:
+                    error = state.exhausted()
             _close_all(it, made)  # before any wait: the next attempt starts clean
             made = it = None
             if error is None:
@@ -812,6 +896,8 @@ async def _async_attempts(
                     for out in take(item):
                         n_out += 1  # (see _sync_attempts)
                         yield out
+                if error is None:
+                    error = state.exhausted()
             await _aclose_all(it, made)
             made = it = None
             if error is None:
@@ -1034,7 +1120,10 @@ def retry(
       failure, a cancellation or an early ``break``, nor when the upstream is a
       streamops pipeline whose report gives another stop reason than
       ``complete`` (a budget cut, ``on_timeout="end"``, a stop button, a
-      redaction ``block``: ``report["retry"].side_effects_skipped`` says which).
+      redaction ``block``: ``report["retry"].side_effects_skipped`` says which),
+      nor when the provider cut the message of a raw SDK stream (a ``length``
+      finish, no end event: ``truncated``). A provider stream that ended
+      without its end event before any text is a failed attempt, retried.
       If one raises, the stream raises :class:`SideEffectError`; nothing is
       retried, the stop reason stays ``complete`` and ``report.error`` is that
       error.

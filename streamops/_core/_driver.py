@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
+from collections import deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -93,6 +94,7 @@ def _compile_feed(
     rest: Callable[[int, list[Any]], list[Any]],
     lensed: Callable[[Any], list[Any]],
     released: list[Any],
+    watch: list[Callable[[Any], object]] | None = None,
 ) -> Callable[[Any], list[Any]]:
     """Build the fused per-item function of one chain, unrolled.
 
@@ -101,9 +103,11 @@ def _compile_feed(
     items, a halt) continues in ``rest(i, out)``. Unrolling removes the loop and
     tuple-unpacking cost per stage, which is what lets one fused loop beat a
     stack of generators. ``record`` is ``"text"`` (record every output as
-    released text), ``"check"`` (record if it is text) or ``"none"``.
+    released text), ``"check"`` (record if it is text) or ``"none"``. With
+    ``watch``, an item that is not ``accepts`` goes to ``watch[0]`` and then on
+    through the chain (instead of to ``lensed``).
     """
-    names: dict[str, Any] = {"rest": rest, "lensed": lensed, "accepts": accepts}
+    names: dict[str, Any] = {"rest": rest, "lensed": lensed, "accepts": accepts, "watch": watch}
     names["record"] = released.append
     kinds: list[str] = []
     for i, (proc, stage) in enumerate(zip(procs, stages, strict=True)):
@@ -111,12 +115,12 @@ def _compile_feed(
         names[f"f{i}"] = proc.feed if one is None else one
         names[f"p{i}"] = proc
         kinds.append("one" if one is not None else "stop" if stage.can_stop else "list")
-    return _builder(accepts is not None, record, tuple(kinds))(**names)
+    return _builder(accepts is not None, record, tuple(kinds), watch is not None)(**names)
 
 
 @functools.lru_cache(maxsize=256)
 def _builder(
-    checks_type: bool, record: str, kinds: tuple[str, ...]
+    checks_type: bool, record: str, kinds: tuple[str, ...], watches: bool = False
 ) -> Callable[..., Callable[[Any], list[Any]]]:
     """Compile a chain shape once; every stream of that shape reuses the code.
 
@@ -133,7 +137,9 @@ def _builder(
     parser's stage yielding zero or one value per chunk: one call, no test).
     """
     body = ["def feed(item):"]
-    if checks_type:
+    if checks_type and watches:
+        body.append("    if not isinstance(item, accepts): watch[0](item)")
+    elif checks_type:
         body.append("    if not isinstance(item, accepts): return lensed(item)")
     x = "item"  # the one item flowing through, as an expression
     last = len(kinds) - 1
@@ -157,13 +163,109 @@ def _builder(
         elif record == "check":
             body.append(f"    if type({x}) is str: record({x})")
         body.append("    return out" if x == "out[0]" else f"    return [{x}]")
-    params = ["rest", "lensed", "accepts", "record"]
+    params = ["rest", "lensed", "accepts", "record", "watch"]
     params += [f"{kind}{i}" for i in range(len(kinds)) for kind in ("f", "p")]
     source = f"def build({', '.join(params)}):\n" + "\n".join("    " + line for line in body)
     namespace: dict[str, Any] = {}
     exec(source + "\n    return feed\n", namespace)  # only calls the objects passed in
     build: Callable[..., Callable[[Any], list[Any]]] = namespace["build"]
     return build
+
+
+_PROVIDER_CUT = "the provider cut the message"
+_NO_END = "the message ended without its end event"
+
+
+class _Unread:
+    """Channels that keep no text: what an :class:`_EndReader` hands its lens."""
+
+    __slots__ = ()
+    halted = False
+
+    def feed(self, key: Any, kind: str, text: str) -> str:
+        return text
+
+    def end(self, key: Any, *, forced: bool | None = None) -> str:
+        return ""
+
+    def open_keys(self) -> list[Any]:
+        return []
+
+
+_UNREAD = _Unread()
+_IGNORE = deque[Any](maxlen=0).append  # takes a chunk, keeps nothing (a C call)
+
+
+class _EndReader:
+    """Whether a provider's message ended, and how, read from its last chunks by a channel lens.
+
+    For a stream no text stage reads (``collect()``, ``identity() | timeout()``,
+    retry over a raw SDK stream): at the end, a channel lens reads the last
+    :attr:`TAIL` chunks with channels that keep nothing, only to learn whether
+    the provider cut the message (a ``length`` finish, an incomplete
+    response) or ended it at all. Every provider says so in its last chunks
+    (a finish chunk and a usage chunk; ``message_delta`` and
+    ``message_stop``; ``response.completed``), so a stream pays one deque
+    append per chunk, not a lens's parse. The chunks themselves pass on
+    untouched. It is a reader, not a check: a chunk its lens cannot read (a
+    helper event it refuses) gives no answer, and the end is then taken as
+    natural, as without a reader.
+    """
+
+    TAIL = 4
+
+    __slots__ = ("_lens", "read", "tail")
+
+    def __init__(self, lens: Any) -> None:
+        self._lens = lens
+        self.tail: deque[Any] = deque(maxlen=self.TAIL)
+        self.read = self.tail.append  # read(chunk): keep it (the last TAIL are kept)
+
+    @classmethod
+    def of(cls, find_lens: LensFactory, chunk: Any) -> _EndReader | None:
+        """A reader for the stream whose first non-text chunk is ``chunk`` (``None``: none)."""
+        try:
+            lens = find_lens(chunk)
+        except Exception:  # not a provider chunk this lookup knows: nothing to read
+            return None
+        if not (hasattr(lens, "process") and hasattr(lens, "finish_channels")):
+            return None  # plain-text lenses (bytes) have no end to read
+        return cls(lens)
+
+    def cut(self) -> str | None:
+        """At the end (once): why the message was cut, as a stop detail; ``None`` if it ended."""
+        lens = self._lens
+        try:
+            for chunk in self.tail:
+                lens.process(chunk, _UNREAD)
+            said = bool(lens.truncated)
+            lens.finish_channels(_UNREAD)  # sets ``truncated`` when no end event came
+        except Exception:  # a chunk this lens cannot read: no answer
+            return None
+        if said:
+            return _PROVIDER_CUT
+        return _NO_END if lens.truncated else None
+
+
+def _source_object(it: object, owner: object) -> object:
+    """The object an operator was called on (or its awaitable gave), once it is known."""
+    if isinstance(it, _Awaited):  # an awaitable that gave the stream: known once awaited
+        return it._obj
+    return owner
+
+
+def _provider_stream(obj: object) -> bool:
+    """Whether ``obj`` is an OpenAI or Anthropic SDK stream (looked up, never imported).
+
+    Such a stream always ends with an end event: one that ended with no chunk
+    at all lost its connection.
+    """
+    for name in ("openai", "anthropic"):
+        sdk = sys.modules.get(name)
+        kinds = (getattr(sdk, "Stream", None), getattr(sdk, "AsyncStream", None))
+        if any(isinstance(k, type) and isinstance(obj, k) for k in kinds):
+            return True
+    return False
 
 
 class _Chain:
@@ -179,11 +281,14 @@ class _Chain:
         "last",
         "lens",
         "procs",
+        "reader",
         "record",
         "report",
         "seeds",
         "stages",
         "text_out",
+        "upstream",
+        "watch",
     )
 
     def __init__(
@@ -195,6 +300,8 @@ class _Chain:
         find_lens: LensFactory | None = None,
         procs: list[Processor[Any, Any]] | None = None,
         record: bool = True,
+        upstream: Callable[[], object] | None = None,
+        watch: bool = False,
     ) -> None:
         # Every stage's processor of this stream: the content chain runs those that
         # apply to content, and other channels fork them (a budget over reasoning
@@ -235,25 +342,80 @@ class _Chain:
             lensed=self._lensed,
             released=report._released,
         )
+        # The object this (first) chain's source is: a streamops stream whose forced
+        # end is this stream's, or an SDK stream (see _upstream_cut).
+        self.upstream = upstream
+        # ``watch``: no stage of the pipeline reads text, so no lens would see
+        # a provider cut: non-text chunks also go to an _EndReader (str chunks
+        # pay one type check; provider chunks a C call, once it is found).
+        self.reader: _EndReader | Literal[False] | None = None if watch else False
+        self.watch: list[Callable[[Any], object]] = [self._first_watched] if watch else []
+        if watch:
+            self.feed = _compile_feed(
+                self.procs,
+                stages,
+                accepts=str,
+                record=self.record,
+                rest=self._rest,
+                lensed=self._lensed,
+                released=report._released,
+                watch=self.watch,
+            )
 
-    def finish(self) -> list[Any]:
+    def _first_watched(self, item: Any) -> None:
+        """The first non-text chunk of a stream no text stage reads: find its end reader."""
+        reader = self.reader = _EndReader.of(self.find_lens, item) or False
+        self.watch[0] = _IGNORE if reader is False else reader.read
+        if reader:
+            reader.read(item)
+
+    def _upstream_cut(self, pulled: int) -> None:
+        """Carry over the forced end of the stream this chain's source is.
+
+        ``op2(op1(source))`` ends like ``(op1 | op2)(source)``: a budget cut,
+        block, quiet timeout or stop of ``op1``'s stream is a forced end of
+        this one too, with its stop reason and detail (its processors are then
+        truncated, not closed: a live partial secret is masked). An SDK
+        stream that gave no chunk at all (``pulled``) ended without its end event.
+        """
+        if self.upstream is None:
+            return
+        source = self.upstream()
+        inner = getattr(source, "report", None)
+        if isinstance(inner, StreamReport):
+            reason = inner.stop_reason
+            if inner is not self.report and reason not in (None, StopReason.COMPLETE):
+                self.report.stop(reason, inner.stop_detail)  # (a shared report has it)
+        elif not pulled and _provider_stream(source):
+            self.report.stop(StopReason.TRUNCATED, _NO_END)
+
+    def finish(self, pulled: int = 1) -> list[Any]:
         """Flush every processor at the end of input (a halted chain is already flushed).
 
         The input ended *by force* when this stream was stopped (a budget, a
         quiet timeout or cancel, a block: see :meth:`_cut`) or the provider said
         it cut the message (a lens's ``truncated``): processors are then truncated,
         not closed, so that what they held back is never released as if the
-        text were complete.
+        text were complete. So did the input of a chain whose source is a
+        streamops stream that was stopped (:meth:`_upstream_cut`); ``pulled``
+        counts the items it had.
         """
+        self._upstream_cut(pulled)
         lens = self.lens
         channels = self.channels
         if channels is not None:  # a channel lens ends each open channel itself
             if self.halted:  # (and already did, at the halt)
                 return []
+            said = lens.truncated
             out: list[Any] = lens.finish_channels(channels)
             channels.settle()
-            self._provider_cut()
+            self._provider_cut(said)
             return out
+        reader = self.reader
+        if reader:
+            cut = reader.cut()
+            if cut is not None:
+                self.report.stop(StopReason.TRUNCATED, cut)
         self._provider_cut()
         forced = self.halted or self._cut() or bool(getattr(lens, "truncated", False))
         out = self.end(forced)
@@ -265,10 +427,14 @@ class _Chain:
             return final
         return out
 
-    def _provider_cut(self) -> None:
-        """Record a message the provider cut (unless the stream was stopped already)."""
+    def _provider_cut(self, said: bool = True) -> None:
+        """Record a message the provider cut (unless the stream was stopped already).
+
+        ``said``: whether the provider said so (a ``length`` finish) before the
+        end; otherwise the lens found no end event at all.
+        """
         if getattr(self.lens, "truncated", False):
-            self.report.stop(StopReason.TRUNCATED, "the provider cut the message")
+            self.report.stop(StopReason.TRUNCATED, _PROVIDER_CUT if said else _NO_END)
 
     def _cut(self) -> bool:
         """Whether this stream was stopped (a budget, a quiet timeout, a block) so far.
@@ -529,7 +695,7 @@ def _drive_sync(
             for x in out:
                 n_out += 1
                 yield x
-        out = chain.finish()
+        out = chain.finish(n)
         start = n_out
         for x in out:
             n_out += 1
@@ -606,7 +772,7 @@ async def _drive_async(
             for x in out:
                 n_out += 1
                 yield x
-        out = chain.finish()
+        out = chain.finish(n)
         start = n_out
         for x in out:
             n_out += 1
@@ -984,6 +1150,9 @@ class Operator(Generic[In, Out]):
         closing the stream closes those objects directly.
         """
         groups = self._groups()
+        # Only when no stage reads text does the first chain read the provider's end.
+        reads = any(st.accepts is not None for g in groups if isinstance(g, list) for st in g)
+        source = it
         # Any driver that halts closes the owner at once; the outermost one also
         # on every other early end. The cell makes that happen once.
         owner_cell: list[object] = [] if owner is None else [owner]
@@ -995,7 +1164,14 @@ class Operator(Generic[In, Out]):
                 it = group.wrap_async(it, report) if is_async else group.wrap_sync(it, report)
             else:
                 last = n == len(groups) - 1
-                chain = _Chain(group, report, last=last, find_lens=lens)
+                chain = _Chain(
+                    group,
+                    report,
+                    last=last,
+                    find_lens=lens,
+                    upstream=functools.partial(_source_object, source, owner) if first else None,
+                    watch=first and not reads,
+                )
                 drive = _drive_async if is_async else _drive_sync
                 if last:
                     it = drive(it, chain, first=first, owner=owner_cell, unstarted=unstarted)
