@@ -532,3 +532,33 @@ async def test_a_hung_redis_without_timeout_cannot_block_a_cancelled_stream(
 def test_redis_ledger_given_no_client_says_how_to_make_one(client: Any) -> None:
     with pytest.raises(TypeError, match=r"RedisLedger\.from_url\(url, limit=\.\.\.\)"):
         so.RedisLedger(client, limit=10)
+
+
+async def test_a_cancel_while_settling_never_raises_the_count_above_the_charge() -> None:
+    # 'mu theta theta lambda' is 4 tokens; ' lambd' alone is 2. The consumer
+    # leaves while the stream settles before its last piece: the report may
+    # drop that piece, never count more than the ledger charged.
+    class SlowRefunds(so.MemoryLedger):
+        async def refund(self, reservation: Any, tokens: int) -> None:
+            await asyncio.sleep(0.05)
+            await super().refund(reservation, tokens)
+
+    ledger = SlowRefunds(limit=11)
+    stream = so.budget(ledger=ledger, key="k", block=8)(
+        aiter_of(["mu", " theta", " theta", " lam", "bda"])
+    )
+
+    async def consume() -> None:
+        async with stream:
+            async for _ in stream:
+                pass
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.2)
+    usage = stream.report["budget"]
+    assert usage.completion_tokens <= 4
+    assert usage.completion_tokens == usage.ledger_reserved - usage.ledger_refunded

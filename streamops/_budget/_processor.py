@@ -455,7 +455,9 @@ class _Pool:
         """The output that ended the stream never reached the consumer: do not count it."""
         if self.undo is not None and self.closed:
             self.stopped = True
-            self.finish(self.undo)
+            # The released prefix counted on its own may exceed the whole text's
+            # count (' lambd' is 2 tokens, ' lambda' 1): a retraction never raises it.
+            self.finish(min(self.undo, self.usage.completion_tokens))
 
     def finish(self, completion_tokens: int, *, released: bool = False) -> None:
         self.closed = True
