@@ -560,5 +560,6 @@ async def test_a_cancel_while_settling_never_raises_the_count_above_the_charge()
         await task
     await asyncio.sleep(0.2)
     usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
     assert usage.completion_tokens <= 4
     assert usage.completion_tokens == usage.ledger_reserved - usage.ledger_refunded
