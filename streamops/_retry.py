@@ -1180,6 +1180,12 @@ def retry(
         raise TypeError(f"retry: backoff must be a Backoff, got {type(backoff).__name__}")
     if kind not in (None, "sync", "async"):
         raise ValueError(f"retry: kind must be 'sync', 'async' or None, got {kind!r}")
+    given: object = on_success  # (checked as any object: it comes from the caller)
+    if not callable(given) and (isinstance(given, str | bytes) or not isinstance(given, Iterable)):
+        raise TypeError(
+            "retry: on_success must be a callable or a list of callables,"
+            f" got {type(given).__name__}"
+        )
     callbacks = [on_success] if callable(on_success) else list(on_success)
     for cb in callbacks:
         if not callable(cb):

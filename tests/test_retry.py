@@ -948,6 +948,8 @@ def test_text_held_back_by_the_pipeline_is_still_retryable() -> None:
         ({"retry_on": 3}, TypeError, "expected exception types or a predicate"),
         ({"fallbacks": ["model"]}, TypeError, r"fallbacks\[0\] must be callable"),
         ({"on_success": [None]}, TypeError, "callbacks must be callable"),
+        ({"on_success": 5}, TypeError, "on_success must be a callable or a list of callables"),
+        ({"on_success": "save"}, TypeError, "on_success must be a callable or a list"),
         ({"kind": "both"}, ValueError, "kind must be"),
         ({"sleep": 0.5}, TypeError, "sleep must be callable"),
     ],
