@@ -394,6 +394,12 @@ def test_workers_share_the_port_the_budget_and_the_metrics(
         args += ["--redis", redis_url, "--redis-timeout", "30", "--workers", "2"]
         with serve_process(*args, port=unused_port(), log=log) as (url, banner):
             assert "workers: 2" in "".join(banner)
+            # Both workers ready (each logs its start-up once warmed), not only the one
+            # /healthz reached: on a loaded machine the other may still be warming up.
+            deadline = time.monotonic() + READY_SECONDS
+            while sum(line.startswith('{"event":"startup"') for line in log) < 2:
+                assert time.monotonic() < deadline, "a worker never finished its start-up"
+                time.sleep(0.05)
 
             async def answer(client: httpx.AsyncClient) -> int:
                 body = {"model": "m", "messages": USER, "stream": True}
