@@ -428,3 +428,17 @@ def test_years_and_tables_of_four_digit_numbers_are_left_alone() -> None:
     for text in (years, table):
         assert run(text) == text
         assert run(text, 1) == text
+
+
+def test_the_card_patterns_issuer_prefix_admits_every_issuer_range() -> None:
+    """The card pattern starts with the first two digits of an issuer range (so a year is
+    no candidate): every 4-digit prefix some card length accepts must be admitted."""
+    import regex
+
+    from streamops._redact._patterns import _IIN, _issuer
+
+    iin = regex.compile(_IIN)
+    for prefix in range(10_000):
+        head = f"{prefix:04d}"
+        if any(_issuer(head, n) for n in range(12, 20)):
+            assert iin.match(head), head

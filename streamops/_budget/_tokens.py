@@ -365,11 +365,11 @@ class _Splitter:
 
     def piece_starts(self, text: str) -> list[int]:
         """Return the start offset of every piece of ``text`` (plus ``len(text)``)."""
-        m = self.repeat.match(text)
+        m = self.repeat.match(text, concurrent=False)
         if m is not None and m.end() == len(text):
             starts: list[int] = m.starts(1)
         else:  # the pattern skips some characters: fall back to a search loop
-            starts = [p.start() for p in self.pieces.finditer(text)]
+            starts = [p.start() for p in self.pieces.finditer(text, concurrent=False)]
         starts.append(len(text))
         return starts
 
@@ -380,7 +380,7 @@ class _Splitter:
         scan-free letter rule is used (it returns 0 when it does not apply).
         """
         if self.sync is not None:
-            m = self.sync.search(text)
+            m = self.sync.search(text, concurrent=False)
             if m is not None and not _unsure(text[m.start() : m.end()]):
                 return m.end()
         if not scan:

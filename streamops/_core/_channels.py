@@ -195,7 +195,7 @@ class _JSONStrings:
                 if self._esc:
                     i = self._escape(text, i, out)
                     continue
-                m = self._SPECIAL.search(text, i)
+                m = self._SPECIAL.search(text, i, concurrent=False)
                 j = n if m is None else m.start()
                 if j > i:
                     self._put(text[i:j], out)
@@ -248,7 +248,7 @@ class _JSONStrings:
         raw = self._raw
         pos, n = 0, len(raw)
         while pos < n:
-            m = self._NUMBER.match(raw, pos)
+            m = self._NUMBER.match(raw, pos, concurrent=False)
             if m is not None:
                 if m.end() == n and not final:
                     break  # the number may go on
@@ -256,10 +256,12 @@ class _JSONStrings:
                 self._message(m.group(), out, number=True, forced=forced)
                 pos = m.end()
                 continue
-            s = self._NUMBER_START.search(raw, pos)
+            s = self._NUMBER_START.search(raw, pos, concurrent=False)
             end = n if s is None else s.start()
             run = raw[pos:end]
-            if self._STRUCTURE.sub("", run):  # not JSON: one plain message from here
+            if self._STRUCTURE.sub(
+                "", run, concurrent=False
+            ):  # not JSON: one plain message from here
                 self._raw = ""
                 plain = self._plain = self._main.fork("tool_arguments")
                 out += plain.feed(raw[pos:])
@@ -359,6 +361,6 @@ _SURROGATE = regex.compile("[\ud800-\udfff]")
 def _json_body(text: str) -> str:
     """``text`` as the inside of a JSON string (lone surrogates escaped: encodable)."""
     body = json.dumps(text, ensure_ascii=False)[1:-1]
-    if _SURROGATE.search(body) is None:
+    if _SURROGATE.search(body, concurrent=False) is None:
         return body
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", body)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", body, concurrent=False)

@@ -48,6 +48,13 @@ chunks is the number of searches, not their length):
   (a partial search prefers a complete match anywhere to an earlier partial
   one, so then the probe looks for open attempts before it). That position is
   then decided with the anchored ``match``.
+
+Every ``regex`` call passes ``concurrent=False``: on a ``str`` the module
+releases the GIL for each search by default, and taking it back waits up to
+``sys.getswitchinterval()`` (5 ms) whenever another thread runs Python code, so
+an ordinary answer beside busy threads took seconds and exhausted the CPU budget
+(tests/test_redact_review.py, ``test_cpu_budget_holds_beside_busy_threads``).
+A search is microseconds; holding the GIL for it costs the other threads nothing.
 """
 
 from __future__ import annotations
@@ -355,7 +362,9 @@ class _Plan:
         sub = self.by_char.get(char)
         if sub is None:
             key = tuple(
-                i for i, first in enumerate(self.firsts) if first is None or first.match(char)
+                i
+                for i, first in enumerate(self.firsts)
+                if first is None or first.match(char, concurrent=False)
             )
             sub = self.by_set.get(key)
             if sub is None:
@@ -669,10 +678,10 @@ class _Redactor:
             return None
         assert sub.combined is not None
         assert sub.first is not None
-        m = sub.combined.match(buf, scan, n, None, True)  # partial=True, positionally
+        m = sub.combined.match(buf, scan, n, False, True)  # concurrent=False, partial=True
         self._buf = buf
         # A complete match is final only when no path tried before it reads on (_run)
-        if m is None or not (m.partial or sub.first.match(buf, scan, n, None, True)):
+        if m is None or not (m.partial or sub.first.match(buf, scan, n, False, True)):
             out = self._timed(final=False, reopen=True, known=m)
             self._observe()
             return out
@@ -894,7 +903,7 @@ class _Redactor:
         if rep is None or (callable(rep) and not isinstance(rep, KeyedHash)):
             masked = spec.placeholder
         else:
-            partial = branch.regex.match(buf, cut, partial=True)
+            partial = branch.regex.match(buf, cut, partial=True, concurrent=False)
             assert partial is not None  # found just above
             masked = self._replace(spec, partial)
         self._event(spec.name, "redact", len(masked))
@@ -951,16 +960,16 @@ class _Redactor:
         timeout = self._timeout
         q, n = start, len(buf)
         while q < n:
-            m = plan.combined.search(buf, q, partial=True, timeout=timeout)
+            m = plan.combined.search(buf, q, partial=True, timeout=timeout, concurrent=False)
             if m is None:
                 return None
             p = m.start()
             for branch in plan.branches:
-                bm = branch.regex.match(buf, p, partial=True, timeout=timeout)
+                bm = branch.regex.match(buf, p, partial=True, timeout=timeout, concurrent=False)
                 if bm is None or not (bm.partial or bm.end() == n):
                     continue
                 evidence = branch.evidence
-                if evidence is None or evidence.search(bm.group()) is not None:
+                if evidence is None or evidence.search(bm.group(), concurrent=False) is not None:
                     return p, branch
             q = p + 1
         return None
@@ -973,20 +982,22 @@ class _Redactor:
         """
         plan = self._plan
         if plan.guard is not None:  # C-level skip over positions no pattern can start at
-            g = plan.guard.search(buf, start, end)
+            g = plan.guard.search(buf, start, end, concurrent=False)
             return end if g is None else g.start()
         # A partial search prefers a complete match anywhere in the range to an earlier
         # partial one, so a complete match at `c` needs the probe to find open attempts
         # before it. The probe stops at `c` (not `end`: it would try every position of
         # the window); an attempt that reads past `c` is flagged even if more text would
         # decide it, which only makes the caller look at that position exactly.
-        m = plan.combined.search(buf, start, end, partial=True, timeout=self._timeout)
+        m = plan.combined.search(
+            buf, start, end, partial=True, timeout=self._timeout, concurrent=False
+        )
         if m is None:
             return end
         c = m.start()
         if m.partial or c == start:
             return c
-        p = plan.first.search(buf, start, c, partial=True, timeout=self._timeout)
+        p = plan.first.search(buf, start, c, partial=True, timeout=self._timeout, concurrent=False)
         return c if p is None else p.start()
 
     def _run(
@@ -1016,7 +1027,7 @@ class _Redactor:
                     continue
                 end = min(n, scan + window)
                 if final and end == n:  # the true end of the text: no partial matching
-                    m = combined.search(buf, scan, timeout=timeout)
+                    m = combined.search(buf, scan, timeout=timeout, concurrent=False)
                     if m is None:
                         pieces.append(self._text(buf, scan, n))
                         scan = n
@@ -1045,7 +1056,9 @@ class _Redactor:
                 elif sub.combined is None:
                     m = None
                 else:
-                    m = sub.combined.match(buf, scan, end, partial=True, timeout=timeout)
+                    m = sub.combined.match(
+                        buf, scan, end, partial=True, timeout=timeout, concurrent=False
+                    )
                 if m is None:  # decided: nothing matches here
                     pieces.append(self._text(buf, scan, scan + 1))
                     scan += 1
@@ -1053,7 +1066,10 @@ class _Redactor:
                 found: _Found = _UNDECIDED
                 assert sub.first is not None
                 if not (
-                    m.partial or sub.first.match(buf, scan, end, partial=True, timeout=timeout)
+                    m.partial
+                    or sub.first.match(
+                        buf, scan, end, partial=True, timeout=timeout, concurrent=False
+                    )
                 ):
                     found = self._validated(buf, scan, end, partial=True)
                 if isinstance(found, _Undecided):
@@ -1154,7 +1170,7 @@ class _Redactor:
         sub = plan.at(buf[p])
         probe = sub.probe
         for branch in sub.branches:
-            bm = branch.regex.match(buf, p, endpos, timeout=timeout)
+            bm = branch.regex.match(buf, p, endpos, timeout=timeout, concurrent=False)
             if bm is None:
                 continue
             validator = branch.spec.accepts  # the allowlist, then the validator
@@ -1162,7 +1178,7 @@ class _Redactor:
                 return branch, bm
             if not checked:
                 assert probe is not None
-                if probe.match(buf, p, endpos, partial=True, timeout=timeout):
+                if probe.match(buf, p, endpos, partial=True, timeout=timeout, concurrent=False):
                     return _UNDECIDED
                 checked = True
             hopeless = _BUILTIN_HOPELESS.get(branch.spec.name)
@@ -1176,7 +1192,9 @@ class _Redactor:
             # at p fits in (found by growing it: a pinned `{K}` is O(K)).
             limit = min(endpos, bm.end() + 1)
             assert probe is not None
-            while limit < endpos and probe.match(buf, p, limit, partial=True, timeout=timeout):
+            while limit < endpos and probe.match(
+                buf, p, limit, partial=True, timeout=timeout, concurrent=False
+            ):
                 limit = min(endpos, 2 * limit - p)
             # A built-in's validator is pure and total (digits, checksums), so it runs
             # first: most shorter ends fail it (a card's issuer, a checksum) for the price
@@ -1187,10 +1205,10 @@ class _Redactor:
             for e in range(bm.end() - 1, p, -1):
                 if pure and not validator(buf[p:e]):
                     continue
-                if ends is not None and ends.match(buf, e, limit) is None:
+                if ends is not None and ends.match(buf, e, limit, concurrent=False) is None:
                     continue  # no match of this built-in can end at e
                 pm = _pinned(branch.source, limit - e, plan.version, branch.lists).match(
-                    buf, p, limit, timeout=timeout
+                    buf, p, limit, timeout=timeout, concurrent=False
                 )
                 if pm is not None and (pure or validator(pm.group())):
                     return branch, pm
@@ -1230,7 +1248,8 @@ class _Redactor:
         actions = {
             (b.spec.action or plan.action, b.spec.name)
             for b in plan.branches
-            if b.regex.match(buf, start, end, partial=True, timeout=self._timeout) is not None
+            if b.regex.match(buf, start, end, partial=True, timeout=self._timeout, concurrent=False)
+            is not None
         }
         blocking = sorted(name for action, name in actions if action == "block")
         if blocking and plan.on_overflow == "redact":
@@ -1262,10 +1281,12 @@ class _Redactor:
         plan = self._plan
         timeout = self._timeout
         if not at_end:
-            m = plan.combined.match(buf, q, endpos, partial=True, timeout=timeout)
+            m = plan.combined.match(buf, q, endpos, partial=True, timeout=timeout, concurrent=False)
             if m is None:
                 return q
-            if m.partial or plan.first.match(buf, q, endpos, partial=True, timeout=timeout):
+            if m.partial or plan.first.match(
+                buf, q, endpos, partial=True, timeout=timeout, concurrent=False
+            ):
                 return None
         found = self._validated(buf, q, endpos, partial=not at_end, count=False)
         if isinstance(found, _Undecided):

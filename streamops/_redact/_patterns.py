@@ -221,7 +221,7 @@ def shannon_entropy(text: str) -> float:
     (0.0, 2.0)
     """
     n = len(text)
-    return -sum(c / n * math.log2(c / n) for c in Counter(text).values()) if n else 0.0
+    return sum(c / n * math.log2(n / c) for c in Counter(text).values()) if n else 0.0
 
 
 def generic_secret_valid(text: str) -> bool:
@@ -273,14 +273,25 @@ _ID_KEY = (
     r"(?:(?<![A-Za-z])(?:id|ids|ts)|(?<=[a-z])(?:Id|Ids)|ID|IDs|TS|_ts"
     r"|(?i:timestamp|epoch|nonce|seq|serial|build))"
 )
-_NOT_AN_ID = rf"(?<!{_ID_KEY}[\"']?[ \t]{{0,3}}[:=][ \t]{{0,3}}[\"']?)"
+# Quantifiers inside a lookbehind are lazy (``??``, ``{0,3}?``): a lookbehind only asks
+# whether some path matches, so lazy and greedy say the same, but ``regex``'s partial
+# matching misjudges a greedy one after a literal of two characters or more:
+# ``(?<=ok ?)\S`` is a partial match at the ``[`` of ``items: [``, which no later text
+# can make match, and the filter held ordinary JSON as a possible secret
+# (tests/test_redact_hold.py).
+_NOT_AN_ID = rf"(?<!{_ID_KEY}[\"']??[ \t]{{0,3}}?[:=][ \t]{{0,3}}?[\"']??)"
 # A secret's keyword (the end of the key: DB_PASSWORD, "apiKey", _authToken) and an
-# assignment (=, :, :=, ==, =>), with the quotes of a JSON or Python key.
+# assignment (=, :, :=, ==, =>), with the quotes of a JSON or Python key; read in a
+# lookbehind, so its quantifiers are lazy.
 _SECRET_KEY = (
-    r"(?i:pass(?:word|wd|phrase)?|pwd|secret|secret[_-]?key|api[_-]?key|access[_-]?key"
-    r"|private[_-]?key|token|credentials?)"
-    r"[\"']?[ \t]{0,3}(?:[:=]{1,2}|=>)[ \t]{0,3}"
+    r"(?i:pass(?:word|wd|phrase)??|pwd|secret|secret[_-]??key|api[_-]??key|access[_-]??key"
+    r"|private[_-]??key|token|credentials??)"
+    r"[\"']??[ \t]{0,3}?(?:[:=]{1,2}?|=>)[ \t]{0,3}?"
 )
+# The first two digits of every issuer range card_valid knows (Visa 4, Mastercard 51-55
+# and 22-27, Amex 34/37, Discover 6011/65/644-649, JCB 35, Diners 30/36/38/39, UnionPay
+# 62, Maestro 50/56-58/63/67): tests/test_redact_review.py checks it against card_valid.
+_IIN = r"(?:2[2-7]|3[04-9]|[456][0-9])"
 _DOMAIN = r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.){1,8}(?:[^\W\d_]{2,24}|xn--[a-z0-9-]{1,59})"
 
 _BUILTINS: tuple[PatternSpec, ...] = (
@@ -417,10 +428,11 @@ _BUILTINS: tuple[PatternSpec, ...] = (
     PatternSpec(
         "aws_secret_access_key",
         # 40 base64 characters right after the name they are given in configs and code
-        # (the one-character lookbehind first: a cheap necessary condition, same matches)
+        # (the one-character lookbehind first: a cheap necessary condition, same matches;
+        # lazy quantifiers in lookbehinds: see _NOT_AN_ID)
         r"(?<=[:=\"' ])"
-        r"(?<=(?<![A-Za-z0-9])(?i:aws_?secret_?access_?key|aws_?secret_?key|secret_?access_?key)"
-        r"[\"']?[ ]{0,3}[:=][ ]{0,3}[\"']?)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+        r"(?<=(?<![A-Za-z0-9])(?i:aws_??secret_??access_??key|aws_??secret_??key|secret_??access_??key)"
+        r"[\"']??[ ]{0,3}?[:=][ ]{0,3}?[\"']??)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
         "secrets",
         description="AWS secret access keys (40 characters after aws_secret_access_key=...).",
         evidence=r"[A-Za-z0-9/+]{8}",
@@ -437,7 +449,7 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         "connection_string",
         # the password of scheme://user:PASSWORD@host, only that span (the rest is an
         # address, kept readable); before e-mail, which would take PASSWORD@host
-        r"(?<=:)(?<=(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,30}://[^\s:/@]{0,128}:)"
+        r"(?<=:)(?<=(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,30}?://[^\s:/@]{0,128}?:)"
         r"[^\s/@]{1,256}(?=@[^\s@/:?#])",
         "secrets",
         label="[PASSWORD]",
@@ -450,7 +462,7 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         "generic_secret",
         # the value after a secret's keyword and an assignment: password = "...",
         # API_KEY=..., "apiKey": "...", client_secret: ...; quoted values may hold spaces
-        r"(?<=[=:>\"'][ \t]{0,3}[\"']?)"
+        r"(?<=[=:>\"'][ \t]{0,3}?[\"']??)"
         r"(?:(?<=" + _SECRET_KEY + r"\")[^\"\n]{8,200}(?=\")"
         r"|(?<=" + _SECRET_KEY + r"')[^'\n]{8,200}(?=')"
         r"|(?<=" + _SECRET_KEY + r")[^\s\"'`]{8,200}(?![^\s\"'`]))",
@@ -468,7 +480,7 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         # the connection_string rule's), and not git's SSH user (git@github.com:owner/
         # repo.git, ssh -T git@github.com): a host to log in to, not a mailbox.
         # (the one-character lookbehind first: a cheap necessary condition)
-        r"(?<![\w.%+-])(?!(?<=[/:])(?<=://(?:[^\s:/@]{0,128}:)?))(?!git@)"
+        r"(?<![\w.%+-])(?!(?<=[/:])(?<=://(?:[^\s:/@]{0,128}?:)??))(?!git@)"
         r"[^\W_][\w.%+-]{0,63}@" + _DOMAIN + r"(?![\w-])",
         "pii",
         description="Email addresses, internationalised (Unicode local part and domain);"
@@ -480,9 +492,11 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         # Unbroken, or in the groups cards are printed in: 4-4-4-4(-3) and shorter
         # last groups, 4-6-5 (Amex), 4-6-4 (Diners). Other groupings (a phone number's
         # 3-4-4-3) are not cards even when their digits happen to pass Luhn.
-        r"(?<![0-9-])(?:" + _NOT_AN_ID + r"[0-9]{13,19}"
-        r"|[0-9]{4}(?:[ -][0-9]{4}){2}[ -][0-9]{1,4}(?:[ -][0-9]{1,3})?"
-        r"|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})(?![0-9-])",
+        # Each starts with the first two digits of an issuer range (_IIN, as card_valid
+        # checks): a year or an amount (1990 2021 ...) is not even a candidate.
+        r"(?<![0-9-])(?:" + _NOT_AN_ID + _IIN + r"[0-9]{11,17}"
+        r"|" + _IIN + r"[0-9]{2}(?:[ -][0-9]{4}){2}[ -][0-9]{1,4}(?:[ -][0-9]{1,3})?"
+        r"|" + _IIN + r"[0-9]{2}[ -][0-9]{6}[ -][0-9]{4,5})(?![0-9-])",
         "financial",
         validator=card_valid,
         description="Payment cards: 13-19 digits, unbroken or in printed groups, of a known"
@@ -504,8 +518,8 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         # without dashes only right after the word: "SSN: 123456789", "SSN 123 45 6789"
         # (the one-character lookbehind first: a cheap necessary condition, same matches)
         # or a quoted, assigned or tagged key: {"ssn": "123456789"}, SSN=..., <ssn>...
-        r"|(?<=[:# NnRrYy\"'=>])(?<=(?<![A-Za-z])(?i:ssn|social security(?: number)?)"
-        r"[\"']?[ ]{0,2}[:#=>]?[ ]{0,2}[\"']?)"
+        r"|(?<=[:# NnRrYy\"'=>])(?<=(?<![A-Za-z])(?i:ssn|social security(?: number)??)"
+        r"[\"']??[ ]{0,2}?[:#=>]??[ ]{0,2}?[\"']??)"
         r"[0-9]{3}[ ]?(?!00)[0-9]{2}[ ]?(?!0000)[0-9]{4})(?![0-9-])",
         "pii",
         description="US social security numbers: AAA-GG-SSSS, or undashed after 'SSN'"
@@ -547,7 +561,7 @@ _BUILTINS: tuple[PatternSpec, ...] = (
         # "("). A separator is never empty, so each run is a whole digit run: glued digits
         # (+442079460958) have one reading, not one per way of splitting them into groups.
         r"\+[1-9][0-9]{0,14}(?:(?:(?<!\+[1-9])\)[ .-]?\(?|[ .-]\(?|\()[0-9]{1,14}){0,6}"
-        r"(?<=[0-9]{2})(?<!\([0-9]{1,2})"
+        r"(?<=[0-9]{2})(?<!\([0-9]{1,2}?)"
         # North American (area and exchange codes start with 2-9): (415) 555-2671,
         # 415-555-2671, 415.555.2671, 415 555 2671.
         r"|(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[.-])[2-9][0-9]{2}[.-][0-9]{4}"
