@@ -30,7 +30,7 @@ DEFAULT = [p.name for p in so.builtin_patterns() if p.category != "network"]
 KEYWORD_LED = ("generic_secret", "aws_secret_access_key", "connection_string")
 
 
-def _released(op: so.Operator, chunks: list[str]) -> list[int]:
+def _released(op: so.Operator[str, str], chunks: list[str]) -> list[int]:
     """How many characters ``op`` had released each time it pulled the next chunk."""
     released = 0
     lengths: list[int] = []
@@ -79,8 +79,9 @@ _GENERIC_PARTS = (
     (_LEAD + r"(?<=" + _SECRET_KEY + r"')", r"[^'\n]{8,200}(?=')"),
     (_LEAD + r"(?<=" + _SECRET_KEY + r")", r"[^\s\"'`]{8,200}(?![^\s\"'`])"),
 )
-_WORDS = ("password", "pass", "token", "api_key", "apiKey", "secret", "status", "ok", ":", "=")
-_WORDS += ("=>", "==", " ", "\t", '"', "'", "x", "Ab3$", "\n", ">", "credentials", "_", "key")
+_WORDS: tuple[str, ...] = ("password", "pass", "token", "api_key", "apiKey", "secret", "status")
+_WORDS += ("ok", ":", "=", "=>", "==", " ", "\t", '"', "'", "x", "Ab3$", "\n", ">", "credentials")
+_WORDS += ("_", "key")
 
 
 def test_generic_secret_is_open_only_where_its_keyword_and_assignment_are() -> None:

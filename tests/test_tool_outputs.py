@@ -25,6 +25,7 @@ from openai.types.responses import ResponseOutputItem, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 import streamops as so
+from streamops._providers._gemini import _OPAQUE as _GEMINI_OPAQUE
 from streamops._providers._lenses import _OPAQUE_KEYS
 
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
@@ -41,13 +42,13 @@ def _union_args(tp: Any) -> tuple[Any, ...]:
     return get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
 
 
-def sample(tp: Any, name: str = "") -> Any:
+def sample(tp: Any, name: str = "", opaque: frozenset[str] = _OPAQUE_KEYS) -> Any:
     """A value of type ``tp`` with the secret in each string that is text (not an id)."""
     origin = get_origin(tp)
     if origin is Annotated:
-        return sample(get_args(tp)[0], name)
+        return sample(get_args(tp)[0], name, opaque)
     if tp is str:
-        return "x1" if name in _OPAQUE_KEYS else TEXT
+        return "x1" if name in opaque else TEXT
     if tp is object or tp is typing.Any:
         return TEXT
     if tp is bool:
@@ -62,7 +63,7 @@ def sample(tp: Any, name: str = "") -> Any:
         for arg in get_args(tp):
             if arg is type(None):
                 continue
-            value = sample(arg, name)
+            value = sample(arg, name, opaque)
             try:
                 TypeAdapter(arg).validate_python(value)
             except (ValidationError, TypeError):
@@ -70,11 +71,14 @@ def sample(tp: Any, name: str = "") -> Any:
             return value
         return None
     if origin in (list, typing.List, typing.Sequence, tuple):  # noqa: UP006
-        return [sample(get_args(tp)[0], name)]
+        return [sample(get_args(tp)[0], name, opaque)]
     if origin in (dict, typing.Dict):  # noqa: UP006
-        return {"note": sample(get_args(tp)[1], name)}
+        return {"note": sample(get_args(tp)[1], name, opaque)}
     if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return {(f.alias or key): sample(f.annotation, key) for key, f in tp.model_fields.items()}
+        return {
+            (f.alias or key): sample(f.annotation, key, opaque)
+            for key, f in tp.model_fields.items()
+        }
     return None
 
 
@@ -257,6 +261,120 @@ def test_gemini_code_execution_output_is_redacted() -> None:
     assert part.code_execution_result.outcome == gt.Outcome.OUTCOME_OK
     wire = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in chunks]
     assert SECRET not in dump(list(redact()(wire)))
+
+
+# Grounding (Google Search, RAG, URL context) comes whole on a candidate: the supports
+# quote the answer (segment.text), the chunks quote their sources, the queries are
+# the model's own words. Identifiers, tokens and blobs in it are left alone.
+GEMINI_OPAQUE = _OPAQUE_KEYS | _GEMINI_OPAQUE
+GEMINI_METADATA = (gt.GroundingMetadata, gt.UrlContextMetadata)
+
+
+@pytest.mark.parametrize("cls", GEMINI_METADATA, ids=lambda c: c.__name__)
+def test_gemini_grounding_and_url_context_metadata_are_redacted(cls: type[BaseModel]) -> None:
+    metadata = cls.model_validate(sample(cls, opaque=GEMINI_OPAQUE))
+    assert SECRET in dump([metadata])  # the sample has the secret in each text field
+    field = "grounding_metadata" if cls is gt.GroundingMetadata else "url_context_metadata"
+    candidate = gt.Candidate(
+        content=gt.Content(role="model", parts=[gt.Part(text="done")]),
+        finish_reason=gt.FinishReason.STOP,
+    )
+    last = gt.GenerateContentResponse(candidates=[candidate.model_copy(update={field: metadata})])
+    chunks = [_gemini(gt.Part(text="Searching. ")), last]
+    out = list(redact()(chunks))
+    assert SECRET not in dump(out)
+    fixed = getattr(out[-1].candidates[0], field)
+    for name in GEMINI_OPAQUE & cls.model_fields.keys():
+        assert getattr(fixed, name) == "x1"  # identifiers pass through
+    wire = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in chunks]
+    assert SECRET not in dump(list(redact()(wire)))
+
+
+@pytest.mark.parametrize("name", ["tool_call", "tool_response", "audio_transcription"])
+def test_gemini_parts_that_come_whole_are_redacted(name: str) -> None:
+    value = sample(gt.Part.model_fields[name].annotation, name, GEMINI_OPAQUE)
+    part = gt.Part.model_validate({name: value})
+    assert SECRET in dump([part])
+    chunks = [_gemini(part), _gemini(gt.Part(text="done"))]
+    out = list(redact()(chunks))
+    assert SECRET not in dump(out)
+    assert "x1" in dump(out)  # its id passes through
+    wire = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in chunks]
+    assert SECRET not in dump(list(redact()(wire)))
+
+
+def test_gemini_grounding_support_quotes_the_answer_redacted() -> None:
+    support = gt.GroundingSupport(
+        segment=gt.Segment(start_index=0, end_index=60, text=f"Your key is {SECRET}."),
+        grounding_chunk_indices=[0],
+    )
+    source = gt.GroundingChunk(
+        retrieved_context=gt.GroundingChunkRetrievedContext(
+            uri="gs://docs/a.txt", title="notes", text=f"key: {SECRET}"
+        )
+    )
+    metadata = gt.GroundingMetadata(
+        grounding_supports=[support], grounding_chunks=[source], web_search_queries=[SECRET]
+    )
+    chunks = [
+        _gemini(gt.Part(text=f"Your key is {SECRET[:10]}")),
+        gt.GenerateContentResponse(
+            candidates=[
+                gt.Candidate(
+                    content=gt.Content(role="model", parts=[gt.Part(text=f"{SECRET[10:]}.")]),
+                    finish_reason=gt.FinishReason.STOP,
+                    grounding_metadata=metadata,
+                )
+            ]
+        ),
+    ]
+    out = list(redact()(chunks))
+    assert SECRET not in dump(out)
+    got = out[-1].candidates[0].grounding_metadata
+    assert got.grounding_supports[0].segment.text == "Your key is [OPENAI_KEY]."
+    assert got.grounding_supports[0].segment.end_index == 60  # positions pass through
+    assert got.grounding_chunks[0].retrieved_context.text == "key: [OPENAI_KEY]"
+    assert got.grounding_chunks[0].retrieved_context.uri == "gs://docs/a.txt"
+    assert got.web_search_queries == ["[OPENAI_KEY]"]
+
+
+def test_gemini_logprobs_of_a_changed_chunk_are_dropped() -> None:
+    """Logprobs spell the chunk's text token by token: kept only while the text is."""
+
+    def chunk(text: str, finish: gt.FinishReason | None = None) -> gt.GenerateContentResponse:
+        tokens = [text[i : i + 3] for i in range(0, len(text), 3)]
+        chosen = [gt.LogprobsResultCandidate(token=t, log_probability=-0.1) for t in tokens]
+        logprobs = gt.LogprobsResult(
+            chosen_candidates=chosen,
+            top_candidates=[gt.LogprobsResultTopCandidates(candidates=[c]) for c in chosen],
+        )
+        candidate = gt.Candidate(
+            content=gt.Content(role="model", parts=[gt.Part(text=text)]),
+            logprobs_result=logprobs,
+            avg_logprobs=-0.1,
+            finish_reason=finish,
+        )
+        return gt.GenerateContentResponse(candidates=[candidate])
+
+    chunks = [chunk("Plain text. "), chunk(f"Key {SECRET[:12]}"), chunk(f"{SECRET[12:]} ok")]
+    chunks.append(chunk("bye", gt.FinishReason.STOP))
+    out = list(redact()(chunks))
+    tokens = [
+        c.token
+        for o in out
+        if o.candidates[0].logprobs_result is not None
+        for c in o.candidates[0].logprobs_result.chosen_candidates or ()
+    ]
+    assert SECRET[:12] not in "".join(tokens)
+    assert SECRET not in dump(out)
+    for o, c in ((out[0], chunks[0]), (out[-1], chunks[-1])):  # unchanged texts keep theirs
+        assert o.candidates is not None
+        assert c.candidates is not None
+        assert o.candidates[0].logprobs_result == c.candidates[0].logprobs_result
+    wire = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in chunks]
+    out_wire = list(redact()(wire))
+    assert SECRET[:12] not in dump(out_wire)
+    assert out_wire[0] == wire[0]
 
 
 # -- the budget counts what is billed ------------------------------------------------

@@ -299,3 +299,38 @@ def test_live_code_parts_are_redacted(objects: bool) -> None:
     assert email not in dumped
     assert "print('[EMAIL]')" in dumped
     assert '"[EMAIL]\\n"' in dumped
+
+
+@pytest.mark.parametrize("objects", [False, True])
+def test_live_grounding_and_url_context_are_redacted(objects: bool) -> None:
+    # A Live session with Google Search: the sources, the supports quoting the
+    # answer and the model's queries come whole on the server content.
+    email = "ann@example.com"
+    grounding = {
+        "webSearchQueries": [f"who is {email}"],
+        "groundingChunks": [{"web": {"uri": "https://example.org/a", "title": email}}],
+        "groundingSupports": [
+            {"segment": {"startIndex": 0, "endIndex": 21, "text": f"Mail {email}"}}
+        ],
+    }
+    urls = {"urlMetadata": [{"retrievedUrl": f"https://example.org/?to={email}"}]}
+    msgs: list[Any] = [
+        {"serverContent": {"modelTurn": {"parts": [{"text": "Mail ann@exa"}]}}},
+        {
+            "serverContent": {
+                "modelTurn": {"parts": [{"text": "mple.com"}]},
+                "groundingMetadata": grounding,
+                "urlContextMetadata": urls,
+                "turnComplete": True,
+            }
+        },
+    ]
+    if objects:
+        msgs = [types.LiveServerMessage.model_validate(m) for m in msgs]
+    out = list(so.redact(["email"])(msgs))
+    dumped = json.dumps(
+        [o if isinstance(o, dict) else o.model_dump(mode="json", exclude_none=True) for o in out]
+    )
+    assert email not in dumped
+    assert "Mail [EMAIL]" in dumped
+    assert "https://example.org/a" in dumped

@@ -13,7 +13,14 @@ yields one ``GenerateContentResponse`` per server-sent event; its
   ``partial_args`` string values go through a free-text tool channel per
   ``json_path``; ``executable_code.code`` likewise;
 - what the code printed (``code_execution_result.output``) comes whole: a
-  ``"tool_output"`` text;
+  ``"tool_output"`` text; so do a server-side tool call's ``args`` (a
+  ``"tool_input"``), a tool response and an audio part's transcription;
+- grounding (``grounding_metadata``: Google Search, RAG and Maps sources, the
+  supports quoting the answer, the model's search queries) and URL context
+  come whole on the candidate: each of their texts is a ``"tool_output"`` text
+  (identifiers, tokens and blobs pass through);
+- ``logprobs_result`` spells the chunk's text token by token: it is dropped
+  from a chunk whose text the operators changed (or held);
 - ``finish_reason`` ends every channel in that chunk (held answer text joins
   its last answer part, or a new one); ``MAX_TOKENS``, ``SAFETY``,
   ``RECITATION``, ``BLOCKLIST``, ``PROHIBITED_CONTENT``, ``SPII`` and a
@@ -31,18 +38,47 @@ from typing import Any
 
 from .._core._errors import ChunkTypeError, LensError
 from ..lowlevel import register_lens
-from ._camel import field, wire_key
+from ._camel import camel, field, wire_key
 from ._lenses import _CUT_FINISHES, _ChannelLens, _replace
 from ._usage import record_usage
 
 __all__ = ("GeminiLens",)
 
 
-def code_parts(lens: _ChannelLens, part: Any, channels: Any) -> Any:
-    """``part`` with the code the model runs and what it printed through the operators.
+# Identifiers, tokens and encodings in Gemini's parts and metadata (either spelling).
+_OPAQUE = frozenset(
+    spelling
+    for name in (
+        "chunk_id",
+        "document_name",
+        "file_search_store",
+        "google_maps_widget_context_token",
+        "language_code",
+        "media_id",
+        "place_id",
+        "review_id",
+        "sdk_blob",
+        "source_id",
+        "tool_type",
+        "encoded_polyline",
+    )
+    for spelling in (name, camel(name))
+)
+# Fields of a part that come whole, and the kind of text in each.
+_WHOLE_PARTS = (
+    ("code_execution_result", "tool_output"),
+    ("tool_call", "tool_input"),
+    ("tool_response", "tool_output"),
+    ("audio_transcription", "tool_output"),
+)
 
-    Both come whole (Gemini and Gemini Live alike): the code is a free-text
-    tool input, the result's output a ``"tool_output"`` text.
+
+def code_parts(lens: _ChannelLens, part: Any, channels: Any) -> Any:
+    """``part`` with what came whole in it through the operators.
+
+    Gemini and Gemini Live alike: the code the model runs is a free-text tool
+    input; what it printed, a server-side tool call and its response, an audio
+    part's transcription are texts of their own (see the module docstring).
     """
     code_obj = field(part, "executable_code")
     code = field(code_obj, "code")
@@ -51,12 +87,29 @@ def code_parts(lens: _ChannelLens, part: Any, channels: Any) -> Any:
         if out != code:
             new_code = _replace(code_obj, code=out)
             part = _replace(part, **{wire_key(part, "executable_code"): new_code})
-    result = field(part, "code_execution_result")
-    if result is not None:
-        fixed = lens._scrub(result, channels)
-        if fixed is not result:
-            part = _replace(part, **{wire_key(part, "code_execution_result"): fixed})
+    for name, kind in _WHOLE_PARTS:
+        value = field(part, name)
+        if value is not None:
+            fixed = lens._scrub(value, channels, opaque=_OPAQUE, kind=kind)
+            if fixed is not value:
+                part = _replace(part, **{wire_key(part, name): fixed})
     return part
+
+
+def metadata(lens: _ChannelLens, holder: Any, channels: Any) -> dict[str, Any]:
+    """The changes to ``holder`` (a candidate, a Live server content) for its metadata.
+
+    Grounding and URL context come whole: each of their texts goes through the
+    operators as a ``"tool_output"`` text.
+    """
+    changes: dict[str, Any] = {}
+    for name in ("grounding_metadata", "url_context_metadata"):
+        value = field(holder, name)
+        if value is not None:
+            fixed = lens._scrub(value, channels, opaque=_OPAQUE)
+            if fixed is not value:
+                changes[wire_key(holder, name)] = fixed
+    return changes
 
 
 def _finish(value: Any) -> str | None:
@@ -231,9 +284,14 @@ class GeminiLens(_ChannelLens):
                     new_parts.append(self._new_part(chunk, text=held))
                 elif key == "thought":
                     new_parts.append(self._new_part(chunk, text=held, thought=True))
+        extra = metadata(self, candidate, channels)
+        if changed and field(candidate, "logprobs_result") is not None:
+            extra[wire_key(candidate, "logprobs_result")] = None  # it spells the original
         if not changed:
-            return [chunk]
-        return [self._with_parts(chunk, candidate, new_parts)]
+            if not extra:
+                return [chunk]
+            return [_replace(chunk, candidates=[_replace(candidate, **extra)])]
+        return [self._with_parts(chunk, candidate, new_parts, **extra)]
 
     def _call(self, call: Any, channels: Any) -> Any:
         """The function call with its arguments through the tool channels."""
@@ -267,7 +325,7 @@ class GeminiLens(_ChannelLens):
         return new
 
     @staticmethod
-    def _with_parts(chunk: Any, candidate: Any, parts: list[Any]) -> Any:
+    def _with_parts(chunk: Any, candidate: Any, parts: list[Any], **changes: Any) -> Any:
         content = field(candidate, "content")
         if content is None:
             if type(chunk) is dict:
@@ -278,7 +336,7 @@ class GeminiLens(_ChannelLens):
                 content = types.Content(role="model", parts=parts)
         else:
             content = _replace(content, parts=parts)
-        new_candidate = _replace(candidate, content=content)
+        new_candidate = _replace(candidate, content=content, **changes)
         return _replace(chunk, candidates=[new_candidate])
 
     def _flush(self, channels: Any) -> list[Any]:

@@ -279,27 +279,35 @@ class _ChannelLens(abc.ABC):
         out: str = channels.feed(key, kind, text) + channels.end(key, forced=False)
         return out
 
-    def _scrub(self, value: Any, channels: Any, skip: frozenset[str] = frozenset()) -> Any:
+    def _scrub(
+        self,
+        value: Any,
+        channels: Any,
+        skip: frozenset[str] = frozenset(),
+        *,
+        opaque: frozenset[str] = frozenset(),
+        kind: str = "tool_output",
+    ) -> Any:
         """``value`` (a payload that came whole) with each of its texts through :meth:`_whole`.
 
         Every string in it, at any depth of dicts, lists and SDK models, is a
-        ``tool_output`` text, except the values of :data:`_OPAQUE_KEYS` and
-        ``skip`` (identifiers, enum values, encodings, opaque blobs). Returns
-        ``value`` itself when nothing changed.
+        ``kind`` text, except the values of :data:`_OPAQUE_KEYS` and ``opaque``
+        at any depth and of ``skip`` at the top (identifiers, enum values,
+        encodings, opaque blobs). Returns ``value`` itself when nothing changed.
         """
         if type(value) is str:
-            return self._whole(channels, "tool_output", value) if value else value
+            return self._whole(channels, kind, value) if value else value
         if isinstance(value, list | tuple):
-            new = [self._scrub(v, channels) for v in value]
+            new = [self._scrub(v, channels, opaque=opaque, kind=kind) for v in value]
             if all(a is b for a, b in zip(new, value, strict=True)):
                 return value
             return type(value)(new) if isinstance(value, tuple) else new
         pairs = _fields(value) if isinstance(value, dict | BaseModel) else ()
         changes: dict[str, Any] = {}
         for name, item in pairs:
-            if name in _OPAQUE_KEYS or name in skip or item is None:
+            if name in _OPAQUE_KEYS or name in opaque or name in skip or item is None:
                 continue
-            fixed = self._scrub(item, channels)
+            fixed = self._scrub(item, channels, opaque=opaque, kind=kind)
             if fixed is not item:
                 changes[name] = fixed
         return _replace(value, **changes) if changes else value

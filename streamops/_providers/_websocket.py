@@ -11,7 +11,8 @@ provider stops generating), even while the upstream is silent.
 WebSocket session (google-genai ``LiveServerMessage`` objects from
 ``client.aio.live.connect(...)``, or their JSON from a raw WebSocket): the
 model turn's text parts (thoughts apart), the output audio transcription and
-each tool call's arguments are channels; ``turn_complete`` ends a turn's
+each tool call's arguments are channels; code parts, grounding and URL
+context come whole, as in :class:`~streamops.GeminiLens`; ``turn_complete`` ends a turn's
 channels, ``interrupted`` ends them *truncated* (a live partial secret is
 masked); setup, usage and other messages pass through. Several turns in one
 session are each their own message.
@@ -30,7 +31,7 @@ from .._core._extras import require
 from .._core._report import StopReason, StreamReport
 from ..lowlevel import register_lens
 from ._camel import field, wire_key
-from ._gemini import code_parts
+from ._gemini import code_parts, metadata
 from ._lenses import _ChannelLens, _replace
 from ._usage import record_usage
 
@@ -269,6 +270,9 @@ class GeminiLiveLens(_ChannelLens):
                     new_content = _replace(
                         new_content, **{wire_key(content, "output_transcription"): new_tr}
                     )
+            meta = metadata(self, content, channels)
+            if meta:
+                new_content = _replace(new_content, **meta)
             interrupted = bool(field(content, "interrupted"))
             if interrupted or field(content, "turn_complete"):
                 held = self._end_turn(channels, forced=interrupted)
