@@ -515,3 +515,106 @@ def test_model_mode_follows_model_validate_json(data: st.DataObject, case: tuple
         assert info.value.path in paths
     else:
         assert run(so.parse_json(model=target), chunks)[-1] == expected
+
+
+class _WithoutDirectFeed:
+    """A parse_json processor without ``feed_opt``: the driver feeds it its general way."""
+
+    def __init__(self, proc: Any) -> None:
+        self._proc = proc
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "feed_opt":
+            raise AttributeError(name)
+        return getattr(self._proc, name)
+
+
+def _general_path(op: so.Operator[Any, Any]) -> so.Operator[Any, Any]:
+    from streamops.lowlevel import ProcessorStage
+
+    (stage,) = op.stages
+    assert isinstance(stage, ProcessorStage)
+    factory = stage.factory
+    general = ProcessorStage(
+        stage.name,
+        lambda report: _WithoutDirectFeed(factory(report)),
+        accepts=stage.accepts,
+        produces=stage.produces,
+        can_stop=stage.can_stop,
+    )
+    return so.Operator(general)
+
+
+def _outcome(
+    op: so.Operator[Any, Any], chunks: list[Any], stop_after: int | None, is_async: bool
+) -> tuple[list[str], str | None, dict[str, Any]]:
+    """What a consumer sees (copied as yielded), the error, and the report without times."""
+    import asyncio
+
+    got: list[str] = []
+    error: str | None = None
+
+    async def agen() -> Any:
+        for chunk in chunks:
+            yield chunk
+
+    async def consume_async() -> Any:
+        stream = op(agen())
+        try:
+            async with stream:
+                async for value in stream:
+                    got.append(repr(value))
+                    if len(got) == stop_after:
+                        break
+        finally:
+            await stream.aclose()
+        return stream
+
+    def consume_sync() -> Any:
+        stream = op(chunks)
+        with stream:
+            for value in stream:
+                got.append(repr(value))
+                if len(got) == stop_after:
+                    break
+        return stream
+
+    stream: Any = None
+    try:
+        stream = asyncio.run(consume_async()) if is_async else consume_sync()
+    except (so.JSONStreamError, so.JSONValidationError) as exc:
+        error = f"{type(exc).__name__} {exc} {getattr(exc, 'offset', None)}"
+    report = {} if stream is None else stream.report.to_dict()
+    for event in report.get("events", []):
+        event.pop("time")
+    return got, error, report
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data(), documents(), st.sampled_from(["values", "hide", "model"]))
+def test_direct_feed_is_the_general_path(
+    data: st.DataObject, doc: tuple[Any, str], mode: str
+) -> None:
+    # The driver feeds a lone parse_json stage directly (its feed_opt, for str
+    # chunks): what a consumer sees, the error and the report are those of the
+    # general path (compiled feed, list per chunk), sync and async, whatever
+    # the chunking, an invalid character or a consumer that leaves early.
+    _, text = doc
+    if data.draw(st.booleans()):
+        i = data.draw(st.integers(0, len(text)))
+        text = text[:i] + data.draw(st.sampled_from(_MUTATION_CHARS)) + text[i:]
+    chunks: list[Any] = split(data.draw, text)
+    if data.draw(st.booleans()):  # a bytes chunk among str ones takes feed() either way
+        k = data.draw(st.integers(0, len(chunks) - 1))
+        chunks[k] = chunks[k].encode()
+    stop_after = data.draw(st.none() | st.integers(1, 4))
+    if mode == "model":
+        from pydantic import JsonValue, RootModel
+
+        op = so.parse_json(model=RootModel[JsonValue])
+    else:
+        op = so.parse_json(partial_strings=mode == "values")
+    expected = _outcome(_general_path(op), chunks, stop_after, is_async=False)
+    for is_async in (False, True):
+        assert _outcome(op, chunks, stop_after, is_async) == expected
+        assert _outcome(_general_path(op), chunks, stop_after, is_async) == expected

@@ -337,6 +337,18 @@ def test_wrong_chunk_type() -> None:
         run(so.parse_json(), [1])
 
 
+def test_str_subclass_chunks_are_text() -> None:
+    class Text(str):
+        __slots__ = ()
+
+    chunks = ['{"a": [1', ", 2]", "}"]
+    for op in (so.parse_json(), so.parse_json(model=dict[str, list[int]])):
+        expected = [copy.deepcopy(v) for v in op(chunks)]
+        assert [copy.deepcopy(v) for v in op([Text(c) for c in chunks])] == expected
+        mixed = [Text(chunks[0]), chunks[1], Text(chunks[2])]
+        assert [copy.deepcopy(v) for v in op(mixed)] == expected
+
+
 def test_parser_core_sans_io() -> None:
     p = JSONParser()
     assert p.feed("[") is True

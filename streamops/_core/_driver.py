@@ -50,6 +50,7 @@ from ._sources import (
     _open_source,
 )
 from ._stages import (
+    _NOTHING,
     _SOURCE_ADAPTERS,
     C,
     In,
@@ -274,6 +275,7 @@ class _Chain:
     __slots__ = (
         "channels",
         "cuts_at_start",
+        "direct",
         "feed",
         "find_lens",
         "finished",
@@ -342,6 +344,23 @@ class _Chain:
             lensed=self._lensed,
             released=report._released,
         )
+        # Direct feed: a chain of one stage that takes text, never stops and
+        # records nothing, whose processor turns a str into at most one item
+        # (``feed_opt``), is called by the driver's loop itself for every str
+        # chunk (what the compiled feed would do, less a call, a type check
+        # and a list per chunk: a parser's per-chunk cost is a few of those).
+        # Anything else takes ``feed``, as in every other chain.
+        self.direct: Callable[[str], Any] | None = None
+        if len(stages) == 1 and self.record == "none" and not watch:
+            feed_opt = getattr(self.procs[0], "feed_opt", None)
+            accepts = stages[0].accepts
+            if (
+                feed_opt is not None
+                and accepts is not None
+                and issubclass(str, accepts)
+                and not stages[0].can_stop
+            ):
+                self.direct = feed_opt
         # The object this (first) chain's source is: a streamops stream whose forced
         # end is this stream's, or an SDK stream (see _upstream_cut).
         self.upstream = upstream
@@ -673,13 +692,29 @@ def _drive_sync(
         _start(report)
     try:
         try:
-            for item in source:
-                n += 1
-                out = feed(item)
-                start = n_out
-                for x in out:
-                    n_out += 1  # counted before the yield: a consumer that leaves has it
-                    yield x
+            if chain.direct is not None:  # (see _Chain.direct)
+                feed_opt, nothing = chain.direct, _NOTHING
+                for item in source:
+                    n += 1
+                    if type(item) is str:
+                        x = feed_opt(item)
+                        if x is not nothing:
+                            n_out += 1
+                            yield x
+                        continue
+                    out = feed(item)
+                    start = n_out
+                    for x in out:
+                        n_out += 1
+                        yield x
+            else:
+                for item in source:
+                    n += 1
+                    out = feed(item)
+                    start = n_out
+                    for x in out:
+                        n_out += 1  # counted before the yield: a consumer that leaves has it
+                        yield x
             # A shell that ended the stream quietly (a timeout or cancel with
             # on_timeout="end") recorded why: the source itself is not exhausted.
             exhausted = not chain._cut()
@@ -745,17 +780,33 @@ async def _drive_async(
         _start_async(report)
     try:
         try:
-            async for item in source:
-                n += 1
-                out = feed(item)
-                if len(out) == 1:
-                    n_out += 1  # counted before the yield: a consumer that leaves has it
-                    yield out[0]
-                else:
+            if chain.direct is not None:  # (see _Chain.direct and _drive_sync)
+                feed_opt, nothing = chain.direct, _NOTHING
+                async for item in source:
+                    n += 1
+                    if type(item) is str:
+                        x = feed_opt(item)
+                        if x is not nothing:
+                            n_out += 1
+                            yield x
+                        continue
+                    out = feed(item)
                     start = n_out
                     for x in out:
                         n_out += 1
                         yield x
+            else:
+                async for item in source:
+                    n += 1
+                    out = feed(item)
+                    if len(out) == 1:
+                        n_out += 1  # counted before the yield: a consumer that leaves has it
+                        yield out[0]
+                    else:
+                        start = n_out
+                        for x in out:
+                            n_out += 1
+                            yield x
             exhausted = not chain._cut()  # (see _drive_sync)
             batch = True
         except _WrongChunk as exc:

@@ -70,6 +70,12 @@ class Processor(Protocol[In_contra, Out]):
     A processor that never becomes done and turns every item into exactly one
     item may also define ``feed_one(item) -> out``: the fused chain then calls
     it instead of ``feed`` (no list per item); ``feed`` must agree with it.
+    Likewise one that takes text, never becomes done and turns every ``str``
+    into at most one item may define ``feed_opt(text)``, returning that item
+    or ``_NOTHING`` (a private sentinel: streamops's own processors use it):
+    when it is the only stage of its chain and records no text, the driver's
+    loop calls it directly for every chunk whose type is exactly ``str``
+    (``feed`` must agree with it, and still takes every other chunk).
 
     And it may define ``truncate()``: called instead of ``close`` when the input
     ended *by force* (a budget cut before it, a quiet timeout or cancel, a
@@ -90,6 +96,18 @@ class Processor(Protocol[In_contra, Out]):
     def close(self) -> list[Out]:
         """Signal end of input; return whatever was still held back."""
         ...
+
+
+class _Nothing:
+    """The type of :data:`_NOTHING`: what ``feed_opt`` returns for "no item"."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<nothing>"
+
+
+_NOTHING = _Nothing()
 
 
 class Masked(str):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, PydanticUserError, TypeAdapter
 
 from .._core._driver import Operator
 from .._core._report import StreamReport
-from .._core._stages import ProcessorStage
+from .._core._stages import _NOTHING, ProcessorStage
 from .._core._validate import check_bool, check_choice
 from ._items import JSONItem, _ItemStream, check_selector
 from ._models import JSONValidationError, _Validator, schema_root
@@ -73,10 +73,14 @@ class _Processor:
         "_section",
         "_validator",
         "feed",
+        "feed_opt",
     )
 
     # Set per instance: the general path, or a closure for the common case.
     feed: Callable[[str | bytes], list[Any]]
+    # The common cases' closure for the driver's direct feed (see Processor):
+    # the one value a str chunk yields, or _NOTHING.
+    feed_opt: Callable[[str], Any]
 
     def __init__(
         self,
@@ -102,9 +106,11 @@ class _Processor:
         self._recover = recover
         one = not multiple and not skip_prefix
         if one and mode == "values":
-            self.feed = self._snapshots()
+            self.feed_opt = self._snapshots()
+            self.feed = self._listed(self.feed_opt)
         elif one and mode == "model" and validator is not None:
-            self.feed = self._typed(validator)
+            self.feed_opt = self._typed(validator)
+            self.feed = self._listed(self.feed_opt)
         else:
             self.feed = self._feed
 
@@ -112,19 +118,30 @@ class _Processor:
     def done(self) -> bool:
         return self._parser.finished
 
-    def _snapshots(self) -> Callable[[str | bytes], list[Any]]:
-        """feed() of the common case: snapshots of one document (a closure: fewer lookups).
-
-        One live value per changed chunk of text; bytes take the general path.
-        The driver calls it once per chunk, so each attribute lookup saved counts.
-        """
-        p = self._parser
-        parse = p.feed
+    def _listed(self, feed_opt: Callable[[str], Any]) -> Callable[[str | bytes], list[Any]]:
+        """feed() from feed_opt(): bytes, and chains the driver does not feed directly."""
         general = self._feed
 
         def feed(chunk: str | bytes, /) -> list[Any]:
             if type(chunk) is not str:
                 return general(chunk)
+            x = feed_opt(chunk)
+            return [] if x is _NOTHING else [x]
+
+        return feed
+
+    def _snapshots(self) -> Callable[[str], Any]:
+        """feed_opt() of the common case: snapshots of one document (a closure: fewer lookups).
+
+        One live value per changed chunk of text (``_NOTHING`` for a chunk
+        that changed nothing shown); str only (feed() sends bytes to the
+        general path). The driver calls it once per chunk, so each attribute
+        lookup saved counts.
+        """
+        p = self._parser
+        parse = p.feed
+
+        def feed_opt(chunk: str, /) -> Any:
             try:
                 changed = parse(chunk)
             except JSONStreamError:
@@ -132,26 +149,23 @@ class _Processor:
                 raise
             if p.completed:
                 self._on_completed()
-            return [p.value] if changed else []
+            return p.value if changed else _NOTHING
 
-        return feed
+        return feed_opt
 
-    def _typed(self, validator: _Validator) -> Callable[[str | bytes], list[Any]]:
-        """feed() of model mode on one document (a closure, as :meth:`_snapshots`).
+    def _typed(self, validator: _Validator) -> Callable[[str], Any]:
+        """feed_opt() of model mode on one document (a closure, as :meth:`_snapshots`).
 
         The parser's events go to the validator; a chunk that completes no
         value but changed what is shown yields the typed partial.
         """
         p = self._parser
         parse = p.feed
-        general = self._feed
         follow = validator.events
         partial = validator.partial
         open_string = p.open_string
 
-        def feed(chunk: str | bytes, /) -> list[Any]:
-            if type(chunk) is not str:
-                return general(chunk)
+        def feed_opt(chunk: str, /) -> Any:
             try:
                 changed = parse(chunk)
             except JSONStreamError:
@@ -160,22 +174,26 @@ class _Processor:
             if p.completed:
                 self._on_completed()
             if not changed:
-                return []
+                return _NOTHING
             events = p.events
-            # (p._base is p.offset without the property's call)
-            out = follow(events, p._base, p.value) if events else []
-            if not out:
-                out.append(partial(p.value, open_string()))
-            return out
+            if events:
+                # (p._base is p.offset without the property's call)
+                out = follow(events, p._base, p.value)
+                if out:  # the final value (one document: the only one)
+                    return out[0]
+            return partial(p.value, open_string())
 
-        return feed
+        return feed_opt
 
     def _feed(self, chunk: str | bytes, /) -> list[Any]:
         p = self._parser
         if type(chunk) is not str:
-            if self._bytes is None:
-                self._bytes = _Utf8()
-            chunk = self._bytes.decode(chunk)
+            if isinstance(chunk, str):  # a str subclass is text (the parser's checks want str)
+                chunk = str(chunk)
+            else:
+                if self._bytes is None:
+                    self._bytes = _Utf8()
+                chunk = self._bytes.decode(chunk)
         if self._finder is not None:
             chunk = self._finder.feed(chunk)
             if not chunk:
