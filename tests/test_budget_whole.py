@@ -1,0 +1,297 @@
+"""A budget with a ledger over texts that come whole: a tool's output, a whole tool input.
+
+Lenses feed a text that comes whole (a code-execution result, search
+results, citations, a tool's input given at once, Gemini's code and
+grounding) into a channel of its own and end it at once, so a ledger budget
+must have reserved its exact count before the chunk is fed: it is cut
+exactly (stop reason ``budget``) or delivered untouched, never truncated
+silently. The reference is the same budget without a ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import streamops as so
+from streamops._budget._processor import _BudgetCore, _LedgerBudget
+from streamops._core._report import StreamReport
+
+ENC = so.get_encoding("cl100k_base")
+STDOUT = "word " * 500  # 501 tokens
+QUERY = "find the weather in " + "Paris and Lyon " * 20
+
+
+def anthropic(*events: dict[str, Any]) -> list[dict[str, Any]]:
+    start: dict[str, Any] = {
+        "type": "message_start",
+        "message": {
+            "id": "m1", "type": "message", "role": "assistant", "model": "c", "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 0},
+        },
+    }  # fmt: skip
+    end: list[dict[str, Any]] = [
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 5}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    return [start, *events, *end]
+
+
+def code_result(index: int, stdout: str = STDOUT) -> dict[str, Any]:
+    return {"type": "content_block_start", "index": index, "content_block": {
+        "type": "code_execution_tool_result", "tool_use_id": "s1",
+        "content": {"type": "code_execution_result", "stdout": stdout,
+                    "stderr": "", "return_code": 0, "content": []}}}  # fmt: skip
+
+
+def text_block(index: int, *pieces: str) -> list[dict[str, Any]]:
+    return [
+        {"type": "content_block_start", "index": index,
+         "content_block": {"type": "text", "text": ""}},
+        *({"type": "content_block_delta", "index": index,
+           "delta": {"type": "text_delta", "text": p}} for p in pieces),
+        {"type": "content_block_stop", "index": index},
+    ]  # fmt: skip
+
+
+REPRO = anthropic(
+    code_result(0), {"type": "content_block_stop", "index": 0}, *text_block(1, "All done.")
+)
+TOOL_INPUT = anthropic(
+    *text_block(0, "Let me ", "look that ", "up."),
+    {"type": "content_block_start", "index": 1, "content_block": {
+        "type": "tool_use", "id": "t1", "name": "search", "input": {"q": QUERY, "n": 3}}},
+    {"type": "content_block_stop", "index": 1},
+)  # fmt: skip
+MIXED = anthropic(
+    *text_block(0, "Running ", "the code ", "now."),
+    code_result(1, "line of output " * 40),
+    {"type": "content_block_stop", "index": 1},
+    {"type": "content_block_start", "index": 2, "content_block": {
+        "type": "tool_use", "id": "t1", "name": "search", "input": {"q": QUERY}}},
+    {"type": "content_block_stop", "index": 2},
+    *text_block(3, "All ", "done, ", "the answer ", "is ", "forty-two."),
+)  # fmt: skip
+
+
+def responses() -> list[dict[str, Any]]:
+    """A Responses stream: a search call whose item comes whole, cited text, a tool's output."""
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {"id": "r1", "output": []}},
+        {"type": "response.output_item.added", "output_index": 0, "item": {
+            "type": "web_search_call", "id": "ws1", "status": "completed",
+            "action": {"type": "search", "query": QUERY}}},
+        {"type": "response.output_item.added", "output_index": 1, "item": {
+            "type": "message", "id": "m1", "status": "in_progress", "role": "assistant",
+            "content": []}},
+    ]  # fmt: skip
+    for piece in ["The weather ", "in Paris ", "is mild ", "and Lyon ", "is sunny."]:
+        events.append(
+            {"type": "response.output_text.delta", "item_id": "m1", "output_index": 1,
+             "content_index": 0, "delta": piece, "logprobs": []}  # fmt: skip
+        )
+    events.append(
+        {"type": "response.output_text.annotation.added", "item_id": "m1", "output_index": 1,
+         "content_index": 0, "annotation_index": 0, "annotation": {
+             "type": "url_citation", "title": "Weather report for " + "the Rhone valley " * 8,
+             "url": "https://example.com/w", "start_index": 0, "end_index": 5}}  # fmt: skip
+    )
+    events += [
+        {"type": "response.output_item.done", "output_index": 2, "item": {
+            "type": "mcp_call", "id": "mc1", "server_label": "files", "name": "cat",
+            "arguments": "{}", "output": "file contents " * 30, "status": "completed"}},
+        {"type": "response.output_text.done", "item_id": "m1", "output_index": 1,
+         "content_index": 0, "text": "The weather in Paris is mild and Lyon is sunny.",
+         "logprobs": []},
+        {"type": "response.completed", "response": {"id": "r1", "status": "completed",
+                                                    "output": []}},
+    ]  # fmt: skip
+    for i, event in enumerate(events):
+        event["sequence_number"] = i
+    return events
+
+
+def gemini(finish_text: str = " Done.") -> list[dict[str, Any]]:
+    """A Gemini stream: code the model runs, what it printed, grounding, text in the last chunk."""
+
+    def response(parts: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        candidate = {"content": {"role": "model", "parts": parts}, "index": 0, **extra}
+        return {"candidates": [candidate], "modelVersion": "gemini-2.5-flash"}
+
+    return [
+        response([{"text": "Let me "}]),
+        response([{"text": "compute it."}]),
+        response([{"executableCode": {"language": "PYTHON",
+                                      "code": "for i in range(40):\n    print('word', i)\n"}}]),
+        response([{"codeExecutionResult": {"outcome": "OUTCOME_OK",
+                                           "output": "word number " * 60}}]),
+        response([{"text": "The answer "}],
+                 groundingMetadata={"webSearchQueries": [QUERY]}),
+        response([{"text": "is 42."}, {"text": finish_text}], finishReason="STOP"),
+    ]  # fmt: skip
+
+
+async def _aiter(items: list[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+def run_ledger(
+    raw: list[Any], limit: int, *, channels: list[str] | None = None, block: int = 256
+) -> tuple[list[Any], so.BudgetUsage, so.StopReason | None, int]:
+    ledger = so.MemoryLedger(limit=limit)
+
+    async def main() -> tuple[list[Any], Any]:
+        op = so.budget(ledger=ledger, key="k", channels=channels, block=block)
+        stream = op(_aiter(raw))
+        return [c async for c in stream], stream.report
+
+    out, report = asyncio.run(main())
+    spent = asyncio.run(ledger.spent("k"))
+    return out, report["budget"], report.stop_reason, spent
+
+
+def run_local(
+    raw: list[Any], limit: int, *, channels: list[str] | None = None
+) -> tuple[list[Any], so.BudgetUsage, so.StopReason | None]:
+    stream = so.budget(max_tokens=limit, channels=channels)(raw)
+    out = list(stream)
+    return out, stream.report["budget"], stream.report.stop_reason
+
+
+def stdout_of(out: list[dict[str, Any]]) -> str:
+    return "".join(
+        c["content_block"]["content"]["stdout"]
+        for c in out
+        if c["type"] == "content_block_start"
+        and c["content_block"]["type"] == "code_execution_tool_result"
+    )
+
+
+# -- the reported bug -------------------------------------------------------------
+
+
+def test_a_whole_tool_output_over_the_ledger_is_cut_exactly() -> None:
+    channels = ["content", "tool_output"]
+    out, usage, stop, spent = run_ledger(REPRO, 50, channels=channels)
+    assert stop is so.StopReason.BUDGET
+    assert usage.exhausted
+    assert usage.completion_tokens == spent == 50
+    assert stdout_of(out) == ENC.decode(ENC.encode_ordinary(STDOUT)[:50])
+    local, local_usage, local_stop = run_local(REPRO, 50, channels=channels)
+    assert stdout_of(out) == stdout_of(local)
+    assert local_stop is so.StopReason.BUDGET
+    assert usage.channel_tokens == local_usage.channel_tokens == {"tool_output": 50}
+
+
+def test_an_ample_ledger_delivers_a_whole_tool_output_untouched() -> None:
+    channels = ["content", "tool_output"]
+    out, usage, stop, spent = run_ledger(REPRO, 10**6, channels=channels)
+    assert stop is so.StopReason.COMPLETE
+    assert not usage.exhausted
+    assert out == REPRO
+    assert usage.completion_tokens == spent == 501 + 3
+
+
+def test_an_uncounted_whole_tool_output_passes_whatever_the_ledger() -> None:
+    out, usage, stop, spent = run_ledger(REPRO, 5)
+    assert stdout_of(out) == STDOUT
+    assert usage.channel_tokens == {"content": 3}
+    assert stop is so.StopReason.COMPLETE
+    assert spent == 3
+
+
+@pytest.mark.parametrize("limit", [5, 12, 20, 40])
+def test_a_whole_tool_input_over_the_ledger_is_cut_exactly(limit: int) -> None:
+    out, usage, stop, spent = run_ledger(TOOL_INPUT, limit)
+    local, local_usage, local_stop = run_local(TOOL_INPUT, limit)
+    assert stop is local_stop is so.StopReason.BUDGET
+    assert usage.completion_tokens == local_usage.completion_tokens == spent == limit
+    assert usage.channel_tokens == local_usage.channel_tokens
+
+
+def test_a_whole_tool_input_within_an_ample_ledger_is_untouched() -> None:
+    out, usage, stop, spent = run_ledger(TOOL_INPUT, 10**6)
+    assert stop is so.StopReason.COMPLETE
+    assert out == TOOL_INPUT
+    _, local_usage, _ = run_local(TOOL_INPUT, 10**6)
+    assert usage.completion_tokens == spent == local_usage.completion_tokens
+
+
+def test_gemini_code_and_its_output_over_the_ledger_are_cut_exactly() -> None:
+    raw = gemini()
+    channels = ["content", "tool_arguments", "tool_output"]
+    _, full, _ = run_local(raw, 10**6, channels=channels)
+    for limit in (4, 10, 30, full.completion_tokens - 3):
+        _, usage, stop, spent = run_ledger(raw, limit, channels=channels)
+        _, local_usage, local_stop = run_local(raw, limit, channels=channels)
+        assert stop is local_stop is so.StopReason.BUDGET, limit
+        assert usage.completion_tokens == spent == local_usage.completion_tokens == limit
+        assert usage.channel_tokens == local_usage.channel_tokens
+
+
+# -- the core never drops text silently ------------------------------------------
+
+
+def test_a_channel_that_ends_beyond_an_allowance_not_final_is_cut() -> None:
+    op = so.budget(ledger=so.MemoryLedger(limit=100), key="k")
+    stage = op.stages[0]
+    assert isinstance(stage, _LedgerBudget)
+    report = StreamReport()
+    core = _BudgetCore(stage.spec, report)
+    core.pool.grant(3, final=False)  # the ledger may grant more: the allowance is not final
+    text = "one two three four five six"
+    out = core.feed(text) + core.close()
+    assert "".join(out) == "one two three"
+    assert report.stop_reason is so.StopReason.BUDGET
+    assert report["budget"].exhausted
+    assert report["budget"].completion_tokens == 3
+
+
+# -- the property: exact whatever the ledger's limit -------------------------------
+
+STREAMS = {
+    "anthropic": (MIXED, ["content", "tool_arguments", "tool_output"]),
+    "anthropic-default": (MIXED, None),
+    "responses": (responses(), ["content", "tool_output"]),
+    "gemini": (gemini(), ["content", "tool_arguments", "tool_output"]),
+    "gemini-default": (gemini(), None),
+}
+TOTALS = {name: run_local(raw, 10**6, channels=ch)[1].completion_tokens
+          for name, (raw, ch) in STREAMS.items()}  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(STREAMS)),
+    data=st.data(),
+    block=st.sampled_from([1, 7, 256]),
+)
+def test_a_ledger_budget_is_exact_over_whole_texts(name: str, data: Any, block: int) -> None:
+    raw, channels = STREAMS[name]
+    total = TOTALS[name]
+    limit = data.draw(st.integers(1, total + 20), label="limit")
+    _, usage, stop, spent = run_ledger(raw, limit, channels=channels, block=block)
+    _, local_usage, local_stop = run_local(raw, limit, channels=channels)
+    assert usage.completion_tokens == spent == min(limit, total)
+    assert (stop is so.StopReason.BUDGET) == (limit < total) == usage.exhausted
+    assert stop is local_stop
+    assert usage.channel_tokens == local_usage.channel_tokens
+
+
+def test_the_streams_have_whole_texts_in_every_counted_kind() -> None:
+    # (the property above means something: each stream has texts that come whole)
+    for name, (raw, channels) in STREAMS.items():
+        _, usage, _ = run_local(raw, 10**6, channels=channels)
+        kinds = set(usage.channel_tokens)
+        assert kinds >= {"content"}, name
+        assert len(kinds) >= 2, (name, kinds)
+    assert json.dumps(REPRO)  # the fixtures are plain wire dicts
