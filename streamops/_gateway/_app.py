@@ -275,6 +275,13 @@ class _EventStream:
     gateway buffer more than the socket buffers; a client that reads nothing
     for ``send_timeout`` seconds gets its stream cut (the upstream is closed).
     A disconnect cancels the body at once, which closes the upstream request.
+
+    ``head_ready``: the body's first step awaits nothing (its first event is
+    already in hand), so the headers and that first chunk are written from
+    the request's own task before any other task starts. A task started for
+    them would first wait a whole turn of the event loop behind every other
+    stream's ready work: under load, that queueing was most of the added time
+    to first token. The first sends are bounded by ``send_timeout`` too.
     """
 
     def __init__(
@@ -284,35 +291,45 @@ class _EventStream:
         send_timeout: float,
         on_slow: Callable[[], None],
         on_first: Callable[[], None] | None = None,
+        head_ready: bool = False,
     ) -> None:
         self.body = body
         self.send_timeout = send_timeout
         self.on_slow = on_slow
         self.on_first = on_first
         """Called once the first body bytes went to the client (the added-TTFT clock stops)."""
+        self.head_ready = head_ready
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         loop = asyncio.get_running_loop()
         sending_since: float | None = None  # a body send waiting for the client, since when
         timer: asyncio.TimerHandle | None = None
-
-        async def stream() -> None:
-            nonlocal sending_since
-            headers = [
+        first = True
+        start = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
                 (b"content-type", b"text/event-stream; charset=utf-8"),
                 (b"cache-control", b"no-cache"),
                 (b"x-accel-buffering", b"no"),
-            ]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            first = True
+            ],
+        }
+
+        async def put(chunk: bytes) -> None:
+            nonlocal sending_since, first
+            sending_since = loop.time()
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            sending_since = None
+            if first:
+                first = False
+                if self.on_first is not None:
+                    self.on_first()
+
+        async def stream(started: bool) -> None:
+            if not started:
+                await send(start)
             async for chunk in self.body:
-                sending_since = loop.time()
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                sending_since = None
-                if first:
-                    first = False
-                    if self.on_first is not None:
-                        self.on_first()
+                await put(chunk)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def gone() -> None:
@@ -330,7 +347,25 @@ class _EventStream:
                 return
             timer = loop.call_at((now if since is None else since) + self.send_timeout, watchdog)
 
-        work = asyncio.ensure_future(stream())
+        started = False
+        if self.head_ready:
+            try:
+                async with asyncio.timeout(self.send_timeout) as deadline:
+                    await send(start)
+                    started = True
+                    head = await anext(self.body, b"")
+                    if head:
+                        await put(head)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                self.on_slow()  # as the watchdog cuts it: the response stays incomplete
+                await self.body.aclose()  # type: ignore[attr-defined]
+                return
+            except BaseException:
+                await self.body.aclose()  # type: ignore[attr-defined]
+                raise
+        work = asyncio.ensure_future(stream(started))
         watch = asyncio.ensure_future(gone())
         timer = loop.call_later(self.send_timeout, watchdog)
         try:
@@ -946,26 +981,34 @@ class Gateway:
         disconnect, so a client that leaves while the gateway waits for the
         first event, or assembles a non-streamed answer, would otherwise leave
         the upstream generating (and billing) to its end.
+
+        ``work`` runs in this task, and a watcher task cancels this task when
+        the client leaves (as :func:`asyncio.timeout` does): not ``work`` in a
+        task of its own, whose result would reach this task two turns of the
+        event loop later (its done callback, then the wait's), each turn behind
+        every other stream's ready work: time added to the first token.
         """
+        task = asyncio.current_task()
+        assert task is not None
+        left = False
 
         async def gone() -> None:
+            nonlocal left
             with contextlib.suppress(Exception):  # a failing receive: gone too
                 while (await request.receive())["type"] != "http.disconnect":
                     pass
+            left = True
+            task.cancel()
 
-        task = asyncio.ensure_future(work)
         watcher = asyncio.ensure_future(gone())
         try:
-            await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+            return await work
+        except asyncio.CancelledError:
+            if left and task.uncancel() == 0:  # this watcher's cancel, and no one else's
+                raise _ClientGone from None
+            raise
         finally:
             watcher.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if task.cancelled():
-            raise _ClientGone
-        return task.result()
 
     def _gone(self, ctx: _Request, wire: Wire) -> Any:
         ctx.error = "client_gone"
@@ -1043,6 +1086,7 @@ class Gateway:
                 send_timeout=self.config.slow_client_timeout,
                 on_slow=functools.partial(self._slow, ctx),
                 on_first=functools.partial(self._first_sent, ctx),
+                head_ready=first is not _END,
             )
         writer = wire.writer(payload)  # the upstream request: a chat answer keeps its usage
         assembler = wire.assembler(body)
@@ -1109,8 +1153,8 @@ class Gateway:
 
         try:
             try:
-                if first is not _END and (chunk := frame(first)):
-                    yield chunk
+                if first is not _END:
+                    yield frame(first)  # perhaps b"": the head, with no await before it
                 async for item in out:
                     if chunk := frame(item):
                         yield chunk
