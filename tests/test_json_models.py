@@ -365,3 +365,24 @@ def test_bounded_arrays_report_what_validate_json_reports(text: str) -> None:
     # early rejection of one of its items would name a path the final
     # validation does not report.
     check(Bounded, text)
+
+
+def test_a_model_schema_walk_is_shared_by_operators_until_the_model_is_rebuilt() -> None:
+    from pydantic import BaseModel
+
+    from streamops._json import _models
+
+    class Point(BaseModel):
+        x: int
+        y: int
+
+    root = _models.schema_root(Point)
+    assert _models.schema_root(Point) is root  # a second operator starts warm
+    Point.model_rebuild(force=True)  # a new core schema: a new walk
+    rebuilt = _models.schema_root(Point)
+    assert rebuilt is not root
+    assert list(so.parse_json(model=Point)(['{"x": 1, "y"', ": 2}"]))[-1] == Point(x=1, y=2)
+    for i in range(_models._ROOTS_MAX + 1):  # bounded: models made on the fly are let go
+        _models.schema_root(type(f"M{i}", (BaseModel,), {"__annotations__": {"a": int}}))
+    assert Point not in _models._ROOTS
+    assert len(_models._ROOTS) == _models._ROOTS_MAX

@@ -52,6 +52,8 @@ the last one wins in the end, but an earlier value was already checked.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -378,7 +380,16 @@ class _AnyOf:
 class _Node:
     """One place in the core schema, under the config in force there; children cached."""
 
-    __slots__ = ("_children", "_inner", "_schemas", "config", "members", "schema")
+    __slots__ = (
+        "_children",
+        "_inner",
+        "_schemas",
+        "blank",
+        "config",
+        "members",
+        "quick",
+        "schema",
+    )
 
     def __init__(
         self, schemas: _Schemas, schema: dict[str, Any], config: dict[str, Any] | None
@@ -392,6 +403,12 @@ class _Node:
         # this node member by member (see _Frame.children): for those kinds the
         # child depends on the step alone.
         self.members: dict[Any, Any] = {}
+        # Of a model: per key whose field is a plain scalar (see fast()), that
+        # field's fast types and name, learnt as members arrive (see
+        # _Validator.events).
+        self.quick: dict[Any, tuple[tuple[type, ...], str]] = {}
+        # Of a model: its fields, each None (what a blank instance copies).
+        self.blank: dict[str, None] | None = None
 
     def check(self, value: Any, text: str) -> Any:
         """Validate ``value`` (whose JSON is ``text``); raise _EarlyError if invalid."""
@@ -688,9 +705,35 @@ class _Root:
         self.model = tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
+# The schema walks of recently used model classes: each walk fills its caches
+# (child nodes, stripped validators) as documents meet them, so an operator
+# built per request starts warm. Keyed by the class and checked against its
+# current core schema (a model_rebuild makes a new walk); bounded, so models
+# made on the fly are not all kept alive.
+_ROOTS: OrderedDict[type[BaseModel], _Root] = OrderedDict()
+_ROOTS_MAX = 64
+_ROOTS_LOCK = threading.Lock()
+
+
 def schema_root(target: Any) -> _Root:
-    """The schema walk of ``target`` (a type or a TypeAdapter), shared by every stream."""
-    return _Root(target)
+    """The schema walk of ``target`` (a type or a TypeAdapter), shared by every stream.
+
+    A model class's walk is also shared by every operator built for it (see _ROOTS).
+    """
+    if not (isinstance(target, type) and issubclass(target, BaseModel)):
+        return _Root(target)
+    schema = getattr(target, "__pydantic_core_schema__", None)
+    with _ROOTS_LOCK:
+        root = _ROOTS.get(target)
+        if root is not None and root.adapter.core_schema is schema:
+            _ROOTS.move_to_end(target)
+            return root
+    root = _Root(target)  # (outside the lock: it may take a while, or raise)
+    with _ROOTS_LOCK:
+        _ROOTS[target] = root
+        while len(_ROOTS) > _ROOTS_MAX:
+            _ROOTS.popitem(last=False)
+    return root
 
 
 class _Frame:
@@ -702,10 +745,27 @@ class _Frame:
     ``display`` what its parent shows for it.
     """
 
-    __slots__ = ("children", "display", "fields", "kind", "live", "node", "sink", "step")
+    __slots__ = (
+        "children",
+        "display",
+        "fields",
+        "fields_set",
+        "kind",
+        "live",
+        "node",
+        "quick",
+        "sink",
+        "sink_dict",
+        "step",
+    )
 
     def __init__(self, node: Any, live: Any, step: Any) -> None:
         self.node = node
+        # A model's: its node's quick fields, and its sink's __dict__ and fields
+        # set (set by _Validator._frame for a model, never read otherwise).
+        self.quick: dict[Any, tuple[tuple[type, ...], str]] | None = None
+        self.sink_dict: dict[str, Any] = _NOTHING_IN
+        self.fields_set: set[str] = _NO_NAMES
         # Child nodes by key (a list's or dict's members share one: key None);
         # None when a child depends on the members (a discriminated union).
         self.children: dict[Any, Any] | None = None
@@ -714,19 +774,31 @@ class _Frame:
         self.kind: str | None = None
         self.sink: Any = None
         self.display: Any = None
-        self.fields: dict[str, str] = {}
+        self.fields: dict[str, str] = _NOTHING_IN
 
 
-def _blank(cls: type[BaseModel]) -> BaseModel:
-    """An instance of ``cls`` with every field None, built without validation or user code."""
+# Shared defaults of a _Frame's fields (never written: a frame gets its own).
+_NOTHING_IN: dict[Any, Any] = {}
+_NO_NAMES: set[str] = set()
+
+
+def _blank(cls: type[BaseModel], fields: dict[str, None] | None = None) -> BaseModel:
+    """An instance of ``cls`` with every field None, built without validation or user code.
+
+    ``fields``: ``dict.fromkeys`` of its fields, if already made (a copy is cheaper).
+    """
     inst = cls.__new__(cls)
-    # (__pydantic_fields__ is what the model_fields property reads, without its cost)
-    fields = getattr(cls, "__pydantic_fields__", None) or cls.model_fields
-    object.__setattr__(inst, "__dict__", dict.fromkeys(fields))
-    object.__setattr__(inst, "__pydantic_fields_set__", set())
-    object.__setattr__(inst, "__pydantic_extra__", None)
-    object.__setattr__(inst, "__pydantic_private__", None)
+    if fields is None:
+        # (__pydantic_fields__ is what the model_fields property reads, without its cost)
+        fields = dict.fromkeys(getattr(cls, "__pydantic_fields__", None) or cls.model_fields)
+    _set(inst, "__dict__", fields.copy())
+    _set(inst, "__pydantic_fields_set__", set())
+    _set(inst, "__pydantic_extra__", None)
+    _set(inst, "__pydantic_private__", None)
     return inst
+
+
+_set = object.__setattr__
 
 
 def _blank_root(cls: type[BaseModel], root: Any) -> BaseModel:
@@ -775,6 +847,17 @@ class _Validator:
                 if value is top.live:
                     self._close(self._stack.pop(), doc, offset)
                     continue
+                quick = top.quick
+                if quick is not None:
+                    # A model's plain scalar field (learnt below): what the
+                    # steps below do for it, without looking anything up again.
+                    hit = quick.get(step)
+                    if hit is not None and type(value) in hit[0]:
+                        self._open_str = None
+                        field = hit[1]
+                        top.sink_dict[field] = value
+                        top.fields_set.add(field)
+                        continue
                 node = top.node
                 if node is not None:
                     cache = top.children
@@ -784,18 +867,22 @@ class _Validator:
                     else:
                         node = self._child(top, step)
                 self._open_str = None
+                fast = False
                 if node is None:
                     shown = None
                 elif type(node) is _Node and type(value) in node.fast():
                     shown = value
+                    fast = True
                 else:
                     shown = self._check(node, value, step, doc, offset)
                 if top.kind == "model":
                     name = top.fields.get(step)
                     if name is not None:
-                        sink = top.sink
-                        sink.__dict__[name] = shown
-                        sink.__pydantic_fields_set__.add(name)
+                        top.sink_dict[name] = shown
+                        top.fields_set.add(name)
+                        if fast and quick is not None:
+                            # (the node depends on the step alone: see _Frame.children)
+                            quick[step] = (node.fast(), name)
                 else:
                     self._place(top, step, shown)
                 continue
@@ -892,7 +979,16 @@ class _Validator:
                 frame.kind = kind
                 frame.children = node.members
                 if kind == "model":
-                    frame.sink = display = _blank(classes[-1][0])
+                    cls = classes[-1][0]
+                    blank = node.blank
+                    if blank is None:
+                        # (__pydantic_fields__ is what model_fields reads, without its cost)
+                        fields_of = getattr(cls, "__pydantic_fields__", None) or cls.model_fields
+                        blank = node.blank = dict.fromkeys(fields_of)
+                    frame.sink = display = _blank(cls, blank)
+                    frame.quick = node.quick
+                    frame.sink_dict = display.__dict__
+                    frame.fields_set = display.__pydantic_fields_set__
                 else:
                     frame.sink = display = [] if kind == "list" else {}
                 frame.fields = fields
@@ -920,8 +1016,8 @@ class _Validator:
         if kind == "model":
             name = frame.fields.get(step)
             if name is not None:
-                frame.sink.__dict__[name] = value
-                frame.sink.__pydantic_fields_set__.add(name)
+                frame.sink_dict[name] = value
+                frame.fields_set.add(name)
         elif kind == "list":
             sink = frame.sink
             if step == len(sink):

@@ -20,7 +20,7 @@ from .._core._stages import _NOTHING, ProcessorStage
 from .._core._validate import check_bool, check_choice
 from ._items import JSONItem, _ItemStream, check_selector
 from ._models import JSONValidationError, _Validator, schema_root
-from ._parser import JSONDelta, JSONParser, JSONStreamError
+from ._parser import _STRING, JSONDelta, JSONParser, JSONStreamError
 from ._prose import DocumentFinder
 from ._tools import ToolCallUpdate, parse_tool_calls
 
@@ -181,6 +181,12 @@ class _Processor:
                 out = follow(events, p._base, p.value)
                 if out:  # the final value (one document: the only one)
                     return out[0]
+            if p._state != _STRING:
+                # No string is growing: the typed partial is the validator's
+                # top object, when there is one (what partial() returns then).
+                top = validator._top
+                if top is not None:
+                    return top
             return partial(p.value, open_string())
 
         return feed_opt

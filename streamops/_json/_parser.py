@@ -575,8 +575,16 @@ class JSONParser:
     def feed(self, chunk: str) -> bool:
         """Parse ``chunk``; return True if :attr:`value` changed as shown (or events were made)."""
         if self._dirty:
-            self.completed = []
-            self.events = []
+            if self._steps:
+                # (model mode reads both lists at once and never hands them
+                # on: only a list that was filled is replaced)
+                if self.completed:
+                    self.completed = []
+                if self.events:
+                    self.events = []
+            else:
+                self.completed = []
+                self.events = []
             self._dirty = self._deltas
         state = self._state
         if self._carry:
