@@ -392,6 +392,40 @@ def _start_class(src: str, flags: int) -> str | None:
     return "|".join(parts)
 
 
+def _leading_lookbehinds(src: str) -> str | None:
+    """The lookbehinds ``src`` starts with (``(?<=:)(?<=://...)``, ``(?<![0-9-])``),
+    as one source, or ``None`` when it starts with none.
+
+    They read only text before the position, which is known when an attempt starts
+    there: where they fail, the pattern can neither match nor read on, whatever text
+    follows. Only for the built-ins (V0, no inline flags before them).
+    """
+    out: list[str] = []
+    i, n = 0, len(src)
+    while src.startswith(("(?<=", "(?<!"), i):
+        depth, j = 0, i
+        while j < n:
+            c = src[j]
+            if c == "\\":
+                j += 2
+                continue
+            if c == "[":
+                j = _skip_class(src, j, False)
+                continue
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        if j >= n:
+            return None
+        out.append(src[i : j + 1])
+        i = j + 1
+    return "".join(out) or None
+
+
 _PREFIX_MAX = 8  # characters of a literal prefix worth checking
 
 

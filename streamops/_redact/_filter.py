@@ -78,7 +78,14 @@ from .._core._errors import RedactPatternError, RedactTimeoutError
 from .._core._report import StopReason, StreamReport
 from .._core._stages import Masked, ProcessorStage
 from .._core._validate import check_choice, check_int, check_optional_number
-from ._analysis import _compile, _Compiled, _pinned, _regex, builtin_width
+from ._analysis import (
+    _compile,
+    _Compiled,
+    _leading_lookbehinds,
+    _pinned,
+    _regex,
+    builtin_width,
+)
 from ._patterns import (
     BUILTIN_ENDS,
     BUILTIN_FIRSTS,
@@ -351,46 +358,100 @@ class _Plan:
     # The branches that may start with a given character (a lazily filled cache of their
     # first-set classes): _validated tries only those, not every branch, at a position.
     firsts: tuple[regex.Pattern[str] | None, ...] = ()
+    # The lookbehinds each built-in starts with (None for the others): they read only
+    # text before a position, so at an attempt's start they tell which branches can
+    # still match there at all (_Plan.at).
+    gates: tuple[str | None, ...] = ()
     lists: tuple[tuple[str, frozenset[str]], ...] = ()
-    by_char: dict[str, _Sub] = dataclasses.field(default_factory=dict)
+    by_char: dict[str, _ByChar] = dataclasses.field(default_factory=dict)
     by_set: dict[tuple[int, ...], _Sub] = dataclasses.field(default_factory=dict)
 
-    def at(self, char: str) -> _Sub:
-        """The branches whose match may start with ``char`` (in order), and their
+    def at(self, buf: str, p: int) -> _Sub:
+        """The branches whose match may start at ``buf[p]`` (in order), and their
         alternation and probes: at a position, the others can neither match nor read on,
-        so these decide it alone, and much faster (a digit is not tried as ``sk-``)."""
-        sub = self.by_char.get(char)
+        so these decide it alone, and much faster (a digit is not tried as ``sk-``, a word
+        after a space in prose is not tried as the value of ``password=``).
+
+        Two conditions, both decided by text known when the attempt starts: the first
+        character (each branch's first-set class) and, for the built-ins, the lookbehinds
+        a branch starts with (one zero-width match of all of them tells which hold).
+        """
+        char = buf[p]
+        entry = self.by_char.get(char)
+        if entry is None:
+            entry = self._by_char(char)
+        gate = entry.gate
+        if gate is None:
+            return entry.sub
+        m = gate.match(buf, p, p, False)  # concurrent=False; always matches (empty)
+        assert m is not None
+        held = m.groups()  # "" where that branch's lookbehinds hold, None where not
+        sub = entry.gated.get(held)
         if sub is None:
-            key = tuple(
-                i
-                for i, first in enumerate(self.firsts)
-                if first is None or first.match(char, concurrent=False)
+            sub = self._sub(
+                tuple(
+                    i
+                    for i in entry.sub.key
+                    if (k := entry.index.get(i)) is None or held[k] is not None
+                )
             )
-            sub = self.by_set.get(key)
-            if sub is None:
-                if len(key) == len(self.branches):
-                    sub = _Sub(self.branches, self.combined, self.first, self.probe)
-                elif not key:
-                    sub = _Sub((), None, None, None)
-                else:
-                    alternation = "|".join(self.branches[i].source for i in key)
-                    lists = dict(self.lists)
-                    sub = _Sub(
-                        tuple(self.branches[i] for i in key),
-                        _regex(alternation, self.version, lists),
-                        _regex(f"(?>{alternation})(?!)", self.version, lists),
-                        _regex(f"(?:{alternation})(?!)", self.version, lists),
-                    )
-                self.by_set[key] = sub
-            if len(self.by_char) < 4096:  # bounded: one entry per distinct character seen
-                self.by_char[char] = sub
+            if len(entry.gated) < 64:  # bounded: few combinations occur
+                entry.gated[held] = sub
+        return sub
+
+    def _by_char(self, char: str) -> _ByChar:
+        key = tuple(
+            i
+            for i, first in enumerate(self.firsts)
+            if first is None or first.match(char, concurrent=False)
+        )
+        gated = tuple(i for i in key if self.gates and self.gates[i] is not None)
+        gate = None
+        if gated and len(key) > 1:  # (a lone branch's own lookbehinds fail as fast)
+            source = "".join(f"(?:{self.gates[i]}()|)" for i in gated)
+            gate = _regex(source, self.version, ())
+        entry = _ByChar(self._sub(key), gate, {i: k for k, i in enumerate(gated)}, {})
+        if len(self.by_char) < 4096:  # bounded: one entry per distinct character seen
+            self.by_char[char] = entry
+        return entry
+
+    def _sub(self, key: tuple[int, ...]) -> _Sub:
+        sub = self.by_set.get(key)
+        if sub is None:
+            if len(key) == len(self.branches):
+                sub = _Sub(key, self.branches, self.combined, self.first, self.probe)
+            elif not key:
+                sub = _Sub(key, (), None, None, None)
+            else:
+                alternation = "|".join(self.branches[i].source for i in key)
+                lists = dict(self.lists)
+                sub = _Sub(
+                    key,
+                    tuple(self.branches[i] for i in key),
+                    _regex(alternation, self.version, lists),
+                    _regex(f"(?>{alternation})(?!)", self.version, lists),
+                    _regex(f"(?:{alternation})(?!)", self.version, lists),
+                )
+            self.by_set[key] = sub
         return sub
 
 
 @dataclass(frozen=True, slots=True)
-class _Sub:
-    """The branches that may start with one character, their alternation and probes."""
+class _ByChar:
+    """The branches that may start with one character, and how to narrow them by the
+    lookbehinds they start with at a position."""
 
+    sub: _Sub  # every branch the character allows
+    gate: regex.Pattern[str] | None  # group k: the lookbehinds of branch index[k] hold
+    index: dict[int, int]  # branch -> its group in gate
+    gated: dict[tuple[str | None, ...], _Sub]  # the gate's groups -> the branches left
+
+
+@dataclass(frozen=True, slots=True)
+class _Sub:
+    """The branches that may start at a position, their alternation and probes."""
+
+    key: tuple[int, ...]  # their indices in the plan
     branches: tuple[_Compiled, ...]
     combined: regex.Pattern[str] | None  # None: no branch can start there
     first: regex.Pattern[str] | None
@@ -442,6 +503,8 @@ class _Redactor:
 
     __slots__ = (
         "_anchor",
+        "_at_pos",
+        "_at_sub",
         "_base",
         "_buf",
         "_emitted",
@@ -501,6 +564,8 @@ class _Redactor:
         # The branches that may start at the open attempt (_scan) when _run last left it
         # undecided, else None: the next chunk is first matched against them alone (feed).
         self._open: _Sub | None = None
+        self._at_pos = -1  # the stream offset of the last position _Plan.at was asked ...
+        self._at_sub: _Sub | None = None  # ... and its answer (_sub_at)
         self._watch = None if plan.watch is None else _Redactor(plan.watch, report, self._spent)
         # The normalised view (plan.normalize): _buf holds the normalised text, _orig the
         # original from the same point, and _buf[i] stands for _orig[_starts[i]:_starts[i + 1]]
@@ -1050,14 +1115,18 @@ class _Redactor:
                 # one may come. A complete match is final only if no path tried before it
                 # still reads past the buffer (it could grow, or an earlier alternative
                 # could still win): the `first` probe explores exactly those.
-                sub = plan.at(buf[scan])
                 if not isinstance(known, _Undecided):  # (end == n: _lean held < hold)
                     m, known = known, _UNDECIDED
-                elif sub.combined is None:
-                    m = None
+                    if m is not None:
+                        sub = self._sub_at(buf, scan)
                 else:
-                    m = sub.combined.match(
-                        buf, scan, end, partial=True, timeout=timeout, concurrent=False
+                    sub = self._sub_at(buf, scan)
+                    m = (
+                        None
+                        if sub.combined is None
+                        else sub.combined.match(
+                            buf, scan, end, partial=True, timeout=timeout, concurrent=False
+                        )
                     )
                 if m is None:  # decided: nothing matches here
                     pieces.append(self._text(buf, scan, scan + 1))
@@ -1154,6 +1223,16 @@ class _Redactor:
             self._replaced.append((self._base + p, self._base + stop, out))
         return stop
 
+    def _sub_at(self, buf: str, p: int) -> _Sub:
+        """``_Plan.at`` for ``buf[p]``, remembered for that stream position: the attempt
+        there is often decided over several chunks (the text before it never changes)."""
+        at = self._base + p
+        sub = self._at_sub
+        if sub is None or at != self._at_pos:
+            sub = self._plan.at(buf, p)
+            self._at_pos, self._at_sub = at, sub
+        return sub
+
     def _validated(
         self, buf: str, p: int, endpos: int, partial: bool = False, count: bool = True
     ) -> _Found:
@@ -1167,7 +1246,7 @@ class _Redactor:
         plan = self._plan
         timeout = self._timeout
         checked = not partial
-        sub = plan.at(buf[p])
+        sub = self._sub_at(buf, p)
         probe = sub.probe
         for branch in sub.branches:
             bm = branch.regex.match(buf, p, endpos, timeout=timeout, concurrent=False)
@@ -1199,14 +1278,19 @@ class _Redactor:
             # A built-in's validator is pure and total (digits, checksums), so it runs
             # first: most shorter ends fail it (a card's issuer, a checksum) for the price
             # of a string check, and only the ones it accepts need the pinned match.
-            # A user validator only ever sees matches.
+            # Where a built-in's match can end at all (BUILTIN_ENDS: after a digit group)
+            # is found first, with one search over the slice, so the validator only sees
+            # those ends. A user validator only ever sees matches.
             pure = branch.spec in _BUILTIN_SET
             ends = _BUILTIN_ENDS.get(branch.spec.name) if pure else None
-            for e in range(bm.end() - 1, p, -1):
+            stop = bm.end()
+            shorter: Iterable[int] = range(stop - 1, p, -1)
+            if ends is not None:  # (the same test as ends.match(buf, e, limit) at each e)
+                at_ends = [x.start() for x in ends.finditer(buf, p + 1, limit, concurrent=False)]
+                shorter = reversed([e for e in at_ends if e < stop])
+            for e in shorter:
                 if pure and not validator(buf[p:e]):
                     continue
-                if ends is not None and ends.match(buf, e, limit, concurrent=False) is None:
-                    continue  # no match of this built-in can end at e
                 pm = _pinned(branch.source, limit - e, plan.version, branch.lists).match(
                     buf, p, limit, timeout=timeout, concurrent=False
                 )
@@ -1521,6 +1605,22 @@ def _first_class(branch: _Compiled) -> str | None:
     return branch.starts
 
 
+_ONE_CHAR_GATE = re.compile(r"\(\?<[=!](?:\[[^\]]*\]|\\?.)\)")
+
+
+def _gate(branch: _Compiled) -> str | None:
+    """The lookbehinds a built-in starts with (``_Plan.at``), when they capture nothing."""
+    spec = branch.spec
+    if spec not in _BUILTIN_SET or not isinstance(spec.pattern, str):
+        return None
+    if branch.source != f"(?:{spec.pattern})":  # (not rewritten: the gate is its text)
+        return None
+    gate = _leading_lookbehinds(spec.pattern)
+    if gate is None or _ONE_CHAR_GATE.fullmatch(gate) or regex.compile(gate).groups:
+        return None  # (one character before: the branch fails as fast in the alternation)
+    return gate
+
+
 def _make_plan(
     branches: tuple[_Compiled, ...],
     *,
@@ -1578,6 +1678,7 @@ def _make_plan(
         firsts=tuple(
             None if st is None else regex.compile(st) for st in map(_first_class, branches)
         ),
+        gates=tuple(map(_gate, branches)),
         lists=tuple(lists.items()),
         observer=observer,
         watch=watch,
