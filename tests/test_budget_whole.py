@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from helpers import chat_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,14 +96,30 @@ def responses() -> list[dict[str, Any]]:
     ]  # fmt: skip
     for piece in ["The weather ", "in Paris ", "is mild ", "and Lyon ", "is sunny."]:
         events.append(
-            {"type": "response.output_text.delta", "item_id": "m1", "output_index": 1,
-             "content_index": 0, "delta": piece, "logprobs": []}  # fmt: skip
+            {
+                "type": "response.output_text.delta",
+                "item_id": "m1",
+                "output_index": 1,
+                "content_index": 0,
+                "delta": piece,
+                "logprobs": [],
+            }
         )
     events.append(
-        {"type": "response.output_text.annotation.added", "item_id": "m1", "output_index": 1,
-         "content_index": 0, "annotation_index": 0, "annotation": {
-             "type": "url_citation", "title": "Weather report for " + "the Rhone valley " * 8,
-             "url": "https://example.com/w", "start_index": 0, "end_index": 5}}  # fmt: skip
+        {
+            "type": "response.output_text.annotation.added",
+            "item_id": "m1",
+            "output_index": 1,
+            "content_index": 0,
+            "annotation_index": 0,
+            "annotation": {
+                "type": "url_citation",
+                "title": "Weather report for " + "the Rhone valley " * 8,
+                "url": "https://example.com/w",
+                "start_index": 0,
+                "end_index": 5,
+            },
+        }
     )
     events += [
         {"type": "response.output_item.done", "output_index": 2, "item": {
@@ -139,9 +156,43 @@ def gemini(finish_text: str = " Done.") -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def gemini_live() -> list[dict[str, Any]]:
+    """A Gemini Live turn: text, code and what it printed, grounding, a tool call."""
+
+    def turn(parts: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {"serverContent": {"modelTurn": {"role": "model", "parts": parts}, **extra}}
+
+    return [
+        {"setupComplete": {}},
+        turn([{"text": "Let me "}, {"text": "compute it."}]),
+        turn([{"executableCode": {"language": "PYTHON", "code": "print('word ' * 40)"}}]),
+        turn([{"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "word " * 40}}]),
+        turn([{"text": "The answer "}], groundingMetadata={"webSearchQueries": [QUERY]}),
+        {"toolCall": {"functionCalls": [{"id": "f1", "name": "send",
+                                         "args": {"to": "ann", "body": QUERY}}]}},
+        turn([{"text": "is 42."}], turnComplete=True),
+    ]  # fmt: skip
+
+
+def chat() -> list[dict[str, Any]]:
+    """An OpenAI chat stream: text, a tool call's arguments, text in the finish chunk."""
+    raw = chat_stream(
+        [("content", ["Let me ", "call ", "the tool."])],
+        tool_args=['{"q": "find the', " weather in Paris", ' and Lyon", "n": 3', "}"],
+    )
+    raw[-1]["choices"][0]["delta"] = {"content": " And a last word."}
+    return raw
+
+
 async def _aiter(items: list[Any]) -> AsyncIterator[Any]:
     for item in items:
         yield item
+
+
+def usage_of(report: StreamReport) -> so.BudgetUsage:
+    usage = report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    return usage
 
 
 def run_ledger(
@@ -156,7 +207,7 @@ def run_ledger(
 
     out, report = asyncio.run(main())
     spent = asyncio.run(ledger.spent("k"))
-    return out, report["budget"], report.stop_reason, spent
+    return out, usage_of(report), report.stop_reason, spent
 
 
 def run_local(
@@ -164,7 +215,7 @@ def run_local(
 ) -> tuple[list[Any], so.BudgetUsage, so.StopReason | None]:
     stream = so.budget(max_tokens=limit, channels=channels)(raw)
     out = list(stream)
-    return out, stream.report["budget"], stream.report.stop_reason
+    return out, usage_of(stream.report), stream.report.stop_reason
 
 
 def stdout_of(out: list[dict[str, Any]]) -> str:
@@ -211,8 +262,8 @@ def test_an_uncounted_whole_tool_output_passes_whatever_the_ledger() -> None:
 
 @pytest.mark.parametrize("limit", [5, 12, 20, 40])
 def test_a_whole_tool_input_over_the_ledger_is_cut_exactly(limit: int) -> None:
-    out, usage, stop, spent = run_ledger(TOOL_INPUT, limit)
-    local, local_usage, local_stop = run_local(TOOL_INPUT, limit)
+    _, usage, stop, spent = run_ledger(TOOL_INPUT, limit)
+    _, local_usage, local_stop = run_local(TOOL_INPUT, limit)
     assert stop is local_stop is so.StopReason.BUDGET
     assert usage.completion_tokens == local_usage.completion_tokens == spent == limit
     assert usage.channel_tokens == local_usage.channel_tokens
@@ -252,8 +303,8 @@ def test_a_channel_that_ends_beyond_an_allowance_not_final_is_cut() -> None:
     out = core.feed(text) + core.close()
     assert "".join(out) == "one two three"
     assert report.stop_reason is so.StopReason.BUDGET
-    assert report["budget"].exhausted
-    assert report["budget"].completion_tokens == 3
+    assert usage_of(report).exhausted
+    assert usage_of(report).completion_tokens == 3
 
 
 # -- the property: exact whatever the ledger's limit -------------------------------
@@ -264,6 +315,8 @@ STREAMS = {
     "responses": (responses(), ["content", "tool_output"]),
     "gemini": (gemini(), ["content", "tool_arguments", "tool_output"]),
     "gemini-default": (gemini(), None),
+    "gemini-live": (gemini_live(), ["content", "tool_arguments", "tool_output"]),
+    "chat": (chat(), None),
 }
 TOTALS = {name: run_local(raw, 10**6, channels=ch)[1].completion_tokens
           for name, (raw, ch) in STREAMS.items()}  # fmt: skip
@@ -287,8 +340,8 @@ def test_a_ledger_budget_is_exact_over_whole_texts(name: str, data: Any, block: 
     assert usage.channel_tokens == local_usage.channel_tokens
 
 
-def test_the_streams_have_whole_texts_in_every_counted_kind() -> None:
-    # (the property above means something: each stream has texts that come whole)
+def test_the_streams_have_texts_in_several_counted_kinds() -> None:
+    # (the property above means something: each stream has texts of several kinds)
     for name, (raw, channels) in STREAMS.items():
         _, usage, _ = run_local(raw, 10**6, channels=channels)
         kinds = set(usage.channel_tokens)

@@ -16,8 +16,13 @@ nothing waits for the next chunk. A top-up asks for the exact count of the
 text that is final as *required* and for the rest of a whole block as
 *extra*; the ledger grants extra only from half of what is left (see
 :mod:`streamops._budget._ledger`), and only a shortfall in the required part ends
-the stream. However the stream ends it charges the ledger for the tokens its
-consumer received, cancels reservations whose answer it never got, and
+the stream. A text that comes whole (a tool's output, a whole tool input)
+ends its channel as soon as it is fed, so it cannot wait for more: the
+shell reads each chunk ahead (``read_ahead`` of its own lens) and requires
+the exact count of its whole texts, and everything a chunk that ends a
+channel may need. A channel that still ends over its allowance is cut.
+However the stream ends it charges the ledger for the tokens its consumer
+received, cancels reservations whose answer it never got, and
 refunds the rest, in one task shielded from cancellation but bounded by
 ``cleanup_timeout``. The processor never awaits anything; all ledger I/O
 happens in the shell.
@@ -35,7 +40,7 @@ from typing import Any, Literal
 import tiktoken
 from pydantic import BaseModel, Field, PrivateAttr, computed_field
 
-from .._core._channels import _Halt
+from .._core._channels import _Halt, _JSONStrings
 from .._core._driver import Operator, _Chain
 from .._core._errors import (
     BudgetExceededError,
@@ -407,11 +412,12 @@ class _Pool:
         self._reclaim()
 
     def _reclaim(self) -> None:
-        # More allowance: the channels waiting for it claim it in the order their text came.
-        if len(self.open) > 1 or self.closed_tokens:
-            waiting = [c for c in self.open if c.cap is None and c.limit_at is not None]
-            for core in sorted(waiting, key=lambda c: c.seq):
-                core.limit_at = self.room(core)
+        # More allowance: the channels waiting for it claim it in the order their
+        # text came, a lone one too (a text that comes whole next must not take
+        # the room of text that came before it).
+        waiting = [c for c in self.open if c.cap is None and c.limit_at is not None]
+        for core in sorted(waiting, key=lambda c: c.seq):
+            core.limit_at = self.room(core)
 
     def open_allowance(self) -> None:
         """Stop metering against the ledger (fail open): only static limits apply."""
@@ -717,8 +723,11 @@ class _BudgetCore:
         if pool.done:  # another channel cut the stream: keep what fits, no second cut
             self.cap = counter.committed + room
             return out
-        if not pool.final:
+        if not pool.final and not end_of_input:
             return out  # wait: the ledger shell may grant more
+        # (A channel that ended over an allowance the ledger shell could still
+        # raise is cut all the same: nothing more can be released from it, and
+        # dropping the rest silently would report a complete stream.)
         if pool.undo is None:
             pool.undo = pool.released(but=self) + counter.committed
             pool.undo += len(enc.encode_ordinary(pending[:rel])) if rel > 0 else 0
@@ -743,7 +752,8 @@ class _LedgerBudget(ShellStage):
     For each chunk it pulls, it reserves what the text may need *before*
     feeding the chunk, so text is released as soon as it arrives: for a
     provider chunk, what every text it carries may need in all channels
-    (``lens.texts``), read with a lens of its own. The stream's processors
+    (``lens.texts``) and the exact count of the texts that come whole in it
+    (``lens.read_ahead``), read with a lens of its own. The stream's processors
     run through the core's own chain (``_Chain``), which reads and rebuilds
     provider chunks, gives each channel its core and halts at the cut.
     """
@@ -863,6 +873,8 @@ class _LedgerBudget(ShellStage):
                     item = await anext(source)
                 except StopAsyncIteration:
                     exact = pool.exact_need()
+                    if lens is not None:  # held boundaries may release whole texts now
+                        exact = self._ahead((exact, exact), _lens_ahead(lens, end=True))[0]
                     await reserve(exact, exact)
                     if pool.undo is None:
                         pool.undo = pool.released()
@@ -885,6 +897,7 @@ class _LedgerBudget(ShellStage):
                         # block stop): what they hold is released now, so it must fit.
                         exact = pool.exact_need()
                         need = (max(need[0], exact), max(need[1], exact))
+                    need = self._ahead(need, _lens_ahead(lens, item))
                 index += 1
                 await reserve(*need)
                 try:
@@ -911,6 +924,40 @@ class _LedgerBudget(ShellStage):
                 await _aclose(source)
             finally:
                 await settle()
+
+    def _ahead(self, need: tuple[int, int], ahead: _Ahead) -> tuple[int, int]:
+        """``need`` for a chunk, with what it does beyond its streamed texts (``ahead``).
+
+        A text that comes whole ends its channel at once, so it can never wait
+        for more allowance: its exact count is required. When the chunk
+        carries one, or ends a channel, whatever it releases is final then, so
+        all it may need is required (only the streamed tails are counted by
+        their bytes): either the ledger grants it, or its allowance is final
+        and the cut is exact.
+        """
+        wholes, ends = ahead
+        tokens = 0
+        kinds = self.spec.channels
+        for kind, text in wholes:
+            if _BUDGET_KIND.get(kind, kind) in kinds:
+                tokens += self._whole_tokens(kind, text)
+        if not tokens and not ends:
+            return need
+        at_most = need[1] + tokens
+        return at_most, at_most
+
+    def _whole_tokens(self, kind: str, text: str) -> int:
+        """The exact count a whole text of ``kind`` adds to the stream once fed."""
+        enc = self.spec.encoding
+        if kind != "tool_arguments":
+            return len(enc.encode_ordinary(text))
+        # Tool-call arguments are counted message by message (each string
+        # value, number and run of structure on its own), as _JSONStrings splits them.
+        tally = _Tally(enc)
+        doc = _JSONStrings(tally)  # type: ignore[arg-type]  # (a chain's stand-in)
+        doc.feed(text)
+        doc.end(False)
+        return tally.tokens
 
     def _settlement(
         self, ledger: Ledger, book: _Book, usage: BudgetUsage, report: StreamReport
@@ -966,6 +1013,64 @@ def _texts(lens: Lens | ChannelLens, item: Any) -> list[str]:
     # A one-channel lens (bytes, say): this lens sees every chunk once, in
     # order, so its unwrap keeps its own state (a decoder) right.
     return [lens.unwrap(item)]
+
+
+# A lens's read_ahead: the texts that come whole as (kind, text), and whether a channel ends.
+_Ahead = tuple[list[tuple[str, str]], bool]
+
+
+def _lens_ahead(lens: Lens | ChannelLens, item: Any = None, *, end: bool = False) -> _Ahead:
+    """What feeding ``item`` (or ending the stream) does beyond the texts it streams.
+
+    Read with the lens's ``read_ahead`` (every provider channel lens has
+    one); for a lens without one only its ``texts`` are reserved for, and a
+    channel it ends over the allowance is cut.
+    """
+    read_ahead = getattr(lens, "read_ahead", None)
+    if read_ahead is None:
+        return [], False
+    wholes, ends = read_ahead(end=True) if end else read_ahead(item)
+    return wholes, ends
+
+
+# The kind of channel the budget counts a text of a lens's kind as.
+_BUDGET_KIND = {"tool_input": "tool_arguments"}
+
+
+class _Tally:
+    """Stands in for a chain under :class:`_JSONStrings`: adds up each message's exact count."""
+
+    __slots__ = ("enc", "tokens")
+
+    cuts = 0  # (read as a chain's report.cuts: a tally never cuts)
+
+    def __init__(self, enc: tiktoken.Encoding) -> None:
+        self.enc = enc
+        self.tokens = 0
+
+    def fork(self, kind: str) -> _TallyMessage:
+        return _TallyMessage(self)
+
+
+class _TallyMessage:
+    __slots__ = ("_parts", "report")
+
+    def __init__(self, tally: _Tally) -> None:
+        self.report = tally
+        self._parts: list[str] = []
+
+    def feed(self, text: str) -> list[str]:
+        self._parts.append(text)
+        return [text]
+
+    def end(self, forced: bool | None = None) -> list[str]:
+        tally = self.report
+        tally.tokens += len(tally.enc.encode_ordinary("".join(self._parts)))
+        self._parts = []
+        return []
+
+    def abort(self) -> None:
+        self._parts = []
 
 
 class _Book:

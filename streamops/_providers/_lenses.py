@@ -217,6 +217,72 @@ _OPAQUE_KEYS = frozenset(
 )
 
 
+class Ahead(NamedTuple):
+    """What feeding one chunk will do to a stream's channels, read before it is fed.
+
+    ``wholes``: the texts that come whole, as ``(kind, text)`` in the order
+    they are fed, each into a channel of its own that ends at once.
+    ``ends``: whether feeding it may end a channel that holds text from
+    before (a block's stop, a finish) or end messages as it goes (tool-call
+    arguments, whose JSON string values are messages of their own).
+    """
+
+    wholes: list[tuple[str, str]]
+    ends: bool
+
+
+class _Reader:
+    """Stands in for a stream's channels to read a chunk ahead: every text comes back as it came.
+
+    A lens reading ahead runs its own ``process`` over this reader (the same
+    traversal, the same opaque and skip rules as the real feed); the reader
+    notes which channels a chunk opens and ends at once (texts that come
+    whole) and whether it ends any other. It keeps the open channels from one
+    chunk to the next, as the real channels do, so a lens that looks at them
+    (Gemini's thought channel) takes the same paths.
+    """
+
+    __slots__ = ("_open", "ends", "wholes")
+
+    def __init__(self) -> None:
+        # key -> [kind, the texts fed during this chunk, opened during this chunk]
+        self._open: dict[Any, list[Any]] = {}
+        self.wholes: list[tuple[str, str]] = []
+        self.ends = False
+
+    def begin(self) -> None:
+        self.wholes = []
+        self.ends = False
+        for entry in self._open.values():
+            entry[1] = []
+            entry[2] = False
+
+    def feed(self, key: Any, kind: str, text: str) -> str:
+        if not text:
+            return ""
+        entry = self._open.get(key)
+        if entry is None:
+            entry = self._open[key] = [kind, [], True]
+        entry[1].append(text)
+        if kind == "tool_arguments":  # each JSON string value is a message that ends in it
+            self.ends = True
+        return text
+
+    def end(self, key: Any, *, forced: bool | None = None) -> str:
+        entry = self._open.pop(key, None)
+        if entry is None:
+            return ""
+        kind, texts, fresh = entry
+        if fresh:
+            self.wholes.append((kind, "".join(texts)))
+        else:
+            self.ends = True
+        return ""
+
+    def open_keys(self) -> list[Any]:
+        return list(self._open)
+
+
 class _ChannelLens(abc.ABC):
     """Shared logic of the provider lenses: every text channel of a chunk is a stream.
 
@@ -234,7 +300,7 @@ class _ChannelLens(abc.ABC):
     :func:`~streamops.parse_json`).
     """
 
-    __slots__ = ("_ended", "_n", "_pending", "_wholes", "truncated")
+    __slots__ = ("_ended", "_n", "_pending", "_reader", "_wholes", "truncated")
 
     # False when the lens never holds a chunk and its _process sets ``truncated``
     # itself: process() then skips the generic hooks (the per-chunk hot path).
@@ -252,6 +318,7 @@ class _ChannelLens(abc.ABC):
         # event) ended by force.
         self._ended = False
         self._wholes = 0  # texts that came whole (see _whole)
+        self._reader: _Reader | None = None  # (read_ahead's stand-in channels)
 
     @abc.abstractmethod
     def unwrap(self, chunk: Any, /) -> str:
@@ -263,6 +330,32 @@ class _ChannelLens(abc.ABC):
 
         What a ledger budget reserves for before the chunk is fed.
         """
+
+    def read_ahead(self, chunk: Any = None, /, *, end: bool = False) -> Ahead:
+        """Return what feeding ``chunk`` (or, with ``end``, ending the stream) will do.
+
+        What a ledger budget reserves for before the chunk is fed, beyond
+        :meth:`texts`: the texts that come whole (a tool's output, a tool's
+        input given at once, citations, grounding), which end their channel
+        at once, and whether a channel ends. Call it on a lens of its own,
+        once per chunk, in order: it follows the stream's state (a held
+        boundary's whole texts come when the chunk that releases it is fed).
+
+        >>> lens = AnthropicLens()
+        >>> result = {"type": "code_execution_tool_result", "tool_use_id": "s1", "content": {
+        ...     "type": "code_execution_result", "stdout": "42", "stderr": "", "return_code": 0}}
+        >>> lens.read_ahead({"type": "content_block_start", "index": 0, "content_block": result})
+        Ahead(wholes=[('tool_output', '42')], ends=False)
+        """
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = _Reader()
+        reader.begin()
+        if end:
+            self.finish_channels(reader)
+        else:
+            self.process(chunk, reader)
+        return Ahead(reader.wholes, reader.ends)
 
     @abc.abstractmethod
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
