@@ -668,6 +668,19 @@ class _Redactor:
     def feed(self, text: str, /) -> list[str]:
         raw = self._raw
         if raw is None:
+            sub = self._open
+            # The most common chunk (_lean), without the steps of _feed that leave it
+            # alone: no observer, and ASCII text outside the view's map is its own view.
+            if (
+                sub is not None
+                and self._watch is None
+                and text.isascii()
+                and text
+                and not self._mapped
+                and not self.done
+                and (lean := self._lean(sub, text)) is not None
+            ):
+                return lean
             if self._plan.raw is None or text.isascii() or text.translate(_VIEW) == text:
                 return self._feed(text)
             raw = self._start_raw()  # the view starts to differ from the text

@@ -88,12 +88,17 @@ def luhn_valid(text: str) -> bool:
     digits = _digits(text)
     if not 13 <= len(digits) <= 19:
         return False
-    total = sum(map(int, digits[-1::-2])) + sum(_DOUBLED[int(d)] for d in digits[-2::-2])
+    doubled = digits[-2::-2]
+    if doubled.isascii():  # by a table: every doubled value is one digit again
+        doubled = doubled.translate(_DOUBLED)
+    else:  # (other scripts' decimal digits)
+        doubled = "".join(str(int(d)) for d in doubled).translate(_DOUBLED)
+    total = sum(map(int, digits[-1::-2])) + sum(map(int, doubled))
     return total % 10 == 0
 
 
 _NON_DIGIT = re.compile(r"\D")
-_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # the Luhn value of a doubled digit
+_DOUBLED = str.maketrans("0123456789", "0246813579")  # the Luhn value of a doubled digit
 
 
 def _digits(text: str) -> str:
@@ -125,7 +130,12 @@ def card_valid(text: str) -> bool:
     n = len(digits)
     if n < 12:
         return False
-    return _issuer(digits, n) and luhn_valid(digits)
+    return _issuer_at(digits[:4], n) and luhn_valid(digits)
+
+
+@functools.lru_cache(maxsize=100_000)  # one entry per 4-digit prefix and length at most
+def _issuer_at(four: str, n: int) -> bool:
+    return _issuer(four, n)
 
 
 def _issuer(digits: str, n: int) -> bool:
