@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
@@ -112,6 +112,8 @@ class StreamReport:
 
     __slots__ = (
         "_callbacks",
+        "_events",
+        "_lazy",
         "_released",
         "chunks_in",
         "chunks_out",
@@ -119,7 +121,6 @@ class StreamReport:
         "counters",
         "cuts",
         "error",
-        "events",
         "lens_factory",
         "sections",
         "stop_detail",
@@ -143,7 +144,10 @@ class StreamReport:
         self.cuts = 0
         self.counters: Counter[str] = Counter()
         self.sections: dict[str, BaseModel] = {}
-        self.events: list[Event] = []
+        # The events in order; one recorded while nobody listened (record) is kept as
+        # its fields and built when the list is read (events): most never are.
+        self._events: list[Event | tuple[str, float, str | None, dict[str, Any]]] = []
+        self._lazy = -1  # the index of the first event kept as its fields, or -1
         self.clock = clock
         # The stream's own lens lookup (``op(source, lens=...)``), for stages
         # that read provider chunks themselves (collect, a ledger budget, retry).
@@ -261,15 +265,45 @@ class StreamReport:
         """Return True when an event of ``kind`` would reach a subscriber."""
         return any(kinds is None or kind in kinds for _, kinds in self._callbacks)
 
+    @property
+    def events(self) -> list[Event]:
+        """Every event emitted so far, in order (the list itself: a caller may edit it).
+
+        >>> r = StreamReport(clock=lambda: 2)
+        >>> r.record("redact.redact", stage="redact", pattern="email")
+        >>> r.events
+        [Event(kind='redact.redact', time=2.0, stage='redact', data={'pattern': 'email'})]
+        """
+        events = self._events
+        if self._lazy >= 0:
+            for i in range(self._lazy, len(events)):
+                fields = events[i]
+                if isinstance(fields, tuple):
+                    kind, at, stage, data = fields
+                    events[i] = Event(kind=kind, time=at, stage=stage, data=data)
+            self._lazy = -1
+        return cast("list[Event]", events)
+
     def emit(self, kind: str, *, stage: str | None = None, **data: Any) -> Event:
         """Record an event of ``kind`` stamped with the stream clock."""
         event = Event(kind=kind, time=self.clock(), stage=stage, data=data)
         self.emit_event(event)
         return event
 
+    def record(self, kind: str, *, stage: str | None = None, **data: Any) -> None:
+        """:meth:`emit` for frequent events (one per redaction): the same event, built
+        only when a subscriber takes it or :attr:`events` is read. ``stage`` and ``data``
+        must be valid for :class:`Event` (checked when it is built)."""
+        if self._callbacks:
+            self.emit(kind, stage=stage, **data)
+            return
+        if self._lazy < 0:
+            self._lazy = len(self._events)
+        self._events.append((kind, self.clock(), stage, data))
+
     def emit_event(self, event: Event) -> None:
         """Record a ready-made event (a subclass of :class:`Event`)."""
-        self.events.append(event)
+        self._events.append(event)
         kind = event.kind
         for callback, kinds in self._callbacks:
             if kinds is None or kind in kinds:

@@ -1218,7 +1218,7 @@ class _Redactor:
             return stop
         if action == "flag":  # only in the observer: offsets of the input stream
             section.flagged[spec.name] = section.flagged.get(spec.name, 0) + 1
-            self._report.emit(
+            self._report.record(
                 "redact.flag",
                 stage=self._plan.stage,
                 pattern=spec.name,
@@ -1450,7 +1450,7 @@ class _Redactor:
         return max(scan, r)
 
     def _event(self, name: str, action: str, length: int) -> None:
-        self._report.emit(
+        self._report.record(
             f"redact.{action}",
             stage=self._plan.stage,
             pattern=name,
