@@ -1087,7 +1087,7 @@ class _Redactor:
         plan = self._plan
         self._open = None
         buf, scan, window, timeout = self._buf, self._scan, plan.hold, self._timeout
-        combined = plan.combined
+        combined, guard = plan.combined, plan.guard
         n = len(buf)
         pieces: list[str] = []
         try:
@@ -1117,7 +1117,11 @@ class _Redactor:
                 if reopen:
                     reopen = False
                 else:
-                    q = self._candidate(buf, scan, end)
+                    if guard is not None:  # (_candidate, inline: the common case)
+                        g = guard.search(buf, scan, end, concurrent=False)
+                        q = end if g is None else g.start()
+                    else:
+                        q = self._candidate(buf, scan, end)
                     if q > scan:  # decided misses: release them
                         pieces.append(self._text(buf, scan, q))
                         scan = q
@@ -1133,7 +1137,11 @@ class _Redactor:
                     if m is not None:
                         sub = self._sub_at(buf, scan)
                 else:
-                    sub = self._sub_at(buf, scan)
+                    cached = self._at_sub  # (_sub_at, inline)
+                    if cached is not None and self._base + scan == self._at_pos:
+                        sub = cached
+                    else:
+                        sub = self._sub_at(buf, scan)
                     m = (
                         None
                         if sub.combined is None
