@@ -441,6 +441,29 @@ def test_an_invalid_escape_passes_through_unchanged() -> None:
     assert out == args  # the consumer's parser reports it, as it would have
 
 
+@pytest.mark.parametrize("action", ["redact", "block"])
+def test_a_raw_control_character_in_a_string_passes_through_unchanged(action: str) -> None:
+    # Not JSON (a string holds control characters only escaped): written as it came,
+    # never escaped, in every chunking; what a block releases is a prefix of it.
+    args = '{"q": "a\x1fb", "r": "\x00 mail jo.smith@example.com\n"}'
+    for cut in range(1, len(args)):
+        chunks = chat_stream(tool_args=[args[:cut], args[cut:]])
+        out = chat_arguments(list(so.redact(["email"], action=action)(chunks)))
+        if action == "block":
+            assert args.startswith(out), (cut, out)
+        else:
+            assert out == args.replace("jo.smith@example.com", "[EMAIL]"), (cut, out)
+
+
+@pytest.mark.parametrize("args", ['{"n": -3, "m": [-1.5e-2]}', '{"n": -x}', '[1, -', "- 2"])
+def test_a_minus_sign_at_any_cut_passes_through(args: str) -> None:
+    # A minus sign with no digit after it yet (the chunk ends there, or the text is
+    # not JSON) made the reader of the text outside strings loop for ever.
+    for cut in range(1, len(args)):
+        chunks = chat_stream(tool_args=[args[:cut], args[cut:]])
+        assert chat_arguments(list(so.redact(["email"])(chunks))) == args, cut
+
+
 def test_a_stream_without_its_end_event_ended_by_force() -> None:
     """No finish reason, no message_stop, an error event: the message is not complete."""
     partial = "my key is sk-proj-Ab12Cd34"

@@ -152,14 +152,15 @@ class _JSONStrings:
     A stage that stops the stream (a ``block``, the budget) stops it here too.
     Arguments that turn out not to be JSON (a character no JSON document has
     outside its strings, such as ``'``) are from there on one plain text
-    message, so nothing is split apart. An escape that is not valid JSON ends
-    the string's message and passes through unchanged (the consumer's parser
-    reports it); a lone surrogate is written as an escape.
+    message, so nothing is split apart. An escape that is not valid JSON, or a
+    raw control character in a string, ends the string's message and passes
+    through unchanged (the consumer's parser reports it); a lone surrogate is
+    written as an escape.
     """
 
     __slots__ = ("_esc", "_high", "_main", "_plain", "_raw", "_sub")
 
-    _SPECIAL = regex.compile(r'["\\]')
+    _SPECIAL = regex.compile(r'["\\\x00-\x1f]')  # a control character is escaped in JSON
     _NUMBER = regex.compile(r"-?[0-9][0-9.eE+-]*")
     _STRUCTURE = regex.compile(r"[\s{}\[\]:,]|true|false|null|[tfn]")  # JSON outside strings
     _NUMBER_START = regex.compile(r"[-0-9]")
@@ -203,6 +204,12 @@ class _JSONStrings:
                     break
                 if text[j] == "\\":
                     self._esc = "\\"
+                    i = j + 1
+                    continue
+                if text[j] != '"':  # a raw control character: not JSON, passed on as is
+                    self._close_string(out, forced=False)
+                    out.append(text[j])
+                    self._sub = self._main.fork("tool_arguments")
                     i = j + 1
                     continue
                 self._close_string(out, forced=False)  # the closing quote
@@ -256,7 +263,10 @@ class _JSONStrings:
                 self._message(m.group(), out, number=True, forced=forced)
                 pos = m.end()
                 continue
-            s = self._NUMBER_START.search(raw, pos, concurrent=False)
+            if raw[pos] == "-" and pos + 1 == n and not final:
+                break  # a minus sign at the end: the number may follow
+            # (a minus sign with no digit after it is no JSON: the run below has it)
+            s = self._NUMBER_START.search(raw, pos + (raw[pos] == "-"), concurrent=False)
             end = n if s is None else s.start()
             run = raw[pos:end]
             if self._STRUCTURE.sub(
