@@ -448,14 +448,15 @@ def test_a_raw_control_character_in_a_string_passes_through_unchanged(action: st
     args = '{"q": "a\x1fb", "r": "\x00 mail jo.smith@example.com\n"}'
     for cut in range(1, len(args)):
         chunks = chat_stream(tool_args=[args[:cut], args[cut:]])
-        out = chat_arguments(list(so.redact(["email"], action=action)(chunks)))
+        op = so.redact(["email"], action="block" if action == "block" else "redact")
+        out = chat_arguments(list(op(chunks)))
         if action == "block":
             assert args.startswith(out), (cut, out)
         else:
             assert out == args.replace("jo.smith@example.com", "[EMAIL]"), (cut, out)
 
 
-@pytest.mark.parametrize("args", ['{"n": -3, "m": [-1.5e-2]}', '{"n": -x}', '[1, -', "- 2"])
+@pytest.mark.parametrize("args", ['{"n": -3, "m": [-1.5e-2]}', '{"n": -x}', "[1, -", "- 2"])
 def test_a_minus_sign_at_any_cut_passes_through(args: str) -> None:
     # A minus sign with no digit after it yet (the chunk ends there, or the text is
     # not JSON) made the reader of the text outside strings loop for ever.
