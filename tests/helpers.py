@@ -198,6 +198,24 @@ def anthropic_events(
     return [_EVENT.validate_python(e) for e in raw] if objects else raw
 
 
+def anthropic_message(*events: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Messages stream of dict events: ``message_start``, ``events``, an ``end_turn`` end."""
+    start: dict[str, Any] = {
+        "type": "message_start",
+        "message": {
+            "id": "m1", "type": "message", "role": "assistant", "model": "c", "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 0},
+        },
+    }  # fmt: skip
+    end: list[dict[str, Any]] = [
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 5}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    return [start, *events, *end]
+
+
 def anthropic_delta_text(event: Any) -> str:
     """The text a ``content_block_delta`` carries, whatever its block kind."""
     d = get(event, "delta")

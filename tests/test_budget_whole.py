@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from helpers import chat_stream
+from helpers import anthropic_message, chat_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,23 +27,6 @@ from streamops._core._report import StreamReport
 ENC = so.get_encoding("cl100k_base")
 STDOUT = "word " * 500  # 501 tokens
 QUERY = "find the weather in " + "Paris and Lyon " * 20
-
-
-def anthropic(*events: dict[str, Any]) -> list[dict[str, Any]]:
-    start: dict[str, Any] = {
-        "type": "message_start",
-        "message": {
-            "id": "m1", "type": "message", "role": "assistant", "model": "c", "content": [],
-            "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 0},
-        },
-    }  # fmt: skip
-    end: list[dict[str, Any]] = [
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-         "usage": {"output_tokens": 5}},
-        {"type": "message_stop"},
-    ]  # fmt: skip
-    return [start, *events, *end]
 
 
 def code_result(index: int, stdout: str = STDOUT) -> dict[str, Any]:
@@ -63,16 +46,16 @@ def text_block(index: int, *pieces: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-REPRO = anthropic(
+REPRO = anthropic_message(
     code_result(0), {"type": "content_block_stop", "index": 0}, *text_block(1, "All done.")
 )
-TOOL_INPUT = anthropic(
+TOOL_INPUT = anthropic_message(
     *text_block(0, "Let me ", "look that ", "up."),
     {"type": "content_block_start", "index": 1, "content_block": {
         "type": "tool_use", "id": "t1", "name": "search", "input": {"q": QUERY, "n": 3}}},
     {"type": "content_block_stop", "index": 1},
 )  # fmt: skip
-MIXED = anthropic(
+MIXED = anthropic_message(
     *text_block(0, "Running ", "the code ", "now."),
     code_result(1, "line of output " * 40),
     {"type": "content_block_stop", "index": 1},

@@ -21,6 +21,7 @@ import pytest
 from anthropic.types import RawContentBlockStartEvent
 from anthropic.types import RawMessageStreamEvent as AnthropicEvent
 from google.genai import types as gt
+from helpers import anthropic_message
 from openai.types.responses import ResponseOutputItem, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -166,29 +167,12 @@ def test_output_text_annotations_are_redacted() -> None:
 BLOCK_CLASSES = _union_args(RawContentBlockStartEvent.model_fields["content_block"].annotation)
 
 
-def _message(*events: dict[str, Any]) -> list[dict[str, Any]]:
-    start: dict[str, Any] = {
-        "type": "message_start",
-        "message": {
-            "id": "m1", "type": "message", "role": "assistant", "model": "c", "content": [],
-            "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 0},
-        },
-    }  # fmt: skip
-    end: list[dict[str, Any]] = [
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-         "usage": {"output_tokens": 5}},
-        {"type": "message_stop"},
-    ]  # fmt: skip
-    return [start, *events, *end]
-
-
 @pytest.mark.parametrize("cls", BLOCK_CLASSES, ids=lambda c: c.__name__)
 def test_every_anthropic_content_block_is_redacted(cls: type[BaseModel]) -> None:
     block = cls.model_validate(sample(cls)).model_dump(mode="json", exclude_none=True)
     if cls.__name__ in ("ThinkingBlock", "RedactedThinkingBlock", "ContainerUploadBlock"):
         pytest.skip("no text a client shows in the block's start (thinking streams as deltas)")
-    raw = _message(
+    raw = anthropic_message(
         {"type": "content_block_start", "index": 0, "content_block": block},
         {"type": "content_block_stop", "index": 0},
     )
@@ -201,7 +185,7 @@ def test_every_anthropic_content_block_is_redacted(cls: type[BaseModel]) -> None
 
 def test_citation_quotes_are_redacted_and_the_text_stays_exact() -> None:
     email = "ann@example.com"
-    raw = _message(
+    raw = anthropic_message(
         {"type": "content_block_start", "index": 0,
          "content_block": {"type": "text", "text": "", "citations": []}},
         {"type": "content_block_delta", "index": 0,
@@ -228,7 +212,7 @@ def test_citation_quotes_are_redacted_and_the_text_stays_exact() -> None:
 
 
 def test_a_tool_input_given_whole_in_the_block_start_is_redacted() -> None:
-    raw = _message(
+    raw = anthropic_message(
         {"type": "content_block_start", "index": 0, "content_block": {
             "type": "tool_use", "id": "t1", "name": "send", "input": {"key": SECRET, "n": 2}}},
         {"type": "content_block_stop", "index": 0},
@@ -382,7 +366,7 @@ def test_gemini_logprobs_of_a_changed_chunk_are_dropped() -> None:
 
 def test_the_budget_does_not_count_tool_output_unless_asked() -> None:
     long_output = "word " * 500
-    raw = _message(
+    raw = anthropic_message(
         {"type": "content_block_start", "index": 0, "content_block": {
             "type": "code_execution_tool_result", "tool_use_id": "s1",
             "content": {"type": "code_execution_result", "stdout": long_output,
