@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks._common import BenchResult, best_of, format_table
+from benchmarks._common import BenchResult, best_of, format_table, interleaved
 from streamops import parse_json
 from streamops._json._parser import JSONParser
 
@@ -104,6 +104,18 @@ def _once(fn: Callable[[], object], *, repeat: int = 1) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _paired(fns: list[Callable[[], object]], quick: bool, repeat: int) -> list[float]:
+    """Time contenders of one ratio in turns (best of ``repeat`` each), on the same data.
+
+    A ratio of two timings taken at different moments of a run on a shared
+    machine swings with the load between them (1.2x interleaved was 1.8x
+    measured apart): alternating them spreads the noise over both sides.
+    """
+    if quick:
+        return [_once(fn) for fn in fns]
+    return interleaved(fns, repeat=repeat)
 
 
 def reparse_time(
@@ -224,7 +236,7 @@ def run(quick: bool = False) -> list[BenchResult]:
             BenchResult(CORE, label, ours, floor, "json.loads whole", target, note=CORE_NOTE),
             BenchResult(OPERATOR, label, op, floor, "json.loads whole", None, note=OPERATOR_NOTE),
         ]
-    results += issue17_rows(quick, timer, repeat, docs[big], ours_4[big], floors[big], labels[big])
+    results += issue17_rows(quick, timer, repeat, docs[big], labels[big])
     return results
 
 
@@ -270,8 +282,6 @@ def issue17_rows(
     timer: Callable[..., float],
     repeat: int,
     indented: str,
-    core_indented: float,
-    floor_indented: float,
     label: str,
 ) -> list[BenchResult]:
     """The rows of issue 17's targets, measured in the same run as the rows above."""
@@ -285,24 +295,33 @@ def issue17_rows(
     rows.append(
         BenchResult(CORE, clabel, core_c, floor_c, "json.loads whole", 30.0, note=CORE_NOTE)
     )
-    # The full operator against the parser core, on both shapes.
+    # The full operator against the parser core, on both shapes: each pair timed
+    # in turns on the same chunks (see _paired).
     i_chunks = chunked(indented, 4)
-    op_i = timer(lambda: ours_operator(i_chunks), repeat=repeat)
-    op_c = timer(lambda: ours_operator(c_chunks), repeat=repeat)
-    note = "the stream driver and one yield per changed chunk on top of the parser core"
+    core_i, op_i = _paired(
+        [lambda: ours_core(i_chunks), lambda: ours_operator(i_chunks)], quick, repeat
+    )
+    core_c2, op_c = _paired(
+        [lambda: ours_core(c_chunks), lambda: ours_operator(c_chunks)], quick, repeat
+    )
+    note = (
+        "the stream driver and one yield per changed chunk on top of the parser core"
+        " (both timed in turns, best of each)"
+    )
     rows += [
-        BenchResult(
-            OPERATOR, f"{label} / 4-char", op_i, core_indented, "parser core", 1.3, note=note
-        ),
-        BenchResult(OPERATOR, clabel, op_c, core_c, "parser core", 1.3, note=note),
+        BenchResult(OPERATOR, f"{label} / 4-char", op_i, core_i, "parser core", 1.3, note=note),
+        BenchResult(OPERATOR, clabel, op_c, core_c2, "parser core", 1.3, note=note),
     ]
     # Model mode against the plain operator on the same document, at several depths.
     for depth in (1, 20, 80):
         model, doc = _leaf_model(depth)
         chunks = chunked(doc, 4)
         assert ours_model(chunks, model) == model.model_validate_json(doc)
-        t_model = timer(lambda c=chunks, m=model: ours_model(c, m), repeat=repeat)
-        t_plain = timer(lambda c=chunks: ours_operator(c), repeat=repeat)
+        t_model, t_plain = _paired(
+            [lambda c=chunks, m=model: ours_model(c, m), lambda c=chunks: ours_operator(c)],
+            quick,
+            repeat,
+        )
         rows.append(
             BenchResult(
                 "parse_json(model=...)",
@@ -311,7 +330,10 @@ def issue17_rows(
                 t_plain,
                 "parse_json() same doc",
                 2.0,
-                note="typed partials after every changed chunk, each scalar checked once",
+                note=(
+                    "typed partials after every changed chunk, each scalar checked once"
+                    " (both timed in turns, best of each)"
+                ),
             )
         )
     # deltas=True: per-character cost of one long string, 100 KB vs 1.6 MB.
