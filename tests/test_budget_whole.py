@@ -290,12 +290,50 @@ def test_a_channel_that_ends_beyond_an_allowance_not_final_is_cut() -> None:
     assert usage_of(report).completion_tokens == 3
 
 
+# -- a Responses item repeated whole: counted and redacted once --------------------
+
+MCP_OUTPUT = "file contents of notes.txt, mail ops@example.com " * 12
+
+
+def repeated_items(completed_output: bool) -> list[dict[str, Any]]:
+    """A Responses stream whose tool items come at added, again at done and in the final event."""
+    search = {"type": "web_search_call", "id": "ws1", "status": "completed",
+              "action": {"type": "search", "query": QUERY}}  # fmt: skip
+    mcp = {"type": "mcp_call", "id": "mc1", "server_label": "files", "name": "cat",
+           "arguments": "{}", "output": MCP_OUTPUT, "status": "completed"}  # fmt: skip
+    text = {"type": "output_text", "text": "Done.", "annotations": [], "logprobs": []}
+    message = {"type": "message", "id": "m1", "status": "completed", "role": "assistant",
+               "content": [text]}  # fmt: skip
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {"id": "r1", "output": []}},
+        {"type": "response.output_item.added", "output_index": 0, "item": search},
+        {"type": "response.output_item.done", "output_index": 0, "item": search},
+        {"type": "response.output_item.added", "output_index": 1,
+         "item": {**mcp, "arguments": "", "output": None, "status": "in_progress"}},
+        {"type": "response.output_item.done", "output_index": 1, "item": mcp},
+        {"type": "response.output_item.added", "output_index": 2,
+         "item": {**message, "status": "in_progress", "content": []}},
+        {"type": "response.output_text.delta", "item_id": "m1", "output_index": 2,
+         "content_index": 0, "delta": "Done.", "logprobs": []},
+        {"type": "response.output_text.done", "item_id": "m1", "output_index": 2,
+         "content_index": 0, "text": "Done.", "logprobs": []},
+        {"type": "response.output_item.done", "output_index": 2, "item": message},
+        {"type": "response.completed", "response": {
+            "id": "r1", "status": "completed",
+            "output": [search, mcp, message] if completed_output else []}},
+    ]  # fmt: skip
+    for i, event in enumerate(events):
+        event["sequence_number"] = i
+    return events
+
+
 # -- the property: exact whatever the ledger's limit -------------------------------
 
 STREAMS = {
     "anthropic": (MIXED, ["content", "tool_arguments", "tool_output"]),
     "anthropic-default": (MIXED, None),
     "responses": (responses(), ["content", "tool_output"]),
+    "responses-repeated": (repeated_items(True), ["content", "tool_output"]),
     "gemini": (gemini(), ["content", "tool_arguments", "tool_output"]),
     "gemini-default": (gemini(), None),
     "gemini-live": (gemini_live(), ["content", "tool_arguments", "tool_output"]),
@@ -331,3 +369,67 @@ def test_the_streams_have_texts_in_several_counted_kinds() -> None:
         assert kinds >= {"content"}, name
         assert len(kinds) >= 2, (name, kinds)
     assert json.dumps(REPRO)  # the fixtures are plain wire dicts
+
+
+def test_a_responses_item_repeated_whole_is_counted_once() -> None:
+    channels = ["content", "tool_output"]
+    tokens = len(ENC.encode(QUERY)) + len(ENC.encode(MCP_OUTPUT))
+    for completed_output in (False, True):
+        _, usage, stop = run_local(repeated_items(completed_output), 10**6, channels=channels)
+        assert stop is None or stop is so.StopReason.COMPLETE
+        assert usage.channel_tokens["tool_output"] == tokens, completed_output
+
+
+def test_a_budget_of_exactly_its_texts_delivers_repeated_items_untouched() -> None:
+    # counted at every repetition, the final event would have gone over it
+    raw = repeated_items(True)
+    channels = ["content", "tool_output"]
+    total = len(ENC.encode(QUERY)) + len(ENC.encode(MCP_OUTPUT)) + len(ENC.encode("Done."))
+    def wholes(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # (deltas are split where a token may go on; sequence numbers move past inserted ones)
+        return [{**e, "sequence_number": 0} for e in events if not e["type"].endswith(".delta")]
+
+    out, usage, stop = run_local(raw, total, channels=channels)
+    assert stop is not so.StopReason.BUDGET
+    assert usage.completion_tokens == total
+    assert wholes(out) == wholes(raw)
+    out, usage, stop, spent = run_ledger(raw, total, channels=channels)
+    assert stop is not so.StopReason.BUDGET
+    assert spent == total
+    assert wholes(out) == wholes(raw)
+
+
+def test_a_responses_item_repeated_whole_is_redacted_once() -> None:
+    stream = so.redact(["email"])(repeated_items(True))
+    out = list(stream)
+    redactions = [e for e in stream.report.events if e.kind == "redact.redact"]
+    assert len(redactions) == MCP_OUTPUT.count("@")
+    outputs = [e["item"]["output"] for e in out if e["type"] == "response.output_item.done"
+               and e["item"]["id"] == "mc1"]  # fmt: skip
+    assert outputs == [MCP_OUTPUT.replace("ops@example.com", "[EMAIL]")]
+
+
+def test_a_cited_annotation_repeated_whole_is_redacted_once() -> None:
+    # shown at annotation.added, in content_part.done, output_item.done and the final event
+    note = {"type": "url_citation", "title": "mail ops@example.com for the report",
+            "url": "https://example.com/r", "start_index": 0, "end_index": 5}  # fmt: skip
+    part = {"type": "output_text", "text": "Done.", "annotations": [note], "logprobs": []}
+    item = {"type": "message", "id": "m1", "status": "completed", "role": "assistant",
+            "content": [part]}  # fmt: skip
+    where = {"item_id": "m1", "output_index": 0, "content_index": 0}
+    raw: list[dict[str, Any]] = [
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**item, "content": [], "status": "in_progress"}},
+        {"type": "response.output_text.delta", **where, "delta": "Done.", "logprobs": []},
+        {"type": "response.output_text.annotation.added", **where, "annotation_index": 0,
+         "annotation": note},
+        {"type": "response.output_text.done", **where, "text": "Done.", "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": {"id": "r1", "output": [item]}},
+    ]  # fmt: skip
+    stream = so.redact(["email"])(raw)
+    out = list(stream)
+    assert [e.kind for e in stream.report.events].count("redact.redact") == 1
+    assert "ops@example.com" not in json.dumps(out)
+    assert json.dumps(out).count("mail [EMAIL] for the report") == 4

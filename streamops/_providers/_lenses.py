@@ -283,6 +283,11 @@ class _Reader:
         return list(self._open)
 
 
+def _at(at: tuple[Any, ...] | None, step: Any) -> tuple[Any, ...] | None:
+    """The place one step inside ``at`` (``None`` stays ``None``: not remembered)."""
+    return None if at is None else (*at, step)
+
+
 class _ChannelLens(abc.ABC):
     """Shared logic of the provider lenses: every text channel of a chunk is a stream.
 
@@ -300,7 +305,7 @@ class _ChannelLens(abc.ABC):
     :func:`~streamops.parse_json`).
     """
 
-    __slots__ = ("_ended", "_n", "_pending", "_reader", "_wholes", "truncated")
+    __slots__ = ("_ended", "_n", "_pending", "_reader", "_seen", "_wholes", "truncated")
 
     # False when the lens never holds a chunk and its _process sets ``truncated``
     # itself: process() then skips the generic hooks (the per-chunk hot path).
@@ -318,6 +323,7 @@ class _ChannelLens(abc.ABC):
         # event) ended by force.
         self._ended = False
         self._wholes = 0  # texts that came whole (see _whole)
+        self._seen: dict[tuple[Any, ...], tuple[str, str]] = {}  # see _scrub's ``at``
         self._reader: _Reader | None = None  # (read_ahead's stand-in channels)
 
     @abc.abstractmethod
@@ -380,6 +386,7 @@ class _ChannelLens(abc.ABC):
         *,
         opaque: frozenset[str] = frozenset(),
         kind: str = "tool_output",
+        at: tuple[Any, ...] | None = None,
     ) -> Any:
         """``value`` (a payload that came whole) with each of its texts through :meth:`_whole`.
 
@@ -387,11 +394,29 @@ class _ChannelLens(abc.ABC):
         ``kind`` text, except the values of :data:`_OPAQUE_KEYS` and ``opaque``
         at any depth and of ``skip`` at the top (identifiers, enum values,
         encodings, opaque blobs). Returns ``value`` itself when nothing changed.
+
+        ``at`` names where ``value`` sits in the message (an item's id, say)
+        when the stream repeats it whole in later events: a text at the same
+        place, equal to the one seen there before, is not fed again but shown
+        as released then (a budget counts it once, a redaction reports it
+        once, and every repetition shows the same cut).
         """
         if type(value) is str:
-            return self._whole(channels, kind, value) if value else value
+            if not value:
+                return value
+            if at is None:
+                return self._whole(channels, kind, value)
+            seen = self._seen.get(at)
+            if seen is not None and seen[0] == value:
+                return seen[1]
+            out = self._whole(channels, kind, value)
+            self._seen[at] = (value, out)
+            return out
         if isinstance(value, list | tuple):
-            new = [self._scrub(v, channels, opaque=opaque, kind=kind) for v in value]
+            new = [
+                self._scrub(v, channels, opaque=opaque, kind=kind, at=_at(at, i))
+                for i, v in enumerate(value)
+            ]
             if all(a is b for a, b in zip(new, value, strict=True)):
                 return value
             return type(value)(new) if isinstance(value, tuple) else new
@@ -400,7 +425,7 @@ class _ChannelLens(abc.ABC):
         for name, item in pairs:
             if name in _OPAQUE_KEYS or name in opaque or name in skip or item is None:
                 continue
-            fixed = self._scrub(item, channels, opaque=opaque, kind=kind)
+            fixed = self._scrub(item, channels, opaque=opaque, kind=kind, at=_at(at, name))
             if fixed is not item:
                 changes[name] = fixed
         return _replace(value, **changes) if changes else value
@@ -1046,6 +1071,16 @@ _RESPONSE_PART_DONES = frozenset(
 _RESPONSE_FINALS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
+def _place(kind: str, item_id: Any, *rest: Any) -> tuple[Any, ...] | None:
+    """Where a Responses text that comes whole sits: remembered when its item has an id.
+
+    The stream repeats an item whole at ``output_item.added``, at
+    ``output_item.done`` and in the final event, and a cited annotation at
+    ``annotation.added`` and in every event that repeats its part.
+    """
+    return (kind, item_id, *rest) if isinstance(item_id, str) else None
+
+
 class OpenAIResponsesLens(_ChannelLens):
     """Lens for OpenAI Responses API stream events (SDK objects or dicts).
 
@@ -1056,7 +1091,10 @@ class OpenAIResponsesLens(_ChannelLens):
     final ``response.completed`` repeat the whole texts: they are rewritten to
     what was released for each channel, so they always equal the
     concatenated deltas, and a removed secret cannot come back through them.
-    A channel's held text is released as one more delta event just before its
+    A tool's output or a citation that the stream repeats whole (at
+    ``output_item.added``, ``output_item.done`` and in the final event) goes
+    through the operators once: a budget counts it once, and every repetition
+    shows what was released the first time. A channel's held text is released as one more delta event just before its
     ``*.done`` event; ``*.done`` events wait for the next event, which says
     whether the response was cut (``response.incomplete``: a live partial
     secret is then masked). Sequence numbers are shifted past inserted
@@ -1164,14 +1202,16 @@ class OpenAIResponsesLens(_ChannelLens):
                     chunk = _replace(chunk, **changes)
         elif kind == "response.output_text.annotation.added":
             annotation = _get(chunk, "annotation")
-            fixed = self._scrub(annotation, channels)
+            at = _place("annotation", _get(chunk, "item_id"), _get(chunk, "content_index"))
+            fixed = self._scrub(annotation, channels, at=_at(at, _get(chunk, "annotation_index")))
             if fixed is not annotation:
                 chunk = _replace(chunk, annotation=fixed)
         elif kind == "response.output_item.added":
             # Its texts stream as deltas after it (it carries empty ones), but
             # whatever text it does carry is shown: each a text of its own.
             item = _get(chunk, "item")
-            fixed = self._scrub(item, channels, _RESPONSE_ADDED_SKIP.get(_get(item, "type"), _NONE))
+            skip = _RESPONSE_ADDED_SKIP.get(_get(item, "type"), _NONE)
+            fixed = self._scrub(item, channels, skip, at=_place("item", _get(item, "id")))
             if fixed is not item:
                 chunk = _replace(chunk, item=fixed)
         elif kind in _RESPONSE_FINALS:
@@ -1236,7 +1276,8 @@ class OpenAIResponsesLens(_ChannelLens):
             changes = {"text": self._full(key, _get(part, "text")), "logprobs": []}
             annotations = _get(part, "annotations")
             if annotations and self._channels is not None:  # cited titles, file names, URLs
-                changes["annotations"] = self._scrub(annotations, self._channels)
+                at = _place("annotation", item_id, _get(event, "content_index"))
+                changes["annotations"] = self._scrub(annotations, self._channels, at=at)
             return _replace(part, **changes)
         if ptype == "refusal":
             key = ("refusal", item_id, _get(event, "content_index"))
@@ -1263,7 +1304,7 @@ class OpenAIResponsesLens(_ChannelLens):
             # The rest of the item came whole: a tool's output, a search's
             # results, a shell command (the fields above have channels of their own).
             skip = _RESPONSE_ITEM_SKIP.get(itype, _RESPONSE_ITEM_SKIP_ALL)
-            item = self._scrub(item, channels, skip)
+            item = self._scrub(item, channels, skip, at=_place("item", item_id))
         for field, prefix in (("content", None), ("summary", "summary")):
             parts = _get(item, field)
             if not parts:
