@@ -33,7 +33,7 @@ import abc
 import codecs
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
@@ -654,6 +654,22 @@ def _private_copy(private: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in private.items() if v is not PydanticUndefined}
 
 
+def _feed_texts(
+    channels: Any, values: dict[str, Any], fields: Iterable[tuple[str, str]]
+) -> dict[str, Any] | None:
+    """Feed each text field of a chat delta's ``values``; the fields whose text changed."""
+    changes: dict[str, Any] | None = None
+    for field, kind in fields:
+        value = values.get(field)
+        if value and type(value) is str:
+            text = channels.feed(field, kind, value)
+            if text != value:
+                if changes is None:
+                    changes = {}
+                changes[field] = text
+    return changes
+
+
 class OpenAIChatLens(_ChannelLens):
     """Lens for OpenAI ``ChatCompletionChunk`` objects and their wire-format dicts.
 
@@ -864,15 +880,7 @@ class OpenAIChatLens(_ChannelLens):
         ):
             return None
         self._template = chunk
-        changes: dict[str, Any] | None = None
-        for field, kind in _OPENAI_FIELDS:
-            value = delta.get(field)
-            if value and type(value) is str:
-                text = channels.feed(field, kind, value)
-                if text != value:
-                    if changes is None:
-                        changes = {}
-                    changes[field] = text
+        changes = _feed_texts(channels, delta, _OPENAI_FIELDS)
         if changes is None:
             return [chunk]
         if choice.get("logprobs") is None:
@@ -912,15 +920,7 @@ class OpenAIChatLens(_ChannelLens):
             if delta_values.get(field) is not None:
                 return None
         self._template = chunk
-        changes: dict[str, Any] | None = None
-        for field, kind in shape.texts:
-            value = delta_values.get(field)
-            if value and type(value) is str:
-                text = channels.feed(field, kind, value)
-                if text != value:
-                    if changes is None:
-                        changes = {}
-                    changes[field] = text
+        changes = _feed_texts(channels, delta_values, shape.texts)
         if changes is None:
             return [chunk]
         # Each changed field is a field of the class already in __dict__, so the
@@ -1094,8 +1094,9 @@ class OpenAIResponsesLens(_ChannelLens):
     A tool's output or a citation that the stream repeats whole (at
     ``output_item.added``, ``output_item.done`` and in the final event) goes
     through the operators once: a budget counts it once, and every repetition
-    shows what was released the first time. A channel's held text is released as one more delta event just before its
-    ``*.done`` event; ``*.done`` events wait for the next event, which says
+    shows what was released the first time. A channel's held text is
+    released as one more delta event just before its ``*.done`` event;
+    ``*.done`` events wait for the next event, which says
     whether the response was cut (``response.incomplete``: a live partial
     secret is then masked). Sequence numbers are shifted past inserted
     events, so they stay unique and increasing. ``logprobs`` of a changed
