@@ -18,6 +18,7 @@ says so in its note, including the ">= 100x" row.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import time
@@ -318,7 +319,10 @@ def issue17_rows(
         chunks = chunked(doc, 4)
         assert ours_model(chunks, model) == model.model_validate_json(doc)
         t_model, t_plain = _paired(
-            [lambda c=chunks, m=model: ours_model(c, m), lambda c=chunks: ours_operator(c)],
+            [
+                functools.partial(ours_model, chunks, model),
+                functools.partial(ours_operator, chunks),
+            ],
             quick,
             repeat,
         )

@@ -197,7 +197,7 @@ class _NoCache(dict[str, Any]):
         return False
 
 
-def _string_text(text: str, pos: int) -> tuple[str, int, str] | None:
+def _string_text(text: str, pos: int, plain: re.Pattern[str] = _STR) -> tuple[str, int, str] | None:
     """Decode string text from ``pos`` to an unescaped quote or the end of ``text``.
 
     Returns the decoded text, where it stopped (the quote's index, or the
@@ -208,7 +208,7 @@ def _string_text(text: str, pos: int) -> tuple[str, int, str] | None:
     parts: list[str] = []
     n = len(text)
     while True:
-        e = _STR.match(text, pos).end()  # type: ignore[union-attr]  # always matches
+        e = plain.match(text, pos).end()  # type: ignore[union-attr]  # always matches
         if e > pos:
             parts.append(text[pos:e])
         if e == n:
@@ -622,6 +622,21 @@ class JSONParser:
             # the path above).
             if state < _STRING:
                 pass
+            elif after_obj >= _STRING:
+                # The string or key goes on (its text has escapes: plain text
+                # took the path above), maybe with an escape cut at the end.
+                if cut:
+                    self._carry = cut
+                self._base += len(chunk)
+                if state == _KEYSTR:
+                    if head:
+                        self._pieces.append(head)
+                    return False
+                if head:
+                    s = self._sval = self._sval + head
+                    self._scont[self._skey] = s
+                    return True
+                return False
             elif state == _STRING:
                 if self._cont is None:  # a root string ends: the general path
                     return self._parse(chunk, state, False, 0)
@@ -641,9 +656,7 @@ class JSONParser:
                 self._key = "".join(pieces)
                 pieces.clear()
             state = after_obj if self._isobj else after_arr
-            if cut:  # a number or literal that goes on in the next chunk
-                self._carry = cut
-            elif opened is not None:
+            if opened is not None:
                 if state >= _OBJ_FIRST:
                     if opened:
                         self._pieces.append(opened)
@@ -655,6 +668,8 @@ class JSONParser:
                         self._scont[self._skey] = opened
                     changed = True
                     state = _STRING
+            if cut:  # a number, literal or escape that goes on in the next chunk
+                self._carry = cut
             self._state = state
             self._base += len(chunk)
             return changed  # (only ending a string makes events here: see above)
@@ -747,17 +762,11 @@ class JSONParser:
             self._carry = ""
             return self._parse(text, state, False, 0)
         # An escape or literal cut at the last chunk's end: the text from it
-        # on repeats as much as chunks do (programs, as above).
-        text = carry + chunk
+        # on repeats as much as chunks do, so it takes feed()'s cached plans
+        # and programs (nothing was reset or made yet in this call).
         self._base -= len(carry)
         self._carry = ""
-        try:
-            prog = self._progs[state][text]
-        except KeyError:
-            prog = self._new_program(state, text)
-        if prog:
-            return self._run(prog, text, state)
-        return self._parse(text, state, False, 0)
+        return self.feed(carry + chunk)
 
     def _parse(self, chunk: str, state: int, changed: bool, pos: int) -> bool:
         """The general path of feed(): the state machine, from ``chunk[pos]`` on."""
@@ -999,10 +1008,12 @@ class JSONParser:
         pos = 0
         head = ""
         if state >= _STRING:
-            q = chunk.find('"')
-            head = chunk[:q]
-            if q < 0 or "\\" in head or not head.isprintable():
+            found = _string_text(chunk, 0, self._str_re)
+            if found is None:
                 return False
+            head, q, cut = found
+            if q == len(chunk):  # the string or key goes on (escapes decoded)
+                return head, state, state, None, cut
             pos = q + 1
             state = _AFTER if state == _STRING else _COLON
         if state > _END:
@@ -1017,15 +1028,11 @@ class JSONParser:
             rest = rest[1:].lstrip(_WSSTR)
         if not rest:
             return head, after_obj, after_arr, None, ""
-        opened = rest[1:]
-        if (
-            after_obj <= _KEY
-            and rest[0] == '"'
-            and '"' not in opened
-            and "\\" not in opened
-            and opened.isprintable()
-        ):
-            return head, after_obj, after_arr, opened, ""
+        if after_obj <= _KEY and rest[0] == '"':
+            found = _string_text(rest, 1, self._str_re)
+            if found is not None and found[1] == len(rest):
+                # A string or key that opens and goes on (an escape may be cut).
+                return head, after_obj, after_arr, found[0], found[2]
         if after_obj == after_arr <= _ARR_FIRST:
             # A number or literal that starts here and goes on in the next chunk:
             # carried, as the general path carries it.
