@@ -1093,44 +1093,50 @@ class _Redactor:
         combined, guard = plan.combined, plan.guard
         n = len(buf)
         pieces: list[str] = []
+        # Decided misses are released as one run, buf[rel:scan], taken whenever something
+        # else is written or dropped (a replacement, an overflow) and at the end.
+        rel = scan
         try:
             while scan < n or self._anchor >= 0:
                 if self._anchor >= 0:  # dropping an overflowed attempt: is it decided now?
+                    if scan > rel:
+                        pieces.append(self._text(buf, rel, scan))
                     resumed = self._follow(buf, scan, final)
                     if resumed is None:  # not yet: everything read so far is dropped
-                        scan = n
+                        scan = rel = n
                         if final:
                             self._anchor = -1
                         break
-                    scan = resumed
+                    scan = rel = resumed
                     if self.done:
                         break
                     continue
-                end = min(n, scan + window)
-                if final and end == n:  # the true end of the text: no partial matching
-                    m = combined.search(buf, scan, None, False, False, timeout)
-                    if m is None:
-                        pieces.append(self._text(buf, scan, n))
-                        scan = n
-                        break
-                    scan = self._apply(m, self._validated(buf, m.start(), n), buf, scan, pieces)
-                    if self.done:
-                        break
-                    continue
+                end = scan + window
+                if end >= n:
+                    end = n
+                    if final:  # the true end of the text: no partial matching
+                        m = combined.search(buf, scan, None, False, False, timeout)
+                        if m is None:
+                            scan = n
+                            break
+                        scan = self._apply(m, self._validated(buf, m.start(), n), buf, rel, pieces)
+                        rel = scan
+                        if self.done:
+                            break
+                        continue
                 if reopen:
                     reopen = False
                 else:
                     if guard is not None:  # (_candidate, inline: the common case)
                         g = guard.search(buf, scan, end, False)
-                        q = end if g is None else g.start()
+                        scan = end if g is None else g.start()
                     else:
-                        q = self._candidate(buf, scan, end)
-                    if q > scan:  # decided misses: release them
-                        pieces.append(self._text(buf, scan, q))
-                        scan = q
-                    if q == end:
+                        scan = self._candidate(buf, scan, end)
+                    if scan == end:  # decided misses up to `end`
                         continue
-                    end = min(n, scan + window)
+                    end = scan + window
+                    if end > n:
+                        end = n
                 # Decide the attempt at `scan`. A partial match: no complete match yet, but
                 # one may come. A complete match is final only if no path tried before it
                 # still reads past the buffer (it could grow, or an earlier alternative
@@ -1145,13 +1151,13 @@ class _Redactor:
                         sub = cached
                     else:
                         sub = self._sub_at(buf, scan)
+                    combined_at = sub.combined
                     m = (
                         None
-                        if sub.combined is None
-                        else sub.combined.match(buf, scan, end, False, True, timeout)
+                        if combined_at is None
+                        else combined_at.match(buf, scan, end, False, True, timeout)
                     )
                 if m is None:  # decided: nothing matches here
-                    pieces.append(self._text(buf, scan, scan + 1))
                     scan += 1
                     continue
                 found: _Found = _UNDECIDED
@@ -1166,15 +1172,20 @@ class _Redactor:
                         break
                     # undecided after a full window, or held for the hold time bound
                     self._force = False
-                    scan = self._overflow(buf, scan, end, pieces)
+                    if scan > rel:
+                        pieces.append(self._text(buf, rel, scan))
+                    scan = rel = self._overflow(buf, scan, end, pieces)
                 else:
-                    scan = self._apply(m, found, buf, scan, pieces)
+                    scan = self._apply(m, found, buf, rel, pieces)
+                    rel = scan
                     if self.done:
                         break
         except TimeoutError as exc:
             self.done = True
             raise RedactTimeoutError(_timeout_message(timeout)) from exc
         finally:
+            if scan > rel and not self.done:
+                pieces.append(self._text(buf, rel, scan))
             self._scan = scan
         if self.done:
             self._scan = n
