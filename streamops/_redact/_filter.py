@@ -776,17 +776,19 @@ class _Redactor:
         self, *, final: bool, reopen: bool, known: regex.Match[str] | _Undecided | None = _UNDECIDED
     ) -> list[str]:
         """``_run`` within the stream's CPU budget for matching: past it, fail closed."""
-        budget = self._plan.cpu_budget
+        plan = self._plan
+        budget = plan.cpu_budget
         if budget is None:
             return self._run(final=final, reopen=reopen, known=known)
         # The budget grows with the text read: long streams are not cut for their length.
+        # (_run keeps _base + len(_buf): trimming the buffer moves its base.)
         budget += _CPU_PER_CHAR * (self._base + len(self._buf))
         spent = self._spent
-        left = max(1e-3, budget - spent.seconds)
-        guard = self._plan.timeout
+        guard = plan.timeout
         # A search of a user pattern stops at what is left of the budget, too (built-ins
         # are bounded and run unguarded: the guard would double their cost).
-        if self._plan.user:
+        if plan.user:
+            left = max(1e-3, budget - spent.seconds)
             self._timeout = left if guard is None else min(guard, left)
         # CPU time of this thread, not wall time: waiting for the GIL or the OS while
         # other threads run is not matching (a loaded process would cut honest streams).
@@ -802,7 +804,7 @@ class _Redactor:
             raise
         finally:
             spent.seconds += clock() - started
-        if not self.done and spent.over(budget):
+        if spent.seconds > budget and not self.done and spent.over(budget):
             return [*out, *self._exhausted()]
         return out
 
@@ -844,7 +846,9 @@ class _Redactor:
             else:
                 self._recheck = min(2 * span, self._plan.hold) if span >= 64 else 0
         if at != self._held_at:
-            self._held_at, self._held_since = at, self._report.clock()
+            self._held_at = at
+            if self._plan.hold_seconds is not None:  # (the only reader of _held_since)
+                self._held_since = self._report.clock()
 
     def _finish_stats(self) -> None:
         if self._plan.observer:  # the hold-back is the redacting patterns' (flag holds none)
