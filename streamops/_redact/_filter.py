@@ -510,6 +510,7 @@ class _Redactor:
         "_at_sub",
         "_base",
         "_buf",
+        "_complete",
         "_emitted",
         "_force",
         "_held_at",
@@ -567,6 +568,7 @@ class _Redactor:
         # The branches that may start at the open attempt (_scan) when _run last left it
         # undecided, else None: the next chunk is first matched against them alone (feed).
         self._open: _Sub | None = None
+        self._complete = False  # ... and whether its match then was complete
         self._at_pos = -1  # the stream offset of the last position _Plan.at was asked ...
         self._at_sub: _Sub | None = None  # ... and its answer (_sub_at)
         self._watch = None if plan.watch is None else _Redactor(plan.watch, report, self._spent)
@@ -759,13 +761,27 @@ class _Redactor:
             return None
         assert sub.combined is not None
         assert sub.first is not None
-        m = sub.combined.match(buf, scan, n, False, True)  # concurrent=False, partial=True
         self._buf = buf
-        # A complete match is final only when no path tried before it reads on (_run)
-        if m is None or not (m.partial or sub.first.match(buf, scan, n, False, True)):
-            out = self._timed(final=False, reopen=True, known=m)
-            self._observe()
-            return out
+        if self._complete:
+            # The attempt has a complete match already (digits that are a phone number and
+            # may become a card): the `first` probe alone says whether it is still open
+            # (it reads past the end exactly when the attempt is undecided: a partial match
+            # or a complete one that a path tried before it may still change), one match
+            # instead of two per chunk while it is held; the match is made once decided.
+            if sub.first.match(buf, scan, n, False, True) is None:
+                out = self._timed(
+                    final=False, reopen=True, known=sub.combined.match(buf, scan, n, False, True)
+                )
+                self._observe()
+                return out
+        else:
+            m = sub.combined.match(buf, scan, n, False, True)  # concurrent=False, partial=True
+            # A complete match is final only when no path tried before it reads on (_run)
+            if m is None or not (m.partial or sub.first.match(buf, scan, n, False, True)):
+                out = self._timed(final=False, reopen=True, known=m)
+                self._observe()
+                return out
+            self._complete = not m.partial
         # undecided, and n - scan < lean <= the hold bound: held
         holds = self._holds
         size = n - scan
@@ -1145,10 +1161,12 @@ class _Redactor:
                 # one may come. A complete match is final only if no path tried before it
                 # still reads past the buffer (it could grow, or an earlier alternative
                 # could still win): the `first` probe explores exactly those.
+                probed = False  # `m` is complete and the `first` probe found no open path
                 if not isinstance(known, _Undecided):  # (end == n: _lean held < hold)
                     m, known = known, _UNDECIDED
                     if m is not None:
                         sub = self._sub_at(buf, scan)
+                        probed = True  # (_lean passes a match only when it is decided)
                 else:
                     cached = self._at_sub  # (_sub_at, inline)
                     if cached is not None and self._base + scan == self._at_pos:
@@ -1166,13 +1184,15 @@ class _Redactor:
                     continue
                 found: _Found = _UNDECIDED
                 assert sub.first is not None
-                if not (m.partial or sub.first.match(buf, scan, end, False, True, timeout)):
+                if probed or not (
+                    m.partial or sub.first.match(buf, scan, end, False, True, timeout)
+                ):
                     found = self._validated(buf, scan, end, partial=True)
                 if isinstance(found, _Undecided):
                     if end < scan + window and not self._force:
                         # undecided: wait for more text (the next chunk tries `sub` first)
                         if plan.lean:
-                            self._open = sub
+                            self._open, self._complete = sub, not m.partial
                         break
                     # undecided after a full window, or held for the hold time bound
                     self._force = False
