@@ -248,6 +248,29 @@ class _EndReader:
         return _NO_END if lens.truncated else None
 
 
+class _Held:
+    """The holder of the item a ``feed_opt`` adapted by :func:`_from_feed_opt` made."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+
+def _from_feed_opt(feed_opt: Callable[[str], Any]) -> tuple[Callable[[str], bool], _Held]:
+    """A processor's ``feed_opt`` as a direct feed of the ``feed_live`` form (see _Chain)."""
+    held = _Held()
+
+    def flagged(text: str, /) -> bool:
+        x = feed_opt(text)
+        if x is _NOTHING:
+            return False
+        held.value = x
+        return True
+
+    return flagged, held
+
+
 def _source_object(it: object, owner: object) -> object:
     """The object an operator was called on (or its awaitable gave), once it is known."""
     if isinstance(it, _Awaited):  # an awaitable that gave the stream: known once awaited
@@ -345,22 +368,31 @@ class _Chain:
             released=report._released,
         )
         # Direct feed: a chain of one stage that takes text, never stops and
-        # records nothing, whose processor turns a str into at most one item
-        # (``feed_opt``), is called by the driver's loop itself for every str
-        # chunk (what the compiled feed would do, less a call, a type check
-        # and a list per chunk: a parser's per-chunk cost is a few of those).
-        # Anything else takes ``feed``, as in every other chain.
-        self.direct: Callable[[str], Any] | None = None
+        # records nothing, whose processor turns a str into at most one item,
+        # is fed by the driver's loop itself for every str chunk (what the
+        # compiled feed would do, less a call, a type check and a list per
+        # chunk: a parser's per-chunk cost is a few of those). The processor
+        # says how as ``feed_live = (flagged, holder)``: ``flagged(text)`` is
+        # True when the chunk yields an item, ``holder.value`` (read right
+        # after) — so a parser's own feed() and live value serve with no layer
+        # between — or as ``feed_opt(text)``, the item or ``_NOTHING`` (see
+        # Processor), adapted to that form. Anything else takes ``feed``, as in
+        # every other chain.
+        self.direct: tuple[Callable[[str], bool], Any] | None = None
         if len(stages) == 1 and self.record == "none" and not watch:
-            feed_opt = getattr(self.procs[0], "feed_opt", None)
+            proc = self.procs[0]
+            direct = getattr(proc, "feed_live", None)
+            feed_opt = getattr(proc, "feed_opt", None)
+            if direct is None and feed_opt is not None:
+                direct = _from_feed_opt(feed_opt)
             accepts = stages[0].accepts
             if (
-                feed_opt is not None
+                direct is not None
                 and accepts is not None
                 and issubclass(str, accepts)
                 and not stages[0].can_stop
             ):
-                self.direct = feed_opt
+                self.direct = direct
         # The object this (first) chain's source is: a streamops stream whose forced
         # end is this stream's, or an SDK stream (see _upstream_cut).
         self.upstream = upstream
@@ -693,14 +725,13 @@ def _drive_sync(
     try:
         try:
             if chain.direct is not None:  # (see _Chain.direct)
-                feed_opt, nothing = chain.direct, _NOTHING
+                flagged, holder = chain.direct
                 for item in source:
                     n += 1
                     if type(item) is str:
-                        x = feed_opt(item)
-                        if x is not nothing:
+                        if flagged(item):
                             n_out += 1
-                            yield x
+                            yield holder.value
                         continue
                     out = feed(item)
                     start = n_out
@@ -781,14 +812,13 @@ async def _drive_async(
     try:
         try:
             if chain.direct is not None:  # (see _Chain.direct and _drive_sync)
-                feed_opt, nothing = chain.direct, _NOTHING
+                flagged, holder = chain.direct
                 async for item in source:
                     n += 1
                     if type(item) is str:
-                        x = feed_opt(item)
-                        if x is not nothing:
+                        if flagged(item):
                             n_out += 1
-                            yield x
+                            yield holder.value
                         continue
                     out = feed(item)
                     start = n_out

@@ -16,7 +16,7 @@ from pydantic import BaseModel, PydanticUserError, TypeAdapter
 
 from .._core._driver import Operator
 from .._core._report import StreamReport
-from .._core._stages import _NOTHING, ProcessorStage
+from .._core._stages import ProcessorStage
 from .._core._validate import check_bool, check_choice
 from ._items import JSONItem, _ItemStream, check_selector
 from ._models import JSONValidationError, _Validator, schema_root
@@ -73,14 +73,18 @@ class _Processor:
         "_section",
         "_validator",
         "feed",
-        "feed_opt",
+        "feed_live",
+        "value",
     )
 
-    # Set per instance: the general path, or a closure for the common case.
+    # Set per instance: the general path, or one built on feed_live's feed.
     feed: Callable[[str | bytes], list[Any]]
-    # The common cases' closure for the driver's direct feed (see Processor):
-    # the one value a str chunk yields, or _NOTHING.
-    feed_opt: Callable[[str], Any]
+    # The common cases' direct feed for the driver (see _Chain.direct): a feed
+    # of str chunks that says whether the chunk yields an item, and the object
+    # whose ``value`` is that item (the parser itself for snapshots: its live
+    # value; this processor in model mode, the typed partial).
+    feed_live: tuple[Callable[[str], bool], Any]
+    value: Any
 
     def __init__(
         self,
@@ -104,13 +108,20 @@ class _Processor:
         self._validator = validator
         self._multiple = multiple
         self._recover = recover
+        self.value = None
         one = not multiple and not skip_prefix
         if one and mode == "values":
-            self.feed_opt = self._snapshots()
-            self.feed = self._listed(self.feed_opt)
+            # Snapshots of one document: the parser's own feed() is the direct
+            # feed (what it returns, "the value changed as shown", is exactly
+            # "yield the live value"), with no layer of ours per chunk; a
+            # completed value is reported from inside it (on_complete), and
+            # an error's report section is finalised by abort().
+            parser.on_complete = self._on_value
+            self.feed_live = (parser.feed, parser)
+            self.feed = self._listed(*self.feed_live)
         elif one and mode == "model" and validator is not None:
-            self.feed_opt = self._typed(validator)
-            self.feed = self._listed(self.feed_opt)
+            self.feed_live = (self._typed(validator), self)
+            self.feed = self._listed(*self.feed_live)
         else:
             self.feed = self._feed
 
@@ -118,46 +129,34 @@ class _Processor:
     def done(self) -> bool:
         return self._parser.finished
 
-    def _listed(self, feed_opt: Callable[[str], Any]) -> Callable[[str | bytes], list[Any]]:
-        """feed() from feed_opt(): bytes, and chains the driver does not feed directly."""
+    def abort(self) -> None:
+        """The stream ended early (an error included): finalise the report section."""
+        self._sync()
+
+    def _listed(
+        self, flagged: Callable[[str], bool], holder: Any
+    ) -> Callable[[str | bytes], list[Any]]:
+        """feed() from feed_live: bytes, and chains the driver does not feed directly."""
         general = self._feed
 
         def feed(chunk: str | bytes, /) -> list[Any]:
             if type(chunk) is not str:
                 return general(chunk)
-            x = feed_opt(chunk)
-            return [] if x is _NOTHING else [x]
+            return [holder.value] if flagged(chunk) else []
 
         return feed
 
-    def _snapshots(self) -> Callable[[str], Any]:
-        """feed_opt() of the common case: snapshots of one document (a closure: fewer lookups).
+    def _on_value(self) -> None:
+        """The one document completed (the parser's on_complete, in snapshot mode)."""
+        self._sync()
+        self._report.emit("json.value", stage=_STAGE, index=self._parser.values_completed - 1)
 
-        One live value per changed chunk of text (``_NOTHING`` for a chunk
-        that changed nothing shown); str only (feed() sends bytes to the
-        general path). The driver calls it once per chunk, so each attribute
-        lookup saved counts.
-        """
-        p = self._parser
-        parse = p.feed
-
-        def feed_opt(chunk: str, /) -> Any:
-            try:
-                changed = parse(chunk)
-            except JSONStreamError:
-                self._sync()
-                raise
-            if p.completed:
-                self._on_completed()
-            return p.value if changed else _NOTHING
-
-        return feed_opt
-
-    def _typed(self, validator: _Validator) -> Callable[[str], Any]:
-        """feed_opt() of model mode on one document (a closure, as :meth:`_snapshots`).
+    def _typed(self, validator: _Validator) -> Callable[[str], bool]:
+        """feed_live's feed in model mode on one document (a closure: fewer lookups).
 
         The parser's events go to the validator; a chunk that completes no
-        value but changed what is shown yields the typed partial.
+        value but changed what is shown yields the typed partial (left in
+        ``self.value``, the item the driver yields when this returns True).
         """
         p = self._parser
         parse = p.feed
@@ -165,7 +164,7 @@ class _Processor:
         partial = validator.partial
         open_string = p.open_string
 
-        def feed_opt(chunk: str, /) -> Any:
+        def feed(chunk: str, /) -> bool:
             try:
                 changed = parse(chunk)
             except JSONStreamError:
@@ -174,22 +173,25 @@ class _Processor:
             if p.completed:
                 self._on_completed()
             if not changed:
-                return _NOTHING
+                return False
             events = p.events
             if events:
                 # (p._base is p.offset without the property's call)
                 out = follow(events, p._base, p.value)
                 if out:  # the final value (one document: the only one)
-                    return out[0]
+                    self.value = out[0]
+                    return True
             if p._state != _STRING:
                 # No string is growing: the typed partial is the validator's
                 # top object, when there is one (what partial() returns then).
                 top = validator._top
                 if top is not None:
-                    return top
-            return partial(p.value, open_string())
+                    self.value = top
+                    return True
+            self.value = partial(p.value, open_string())
+            return True
 
-        return feed_opt
+        return feed
 
     def _feed(self, chunk: str | bytes, /) -> list[Any]:
         p = self._parser
@@ -291,6 +293,8 @@ class _Processor:
     def _on_completed(self) -> None:
         p = self._parser
         self._sync()
+        if p.on_complete is not None:  # each was reported as it completed (see _on_value)
+            return
         first = p.values_completed - len(p.completed)
         for i in range(len(p.completed)):
             self._report.emit("json.value", stage=_STAGE, index=first + i)

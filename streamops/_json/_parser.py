@@ -108,7 +108,7 @@ _KEYSTR = 10  # inside an object key
 
 # A plan: what a small chunk without special characters does in one state
 # (see JSONParser._plan); False when the chunk needs the general path.
-_Plan = tuple[str, int, int, str | None, str] | Literal[False]
+_Plan = tuple[str, tuple[Any] | None, int, int, str | None, str] | Literal[False]
 _PLAN_MAX_CHUNK = 16  # longer chunks take the loop: they rarely repeat
 _PLAN_MAX_ENTRIES = 2048  # per state: bounds the memory of a stream of novel chunks
 _SCAN_BUDGET = 4  # failed scans may cost this many times the chunk (see feed)
@@ -281,6 +281,10 @@ class JSONParser:
         self.values_completed = 0
         self.completed: list[Any] = []
         self.events: list[JSONDelta] = []
+        # Called as each top-level value completes, in the middle of the feed()
+        # that completes it (after it is in completed): a caller that feeds
+        # without looking at completed after each chunk learns of it so.
+        self.on_complete: Callable[[], object] | None = None
         self._dirty = deltas  # completed or events may be non-empty
         self._deltas = deltas
         # By default partial strings are kept up to date in the tree only for
@@ -414,6 +418,8 @@ class JSONParser:
         self._dirty = True
         # With multiple values, "stop" ends at the first text that cannot start one.
         self._state = _FINISHED if self._trailing == "stop" and not self._multiple else _END
+        if self.on_complete is not None:
+            self.on_complete()
 
     def _scalar(self, v: Any) -> None:
         cont = self._cont
@@ -616,7 +622,7 @@ class JSONParser:
         except KeyError:
             plan = self._new_plan(state, chunk)
         if plan:
-            head, after_obj, after_arr, opened, cut = plan
+            head, scalar, after_obj, after_arr, opened, cut = plan
             changed = False
             # A plan that starts in a string or key ends it (text alone took
             # the path above).
@@ -655,6 +661,17 @@ class JSONParser:
                     pieces.append(head)
                 self._key = "".join(pieces)
                 pieces.clear()
+            if scalar is not None:  # a whole value where a value is expected
+                cont = self._cont
+                if cont is None:  # the top-level value (nothing changed yet): the general path
+                    return self._parse(chunk, state, False, 0)
+                if self._deltas:
+                    self._scalar(scalar[0])
+                elif self._isobj:
+                    cont[self._key] = scalar[0]
+                else:
+                    cont.append(scalar[0])
+                changed = True
             state = after_obj if self._isobj else after_arr
             if opened is not None:
                 if state >= _OBJ_FIRST:
@@ -1013,7 +1030,7 @@ class JSONParser:
                 return False
             head, q, cut = found
             if q == len(chunk):  # the string or key goes on (escapes decoded)
-                return head, state, state, None, cut
+                return head, None, state, state, None, cut
             pos = q + 1
             state = _AFTER if state == _STRING else _COLON
         if state > _END:
@@ -1026,25 +1043,64 @@ class JSONParser:
         elif state == _AFTER and rest[:1] == ",":
             after_obj, after_arr = _KEY, _VALUE
             rest = rest[1:].lstrip(_WSSTR)
+        scalar = None
+        if rest and after_obj == after_arr <= _ARR_FIRST:
+            whole = self._whole(rest)
+            if whole is not None:
+                # A whole value (a string, number or literal) and the glue after it.
+                scalar = (whole[0],)
+                rest = rest[whole[1] :].lstrip(_WSSTR)
+                after_obj = after_arr = _AFTER
+                if rest[:1] == ",":
+                    after_obj, after_arr = _KEY, _VALUE
+                    rest = rest[1:].lstrip(_WSSTR)
         if not rest:
-            return head, after_obj, after_arr, None, ""
+            return head, scalar, after_obj, after_arr, None, ""
         if after_obj <= _KEY and rest[0] == '"':
             found = _string_text(rest, 1, self._str_re)
             if found is not None and found[1] == len(rest):
                 # A string or key that opens and goes on (an escape may be cut).
-                return head, after_obj, after_arr, found[0], found[2]
+                return head, scalar, after_obj, after_arr, found[0], found[2]
         if after_obj == after_arr <= _ARR_FIRST:
             # A number or literal that starts here and goes on in the next chunk:
             # carried, as the general path carries it.
             c = rest[0]
             if c in _NUM_START:
                 if _NUM_PREFIX.fullmatch(rest) and not (self._allow_nan and c == "-"):
-                    return head, after_obj, after_arr, None, rest
+                    return head, scalar, after_obj, after_arr, None, rest
             elif c in self._literals:
                 word = self._literals[c][0]
                 if len(rest) < len(word) and word.startswith(rest):
-                    return head, after_obj, after_arr, None, rest
+                    return head, scalar, after_obj, after_arr, None, rest
         return False
+
+    def _whole(self, text: str) -> tuple[Any, int] | None:
+        """The value that starts ``text`` if it is a string, number or literal whole in it.
+
+        Returns the value (converted as the general path converts it) and
+        where it ends; None if it is cut, invalid, or anything else.
+        """
+        c = text[0]
+        if c == '"':
+            found = _string_text(text, 1, self._str_re)
+            if found is None or found[1] == len(text):
+                return None
+            return found[0], found[1] + 1
+        if c in _NUM_START:
+            if self._allow_nan and c == "-":  # (maybe -Infinity: the general path)
+                return None
+            e = _NUM_PREFIX.match(text).end()  # type: ignore[union-attr]  # always matches
+            if e == len(text) or text[e] in _NUMCHARS or text[e - 1] not in _DIGITS:
+                return None
+            try:
+                return _number(text[:e]), e
+            except ValueError:  # too many digits: the general path reports it
+                return None
+        if c in self._literals:
+            word, v = self._literals[c]
+            if text.startswith(word):
+                return v, len(word)
+        return None
 
     def _program(self, state: int, text: str) -> list[_Token] | Literal[False]:
         """Split ``text`` into tokens for :meth:`_run`, if nothing in it needs the general path.
