@@ -1116,6 +1116,9 @@ class _Redactor:
         # Decided misses are released as one run, buf[rel:scan], taken whenever something
         # else is written or dropped (a replacement, an overflow) and at the end.
         rel = scan
+        if known is None:  # (from _lean: the open attempt failed, `scan` is a miss)
+            scan += 1
+            reopen, known = False, _UNDECIDED
         try:
             while scan < n or self._anchor >= 0:
                 if self._anchor >= 0:  # dropping an overflowed attempt: is it decided now?
@@ -1168,11 +1171,13 @@ class _Redactor:
                         sub = self._sub_at(buf, scan)
                         probed = True  # (_lean passes a match only when it is decided)
                 else:
-                    cached = self._at_sub  # (_sub_at, inline)
-                    if cached is not None and self._base + scan == self._at_pos:
+                    at = self._base + scan  # (_sub_at, inline)
+                    cached = self._at_sub
+                    if cached is not None and at == self._at_pos:
                         sub = cached
                     else:
-                        sub = self._sub_at(buf, scan)
+                        sub = plan.at(buf, scan)
+                        self._at_pos, self._at_sub = at, sub
                     combined_at = sub.combined
                     m = (
                         None
@@ -1223,8 +1228,8 @@ class _Redactor:
                 self._anchor -= cut
                 self._resync -= cut
                 self._probe_at -= cut
-        if not pieces:
-            return []
+        if len(pieces) < 2:
+            return pieces
         return ["".join(pieces)]
 
     def _apply(
