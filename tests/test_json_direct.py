@@ -90,6 +90,12 @@ def test_model_mode_yields_the_typed_partials() -> None:
     out = list(s)
     assert out[-1] == Item(name="Al", n=5)
     assert s.report["json"] == so.JSONReport(values_completed=1, chars_parsed=22)
+    assert _json_events(s) == [("json.value", {"index": 0})]
+    s = so.parse_json(model=Item)(['{"name": "A', 'l", "n": ', "5}", " x"])
+    with pytest.raises(so.JSONStreamError):
+        list(s)
+    assert s.report["json"] == so.JSONReport(values_completed=1, chars_parsed=22)
+    assert _json_events(s) == [("json.value", {"index": 0})]
 
 
 class _Optional:

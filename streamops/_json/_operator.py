@@ -120,6 +120,7 @@ class _Processor:
             self.feed_live = (parser.feed, parser)
             self.feed = self._listed(*self.feed_live)
         elif one and mode == "model" and validator is not None:
+            parser.on_complete = self._on_value  # (as above)
             self.feed_live = (self._typed(validator), self)
             self.feed = self._listed(*self.feed_live)
         else:
@@ -147,7 +148,7 @@ class _Processor:
         return feed
 
     def _on_value(self) -> None:
-        """The one document completed (the parser's on_complete, in snapshot mode)."""
+        """The one document completed (the parser's on_complete: see __init__)."""
         self._sync()
         self._report.emit("json.value", stage=_STAGE, index=self._parser.values_completed - 1)
 
@@ -165,14 +166,8 @@ class _Processor:
         open_string = p.open_string
 
         def feed(chunk: str, /) -> bool:
-            try:
-                changed = parse(chunk)
-            except JSONStreamError:
-                self._sync()
-                raise
-            if p.completed:
-                self._on_completed()
-            if not changed:
+            # (an error's report section: abort(); a completed value: on_complete)
+            if not parse(chunk):
                 return False
             events = p.events
             if events:

@@ -11,11 +11,14 @@ With small chunks (LLMs stream a few characters at a time) the cost that
 matters is the fixed Python work per chunk, so feed() screens each chunk with
 str methods first: a chunk that is all plain string text is one append.
 Small chunks of generated JSON repeat (indentation, '": "', '",\n  '), so in
-snapshot mode what a chunk of a common shape does in a given state (end a
-string or key, skip glue, open the next string or key) is worked out once by
-_plan and replayed from a per-state cache. A chunk of another shape (escapes,
-brackets, whole numbers, literals and strings, a token carried from the last
-chunk) is split once into tokens by _program, cached likewise, and _run
+snapshot mode what a chunk of a common shape does in a given state (go on
+with or end a string or key, escapes decoded; skip glue; take a whole string,
+number or literal where a value is expected; open the next string or key, or
+start a number or literal cut by the chunk's end) is worked out once by _plan
+and replayed from a per-state cache; an escape or literal carried from the
+last chunk is put in front of the chunk and takes the same path. A chunk of
+another shape (brackets, several values) is split once into tokens by
+_program, cached likewise, and _run
 replays them against the parser's state; it stops at the first token the
 state does not take as it is, and the general loop goes on from there (so
 errors are reported by one path, at their exact offset). Only what neither
@@ -646,11 +649,20 @@ class JSONParser:
             elif state == _STRING:
                 if self._cont is None:  # a root string ends: the general path
                     return self._parse(chunk, state, False, 0)
-                if self._deltas:  # its "done" event (and "set" if unseen)
+                if self._steps:  # (model mode: _end_string's steps, inline)
+                    s = self._sval + head
+                    self._scont[self._skey] = s  # (shown: attached when opened)
+                    step: Any = self._spath
+                    if step is None:
+                        step = self._key if self._isobj else self._alen - 1
+                    events: list[Any] = self.events
+                    events.append(("done", step, s))
+                    changed = True  # (events were made: feed() is True)
+                elif self._deltas:  # its "done" event (and "set" if unseen)
                     if head:
                         self._pieces.append(head)
                     self._end_string()
-                    changed = True  # (events were made: feed() is True)
+                    changed = True
                 elif head:
                     s = self._sval = self._sval + head
                     self._scont[self._skey] = s
@@ -689,7 +701,7 @@ class JSONParser:
                 self._carry = cut
             self._state = state
             self._base += len(chunk)
-            return changed  # (only ending a string makes events here: see above)
+            return changed  # (events are made only with changed True: see above)
         if chunk.isspace() and state < _PROSE_STATE and not chunk.strip(_WSSTR):
             self._base += len(chunk)
             return False
@@ -1008,19 +1020,24 @@ class JSONParser:
     def _plan(self, state: int, chunk: str) -> _Plan:
         """Work out what ``chunk`` does in ``state``, if it has one of the common shapes.
 
-        The shapes: the end of the open string or key (plain text and '"'), then
-        glue (whitespace, at most the one separator the state allows), then
-        possibly a string or key that opens and continues in the next chunk (a
-        '"' and plain text), or where a value is expected, a number or literal
-        that starts and is cut by the chunk's end. The result, ``(head,
-        after_obj, after_arr, opened, cut)``, depends on nothing but ``state``
-        and ``chunk``, so feed() caches it: ``head`` is the text that ends the
-        open string or key, the state after the glue is ``after_obj`` in an
-        object and ``after_arr`` in an array (or at the top level), ``opened``
-        the text of the string or key opened at the end (None if none), and
-        ``cut`` the number or literal to carry ("" if none). Only for snapshot
-        mode. Anything else (containers, whole numbers and literals, escapes,
-        control characters, errors) returns False: the general path parses it.
+        The shapes: text of the open string or key that goes on (escapes
+        decoded; an escape cut by the chunk's end is carried); or the end of
+        the open string or key, then glue (whitespace, at most the one
+        separator the state allows), then where a value is expected a whole
+        string, number or literal and glue again, then possibly a string or
+        key that opens and goes on in the next chunk, or where a value is
+        expected, a number or literal that starts and is cut by the chunk's
+        end. The result, ``(head, scalar, after_obj, after_arr, opened,
+        cut)``, depends on nothing but ``state`` and ``chunk``, so feed()
+        caches it: ``head`` is the decoded text that goes on with or ends the
+        open string or key, ``scalar`` the whole value as a 1-tuple (None if
+        none), the state at the end is ``after_obj`` in an object and
+        ``after_arr`` in an array (or at the top level; both the string
+        state when the string goes on), ``opened`` the text of the string or
+        key opened at the end (None if none), and ``cut`` the number, literal
+        or escape to carry ("" if none). Only for snapshot mode (and model
+        mode's). Anything else (brackets, a surrogate escape, a control
+        character, errors) returns False: the general path parses it.
         """
         pos = 0
         head = ""
