@@ -513,6 +513,49 @@ def test_events_the_policy_leaves_alone_are_the_upstreams_bytes() -> None:
     assert json.loads(events[-2])["usage"]["completion_tokens"] > 0
 
 
+def test_a_changed_text_is_spliced_into_the_upstreams_bytes_only_where_it_stands() -> None:
+    """A chunk whose text the policy changed goes out as the upstream's bytes with the new
+    text in the old one's place; any doubt serialises the chunk whole (``None``)."""
+    from streamops._gateway._wires import ChatWriter, _splice
+
+    def chunk(delta: bytes, model: bytes = b'"m"') -> tuple[bytes, dict[str, Any]]:
+        raw = (
+            b'{"id":"c1","object":"chat.completion.chunk","created":1,"model":' + model + b","
+            b'"choices":[{"index":0,"delta":' + delta + b',"logprobs":null,"finish_reason":null}],'
+            b'"usage":null}'
+        )
+        return raw, json.loads(raw)
+
+    def changed(item: dict[str, Any], text: str) -> dict[str, Any]:
+        choice = item["choices"][0]
+        return {**item, "choices": [{**choice, "delta": {**choice["delta"], "content": text}}]}
+
+    raw, item = chunk(b'{"role":"assistant","content":"' + SECRET.encode() + b'"}')
+    out = changed(item, '[SECRET] "\u00e9"\n')
+    spliced = _splice(out, item, raw)
+    assert spliced is not None
+    assert json.loads(spliced) == out
+    assert SECRET.encode() not in spliced
+    writer = ChatWriter({"model": "m", "stream": True})  # no include_usage: its null goes too
+    [data] = writer.feed(out)
+    framed = writer.reuse(data, item, raw)
+    assert framed is not None
+    assert framed.startswith(b"data: ")
+    assert framed.endswith(b"\n\n")
+    assert json.loads(framed[6:]) == {k: v for k, v in out.items() if k != "usage"}
+    doubts = [
+        chunk(b'{"content":"' + SECRET.encode() + b'"}', model=b'"content"'),  # a second key
+        chunk(b'{"\\u0063ontent":"' + SECRET.encode() + b'"}'),  # the key spelled by escapes
+        chunk(b'{"content": "' + SECRET.encode() + b'"}'),  # not as this module writes it
+        chunk(b'{"content":"' + SECRET.encode() + b'\\u0021"}'),
+    ]
+    for raw, item in doubts:
+        assert _splice(changed(item, "[SECRET]"), item, raw) is None, raw
+    raw, item = chunk(b'{"content":"' + SECRET.encode() + b'"}')
+    assert _splice({**changed(item, "x"), "model": "other"}, item, raw) is None
+    assert _splice({**changed(item, "x"), "extra": 1}, item, raw) is None
+
+
 def test_upstream_errors_map_to_each_wires_shape() -> None:
     model = so.FakeStreamingModel("fine", format="openai-dict")
     errors = {1: 500, 2: 429, 3: 400, 4: 500, 5: 503}

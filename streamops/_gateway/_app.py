@@ -817,7 +817,10 @@ class Gateway:
                         answer.status_code, _upstream_message(await answer.aread()), url
                     )
                 decoder = SSEData()
-                body = answer.aiter_bytes()
+                # The raw body when it is not compressed: aiter_bytes would add a layer
+                # (an identity decoder and a re-chunker) to every chunk's path.
+                encoded = "content-encoding" in answer.headers
+                body = answer.aiter_bytes() if encoded else answer.aiter_raw()
                 async for raw in body:
                     for data in decoder.feed(raw):
                         if data == b"[DONE]":
@@ -1165,12 +1168,13 @@ class Gateway:
         encode, feed = writer.encode, writer.feed
 
         def frame(item: Any) -> bytes:
-            # An event the policy left alone is sent as the upstream's own bytes (not
-            # serialised again); the events of one item go to the client in one write.
-            raw = ctx.raw if item is ctx.raw_item else None
+            # An event made of the upstream's last one is sent as the upstream's own
+            # bytes (not serialised again), with the texts the policy changed spliced
+            # in where the writer can; the events of one item go out in one write.
+            raw_item, raw = ctx.raw_item, ctx.raw
             parts = []
             for data in feed(item):
-                chunk = None if raw is None else writer.reuse(data, item, raw)
+                chunk = None if raw_item is None else writer.reuse(data, raw_item, raw)
                 parts.append(encode(data) if chunk is None else chunk)
             return parts[0] if len(parts) == 1 else b"".join(parts)
 

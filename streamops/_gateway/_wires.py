@@ -325,10 +325,11 @@ class Writer(abc.ABC):
         """One event as SSE bytes."""
 
     def reuse(self, data: dict[str, Any], item: dict[str, Any], raw: bytes) -> bytes | None:
-        """``data`` (one event of ``feed(item)``) as SSE bytes made of ``raw``, else ``None``.
+        """``data`` (one event of the last ``feed``) as SSE bytes made of ``raw``, else ``None``.
 
-        ``raw`` is the JSON of ``item`` as the upstream sent it: an event that
-        went through unchanged is sent as those bytes, not serialised again.
+        ``raw`` is the JSON of ``item``, the upstream's last event, as the
+        upstream sent it: an event that went through unchanged is sent as
+        those bytes, not serialised again.
         """
         if data is item and b"\n" not in raw:
             return self._frame(data, raw)
@@ -472,10 +473,16 @@ _CHAT_CALL: _Shape = {"index": _INT, "id": _STR, "function": _DICT}
 
 
 def _wrong(data: dict[str, Any], shape: _Shape) -> str | None:
-    """The first field of ``data`` whose value's type ``shape`` does not allow."""
-    for name, kinds in shape.items():
-        value = data.get(name)
-        if type(value) not in kinds or (type(value) is dict and not _strings_ok(value)):
+    """The first field of ``data`` whose value's type ``shape`` does not allow.
+
+    Every shape allows a field to be absent (null), so only ``data``'s own
+    fields are looked at: a chat delta has one or two, its shape six.
+    """
+    for name, value in data.items():
+        kinds = shape.get(name)
+        if kinds is not None and (
+            type(value) not in kinds or (type(value) is dict and not _strings_ok(value))
+        ):
             return name
     return None
 
@@ -515,6 +522,60 @@ def _openai_error(status: int, message: str, code: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 
 _NULL_USAGE = b',"usage":null}'
+_MISSING: Any = object()
+_SPLICED = {k: f'"{k}"'.encode() for k in ("content", "reasoning_content", "reasoning", "refusal")}
+"""The delta texts :func:`_splice` may write into an upstream chunk's bytes, by JSON key."""
+
+
+def _splice(data: dict[str, Any], item: dict[str, Any], raw: bytes) -> bytes | None:
+    """``raw``, the JSON of the chat chunk ``item``, made the JSON of ``data``; else ``None``.
+
+    Only for a ``data`` that is ``item`` with some delta texts replaced (what
+    the provider lens makes of a chunk whose text a policy changed): every
+    other value must be the very object ``item`` holds. Each changed text is
+    found by its key, which must occur once in ``raw`` (with no ``\\u``
+    escape in ``raw``, a key spelled by escapes cannot hide a second one), and
+    its old value must follow as this module would encode it; otherwise
+    ``None`` and the caller serialises ``data`` whole. A text is never left
+    behind: either each changed one is replaced where it stands, or nothing is
+    reused.
+    """
+    if len(data) != len(item) or b"\\u" in raw:
+        return None
+    for key, value in data.items():
+        if key != "choices" and item.get(key, _MISSING) is not value:
+            return None
+    choices, old_choices = data.get("choices"), item.get("choices")
+    if type(choices) is not list or type(old_choices) is not list:
+        return None
+    if len(choices) != 1 or len(old_choices) != 1:
+        return None
+    choice, old_choice = choices[0], old_choices[0]
+    if type(choice) is not dict or type(old_choice) is not dict or len(choice) != len(old_choice):
+        return None
+    for key, value in choice.items():
+        if key != "delta" and old_choice.get(key, _MISSING) is not value:
+            return None
+    delta, old_delta = choice.get("delta"), old_choice.get("delta")
+    if type(delta) is not dict or type(old_delta) is not dict or len(delta) != len(old_delta):
+        return None
+    for key, value in delta.items():
+        old = old_delta.get(key, _MISSING)
+        if old is value:
+            continue
+        name = _SPLICED.get(key)
+        if name is None or type(value) is not str or type(old) is not str:
+            return None
+        if raw.count(name) != 1:
+            return None
+        at = raw.index(name) + len(name)
+        was = utf8(dumps(old))
+        if raw[at : at + 1] != b":" or not raw.startswith(was, at + 1):
+            return None
+        raw = raw[: at + 1] + utf8(dumps(value)) + raw[at + 1 + len(was) :]
+    return raw
+
+
 _CHUNK_HEAD = ("id", "object", "created", "model", "system_fingerprint", "service_tier")
 
 
@@ -526,8 +587,10 @@ class ChatWriter(Writer):
         self.finished = False
         self.usage_sent = False
         self._unasked: dict[str, Any] | None = None  # the last event fed, without its usage
+        self._fed: dict[str, Any] | None = None  # the last event fed
 
     def feed(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        self._fed = data
         if not self.head:
             self.head = {k: data[k] for k in _CHUNK_HEAD if k in data}
         choices = data.get("choices")
@@ -581,6 +644,14 @@ class ChatWriter(Writer):
         return _openai_error(status, message, code)
 
     def reuse(self, data: dict[str, Any], item: dict[str, Any], raw: bytes) -> bytes | None:
+        fed = self._fed
+        if fed is not item and fed is not None:
+            # A chunk whose text the policy changed: the new text spliced into the
+            # upstream's bytes costs less than serialising the whole chunk again.
+            spliced = _splice(fed, item, raw)
+            if spliced is None:
+                return None
+            item, raw = fed, spliced
         # The gateway asks for usage: each upstream chunk then ends with "usage":null,
         # which a client that did not ask for it must not get.
         if (
