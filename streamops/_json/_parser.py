@@ -38,7 +38,7 @@ import json.decoder
 import json.scanner
 import re
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from .._core._errors import JSONStreamError
 
@@ -191,6 +191,25 @@ def _number(text: str) -> int | float:
     if "." in text or "e" in text or "E" in text:
         return float(text)
     return int(text)
+
+
+_Found = TypeVar("_Found")
+
+
+def _remember(
+    cache: dict[str, _Found | Literal[False]],
+    make: Callable[[int, str], _Found | Literal[False]],
+    state: int,
+    text: str,
+) -> _Found | Literal[False]:
+    """Work out a plan or program (``make``) for ``text`` in ``state`` and keep it in ``cache``."""
+    if len(text) > _PLAN_MAX_CHUNK:  # not kept: long chunks rarely repeat
+        return False
+    found = make(state, text)
+    if len(cache) >= _PLAN_MAX_ENTRIES:  # novel chunks (numbers): start over
+        cache.clear()
+    cache[text] = found
+    return found
 
 
 class _NoCache(dict[str, Any]):
@@ -623,7 +642,7 @@ class JSONParser:
         try:
             plan = self._plans[state][chunk]
         except KeyError:
-            plan = self._new_plan(state, chunk)
+            plan = _remember(self._plans[state], self._plan, state, chunk)
         if plan:
             head, scalar, after_obj, after_arr, opened, cut = plan
             changed = False
@@ -710,30 +729,10 @@ class JSONParser:
         try:
             prog = self._progs[state][chunk]
         except KeyError:
-            prog = self._new_program(state, chunk)
+            prog = _remember(self._progs[state], self._program, state, chunk)
         if prog:
             return self._run(prog, chunk, state)
         return self._parse(chunk, state, False, 0)
-
-    def _new_plan(self, state: int, chunk: str) -> _Plan:
-        if len(chunk) > _PLAN_MAX_CHUNK:  # not cached: long chunks rarely repeat
-            return False
-        plan = self._plan(state, chunk)
-        plans = self._plans[state]
-        if len(plans) >= _PLAN_MAX_ENTRIES:  # novel chunks (numbers): start over
-            plans.clear()
-        plans[chunk] = plan
-        return plan
-
-    def _new_program(self, state: int, text: str) -> list[_Token] | Literal[False]:
-        if len(text) > _PLAN_MAX_CHUNK:
-            return False
-        prog = self._program(state, text)
-        progs = self._progs[state]
-        if len(progs) >= _PLAN_MAX_ENTRIES:
-            progs.clear()
-        progs[text] = prog
-        return prog
 
     def _feed_carried(self, chunk: str, state: int) -> bool:
         """feed() when a token cut by the last chunk's end is carried."""
