@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import streamops as so
@@ -252,6 +253,35 @@ _ARG_FRAGMENTS = [
 arguments = st.lists(st.sampled_from(_ARG_FRAGMENTS) | st.text(_CHARS, max_size=3), max_size=20)
 
 
+def _tool_chunk(piece: str) -> Any:
+    """A chat chunk (the SDK's type) carrying ``piece`` of one tool call's arguments."""
+    from openai.types.chat import ChatCompletionChunk
+
+    call = {"index": 0, "id": "c", "type": "function",
+            "function": {"name": "f", "arguments": piece}}  # fmt: skip
+    choice = {"index": 0, "finish_reason": None, "delta": {"tool_calls": [call]}}
+    return ChatCompletionChunk.model_validate(
+        {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [choice],
+        }
+    )
+
+
+def _released_arguments(out: list[Any]) -> str:
+    """The tool-call arguments the chat chunks in ``out`` carry, joined."""
+    return "".join(
+        call.function.arguments or ""
+        for c in out
+        if c.choices and c.choices[0].delta.tool_calls
+        for call in c.choices[0].delta.tool_calls
+        if call.function is not None
+    )
+
+
 @given(
     arguments.map("".join),
     st.lists(st.integers(0, 10_000), max_size=8),
@@ -263,29 +293,29 @@ def test_a_stop_inside_tool_arguments_releases_a_prefix(
 ) -> None:
     """JSON or not, what a budget cut or a block releases of tool-call arguments
     is a prefix of them as written (a string's text is encoded back as it came)."""
-    from openai.types.chat import ChatCompletionChunk
-
-    def chunk(piece: str) -> ChatCompletionChunk:
-        function = {"name": "f", "arguments": piece}
-        call = {"index": 0, "id": "c", "type": "function", "function": function}
-        delta = {"tool_calls": [call]}
-        return ChatCompletionChunk.model_validate(
-            {
-                "id": "x",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": "m",
-                "choices": [{"index": 0, "finish_reason": None, "delta": delta}],
-            }
-        )
-
     op = so.redact([r"b c"], action="block") if block else so.budget(max_tokens=limit)
-    out = list(op([chunk(p) for p in split(args, cuts)]))
-    released = "".join(
-        call.function.arguments or ""
-        for c in out
-        if c.choices and c.choices[0].delta.tool_calls
-        for call in c.choices[0].delta.tool_calls
-        if call.function is not None
-    )
+    released = _released_arguments(list(op([_tool_chunk(p) for p in split(args, cuts)])))
     assert args.startswith(released)
+
+
+@given(
+    st.lists(
+        st.sampled_from([*_ARG_FRAGMENTS, "4111111111111111", "3.5e-1", "a@b.co", ": "])
+        | st.text(_CHARS, max_size=3),
+        max_size=20,
+    ).map("".join),
+    st.lists(st.integers(0, 10_000), max_size=8),
+    st.integers(0, 16),
+)
+@example('{"card": 4111111111111111, "n": 1}', [], 5)
+@example('{"n": [1, 3.5e-1]}', list(range(1, 18)), 8)
+def test_a_budget_after_redaction_releases_a_prefix_of_the_redacted_arguments(
+    args: str, cuts: list[int], limit: int
+) -> None:
+    """A budget cut after a redaction inside tool-call arguments releases a
+    prefix of what the redaction alone releases (a number it replaced is a
+    JSON string: cut inside it, it is an open one)."""
+    chunks = [_tool_chunk(p) for p in split(args, cuts)]
+    full = _released_arguments(list(so.redact()(chunks)))
+    released = _released_arguments(list((so.redact() | so.budget(max_tokens=limit))(chunks)))
+    assert full.startswith(released), (full, released)

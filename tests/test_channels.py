@@ -465,6 +465,49 @@ def test_a_minus_sign_at_any_cut_passes_through(args: str) -> None:
         assert chat_arguments(list(so.redact(["email"])(chunks))) == args, cut
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        r'{"ok": true, "to": "ann\u0040example.com", "card": 4111111111111111}',
+        r'[false, null, true, "ann\u0040example.com"]',
+        r'{"a": null}',
+    ],
+)
+def test_a_literal_cut_anywhere_stays_json(args: str) -> None:
+    # A cut inside true, false or null ('tr' | 'ue') read the literal's start as no
+    # JSON: the rest went through as plain text, its escapes undecoded (the e-mail
+    # passed) and its numbers unquoted (invalid JSON after a card's replacement).
+    whole = chat_arguments(list(so.redact()(chat_stream(tool_args=[args]))))
+    assert "example.com" not in whole
+    json.loads(whole)
+    for cut in range(1, len(args)):
+        for pieces in (
+            [args[:cut], args[cut:]],
+            [args[:cut], args[cut : cut + 1], args[cut + 1 :]],
+        ):
+            out = chat_arguments(list(so.redact()(chat_stream(tool_args=pieces))))
+            assert out == whole, (cut, out)
+
+
+@pytest.mark.parametrize(
+    ("args", "by_char"),
+    [('{"card": 4111111111111111, "n": 1}', False), ('{"n": [1, 3.5e-1]}', True)],
+)
+def test_a_budget_cut_after_a_redaction_in_a_number_releases_a_prefix(
+    args: str, by_char: bool
+) -> None:
+    # A number the redaction changed, cut by the budget, was closed as a JSON
+    # string ('"[C"'); and the number a stop ended inside was read again at the
+    # end of the stream (a '""' after it).
+    pieces = list(args) if by_char else [args]
+    full = chat_arguments(list(so.redact()(chat_stream(tool_args=pieces))))
+    json.loads(full)
+    for limit in range(1, 16):
+        op = so.redact() | so.budget(max_tokens=limit)
+        out = chat_arguments(list(op(chat_stream(tool_args=pieces))))
+        assert full.startswith(out), (limit, out)
+
+
 def test_a_stream_without_its_end_event_ended_by_force() -> None:
     """No finish reason, no message_stop, an error event: the message is not complete."""
     partial = "my key is sk-proj-Ab12Cd34"

@@ -162,7 +162,7 @@ class _JSONStrings:
 
     _SPECIAL = regex.compile(r'["\\\x00-\x1f]')  # a control character is escaped in JSON
     _NUMBER = regex.compile(r"-?[0-9][0-9.eE+-]*")
-    _STRUCTURE = regex.compile(r"[\s{}\[\]:,]|true|false|null|[tfn]")  # JSON outside strings
+    _STRUCTURE = regex.compile(r"(?:[\s{}\[\]:,]|true|false|null)*")  # JSON outside strings
     _NUMBER_START = regex.compile(r"[-0-9]")
 
     def __init__(self, main: _Chain) -> None:
@@ -217,6 +217,7 @@ class _JSONStrings:
                 i = j + 1
         except _Halt as halt:
             self._sub = None
+            self._raw = ""  # the stream stopped: nothing held is released at the end
             # A string's chain releases decoded text (encode it again); the plain
             # chain of arguments that are not JSON releases them as they came.
             tail = halt.out if self._plain is not None else self._encode(halt.out)
@@ -238,8 +239,11 @@ class _JSONStrings:
         except _Halt as halt:
             released, halted = "".join(halt.out), True
         halted = halted or report.cuts > cuts  # a block as it closed
-        if number and released != text and not (halted and text.startswith(released)):
-            released = json.dumps(released, ensure_ascii=False)  # changed: a JSON string
+        if number and released != text:
+            if not halted:  # changed: a JSON string
+                released = json.dumps(released, ensure_ascii=False)
+            elif not text.startswith(released):  # changed and cut: an open JSON string
+                released = '"' + _json_body(released)
         out.append(released)
         if halted:
             raise _Halt([])
@@ -269,15 +273,14 @@ class _JSONStrings:
             s = self._NUMBER_START.search(raw, pos + (raw[pos] == "-"), concurrent=False)
             end = n if s is None else s.start()
             run = raw[pos:end]
-            if self._STRUCTURE.sub(
-                "", run, concurrent=False
-            ):  # not JSON: one plain message from here
-                self._raw = ""
+            open_end = s is None and not final  # the run may go on ('tr' of true, say)
+            if self._STRUCTURE.fullmatch(run, partial=open_end, concurrent=False) is None:
+                self._raw = ""  # not JSON: one plain message from here
                 plain = self._plain = self._main.fork("tool_arguments")
                 out += plain.feed(raw[pos:])
                 return plain
-            if s is None and not final:
-                break  # the run may go on (a literal, say)
+            if open_end:
+                break
             self._message(run, out, number=False, forced=False)
             pos = end
         self._raw = raw[pos:]
