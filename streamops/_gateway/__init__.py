@@ -64,7 +64,7 @@ def load_config(argv: Sequence[str]) -> GatewayConfig:
 
 
 def create_app(config: GatewayConfig, *, own_process: bool = False) -> Any:
-    """Return the gateway's Starlette app for ``config`` (its lifespan opens the clients).
+    """Return the gateway's ASGI app for ``config`` (its lifespan opens the clients).
 
     ``own_process``: the app is all its process serves (``streamops serve``), so
     its start-up may warm every pipeline and freeze the heap (see

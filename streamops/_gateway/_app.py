@@ -349,10 +349,16 @@ class _EventStream:
                     self.on_first()
 
         async def stream(started: bool) -> None:
+            nonlocal sending_since
             if not started:
                 await send(start)
             async for chunk in self.body:
-                await put(chunk)
+                if first:
+                    await put(chunk)
+                    continue
+                sending_since = loop.time()  # put's steps, without a call per chunk
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sending_since = None
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def gone() -> None:
@@ -536,8 +542,17 @@ class Gateway:
         await self.state.close()
 
     def app(self) -> Any:
-        """The Starlette application serving every route."""
+        """The ASGI application serving every route.
+
+        A Starlette application, behind one step: a ``POST`` to a wire's path
+        goes straight to :meth:`handle`, not through Starlette's router and
+        its two middleware, which wrap every ``send`` of a stream in two more
+        calls. What the middleware would do for these routes, uvicorn does
+        too (an exception before the response starts: 500, logged). Every
+        other request, and a ``root_path`` deployment, takes Starlette's way.
+        """
         from starlette.applications import Starlette
+        from starlette.requests import Request
         from starlette.routing import Route
 
         @contextlib.asynccontextmanager
@@ -564,7 +579,19 @@ class Gateway:
             from ._playground import routes as playground_routes
 
             routes += playground_routes(self)
-        return Starlette(routes=routes, lifespan=lifespan)
+        starlette = Starlette(routes=routes, lifespan=lifespan)
+        posts = {w.path: w for w in WIRES}
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+                wire = posts.get(scope["path"])
+                if wire is not None:
+                    response = await self.handle(wire, Request(scope, receive, send))
+                    await response(scope, receive, send)
+                    return
+            await starlette(scope, receive, send)
+
+        return app
 
     # -- small routes ------------------------------------------------------
     async def healthz(self, request: Any) -> Any:
