@@ -947,7 +947,7 @@ class _Validator:
         if isinstance(node, _Node) and type(value) in node.fast():
             return value
         try:
-            text = json.dumps(value)
+            text = _dumps(value)
         except RecursionError:
             return None  # deeper than json.dumps goes: the final validation decides
         try:
@@ -1041,7 +1041,7 @@ class _Validator:
             # Re-serialising is exact: the value came from JSON (floats round-trip,
             # big ints stay exact, a lone surrogate stays an escape).
             try:
-                text = json.dumps(value)
+                text = _dumps(value)
             except RecursionError:
                 # Nested deeper than json.dumps can go (the parser is iterative):
                 # pydantic's own depth limit applies in Python mode as in JSON mode.
@@ -1081,6 +1081,11 @@ class _Validator:
 
 
 _TYPED = frozenset(("model", "typed-dict", "list", "dict"))
+
+# json.dumps's text for what validate_json reads back, made faster: no check for
+# circular references (a value parsed from JSON has none), no spaces. Still
+# ASCII-only (a lone surrogate stays an escape) and RecursionError when too deep.
+_dumps = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 
 
 def _shows_str(node: Any) -> bool:
