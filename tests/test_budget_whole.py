@@ -385,6 +385,7 @@ def test_a_budget_of_exactly_its_texts_delivers_repeated_items_untouched() -> No
     raw = repeated_items(True)
     channels = ["content", "tool_output"]
     total = len(ENC.encode(QUERY)) + len(ENC.encode(MCP_OUTPUT)) + len(ENC.encode("Done."))
+
     def wholes(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # (deltas are split where a token may go on; sequence numbers move past inserted ones)
         return [{**e, "sequence_number": 0} for e in events if not e["type"].endswith(".delta")]
@@ -433,3 +434,48 @@ def test_a_cited_annotation_repeated_whole_is_redacted_once() -> None:
     assert [e.kind for e in stream.report.events].count("redact.redact") == 1
     assert "ops@example.com" not in json.dumps(out)
     assert json.dumps(out).count("mail [EMAIL] for the report") == 4
+
+
+@pytest.mark.parametrize("kind", ["function_call", "message"])
+def test_an_item_done_without_its_text_done_releases_the_held_text_first(kind: str) -> None:
+    # Responses streams that skip function_call_arguments.done / output_text.done:
+    # output_item.done showed only what was released so far (arguments cut short,
+    # invalid JSON), and the held rest came as a delta after it.
+    text = '{"to": "ann@example.com", "body": "hi"}' if kind == "function_call" else "Mail ann@"
+    item: dict[str, Any]
+    if kind == "function_call":
+        item = {"type": "function_call", "id": "i1", "call_id": "c", "name": "send",
+                "arguments": "", "status": "in_progress"}  # fmt: skip
+        done = {**item, "arguments": text, "status": "completed"}
+        delta = "response.function_call_arguments.delta"
+    else:
+        item = {"type": "message", "id": "i1", "role": "assistant", "status": "in_progress",
+                "content": []}  # fmt: skip
+        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        done = {**item, "content": [part], "status": "completed"}
+        delta = "response.output_text.delta"
+    raw: list[dict[str, Any]] = [
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        *({"type": delta, "item_id": "i1", "output_index": 0, "content_index": 0,
+           "delta": text[i : i + 6], "logprobs": []} for i in range(0, len(text), 6)),
+        {"type": "response.output_item.done", "output_index": 0, "item": done},
+        {"type": "response.completed", "response": {"id": "r", "status": "completed",
+                                                    "output": [done]}},
+    ]  # fmt: skip
+    for i, event in enumerate(raw):
+        event["sequence_number"] = i
+    out = list(so.redact()(raw))
+    kinds = [e["type"] for e in out]
+    streamed = "".join(e["delta"] for e in out if e["type"] == delta)
+    assert kinds.index("response.output_item.done") > max(
+        i for i, k in enumerate(kinds) if k == delta
+    )
+    for event in out:
+        if event["type"] in ("response.output_item.done", "response.completed"):
+            shown = event.get("item") or event["response"]["output"][0]
+            whole = shown["arguments"] if kind == "function_call" else shown["content"][0]["text"]
+            assert whole == streamed
+    if kind == "function_call":
+        assert json.loads(streamed) == {"to": "[EMAIL]", "body": "hi"}
+    seqs = [e["sequence_number"] for e in out]
+    assert seqs == sorted(set(seqs))

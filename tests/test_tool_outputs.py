@@ -183,6 +183,30 @@ def test_every_anthropic_content_block_is_redacted(cls: type[BaseModel]) -> None
         assert [type(e) for e in out] == [type(e) for e in source]
 
 
+def test_a_fetched_page_in_plain_text_is_redacted_and_counted() -> None:
+    # web_fetch_tool_result: a PlainTextSource's "data" is the page's text, not a blob
+    page = {"type": "text", "media_type": "text/plain", "data": TEXT}
+    document = {"type": "document", "title": "Contact", "citations": {"enabled": True},
+                "source": page}  # fmt: skip
+    fetched = {"type": "web_fetch_result", "url": "https://example.com/c", "content": document,
+               "retrieved_at": "2025-08-25T10:30:00Z"}  # fmt: skip
+    block = {"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": fetched}
+    raw = anthropic_message(
+        {"type": "content_block_start", "index": 0, "content_block": block},
+        {"type": "content_block_stop", "index": 0},
+    )
+    adapter: TypeAdapter[Any] = TypeAdapter(AnthropicEvent)
+    for source in (raw, [adapter.validate_python(e) for e in raw]):
+        out = list(redact()(source))
+        assert SECRET not in dump(out)
+        assert "it printed [OPENAI_KEY] twice" in dump(out)
+    stream = so.budget(max_tokens=10**6, channels=["content", "tool_output"])(raw)
+    list(stream)
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert usage.channel_tokens["tool_output"] >= len(so.get_encoding("cl100k_base").encode(TEXT))
+
+
 def test_citation_quotes_are_redacted_and_the_text_stays_exact() -> None:
     email = "ann@example.com"
     raw = anthropic_message(

@@ -283,6 +283,15 @@ class _Reader:
         return list(self._open)
 
 
+def _text_source(value: Any) -> bool:
+    """Whether ``value`` is a source whose ``data`` is plain text, not a blob.
+
+    Anthropic's ``PlainTextSource`` (``{"type": "text", "media_type":
+    "text/plain", "data": ...}``): a fetched page, a document.
+    """
+    return bool(_get(value, "type") == "text")
+
+
 def _at(at: tuple[Any, ...] | None, step: Any) -> tuple[Any, ...] | None:
     """The place one step inside ``at`` (``None`` stays ``None``: not remembered)."""
     return None if at is None else (*at, step)
@@ -423,7 +432,9 @@ class _ChannelLens(abc.ABC):
         pairs = _fields(value) if isinstance(value, dict | BaseModel) else ()
         changes: dict[str, Any] = {}
         for name, item in pairs:
-            if name in _OPAQUE_KEYS or name in opaque or name in skip or item is None:
+            if name in opaque or name in skip or item is None:
+                continue
+            if name in _OPAQUE_KEYS and not (name == "data" and _text_source(value)):
                 continue
             fixed = self._scrub(item, channels, opaque=opaque, kind=kind, at=_at(at, name))
             if fixed is not item:
@@ -1060,6 +1071,7 @@ _RESPONSE_ITEM_SKIP = {
     "image_generation_call": _RESPONSE_ITEM_SKIP_ALL | {"result"},
 }
 _NONE: frozenset[str] = frozenset()
+_ANY = object()  # (any index)
 _RESPONSE_ADDED_SKIP = {"image_generation_call": frozenset({"result"})}
 _RESPONSE_PART_DONES = frozenset(
     {
@@ -1237,14 +1249,33 @@ class OpenAIResponsesLens(_ChannelLens):
                 changes["logprobs"] = []
             done = _replace(chunk, **changes) if changes else chunk
             return [*out, self._numbered(done)]
+        # A stream may skip a text's own done event: what its channel holds is
+        # released before the part or the item that repeats the text whole.
+        out = []
         if kind == "response.content_part.done" or kind == "response.reasoning_summary_part.done":
-            part = _get(chunk, "part")
-            fixed = self._fix_part(part, _get(chunk, "item_id"), chunk)
+            part, item_id = _get(chunk, "part"), _get(chunk, "item_id")
+            index = _get(
+                chunk, "content_index" if kind == "response.content_part.done" else "summary_index"
+            )
+            out = self._end_open(channels, item_id, index)
+            fixed = self._fix_part(part, item_id, chunk)
             if fixed is not part:
                 chunk = _replace(chunk, part=fixed)
         elif kind == "response.output_item.done":
-            chunk = _replace(chunk, item=self._fix_item(_get(chunk, "item")))
-        return [self._numbered(chunk)]
+            item = _get(chunk, "item")
+            out = self._end_open(channels, _get(item, "id"))
+            chunk = _replace(chunk, item=self._fix_item(item))
+        return [*out, self._numbered(chunk)]
+
+    def _end_open(self, channels: Any, item_id: Any, index: Any = _ANY) -> list[Any]:
+        """End the open channels of item ``item_id`` (of its part ``index``): their deltas."""
+        out: list[Any] = []
+        for key in channels.open_keys():
+            if key[1] == item_id and (index is _ANY or key[2] == index):
+                text = channels.end(key)
+                if text:
+                    out += self._insert(key, text)
+        return out
 
     def _flush(self, channels: Any) -> list[Any]:
         out: list[Any] = []
