@@ -182,6 +182,35 @@ def test_nothing_held_when_no_match_is_possible() -> None:
     assert proc.feed(" no") == ["AKIA no"]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call 4111 1111 1111 1111 or 020 7946 0958 now",
+        "+44 20 7946 0958x and +442079460958 1",
+        "card 4111 1111 1111 1112 123 and 4111 1111 1111 1111 123 ok",
+        "iban GB82 WEST 1234 5698 7654 32, ssn 123-45-6789.",
+        "(415) 555-2671 2024-01-15 v1.2.3 10.0.0.1 jo@example.com",
+    ],
+)
+def test_open_attempts_with_a_complete_match_are_held_least(text: str) -> None:
+    # Digits that already are a complete match (a phone number that may become a card)
+    # are looked at with the `first` probe alone while they stay open: after every
+    # chunk, as much is held as after the same text in one chunk, and the output is
+    # the one-chunk output.
+    op = so.redact()
+    expected = feed_all(op, [text])
+    for size in (1, 2, 3, 4, 5):
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        proc, out, read = processor(op), [], ""
+        for chunk in chunks:
+            out += proc.feed(chunk)
+            read += chunk
+            whole = processor(op)
+            whole.feed(read)
+            assert proc.held == whole.held, (size, read)
+        assert "".join(out + proc.close()) == expected, size
+
+
 def test_attempt_reading_across_a_later_match_is_decided_exactly() -> None:
     # In one chunk, the complete match `y` comes after the attempt at `x`, which reads
     # past it: that attempt is looked at again with the whole buffer (a miss here).

@@ -1169,7 +1169,9 @@ class _Redactor:
                     m, known = known, _UNDECIDED
                     if m is not None:
                         sub = self._sub_at(buf, scan)
-                        probed = True  # (_lean passes a match only when it is decided)
+                        # (_lean passes a match only once its probe found no open path; a
+                        # partial one, which that excludes, would be looked at as undecided)
+                        probed = not m.partial
                 else:
                     at = self._base + scan  # (_sub_at, inline)
                     cached = self._at_sub
