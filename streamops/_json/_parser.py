@@ -642,6 +642,8 @@ class JSONParser:
         try:
             plan = self._plans[state][chunk]
         except KeyError:
+            if len(chunk) > _PLAN_MAX_CHUNK:  # never kept (see _remember): no second miss
+                return self._feed_long(chunk, state)
             plan = _remember(self._plans[state], self._plan, state, chunk)
         if plan:
             head, scalar, after_obj, after_arr, opened, cut = plan
@@ -732,6 +734,13 @@ class JSONParser:
             prog = _remember(self._progs[state], self._program, state, chunk)
         if prog:
             return self._run(prog, chunk, state)
+        return self._parse(chunk, state, False, 0)
+
+    def _feed_long(self, chunk: str, state: int) -> bool:
+        """feed() of a chunk too long to have a plan or a program: blank, or the general path."""
+        if chunk.isspace() and state < _PROSE_STATE and not chunk.strip(_WSSTR):
+            self._base += len(chunk)
+            return False
         return self._parse(chunk, state, False, 0)
 
     def _feed_carried(self, chunk: str, state: int) -> bool:
