@@ -367,6 +367,46 @@ class _JSONStrings:
                 chain.abort()
         self._sub = self._plain = None
 
+    def held(self) -> str:
+        """The text outside strings not yet released: it comes as messages of its own at the end.
+
+        (A closing brace, say: no chain has it until the arguments go on or end.)
+        """
+        return self._raw
+
+
+class _Echo:
+    """Stands in for a chain under :class:`_JSONStrings` when only its split matters.
+
+    Every message passes through as it came, with no stage: a lens reading
+    ahead follows with it what the real arguments still hold (:meth:`_JSONStrings.held`).
+    """
+
+    __slots__ = ()
+
+    cuts = 0
+
+    @property
+    def report(self) -> _Echo:
+        return self
+
+    def fork(self, kind: str) -> _Echo:
+        return self
+
+    def feed(self, text: str) -> list[str]:
+        return [text]
+
+    def end(self, forced: bool | None = None) -> list[str]:
+        return []
+
+    def abort(self) -> None:
+        pass
+
+
+def follow_arguments() -> _JSONStrings:
+    """A reader of tool-call arguments that runs no stage: see :meth:`_JSONStrings.held`."""
+    return _JSONStrings(_Echo())  # type: ignore[arg-type]  # (a chain's stand-in)
+
 
 _SURROGATE = regex.compile("[\ud800-\udfff]")
 

@@ -39,6 +39,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from .._core._channels import follow_arguments
 from .._core._errors import ChunkTypeError, LensError
 from .._core._stages import ChannelLens, Lens, _find_lens, register_lens
 from ._usage import record_usage
@@ -242,11 +243,14 @@ class _Reader:
     (Gemini's thought channel) takes the same paths.
     """
 
-    __slots__ = ("_open", "ends", "wholes")
+    __slots__ = ("_args", "_open", "ends", "wholes")
 
     def __init__(self) -> None:
         # key -> [kind, the texts fed during this chunk, opened during this chunk]
         self._open: dict[Any, list[Any]] = {}
+        # key -> the arguments read as the real channel reads them: what it still
+        # holds outside strings (a closing brace) is released whole at its end
+        self._args: dict[Any, Any] = {}
         self.wholes: list[tuple[str, str]] = []
         self.ends = False
 
@@ -266,6 +270,10 @@ class _Reader:
         entry[1].append(text)
         if kind == "tool_arguments":  # each JSON string value is a message that ends in it
             self.ends = True
+            args = self._args.get(key)
+            if args is None:
+                args = self._args[key] = follow_arguments()
+            args.feed(text)
         return text
 
     def end(self, key: Any, *, forced: bool | None = None) -> str:
@@ -273,10 +281,13 @@ class _Reader:
         if entry is None:
             return ""
         kind, texts, fresh = entry
+        args = self._args.pop(key, None)
         if fresh:
             self.wholes.append((kind, "".join(texts)))
         else:
             self.ends = True
+            if args is not None and args.held():
+                self.wholes.append((kind, args.held()))
         return ""
 
     def open_keys(self) -> list[Any]:
