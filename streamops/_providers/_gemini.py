@@ -16,13 +16,17 @@ yields one ``GenerateContentResponse`` per server-sent event; its
   ``"tool_output"`` text; so do a server-side tool call's ``args`` (a
   ``"tool_input"``), a tool response and an audio part's transcription;
 - grounding (``grounding_metadata``: Google Search, RAG and Maps sources, the
-  supports quoting the answer, the model's search queries) and URL context
-  come whole on the candidate: each of their texts is a ``"tool_output"`` text
-  (identifiers, tokens and blobs pass through);
+  supports quoting the answer, the model's search queries), URL context and
+  citations (``citation_metadata``: each source's title, URI and license)
+  come whole on the candidate: each of their texts is a
+  ``"tool_output"`` text (identifiers, tokens and blobs pass through);
 - ``logprobs_result`` spells the chunk's text token by token: it is dropped
   from a chunk whose text the operators changed (or held);
 - ``finish_reason`` ends every channel in that chunk (held answer text joins
-  its last answer part, or a new one); ``MAX_TOKENS``, ``SAFETY``,
+  its last answer part, or a new one; what a ``partial_args`` channel held
+  comes in a function-call part of its own, that call's name and id, that
+  argument's ``json_path``, as the call's next piece would have; so at the
+  end of a stream that had none); ``MAX_TOKENS``, ``SAFETY``,
   ``RECITATION``, ``BLOCKLIST``, ``PROHIBITED_CONTENT``, ``SPII`` and a
   stream with no finish reason end them *truncated*.
 
@@ -34,6 +38,7 @@ REST ``alt=sse`` JSON, camelCase keys) works the same as dicts.
 from __future__ import annotations
 
 import json
+from difflib import SequenceMatcher
 from typing import Any
 
 from .._core._errors import ChunkTypeError, LensError
@@ -90,20 +95,120 @@ def code_parts(lens: _ChannelLens, part: Any, channels: Any) -> Any:
     for name, kind in _WHOLE_PARTS:
         value = field(part, name)
         if value is not None:
-            fixed = lens._scrub(value, channels, opaque=_OPAQUE, kind=kind)
+            if name == "audio_transcription":
+                fixed = whole_transcription(lens, value, channels, kind)
+            else:
+                fixed = lens._scrub(value, channels, opaque=_OPAQUE, kind=kind)
             if fixed is not value:
                 part = _replace(part, **{wire_key(part, name): fixed})
     return part
 
 
+def word_spans(text: str, words: list[str]) -> list[tuple[int, int]] | None:
+    """Where each of ``words`` sits in ``text``, in order; ``None`` if they do not spell it.
+
+    >>> word_spans(" mail ann@x.co", ["mail", "ann@x.co"])
+    [(1, 5), (6, 14)]
+    >>> word_spans("mail", ["call"]) is None
+    True
+    """
+    spans = []
+    at = 0
+    for word in words:
+        start = text.find(word, at) if word else at
+        if start < 0:
+            return None
+        at = start + len(word)
+        spans.append((start, at))
+    return spans
+
+
+def _mapping(ops: list[tuple[str, int, int, int, int]]) -> Any:
+    """Where a place between two characters of the source lands in the output.
+
+    Inside a span the operators changed (a replacement, a deletion), a place
+    lands at the span's end: the first word the span overlaps gets all of its
+    output, the words after it within the span get nothing.
+    """
+
+    def where(pos: int) -> int:
+        for tag, i1, i2, j1, j2 in ops:
+            if i1 <= pos < i2:
+                if tag == "equal":
+                    return j1 + pos - i1
+                return j1 if pos == i1 else j2
+        return ops[-1][4] if ops else 0
+
+    return where
+
+
+def _opcodes(source: str, out: str) -> list[tuple[str, int, int, int, int]]:
+    ops = SequenceMatcher(None, source, out, autojunk=False).get_opcodes()
+    return [(str(tag), i1, i2, j1, j2) for tag, i1, i2, j1, j2 in ops]
+
+
+def words_onto(source: str, out: str, spans: list[tuple[int, int]]) -> list[str]:
+    """The text of each word (its ``spans`` in ``source``) after ``source`` became ``out``.
+
+    The operators replace spans of a text (a secret by its placeholder) and
+    keep the rest as it was; the two are aligned (:mod:`difflib`) and each word
+    gets the output of its own characters: a word a replacement begins in
+    gets the whole replacement, the words after it that the replacement covers
+    an empty string. Each word's text is a piece of ``out``, in order, so a
+    word can show nothing ``out`` does not.
+
+    >>> text = "card 4111 1111 1111 1111 ok"
+    >>> words_onto(text, "card [CREDIT_CARD] ok", word_spans(text, text.split()))
+    ['card', '[CREDIT_CARD]', '', '', '', 'ok']
+    """
+    if source == out:
+        return [source[a:b] for a, b in spans]
+    where = _mapping(_opcodes(source, out))
+    return [out[where(a) : where(b)] for a, b in spans]
+
+
+def whole_transcription(lens: _ChannelLens, value: Any, channels: Any, kind: str) -> Any:
+    """A transcription that came whole (a part's), its text and its words redacted alike.
+
+    The text (and any other text field) is a ``kind`` text; the words are
+    mapped onto the redacted text (:func:`words_onto`). Words that do not
+    spell the text are a text of their own, joined by spaces, redacted as one
+    and mapped back the same way.
+    """
+    fixed = lens._scrub(value, channels, skip=frozenset({"words"}), opaque=_OPAQUE, kind=kind)
+    words = list(field(value, "words") or ())
+    if not words:
+        return fixed
+    said = [w if isinstance(w := field(word, "word"), str) else "" for word in words]
+    text = field(value, "text")
+    source = text if isinstance(text, str) else ""
+    spans = word_spans(source, said)
+    if spans is not None:
+        out = field(fixed, "text") or ""
+    else:  # the words are not the text's: a text of their own
+        source = " ".join(said)
+        spans = word_spans(source, said)
+        assert spans is not None
+        out = lens._whole(channels, kind, source) if source else source
+    texts = words_onto(source, out, spans)
+    new_words = []
+    for word, said_word, text_now in zip(words, said, texts, strict=True):
+        # the rest of a word entry (its timings) is text like any other field
+        new = lens._scrub(word, channels, skip=frozenset({"word"}), opaque=_OPAQUE, kind=kind)
+        new_words.append(new if text_now == said_word else _replace(new, word=text_now))
+    if all(a is b for a, b in zip(new_words, words, strict=True)):
+        return fixed
+    return _replace(fixed, **{wire_key(value, "words"): new_words})
+
+
 def metadata(lens: _ChannelLens, holder: Any, channels: Any) -> dict[str, Any]:
     """The changes to ``holder`` (a candidate, a Live server content) for its metadata.
 
-    Grounding and URL context come whole: each of their texts goes through the
-    operators as a ``"tool_output"`` text.
+    Grounding, URL context and citations come whole: each of their texts goes
+    through the operators as a ``"tool_output"`` text.
     """
     changes: dict[str, Any] = {}
-    for name in ("grounding_metadata", "url_context_metadata"):
+    for name in ("grounding_metadata", "url_context_metadata", "citation_metadata"):
         value = field(holder, name)
         if value is not None:
             fixed = lens._scrub(value, channels, opaque=_OPAQUE)
@@ -149,7 +254,7 @@ class GeminiLens(_ChannelLens):
     <FinishReason.STOP: 'STOP'>
     """
 
-    __slots__ = ("_calls", "_part_type", "_template")
+    __slots__ = ("_calls", "_part_type", "_partials", "_template")
 
     _generic = False
 
@@ -158,6 +263,9 @@ class GeminiLens(_ChannelLens):
         self._template: Any = None
         self._part_type: Any = None
         self._calls = 0
+        # A partial-args channel's key -> (the part's key, its call, its argument): the
+        # latest piece it came in, the shape its held text comes back in.
+        self._partials: dict[Any, tuple[str, Any, Any]] = {}
 
     @classmethod
     def match(cls, chunk: Any, /) -> GeminiLens | None:
@@ -261,7 +369,7 @@ class GeminiLens(_ChannelLens):
                         new_parts.append(self._new_part(chunk, **fields))
                         changed = True
             if call is not None:
-                new_call = self._call(call, channels)
+                new_call = self._call(call, channels, wire_key(part, "function_call"))
                 if new_call is not call:
                     part = _replace(part, **{wire_key(part, "function_call"): new_call})
                     changed = True
@@ -280,10 +388,7 @@ class GeminiLens(_ChannelLens):
                 if not held:
                     continue
                 changed = True
-                if key == "content":
-                    new_parts.append(self._new_part(chunk, text=held))
-                elif key == "thought":
-                    new_parts.append(self._new_part(chunk, text=held, thought=True))
+                new_parts.append(self._held_part(chunk, key, held))
         extra = metadata(self, candidate, channels)
         if changed and field(candidate, "logprobs_result") is not None:
             extra[wire_key(candidate, "logprobs_result")] = None  # it spells the original
@@ -293,7 +398,26 @@ class GeminiLens(_ChannelLens):
             return [_replace(chunk, candidates=[_replace(candidate, **extra)])]
         return [self._with_parts(chunk, candidate, new_parts, **extra)]
 
-    def _call(self, call: Any, channels: Any) -> Any:
+    def _held_part(self, chunk: Any, key: Any, held: str) -> Any:
+        """A part for what channel ``key`` held at its end, in the shape of its own parts.
+
+        Answer text and thoughts in a text part; a partial-args channel's text in
+        a function-call part of its call (name, id) and argument (``json_path``),
+        as that call's next piece would have come.
+        """
+        if key == "thought":
+            return self._new_part(chunk, text=held, thought=True)
+        partial = self._partials.pop(key, None)
+        if partial is None:
+            return self._new_part(chunk, text=held)
+        part_key, call, arg = partial
+        arg = _replace(arg, **{wire_key(arg, "string_value"): held})
+        call = _replace(call, **{wire_key(call, "partial_args"): [arg]})
+        if field(call, "args") is not None:  # (shown, redacted, with its own piece)
+            call = _replace(call, **{wire_key(call, "args"): None})
+        return self._new_part(chunk, **{part_key: call})
+
+    def _call(self, call: Any, channels: Any, part_key: str = "function_call") -> Any:
         """The function call with its arguments through the tool channels."""
         new = call
         args = field(call, "args")
@@ -315,9 +439,12 @@ class GeminiLens(_ChannelLens):
                 value = field(arg, "string_value")
                 if isinstance(value, str) and value:
                     path = field(arg, "json_path")
-                    out = channels.feed(("partial", path), "tool_input", value)
+                    key = ("partial", path)
+                    self._partials[key] = (part_key, call, arg)
+                    out = channels.feed(key, "tool_input", value)
                     if not field(arg, "will_continue"):
-                        out += channels.end(("partial", path))
+                        out += channels.end(key)
+                        self._partials.pop(key, None)
                     if out != value:
                         arg = _replace(arg, **{wire_key(arg, "string_value"): out})
                 new_partials.append(arg)
@@ -345,10 +472,7 @@ class GeminiLens(_ChannelLens):
         for key in channels.open_keys():
             held = channels.end(key)
             if held and template is not None:
-                fields: dict[str, Any] = {"text": held}
-                if key == "thought":
-                    fields["thought"] = True
-                parts.append(self._new_part(template, **fields))
+                parts.append(self._held_part(template, key, held))
         if not parts or template is None:
             return []
         candidate = self._candidate(template)

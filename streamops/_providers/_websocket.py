@@ -10,9 +10,20 @@ provider stops generating), even while the upstream is silent.
 :class:`GeminiLiveLens` reads the server messages of a Live-API style
 WebSocket session (google-genai ``LiveServerMessage`` objects from
 ``client.aio.live.connect(...)``, or their JSON from a raw WebSocket): the
-model turn's text parts (thoughts apart), the output audio transcription and
-each tool call's arguments are channels; code parts, grounding and URL
-context come whole, as in :class:`~streamops.GeminiLens`; ``turn_complete`` ends a turn's
+model turn's text parts (thoughts apart), the output audio transcription (a
+``"content"`` text), the input audio transcription (what the user said, a
+``"tool_output"`` text, as a part's transcription is) and each tool call's
+arguments are channels; code parts, grounding, URL context and an interim
+input transcription come whole, as in :class:`~streamops.GeminiLens`.
+A transcription's ``words`` show what its redacted text shows: each
+message's words are mapped onto what its channel released
+(:func:`~streamops._providers._gemini.words_onto`), timings kept; a word a
+secret begins in shows the placeholder, the words after it that the secret
+covered an empty string; text a channel held past its words' message comes
+in a word entry of its own (no timings) at the front of the next message's
+words, or after the last ones at the turn's end. Words that do not spell
+their message's text are replaced by the words of what was released, without
+timings. ``turn_complete`` ends a turn's
 channels, ``interrupted`` ends them *truncated* (a live partial secret is
 masked); setup, usage and other messages pass through. Several turns in one
 session are each their own message.
@@ -31,11 +42,24 @@ from .._core._extras import require
 from .._core._report import StopReason, StreamReport
 from ..lowlevel import register_lens
 from ._camel import field, wire_key
-from ._gemini import code_parts, metadata
+from ._gemini import (
+    _mapping,
+    _opcodes,
+    code_parts,
+    metadata,
+    whole_transcription,
+    word_spans,
+)
 from ._lenses import _ChannelLens, _replace
 from ._usage import record_usage
 
 __all__ = ("GeminiLiveLens", "to_websocket")
+
+# The streamed transcriptions of a Live session: field, channel name, kind of text.
+_TRANSCRIPTS = (
+    ("output_transcription", "transcript", "content"),
+    ("input_transcription", "heard", "tool_output"),
+)
 
 # Close codes (RFC 6455): a normal end, and an end by an error on our side.
 NORMAL_CLOSURE = 1000
@@ -188,7 +212,7 @@ class GeminiLiveLens(_ChannelLens):
     ['ask ', '[EMAIL]']
     """
 
-    __slots__ = ("_calls", "_template", "_turn")
+    __slots__ = ("_calls", "_template", "_turn", "_unshown", "_worded")
 
     _generic = False
 
@@ -198,6 +222,10 @@ class GeminiLiveLens(_ChannelLens):
         self._calls = 0
         self._template: Any = {}
         self._ended = True  # no turn open yet
+        # A transcript channel's key -> the input it holds that no message's words
+        # have shown yet (the text its words are aligned against comes after it).
+        self._unshown: dict[Any, str] = {}
+        self._worded: set[Any] = set()  # transcript channels whose messages had words
 
     @classmethod
     def match(cls, chunk: Any, /) -> GeminiLiveLens | None:
@@ -220,9 +248,10 @@ class GeminiLiveLens(_ChannelLens):
         for part in (field(turn, "parts") or ()) if turn is not None else ():
             if isinstance(t := field(part, "text"), str) and t:
                 out.append(t)
-        transcript = field(field(content, "output_transcription"), "text")
-        if isinstance(transcript, str) and transcript:
-            out.append(transcript)
+        for name, _, _ in _TRANSCRIPTS:
+            transcript = field(field(content, name), "text")
+            if isinstance(transcript, str) and transcript:
+                out.append(transcript)
         for call in field(field(chunk, "tool_call"), "function_calls") or ():
             if args := field(call, "args"):
                 out.append(json.dumps(args))
@@ -261,15 +290,18 @@ class GeminiLiveLens(_ChannelLens):
                     new_turn = _replace(model_turn, parts=new_parts)
                     turn_key = wire_key(content, "model_turn")
                     new_content = _replace(new_content, **{turn_key: new_turn})
-            transcription = field(content, "output_transcription")
-            said = field(transcription, "text")
-            if isinstance(said, str) and said:
-                out = channels.feed((turn, "transcript"), "content", said)
-                if out != said:
-                    new_tr = _replace(transcription, text=out)
-                    new_content = _replace(
-                        new_content, **{wire_key(content, "output_transcription"): new_tr}
-                    )
+            for name, tag, kind in _TRANSCRIPTS:
+                transcription = field(content, name)
+                if transcription is not None:
+                    new_tr = self._transcript(transcription, (turn, tag), kind, channels)
+                    if new_tr is not transcription:
+                        new_content = _replace(new_content, **{wire_key(content, name): new_tr})
+            interim = field(content, "interim_input_transcription")
+            if interim is not None:
+                new_tr = whole_transcription(self, interim, channels, "tool_output")
+                if new_tr is not interim:
+                    interim_key = wire_key(content, "interim_input_transcription")
+                    new_content = _replace(new_content, **{interim_key: new_tr})
             meta = metadata(self, content, channels)
             if meta:
                 new_content = _replace(new_content, **meta)
@@ -301,6 +333,59 @@ class GeminiLiveLens(_ChannelLens):
             chunk = _replace(chunk, **{wire_key(chunk, "tool_call"): new_tool})
         return [chunk]
 
+    def _transcript(self, transcription: Any, key: Any, kind: str, channels: Any) -> Any:
+        """A streamed transcription through channel ``key``, its words mapped onto the output."""
+        said = field(transcription, "text")
+        text = said if isinstance(said, str) else ""
+        out = channels.feed(key, kind, text) if text else ""
+        changes: dict[str, Any] = {}
+        if out != text:
+            changes["text"] = out
+        pending = self._unshown.get(key, "")
+        source = pending + text
+        # What the channel released is the redaction of a prefix of ``source``;
+        # the rest (a trailing deletion in the alignment) it still holds.
+        if out == source:
+            ops = [("equal", 0, len(source), 0, len(out))]
+        elif not out:
+            ops = [("delete", 0, len(source), 0, 0)]
+        else:
+            ops = _opcodes(source, out)
+        hold = ops[-1][1] if ops[-1][0] == "delete" else len(source)
+        self._unshown[key] = source[hold:]
+        words = list(field(transcription, "words") or ())
+        if words:
+            self._worded.add(key)
+            new_words = self._words(transcription, words, text, out, pending, ops)
+            if new_words is not None:
+                changes[wire_key(transcription, "words")] = new_words
+        return _replace(transcription, **changes) if changes else transcription
+
+    @staticmethod
+    def _words(
+        transcription: Any,
+        words: list[Any],
+        text: str,
+        out: str,
+        pending: str,
+        ops: list[tuple[str, int, int, int, int]],
+    ) -> list[Any] | None:
+        """One message's word entries showing ``out`` (``None``: unchanged)."""
+        said = [w if isinstance(w := field(word, "word"), str) else "" for word in words]
+        spans = word_spans(text, said)
+        if spans is None:  # not the text's words: the words of what was released
+            return [_new_word(transcription, w) for w in out.split()]
+        where = _mapping(ops)
+        shift = len(pending)
+        texts = [out[where(a + shift) : where(b + shift)] for a, b in spans]
+        late = out[: where(shift)].strip() if shift else ""
+        if not late and texts == said:
+            return None
+        new = [
+            w if t == s else _replace(w, word=t) for w, t, s in zip(words, texts, said, strict=True)
+        ]
+        return [_new_word(transcription, late), *new] if late else new
+
     def _end_turn(self, channels: Any, *, forced: bool) -> dict[str, str]:
         """End the open turn's channels; return what they held by kind of part."""
         held: dict[str, str] = {}
@@ -309,6 +394,11 @@ class GeminiLiveLens(_ChannelLens):
                 text = channels.end(key, forced=True) if forced else channels.end(key)
                 if text:
                     held[key[1]] = held.get(key[1], "") + text
+                    if key in self._worded:
+                        held[key[1] + ":words"] = ""
+                self._unshown.pop(key, None)
+        self._worded = {k for k in self._worded if k[0] != self._turn}
+        self._unshown = {k: v for k, v in self._unshown.items() if k[0] != self._turn}
         self._turn += 1
         self._ended = True
         return held
@@ -327,10 +417,16 @@ class GeminiLiveLens(_ChannelLens):
         new = dict(data)
         if parts:
             new[turn_key] = {**turn, "parts": parts}
-        if held.get("transcript"):
-            said_key = wire_key(data, "output_transcription")
+        for name, tag, _ in _TRANSCRIPTS:
+            if not held.get(tag):
+                continue
+            said_key = wire_key(data, name)
             said = dict(data.get(said_key) or {})
-            new[said_key] = {**said, "text": (said.get("text") or "") + held["transcript"]}
+            said["text"] = (said.get("text") or "") + held[tag]
+            if tag + ":words" in held and held[tag].strip():
+                words_key = wire_key(said, "words")
+                said[words_key] = [*(said.get(words_key) or ()), {"word": held[tag].strip()}]
+            new[said_key] = said
         return new if type(content) is dict else type(content).model_validate(new)
 
     def _held_message(self, template: Any, held: dict[str, str]) -> Any:
@@ -345,6 +441,15 @@ class GeminiLiveLens(_ChannelLens):
             return []
         held = self._end_turn(channels, forced=True)  # the session ended mid-turn
         return [self._held_message(self._template, held)] if held else []
+
+
+def _new_word(transcription: Any, word: str) -> Any:
+    """A word entry of ``transcription``'s kind carrying ``word`` alone (no timings)."""
+    if type(transcription) is dict:
+        return {"word": word}
+    from google.genai import types
+
+    return types.WordInfo(word=word)
 
 
 register_lens(GeminiLiveLens.match)
