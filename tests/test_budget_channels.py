@@ -167,6 +167,40 @@ def test_channels_option_without_the_answer_is_still_one_budget() -> None:
     assert usage_of(stream).completion_tokens == 3
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_budget_without_the_answer_reports_what_it_counted(kind: str) -> None:
+    # Without "content" in its channels, the budget's report said 0 tokens and no
+    # cost for a stream that completed (the ledger's report was right): the
+    # processor made for the answer was never used, and never ended.
+    raw = chat_stream(
+        [("content", ["Let me call it."])], tool_args=['{"city": "Paris", ', '"days": 3}']
+    )
+    args = '{"city": "Paris", "days": 3}'
+    op = so.budget(max_tokens=1000, model="gpt-4o", channels=["tool_arguments"])
+    if kind == "sync":
+        stream = op(raw)
+        list(stream)
+    else:
+
+        async def run() -> Any:
+            async def source() -> AsyncIterator[Any]:
+                for chunk in raw:
+                    yield chunk
+
+            out = op(source())
+            [c async for c in out]
+            return out
+
+        stream = asyncio.run(run())
+    usage = usage_of(stream)
+    assert stream.report.stop_reason is so.StopReason.COMPLETE
+    tokens = usage.channel_tokens["tool_arguments"]
+    assert usage.completion_tokens == tokens > 0
+    assert abs(tokens - len(so.get_encoding("cl100k_base").encode(args))) <= 3
+    assert usage.cost is not None
+    assert usage.cost > 0
+
+
 def test_interleaved_channels_share_one_allowance() -> None:
     # Tokens count in the order they arrive; in one chunk, content comes first.
     chunks = [

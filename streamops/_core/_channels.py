@@ -117,11 +117,20 @@ class _Channels:
         return list(self._subs)
 
     def settle(self) -> None:
-        """After the end: the stream's own chain is finished even if no content came."""
+        """After the end: the stream's own chain is finished even if no content came.
+
+        So is each stream-wide processor the content chain does not run (a
+        budget over other channels only): the channels it forked have ended,
+        and it ends with them (its stream-wide count is final then).
+        """
+        main = self._main
         if not self._main_used:
             self._main_used = True
-            self._main.end()
-        self._main.finished = True
+            main.end()
+        for seed, proc in zip(main.seeds, main.procs, strict=True):
+            if seed is not proc and hasattr(seed, "fork"):
+                seed.close()
+        main.finished = True
 
     def abort(self) -> None:
         for sub in list(self._subs.values()):
