@@ -389,6 +389,7 @@ STREAMS = {
     "responses-repeated": (repeated_items(True), ["content", "tool_output"]),
     "responses-arguments": (arguments_then_search(), ["content", "tool_arguments", "tool_output"]),
     "anthropic-search": (SERVER_SEARCH, ["content", "tool_arguments", "tool_output"]),
+    "anthropic-search-tools": (SERVER_SEARCH, ["tool_arguments", "tool_output"]),
     "gemini": (gemini(), ["content", "tool_arguments", "tool_output"]),
     "gemini-default": (gemini(), None),
     "gemini-live": (gemini_live(), ["content", "tool_arguments", "tool_output"]),
