@@ -524,3 +524,4 @@ def test_a_serving_process_warms_its_pipelines_and_freezes_its_start_up_heap(
     # policy's warm-up answer is blocked, which is its decision, not a start-up failure.
     assert startup[0]["warmed"] == 6
     assert startup[0]["frozen"] > 10_000
+    assert startup[0]["gc_young"] == 5000  # the youngest generation's threshold, set with it

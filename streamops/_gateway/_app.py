@@ -140,6 +140,9 @@ def _units(per_million: float) -> int:
     return max(1, math.ceil(per_million * COST_UNITS / 1_000_000 - 1e-6))
 
 
+_GC_YOUNG = 5000
+"""The collector's youngest-generation threshold in the gateway's own process (``prepare``)."""
+
 _POOLS = 16
 """Upstream connection pools per gateway process (see :meth:`Gateway.startup`)."""
 
@@ -500,7 +503,8 @@ class Gateway:
         policies, compiled patterns, encodings: tens of thousands of objects) out
         of the collector's generations: a full collection, which scanned
         them all (30-150 ms on a loaded 2-core machine, with every stream
-        waiting), then scans only what requests made since. Returns the counts
+        waiting), then scans only what requests made since; and the youngest
+        generation is collected less often (``_GC_YOUNG``). Returns the counts
         that the start-up log line reports.
         """
         specs: list[str | None] = [None, *self.config.policies]
@@ -530,7 +534,14 @@ class Gateway:
         await self._warm_http()
         gc.collect()
         gc.freeze()
-        counts = {"warmed": runs, "frozen": gc.get_freeze_count()}
+        # The youngest generation collected every 5,000 net allocations, not 700: a
+        # stream's objects (parsed events, their copies, the operators' state) mostly
+        # die within a chunk or a request, and with a hundred streams in flight each
+        # collection met the same live ones again. At 100 streams the collector took
+        # 0.21 s of the gateway's CPU over 8,400 chunks (84 + 7 collections), and 0.05 s
+        # at 5,000 (11; the longest 12 ms): about 4% of the CPU per chunk.
+        gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
+        counts = {"warmed": runs, "frozen": gc.get_freeze_count(), "gc_young": _GC_YOUNG}
         line = {"event": "startup", "worker": self.worker, **counts}
         log.info(json.dumps(line, separators=(",", ":")))
         return counts
