@@ -752,7 +752,7 @@ class _Redactor:
         Not timed against the CPU budget: two matches of vetted, bounded built-ins over
         fewer than 64 characters cannot run away (the budget's per-character allowance
         covers them many times), and reading a CPU clock costs a system call here, as
-        much as the matches themselves.
+        much as the matches themselves. The same holds for ``_missed``.
         """
         scan = self._scan
         buf = self._buf + text
@@ -776,8 +776,10 @@ class _Redactor:
                 return out
         else:
             m = sub.combined.match(buf, scan, n, False, True)  # concurrent=False, partial=True
+            if m is None:
+                return self._missed(buf, scan, n)
             # A complete match is final only when no path tried before it reads on (_run)
-            if m is None or not (m.partial or sub.first.match(buf, scan, n, False, True)):
+            if not (m.partial or sub.first.match(buf, scan, n, False, True)):
                 out = self._timed(final=False, reopen=True, known=m)
                 self._observe()
                 return out
@@ -787,6 +789,47 @@ class _Redactor:
         size = n - scan
         holds[size] = holds.get(size, 0) + 1
         return []
+
+    def _missed(self, buf: str, scan: int, n: int) -> list[str]:
+        """The attempt held at ``scan`` failed with the last chunk (a word ended): the
+        most common decided chunk, done here with the steps ``_run`` would take for it.
+
+        The next candidate after ``scan`` is found with the guard; when there is none,
+        or its attempt is open over the rest of the buffer (the next word), the text
+        before it is released and nothing else can change. Any other outcome (a miss
+        or a complete match at the candidate) goes on in ``_run`` from the candidate.
+        Untimed like ``_lean``: one search, the lookup's zero-width match and one match
+        over fewer than 64 characters.
+        """
+        plan = self._plan
+        guard = plan.guard
+        if guard is None:
+            out = self._timed(final=False, reopen=True, known=None)
+            self._observe()
+            return out
+        g = guard.search(buf, scan + 1, n, False)
+        q = n if g is None else g.start()
+        sub = None
+        if q < n:
+            sub = plan.at(buf, q)
+            self._at_pos, self._at_sub = self._base + q, sub
+            combined = sub.combined
+            m = None if combined is None else combined.match(buf, q, n, False, True)
+            if m is None or not m.partial:  # decided at `q`: _run goes on from there
+                head = self._text(buf, scan, q)
+                self._scan = q
+                out = self._timed(final=False, reopen=True, known=None if m is None else _UNDECIDED)
+                self._observe()
+                return ["".join([head, *out])]
+        # (_run's steps: `scan` and what follows up to `q` are decided misses; the attempt
+        # at `q`, if any, is still open, n - q < lean <= the window and the hold bound)
+        self._open = sub
+        self._complete = False
+        out = [self._text(buf, scan, q)]
+        self._scan = q
+        self._trim()
+        self._observe()
+        return out
 
     def _timed(
         self, *, final: bool, reopen: bool, known: regex.Match[str] | _Undecided | None = _UNDECIDED
@@ -1220,8 +1263,14 @@ class _Redactor:
             self._scan = scan
         if self.done:
             self._scan = n
-        # Keep a bounded tail of released input for lookbehinds; trim in batches.
-        ctx = plan.context
+        self._trim()
+        if len(pieces) < 2:
+            return pieces
+        return ["".join(pieces)]
+
+    def _trim(self) -> None:
+        """Keep a bounded tail of released input for lookbehinds; trim in batches."""
+        ctx = self._plan.context
         keep = self._scan if self._anchor < 0 else self._anchor
         if keep > 2 * ctx + 256:
             cut = keep - ctx
@@ -1230,9 +1279,6 @@ class _Redactor:
                 self._anchor -= cut
                 self._resync -= cut
                 self._probe_at -= cut
-        if len(pieces) < 2:
-            return pieces
-        return ["".join(pieces)]
 
     def _apply(
         self, m: regex.Match[str], found: _Found, buf: str, start: int, pieces: list[str]
