@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -322,3 +324,144 @@ def test_partial_args_never_show_a_secret_and_keep_the_rest(
     assert texts == []
     assert EMAIL not in dump(out)
     assert values["$.body"] == "Write to [EMAIL] now"
+
+
+SENTENCE = f"mail {EMAIL} card {CARD} ok"
+REDACTED = "mail [EMAIL] card [CREDIT_CARD] ok"
+
+
+def squeeze(text: str) -> str:
+    return "".join(text.split())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=splits(SENTENCE), objects=st.booleans())
+def test_a_parts_transcription_words_cut_anywhere_never_show_a_secret(
+    pieces: list[str], objects: bool
+) -> None:
+    # word entries cut anywhere in the text, a secret's characters over several
+    words = [{"word": p.strip(), "startOffset": f"{i}s"} for i, p in enumerate(pieces) if p.strip()]
+    chunk: Any = gemini_chunk([{"audioTranscription": {"text": SENTENCE, "words": words}}])
+    if objects:
+        chunk = types.GenerateContentResponse.model_validate(chunk)
+    (first,) = so.redact()([chunk])
+    out = as_dict(first)
+    tr = out["candidates"][0]["content"]["parts"][0]["audioTranscription"]
+    assert tr["text"] == REDACTED
+    shown = [w.get("word", "") for w in tr["words"]]
+    for w in shown:
+        assert "@" not in w, w
+        assert not any(c.isdigit() for c in w), w
+    assert squeeze("".join(shown)) == squeeze(REDACTED)  # none lost, none made up
+    assert [w["startOffset"] for w in tr["words"]] == [w["startOffset"] for w in words]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=splits(SENTENCE), done=st.booleans(), objects=st.booleans())
+def test_live_transcription_cut_anywhere_never_shows_a_secret(
+    pieces: list[str], done: bool, objects: bool
+) -> None:
+    msgs: list[Any] = []
+    n = 0
+    for piece in pieces:
+        msgs.append(live("outputTranscription", piece, word_infos(piece, n)))
+        n += len(piece.split())
+    if done:
+        msgs.append({"serverContent": {"turnComplete": True}})
+    if objects:
+        msgs = [types.LiveServerMessage.model_validate(m) for m in msgs]
+    said, shown, starts = live_said(list(so.redact()(msgs)), "output_transcription")
+    assert said == REDACTED
+    for w in shown:
+        assert "@" not in w, w
+        assert not any(c.isdigit() for c in w), w
+    assert squeeze("".join(shown)) == squeeze(REDACTED)
+    assert [s for s in starts if s is not None] == [f"{i}s" for i in range(n)]
+
+
+# -- a ledger budget stays exact over them ----------------------------------------
+
+CHANNELS = ["content", "tool_arguments", "tool_output"]
+
+
+def partial_stream(finish: str | None) -> list[dict[str, Any]]:
+    pieces = ["Call me at ", "555-123-4567 ", "tomorrow about ", "the card ", "renewal"]
+    raw = [vertex([partial_call(p)]) for p in pieces]
+    raw.insert(2, vertex([{"text": "Sending the message now."}]))
+    if finish:
+        raw.append(vertex([{"text": " Sent."}], finishReason=finish))
+    return raw
+
+
+def live_stream() -> list[dict[str, Any]]:
+    heard = "please mail the notes to the team"
+    said = "sure, I will mail the notes to the whole team today"
+    return [
+        {"setupComplete": {}},
+        live("inputTranscription", heard, word_infos(heard)),
+        live("outputTranscription", said[:20], word_infos(said[:20])),
+        live("outputTranscription", said[20:], word_infos(said[20:], 4)),
+        {"serverContent": {"modelTurn": {"parts": [{"text": "Done, mailed."}]}}},
+        {"serverContent": {"turnComplete": True}},
+    ]
+
+
+def transcript_part_stream() -> list[dict[str, Any]]:
+    said = "the card number is on the back of the card"
+    return [
+        gemini_chunk([{"text": "Here is what you said: "}], None),
+        gemini_chunk([{"audioTranscription": {"text": said, "words": word_infos(said)}}]),
+    ]
+
+
+LEDGER_STREAMS = {
+    "partial-max-tokens": partial_stream("MAX_TOKENS"),
+    "partial-stop": partial_stream("STOP"),
+    "partial-no-finish": partial_stream(None),
+    "live-transcripts": live_stream(),
+    "part-transcription": transcript_part_stream(),
+}
+
+
+def run_budget(raw: list[Any], limit: int, *, ledger: bool) -> tuple[so.BudgetUsage, Any, int]:
+    memory = so.MemoryLedger(limit=limit)
+
+    async def source() -> AsyncIterator[Any]:
+        for item in raw:
+            yield item
+
+    async def main() -> Any:
+        if ledger:
+            op = so.budget(ledger=memory, key="k", channels=CHANNELS, block=7)
+        else:
+            op = so.budget(max_tokens=limit, channels=CHANNELS)
+        stream = op(source())
+        _ = [c async for c in stream]
+        return stream.report
+
+    report = asyncio.run(main())
+    usage = report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    spent = asyncio.run(memory.spent("k")) if ledger else usage.completion_tokens
+    return usage, report.stop_reason, spent
+
+
+LEDGER_TOTALS = {
+    name: run_budget(raw, 10**6, ledger=False)[0].completion_tokens
+    for name, raw in LEDGER_STREAMS.items()
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(LEDGER_STREAMS)), data=st.data())
+def test_a_ledger_budget_is_exact_over_gemini_partial_args_and_transcripts(
+    name: str, data: Any
+) -> None:
+    total = LEDGER_TOTALS[name]
+    limit = data.draw(st.integers(1, total + 5), label="limit")
+    usage, stop, spent = run_budget(LEDGER_STREAMS[name], limit, ledger=True)
+    local, local_stop, _ = run_budget(LEDGER_STREAMS[name], limit, ledger=False)
+    assert usage.completion_tokens == spent == min(limit, total)
+    assert (stop is so.StopReason.BUDGET) == (limit < total)
+    assert stop is local_stop
+    assert usage.channel_tokens == local.channel_tokens

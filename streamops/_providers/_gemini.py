@@ -50,7 +50,7 @@ from ._usage import record_usage
 __all__ = ("GeminiLens",)
 
 
-# Identifiers, tokens and encodings in Gemini's parts and metadata (either spelling).
+# Identifiers, tokens, encodings and timings in Gemini's parts and metadata (either spelling).
 _OPAQUE = frozenset(
     spelling
     for name in (
@@ -66,6 +66,8 @@ _OPAQUE = frozenset(
         "source_id",
         "tool_type",
         "encoded_polyline",
+        "start_offset",  # a transcription's and its words' timings (durations)
+        "end_offset",
     )
     for spelling in (name, camel(name))
 )
@@ -193,7 +195,7 @@ def whole_transcription(lens: _ChannelLens, value: Any, channels: Any, kind: str
     texts = words_onto(source, out, spans)
     new_words = []
     for word, said_word, text_now in zip(words, said, texts, strict=True):
-        # the rest of a word entry (its timings) is text like any other field
+        # any other text of a word entry (its timings are identifiers: they pass)
         new = lens._scrub(word, channels, skip=frozenset({"word"}), opaque=_OPAQUE, kind=kind)
         new_words.append(new if text_now == said_word else _replace(new, word=text_now))
     if all(a is b for a, b in zip(new_words, words, strict=True)):

@@ -353,10 +353,10 @@ class GeminiLiveLens(_ChannelLens):
             ops = _opcodes(source, out)
         hold = ops[-1][1] if ops[-1][0] == "delete" else len(source)
         self._unshown[key] = source[hold:]
-        words = list(field(transcription, "words") or ())
-        if words:
+        words = field(transcription, "words")
+        if words is not None or key in self._worded:  # (a message of a worded turn)
             self._worded.add(key)
-            new_words = self._words(transcription, words, text, out, pending, ops)
+            new_words = self._words(transcription, list(words or ()), text, out, pending, ops)
             if new_words is not None:
                 changes[wire_key(transcription, "words")] = new_words
         return _replace(transcription, **changes) if changes else transcription
@@ -378,7 +378,9 @@ class GeminiLiveLens(_ChannelLens):
         where = _mapping(ops)
         shift = len(pending)
         texts = [out[where(a + shift) : where(b + shift)] for a, b in spans]
-        late = out[: where(shift)].strip() if shift else ""
+        # what came before this message's first word: held text of earlier ones
+        late = out[: where(shift + spans[0][0])] if spans else out
+        late = late.strip()
         if not late and texts == said:
             return None
         new = [
