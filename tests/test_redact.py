@@ -190,16 +190,19 @@ def test_nothing_held_when_no_match_is_possible() -> None:
         "card 4111 1111 1111 1112 123 and 4111 1111 1111 1111 123 ok",
         "iban GB82 WEST 1234 5698 7654 32, ssn 123-45-6789.",
         "(415) 555-2671 2024-01-15 v1.2.3 10.0.0.1 jo@example.com",
+        "the model streams tokens to a client, x 3.14 y +1 z. ab-cd (e) sk-no AKIA",
+        "word a@b.io, words jo@example.com; the 555-2671 x",
     ],
 )
 def test_open_attempts_with_a_complete_match_are_held_least(text: str) -> None:
     # Digits that already are a complete match (a phone number that may become a card)
-    # are looked at with the `first` probe alone while they stay open: after every
-    # chunk, as much is held as after the same text in one chunk, and the output is
-    # the one-chunk output.
+    # are looked at with the `first` probe alone while they stay open, and a held word
+    # that ends goes on to the next one in _missed (not _run): after every chunk, as
+    # much is held as after the same text in one chunk, and the output is the
+    # one-chunk output.
     op = so.redact()
     expected = feed_all(op, [text])
-    for size in (1, 2, 3, 4, 5):
+    for size in (1, 2, 3, 4, 5, 8, 12):
         chunks = [text[i : i + size] for i in range(0, len(text), size)]
         proc, out, read = processor(op), [], ""
         for chunk in chunks:
@@ -209,6 +212,29 @@ def test_open_attempts_with_a_complete_match_are_held_least(text: str) -> None:
             whole.feed(read)
             assert proc.held == whole.held, (size, read)
         assert "".join(out + proc.close()) == expected, size
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        (["see hold", "s a@b.io, x"], "see holds [EMAIL], x"),
+        (["see hold", "s +44 20 7946 0958. x"], "see holds [PHONE]. x"),
+        (["see hold", "s 123-45-6789. x"], "see holds [US_SSN]. x"),
+        (["see hold", "s 3.14 v1.2 x"], "see holds 3.14 v1.2 x"),
+    ],
+)
+def test_a_held_word_that_ends_before_a_decided_match(chunks: list[str], expected: str) -> None:
+    # The word held by the first chunk ends in the second, where the next candidate's
+    # match is already complete (or a miss): it is decided there, not held as open.
+    op = so.redact()
+    proc = processor(op)
+    assert proc.feed(chunks[0]) == ["see "]
+    out = proc.feed(chunks[1])
+    whole = processor(op)
+    whole.feed("".join(chunks))
+    assert proc.held == whole.held
+    assert "".join(out + proc.close()) == expected[len("see ") :]
+    assert feed_all(op, chunks) == feed_all(op, ["".join(chunks)]) == expected
 
 
 def test_attempt_reading_across_a_later_match_is_decided_exactly() -> None:
