@@ -556,6 +556,25 @@ def test_a_changed_text_is_spliced_into_the_upstreams_bytes_only_where_it_stands
     assert _splice({**changed(item, "x"), "extra": 1}, item, raw) is None
 
 
+async def test_the_upstream_clients_keep_no_cookies() -> None:
+    """A cookie an upstream answer sets is kept for no one: the clients serve every key."""
+    from streamops._gateway._app import Gateway
+
+    gw = Gateway(load_config(["--upstream", "http://127.0.0.1:9/v1", "--policy", "safe-chat"]))
+    await gw.startup()
+    try:
+        url = "http://127.0.0.1:9/v1/chat/completions"
+        for client in gw.clients:
+            answer = httpx.Response(
+                200, headers={"set-cookie": "session=1; Path=/"}, request=httpx.Request("POST", url)
+            )
+            client.cookies.extract_cookies(answer)
+            assert not client.cookies
+            assert "cookie" not in client.build_request("POST", url).headers
+    finally:
+        await gw.shutdown()
+
+
 def test_upstream_errors_map_to_each_wires_shape() -> None:
     model = so.FakeStreamingModel("fine", format="openai-dict")
     errors = {1: 500, 2: 429, 3: 400, 4: 500, 5: 503}

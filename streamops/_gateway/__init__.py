@@ -81,6 +81,9 @@ def app_from_env() -> Any:
 
 
 def _setup_logging() -> None:
+    # The process is the gateway's own, and its lines are the message alone: a record
+    # need not look up its thread, process name and pid (a syscall) for each request.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logger = logging.getLogger("streamops.gateway")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
