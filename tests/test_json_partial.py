@@ -84,6 +84,21 @@ def test_strings_grow_and_missing_fields_are_none() -> None:
     assert out[-1] == ("Ada", "p")
 
 
+def test_a_string_opened_by_the_chunk_that_completes_a_field_shows_at_once() -> None:
+    # One chunk completes a plain int field and opens a str field: its partial
+    # shows both (the empty string too), then the string as it grows. (The
+    # first item teaches model mode that qty is a plain int: the second one
+    # takes the shortcut for such fields.)
+    out = []
+    first = '{"sku": "a", "qty": 1, "when": "2024-05-01", "color": "red"}'
+    head = _split('{"customer": "A", "lines": [' + first + ", {", 3)
+    chunks = [*head, '"qty": 2', ', "sku": "', "p", 'en", "qty": 3']
+    for partial in so.parse_json(model=Order, recover=True)(chunks):
+        if len(partial.lines or ()) > 1:
+            out.append((partial.lines[1].qty, partial.lines[1].sku))
+    assert out == [(None, None), (2, ""), (2, "p"), (2, "pen"), (2, "pen")]  # (3: cut, dropped)
+
+
 def test_root_model_partial_is_typed() -> None:
     model = RootModel[list[Line]]
     text = '[{"sku": "a", "qty": 1, "when": "2024-01-01", "color": "red"}, {"sku": "b"'

@@ -54,8 +54,9 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from types import MemberDescriptorType
+from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import SchemaValidator
@@ -387,6 +388,7 @@ class _Node:
         "blank",
         "config",
         "members",
+        "model_plan",
         "quick",
         "schema",
     )
@@ -409,6 +411,9 @@ class _Node:
         self.quick: dict[Any, tuple[tuple[type, ...], str]] = {}
         # Of a model: its fields, each None (what a blank instance copies).
         self.blank: dict[str, None] | None = None
+        # What a frame of a plain model (no RootModel around it) is made from:
+        # see plan_model(); None until asked, False for any other node.
+        self.model_plan: _ModelPlan | Literal[False] | None = None
 
     def check(self, value: Any, text: str) -> Any:
         """Validate ``value`` (whose JSON is ``text``); raise _EarlyError if invalid."""
@@ -515,6 +520,22 @@ class _Node:
         if t in _SCALARS or (t == "enum" and _scalar_enum(schema)):
             return "scalar", classes, {}
         return "other", classes, {}
+
+    def plan_model(self) -> _ModelPlan | Literal[False]:
+        """What a frame of a plain model at this node is made from (see _Validator._frame)."""
+        plan = self.model_plan
+        if plan is None:
+            plan = False
+            kind, classes, fields = self.shape()
+            if kind == "model" and not any(is_root for _cls, is_root in classes):
+                cls = classes[-1][0]
+                # (__pydantic_fields__ is what model_fields reads, without its cost)
+                fields_of = getattr(cls, "__pydantic_fields__", None) or cls.model_fields
+                if self.blank is None:
+                    self.blank = dict.fromkeys(fields_of)
+                plan = (cls, self.blank, fields, self.members, self.quick)
+            self.model_plan = plan
+        return plan
 
     def _container(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The schema that says what members are, and the config in force for them."""
@@ -641,6 +662,16 @@ class _Node:
         return None if node is None else node.child(key, parent)
 
 
+# A plain model's frame: its class, blank fields, keys, member nodes and quick fields.
+_ModelPlan = tuple[
+    type[BaseModel],
+    dict[str, None],
+    dict[str, str],
+    dict[Any, Any],
+    dict[Any, tuple[tuple[type, ...], str]],
+]
+
+
 def _scalar_enum(schema: dict[str, Any]) -> bool:
     return all(
         isinstance(getattr(m, "value", None), (str, int, float, bool, type(None)))
@@ -759,22 +790,35 @@ class _Frame:
         "step",
     )
 
-    def __init__(self, node: Any, live: Any, step: Any) -> None:
+    def __init__(
+        self,
+        node: Any,
+        live: Any,
+        step: Any,
+        kind: str | None = None,
+        children: dict[Any, Any] | None = None,
+        sink: Any = None,
+        fields: dict[str, str] | None = None,
+        quick: dict[Any, tuple[tuple[type, ...], str]] | None = None,
+        sink_dict: dict[str, Any] | None = None,
+        fields_set: set[str] | None = None,
+    ) -> None:
+        # (all given at once: a frame is made per container of the document)
         self.node = node
-        # A model's: its node's quick fields, and its sink's __dict__ and fields
-        # set (set by _Validator._frame for a model, never read otherwise).
-        self.quick: dict[Any, tuple[tuple[type, ...], str]] | None = None
-        self.sink_dict: dict[str, Any] = _NOTHING_IN
-        self.fields_set: set[str] = _NO_NAMES
-        # Child nodes by key (a list's or dict's members share one: key None);
-        # None when a child depends on the members (a discriminated union).
-        self.children: dict[Any, Any] | None = None
         self.live = live
         self.step = step
-        self.kind: str | None = None
-        self.sink: Any = None
-        self.display: Any = None
-        self.fields: dict[str, str] = _NOTHING_IN
+        self.kind = kind
+        # Child nodes by key (a list's or dict's members share one: key None);
+        # None when a child depends on the members (a discriminated union).
+        self.children = children
+        self.sink = sink
+        self.display: Any = sink
+        self.fields: dict[str, str] = _NOTHING_IN if fields is None else fields
+        # A model's: its node's quick fields, and its sink's __dict__ and fields
+        # set (set by _Validator._frame for a model, never read otherwise).
+        self.quick = quick
+        self.sink_dict: dict[str, Any] = _NOTHING_IN if sink_dict is None else sink_dict
+        self.fields_set: set[str] = _NO_NAMES if fields_set is None else fields_set
 
 
 # Shared defaults of a _Frame's fields (never written: a frame gets its own).
@@ -792,13 +836,28 @@ def _blank(cls: type[BaseModel], fields: dict[str, None] | None = None) -> BaseM
         # (__pydantic_fields__ is what the model_fields property reads, without its cost)
         fields = dict.fromkeys(getattr(cls, "__pydantic_fields__", None) or cls.model_fields)
     _set(inst, "__dict__", fields.copy())
-    _set(inst, "__pydantic_fields_set__", set())
-    _set(inst, "__pydantic_extra__", None)
-    _set(inst, "__pydantic_private__", None)
+    _set_fields_set(inst, set())
+    _set_extra(inst, None)
+    _set_private(inst, None)
     return inst
 
 
 _set = object.__setattr__
+
+
+def _slot_setter(name: str) -> Callable[[Any, Any], None]:
+    """Set BaseModel's slot ``name`` on an instance: its descriptor's own setter, if a slot."""
+    slot = BaseModel.__dict__.get(name)
+    if isinstance(slot, MemberDescriptorType):
+        setter: Callable[[Any, Any], None] = slot.__set__
+        return setter
+    return lambda inst, value: _set(inst, name, value)  # pragma: no cover - not a slot
+
+
+# (a slot's setter takes ~half the time of object.__setattr__ with its name)
+_set_fields_set = _slot_setter("__pydantic_fields_set__")
+_set_extra = _slot_setter("__pydantic_extra__")
+_set_private = _slot_setter("__pydantic_private__")
 
 
 def _blank_root(cls: type[BaseModel], root: Any) -> BaseModel:
@@ -825,7 +884,9 @@ class _Validator:
         self._root = root
         self._stack: list[_Frame] = []
         self._top: Any = None  # the root's typed partial
-        self._open_str: tuple[_Frame, Any, bool] | None = None
+        # The string growing in the top frame: (frame, step, shown), and for a
+        # model's field (sink's __dict__, field name).
+        self._open_str: tuple[Any, ...] | None = None
 
     # -- events ------------------------------------------------------------------
     def events(self, events: list[Any], offset: int, doc: Any) -> list[Any]:
@@ -843,9 +904,12 @@ class _Validator:
             if op == "done" and step is not None and self._stack:
                 # The common case, inlined: a member complete (or a container
                 # closing). Same steps as below: _child, _check, _place.
-                top = self._stack[-1]
+                stack = self._stack
+                top = stack[-1]
                 if value is top.live:
-                    self._close(self._stack.pop(), doc, offset)
+                    stack.pop()
+                    if top.kind is None:  # (see _close: nothing to do otherwise)
+                        self._close(top, doc, offset)
                     continue
                 quick = top.quick
                 if quick is not None:
@@ -886,6 +950,19 @@ class _Validator:
                 else:
                     self._place(top, step, shown)
                 continue
+            if op == "set" and step is not None and type(value) is not str:
+                # The other common case: a container that streams in (not set
+                # and done at once, as below), below the root.
+                stack = self._stack
+                if stack and not (i < n and events[i][2] is value and events[i][0] == "done"):
+                    top = stack[-1]
+                    cache = top.children
+                    if top.kind == "list" and cache is not None and None in cache:
+                        node = cache[None]  # (an item of a list: _child's common case)
+                    else:
+                        node = self._child(top, step)
+                    stack.append(self._frame(node, value, step, doc, offset))
+                    continue
             if op == "append":
                 continue
             # A container set and done at once (opened and closed within one
@@ -961,10 +1038,36 @@ class _Validator:
         return result if _exact(node) else None
 
     def _frame(self, node: Any, live: Any, step: Any, doc: Any, offset: int) -> _Frame:
+        stack = self._stack
+        if type(node) is _Node and type(live) is dict:
+            plan = node.model_plan
+            if plan is None:
+                plan = node.plan_model()
+            if plan:
+                # The common case, a plain model's object: the steps below for
+                # it, with what they look up made once per node (see plan_model).
+                cls, blank, fields, members, quick = plan
+                inst = cls.__new__(cls)  # (what _blank does, inline)
+                sink_dict = blank.copy()
+                fields_set: set[str] = set()
+                _set(inst, "__dict__", sink_dict)
+                _set_fields_set(inst, fields_set)
+                _set_extra(inst, None)
+                _set_private(inst, None)
+                frame = _Frame(
+                    node, live, step, "model", members, inst, fields, quick, sink_dict, fields_set
+                )
+                if stack:
+                    up = stack[-1]
+                    sink = up.sink
+                    if up.kind == "list" and step == len(sink):
+                        sink.append(inst)  # (an item of a list: _place's common case)
+                    else:
+                        self._place(up, step, inst)
+                return frame
         frame = _Frame(node, live, step)
         if node is _FORBIDDEN:
             self._check(node, type(live)(), step, doc, offset)  # raises: extra key
-        stack = self._stack
         parent = stack[-1] if stack else None
         if isinstance(node, _Node):
             kind: str | None
@@ -980,12 +1083,12 @@ class _Validator:
                 frame.children = node.members
                 if kind == "model":
                     cls = classes[-1][0]
-                    blank = node.blank
-                    if blank is None:
+                    blanks = node.blank
+                    if blanks is None:
                         # (__pydantic_fields__ is what model_fields reads, without its cost)
                         fields_of = getattr(cls, "__pydantic_fields__", None) or cls.model_fields
-                        blank = node.blank = dict.fromkeys(fields_of)
-                    frame.sink = display = _blank(cls, blank)
+                        blanks = node.blank = dict.fromkeys(fields_of)
+                    frame.sink = display = _blank(cls, blanks)
                     frame.quick = node.quick
                     frame.sink_dict = display.__dict__
                     frame.fields_set = display.__pydantic_fields_set__
@@ -1066,7 +1169,15 @@ class _Validator:
                 if opened is None or opened[0] is not top or opened[1] != step:
                     node = self._child(top, step)
                     opened = self._open_str = (top, step, _shows_str(node))
-                if opened[2]:
+                    if opened[2] and top.kind == "model":
+                        name = top.fields.get(step)
+                        if name is not None:
+                            top.fields_set.add(name)
+                            # (each later chunk of it: one assignment, below)
+                            opened = self._open_str = (top, step, True, top.sink_dict, name)
+                if len(opened) == 5:
+                    opened[3][opened[4]] = cont[key]
+                elif opened[2]:
                     self._place(top, step, cont[key])
         if self._top is None and not self._stack:
             # A scalar root (a string still growing): shown only where a plain

@@ -169,19 +169,51 @@ class _Processor:
             # (an error's report section: abort(); a completed value: on_complete)
             if not parse(chunk):
                 return False
-            events = p.events
+            events: list[Any] = p.events
             if events:
-                # (p._base is p.offset without the property's call)
-                out = follow(events, p._base, p.value)
-                if out:  # the final value (one document: the only one)
-                    self.value = out[0]
-                    return True
+                if len(events) == 1:
+                    # The most common chunk: one plain scalar field of a model
+                    # complete. What follow() does for it (its first case),
+                    # without the call.
+                    first: Any = events[0]  # (model mode's events are plain tuples)
+                    op, step, value = first
+                    stack = validator._stack
+                    if op == "done" and step is not None and stack:
+                        frame = stack[-1]
+                        quick = frame.quick
+                        if quick is not None and value is not frame.live:
+                            hit = quick.get(step)
+                            if hit is not None and type(value) in hit[0]:
+                                validator._open_str = None
+                                frame.sink_dict[hit[1]] = value
+                                frame.fields_set.add(hit[1])
+                                events = []  # (followed: a string may still open below)
+                if events:
+                    # (p._base is p.offset without the property's call)
+                    out = follow(events, p._base, p.value)
+                    if out:  # the final value (one document: the only one)
+                        self.value = out[0]
+                        return True
             if p._state != _STRING:
                 # No string is growing: the typed partial is the validator's
                 # top object, when there is one (what partial() returns then).
                 top = validator._top
                 if top is not None:
                     self.value = top
+                    return True
+            else:
+                # A model's string field growing, as partial() last saw it (its
+                # frame's container and key, the model's __dict__ and field):
+                # what partial() does for it again, without the calls.
+                opened = validator._open_str
+                if (
+                    opened is not None
+                    and len(opened) == 5
+                    and p._scont is opened[0].live
+                    and p._skey == opened[1]
+                ):
+                    opened[3][opened[4]] = p._scont[p._skey]
+                    self.value = validator._top
                     return True
             self.value = partial(p.value, open_string())
             return True

@@ -698,7 +698,17 @@ class JSONParser:
                 cont = self._cont
                 if cont is None:  # the top-level value (nothing changed yet): the general path
                     return self._parse(chunk, state, False, 0)
-                if self._deltas:
+                if self._steps:  # (model mode: _scalar's steps, inline)
+                    v = scalar[0]
+                    if self._isobj:
+                        cont[step := self._key] = v
+                    else:
+                        cont.append(v)
+                        step = self._alen
+                        self._alen = step + 1
+                    made: list[Any] = self.events
+                    made.append(("done", step, v))
+                elif self._deltas:
                     self._scalar(scalar[0])
                 elif self._isobj:
                     cont[self._key] = scalar[0]
