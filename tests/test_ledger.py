@@ -563,3 +563,44 @@ async def test_a_cancel_while_settling_never_raises_the_count_above_the_charge()
     assert isinstance(usage, so.BudgetUsage)
     assert usage.completion_tokens <= 4
     assert usage.completion_tokens == usage.ledger_reserved - usage.ledger_refunded
+
+
+# -- a ledger cut stops the stream where the budget without one does ---------------
+
+
+@pytest.mark.parametrize(
+    ("limit", "channels"), [(3, ["content"]), (2, None), (2, ["content", "tool_arguments"])]
+)
+def test_a_ledger_cut_stops_the_stream_at_once(limit: int, channels: list[str] | None) -> None:
+    # With no headroom left in the ledger, a chunk whose text needed no more than
+    # the allowance but could need more left the allowance open: the channel held
+    # its tail waiting for more, and the rest of the stream (a tool call's header
+    # and arguments, uncounted) went through; the cut came only at the end, after
+    # every chunk was pulled. Without a ledger the stream stops at the cut.
+    from helpers import chat_arguments, chat_stream, chat_text
+
+    raw = chat_stream([("content", ["The answer ", "is 42."])], tool_args=['{"q": "we', 'ather"}'])
+
+    def run(budget: so.Operator[Any, Any]) -> tuple[Any, ...]:
+        pulled: list[Any] = []
+
+        async def source() -> AsyncIterator[Any]:
+            for chunk in raw:
+                pulled.append(chunk)
+                yield chunk
+
+        async def main() -> tuple[Any, ...]:
+            stream = budget(source())
+            out = [c async for c in stream]
+            tools = [c for c in out if c["choices"] and c["choices"][0]["delta"].get("tool_calls")]
+            return (chat_text(out, "content"), chat_arguments(out), len(tools),
+                    stream.report.stop_reason, len(pulled))  # fmt: skip
+
+        return asyncio.run(main())
+
+    ledger = so.MemoryLedger(limit=limit)
+    with_ledger = run(so.budget(ledger=ledger, key="k", channels=channels))
+    local = run(so.budget(max_tokens=limit, channels=channels))
+    assert with_ledger == local
+    assert local[2:4] == (0, so.StopReason.BUDGET)
+    assert asyncio.run(ledger.spent("k")) == limit

@@ -805,26 +805,44 @@ class _LedgerBudget(ShellStage):
             want = -(-short // spec.block) * spec.block
             if spec.limit is not None:  # never hold more than the local limit allows
                 want = max(need, min(want, spec.limit - allowance))
+            got = await ask(need, want - need)
+            if got is None:
+                return
+            if got == need < want:
+                # No headroom at all: the key has at most one token left beyond
+                # what was required. Ask for the rest of ``at_most`` as required,
+                # so the allowance is final now if it cannot cover it (a channel
+                # over it is cut at once, as without a ledger, not at the end).
+                rest = short - got
+                more = await ask(rest, 0)
+                if more is None:
+                    return
+                pool.grant(got + more, final=more < rest)
+                return
+            pool.grant(got, final=got < need)
+
+        async def ask(need: int, extra: int) -> int | None:
+            """One reservation; the tokens granted (``None``: the ledger is down, fail open)."""
             # Named before the call: if no answer comes (cancelled, timed out),
             # the settlement cancels it, so an unanswered call charges nothing.
             rid = uuid.uuid4().hex
             book.unsure.append(rid)
             try:
-                got = await ledger.reserve(key, need, extra=want - need, rid=rid)
+                got = await ledger.reserve(key, need, extra=extra, rid=rid)
             except LedgerUnavailableError as exc:
                 usage.ledger_error = str(exc)
                 report.emit("budget.ledger_unavailable", stage=self.name, error=str(exc))
                 if not spec.fail_open:
                     raise
                 pool.open_allowance()
-                return
+                return None
             book.unsure.remove(rid)
             if got.tokens:
                 entry = book.held.setdefault(got.bucket, [got, 0])
                 entry[0] = got
                 entry[1] += got.tokens
                 usage.ledger_reserved += got.tokens
-            pool.grant(got.tokens, final=got.tokens < need)
+            return got.tokens
 
         async def settle() -> None:
             # Charge what the consumer received; one task at a time cancels and
