@@ -390,6 +390,13 @@ STREAMS = {
     "responses-arguments": (arguments_then_search(), ["content", "tool_arguments", "tool_output"]),
     "anthropic-search": (SERVER_SEARCH, ["content", "tool_arguments", "tool_output"]),
     "anthropic-search-tools": (SERVER_SEARCH, ["tool_arguments", "tool_output"]),
+    # arguments a character a chunk: a chunk releases structure held since earlier ones
+    "chat-chars": (
+        chat_stream(
+            [("content", ["Calling."])], tool_args=list('{"n": 12, "q": [-3, true], "s": "a b"}')
+        ),
+        None,
+    ),
     "gemini": (gemini(), ["content", "tool_arguments", "tool_output"]),
     "gemini-default": (gemini(), None),
     "gemini-live": (gemini_live(), ["content", "tool_arguments", "tool_output"]),
@@ -534,3 +541,17 @@ def test_an_item_done_without_its_text_done_releases_the_held_text_first(kind: s
         assert json.loads(streamed) == {"to": "[EMAIL]", "body": "hi"}
     seqs = [e["sequence_number"] for e in out]
     assert seqs == sorted(set(seqs))
+
+
+@pytest.mark.parametrize("args", ['{"n": 12}', '{"n": 12, "q": [-3, true], "s": "a b"}'])
+def test_a_ledger_reserves_the_structure_a_later_chunk_releases(args: str) -> None:
+    # Arguments a character a chunk: the ': ' held since earlier chunks is released
+    # with the '1' after it; the ledger had not reserved for it and cut early.
+    raw = chat_stream(tool_args=list(args))
+    total = run_local(raw, 10**6)[1].completion_tokens
+    for limit in range(1, total + 2):
+        for block in (1, 256):
+            _, usage, stop, spent = run_ledger(raw, limit, block=block)
+            _, _, local_stop = run_local(raw, limit)
+            assert usage.completion_tokens == spent == min(limit, total), (limit, block)
+            assert stop is local_stop, (limit, block)

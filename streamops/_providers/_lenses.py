@@ -273,6 +273,8 @@ class _Reader:
             args = self._args.get(key)
             if args is None:
                 args = self._args[key] = follow_arguments()
+            elif args.held():  # released with this text (': ' before a number, say)
+                self.wholes.append((kind, args.held()))
             args.feed(text)
         return text
 
