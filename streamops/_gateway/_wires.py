@@ -295,6 +295,28 @@ def _field_refs(body: dict[str, Any], *fields: str) -> list[TextRef]:
     return refs
 
 
+def _description_refs(body: dict[str, Any], *fields: str) -> list[TextRef]:
+    """The ``description`` texts of the tool definitions in ``fields``, at any depth.
+
+    A tool's description, and those of its parameters' schema, are text the
+    model reads; names, types, enum values and the rest of the schema are the
+    tool's interface and stay as they are. Iterative, like :func:`_walk`.
+    """
+    refs: list[TextRef] = []
+    stack: list[Any] = [body.get(name) for name in fields]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if key == "description" and isinstance(item, str):
+                    refs.append(TextRef(node, key))
+                elif isinstance(item, (dict, list)):
+                    stack.append(item)
+        elif isinstance(node, list):
+            stack += [item for item in node if isinstance(item, (dict, list))]
+    return refs
+
+
 class Writer(abc.ABC):
     """Follows one answer's events to the client; ends it as the provider would."""
 
@@ -731,7 +753,7 @@ class Chat(Wire):
         return problem
 
     def texts(self, body: dict[str, Any]) -> list[TextRef]:
-        return _field_refs(body, "messages")
+        return _field_refs(body, "messages") + _description_refs(body, "tools", "functions")
 
     def upstream_body(self, body: dict[str, Any]) -> dict[str, Any]:
         options = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -909,7 +931,7 @@ class Messages(Wire):
     )
 
     def texts(self, body: dict[str, Any]) -> list[TextRef]:
-        return _field_refs(body, "system", "messages")
+        return _field_refs(body, "system", "messages") + _description_refs(body, "tools")
 
     def presented_key(self, headers: Any) -> str | None:
         key = headers.get("x-api-key")
@@ -1141,7 +1163,8 @@ class Responses(Wire):
 
     def texts(self, body: dict[str, Any]) -> list[TextRef]:
         # ``prompt``: a stored prompt's variables, substituted into what the model reads.
-        return _field_refs(body, "instructions", "input", "prompt")
+        refs = _field_refs(body, "instructions", "input", "prompt")
+        return refs + _description_refs(body, "tools")
 
     def error_body(self, status: int, message: str, code: str) -> dict[str, Any]:
         return _openai_error(status, message, code)
