@@ -601,3 +601,20 @@ def test_served_records_errors_and_bad_options() -> None:
         FakeOpenAIServer("x", headers_delay=-1)
     with pytest.raises(IndexError, match="has not served a request yet"):
         _ = FakeOpenAIServer("x").last_served
+
+
+def test_served_sockets_send_small_writes_at_once() -> None:
+    # An accepted socket inherits TCP_NODELAY from the listening one (asyncio sets it
+    # only on sockets whose proto says TCP, and an accepted socket's says 0): without
+    # it a stream's first chunk, written right after the headers, waited for the
+    # client's delayed ACK (40 ms on Linux).
+    import socket
+
+    from streamops._serving import bind
+
+    sock = bind("127.0.0.1", 0)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        sock.close()
+    # (the fake server, the threaded server of so.serve and the gateway all bind with it)

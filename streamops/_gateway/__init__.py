@@ -94,20 +94,11 @@ def _setup_logging() -> None:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    """The listening socket, with ``TCP_NODELAY``, which every accepted connection inherits.
-
-    asyncio sets ``TCP_NODELAY`` only on sockets whose ``proto`` says TCP, and an
-    accepted socket's says 0: without it, a stream's headers and first chunk,
-    written back to back, meet Nagle's algorithm, and the chunk waits for the
-    client's delayed ACK (40 ms on Linux) before it leaves.
-    """
+    """The listening socket (with ``TCP_NODELAY``: see :func:`bind`)."""
     try:
-        sock = bind(host, port)
+        return bind(host, port)
     except OSError as exc:
         raise GatewayConfigError(f"--host/--port: {exc}") from exc
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
 
 
 def _banner(config: GatewayConfig, port: int) -> str:
