@@ -35,6 +35,27 @@ def test_subscribe_with_kinds_filters() -> None:
     assert not report.wants("a")
 
 
+def test_record_is_built_at_once_only_for_a_subscriber_of_its_kind() -> None:
+    ticks = iter(range(10))
+    report = so.StreamReport(clock=lambda: float(next(ticks)))
+    seen: list[so.Event] = []
+    report.subscribe(seen.append, kinds=["stream.start", "redact.flag"])
+    report.record("stream.start")
+    report.record("redact.redact", stage="redact", pattern="email")  # nobody takes it
+    assert [e.kind for e in seen] == ["stream.start"]
+    assert report._lazy == 1  # kept as its fields, not built
+    report.record("redact.flag", stage="redact", pattern="phone")
+    assert [(e.kind, e.time) for e in seen] == [("stream.start", 0.0), ("redact.flag", 2.0)]
+    report.emit("stream.end")
+    assert [(e.kind, e.time, e.data) for e in report.events] == [
+        ("stream.start", 0.0, {}),
+        ("redact.redact", 1.0, {"pattern": "email"}),
+        ("redact.flag", 2.0, {"pattern": "phone"}),
+        ("stream.end", 3.0, {}),
+    ]
+    assert report.events[2] is seen[1]  # the event the subscriber got, not a copy
+
+
 def test_listening_only_for_unfiltered_subscribers() -> None:
     report = so.StreamReport()
     assert not bool(report.listening)

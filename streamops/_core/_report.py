@@ -293,10 +293,23 @@ class StreamReport:
     def record(self, kind: str, *, stage: str | None = None, **data: Any) -> None:
         """:meth:`emit` for frequent events (one per redaction): the same event, built
         only when a subscriber takes it or :attr:`events` is read. ``stage`` and ``data``
-        must be valid for :class:`Event` (checked when it is built)."""
-        if self._callbacks:
-            self.emit(kind, stage=stage, **data)
-            return
+        must be valid for :class:`Event` (checked when it is built).
+
+        A subscriber to other kinds only (a collector's ``stream.start``/``stream.end``)
+        does not make it built at once.
+
+        >>> r = StreamReport(clock=lambda: 1)
+        >>> r.subscribe(print, kinds=["stream.end"])
+        >>> r.record("redact.redact", pattern="email")  # not taken: kept as its fields
+        >>> _ = r.emit("stream.end")
+        kind='stream.end' time=1.0 stage=None data={}
+        >>> [e.kind for e in r.events]
+        ['redact.redact', 'stream.end']
+        """
+        for _, kinds in self._callbacks:
+            if kinds is None or kind in kinds:
+                self.emit(kind, stage=stage, **data)
+                return
         if self._lazy < 0:
             self._lazy = len(self._events)
         self._events.append((kind, self.clock(), stage, data))
