@@ -544,9 +544,14 @@ class _Redactor:
     def __init__(self, plan: _Plan, report: StreamReport, spent: _Spent | None = None) -> None:
         self._plan = plan
         self._report = report
-        self._section = report.section("redact", RedactReport)
-        self._section.on_overflow = plan.on_overflow
-        self._section.max_window = plan.window
+        section = report.sections.get("redact")
+        if section is None:  # (one validation, not three: built with its settings)
+            section = RedactReport(on_overflow=plan.on_overflow, max_window=plan.window)
+            report.sections["redact"] = section
+        else:  # another pass or channel of this stream
+            assert isinstance(section, RedactReport)
+            section.on_overflow, section.max_window = plan.on_overflow, plan.window
+        self._section = section
         rep = plan.replacement
         self._key = (rep.key or secrets.token_bytes(32)) if isinstance(rep, KeyedHash) else b""
         self._buf = ""  # released context tail + held text
@@ -587,7 +592,7 @@ class _Redactor:
         # The raw pass (plan.raw, started by _start_raw) and, until it starts, the last
         # replacements (input start, input end, text written) to rebuild its context.
         self._raw: _Redactor | None = None
-        self._replaced: deque[tuple[int, int, str]] = deque(maxlen=256)
+        self._replaced: deque[tuple[int, int, str]] | None = None  # (made on first use)
         self.done = False
 
     @property
@@ -1075,7 +1080,7 @@ class _Redactor:
         start = max(0, end - plan.context)
         base, buf = self._base, self._buf
         at, pieces = base + start, []
-        for s, e, out in self._replaced:
+        for s, e, out in self._replaced or ():
             if e <= at or s >= base + end:
                 continue
             if s > at:
@@ -1090,7 +1095,7 @@ class _Redactor:
         raw._base = raw._obase = base + end - len(context)
         raw._emitted = self._emitted
         self._raw = raw
-        self._replaced.clear()
+        self._replaced = None
         return raw
 
     def _live_secret(self, buf: str, start: int) -> tuple[int, _Compiled] | None:
@@ -1325,6 +1330,8 @@ class _Redactor:
         pieces.append(out)
         self._emitted += len(out)
         if self._raw is None and self._plan.raw is not None:  # (offsets: not mapped yet)
+            if self._replaced is None:
+                self._replaced = deque(maxlen=256)
             self._replaced.append((self._base + p, self._base + stop, out))
         return stop
 
