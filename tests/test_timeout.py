@@ -391,6 +391,27 @@ async def test_outside_cancellation_at_the_same_instant_wins() -> None:
     assert stream.report.stop_reason == so.StopReason.CANCELLED
 
 
+async def test_each_pull_in_a_task_of_its_own_is_interrupted() -> None:
+    # The task awaiting the upstream is looked up on every pull, not once per stream: a
+    # consumer may pull from a new task each time (``asyncio.wait_for`` on Python 3.11,
+    # ``create_task(anext(stream))``), and the limit must cancel the pull in progress.
+    up = Upstream((0.5, "a"), (0.5, "b"), (60.0, "c"))
+    stream = so.timeout(idle=1.0)(up.stream())
+
+    async def pull() -> Any:
+        return await anext(stream)
+
+    assert await asyncio.create_task(pull()) == "a"
+    assert await asyncio.wait_for(pull(), 100.0) == "b"
+    with pytest.raises(so.StreamTimeout) as caught:
+        await asyncio.create_task(pull())
+    assert caught.value.limit == "idle"
+    assert up.closed_at == pytest.approx(2.0)
+    assert stream.report.stop_reason == so.StopReason.TIMEOUT
+    await stream.aclose()
+    assert no_tasks_left()
+
+
 async def test_an_old_swallowed_cancellation_does_not_hide_the_timeout() -> None:
     task = asyncio.current_task()
     assert task is not None
