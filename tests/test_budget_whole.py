@@ -66,6 +66,13 @@ MIXED = anthropic_message(
 )  # fmt: skip
 
 
+def numbered(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events`` (Responses stream events) with their sequence numbers, in order."""
+    for i, event in enumerate(events):
+        event["sequence_number"] = i
+    return events
+
+
 def responses() -> list[dict[str, Any]]:
     """A Responses stream: a search call whose item comes whole, cited text, a tool's output."""
     events: list[dict[str, Any]] = [
@@ -114,9 +121,7 @@ def responses() -> list[dict[str, Any]]:
         {"type": "response.completed", "response": {"id": "r1", "status": "completed",
                                                     "output": []}},
     ]  # fmt: skip
-    for i, event in enumerate(events):
-        event["sequence_number"] = i
-    return events
+    return numbered(events)
 
 
 def gemini(finish_text: str = " Done.") -> list[dict[str, Any]]:
@@ -322,9 +327,7 @@ def repeated_items(completed_output: bool) -> list[dict[str, Any]]:
             "id": "r1", "status": "completed",
             "output": [search, mcp, message] if completed_output else []}},
     ]  # fmt: skip
-    for i, event in enumerate(events):
-        event["sequence_number"] = i
-    return events
+    return numbered(events)
 
 
 def arguments_then_search() -> list[dict[str, Any]]:
@@ -345,9 +348,7 @@ def arguments_then_search() -> list[dict[str, Any]]:
         {"type": "response.completed", "response": {"id": "r1", "status": "completed",
                                                     "output": []}},
     ]  # fmt: skip
-    for i, event in enumerate(events):
-        event["sequence_number"] = i
-    return events
+    return numbered(events)
 
 
 SERVER_SEARCH = anthropic_message(
@@ -524,9 +525,7 @@ def test_an_item_done_without_its_text_done_releases_the_held_text_first(kind: s
         {"type": "response.completed", "response": {"id": "r", "status": "completed",
                                                     "output": [done]}},
     ]  # fmt: skip
-    for i, event in enumerate(raw):
-        event["sequence_number"] = i
-    out = list(so.redact()(raw))
+    out = list(so.redact()(numbered(raw)))
     kinds = [e["type"] for e in out]
     streamed = "".join(e["delta"] for e in out if e["type"] == delta)
     assert kinds.index("response.output_item.done") > max(

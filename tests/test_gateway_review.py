@@ -239,29 +239,37 @@ def requests_with_a_secret_everywhere() -> dict[str, dict[str, Any]]:
     }
 
 
-def test_input_rules_redact_every_string_field_of_the_sdk_request_types(tmp_path: Path) -> None:
+def sent_upstream(tmp_path: Path, requests: dict[str, Any]) -> dict[str, Any]:
+    """What the upstream got for each request (path -> body) through ``secrets`` input rules."""
     policy = policy_file(tmp_path, '[input]\npatterns = ["secrets"]\n')
     up = fake()
     recording = Recording(up)
+    sent: dict[str, Any] = {}
     with (
         up,
         gateway("--upstream", up.base_url, "--policy", policy) as gw,
         httpx.Client(base_url=gw.root_url, timeout=30) as client,
     ):
-        for path, body in requests_with_a_secret_everywhere().items():
-            assert SECRET in json.dumps(body)
+        for path, body in requests.items():
             recording.bodies.clear()
             client.post(path, json=body)
-            (sent,) = recording.bodies
-            assert leaks(sent) == [], path
-            assert "[OPENAI_KEY]" in json.dumps(sent)
+            (sent[path],) = recording.bodies
+    return sent
+
+
+def test_input_rules_redact_every_string_field_of_the_sdk_request_types(tmp_path: Path) -> None:
+    requests = requests_with_a_secret_everywhere()
+    for path, body in requests.items():
+        assert SECRET in json.dumps(body), path
+    for path, sent in sent_upstream(tmp_path, requests).items():
+        assert leaks(sent) == [], path
+        assert "[OPENAI_KEY]" in json.dumps(sent)
 
 
 def test_input_rules_redact_the_descriptions_of_tool_definitions(tmp_path: Path) -> None:
     # A tool's description (and those in its parameters' schema) is text the model
     # reads: a secret pasted there reached the provider. Names, types and enum
     # values are the schema's own: left as they are.
-    policy = policy_file(tmp_path, '[input]\npatterns = ["secrets"]\n')
     query = {"type": "string", "description": MARK, "enum": ["a", "b"]}
     schema = {"type": "object", "description": MARK, "properties": {"q": query}}
     requests = {
@@ -273,22 +281,12 @@ def test_input_rules_redact_the_descriptions_of_tool_definitions(tmp_path: Path)
         "/v1/messages": {"model": "m", "max_tokens": 5, "messages": [HI_CHAT], "tools": [
             {"name": "f", "description": MARK, "input_schema": schema}]},
     }  # fmt: skip
-    up = fake()
-    recording = Recording(up)
-    with (
-        up,
-        gateway("--upstream", up.base_url, "--policy", policy) as gw,
-        httpx.Client(base_url=gw.root_url, timeout=30) as client,
-    ):
-        for path, body in requests.items():
-            recording.bodies.clear()
-            client.post(path, json=body)
-            (sent,) = recording.bodies
-            assert leaks(sent) == [], path
-            assert json.dumps(sent).count("see [OPENAI_KEY] here") == 3, path
-            tool = sent["tools"][0]
-            params = tool.get("function", tool).get("parameters") or tool.get("input_schema")
-            assert params["properties"]["q"]["enum"] == ["a", "b"]
+    for path, sent in sent_upstream(tmp_path, requests).items():
+        assert leaks(sent) == [], path
+        assert json.dumps(sent).count("see [OPENAI_KEY] here") == 3, path
+        tool = sent["tools"][0]
+        params = tool.get("function", tool).get("parameters") or tool.get("input_schema")
+        assert params["properties"]["q"]["enum"] == ["a", "b"]
 
 
 def chat_args_request(arguments: str) -> dict[str, Any]:

@@ -167,17 +167,22 @@ def test_output_text_annotations_are_redacted() -> None:
 BLOCK_CLASSES = _union_args(RawContentBlockStartEvent.model_fields["content_block"].annotation)
 
 
-@pytest.mark.parametrize("cls", BLOCK_CLASSES, ids=lambda c: c.__name__)
-def test_every_anthropic_content_block_is_redacted(cls: type[BaseModel]) -> None:
-    block = cls.model_validate(sample(cls)).model_dump(mode="json", exclude_none=True)
-    if cls.__name__ in ("ThinkingBlock", "RedactedThinkingBlock", "ContainerUploadBlock"):
-        pytest.skip("no text a client shows in the block's start (thinking streams as deltas)")
+def one_block_both_ways(block: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """An Anthropic stream of one content ``block``: wire dicts, and the SDK's event types."""
     raw = anthropic_message(
         {"type": "content_block_start", "index": 0, "content_block": block},
         {"type": "content_block_stop", "index": 0},
     )
     adapter: TypeAdapter[Any] = TypeAdapter(AnthropicEvent)
-    for source in (raw, [adapter.validate_python(e) for e in raw]):
+    return raw, [adapter.validate_python(e) for e in raw]
+
+
+@pytest.mark.parametrize("cls", BLOCK_CLASSES, ids=lambda c: c.__name__)
+def test_every_anthropic_content_block_is_redacted(cls: type[BaseModel]) -> None:
+    block = cls.model_validate(sample(cls)).model_dump(mode="json", exclude_none=True)
+    if cls.__name__ in ("ThinkingBlock", "RedactedThinkingBlock", "ContainerUploadBlock"):
+        pytest.skip("no text a client shows in the block's start (thinking streams as deltas)")
+    for source in one_block_both_ways(block):
         out = list(redact()(source))
         assert SECRET not in dump(out), cls.__name__
         assert [type(e) for e in out] == [type(e) for e in source]
@@ -191,12 +196,8 @@ def test_a_fetched_page_in_plain_text_is_redacted_and_counted() -> None:
     fetched = {"type": "web_fetch_result", "url": "https://example.com/c", "content": document,
                "retrieved_at": "2025-08-25T10:30:00Z"}  # fmt: skip
     block = {"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": fetched}
-    raw = anthropic_message(
-        {"type": "content_block_start", "index": 0, "content_block": block},
-        {"type": "content_block_stop", "index": 0},
-    )
-    adapter: TypeAdapter[Any] = TypeAdapter(AnthropicEvent)
-    for source in (raw, [adapter.validate_python(e) for e in raw]):
+    raw, objects = one_block_both_ways(block)
+    for source in (raw, objects):
         out = list(redact()(source))
         assert SECRET not in dump(out)
         assert "it printed [OPENAI_KEY] twice" in dump(out)
