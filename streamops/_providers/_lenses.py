@@ -1083,9 +1083,7 @@ _RESPONSE_ITEM_SKIP = {
     **{t: _RESPONSE_ITEM_SKIP_ALL | {name} for t, (name, _) in _RESPONSE_ITEM_TEXTS.items()},
     "image_generation_call": _RESPONSE_ITEM_SKIP_ALL | {"result"},
 }
-_NONE: frozenset[str] = frozenset()
 _ANY = object()  # (any index)
-_RESPONSE_ADDED_SKIP = {"image_generation_call": frozenset({"result"})}
 _RESPONSE_PART_DONES = frozenset(
     {
         "response.content_part.done",
@@ -1096,14 +1094,18 @@ _RESPONSE_PART_DONES = frozenset(
 _RESPONSE_FINALS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
-def _place(kind: str, item_id: Any, *rest: Any) -> tuple[Any, ...] | None:
-    """Where a Responses text that comes whole sits: remembered when its item has an id.
+def _item(item_id: Any, output_index: Any) -> Any:
+    """Which output item a Responses event is about: its id, else its place in the output.
 
     The stream repeats an item whole at ``output_item.added``, at
-    ``output_item.done`` and in the final event, and a cited annotation at
-    ``annotation.added`` and in every event that repeats its part.
+    ``output_item.done`` and in the final event (at that index of its
+    ``output``), and a cited annotation at ``annotation.added`` and in every
+    event that repeats its part: what came whole is remembered by item, and
+    each text channel is keyed by it. The real wire always sends an id; a
+    proxy or a hand-built stream may not, and its item is then still the one
+    at ``output_index``.
     """
-    return (kind, item_id, *rest) if isinstance(item_id, str) else None
+    return item_id if isinstance(item_id, str) and item_id else ("output", output_index)
 
 
 class OpenAIResponsesLens(_ChannelLens):
@@ -1172,7 +1174,7 @@ class OpenAIResponsesLens(_ChannelLens):
     @staticmethod
     def _key(chunk: Any, prefix: str, index_field: str | None) -> tuple[Any, ...]:
         index = None if index_field is None else _get(chunk, index_field)
-        return (prefix, _get(chunk, "item_id"), index)
+        return (prefix, _item(_get(chunk, "item_id"), _get(chunk, "output_index")), index)
 
     def _holds(self, chunk: Any) -> bool:
         kind = _get(chunk, "type")
@@ -1228,16 +1230,18 @@ class OpenAIResponsesLens(_ChannelLens):
                     chunk = _replace(chunk, **changes)
         elif kind == "response.output_text.annotation.added":
             annotation = _get(chunk, "annotation")
-            at = _place("annotation", _get(chunk, "item_id"), _get(chunk, "content_index"))
+            item_id = _item(_get(chunk, "item_id"), _get(chunk, "output_index"))
+            at = ("annotation", item_id, _get(chunk, "content_index"))
             fixed = self._scrub(annotation, channels, at=_at(at, _get(chunk, "annotation_index")))
             if fixed is not annotation:
                 chunk = _replace(chunk, annotation=fixed)
         elif kind == "response.output_item.added":
             # Its texts stream as deltas after it (it carries empty ones), but
-            # whatever text it does carry is shown: each a text of its own.
+            # whatever text it does carry is shown, read as the later events
+            # read it: arguments given whole here are arguments, and are
+            # remembered for the events that repeat them.
             item = _get(chunk, "item")
-            skip = _RESPONSE_ADDED_SKIP.get(_get(item, "type"), _NONE)
-            fixed = self._scrub(item, channels, skip, at=_place("item", _get(item, "id")))
+            fixed = self._fix_item(item, _item(_get(item, "id"), _get(chunk, "output_index")))
             if fixed is not item:
                 chunk = _replace(chunk, item=fixed)
         elif kind in _RESPONSE_FINALS:
@@ -1266,7 +1270,8 @@ class OpenAIResponsesLens(_ChannelLens):
         # released before the part or the item that repeats the text whole.
         out = []
         if kind == "response.content_part.done" or kind == "response.reasoning_summary_part.done":
-            part, item_id = _get(chunk, "part"), _get(chunk, "item_id")
+            part = _get(chunk, "part")
+            item_id = _item(_get(chunk, "item_id"), _get(chunk, "output_index"))
             index = _get(
                 chunk, "content_index" if kind == "response.content_part.done" else "summary_index"
             )
@@ -1276,8 +1281,9 @@ class OpenAIResponsesLens(_ChannelLens):
                 chunk = _replace(chunk, part=fixed)
         elif kind == "response.output_item.done":
             item = _get(chunk, "item")
-            out = self._end_open(channels, _get(item, "id"))
-            chunk = _replace(chunk, item=self._fix_item(item))
+            item_id = _item(_get(item, "id"), _get(chunk, "output_index"))
+            out = self._end_open(channels, item_id)
+            chunk = _replace(chunk, item=self._fix_item(item, item_id))
         return [*out, self._numbered(chunk)]
 
     def _end_open(self, channels: Any, item_id: Any, index: Any = _ANY) -> list[Any]:
@@ -1321,7 +1327,7 @@ class OpenAIResponsesLens(_ChannelLens):
             changes = {"text": self._full(key, _get(part, "text")), "logprobs": []}
             annotations = _get(part, "annotations")
             if annotations and self._channels is not None:  # cited titles, file names, URLs
-                at = _place("annotation", item_id, _get(event, "content_index"))
+                at = ("annotation", item_id, _get(event, "content_index"))
                 changes["annotations"] = self._scrub(annotations, self._channels, at=at)
             return _replace(part, **changes)
         if ptype == "refusal":
@@ -1335,21 +1341,23 @@ class OpenAIResponsesLens(_ChannelLens):
             return _replace(part, text=self._full(key, _get(part, "text")))
         return part
 
-    def _fix_item(self, item: Any) -> Any:
-        itype, item_id = _get(item, "type"), _get(item, "id")
+    def _fix_item(self, item: Any, item_id: Any) -> Any:
+        """``item`` (whole) with its texts as released; ``item_id``: see :func:`_item`."""
+        itype = _get(item, "type")
         changes: dict[str, Any] = {}
         text_field = _RESPONSE_ITEM_TEXTS.get(itype)
         if text_field is not None:
             name, channel = text_field
             value = _get(item, name)
-            if value is not None:
-                changes[name] = self._full((channel, item_id, None), value)
+            fixed = self._full((channel, item_id, None), value)
+            if fixed is not value:
+                changes[name] = fixed
         channels = self._channels
         if channels is not None:
             # The rest of the item came whole: a tool's output, a search's
             # results, a shell command (the fields above have channels of their own).
             skip = _RESPONSE_ITEM_SKIP.get(itype, _RESPONSE_ITEM_SKIP_ALL)
-            item = self._scrub(item, channels, skip, at=_place("item", item_id))
+            item = self._scrub(item, channels, skip, at=("item", item_id))
         for field, prefix in (("content", None), ("summary", "summary")):
             parts = _get(item, field)
             if not parts:
@@ -1372,7 +1380,8 @@ class OpenAIResponsesLens(_ChannelLens):
         output = _get(response, "output")
         if not output:
             return chunk
-        fixed = _replace(response, output=[self._fix_item(i) for i in output])
+        items = [self._fix_item(item, _item(_get(item, "id"), i)) for i, item in enumerate(output)]
+        fixed = _replace(response, output=items)
         return _replace(chunk, response=fixed)
 
 
