@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 import pytest
-from test_budget_whole import numbered, usage_of
+from test_budget_whole import numbered, run_ledger, run_local, usage_of
 from test_tool_outputs import RESPONSE
 
 import streamops as so
@@ -179,3 +179,18 @@ def test_streamed_messages_without_ids_keep_their_own_texts() -> None:
         ]
         copies += [p["text"] for content in shown(out, index, "content")[1:] for p in content]
         assert copies == [streamed] * 4, index
+
+
+@pytest.mark.parametrize("with_id", [True, False], ids=["id", "no-id"])
+def test_a_ledger_is_exact_over_arguments_and_outputs_given_whole(with_id: bool) -> None:
+    ids = [{"id": "fc1"}, {"id": "mc1"}] if with_id else [{}, {}]
+    raw = repeated(call(ARGS, **ids[0]), mcp(OUTPUT, **ids[1]))
+    channels = ["tool_arguments", "tool_output"]
+    total = run_local(raw, 10**6, channels=channels)[1].completion_tokens
+    assert total == argument_tokens() + tokens(OUTPUT)
+    for limit in range(1, total + 2):
+        _, usage, stop, spent = run_ledger(raw, limit, channels=channels, block=7)
+        _, local_usage, local_stop = run_local(raw, limit, channels=channels)
+        assert usage.completion_tokens == spent == min(limit, total), limit
+        assert stop is local_stop, limit
+        assert usage.channel_tokens == local_usage.channel_tokens, limit
