@@ -300,7 +300,9 @@ def test_a_stop_inside_tool_arguments_releases_a_prefix(
 
 @given(
     st.lists(
-        st.sampled_from([*_ARG_FRAGMENTS, "4111111111111111", "3.5e-1", "a@b.co", ": "])
+        st.sampled_from(
+            [*_ARG_FRAGMENTS, "4111111111111111", "0.4111111111111111", "3.5e-1", "a@b.co", ": "]
+        )
         | st.text(_CHARS, max_size=3),
         max_size=20,
     ).map("".join),
@@ -309,6 +311,7 @@ def test_a_stop_inside_tool_arguments_releases_a_prefix(
 )
 @example('{"card": 4111111111111111, "n": 1}', [], 5)
 @example('{"n": [1, 3.5e-1]}', list(range(1, 18)), 8)
+@example('{"n": 0.4111111111111111}', [], 5)  # cut just before the part redaction changes
 def test_a_budget_after_redaction_releases_a_prefix_of_the_redacted_arguments(
     args: str, cuts: list[int], limit: int
 ) -> None:

@@ -419,7 +419,10 @@ def test_a_ledger_budget_is_exact_over_whole_texts(name: str, data: Any, block: 
     limit = data.draw(st.integers(1, total + 20), label="limit")
     _, usage, stop, spent = run_ledger(raw, limit, channels=channels, block=block)
     _, local_usage, local_stop = run_local(raw, limit, channels=channels)
-    assert usage.completion_tokens == spent == min(limit, total)
+    assert usage.completion_tokens == spent == local_usage.completion_tokens
+    # Exact, but that a number is released whole or not at all ('-3' is two tokens).
+    slack = 1 if name == "chat-chars" else 0
+    assert min(limit, total) - slack <= spent <= min(limit, total)
     assert (stop is so.StopReason.BUDGET) == (limit < total) == usage.exhausted
     assert stop is local_stop
     assert usage.channel_tokens == local_usage.channel_tokens
@@ -551,6 +554,8 @@ def test_a_ledger_reserves_the_structure_a_later_chunk_releases(args: str) -> No
     for limit in range(1, total + 2):
         for block in (1, 256):
             _, usage, stop, spent = run_ledger(raw, limit, block=block)
-            _, _, local_stop = run_local(raw, limit)
-            assert usage.completion_tokens == spent == min(limit, total), (limit, block)
+            _, local_usage, local_stop = run_local(raw, limit)
+            assert usage.completion_tokens == spent == local_usage.completion_tokens
+            # Exact, but that a number is released whole or not at all ('-3' is two tokens).
+            assert min(limit, total) - 1 <= spent <= min(limit, total), (limit, block)
             assert stop is local_stop, (limit, block)

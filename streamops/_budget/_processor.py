@@ -557,6 +557,10 @@ class _BudgetCore:
         """The core of another text channel of this stream: its own counter, the same budget."""
         return _BudgetCore(self.spec, self.report, pool=self.pool, kind=kind or "other")
 
+    def fork_number(self, number: str) -> _NumberCore:
+        """The core of one JSON number of tool-call arguments (see :class:`_NumberCore`)."""
+        return _NumberCore(self.spec, self.report, self.pool, number)
+
     # The stream-wide state, for callers that look at one core.
     @property
     def allowance(self) -> int | None:
@@ -734,6 +738,72 @@ class _BudgetCore:
         self.cap = counter.committed + room
         self.done = True
         return pool.cut(out)
+
+
+class _NumberCore(_BudgetCore):
+    """The core of one JSON number of tool-call arguments: released whole or not at all.
+
+    A cut number is another number (``12345`` cut after two tokens is ``123``,
+    valid JSON and wrong), and what a cut delivers must be a prefix of what
+    the uncut stream delivers. The number comes as one message, fed and ended
+    at once: the core takes all of it in and decides at the end, when the
+    stages before it have closed. Unless they changed it (redaction makes a
+    card number ``[CREDIT_CARD]``, which the arguments carry as a JSON
+    string): it is then text like a string's, cut at its tokens, and
+    :attr:`renumbered` tells the arguments' reader to write what was released
+    of it as an open string (even nothing of it: a ledger budget after the
+    redaction reads the string's opening quote before its text).
+    """
+
+    __slots__ = ("_number", "renumbered")
+
+    def __init__(self, spec: _Spec, report: StreamReport, pool: _Pool, number: str) -> None:
+        super().__init__(spec, report, pool=pool, kind="tool_arguments")
+        self._number = number
+        self.renumbered = False
+
+    def feed(self, text: str, /) -> list[str]:
+        if self.done:
+            return []
+        pool = self.pool
+        if self.seq < 0:
+            self.seq = pool.arrivals
+            pool.arrivals += 1
+        self._prov = -1
+        self.limit_at = pool.room(self)
+        self._pbytes += utf8_len(text)
+        self.counter.append(text)
+        return []
+
+    def close(self) -> list[str]:
+        if self.ended:
+            return []
+        counter = self.counter
+        out: list[str] = []
+        if self.cap is None and counter.pending_chars:
+            if counter.pending_text() != self._number:
+                self.renumbered = True
+                out = self._exact(end_of_input=True)
+            else:
+                out = self._whole()
+        self.ended = True
+        self.pool.ended(self)
+        return out
+
+    def _whole(self) -> list[str]:
+        """All of the number if it fits the allowance, else none of it (and the cut)."""
+        pool = self.pool
+        room = self.limit_at = pool.room(self)
+        self._prov = -1
+        if room is None or self.exact_count() <= room:
+            return self._exact(end_of_input=True)
+        self.cap = self.counter.committed
+        if pool.done:  # another channel cut the stream
+            return []
+        if pool.undo is None:
+            pool.undo = pool.released(but=self) + self.counter.committed
+        self.done = True
+        return pool.cut([])
 
 
 def _joined(pieces: list[str]) -> list[str]:
@@ -1066,7 +1136,7 @@ class _Tally:
         self.enc = enc
         self.tokens = 0
 
-    def fork(self, kind: str) -> _TallyMessage:
+    def fork(self, kind: str, *, number: str | None = None) -> _TallyMessage:
         return _TallyMessage(self)
 
 
@@ -1089,6 +1159,9 @@ class _TallyMessage:
 
     def abort(self) -> None:
         self._parts = []
+
+    def renumbered(self) -> bool:
+        return False
 
 
 class _Book:

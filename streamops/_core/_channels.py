@@ -152,7 +152,8 @@ class _JSONStrings:
       chain releases is encoded again, as it is released;
     - each number, complete at the character after it; one the operators
       changed comes out as a JSON string (``4111...1111`` becomes
-      ``"[CREDIT_CARD]"``), so the document stays valid;
+      ``"[CREDIT_CARD]"``), so the document stays valid; a budget releases a
+      number whole or not at all (see :meth:`_Chain.fork`);
     - each run of structure between them (``{``, ``": ``, ``, ``, literals),
       complete where a number or a string begins, so a budget counts every
       character the provider billed (per message: within a few tokens of the
@@ -239,7 +240,7 @@ class _JSONStrings:
         A stop (the budget, a ``block``) raises ``_Halt([])``: what was released
         is in ``out``.
         """
-        chain = self._main.fork("tool_arguments")
+        chain = self._main.fork("tool_arguments", number=text if number else None)
         report = chain.report
         cuts = report.cuts
         halted = False
@@ -251,7 +252,11 @@ class _JSONStrings:
         if number and released != text:
             if not halted:  # changed: a JSON string
                 released = json.dumps(released, ensure_ascii=False)
-            elif not text.startswith(released):  # changed and cut: an open JSON string
+            elif chain.renumbered() or not text.startswith(released):
+                # Changed and cut: an open JSON string. (A stage that stops the
+                # stream and takes numbers whole, the budget, says whether the
+                # stages before it changed the number: what it released of it may
+                # be no more than a prefix the change left alone, or nothing.)
                 released = '"' + _json_body(released)
         out.append(released)
         if halted:
@@ -399,8 +404,11 @@ class _Echo:
     def report(self) -> _Echo:
         return self
 
-    def fork(self, kind: str) -> _Echo:
+    def fork(self, kind: str, *, number: str | None = None) -> _Echo:
         return self
+
+    def renumbered(self) -> bool:
+        return False
 
     def feed(self, text: str) -> list[str]:
         return [text]

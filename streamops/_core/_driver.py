@@ -507,23 +507,38 @@ class _Chain:
         self._record(out)
         return out
 
-    def fork(self, kind: str) -> _Chain:
+    def fork(self, kind: str, *, number: str | None = None) -> _Chain:
         """A chain of the same stages for another text channel of this stream.
 
         Each processor that defines ``fork(kind)`` shares its stream-wide state
         with the new one (a budget counts every channel); the others start fresh.
         Stages that do not apply to ``kind`` pass the text through.
+
+        ``number``: the channel is one JSON number of tool-call arguments,
+        written so, fed at once and ended (see ``_JSONStrings``). A processor
+        that defines ``fork_number(number)`` makes its processor for it with
+        that (the budget's takes a number whole or not at all: a cut number is
+        another number); :meth:`renumbered` then tells whether the stages
+        before it changed the number.
         """
         procs: list[Processor[Any, Any]] = []
         for stage, seed in zip(self.stages, self.seeds, strict=True):
             if not stage.applies_to(kind):
                 procs.append(_Identity())
                 continue
+            fork_number = None if number is None else getattr(seed, "fork_number", None)
+            if fork_number is not None:
+                procs.append(fork_number(number))
+                continue
             fork = getattr(seed, "fork", None)
             procs.append(fork(kind) if fork is not None else stage.factory(self.report))
         return _Chain(
             self.stages, self.report, last=self.last, procs=procs, record=kind == "content"
         )
+
+    def renumbered(self) -> bool:
+        """Whether a processor made by ``fork_number`` saw a number the stages before it changed."""
+        return any(getattr(proc, "renumbered", False) for proc in self.procs)
 
     def _record(self, out: list[Any]) -> None:
         if out and (self.record == "text" or (self.record == "check" and type(out[0]) is str)):
