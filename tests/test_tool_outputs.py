@@ -299,6 +299,84 @@ def test_gemini_grounding_and_url_context_metadata_are_redacted(cls: type[BaseMo
     assert SECRET not in dump(list(redact()(wire)))
 
 
+# Every other field of a candidate, and of the response around it, that holds text
+# the API writes: finish_message (why the model stopped), the prompt feedback's
+# block_reason_message, the model status message. (content has its own tests;
+# logprobs_result spells the text and is dropped with it; continuation_token is bytes.)
+GEMINI_CANDIDATE_FIELDS = sorted(
+    set(gt.Candidate.model_fields)
+    - {"content", "finish_reason", "logprobs_result", "continuation_token"}
+)
+# (sdk_http_response: the HTTP headers; automatic_function_calling_history: the
+# request's own contents; parsed: set by the SDK from the text, not on the wire)
+GEMINI_RESPONSE_FIELDS = sorted(
+    set(gt.GenerateContentResponse.model_fields)
+    - {"candidates", "sdk_http_response", "automatic_function_calling_history", "parsed"}
+)
+
+
+@pytest.mark.parametrize(
+    ("holder", "name"),
+    [("candidate", n) for n in GEMINI_CANDIDATE_FIELDS]
+    + [("response", n) for n in GEMINI_RESPONSE_FIELDS],
+)
+def test_every_gemini_candidate_and_response_field_with_text_is_redacted(
+    holder: str, name: str
+) -> None:
+    cls = gt.Candidate if holder == "candidate" else gt.GenerateContentResponse
+    ids = GEMINI_OPAQUE | {"model_version", "response_id"}
+    value = sample(cls.model_fields[name].annotation, name, ids)
+    candidate = {"content": {"role": "model", "parts": [{"text": "done"}]}, "finishReason": "STOP"}
+    if holder == "candidate":
+        candidate[name] = value
+        last = gt.GenerateContentResponse.model_validate({"candidates": [candidate]})
+    else:
+        last = gt.GenerateContentResponse.model_validate({"candidates": [candidate], name: value})
+    chunks = [_gemini(gt.Part(text="Hello. ")), last]
+    wire = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in chunks]
+    if SECRET not in dump(chunks):  # no text in it (numbers, enums, identifiers)
+        assert dump(list(redact()(chunks))) == dump(chunks)
+        return
+    for source in (chunks, wire):
+        out = list(redact()(source))
+        assert SECRET not in dump(out), name
+        assert "[OPENAI_KEY]" in dump(out)
+        assert [type(c) for c in out] == [type(c) for c in source]
+
+
+def test_a_blocked_prompt_s_message_is_redacted_in_a_chunk_without_candidates() -> None:
+    feedback = {"blockReason": "OTHER", "blockReasonMessage": f"The prompt quoted {SECRET}."}
+    chunk = gt.GenerateContentResponse.model_validate({"promptFeedback": feedback})
+    for source in ([chunk], [chunk.model_dump(mode="json", by_alias=True, exclude_none=True)]):
+        out = list(redact()(source))
+        assert SECRET not in dump(out)
+        assert "The prompt quoted [OPENAI_KEY]." in dump(out)
+
+
+def test_a_note_the_api_repeats_in_every_chunk_is_fed_once() -> None:
+    status = {"message": f"Model retiring soon, see {SECRET}", "modelStage": "STABLE"}
+    chunks = [
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": t}]}, **extra}],
+         "modelStatus": status}
+        for t, extra in (("Hello ", {}), ("there.", {"finishReason": "STOP",
+                                                     "finishMessage": f"Stopped at {SECRET}"}))
+    ]  # fmt: skip
+    stream = so.budget(max_tokens=10**6, channels=["tool_output"])(chunks)
+    assert [c["modelStatus"] for c in stream] == [status, status]
+    tokens = so.get_encoding("cl100k_base").encode
+    expected = len(tokens(status["message"])) + len(tokens(f"Stopped at {SECRET}"))
+    usage = stream.report["budget"]
+    assert isinstance(usage, so.BudgetUsage)
+    assert usage.channel_tokens == {"tool_output": expected}
+    redacted = redact()(chunks)
+    out = list(redacted)
+    assert [c["modelStatus"]["message"] for c in out] == [
+        "Model retiring soon, see [OPENAI_KEY]"
+    ] * 2
+    assert out[-1]["candidates"][0]["finishMessage"] == "Stopped at [OPENAI_KEY]"
+    assert [e.kind for e in redacted.report.events].count("redact.redact") == 2
+
+
 @pytest.mark.parametrize("name", ["tool_call", "tool_response", "audio_transcription"])
 def test_gemini_parts_that_come_whole_are_redacted(name: str) -> None:
     value = sample(gt.Part.model_fields[name].annotation, name, GEMINI_OPAQUE)

@@ -20,6 +20,11 @@ yields one ``GenerateContentResponse`` per server-sent event; its
   citations (``citation_metadata``: each source's title, URI and license)
   come whole on the candidate: each of their texts is a
   ``"tool_output"`` text (identifiers, tokens and blobs pass through);
+- what the API writes about the response comes whole too, a ``"tool_output"``
+  text fed once however many chunks repeat it: why the model stopped
+  (``finish_message``), why the prompt was blocked
+  (``prompt_feedback.block_reason_message``, in a chunk that may have no
+  candidate at all), the model's status (``model_status.message``);
 - ``logprobs_result`` spells the chunk's text token by token: it is dropped
   from a chunk whose text the operators changed (or held);
 - ``finish_reason`` ends every channel in that chunk (held answer text joins
@@ -219,6 +224,23 @@ def metadata(lens: _ChannelLens, holder: Any, channels: Any) -> dict[str, Any]:
     return changes
 
 
+# Free text the API writes on a response (outside its candidates): (field, its text field).
+_RESPONSE_NOTES = (("prompt_feedback", "block_reason_message"), ("model_status", "message"))
+
+
+def note(lens: _ChannelLens, holder: Any, name: str, channels: Any) -> dict[str, Any]:
+    """The change to ``holder`` for its free-text field ``name`` (a note the API wrote).
+
+    A ``"tool_output"`` text that came whole; the same note repeated in a later
+    chunk is fed once (see ``_scrub``'s ``at``).
+    """
+    text = field(holder, name)
+    if not isinstance(text, str) or not text:
+        return {}
+    out = lens._scrub(text, channels, at=("note", name))
+    return {} if out == text else {wire_key(holder, name): out}
+
+
 def _finish(value: Any) -> str | None:
     if value is None:
         return None
@@ -229,12 +251,12 @@ def _is_gemini(chunk: Any) -> bool:
     cls = type(chunk)
     if cls.__name__ == "GenerateContentResponse" and cls.__module__.startswith("google.genai"):
         return True
-    return (
-        type(chunk) is dict
-        and "candidates" in chunk
-        and "choices" not in chunk
-        and isinstance(chunk["candidates"], list)
-    )
+    if type(chunk) is not dict or "choices" in chunk:
+        return False
+    if isinstance(chunk.get("candidates"), list):
+        return True
+    # a blocked prompt's response has no candidates, only the feedback
+    return isinstance(chunk.get("promptFeedback", chunk.get("prompt_feedback")), dict)
 
 
 class GeminiLens(_ChannelLens):
@@ -334,8 +356,20 @@ class GeminiLens(_ChannelLens):
             self._part_type = types.Part
         return self._part_type(**fields)
 
+    def _notes(self, chunk: Any, channels: Any) -> Any:
+        """``chunk`` with the notes the API wrote on it (outside its candidates) redacted."""
+        for name, text_field in _RESPONSE_NOTES:
+            holder = field(chunk, name)
+            if holder is None:
+                continue
+            changes = note(self, holder, text_field, channels)
+            if changes:
+                chunk = _replace(chunk, **{wire_key(chunk, name): _replace(holder, **changes)})
+        return chunk
+
     def _process(self, chunk: Any, channels: Any) -> list[Any]:
         candidate = self._candidate(chunk)
+        chunk = self._notes(chunk, channels)
         if candidate is None:  # prompt feedback or usage alone
             record_usage(channels, field(chunk, "usage_metadata"))
             return [chunk]
@@ -392,6 +426,7 @@ class GeminiLens(_ChannelLens):
                 changed = True
                 new_parts.append(self._held_part(chunk, key, held))
         extra = metadata(self, candidate, channels)
+        extra.update(note(self, candidate, "finish_message", channels))
         if changed and field(candidate, "logprobs_result") is not None:
             extra[wire_key(candidate, "logprobs_result")] = None  # it spells the original
         if not changed:
