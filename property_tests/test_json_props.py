@@ -321,6 +321,63 @@ def test_cached_plans_and_programs_do_what_the_general_path_does(
     assert _trace(cached, chunks) == _trace(general, chunks)
 
 
+# Objects of many members, nested, with lists of strings (whose ', "' looks like
+# the one between members) and strings holding ',', '"' and '}': big chunks of
+# them take the parser's runs (_rest, _members) as often as the member loop.
+_TEXTS = st.text(alphabet=st.sampled_from('ab, "}{]:\\\n'), max_size=8)
+_RECORDS = st.recursive(
+    _SCALARS | _TEXTS | st.lists(_TEXTS, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.text('kéy,"', max_size=4), inner, min_size=1, max_size=9)
+    ),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.data(),
+    st.lists(_RECORDS, min_size=1, max_size=6),
+    st.sampled_from([None, 0, 2]),
+    st.sampled_from(
+        [
+            {},
+            {"partial_strings": False},
+            {"allow_trailing_commas": True},
+            {"skip_prefix": True, "multiple": True},  # (an object opened by the prose skip)
+        ]
+    ),
+)
+def test_runs_do_what_the_member_loop_does(
+    data: st.DataObject, records: list[Any], indent: int | None, options: dict[str, Any]
+) -> None:
+    # In big chunks the members of an object left open by the last chunk, or
+    # open at this chunk's end, go to json's scanner at once (_rest, _members);
+    # with those off every member takes the state machine's steps. Both must
+    # show the same values, changes and errors, chunk by chunk, on valid and
+    # broken text alike, in every chunking.
+    text = json.dumps({"items": records, "n": len(records)}, indent=indent)
+    if options.get("multiple"):
+        text = f"Here: {text}\n{text}"
+    for _ in range(data.draw(st.integers(0, 2))):  # insertions and replacements
+        i = data.draw(st.integers(0, len(text)))
+        c = data.draw(st.sampled_from(_MUTATION_CHARS))
+        text = text[:i] + c + text[i + data.draw(st.integers(0, 1)) :]
+    sizes = data.draw(st.lists(st.integers(1, 400), min_size=1, max_size=6))
+    chunks: list[str] = []
+    pos = 0
+    for size in itertools.cycle(sizes):
+        if pos >= len(text):
+            break
+        chunks.append(text[pos : pos + size])
+        pos += size
+    runs = JSONParser(**options)
+    steps = JSONParser(**options)
+    steps._runs = False
+    assert _trace(runs, chunks) == _trace(steps, chunks)
+
+
 def _deep_text(kinds: list[bool], leaf: str, ws: str) -> tuple[str, str]:
     """The opening and the closing part of a chain of one-member containers around ``leaf``."""
     opens = "".join(f"[{ws}" if is_list else f'{{{ws}"k"{ws}:{ws}' for is_list in kinds)

@@ -6,6 +6,10 @@ and set in place; a growing string is re-set in its parent once per chunk).
 Runs of plain string characters and of whitespace are consumed with compiled
 regular expressions, so the per-character work happens in C; a string, key,
 or container that is whole within a chunk is handed to json's own C scanner.
+So are, in big chunks, the members of an object: the rest of one left open by
+an earlier chunk when it closes in this one (_rest), and those of one open at
+the chunk's end up to its last whole member (_members); the state machine
+takes the text they do not (the error, if any, is reported by it).
 
 With small chunks (LLMs stream a few characters at a time) the cost that
 matters is the fixed Python work per chunk, so feed() screens each chunk with
@@ -56,6 +60,12 @@ _HEX = re.compile(r"[0-9a-fA-F]*")
 _LOW = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _LOW_PREFIX = re.compile(r"(?:\\(?:u(?:[dD](?:[c-fC-F][0-9a-fA-F]{0,2})?)?)?)?")
 _PROSE = re.compile(r"[{\[]")
+_MEMBER_NEXT = re.compile(r',[ \t\n\r]*"')  # a ',' before a key (see _members)
+_MEMBERS_MIN = 64  # shorter rests of a chunk do not pay for _members' copy and scan
+_MEMBERS_TRIES = 2  # the ',' _members takes may be in a container inside: one more try
+_MEMBERS_LOOK = 8  # ',' not before a key (in prose) looked past for one try
+# From the ',' after an object's member to its next value: a key without escapes.
+_NEXT_KEY = re.compile(r',[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*')
 _AFTER_BRACKET = '"-0123456789tfn{[]'  # what may follow '[' (whitespace skipped)
 _AFTER_BRACE = '"}'  # what may follow '{'
 _NUMCHARS = "0123456789+-.eE"
@@ -325,6 +335,10 @@ class JSONParser:
             cache() for _ in range(_KEYSTR + 1)
         )
         self._partial_strings = partial_strings
+        # The rest of an object from an earlier chunk, or its members up to the
+        # chunk's end, may be handed to json's scanner at once (_rest, _members):
+        # not in delta mode, whose events are made member by member.
+        self._runs = not deltas
         # Opt-in leniency (strict RFC 8259 by default): each one named.
         self._strict_strings = not allow_control_chars
         self._str_re = _STR_LENIENT if allow_control_chars else _STR
@@ -818,6 +832,10 @@ class JSONParser:
     def _parse(self, chunk: str, state: int, changed: bool, pos: int) -> bool:
         """The general path of feed(): the state machine, from ``chunk[pos]`` on."""
         n = len(chunk)
+        # Containers at this depth or above were opened before this chunk (see
+        # _rest); -1 once a try of _rest failed in this chunk (no more tries).
+        held = len(self._stack) if self._runs else -1
+        tail = self._runs  # _members may be tried (False once it failed in this chunk)
         if state == _PROSE_STATE:  # only ever before the first value
             pos = self._skip_prose(chunk, pos)
             state = self._state
@@ -943,9 +961,13 @@ class JSONParser:
                             self._scan_depth = len(self._stack) + _DEEP_SKIP
                     if e < 0:
                         pos += 1
+                        if len(self._stack) < held:
+                            held = len(self._stack)
                         self._open({} if c == "{" else [])
                         changed = True
                         state = self._state
+                        if pos < n and chunk[pos] in _WSSTR:
+                            pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                         continue
                     pos = e
                 elif c == "]" and (
@@ -972,6 +994,47 @@ class JSONParser:
                     state = _AFTER
             elif state <= _KEY:  # _OBJ_FIRST or _KEY
                 if c == '"':
+                    if (
+                        len(self._stack) <= held
+                        and scan_budget > 0
+                        and len(self._stack) >= self._scan_depth
+                        and chunk.find("}", pos + 1) >= 0
+                    ):
+                        # An object opened in an earlier chunk may close in this
+                        # one: its remaining members are taken by json's scanner.
+                        scan_budget -= n - pos
+                        e = self._rest(chunk, pos)
+                        if e < 0:
+                            held = -1  # (it does not close here: no more tries)
+                        else:
+                            pos = e
+                            changed = True
+                            self._close_container()
+                            state = self._state
+                            continue
+                    if (
+                        tail
+                        and n - pos >= _MEMBERS_MIN
+                        and scan_budget > 0
+                        and len(self._stack) >= self._scan_depth
+                    ):
+                        # An object that goes on past this chunk (its whole was not
+                        # here): its members up to the chunk's last one are taken
+                        # by json's scanner, and the loop goes on from there.
+                        scan_budget -= n - pos
+                        e = self._members(chunk, pos)
+                        if e == 0:
+                            tail = False  # (tried in a chunk until it fails)
+                        else:
+                            changed = True
+                            if e > 0:  # the last members' ',' (the object goes on)
+                                pos = e
+                                state = _AFTER
+                            else:  # it closed after all
+                                pos = -e
+                                self._close_container()
+                                state = self._state
+                            continue
                     if chunk.find('"', pos + 1) >= 0:
                         # The key may be whole in this chunk (as for strings above).
                         try:
@@ -996,12 +1059,32 @@ class JSONParser:
                     raise self._fail(chunk, pos)
             elif state == _AFTER:
                 if c == ",":
+                    if self._isobj:
+                        # The common glue between members, ', "key": ', in one
+                        # match (a key with escapes takes the loop's steps),
+                        # unless the key's branch may take many members at once.
+                        m = (
+                            None
+                            if len(self._stack) <= held or (tail and n - pos > _MEMBERS_MIN)
+                            else _NEXT_KEY.match(chunk, pos)
+                        )
+                        if m is not None:
+                            self._key = m[1]
+                            pos = m.end()
+                            state = _VALUE
+                            continue
+                        state = _KEY
+                    else:
+                        state = _VALUE
                     pos += 1
-                    state = _KEY if self._isobj else _VALUE
+                    if pos < n and chunk[pos] in _WSSTR:  # (indented JSON: a step saved)
+                        pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                 elif c == ("}" if self._isobj else "]"):
                     pos += 1
                     self._close_container()
                     state = self._state
+                    if pos < n and chunk[pos] in _WSSTR:
+                        pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                 else:
                     self._state = state
                     raise self._fail(chunk, pos)
@@ -1034,6 +1117,57 @@ class JSONParser:
                 changed = True
         self._base += pos
         return changed or len(self.events) > 0
+
+    def _rest(self, chunk: str, pos: int) -> int:
+        """Add the members of the open object from ``chunk[pos]`` (a key) to its end.
+
+        The members and the closing brace are parsed by json's C scanner, as
+        if the object started just before ``pos``; the object is left for the
+        caller to close. Returns where it ended in ``chunk``, or -1 (nothing
+        added) when it does not close in ``chunk`` or anything in it is
+        invalid: the state machine then parses it (and reports the exact error).
+        """
+        try:
+            members, e = self._scanner("{" + chunk[pos:], 0)
+        except (ValueError, StopIteration, RecursionError):
+            return -1
+        self._cont.update(members)
+        return pos + e - 1
+
+    def _members(self, chunk: str, pos: int) -> int:
+        """Add the members of the open object from ``chunk[pos]`` (a key) to the chunk's last one.
+
+        The last ',' of ``chunk`` followed by a key is taken to end a member
+        of this object, and the text up to it is given to json's C scanner as
+        the object's members; if that is not whole members of it (the ',' was
+        in a string or in a container inside, or something is invalid), the
+        one before such one is tried, once. Returns where the members taken
+        end (the ','), minus the position after the object's own '}' if it
+        closed before that (it is left for the caller to close), or 0
+        (nothing added: the state machine then parses the text, and reports
+        the exact error if there is one).
+        """
+        q = len(chunk)
+        for _ in range(_MEMBERS_TRIES):
+            looked = _MEMBERS_LOOK
+            q = chunk.rfind(",", pos, q)
+            while q > pos and _MEMBER_NEXT.match(chunk, q) is None:
+                looked -= 1
+                if not looked:
+                    return 0
+                q = chunk.rfind(",", pos, q)
+            if q <= pos:
+                return 0
+            text = f"{{{chunk[pos:q]}}}"
+            try:
+                members, e = self._scanner(text, 0)
+            except (ValueError, StopIteration, RecursionError):
+                continue
+            self._cont.update(members)
+            if e == len(text):  # (the '}' added after the last member)
+                return q
+            return 1 - pos - e  # (the object's own '}' at text[e - 1])
+        return 0
 
     def _plan(self, state: int, chunk: str) -> _Plan:
         """Work out what ``chunk`` does in ``state``, if it has one of the common shapes.
