@@ -15,9 +15,10 @@ counted once.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -47,11 +48,14 @@ def pieces(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-def script(size: int = 5) -> list[dict[str, Any]]:
+def script(size: int = 5, split: Callable[[str], list[str]] | None = None) -> list[dict[str, Any]]:
     """A Responses stream as the wire sends it: reasoning, cited text, a call, tool items.
 
-    Deltas are ``size`` characters each, so the secret is split at many places.
+    Deltas are ``size`` characters each, so the secret is split at many
+    places, or the pieces ``split`` cuts each streamed text into.
     """
+    if split is None:
+        split = functools.partial(pieces, size=size)
     summary = {"type": "summary_text", "text": SUMMARY}
     reasoning = {"type": "reasoning", "id": "rs1", "summary": [summary], "status": "completed"}
     note = {"type": "url_citation", "title": TITLE, "url": "https://example.com/r",
@@ -77,7 +81,7 @@ def script(size: int = 5) -> list[dict[str, Any]]:
         {"type": "response.reasoning_summary_part.added", **rs,
          "part": {"type": "summary_text", "text": ""}},
         *({"type": "response.reasoning_summary_text.delta", **rs, "delta": p}
-          for p in pieces(SUMMARY, size)),
+          for p in split(SUMMARY)),
         {"type": "response.reasoning_summary_text.done", **rs, "text": SUMMARY},
         {"type": "response.reasoning_summary_part.done", **rs, "part": summary},
         {"type": "response.output_item.done", "output_index": 0, "item": reasoning},
@@ -86,7 +90,7 @@ def script(size: int = 5) -> list[dict[str, Any]]:
         {"type": "response.content_part.added", **m,
          "part": {**part, "text": "", "annotations": []}},
         *({"type": "response.output_text.delta", **m, "delta": p, "logprobs": []}
-          for p in pieces(ANSWER, size)),
+          for p in split(ANSWER)),
         {"type": "response.output_text.annotation.added", **m, "annotation_index": 0,
          "annotation": note},
         {"type": "response.output_text.done", **m, "text": ANSWER, "logprobs": []},
@@ -95,7 +99,7 @@ def script(size: int = 5) -> list[dict[str, Any]]:
         {"type": "response.output_item.added", "output_index": 2,
          "item": {**call, "arguments": "", "status": "in_progress"}},
         *({"type": "response.function_call_arguments.delta", **fc, "delta": p}
-          for p in pieces(ARGS, size)),
+          for p in split(ARGS)),
         {"type": "response.function_call_arguments.done", **fc, "arguments": ARGS},
         {"type": "response.output_item.done", "output_index": 2, "item": call},
         {"type": "response.output_item.added", "output_index": 3, "item": search},
