@@ -64,6 +64,7 @@ _MEMBER_NEXT = re.compile(r',[ \t\n\r]*"')  # a ',' before a key (see _members)
 _MEMBERS_MIN = 64  # shorter rests of a chunk do not pay for _members' copy and scan
 _MEMBERS_TRIES = 2  # the ',' _members takes may be in a container inside: one more try
 _MEMBERS_LOOK = 8  # ',' not before a key (in prose) looked past for one try
+_MEMBERS_WINDOW = 4096  # _members takes at most this much text at a time
 # From the ',' after an object's member to its next value: a key without escapes.
 _NEXT_KEY = re.compile(r',[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*')
 _AFTER_BRACKET = '"-0123456789tfn{[]'  # what may follow '[' (whitespace skipped)
@@ -1137,8 +1138,9 @@ class JSONParser:
     def _members(self, chunk: str, pos: int) -> int:
         """Add the members of the open object from ``chunk[pos]`` (a key) to the chunk's last one.
 
-        The last ',' of ``chunk`` followed by a key is taken to end a member
-        of this object, and the text up to it is given to json's C scanner as
+        The last ',' followed by a key in ``chunk`` (within _MEMBERS_WINDOW
+        characters of ``pos``: the loop comes back for the rest) is taken to
+        end a member of this object, and the text up to it is given to json's C scanner as
         the object's members; if that is not whole members of it (the ',' was
         in a string or in a container inside, or something is invalid), the
         one before such one is tried, once. Returns where the members taken
@@ -1147,7 +1149,8 @@ class JSONParser:
         (nothing added: the state machine then parses the text, and reports
         the exact error if there is one).
         """
-        q = len(chunk)
+        # (a window: a failed try on members nested deep costs only so much)
+        q = min(len(chunk), pos + _MEMBERS_WINDOW)
         for _ in range(_MEMBERS_TRIES):
             looked = _MEMBERS_LOOK
             q = chunk.rfind(",", pos, q)
