@@ -62,6 +62,33 @@ LITELLM_LEVELS = (4, 100)
 SECRET = "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 
 
+def server_stack(python: str | None = None) -> tuple[str, str]:
+    """The event loop and HTTP parser uvicorn's ``auto`` picks for ``python`` (default: ours).
+
+    The gateway runs on uvicorn's choice (uvloop and httptools when installed:
+    its extra installs them); the floor is given the same two explicitly, so
+    that the two proxies differ in what they do, not in the server under them.
+    """
+    code = (
+        "import importlib.util as u;"
+        "print('uvloop' if u.find_spec('uvloop') else 'asyncio',"
+        " 'httptools' if u.find_spec('httptools') else 'h11')"
+    )
+    out = subprocess.run(
+        [python or sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return out[0], out[1]
+
+
+def _gateway_loop(log: str) -> str:
+    """The event loop the gateway's start-up line names (``?``: none logged)."""
+    with open(log, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith('{"event":"startup"'):
+                return str(json.loads(line).get("loop", "?"))
+    return "?"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -455,6 +482,7 @@ def run(quick: bool = False) -> list[BenchResult]:
         os.environ.get("STREAMOPS_BENCH_LITELLM") or None if quick else litellm_executable()
     )
     why = _litellm_status() if executable is None else None
+    loop, http = server_stack()
     if quick and executable is None:
         why = "not run in --quick runs unless STREAMOPS_BENCH_LITELLM names it"
     fd, log = tempfile.mkstemp(prefix="streamops-gateway-", suffix=".log")
@@ -488,6 +516,7 @@ def run(quick: bool = False) -> list[BenchResult]:
                 gateway = [py, "-m", "streamops._gateway", "--upstream", upstream]
                 gateway += ["--policy", "safe-chat", "--port", str(gw_port)]
                 floor = [py, "-m", "benchmarks.bench_gateway", "--floor", str(floor_port), upstream]
+                floor += [loop, http]
                 with (
                     _process(fake, up_port) as up,
                     _process(gateway, gw_port, stderr=log) as gw,
@@ -512,8 +541,19 @@ def run(quick: bool = False) -> list[BenchResult]:
                         results[LITELLM].append(
                             _measure(LITELLM, ll_url, litellm.pid, up.pid, level, direct)
                         )
+        gateway_loop = _gateway_loop(log)
     finally:
         os.unlink(log)
+    servers = (
+        f"gateway: uvicorn on {gateway_loop} + {http} (uvicorn's auto; its start-up line names"
+        f" the loop); floor: uvicorn on {loop} + {http} (set to the same)"
+    )
+    if executable is not None and why is None:
+        venv_python = os.path.join(os.path.dirname(executable), "python")
+        if os.access(venv_python, os.X_OK):
+            ll_loop, ll_http = server_stack(venv_python)
+            servers += f"; LiteLLM proxy: as it installs (uvicorn's auto: {ll_loop} + {ll_http})"
+    print(f"server stack: {servers}")
     if why is not None:
         print(f"LiteLLM proxy: {why}; skipped")
     else:
@@ -564,7 +604,7 @@ def run(quick: bool = False) -> list[BenchResult]:
                 baseline="Starlette+httpx pass-through",
                 target=1.5,
                 unit="s/chunk",
-                note=_cpu_note(o, b),
+                note=f"{_cpu_note(o, b)}; {servers}",
             )
         )
     by_level = {f.streams: f for f in ours}
@@ -585,7 +625,7 @@ def run(quick: bool = False) -> list[BenchResult]:
                 baseline="LiteLLM proxy, pass-through",
                 target=0.2,
                 unit="s/chunk",
-                note=_cpu_note(o, ll),
+                note=f"{_cpu_note(o, ll)}; {servers}",
             )
         )
     i = len(ours) // 2 if quick else 1
@@ -643,11 +683,16 @@ def run(quick: bool = False) -> list[BenchResult]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--floor":
+    if len(sys.argv) == 6 and sys.argv[1] == "--floor":  # --floor PORT UPSTREAM LOOP HTTP
         import uvicorn
 
         uvicorn.run(
-            floor_app(sys.argv[3]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning"
+            floor_app(sys.argv[3]),
+            host="127.0.0.1",
+            port=int(sys.argv[2]),
+            log_level="warning",
+            loop=sys.argv[4],
+            http=sys.argv[5],
         )
     else:
         print(format_table(run(quick="--quick" in sys.argv)))

@@ -556,23 +556,60 @@ def test_a_changed_text_is_spliced_into_the_upstreams_bytes_only_where_it_stands
     assert _splice({**changed(item, "x"), "extra": 1}, item, raw) is None
 
 
-async def test_the_upstream_clients_keep_no_cookies() -> None:
-    """A cookie an upstream answer sets is kept for no one: the clients serve every key."""
+async def test_the_upstream_client_keeps_no_cookies() -> None:
+    """A cookie an upstream answer sets goes with no later request: the client serves every key."""
     from streamops._gateway._app import Gateway
 
-    gw = Gateway(load_config(["--upstream", "http://127.0.0.1:9/v1", "--policy", "safe-chat"]))
+    received: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            received.append(head.lower())
+            await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split()[0]))
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nset-cookie: session=1; Path=/\r\ncontent-length: 2\r\n\r\n{}"
+            )
+            await writer.drain()
+            if len(received) == 2:
+                break
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    gw = Gateway(load_config(["--upstream", url, "--policy", "safe-chat"]))
     await gw.startup()
     try:
-        url = "http://127.0.0.1:9/v1/chat/completions"
-        for client in gw.clients:
-            answer = httpx.Response(
-                200, headers={"set-cookie": "session=1; Path=/"}, request=httpx.Request("POST", url)
-            )
-            client.cookies.extract_cookies(answer)
-            assert not client.cookies
-            assert "cookie" not in client.build_request("POST", url).headers
+        for _ in range(2):
+            async with gw.client.post(url + "/chat/completions", data=b"{}") as reply:
+                assert await reply.read() == b"{}"
     finally:
         await gw.shutdown()
+        server.close()
+        await server.wait_closed()
+    assert len(received) == 2
+    assert b"\r\ncookie:" not in received[1]
+
+
+def test_the_upstream_is_reached_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``HTTP_PROXY`` is honoured (and ``NO_PROXY`` bypasses it), read once per upstream URL."""
+    with fake("Hello there") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url.removesuffix("/v1"))
+        monkeypatch.delenv("no_proxy", raising=False)
+        # The test's own client reaches the gateway directly (its SDK reads these too).
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        # Nothing listens at the upstream's own address: only the proxy can answer.
+        with gateway("--upstream", "http://upstream.invalid:9/v1", "--policy", "safe-chat") as gw:
+            client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+            stream = client.chat.completions.create(model="m", messages=USER, stream=True)
+            assert chat_text(list(stream)) == "Hello there"
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,upstream.invalid")
+        with gateway("--upstream", "http://upstream.invalid:9/v1", "--policy", "safe-chat") as gw:
+            client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+            with pytest.raises(openai.APIStatusError) as bypassed:
+                client.chat.completions.create(model="m", messages=USER, stream=True)
+            assert bypassed.value.status_code == 502
 
 
 def test_upstream_errors_map_to_each_wires_shape() -> None:

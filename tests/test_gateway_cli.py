@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -478,6 +479,45 @@ def test_workers_share_the_port_the_budget_and_the_metrics(
                 assert float(tokens.group(1)) == total
 
 
+def test_workers_listen_on_a_socket_with_tcp_nodelay(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The socket the workers share has TCP_NODELAY (their accepted sockets inherit it).
+
+    Without it a stream's headers and first chunk, written back to back, wait
+    for the client's delayed ACK. The supervisor is replaced by one that
+    records the sockets it is given and starts no worker.
+    """
+    import socket
+
+    import uvicorn.supervisors
+    from redis_server import unused_port
+
+    given: list[socket.socket] = []
+
+    class Supervisor:
+        def __init__(self, config: Any, sockets: list[socket.socket], **_: Any) -> None:
+            given.extend(sockets)
+
+        def run(self) -> None:
+            (sock,) = given
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            assert sock.get_inheritable()  # the workers are spawned: they inherit it
+            assert sock.getsockname()[1] == port
+
+    monkeypatch.setattr(uvicorn.supervisors, "Multiprocess", Supervisor)
+    # uvicorn.run's own name for it (the package's ``main`` attribute is its command).
+    monkeypatch.setattr(sys.modules["uvicorn.main"], "Multiprocess", Supervisor)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("STREAMOPS_GATEWAY_ARGV", raising=False)  # set for the workers
+    port = unused_port()
+    argv = ["--upstream", "http://127.0.0.1:9/v1", "--policy", "safe-chat", "--workers", "2"]
+    assert cli_main([*argv, "--port", str(port)]) == 0
+    assert len(given) == 1
+    assert given[0].fileno() == -1  # closed once the workers are gone
+
+
 def test_workers_remove_the_metrics_directory_they_made_at_shutdown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -525,3 +565,5 @@ def test_a_serving_process_warms_its_pipelines_and_freezes_its_start_up_heap(
     assert startup[0]["warmed"] == 6
     assert startup[0]["frozen"] > 10_000
     assert startup[0]["gc_young"] == 5000  # the youngest generation's threshold, set with it
+    # uvicorn's pick of event loop: uvloop wherever the gateway extra installed it.
+    assert startup[0]["loop"] == ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio")

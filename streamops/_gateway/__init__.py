@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from .._core._extras import require
 from .._serving import bind
 from ._app import Gateway, UpstreamError
 from ._config import (
@@ -129,6 +130,48 @@ async def _check_redis(config: GatewayConfig) -> None:
     await state.close()
 
 
+def _serve_workers(config: GatewayConfig, argv: Sequence[str]) -> int:
+    """``--workers N``: N processes serving one socket, bound here with ``TCP_NODELAY``.
+
+    What ``uvicorn.run(..., workers=N)`` does, but on the gateway's own socket
+    (:func:`bind`): uvicorn's would leave Nagle's algorithm on every accepted
+    connection. A port already in use is one error line, not uvicorn's exit.
+    """
+    import uvicorn
+    import uvicorn.supervisors
+
+    try:
+        sock = _bind(config.host, config.port)
+    except GatewayConfigError as exc:
+        sys.stderr.write(f"streamops serve: error: {exc}\n")
+        return 2
+    sock.set_inheritable(True)  # the workers are spawned processes
+    os.environ[_ARGV_ENV] = json.dumps(list(argv))
+    created = None  # the metrics directory made here, removed at shutdown
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        created = tempfile.mkdtemp(prefix="streamops-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+    sys.stderr.write(_banner(config, config.port))
+    server_config = uvicorn.Config(
+        "streamops._gateway:app_from_env",
+        factory=True,
+        workers=config.workers,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    try:
+        uvicorn.supervisors.Multiprocess(server_config, sockets=[sock]).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+        if created is not None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            shutil.rmtree(created, ignore_errors=True)
+    return 0
+
+
 def cli_main(argv: list[str]) -> int:
     """Run ``streamops serve`` with ``argv`` (the arguments after ``serve``); return the exit code.
 
@@ -138,6 +181,8 @@ def cli_main(argv: list[str]) -> int:
     """
     import uvicorn
 
+    # The upstream client is imported when the app starts: a missing one is said now.
+    require("aiohttp", extra="gateway", feature="streamops serve")
     try:
         config = load_config(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
@@ -153,28 +198,7 @@ def cli_main(argv: list[str]) -> int:
             return 2
     _setup_logging()
     if config.workers > 1:
-        os.environ[_ARGV_ENV] = json.dumps(list(argv))
-        created = None  # the metrics directory made here, removed at shutdown
-        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            created = tempfile.mkdtemp(prefix="streamops-metrics-")
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
-        sys.stderr.write(_banner(config, config.port))
-        try:
-            uvicorn.run(
-                "streamops._gateway:app_from_env",
-                factory=True,
-                host=config.host,
-                port=config.port,
-                workers=config.workers,
-                log_level="warning",
-                access_log=False,
-                timeout_graceful_shutdown=5,
-            )
-        finally:
-            if created is not None:
-                os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-                shutil.rmtree(created, ignore_errors=True)
-        return 0
+        return _serve_workers(config, argv)
     try:
         sock = _bind(config.host, config.port)
     except GatewayConfigError as exc:

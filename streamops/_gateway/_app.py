@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import http.cookiejar
 import json
 import logging
 import math
@@ -145,23 +144,27 @@ _GC_YOUNG = 5000
 """The collector's youngest-generation threshold in the gateway's own process (``prepare``)."""
 
 
-class _NoCookies(http.cookiejar.CookieJar):
-    """A cookie jar that keeps nothing: the upstream clients serve every client and key.
+_POOL_IDLE_S = 30.0
+"""How long a kept-alive upstream connection may stay unused before it is closed."""
 
-    httpx's default jar would keep a cookie one upstream answer set and send it
-    with every later request, whoever made it; and parsing each answer's
-    headers for cookies cost every request ~2% of its CPU.
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``).
+
+    Looked up once per upstream URL (:meth:`Gateway.proxy`), not per request:
+    aiohttp's own ``trust_env`` reads the environment and ``.netrc`` in a
+    worker thread on every request, two thread hops before each is sent.
     """
+    import urllib.request
+    from urllib.parse import urlsplit
 
-    def extract_cookies(self, response: Any, request: Any) -> None:
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
         return None
+    return proxy
 
-    def set_cookie(self, cookie: Any) -> None:
-        return None
-
-
-_POOLS = 16
-"""Upstream connection pools per gateway process (see :meth:`Gateway.startup`)."""
 
 _DRAIN_S = 0.1
 """How long the end of an upstream's body may take after its ``[DONE]`` event."""
@@ -170,7 +173,7 @@ _DRAIN_S = 0.1
 async def _drain(body: AsyncIterator[bytes]) -> None:
     """Read what follows ``[DONE]`` (the chunked body's end), so the connection is kept alive.
 
-    Leaving the body unread would make httpx close the connection, and every
+    Leaving the body unread would make aiohttp close the connection, and every
     request would pay for a new one (connect, and close, on both ends). An
     upstream that keeps the body open after ``[DONE]`` gets ``_DRAIN_S``;
     then the connection is closed as before.
@@ -437,9 +440,8 @@ class Gateway:
         self.state = State(config)
         self.metrics = Metrics()
         self.client: Any = None
-        """The first upstream HTTP client (``GET /v1/models``); streams use :attr:`clients`."""
-        self.clients: tuple[Any, ...] = ()
-        self._in_flight: list[int] = []
+        """The upstream HTTP client (an ``aiohttp.ClientSession``, opened by :meth:`startup`)."""
+        self._proxies: dict[str, str | None] = {}
         self.ready = False
         self.own_process = own_process
         """The gateway owns its process (``streamops serve``): at start-up it warms every
@@ -454,37 +456,52 @@ class Gateway:
 
     # -- lifecycle ---------------------------------------------------------
     async def startup(self) -> None:
+        import aiohttp
         import httpx
 
-        # Several small connection pools, not one big one: httpcore scans every
-        # connection of a pool (and each idle one against all others) on every
-        # request and every response's end, so one pool holding N streams' kept-alive
-        # connections costs O(N^2) per request; each request takes the pool with the
-        # fewest requests in flight (one after another: the same pool, the same
-        # kept-alive connection). One TLS context for all of them.
-        verify = httpx.create_ssl_context()
-        timeout = httpx.Timeout(self.config.upstream_timeout, connect=10.0, pool=30.0)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=512 // _POOLS)
-        self.clients = tuple(
-            httpx.AsyncClient(timeout=timeout, limits=limits, verify=verify, cookies=_NoCookies())
-            for _ in range(_POOLS)
+        # aiohttp, not httpx: with its C parser and a protocol that hands each read to
+        # the response at once, a streamed chunk costs a fraction of httpx's path
+        # (httpx -> httpcore -> h11 -> anyio, each with its own per-read steps). One
+        # connection pool: aiohttp takes a kept-alive connection off a per-host stack
+        # (httpcore scanned every connection of a pool on each request). The trust
+        # store is httpx's (certifi), as before. Timeouts: connecting 10 s, then
+        # upstream_timeout for any one read, the response's headers included.
+        connector = aiohttp.TCPConnector(
+            limit=0, ssl=httpx.create_ssl_context(), keepalive_timeout=_POOL_IDLE_S
         )
-        self._in_flight = [0] * _POOLS
-        self.client = self.clients[0]
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=10.0, sock_read=self.config.upstream_timeout
+        )
+        # No cookies: the upstream client serves every client and key, and a jar would
+        # send one answer's cookie with every later request, whoever made it. No
+        # trust_env: the environment's proxy is looked up once per URL (see proxy()).
+        self.client = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
         await self.state.start()
         if self.own_process:
             await self.prepare()
         self.ready = True
 
-    async def _warm_http(self) -> None:
-        """One streamed request over loopback through an upstream client like ours.
+    def proxy(self, url: str) -> str | None:
+        """The proxy to reach ``url`` through (``None``: directly), from the environment."""
+        try:
+            return self._proxies[url]
+        except KeyError:
+            proxy = self._proxies[url] = _env_proxy(url)
+            return proxy
 
-        httpx, httpcore and anyio import and build parts of themselves on a
-        first request (anyio's asyncio backend alone: ~100 ms of CPU), which
-        would otherwise stall every stream being served at that moment. The
-        server is a few lines on a port of its own; the client is thrown away.
+    async def _warm_http(self) -> None:
+        """One streamed request over loopback through the upstream client.
+
+        aiohttp and the loop build parts of themselves on a first request
+        (its connector, the parser, the resolver's thread), which would
+        otherwise stall every stream being served at that moment. The server
+        is a few lines on a port of its own.
         """
-        import httpx
 
         async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(Exception):
@@ -492,7 +509,7 @@ class Gateway:
                 await reader.readexactly(2)  # the body: {}
                 writer.write(
                     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                    b"transfer-encoding: chunked\r\n\r\n"
+                    b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
                     b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
                 )
                 await writer.drain()
@@ -501,12 +518,9 @@ class Gateway:
         server = await asyncio.start_server(answer, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:
-            async with (
-                httpx.AsyncClient(timeout=5.0) as client,
-                client.stream("POST", f"http://127.0.0.1:{port}/", json={}) as reply,
-            ):
+            async with self.client.post(f"http://127.0.0.1:{port}/", data=b"{}") as reply:
                 decoder = SSEData()
-                async for raw in reply.aiter_bytes():
+                async for raw in reply.content.iter_any():
                     decoder.feed(raw)
         finally:
             server.close()
@@ -560,14 +574,16 @@ class Gateway:
         # at 5,000 (11; the longest 12 ms): about 4% of the CPU per chunk.
         gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
         counts = {"warmed": runs, "frozen": gc.get_freeze_count(), "gc_young": _GC_YOUNG}
-        line = {"event": "startup", "worker": self.worker, **counts}
+        # The event loop serving (uvloop or asyncio: uvicorn's pick), for whoever reads it.
+        loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+        line = {"event": "startup", "worker": self.worker, "loop": loop, **counts}
         log.info(json.dumps(line, separators=(",", ":")))
         return counts
 
     async def shutdown(self) -> None:
         self.ready = False
-        for client in self.clients:
-            await client.aclose()
+        if self.client is not None:
+            await self.client.close()
         await self.state.close()
 
     def app(self) -> Any:
@@ -645,7 +661,9 @@ class Gateway:
         headers = self._upstream_headers(wire, request)
         headers.pop("content-type", None)
         try:
-            answer = await self.client.get(self.config.upstreams[0] + "/models", headers=headers)
+            url = self.config.upstreams[0] + "/models"
+            async with self.client.get(url, headers=headers, proxy=self.proxy(url)) as answer:
+                content = await answer.read()
         except Exception as exc:
             self.metrics.upstream_errors.labels(self.config.upstreams[0], type(exc).__name__).inc()
             body = wire.error_body(
@@ -653,7 +671,7 @@ class Gateway:
             )
             return JSONResponse(body, 502)
         media = answer.headers.get("content-type", "application/json")
-        return Response(answer.content, status_code=answer.status_code, media_type=media)
+        return Response(content, status_code=answer.status, media_type=media)
 
     # -- helpers -----------------------------------------------------------
     def _authenticate(self, wire: Wire, request: Any) -> GatewayKey | None:
@@ -729,7 +747,7 @@ class Gateway:
 
     def map_error(self, exc: BaseException) -> tuple[int, str, str]:
         """The HTTP status, error code and message of a failure, as the client sees it."""
-        import httpx
+        import aiohttp
 
         cause = exc
         if isinstance(exc, so.StreamInterruptedError) and exc.__cause__ is not None:
@@ -743,13 +761,13 @@ class Gateway:
             if 400 <= status < 500:
                 return status, "upstream_rejected", cause.detail
             return 502, "upstream_error", f"upstream error {status}: {cause.detail}"
-        if isinstance(cause, (TimeoutError, httpx.TimeoutException)):
+        if isinstance(cause, TimeoutError):  # aiohttp's timeouts are TimeoutErrors
             return 504, "upstream_timeout", f"the upstream timed out ({type(cause).__name__})"
         if isinstance(cause, so.LedgerUnavailableError):
             return 503, "budget_store_unavailable", "the budget store is unavailable"
         if isinstance(cause, so.BudgetExceededError):
             return 429, "budget_exceeded", "the token budget is exhausted"
-        if isinstance(cause, (httpx.HTTPError, OSError, ConnectionError)):
+        if isinstance(cause, (aiohttp.ClientError, OSError)):
             return 502, "upstream_unreachable", f"the upstream failed: {type(cause).__name__}"
         if isinstance(cause, so.StreamOpsError):
             return (
@@ -854,29 +872,26 @@ class Gateway:
     async def _read_upstream(
         self, url: str, wire: Wire, payload: dict[str, Any], headers: dict[str, str], ctx: _Request
     ) -> AsyncIterator[dict[str, Any]]:
-        """One attempt: the upstream's SSE events as dicts (its connection closed on exit)."""
-        import httpx
+        """One attempt: the upstream's SSE events as dicts (its connection closed on exit).
+
+        Leaving early (the client went away, the policy cut the stream, an
+        error) releases the response with its body unread, which closes the
+        connection at once: the upstream stops generating.
+        """
+        import aiohttp
 
         ctx.upstream = url
         ctx.attempts += 1
         ctx.upstream_first = None  # this attempt's first event starts the added-TTFT clock
         ctx.raw_item = None
-        flights = self._in_flight
-        pool = flights.index(min(flights))
-        flights[pool] += 1
         try:
-            async with self.clients[pool].stream(
-                "POST", url, json=payload, headers=headers
+            async with self.client.post(
+                url, data=json_bytes(payload), headers=headers, proxy=self.proxy(url)
             ) as answer:
-                if answer.status_code >= 400:
-                    raise UpstreamError(
-                        answer.status_code, _upstream_message(await answer.aread()), url
-                    )
+                if answer.status >= 400:
+                    raise UpstreamError(answer.status, _upstream_message(await answer.read()), url)
                 decoder = SSEData()
-                # The raw body when it is not compressed: aiter_bytes would add a layer
-                # (an identity decoder and a re-chunker) to every chunk's path.
-                encoded = "content-encoding" in answer.headers
-                body = answer.aiter_bytes() if encoded else answer.aiter_raw()
+                body = answer.content.iter_any()  # what each read brought (decoded if compressed)
                 async for raw in body:
                     for data in decoder.feed(raw):
                         if data == b"[DONE]":
@@ -912,11 +927,14 @@ class Gateway:
         except UpstreamError as exc:
             self.metrics.upstream_errors.labels(url, f"http_{exc.status}").inc()
             raise
-        except (httpx.HTTPError, OSError) as exc:
+        except (OSError, TimeoutError) as exc:  # aiohttp's connect errors and timeouts too
             self.metrics.upstream_errors.labels(url, type(exc).__name__).inc()
             raise
-        finally:
-            flights[pool] -= 1
+        except aiohttp.ClientError as exc:
+            # A connection dropped or a body broken mid-answer: the upstream broke its
+            # stream (retryable before the first text, like any 5xx).
+            self.metrics.upstream_errors.labels(url, type(exc).__name__).inc()
+            raise UpstreamError(502, f"the connection failed ({type(exc).__name__})", url) from exc
 
     @staticmethod
     def _note_usage(item: dict[str, Any], ctx: _Request) -> None:
