@@ -330,3 +330,23 @@ def test_redaction_then_a_budget_cut_anywhere_leaks_nothing_and_every_copy_agree
             assert [f for f in FRAGMENTS for s in strings(out) if f in s] == [], limit
             assert billed(out) == limit, limit
             assert stream.report.stop_reason == ("complete" if limit == total else "budget")
+
+
+@pytest.mark.parametrize("op", ["redact", "budget"])
+def test_the_responses_stream_helper_is_refused_rather_than_leaked(
+    server: FakeOpenAIServer, op: str
+) -> None:
+    # client.responses.stream() adds the accumulated text to every delta event
+    # (``snapshot``): the raw secret showed there beside the redacted delta, and a
+    # budget's cut text beside the whole. As with Anthropic's messages.stream(),
+    # its events are refused with a pointer to the raw events.
+    # (the helper adds snapshots to the answer's and the arguments' deltas)
+    cut = so.budget(max_tokens=tokens(SUMMARY) + 5)
+    operator = so.redact() if op == "redact" else cut
+    with (
+        openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0) as client,
+        client.responses.stream(model="m", input="hi") as events,
+    ):
+        stream = operator(events)
+        with pytest.raises(so.LensError, match=r"responses\.create\(\.\.\., stream=True\)"):
+            list(stream)

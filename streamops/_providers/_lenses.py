@@ -1129,6 +1129,11 @@ class OpenAIResponsesLens(_ChannelLens):
     events, so they stay unique and increasing. ``logprobs`` of a changed
     delta are emptied.
 
+    Wrap the raw events (``client.responses.create(..., stream=True)``), not
+    the ``responses.stream()`` helper events: their deltas carry a snapshot
+    of the whole text so far that would bypass the operators, so they raise
+    :class:`LensError`.
+
     >>> import streamops as so
     >>> events = [
     ...     {"type": "response.output_text.delta", "item_id": "m1", "output_index": 0,
@@ -1217,6 +1222,12 @@ class OpenAIResponsesLens(_ChannelLens):
         spec = _RESPONSE_DELTAS.get(kind)
         if spec is not None:
             prefix, index_field, channel = spec
+            if _get(chunk, "snapshot") is not None:
+                raise LensError(
+                    f"chunk {self._n - 1}: OpenAI {kind!r} helper event from"
+                    " responses.stream() carries the accumulated text (snapshot); wrap the"
+                    " raw events of client.responses.create(..., stream=True) instead"
+                )
             key = self._key(chunk, prefix, index_field)
             text = _get(chunk, "delta")
             if isinstance(text, str):
