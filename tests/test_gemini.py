@@ -58,8 +58,11 @@ SCRIPT = [
         [{"functionCall": {"name": "send", "args": {"to": EMAIL, "n": 2}}}],
         "STOP",
         **USAGE,
+        modelStatus={"modelStage": "STABLE", "message": f"Support: {EMAIL}"},
     ),
 ]
+# what the API writes at the finish, on the candidate (a secret in it too)
+SCRIPT[-1]["candidates"][0]["finishMessage"] = f"Stopped after the call to {EMAIL}"
 
 
 def objects(script: list[dict[str, Any]]) -> list[Any]:
@@ -246,6 +249,9 @@ async def test_raw_sse_bytes_through_sse_json(
     texts = [p.get("text") or "" for c in out for p in c["candidates"][0]["content"]["parts"]]
     assert "".join(texts) == "User wants [EMAIL] checkedWrite to [EMAIL] please"
     assert out[-1]["usageMetadata"]["totalTokenCount"] == 18
+    assert out[-1]["candidates"][0]["finishMessage"] == "Stopped after the call to [EMAIL]"
+    assert out[-1]["modelStatus"]["message"] == "Support: [EMAIL]"
+    assert EMAIL not in json.dumps(out)
 
 
 def client(url: str) -> genai.Client:
@@ -262,6 +268,10 @@ def test_real_client_stream(gemini_server: tuple[str, list[dict[str, Any]]]) -> 
     assert parts_text(out, thought=False) == "Write to [EMAIL] please"
     assert out[-1].candidates[0].content.parts[-1].function_call.args["to"] == "[EMAIL]"
     assert out[-1].usage_metadata.total_token_count == 18
+    # (the SDK drops the Developer API's finishMessage; Vertex AI's it keeps)
+    assert out[-1].candidates[0].finish_message in (None, "Stopped after the call to [EMAIL]")
+    assert out[-1].model_status.message == "Support: [EMAIL]"
+    assert EMAIL not in repr(out)
 
 
 # google-genai subclasses aiohttp's ClientSession, which aiohttp discourages with a warning.
