@@ -414,7 +414,19 @@ def transcript_part_stream() -> list[dict[str, Any]]:
     ]
 
 
+def notes_stream() -> list[dict[str, Any]]:
+    """Notes the API writes: the model's status in every chunk, a message at the finish."""
+    status = {"modelStage": "STABLE", "message": "this model is retired after next month"}
+    chunks = [
+        gemini_chunk([{"text": "The answer "}], None),
+        gemini_chunk([{"text": "is forty-two."}], "STOP"),
+    ]
+    chunks[-1]["candidates"][0]["finishMessage"] = "stopped at the end of the answer"
+    return [{**c, "modelStatus": status} for c in chunks]
+
+
 LEDGER_STREAMS = {
+    "notes": notes_stream(),
     "partial-max-tokens": partial_stream("MAX_TOKENS"),
     "partial-stop": partial_stream("STOP"),
     "partial-no-finish": partial_stream(None),
@@ -465,3 +477,10 @@ def test_a_ledger_budget_is_exact_over_gemini_partial_args_and_transcripts(
     assert (stop is so.StopReason.BUDGET) == (limit < total)
     assert stop is local_stop
     assert usage.channel_tokens == local.channel_tokens
+
+
+def test_notes_repeated_in_every_chunk_are_counted_once() -> None:
+    encode = so.get_encoding("cl100k_base").encode
+    texts = ["The answer is forty-two.", "this model is retired after next month"]
+    texts.append("stopped at the end of the answer")
+    assert LEDGER_TOTALS["notes"] == sum(len(encode(t)) for t in texts)
