@@ -61,10 +61,12 @@ _LOW = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _LOW_PREFIX = re.compile(r"(?:\\(?:u(?:[dD](?:[c-fC-F][0-9a-fA-F]{0,2})?)?)?)?")
 _PROSE = re.compile(r"[{\[]")
 _MEMBER_NEXT = re.compile(r',[ \t\n\r]*"')  # a ',' before a key (see _members)
+_KEY_FOLLOW = '"\n\r \t'  # what may follow a ',' before a key
 _MEMBERS_MIN = 64  # shorter rests of a chunk do not pay for _members' copy and scan
 _MEMBERS_TRIES = 2  # the ',' _members takes may be in a container inside: one more try
-_MEMBERS_LOOK = 8  # ',' not before a key (in prose) looked past for one try
+_MEMBERS_LOOK = 8  # ',' not before a key (in prose, in a container inside) looked past
 _MEMBERS_WINDOW = 4096  # _members takes at most this much text at a time
+_REST_LOOK = 4  # '}' _rest looks at for the one that closes its object
 # From the ',' after an object's member to its next value: a key without escapes.
 _NEXT_KEY = re.compile(r',[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*')
 _AFTER_BRACKET = '"-0123456789tfn{[]'  # what may follow '[' (whitespace skipped)
@@ -195,6 +197,13 @@ def _escape_key(key: str) -> str:
     if "~" in key or "/" in key:
         return key.replace("~", "~0").replace("/", "~1")
     return key
+
+
+def _balanced(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` holds as many '{' as '}' and '[' as ']' (strings count too)."""
+    return text.count("{", start, end) == text.count("}", start, end) and text.count(
+        "[", start, end
+    ) == text.count("]", start, end)
 
 
 def _number(text: str) -> int | float:
@@ -968,7 +977,9 @@ class JSONParser:
                         changed = True
                         state = self._state
                         if pos < n and chunk[pos] in _WSSTR:
-                            pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
+                            pos += 1
+                            if pos < n and chunk[pos] in _WSSTR:
+                                pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                         continue
                     pos = e
                 elif c == "]" and (
@@ -1066,7 +1077,8 @@ class JSONParser:
                         # unless the key's branch may take many members at once.
                         m = (
                             None
-                            if len(self._stack) <= held or (tail and n - pos > _MEMBERS_MIN)
+                            if (len(self._stack) <= held and chunk.find("}", pos) >= 0)
+                            or (tail and n - pos > _MEMBERS_MIN)
                             else _NEXT_KEY.match(chunk, pos)
                         )
                         if m is not None:
@@ -1078,14 +1090,18 @@ class JSONParser:
                     else:
                         state = _VALUE
                     pos += 1
-                    if pos < n and chunk[pos] in _WSSTR:  # (indented JSON: a step saved)
-                        pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
+                    if pos < n and chunk[pos] in _WSSTR:  # (whitespace: a step saved)
+                        pos += 1
+                        if pos < n and chunk[pos] in _WSSTR:  # a run: the regex takes it
+                            pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                 elif c == ("}" if self._isobj else "]"):
                     pos += 1
                     self._close_container()
                     state = self._state
                     if pos < n and chunk[pos] in _WSSTR:
-                        pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
+                        pos += 1
+                        if pos < n and chunk[pos] in _WSSTR:
+                            pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                 else:
                     self._state = state
                     raise self._fail(chunk, pos)
@@ -1122,14 +1138,27 @@ class JSONParser:
     def _rest(self, chunk: str, pos: int) -> int:
         """Add the members of the open object from ``chunk[pos]`` (a key) to its end.
 
-        The members and the closing brace are parsed by json's C scanner, as
-        if the object started just before ``pos``; the object is left for the
-        caller to close. Returns where it ended in ``chunk``, or -1 (nothing
-        added) when it does not close in ``chunk`` or anything in it is
-        invalid: the state machine then parses it (and reports the exact error).
+        Where the object closes is guessed first: at the first '}' after
+        ``pos`` with as many '{' as '}' and '[' as ']' before it (brackets in
+        strings may fool it: the scanner decides). Then the members and the
+        closing brace are parsed by json's C scanner, as if the object started
+        just before ``pos``; the object is left for the caller to close.
+        Returns where it ended in ``chunk``, or -1 (nothing added) when it
+        does not close there or anything in it is invalid: the state machine
+        then parses it (and reports the exact error).
         """
+        k = pos
+        for _ in range(_REST_LOOK):
+            k = chunk.find("}", k + 1)
+            if k < 0:
+                return -1
+            if _balanced(chunk, pos, k):
+                break
+        else:
+            return -1  # (an object open for long, like a document's root)
+        text = f"{{{chunk[pos : k + 1]}"
         try:
-            members, e = self._scanner("{" + chunk[pos:], 0)
+            members, e = self._scanner(text, 0)
         except (ValueError, StopIteration, RecursionError):
             return -1
         self._cont.update(members)
@@ -1139,8 +1168,10 @@ class JSONParser:
         """Add the members of the open object from ``chunk[pos]`` (a key) to the chunk's last one.
 
         The last ',' followed by a key in ``chunk`` (within _MEMBERS_WINDOW
-        characters of ``pos``: the loop comes back for the rest) is taken to
-        end a member of this object, and the text up to it is given to json's C scanner as
+        characters of ``pos``: the loop comes back for the rest; at most
+        _MEMBERS_LOOK others, in strings say, looked past) with as many
+        opening as closing brackets before it is taken to end a member of this
+        object, and the text up to it is given to json's C scanner as
         the object's members; if that is not whole members of it (the ',' was
         in a string or in a container inside, or something is invalid), the
         one before such one is tried, once. Returns where the members taken
@@ -1153,14 +1184,19 @@ class JSONParser:
         q = min(len(chunk), pos + _MEMBERS_WINDOW)
         for _ in range(_MEMBERS_TRIES):
             looked = _MEMBERS_LOOK
-            q = chunk.rfind(",", pos, q)
-            while q > pos and _MEMBER_NEXT.match(chunk, q) is None:
+            while True:
+                q = chunk.rfind(",", pos, q)
+                if q <= pos:
+                    return 0
+                if (
+                    chunk[q + 1 : q + 2] in _KEY_FOLLOW
+                    and _MEMBER_NEXT.match(chunk, q) is not None
+                    and _balanced(chunk, pos, q)
+                ):
+                    break
                 looked -= 1
                 if not looked:
                     return 0
-                q = chunk.rfind(",", pos, q)
-            if q <= pos:
-                return 0
             text = f"{{{chunk[pos:q]}}}"
             try:
                 members, e = self._scanner(text, 0)
