@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from helpers import anthropic_blocks, chat_arguments, chat_stream, chat_text, get
+from helpers import anthropic_blocks, anthropic_events, chat_arguments, chat_stream, chat_text, get
 from openai.types.chat import ChatCompletionChunk
 
 import streamops as so
+from streamops._core._driver import _Chain, _drive_async, _drive_sync, _Flush
+from streamops._core._report import StreamReport
+from streamops._core._stages import ProcessorStage
+
+KEY = "sk-proj-4Ab12Cd34Ef56Gh78Ij90Kl12Mn34"
 
 
 async def _aiter(items: list[Any]) -> AsyncIterator[Any]:
@@ -134,3 +139,195 @@ def test_a_ledger_budget_is_the_local_one_over_redacted_numbers(args: str, order
             local = run_local(b_local | so.redact(), raw)
             shared = run_ledger(b_ledger | so.redact(), raw, ledger)
         assert shared == local, limit
+
+
+# -- 3. a block after a ledger budget ------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [5, 8, 10, 15, 20, 40, 100])
+def test_a_block_after_a_ledger_budget_stops_where_the_local_one_does(limit: int) -> None:
+    # budget(ledger) | redact(action="block") read the whole chunk before the
+    # block stopped the stream in it: it charged every token of the chunk and
+    # reported the stop as the budget's.
+    raw = tool_chunks('{"a": "x b c y", "b": "long text that goes on and on for many tokens"}')
+    block = so.redact([r"b c"], action="block")
+    ledger = so.MemoryLedger(limit=limit)
+    local = run_local(so.budget(max_tokens=limit) | block, raw)
+    shared = run_ledger(so.budget(ledger=ledger, key="k") | block, raw, ledger)
+    assert shared == local
+    if limit >= 8:
+        assert local[1] is so.StopReason.BLOCKED
+
+
+def test_a_ledger_budget_fuses_the_stages_after_it_per_channel() -> None:
+    # Text stages after the budget run in its chain, channel by channel, as
+    # without a ledger: a redaction after it sees each channel's own text.
+    raw = chat_stream(
+        [("content", ["Sending ", KEY[:10], KEY[10:], " now"]),
+         ("reasoning_content", ["mm ", KEY[:20], KEY[20:], " ok"])],
+        tool_args=['{"k": "', KEY[:12], KEY[12:], '"}'],
+        objects=True,
+    )  # fmt: skip
+    for limit in (3, 9, 20, 60, 100):
+        ledger = so.MemoryLedger(limit=limit)
+        local = run_local(so.budget(max_tokens=limit) | so.redact(), raw)
+        shared = run_ledger(so.budget(ledger=ledger, key="k") | so.redact(), raw, ledger)
+        assert shared == local, limit
+        assert KEY[:8] not in json.dumps(shared[0])
+
+
+# -- 1. what redaction held in other channels at a ledger cut ------------------------
+
+
+def chat_with_tool(objects: bool = True) -> list[Any]:
+    return chat_stream(
+        [("content", ["Calling it with ", "sk-proj-4Ab12"])],
+        tool_args=['{"city": ', '"Paris, France and ', 'more text here please"}'],
+        objects=objects,
+    )
+
+
+def chat_reasoning_then_answer() -> list[Any]:
+    # The reasoning channel stays open while the answer streams (until the finish).
+    return chat_stream(
+        [("reasoning_content", ["Maybe use ", "sk-proj-4Ab12"]),
+         ("content", ["The answer ", "is here and it goes on ", "for a while longer."])],
+        objects=True,
+    )  # fmt: skip
+
+
+def claude_with_tool() -> list[Any]:
+    # (Blocks come one after another: the text block's held text is out before
+    # the tool's input streams. A check that nothing else changes.)
+    return anthropic_events(
+        [("text", ["Calling it with ", "sk-proj-4Ab12"]),
+         ("tool_use", ['{"city": ', '"Paris, France and ', 'more text here please"}'])],
+        objects=True,
+    )  # fmt: skip
+
+
+CASES = {
+    "chat-tool": (chat_with_tool, ["tool_arguments"]),
+    "chat-tool-all": (chat_with_tool, None),
+    "chat-answer": (chat_reasoning_then_answer, ["content"]),
+    "anthropic": (claude_with_tool, ["tool_arguments"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_ledger_cut_flushes_what_redaction_held_in_the_other_channels(case: str) -> None:
+    # redact | budget(ledger, channels=["tool_arguments"]): at the cut the text
+    # redaction held in the answer (a key's first characters) was lost; the
+    # local budget flushes it, masked. The shell closed the upstream driver
+    # instead of asking it to end its input and flush.
+    make, channels = CASES[case]
+    raw = make()
+    total = run_local(so.redact() | so.budget(max_tokens=10**6, channels=channels), raw)[2]
+    for limit in range(1, total + 2):
+        ledger = so.MemoryLedger(limit=limit)
+        local = run_local(so.redact() | so.budget(max_tokens=limit, channels=channels), raw)
+        op = so.redact() | so.budget(ledger=ledger, key="k", channels=channels, block=2)
+        shared = run_ledger(op, raw, ledger)
+        assert shared == local, limit
+        if channels and case.startswith("chat") and limit < total - 2:
+            assert "[OPENAI_KEY]" in json.dumps(local[0])
+            assert "4Ab12" not in json.dumps(shared[0])
+
+
+def test_the_chat_flush_is_the_masked_answer() -> None:
+    limit = 5
+    ledger = so.MemoryLedger(limit=limit)
+    op = so.redact() | so.budget(ledger=ledger, key="k", channels=["tool_arguments"])
+
+    async def main() -> list[Any]:
+        return [c async for c in op(_aiter(chat_with_tool(objects=False)))]
+
+    out = asyncio.run(main())
+    assert chat_text(out, "content") == "Calling it with [OPENAI_KEY]"
+    assert chat_arguments(out) == '{"city": "Paris'
+
+
+# -- the flush signal, in both drivers -----------------------------------------------
+
+
+class _Hold:
+    """A processor that holds its last character until the end (forced: masks it)."""
+
+    done = False
+
+    def __init__(self) -> None:
+        self.held = ""
+
+    def feed(self, text: str) -> list[str]:
+        out, self.held = self.held + text[:-1], text[-1:]
+        return [out] if out else []
+
+    def close(self) -> list[str]:
+        return [self.held] if self.held else []
+
+    def truncate(self) -> list[str]:
+        return ["#"] if self.held else []
+
+
+def _chain(report: StreamReport) -> _Chain:
+    return _Chain([ProcessorStage("hold", lambda r: _Hold())], report, last=False)
+
+
+def test_the_sync_driver_flushes_truncated_when_told_to() -> None:
+    closed: list[bool] = []
+
+    def source() -> Iterator[str]:
+        try:
+            yield from ["ab", "cd", "ef"]
+        finally:
+            closed.append(True)
+
+    report = StreamReport()
+    gen = _drive_sync(source(), _chain(report), first=True)
+    assert next(gen) == "a"
+    report.stop(so.StopReason.BUDGET)  # what a shell after it does at its cut
+    assert gen.throw(_Flush()) == "#"  # the held "b", masked: the input ended by force
+    assert closed == [True]  # the real upstream is closed before the flush
+    assert list(gen) == []
+
+
+def test_the_async_driver_flushes_truncated_when_told_to() -> None:
+    closed: list[bool] = []
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            for x in ["ab", "cd", "ef"]:
+                yield x
+        finally:
+            closed.append(True)
+
+    async def main() -> list[str]:
+        report = StreamReport()
+        gen = _drive_async(source(), _chain(report), first=True)
+        got = [await anext(gen)]
+        report.stop(so.StopReason.BUDGET)
+        got.append(await gen.athrow(_Flush()))
+        assert closed == [True]
+        got += [x async for x in gen]
+        return got
+
+    assert asyncio.run(main()) == ["a", "#"]
+
+
+def test_a_flush_mid_batch_delivers_the_rest_of_the_batch_first() -> None:
+    # A chunk that gave several items: the ones not yet handed on come first.
+    class Split:
+        done = False
+
+        def feed(self, text: str) -> list[str]:
+            return list(text)
+
+        def close(self) -> list[str]:
+            return ["!"]
+
+    report = StreamReport()
+    chain = _Chain([ProcessorStage("split", lambda r: Split())], report, last=False)
+    gen = _drive_sync(iter(["abc", "de"]), chain, first=True)
+    assert next(gen) == "a"
+    assert gen.throw(_Flush()) == "b"
+    assert list(gen) == ["c", "!"]

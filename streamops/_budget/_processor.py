@@ -41,7 +41,7 @@ import tiktoken
 from pydantic import BaseModel, Field, PrivateAttr, computed_field
 
 from .._core._channels import _Halt, _JSONStrings
-from .._core._driver import Operator, _Chain
+from .._core._driver import Operator, _Chain, _drive_async, _Flush, _undelivered
 from .._core._errors import (
     BudgetExceededError,
     ChunkTypeError,
@@ -826,13 +826,34 @@ class _LedgerBudget(ShellStage):
     (``lens.read_ahead``), read with a lens of its own. The stream's processors
     run through the core's own chain (``_Chain``), which reads and rebuilds
     provider chunks, gives each channel its core and halts at the cut.
+
+    That chain also runs the text stages right after the budget (see
+    :meth:`fused`), as the budget without a ledger runs fused with them. At a
+    stop, the driver of the stages before it is asked to flush
+    (``_Flush``): what they held from before the stop in other channels
+    comes out as the same stages fused with the budget release it.
     """
 
-    __slots__ = ("spec",)
+    __slots__ = ("after", "last", "spec")
 
-    def __init__(self, spec: _Spec) -> None:
+    def __init__(
+        self, spec: _Spec, after: tuple[ProcessorStage, ...] = (), *, last: bool = False
+    ) -> None:
         super().__init__(spec.name)
         self.spec = spec
+        self.after = after
+        self.last = last
+
+    def fused(self, after: list[ProcessorStage], *, last: bool) -> _LedgerBudget:
+        """This budget running ``after`` (the text stages after it) in its own chain.
+
+        Channel by channel and message by message, as without a ledger: a block
+        after the budget stops the stream where it would there (not after the
+        budget counted the rest of the chunk), and a redaction after it sees
+        what the budget released of each channel. ``last``: no stage comes
+        after them, so the chain records the released text.
+        """
+        return _LedgerBudget(self.spec, tuple(after), last=last)
 
     def wrap_async(self, source: AsyncIterator[Any], report: StreamReport) -> AsyncIterator[Any]:
         return self._run(source, _Pool(self.spec, report), report)
@@ -858,15 +879,18 @@ class _LedgerBudget(ShellStage):
             return made[-1]
 
         chain = _Chain(
-            [ProcessorStage(self.name, factory, channels=spec.channels)],
+            [ProcessorStage(self.name, factory, channels=spec.channels), *self.after],
             report,
-            last=False,
+            last=self.last,
             find_lens=report.lens_factory,
         )
         main = made[0] if made else None  # the channel a str chunk goes to
 
-        async def reserve(required: int, at_most: int) -> None:
-            """Top the allowance up to ``at_most`` (whole blocks); only ``required`` must come."""
+        async def reserve(required: int, at_most: int, *, share: bool = False) -> None:
+            """Top the allowance up to ``at_most`` (whole blocks); only ``required`` must come.
+
+            ``share``: the first share, whose ``at_most`` (a block) is no need of the text.
+            """
             allowance = pool.allowance or 0
             short = at_most - allowance
             if pool.final or short <= 0:
@@ -878,11 +902,13 @@ class _LedgerBudget(ShellStage):
             got = await ask(need, want - need)
             if got is None:
                 return
-            if got == need < want:
-                # No headroom at all: the key has at most one token left beyond
-                # what was required. Ask for the rest of ``at_most`` as required,
-                # so the allowance is final now if it cannot cover it (a channel
-                # over it is cut at once, as without a ledger, not at the end).
+            if need <= got < short and not share:
+                # Too little headroom to release all the text may need (the key
+                # is nearly spent: extra comes only from half of what is left).
+                # Ask for the rest of ``at_most`` as required, so the allowance
+                # is final now if it cannot cover it: a channel over it is cut
+                # in this chunk, as without a ledger, not in a later one (after
+                # this chunk's other channels went on, or ended naturally).
                 rest = short - got
                 more = await ask(rest, 0)
                 if more is None:
@@ -945,12 +971,52 @@ class _LedgerBudget(ShellStage):
                 raise
 
         lens: Lens | ChannelLens | None = None  # reads what each chunk may need
+
+        def need_of(item: Any) -> tuple[int, int]:
+            """What feeding ``item`` may need: ``(required, at most)`` (see _Pool.need_for)."""
+            nonlocal lens
+            if isinstance(item, str):
+                return pool.need_for([item], into=main)
+            if lens is None:
+                lens = _lens_for(report, item)
+                if lens is None:
+                    raise ChunkTypeError(index, item, "str", _LENS_HINT)
+            texts = _texts(lens, item)
+            need = pool.need_for(texts)
+            if not texts:
+                # A chunk without text may end channels (a finish reason, a
+                # block stop): what they hold is released now, so it must fit.
+                exact = pool.exact_need()
+                need = (max(need[0], exact), max(need[1], exact))
+            return self._ahead(need, _lens_ahead(lens, item))
+
+        async def flushed() -> list[Any]:
+            """At a stop: what the stages before hold from before it, through the chain."""
+            if getattr(source, "ag_code", None) is not _drive_async.__code__:
+                return []  # (no stage before this one: nothing is held)
+            upstream: AsyncGenerator[Any, None] = source  # type: ignore[assignment]
+            items: list[Any] = []
+            try:
+                items.append(await upstream.athrow(_Flush()))
+                while True:
+                    items.append(await anext(upstream))
+            except (StopAsyncIteration, _Flush):
+                pass
+            out: list[Any] = []
+            for item in items:
+                if not pool.done:  # a block stopped the stream: the budget still counts
+                    await reserve(*need_of(item))
+                out += chain.drain(item)
+            return out + chain.drained()
+
         index = 0
+        handing: list[Any] = []  # the batch being handed on, ``sent`` of it so far
+        sent = 0
         try:
             require_asyncio("budget(ledger=...)")  # its settlement is shielded on asyncio
             # A first share before the first pull: a key with budget left gives
             # every stream some; a key with none ends it without a request.
-            await reserve(1, spec.block)
+            await reserve(1, spec.block, share=True)
             if pool.final and not pool.allowance:
                 pool.exhaust()
                 await _aclose(source)
@@ -966,46 +1032,38 @@ class _LedgerBudget(ShellStage):
                     await reserve(exact, exact)
                     if pool.undo is None:
                         pool.undo = pool.released()
-                    out = chain.finish()
+                    handing, sent = chain.finish(), 0
                     await settle_first()
-                    for x in out:
+                    for sent, x in enumerate(handing, 1):  # noqa: B007 (read on the way out)
                         yield x
                     return
-                if isinstance(item, str):
-                    need = pool.need_for([item], into=main)
-                else:
-                    if lens is None:
-                        lens = _lens_for(report, item)
-                        if lens is None:
-                            raise ChunkTypeError(index, item, "str", _LENS_HINT)
-                    texts = _texts(lens, item)
-                    need = pool.need_for(texts)
-                    if not texts:
-                        # A chunk without text may end channels (a finish reason, a
-                        # block stop): what they hold is released now, so it must fit.
-                        exact = pool.exact_need()
-                        need = (max(need[0], exact), max(need[1], exact))
-                    need = self._ahead(need, _lens_ahead(lens, item))
+                need = need_of(item)
                 index += 1
                 await reserve(*need)
                 try:
-                    out = chain.feed(item)
+                    handing, sent = chain.feed(item), 0
                 except _Halt as halt:
+                    # Recorded as released, not yet delivered (see the except below).
+                    handing, sent = halt.out, 0
                     # At once, before the last chunk: the consumer may hold it for long.
                     try:
+                        handing += await flushed()
                         await _aclose(source)
-                        out = halt.out + chain.finish()
+                        handing += chain.finish()
                     except BaseException:
                         pool.retract_last()
                         raise
                     await settle_first()
-                    for x in out:
+                    for sent, x in enumerate(handing, 1):  # noqa: B007 (read on the way out)
                         yield x
                     return
-                for x in out:
+                # Counted before the yield: a consumer that leaves has it.
+                for sent, x in enumerate(handing, 1):  # noqa: B007 (read on the way out)
                     yield x
         except BaseException:
             chain.abort()
+            if self.last:  # the text the consumer never received is not released
+                _undelivered(chain, handing, sent)
             raise
         finally:
             try:
@@ -1231,7 +1289,9 @@ def budget(
     per stream: each channel is counted on its own (tokens never span
     channels) against one shared limit, tokens count in the order they
     arrive, and when the total reaches the limit in any channel the stream is
-    cut there, at that character, and stops. ``channels`` selects what is
+    cut there, at that character, and stops (in tool-call arguments a number
+    is released whole or not at all: a cut number is another number).
+    ``channels`` selects what is
     counted (default: ``"content"``, ``"refusal"``, ``"reasoning"`` and
     ``"tool_arguments"``; ``"tool_output"``, what a provider-run tool
     returned, is not completion tokens and counts only when named);
@@ -1255,7 +1315,10 @@ def budget(
     refunds the rest, within ``cleanup_timeout`` seconds even if cancelled
     (a refund that cannot complete by then leaves the tokens counted). A
     ledger that fails raises :class:`LedgerUnavailableError` (``fail_open=True``
-    goes on under the local limits instead).
+    goes on under the local limits instead). Composed with other text
+    operators it gives what the budget without a ledger gives: the text
+    stages right after it run in its own chain, channel by channel, and at a
+    stop the stages before it release what they held from before it.
 
     >>> list(budget(max_tokens=3)(["Hello, wor", "ld! How are you?"]))
     ['Hello, ', 'world']

@@ -86,6 +86,19 @@ class _WrongChunk(Exception):
         self.chunk = chunk
 
 
+class _Flush(Exception):
+    """Thrown into a driver by the shell after it: end the input here, by force, and flush.
+
+    A shell that stopped the stream (a ledger budget's cut, a block in its
+    chain) still owes its consumer what the stages before it hold from
+    before the stop (redaction's held tail in another channel, masked), as
+    the same stages fused with it release it. The driver hands on the rest
+    of the batch it was handing on, closes its source, finishes its chain
+    (truncated, the stream being cut) and hands on what that releases; then
+    it ends. Thrown at its end (the source ran out), it just goes on.
+    """
+
+
 def _compile_feed(
     procs: list[Processor[Any, Any]],
     stages: list[ProcessorStage],
@@ -580,6 +593,38 @@ class _Chain:
         self.halted = True
         raise _Halt(out)
 
+    def drain(self, item: Any) -> list[Any]:
+        """After a halt: ``item``, flushed at the stop by the stages before this chain (see _Flush).
+
+        Its texts arrived before the stop: each goes on in a channel of its own,
+        as at the stop the same stages fused with this chain release them: a
+        channel whose stages were stopped (the budget's, cut) releases nothing
+        more, the others pass them on. A stream without channels has only the
+        one that stopped: nothing passes.
+        """
+        channels = self.channels
+        if channels is None or not self.halted:
+            return []
+        channels.halted = False
+        try:
+            out: list[Any] = self.lens.process(item, channels)
+        finally:
+            channels.halted = True
+        return out
+
+    def drained(self) -> list[Any]:
+        """After :meth:`drain`: end the channels the drained chunks opened (truncated)."""
+        channels = self.channels
+        if channels is None or not self.halted:
+            return []
+        channels.halted = False
+        try:
+            out: list[Any] = self.lens.finish_channels(channels)
+            channels.settle()
+        finally:
+            channels.halted = True
+        return out
+
     def _rest(self, i: int, out: list[Any]) -> list[Any]:
         """The general path from processor ``i`` on: zero or many items, or a halt."""
         procs = self.procs
@@ -775,12 +820,30 @@ def _drive_sync(
                 _close(owner.pop())
             for x in out:
                 n_out += 1
+                try:
+                    yield x
+                except _Flush:  # (already at its end: it goes on)
+                    pass
+        except _Flush:
+            out = out[n_out - start :]  # the rest of the batch it was handing on
+            start = n_out
+            closed = True
+            _close(source)
+            if owner:
+                _close(owner.pop())
+            out += chain.finish(n)
+            for x in out:
+                n_out += 1
                 yield x
+            return
         out = chain.finish(n)
         start = n_out
         for x in out:
             n_out += 1
-            yield x
+            try:
+                yield x
+            except _Flush:
+                pass
         if last:
             report.stop(StopReason.COMPLETE)
     except BaseException as exc:
@@ -867,12 +930,31 @@ async def _drive_async(
                 await _aclose(owner.pop())
             for x in out:
                 n_out += 1
+                try:
+                    yield x
+                except _Flush:  # (already at its end: it goes on)
+                    pass
+        except _Flush:
+            # (On the fast path the one item was handed on: ``start`` is older.)
+            out = out[n_out - start :]  # the rest of the batch it was handing on
+            start = n_out
+            batch = closed = True
+            await _aclose(source)
+            if owner:
+                await _aclose(owner.pop())
+            out += chain.finish(n)
+            for x in out:
+                n_out += 1
                 yield x
+            return
         out = chain.finish(n)
         start = n_out
         for x in out:
             n_out += 1
-            yield x
+            try:
+                yield x
+            except _Flush:
+                pass
         if last:
             report.stop(StopReason.COMPLETE)
     except BaseException as exc:
@@ -1248,6 +1330,8 @@ class Operator(Generic[In, Out]):
         groups = self._groups()
         # Only when no stage reads text does the first chain read the provider's end.
         reads = any(st.accepts is not None for g in groups if isinstance(g, list) for st in g)
+        # The outermost driver records the released text, unless a shell's chain does.
+        record = _absorb(groups)
         source = it
         # Any driver that halts closes the owner at once; the outermost one also
         # on every other early end. The cell makes that happen once.
@@ -1264,6 +1348,7 @@ class Operator(Generic[In, Out]):
                     group,
                     report,
                     last=last,
+                    record=record,
                     find_lens=lens,
                     upstream=functools.partial(_source_object, source, owner) if first else None,
                     watch=first and not reads,
@@ -1275,6 +1360,41 @@ class Operator(Generic[In, Out]):
                     it = drive(it, chain, first=first, owner=owner_cell)
                 first = False
         return it  # the last group is always a driver: a generator
+
+
+def _absorb(groups: list[ShellStage | list[ProcessorStage]]) -> bool:
+    """Let shells that run text stages of their own take the stages right after them.
+
+    A shell with a ``fused(stages, last=...)`` method (a budget with a ledger:
+    a chain of its own runs its processor) runs the text stages that follow
+    it in that chain, channel by channel and message by message, as they
+    would run fused with it without the shell: a block after the budget
+    stops the stream where it would there, before the budget counted the
+    rest of the chunk. It takes the stages that produce text or pass it on
+    (a value stage, ``parse_json``, and what follows stay in their group);
+    ``last``: none is left after them, so its chain records the released
+    text. Replaces the shells and groups in ``groups``; returns whether the
+    outermost driver still records the released text.
+    """
+    record = True
+    for n, group in enumerate(groups):
+        fused = getattr(group, "fused", None)
+        if fused is None or n + 1 == len(groups) or not isinstance(groups[n + 1], list):
+            continue
+        following = groups[n + 1]
+        assert isinstance(following, list)
+        k = 0
+        for stage in following:
+            if not (stage.produces is str or stage.produces == "same"):
+                break
+            if k == 0 and stage.accepts is not None and not issubclass(str, stage.accepts):
+                break
+            k += 1
+        last = k == len(following) and n + 2 == len(groups)
+        groups[n] = fused(following[:k], last=last)
+        groups[n + 1] = following[k:]
+        record = record and not last
+    return record
 
 
 def _is_lc_message(obj: object) -> bool:
