@@ -350,3 +350,30 @@ def test_the_responses_stream_helper_is_refused_rather_than_leaked(
         stream = operator(events)
         with pytest.raises(so.LensError, match=r"responses\.create\(\.\.\., stream=True\)"):
             list(stream)
+
+
+@pytest.mark.parametrize("end", ["error", "response.failed"])
+def test_an_error_message_is_redacted(end: str) -> None:
+    # the API's own words about a failure may quote what the model wrote
+    message = f"The output contained {SECRET} and was stopped."
+    events = script()[:40]
+    if end == "error":
+        events.append({"type": "error", "code": "server_error", "message": message, "param": None})
+    else:
+        failed = {**RESPONSE, "status": "failed", "output": [],
+                  "error": {"code": "server_error", "message": message}}  # fmt: skip
+        events.append({"type": "response.failed", "response": failed})
+    events = numbered(events)
+    EVENT.validate_python(events[-1])
+    with (
+        FakeOpenAIServer("unused", events={"responses": events}) as fake,
+        openai.OpenAI(base_url=fake.base_url, api_key="x", max_retries=0) as client,
+    ):
+        source = client.responses.create(model="m", input="hi", stream=True)
+        stream = so.redact()(source)
+        with stream:
+            out = dumped(list(stream))
+    assert [f for f in FRAGMENTS for s in strings(out) if f in s] == []
+    (last,) = [e for e in out if e["type"] == end]
+    shown = last if end == "error" else last["response"]["error"]
+    assert shown["message"] == "The output contained [OPENAI_KEY] and was stopped."

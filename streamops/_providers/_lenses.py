@@ -1259,7 +1259,19 @@ class OpenAIResponsesLens(_ChannelLens):
             self._ended = True
             record_usage(channels, _get(_get(chunk, "response"), "usage"))
             return [*self._flush(channels), self._numbered(self._fix_final(chunk))]
+        elif kind == "error":
+            changes = self._fix_error(chunk)
+            if changes:
+                chunk = _replace(chunk, **changes)
         return [self._numbered(chunk)]
+
+    def _fix_error(self, error: Any) -> dict[str, Any]:
+        """The change to ``error`` for its message: the API's words may quote the output."""
+        message = _get(error, "message")
+        if not isinstance(message, str) or not message or self._channels is None:
+            return {}
+        out = self._whole(self._channels, "tool_output", message)
+        return {} if out == message else {"message": out}
 
     def _release(self, chunk: Any, channels: Any) -> list[Any]:
         self._channels = channels
@@ -1388,12 +1400,17 @@ class OpenAIResponsesLens(_ChannelLens):
 
     def _fix_final(self, chunk: Any) -> Any:
         response = _get(chunk, "response")
+        changes: dict[str, Any] = {}
         output = _get(response, "output")
-        if not output:
-            return chunk
-        items = [self._fix_item(item, _item(_get(item, "id"), i)) for i, item in enumerate(output)]
-        fixed = _replace(response, output=items)
-        return _replace(chunk, response=fixed)
+        if output:
+            changes["output"] = [
+                self._fix_item(item, _item(_get(item, "id"), i)) for i, item in enumerate(output)
+            ]
+        error = _get(response, "error")  # response.failed's
+        fixed_error = self._fix_error(error) if error is not None else None
+        if fixed_error:
+            changes["error"] = _replace(error, **fixed_error)
+        return _replace(chunk, response=_replace(response, **changes)) if changes else chunk
 
 
 # --------------------------------------------------------------------------
