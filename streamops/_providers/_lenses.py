@@ -1121,7 +1121,9 @@ class OpenAIResponsesLens(_ChannelLens):
     A tool's output or a citation that the stream repeats whole (at
     ``output_item.added``, ``output_item.done`` and in the final event) goes
     through the operators once: a budget counts it once, and every repetition
-    shows what was released the first time. A channel's held text is
+    shows what was released the first time. An error's message (the
+    ``error`` event's, ``response.failed``'s) comes whole too, and is
+    redacted as such. A channel's held text is
     released as one more delta event just before its ``*.done`` event;
     ``*.done`` events wait for the next event, which says
     whether the response was cut (``response.incomplete``: a live partial
