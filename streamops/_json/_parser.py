@@ -61,14 +61,12 @@ _LOW = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _LOW_PREFIX = re.compile(r"(?:\\(?:u(?:[dD](?:[c-fC-F][0-9a-fA-F]{0,2})?)?)?)?")
 _PROSE = re.compile(r"[{\[]")
 _MEMBER_NEXT = re.compile(r',[ \t\n\r]*"')  # a ',' before a key (see _members)
-_KEY_FOLLOW = '"\n\r \t'  # what may follow a ',' before a key
+_KEY_FOLLOW = '"\n\r\t'  # what may follow a ',' before a key (or ' "')
 _MEMBERS_MIN = 64  # shorter rests of a chunk do not pay for _members' copy and scan
 _MEMBERS_TRIES = 2  # the ',' _members takes may be in a container inside: one more try
 _MEMBERS_LOOK = 8  # ',' not before a key (in prose, in a container inside) looked past
 _MEMBERS_WINDOW = 4096  # _members takes at most this much text at a time
 _REST_LOOK = 4  # '}' _rest looks at for the one that closes its object
-# From the ',' after an object's member to its next value: a key without escapes.
-_NEXT_KEY = re.compile(r',[ \t\n\r]*"([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*')
 _AFTER_BRACKET = '"-0123456789tfn{[]'  # what may follow '[' (whitespace skipped)
 _AFTER_BRACE = '"}'  # what may follow '{'
 _NUMCHARS = "0123456789+-.eE"
@@ -976,10 +974,6 @@ class JSONParser:
                         self._open({} if c == "{" else [])
                         changed = True
                         state = self._state
-                        if pos < n and chunk[pos] in _WSSTR:
-                            pos += 1
-                            if pos < n and chunk[pos] in _WSSTR:
-                                pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                         continue
                     pos = e
                 elif c == "]" and (
@@ -1008,6 +1002,7 @@ class JSONParser:
                 if c == '"':
                     if (
                         len(self._stack) <= held
+                        and n - pos >= _MEMBERS_MIN
                         and scan_budget > 0
                         and len(self._stack) >= self._scan_depth
                         and chunk.find("}", pos + 1) >= 0
@@ -1040,6 +1035,9 @@ class JSONParser:
                         else:
                             changed = True
                             if e > 0:  # the last members' ',' (the object goes on)
+                                # What follows is the chunk's last member, unless
+                                # the window stopped the run short of the end.
+                                tail = pos + _MEMBERS_WINDOW < n
                                 pos = e
                                 state = _AFTER
                             else:  # it closed after all
@@ -1071,37 +1069,12 @@ class JSONParser:
                     raise self._fail(chunk, pos)
             elif state == _AFTER:
                 if c == ",":
-                    if self._isobj:
-                        # The common glue between members, ', "key": ', in one
-                        # match (a key with escapes takes the loop's steps),
-                        # unless the key's branch may take many members at once.
-                        m = (
-                            None
-                            if (len(self._stack) <= held and chunk.find("}", pos) >= 0)
-                            or (tail and n - pos > _MEMBERS_MIN)
-                            else _NEXT_KEY.match(chunk, pos)
-                        )
-                        if m is not None:
-                            self._key = m[1]
-                            pos = m.end()
-                            state = _VALUE
-                            continue
-                        state = _KEY
-                    else:
-                        state = _VALUE
                     pos += 1
-                    if pos < n and chunk[pos] in _WSSTR:  # (whitespace: a step saved)
-                        pos += 1
-                        if pos < n and chunk[pos] in _WSSTR:  # a run: the regex takes it
-                            pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
+                    state = _KEY if self._isobj else _VALUE
                 elif c == ("}" if self._isobj else "]"):
                     pos += 1
                     self._close_container()
                     state = self._state
-                    if pos < n and chunk[pos] in _WSSTR:
-                        pos += 1
-                        if pos < n and chunk[pos] in _WSSTR:
-                            pos = _WS.match(chunk, pos).end()  # type: ignore[union-attr]  # always matches
                 else:
                     self._state = state
                     raise self._fail(chunk, pos)
@@ -1188,8 +1161,10 @@ class JSONParser:
                 q = chunk.rfind(",", pos, q)
                 if q <= pos:
                     return 0
+                follow = chunk[q + 1 : q + 2]
                 if (
-                    chunk[q + 1 : q + 2] in _KEY_FOLLOW
+                    # (a ',' in prose is followed by ' ' and a letter: no regex)
+                    (follow in _KEY_FOLLOW or chunk.startswith(' "', q + 1))
                     and _MEMBER_NEXT.match(chunk, q) is not None
                     and _balanced(chunk, pos, q)
                 ):
