@@ -64,7 +64,7 @@ _MEMBER_NEXT = re.compile(r',[ \t\n\r]*"')  # a ',' before a key (see _members)
 _KEY_FOLLOW = '"\n\r\t'  # what may follow a ',' before a key (or ' "')
 _MEMBERS_MIN = 64  # shorter rests of a chunk do not pay for _members' copy and scan
 _MEMBERS_TRIES = 2  # the ',' _members takes may be in a container inside: one more try
-_MEMBERS_LOOK = 8  # ',' not before a key (in prose, in a container inside) looked past
+_MEMBERS_LOOK = 4  # ',' not before a key (in prose, in a container inside) looked past
 _MEMBERS_WINDOW = 4096  # _members takes at most this much text at a time
 _REST_LOOK = 4  # '}' _rest looks at for the one that closes its object
 _AFTER_BRACKET = '"-0123456789tfn{[]'  # what may follow '[' (whitespace skipped)
@@ -1001,49 +1001,43 @@ class JSONParser:
             elif state <= _KEY:  # _OBJ_FIRST or _KEY
                 if c == '"':
                     if (
-                        len(self._stack) <= held
-                        and n - pos >= _MEMBERS_MIN
-                        and scan_budget > 0
-                        and len(self._stack) >= self._scan_depth
-                        and chunk.find("}", pos + 1) >= 0
-                    ):
-                        # An object opened in an earlier chunk may close in this
-                        # one: its remaining members are taken by json's scanner.
-                        scan_budget -= n - pos
-                        e = self._rest(chunk, pos)
-                        if e < 0:
-                            held = -1  # (it does not close here: no more tries)
-                        else:
-                            pos = e
-                            changed = True
-                            self._close_container()
-                            state = self._state
-                            continue
-                    if (
-                        tail
-                        and n - pos >= _MEMBERS_MIN
+                        n - pos >= _MEMBERS_MIN
+                        and (tail or len(self._stack) <= held)
                         and scan_budget > 0
                         and len(self._stack) >= self._scan_depth
                     ):
-                        # An object that goes on past this chunk (its whole was not
-                        # here): its members up to the chunk's last one are taken
-                        # by json's scanner, and the loop goes on from there.
-                        scan_budget -= n - pos
-                        e = self._members(chunk, pos)
-                        if e == 0:
-                            tail = False  # (tried in a chunk until it fails)
-                        else:
-                            changed = True
-                            if e > 0:  # the last members' ',' (the object goes on)
+                        # Runs of members: json's scanner takes them at once.
+                        e = 0
+                        if len(self._stack) <= held and chunk.find("}", pos + 1) >= 0:
+                            # An object opened in an earlier chunk may close in
+                            # this one: its remaining members.
+                            scan_budget -= n - pos
+                            e = self._rest(chunk, pos)
+                            if e < 0:
+                                held = -1  # (it does not close here: no more tries)
+                                e = 0
+                        elif tail:
+                            # An object that goes on past this chunk (its whole
+                            # was not here): its members up to the chunk's last.
+                            scan_budget -= n - pos
+                            e = self._members(chunk, pos)
+                            if e == 0:
+                                tail = False  # (tried in a chunk until it fails)
+                            elif e > 0:  # the last members' ',' (the object goes on)
                                 # What follows is the chunk's last member, unless
                                 # the window stopped the run short of the end.
                                 tail = pos + _MEMBERS_WINDOW < n
                                 pos = e
+                                changed = True
                                 state = _AFTER
+                                continue
                             else:  # it closed after all
-                                pos = -e
-                                self._close_container()
-                                state = self._state
+                                e = -e
+                        if e:  # the object closed at e
+                            pos = e
+                            changed = True
+                            self._close_container()
+                            state = self._state
                             continue
                     if chunk.find('"', pos + 1) >= 0:
                         # The key may be whole in this chunk (as for strings above).
