@@ -494,6 +494,28 @@ def test_pattern_kinds_and_flags() -> None:
     assert feed_all(so.redact([regex.compile("a", regex.I), "b"], replacement="#"), ["AB"]) == "#B"
 
 
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        (r"(?a)foo\b", "fooé bar foo"),  # the filter's own group around an end \b
+        (r"(?a)x(?:\w)+", "xé xab"),  # a group of the user's
+        (r"(?a)x(?i:\w)+", "xé xAB"),  # a scoped flag group of the user's
+        (regex.compile(r"foo\b", regex.ASCII), "fooé foo"),
+        (re.compile(r"x(?:\w)\b", re.ASCII), "xé xa xaé"),
+        (r"(?a)x(?u:\w)", "xé"),  # a group that turns Unicode back on keeps it
+    ],
+)
+def test_the_ascii_flag_holds_inside_groups(
+    pattern: str | regex.Pattern[str] | re.Pattern[str], text: str
+) -> None:
+    """`regex` drops a scoped ``(?a:...)`` inside a nested ``(?:...)`` or ``(?i:...)``
+    group (``(?a:(?:\\w))`` matches ``é``). Patterns are combined with their flags
+    scoped, so the ASCII flag is carried into every group: the output is ``regex.sub``'s
+    with the pattern's own flags, under every chunking."""
+    expected = (re if isinstance(pattern, re.Pattern) else regex).sub(pattern, "#", text)
+    assert_every_split(so.redact([pattern], replacement="#"), text, expected)
+
+
 def test_named_groups_and_builtin_selection_by_category() -> None:
     op = so.redact([r"(?P<q>['\"])[a-z]+(?P=q)", "network"], replacement="#")
     assert_every_split(op, "'abc' \"d' 10.0.0.1", "# \"d' #")

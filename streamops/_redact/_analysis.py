@@ -97,6 +97,7 @@ def _rewrite(
     where: str,
     lists: dict[str, str] | None = None,
     inline: list[tuple[str, str]] | None = None,
+    ascii: bool = False,
 ) -> str:
     """Make end assertions read ahead; refuse what a stream cannot decide exactly.
 
@@ -107,7 +108,13 @@ def _rewrite(
     ``lists`` (patterns are combined, and two may use one name for two lists); the
     flags turned on and off by inline groups (``(?i:``, ``(?-f)``) are appended to
     ``inline``.
+
+    With ``ascii`` (the pattern's own ASCII flag, which the combined alternation
+    carries scoped: ``(?a:...)``), every group opened with flags or none (``(?:``,
+    ``(?i:``) says ``a`` again: ``regex`` drops a scoped ASCII flag inside them, so
+    ``(?a:(?:\\w))`` would match ``é`` where the pattern alone does not.
     """
+    group = "(?a:" if ascii else "(?:"
 
     def refuse(what: str) -> RedactPatternError:
         return RedactPatternError(
@@ -134,11 +141,11 @@ def _rewrite(
                     " (?<!\\w)...(?!\\w)"
                 )
             if nxt and nxt in _END_ESCAPES:
-                out.append(f"(?:{_PEEK1}\\{nxt})")
+                out.append(f"{group}{_PEEK1}\\{nxt})")
             elif nxt == "X":
                 # A grapheme cluster's end depends on the character after it (a
                 # combining mark extends it): read one more before deciding.
-                out.append(f"(?:\\X{_PEEK1})")
+                out.append(f"{group}\\X{_PEEK1})")
             elif nxt and nxt in "123456789" and not re.fullmatch(r"[0-7]{3}", src[i + 1 : i + 4]):
                 raise refuse(src[i : i + 2])
             elif nxt == "g" and re.match(r"<[+-]?[0-9]", src[i + 2 : i + 5]):
@@ -172,8 +179,12 @@ def _rewrite(
                 " the variants instead, or write a literal brace as \\{"
             )
         elif c == "(" and inline is not None and (grp := _INLINE_FLAGS.match(src, i)):
-            inline.append((grp.group(1), grp.group(2) or ""))
-            out.append(grp.group())
+            on, off = grp.group(1), grp.group(2) or ""
+            inline.append((on, off))
+            if ascii and grp.group().endswith(":") and not set("auL") & set(on):
+                out.append(f"{src[i : grp.end(1)]}a{src[grp.end(1) : grp.end()]}")
+            else:
+                out.append(grp.group())
             i = grp.end()
         elif c == "#" and verbose:
             j = src.find("\n", i)
@@ -569,6 +580,7 @@ def _compile(spec: PatternSpec, index: int = 0) -> _Compiled:
         where=where,
         lists=rename,
         inline=inline,
+        ascii=bool(flags & regex.ASCII),
     )
     _refuse_flags(flags, inline, where)
     lists = tuple(sorted((rename[name], items) for name, items in named.items()))
