@@ -525,7 +525,7 @@ def _fake_server(args: argparse.Namespace) -> int:
 
 def _serve(argv: list[str]) -> int:
     """``streamops serve``: the gateway parses its own options (see docs/gateway.md)."""
-    for module in ("starlette", "uvicorn", "httpx", "prometheus_client"):
+    for module in ("starlette", "uvicorn", "aiohttp", "httpx", "prometheus_client"):
         require(module, extra="gateway", feature="streamops serve")
     from ._gateway import cli_main
 

@@ -284,13 +284,14 @@ def test_a_misspelled_preset_gets_a_suggestion(capsys: pytest.CaptureFixture[str
     assert "no such preset (did you mean 'safe-chat'?)" in err
 
 
+@pytest.mark.parametrize("module", ["aiohttp", "prometheus_client"])
 def test_serve_without_the_gateway_extra_names_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], module: str
 ) -> None:
-    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.setitem(sys.modules, module, None)
     code, _, err = _run(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1")
     assert code == 2
-    assert "streamops serve needs prometheus_client: pip install 'streamops[gateway]'" in err
+    assert f"streamops serve needs {module}: pip install 'streamops[gateway]'" in err
 
 
 def test_fake_server_without_the_server_extra_names_it(
