@@ -99,6 +99,18 @@ def test_a_cut_inside_a_number_releases_a_prefix_of_the_uncut_arguments(
         assert full.startswith(released), (limit, full, released)
 
 
+@pytest.mark.parametrize("args", ["4111111111111111", "[4111111111111111]"])
+def test_a_number_after_a_cut_in_another_channel_is_not_an_empty_string(args: str) -> None:
+    # The answer is cut as its channel ends; the arguments (a number the
+    # redaction changes) end after it and nothing of them passes: the number
+    # was written as an empty JSON string, '""', no prefix of the uncut stream's.
+    raw = chat_stream([("content", ["\\u0040"])], tool_args=[args], objects=True)
+    full = chat_arguments((so.redact() | so.budget(max_tokens=10**6))(raw))
+    released = chat_arguments((so.redact() | so.budget(max_tokens=1))(raw))
+    assert "[CREDIT_CARD]" in full
+    assert full.startswith(released)
+
+
 def test_a_number_is_released_whole_or_not_at_all() -> None:
     # A cut number is another number: a budget releases a number whole or not at all.
     args = '{"n": 12345678901234567890, "m": 7}'
@@ -187,15 +199,6 @@ def chat_with_tool(objects: bool = True) -> list[Any]:
     )
 
 
-def chat_reasoning_then_answer() -> list[Any]:
-    # The reasoning channel stays open while the answer streams (until the finish).
-    return chat_stream(
-        [("reasoning_content", ["Maybe use ", "sk-proj-4Ab12"]),
-         ("content", ["The answer ", "is here and it goes on ", "for a while longer."])],
-        objects=True,
-    )  # fmt: skip
-
-
 def claude_with_tool() -> list[Any]:
     # (Blocks come one after another: the text block's held text is out before
     # the tool's input streams. A check that nothing else changes.)
@@ -209,7 +212,6 @@ def claude_with_tool() -> list[Any]:
 CASES = {
     "chat-tool": (chat_with_tool, ["tool_arguments"]),
     "chat-tool-all": (chat_with_tool, None),
-    "chat-answer": (chat_reasoning_then_answer, ["content"]),
     "anthropic": (claude_with_tool, ["tool_arguments"]),
 }
 
@@ -331,3 +333,36 @@ def test_a_flush_mid_batch_delivers_the_rest_of_the_batch_first() -> None:
     assert next(gen) == "a"
     assert gen.throw(_Flush()) == "b"
     assert list(gen) == ["c", "!"]
+
+
+# -- the stop reason when the provider cut the message too ----------------------------
+
+
+@pytest.mark.parametrize("finish", [None, "length"], ids=["no-end", "length"])
+@pytest.mark.parametrize("order", ["redact_first", "budget_first"])
+def test_a_ledger_cut_in_what_the_end_releases_is_the_budgets_stop(
+    finish: str | None, order: str
+) -> None:
+    # The arguments' closing bracket is held until they end; released at the end
+    # of a message the provider cut, it is over the budget. Without a ledger the
+    # stop is the budget's (the cut comes as the channels end, before the end is
+    # read as the provider's cut); with one it was 'truncated': the stages before
+    # the shell recorded the provider's cut before the shell saw what they released.
+    raw = chat_stream(tool_args=["[4111111111111111]"], finish=finish or "stop", objects=True)
+    if finish is None:
+        raw = raw[:-1]  # no finish chunk: the message never ended
+    first = order == "redact_first"
+    total = run_local((so.redact() | so.budget(max_tokens=10**6)) if first else so.budget(
+        max_tokens=10**6), raw)[2]  # fmt: skip
+    for limit in range(1, total + 2):
+        ledger = so.MemoryLedger(limit=limit)
+        b_local = so.budget(max_tokens=limit)
+        b_ledger = so.budget(ledger=ledger, key="k", block=2)
+        if first:
+            local = run_local(so.redact() | b_local, raw)
+            shared = run_ledger(so.redact() | b_ledger, raw, ledger)
+        else:
+            local = run_local(b_local | so.redact(), raw)
+            shared = run_ledger(b_ledger | so.redact(), raw, ledger)
+        assert shared == local, limit
+        assert local[1] is (so.StopReason.BUDGET if limit < total else so.StopReason.TRUNCATED)

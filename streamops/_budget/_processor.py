@@ -886,11 +886,8 @@ class _LedgerBudget(ShellStage):
         )
         main = made[0] if made else None  # the channel a str chunk goes to
 
-        async def reserve(required: int, at_most: int, *, share: bool = False) -> None:
-            """Top the allowance up to ``at_most`` (whole blocks); only ``required`` must come.
-
-            ``share``: the first share, whose ``at_most`` (a block) is no need of the text.
-            """
+        async def reserve(required: int, at_most: int) -> None:
+            """Top the allowance up to ``at_most`` (whole blocks); only ``required`` must come."""
             allowance = pool.allowance or 0
             short = at_most - allowance
             if pool.final or short <= 0:
@@ -902,13 +899,11 @@ class _LedgerBudget(ShellStage):
             got = await ask(need, want - need)
             if got is None:
                 return
-            if need <= got < short and not share:
-                # Too little headroom to release all the text may need (the key
-                # is nearly spent: extra comes only from half of what is left).
-                # Ask for the rest of ``at_most`` as required, so the allowance
-                # is final now if it cannot cover it: a channel over it is cut
-                # in this chunk, as without a ledger, not in a later one (after
-                # this chunk's other channels went on, or ended naturally).
+            if got == need < want:
+                # No headroom at all: the key has at most one token left beyond
+                # what was required. Ask for the rest of ``at_most`` as required,
+                # so the allowance is final now if it cannot cover it (a channel
+                # over it is cut at once, as without a ledger, not at the end).
                 rest = short - got
                 more = await ask(rest, 0)
                 if more is None:
@@ -1016,7 +1011,7 @@ class _LedgerBudget(ShellStage):
             require_asyncio("budget(ledger=...)")  # its settlement is shielded on asyncio
             # A first share before the first pull: a key with budget left gives
             # every stream some; a key with none ends it without a request.
-            await reserve(1, spec.block, share=True)
+            await reserve(1, spec.block)
             if pool.final and not pool.allowance:
                 pool.exhaust()
                 await _aclose(source)
@@ -1200,6 +1195,8 @@ class _Tally:
 
 class _TallyMessage:
     __slots__ = ("_parts", "report")
+
+    halted = False
 
     def __init__(self, tally: _Tally) -> None:
         self.report = tally

@@ -248,7 +248,9 @@ class _JSONStrings:
             released = "".join([*chain.feed(text), *chain.end(forced)])
         except _Halt as halt:
             released, halted = "".join(halt.out), True
-        halted = halted or report.cuts > cuts  # a block as it closed
+        # A block as it closed; or a stage stopped before this message (the
+        # budget, cut in another channel): nothing of it is released.
+        halted = halted or report.cuts > cuts or chain.halted
         if number and released != text:
             if not halted:  # changed: a JSON string
                 released = json.dumps(released, ensure_ascii=False)
@@ -399,6 +401,7 @@ class _Echo:
     __slots__ = ()
 
     cuts = 0
+    halted = False
 
     @property
     def report(self) -> _Echo:

@@ -317,6 +317,7 @@ class _Chain:
         "finished",
         "halted",
         "last",
+        "later",
         "lens",
         "procs",
         "reader",
@@ -340,6 +341,7 @@ class _Chain:
         record: bool = True,
         upstream: Callable[[], object] | None = None,
         watch: bool = False,
+        later: list[tuple[_Chain, bool]] | None = None,
     ) -> None:
         # Every stage's processor of this stream: the content chain runs those that
         # apply to content, and other channels fork them (a budget over reasoning
@@ -362,6 +364,9 @@ class _Chain:
         self.channels: _Channels | None = None
         self.find_lens = _find_lens if find_lens is None else find_lens
         self.halted = self.finished = False
+        # The provider's cuts chains before the outermost read at their end,
+        # which the outermost records at its own (see _provider_cut_after).
+        self.later = later
         # A pass-through stage produces whatever the stage before it did.
         kinds = [st.produces for st in stages if st.produces != "same"]
         produces = kinds[-1] if kinds else "same"
@@ -473,16 +478,18 @@ class _Chain:
             said = lens.truncated
             out: list[Any] = lens.finish_channels(channels)
             channels.settle()
-            self._provider_cut(said)
+            self._provider_cut_after(said)
+            self._record_later()
             return out
         reader = self.reader
         if reader:
             cut = reader.cut()
             if cut is not None:
                 self.report.stop(StopReason.TRUNCATED, cut)
-        self._provider_cut()
+        self._provider_cut_after()
         forced = self.halted or self._cut() or bool(getattr(lens, "truncated", False))
         out = self.end(forced)
+        self._record_later()
         if lens is not None and self.text_out:
             # A lens may hold part of a unit the cut left incomplete (the bytes of
             # half a character): ``truncate`` drops it where ``finish`` would fail.
@@ -490,6 +497,25 @@ class _Chain:
             final: list[Any] = lens.finish(out) if end is None else end(out)
             return final
         return out
+
+    def _provider_cut_after(self, said: bool = True) -> None:
+        """Record a provider's cut now, or at the end of the outermost chain (``later``).
+
+        What a chain before the outermost releases at its end goes on to later
+        stages that may stop the stream in it, at their own end (a ledger
+        budget's chain holds a closing bracket until its arguments end): as
+        when they run fused with this chain, their stop comes first.
+        """
+        if self.later is None or self.last:
+            self._provider_cut(said)
+        else:
+            self.later.append((self, said))
+
+    def _record_later(self) -> None:
+        """The outermost chain at its end: record the provider's cuts chains before it read."""
+        if self.last and self.later:
+            for chain, said in self.later:
+                chain._provider_cut(said)
 
     def _provider_cut(self, said: bool = True) -> None:
         """Record a message the provider cut (unless the stream was stopped already).
@@ -1332,6 +1358,7 @@ class Operator(Generic[In, Out]):
         reads = any(st.accepts is not None for g in groups if isinstance(g, list) for st in g)
         # The outermost driver records the released text, unless a shell's chain does.
         record = _absorb(groups)
+        later: list[tuple[_Chain, bool]] = []  # (see _Chain._provider_cut_after)
         source = it
         # Any driver that halts closes the owner at once; the outermost one also
         # on every other early end. The cell makes that happen once.
@@ -1352,6 +1379,7 @@ class Operator(Generic[In, Out]):
                     find_lens=lens,
                     upstream=functools.partial(_source_object, source, owner) if first else None,
                     watch=first and not reads,
+                    later=later,
                 )
                 drive = _drive_async if is_async else _drive_sync
                 if last:
