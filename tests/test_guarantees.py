@@ -580,3 +580,52 @@ def test_a_message_the_provider_cut_is_reported_and_runs_no_side_effect() -> Non
     done = so.redact()(complete)
     list(done)
     assert done.report.stop_reason is so.StopReason.COMPLETE
+
+
+def _cut_responses(pieces: list[str]) -> list[dict[str, Any]]:
+    """A Responses stream of ``pieces`` of answer text that the provider cuts short."""
+    delta = {"type": "response.output_text.delta", "item_id": "m1", "output_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {"id": "r1", "output": []}},
+        *({**delta, "content_index": 0, "delta": p, "logprobs": []} for p in pieces),
+        {"type": "response.incomplete", "response": {"id": "r1", "output": [],
+         "incomplete_details": {"reason": "max_output_tokens"}}},
+    ]  # fmt: skip
+    for i, event in enumerate(events):
+        event["sequence_number"] = i
+    return events
+
+
+@pytest.mark.parametrize(
+    ("provider", "objects"),
+    [
+        ("chat", False),
+        ("chat", True),
+        ("anthropic", False),
+        ("anthropic", True),
+        ("responses", False),
+    ],
+)
+@pytest.mark.parametrize("held", [True, False])
+def test_a_cut_message_is_truncated_even_when_a_partial_secret_was_masked(
+    provider: str, objects: bool, held: bool
+) -> None:
+    """The provider's cut is the stream's end (``truncated``), and ``collect`` runs no
+    side effect, whether or not a redactor held a partial secret there: masking it ends
+    the redactor, and that end must not hide the provider's word."""
+    from helpers import anthropic_events, chat_stream, dump
+
+    pieces = ["my key is ", SECRET[:20] if held else "gone for good"]
+    if provider == "chat":
+        chunks: list[Any] = chat_stream([("content", pieces)], finish="length", objects=objects)
+    elif provider == "anthropic":
+        chunks = anthropic_events([("text", pieces)], stop_reason="max_tokens", objects=objects)
+    else:
+        chunks = _cut_responses(pieces)
+    seen: list[so.StopReason | None] = []
+    stream = (so.redact() | so.collect(on_complete=lambda c: seen.append(c.stop_reason)))(chunks)
+    out = "".join(dump(chunk) for chunk in stream)
+    assert stream.report.stop_reason is so.StopReason.TRUNCATED
+    assert seen == [so.StopReason.TRUNCATED]
+    assert "sk-proj" not in out
+    assert "my key is" in out

@@ -473,11 +473,13 @@ class _Chain:
         lens = self.lens
         channels = self.channels
         if channels is not None:  # a channel lens ends each open channel itself
-            if self.halted:  # (and already did, at the halt)
-                return []
             said = lens.truncated
-            out: list[Any] = lens.finish_channels(channels)
-            channels.settle()
+            out: list[Any] = []
+            if not self.halted:  # (a halted chain's did, at the halt)
+                out = lens.finish_channels(channels)
+                channels.settle()
+            # Masking a partial secret at the provider's cut halts the chain: the cut
+            # is still the stream's end (a stop recorded before it stays).
             self._provider_cut_after(said)
             self._record_later()
             return out
