@@ -153,6 +153,24 @@ def test_a_ledger_budget_is_the_local_one_over_redacted_numbers(args: str, order
         assert shared == local, limit
 
 
+def test_a_flush_after_a_ledger_cut_adds_nothing_to_the_channel_it_cut() -> None:
+    # The budget cuts a string of the arguments while the redaction before it holds
+    # a number further on (a possible card). At the cut, the flush handed that number
+    # on to the arguments channel the budget had stopped, which wrote an opening
+    # quote for it: '{"k": "hello"' (a cut string that looks closed) where the
+    # local budget gives '{"k": "hello'.
+    head = '{"k": "hello world and more", "n": 411111111111'
+    raw = tool_chunks(head, "1111}")
+    full = chat_arguments(so.redact()(raw))
+    for limit in range(1, 16):
+        ledger = so.MemoryLedger(limit=10**6)
+        local = run_local(so.redact() | so.budget(max_tokens=limit), raw)
+        b_ledger = so.budget(max_tokens=limit, ledger=ledger, key="k")
+        shared = run_ledger(so.redact() | b_ledger, raw, ledger)
+        assert full.startswith(shared[0]["arguments"]), (limit, shared)
+        assert shared == local, limit
+
+
 # -- 3. a block after a ledger budget ------------------------------------------------
 
 

@@ -47,15 +47,20 @@ class _Channels:
     decoded string values, one string at a time.
     """
 
-    __slots__ = ("_main", "_main_used", "_subs", "halted")
+    __slots__ = ("_main", "_main_used", "_stopped", "_subs", "halted")
 
     def __init__(self, main: _Chain) -> None:
         self._main = main
         self._main_used = False
-        self._subs: dict[Any, _Chain | _JSONStrings] = {}
+        self._subs: dict[Any, _Chain | _JSONStrings | _Stopped] = {}
+        self._stopped: set[Any] = set()
         self.halted = False
 
-    def _get(self, key: Any, kind: str) -> _Chain | _JSONStrings:
+    def _get(self, key: Any, kind: str) -> _Chain | _JSONStrings | _Stopped:
+        if key in self._stopped:
+            # What stages before a ledger budget flush at its stop (see _Chain.drain)
+            # reaches the other channels; the one the stop cut takes nothing more.
+            return _STOPPED
         sub = self._subs.get(key)
         if sub is None:
             if kind == "content" and not self._main_used:
@@ -86,6 +91,8 @@ class _Channels:
             out = sub.feed(text)
         except _Halt as halt:
             self.halted = True
+            self._stopped.add(key)
+            self._subs[key] = _STOPPED
             out = halt.out
         return out[0] if len(out) == 1 else "".join(out)
 
@@ -107,6 +114,7 @@ class _Channels:
             out = sub.end(forced)
         except _Halt as halt:  # the end of a tool's arguments met the budget
             self.halted = True
+            self._stopped.add(key)
             out = halt.out
         if report.cuts > cuts:  # a stage stopped the stream as it closed (a block)
             self.halted = True
@@ -389,6 +397,24 @@ class _JSONStrings:
         (A closing brace, say: no chain has it until the arguments go on or end.)
         """
         return self._raw
+
+
+class _Stopped:
+    """A channel a stage stopped (a budget cut in it): it takes and releases nothing more."""
+
+    __slots__ = ()
+
+    def feed(self, text: str) -> list[str]:
+        return []
+
+    def end(self, forced: bool | None = None) -> list[str]:
+        return []
+
+    def abort(self) -> None:
+        pass
+
+
+_STOPPED = _Stopped()
 
 
 class _Echo:
