@@ -612,6 +612,30 @@ def test_the_upstream_is_reached_through_the_proxy_the_environment_names(
             assert bypassed.value.status_code == 502
 
 
+@pytest.mark.parametrize(
+    ("url", "no_proxy", "bypassed"),
+    [
+        ("http://api.example.com:8443/v1", "api.example.com:8443", True),  # with its port
+        ("http://u:p@api.example.com:8443/v1", "api.example.com:8443", True),
+        ("http://api.example.com:8443/v1", "api.example.com:9000", False),
+        ("http://api.example.com:8443/v1", ".example.com", True),
+        ("http://notexample.com/v1", "example.com", False),
+        ("http://x.com/v1", "*", True),
+        ("http://x.com/v1", " y.com , x.com", True),
+    ],
+)
+def test_no_proxy_entries_are_matched_as_httpx_matches_them(
+    monkeypatch: pytest.MonkeyPatch, url: str, no_proxy: str, bypassed: bool
+) -> None:
+    from streamops._gateway._app import _env_proxy
+
+    for name in ("no_proxy", "http_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    assert _env_proxy(url) == (None if bypassed else "http://proxy.invalid:3128")
+
+
 def test_upstream_errors_map_to_each_wires_shape() -> None:
     model = so.FakeStreamingModel("fine", format="openai-dict")
     errors = {1: 500, 2: 429, 3: 400, 4: 500, 5: 503}

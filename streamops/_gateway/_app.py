@@ -161,7 +161,10 @@ def _env_proxy(url: str) -> str | None:
     parts = urlsplit(url)
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+    # With the port: a NO_PROXY entry may name one (api.example.com:8443), and urllib
+    # matches the host alone and the host with its port (as httpx and requests do).
+    host = parts.hostname or ""
+    if not proxy or urllib.request.proxy_bypass(f"{host}:{parts.port}" if parts.port else host):
         return None
     return proxy
 
