@@ -516,6 +516,42 @@ def test_the_ascii_flag_holds_inside_groups(
     assert_every_split(so.redact([pattern], replacement="#"), text, expected)
 
 
+def _sub_each_alone(patterns: list[str], text: str) -> str:
+    """``regex.sub`` of the alternation of ``patterns``, each compiled alone with its own
+    flags: at each position the first pattern that matches there wins."""
+    compiled = [regex.compile(p) for p in patterns]
+    out, pos = [], 0
+    while pos < len(text):
+        m = next((m for c in compiled if (m := c.match(text, pos)) and m.end() > pos), None)
+        out.append("#" if m else text[pos])
+        pos = m.end() if m else pos + 1
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    ("patterns", "text"),
+    [
+        ([r"(?ax)\d+", r"\d+"], "٣ 3 x"),
+        ([r"(?ax)\w", r"\w"], "é a"),
+        ([r"(?a)\s+x", r"\s+y"], "\u2003y \u2003x"),
+        ([r"(?a)[\d]+", r"[\d]+"], "٣ 3"),
+        ([r"(?ax)\d", r"(?ax)x", r"\d"], "٣ x 3"),
+        ([r"(?ax)\d+", r"(?i)\d+"], "٣"),
+        ([r"\d+", r"(?a)\d+x"], "٣x 3x"),
+        ([r"(?a)[\d-z]+", r"[\w]"], "9-z é"),  # a range stays a range
+        ([r"(?a)\d+", r"(?ax)[\w-]+", r"[\w-]+"], "-\u2003x3-٣"),  # a last '-' is no range
+    ],
+)
+def test_an_ascii_pattern_beside_a_unicode_one_keeps_each_ones_classes(
+    patterns: list[str], text: str
+) -> None:
+    """``regex`` merges alternation branches that start alike whatever their flags:
+    ``(?a:\\d+)|\\d+`` does not match ``٣``, so combined with an ASCII pattern a
+    Unicode one let text through that it redacts alone (a leak)."""
+    expected = _sub_each_alone(patterns, text)
+    assert_every_split(so.redact(patterns, replacement="#"), text, expected)
+
+
 def test_named_groups_and_builtin_selection_by_category() -> None:
     op = so.redact([r"(?P<q>['\"])[a-z]+(?P=q)", "network"], replacement="#")
     assert_every_split(op, "'abc' \"d' 10.0.0.1", "# \"d' #")

@@ -58,6 +58,37 @@ _STDLIB_FLAGS = (
 )
 
 
+# The shorthand classes under the ASCII flag, written out (see _rewrite).
+_ASCII_SETS = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\x0b\\x0c\\r\\x20"}
+
+
+def _ascii_set(cls: str) -> str:
+    """A character class with its ``\\d``, ``\\w`` and ``\\s`` written out as ASCII ranges.
+
+    Left alone as a range's end (``[\\d-z]`` would become one; a ``-`` first or
+    last in the class is a literal) and when negated (``\\D`` inside a class has no
+    ASCII spelling without set operations).
+    """
+    out: list[str] = []
+    j, n = 0, len(cls)
+    while j < n:
+        ch = cls[j]
+        if ch != "\\":
+            out.append(ch)
+            j += 1
+            continue
+        esc = cls[j : j + 2]
+        ranged = (cls[j + 2 : j + 3] == "-" and cls[j + 3 : j + 4] not in ("]", "")) or (
+            cls[j - 1 : j] == "-" and cls[: j - 1] not in ("[", "[^")
+        )
+        if esc[1:] in _ASCII_SETS and not ranged:
+            out.append(_ASCII_SETS[esc[1]])
+        else:
+            out.append(esc)
+        j += 2
+    return "".join(out)
+
+
 def _skip_class(src: str, i: int, nested: bool) -> int:
     """Return the index after the character class starting at ``src[i] == '['``."""
     j = i + 1
@@ -112,9 +143,11 @@ def _rewrite(
     With ``ascii`` (the pattern's own ASCII flag, which the combined alternation
     carries scoped: ``(?a:...)``), every group opened with flags or none (``(?:``,
     ``(?i:``) says ``a`` again: ``regex`` drops a scoped ASCII flag inside them, so
-    ``(?a:(?:\\w))`` would match ``é`` where the pattern alone does not.
+    ``(?a:(?:\\w))`` would match ``é`` where the pattern alone does not. And
+    ``\\d``, ``\\w``, ``\\s`` and their negations are written out as ASCII sets:
+    ``regex`` merges branches that start alike whatever their flags, so in
+    ``(?a:\\d+)|\\d+`` the second branch no longer matched ``٣``.
     """
-    group = "(?a:" if ascii else "(?:"
 
     def refuse(what: str) -> RedactPatternError:
         return RedactPatternError(
@@ -123,6 +156,7 @@ def _rewrite(
         )
 
     out: list[str] = []
+    scope = [ascii]  # per open group: whether the ASCII flag holds in it
     i, n = 0, len(src)
     while i < n:
         c = src[i]
@@ -141,11 +175,13 @@ def _rewrite(
                     " (?<!\\w)...(?!\\w)"
                 )
             if nxt and nxt in _END_ESCAPES:
-                out.append(f"{group}{_PEEK1}\\{nxt})")
+                out.append(f"{'(?a:' if scope[-1] else '(?:'}{_PEEK1}\\{nxt})")
+            elif scope[-1] and nxt and nxt.lower() in _ASCII_SETS:
+                out.append(f"[{'' if nxt.islower() else '^'}{_ASCII_SETS[nxt.lower()]}]")
             elif nxt == "X":
                 # A grapheme cluster's end depends on the character after it (a
                 # combining mark extends it): read one more before deciding.
-                out.append(f"{group}\\X{_PEEK1})")
+                out.append(f"(?:\\X{_PEEK1})")
             elif nxt and nxt in "123456789" and not re.fullmatch(r"[0-7]{3}", src[i + 1 : i + 4]):
                 raise refuse(src[i : i + 2])
             elif nxt == "g" and re.match(r"<[+-]?[0-9]", src[i + 2 : i + 5]):
@@ -159,7 +195,7 @@ def _rewrite(
             i += 2
         elif c == "[":
             j = _skip_class(src, i, nested_sets)
-            out.append(src[i:j])
+            out.append(_ascii_set(src[i:j]) if scope[-1] else src[i:j])
             i = j
         elif c == "$":
             out.append(f"(?:{_PEEK2}$)")
@@ -181,10 +217,12 @@ def _rewrite(
         elif c == "(" and inline is not None and (grp := _INLINE_FLAGS.match(src, i)):
             on, off = grp.group(1), grp.group(2) or ""
             inline.append((on, off))
-            if ascii and grp.group().endswith(":") and not set("auL") & set(on):
-                out.append(f"{src[i : grp.end(1)]}a{src[grp.end(1) : grp.end()]}")
-            else:
-                out.append(grp.group())
+            opener = grp.group()
+            if opener.endswith(":"):
+                scope.append(scope[-1] and not set("uL") & set(on))
+                if scope[-1] and "a" not in on:
+                    opener = f"{src[i : grp.end(1)]}a{src[grp.end(1) : grp.end()]}"
+            out.append(opener)
             i = grp.end()
         elif c == "#" and verbose:
             j = src.find("\n", i)
@@ -192,6 +230,10 @@ def _rewrite(
             out.append(src[i:j])
             i = j
         else:
+            if c == "(":
+                scope.append(scope[-1])
+            elif c == ")" and len(scope) > 1:
+                scope.pop()
             out.append(c)
             i += 1
     return "".join(out)
@@ -398,8 +440,9 @@ def _start_class(src: str, flags: int) -> str | None:
     parts = []
     for fold in (False, True):
         items = "".join(sorted(item for f, item in firsts if f is fold))
-        if items:
-            parts.append(f"(?{scoped}{'i' if fold else ''}:[{items}])")
+        if items:  # (the guards are combined too: ASCII sets written out, see _rewrite)
+            cls = _ascii_set(f"[{items}]") if scoped else f"[{items}]"
+            parts.append(f"(?{scoped}{'i' if fold else ''}:{cls})")
     return "|".join(parts)
 
 
